@@ -1,0 +1,24 @@
+//! netd's eBPF programs. One file per attach point, over small shared modules:
+//!
+//! - [`endpoint`]: TC ingress of the host side of each container veth (what the container sends):
+//!   anti-spoofing and isolation between networks.
+//! - [`parse`]: bounds-checked header access.
+//! - [`maps`]: the maps both programs and the daemon share (pinned by name under `--bpffs`).
+//! - [`policy`]: the pure decisions, kept apart from packet access.
+#![no_std]
+#![no_main]
+
+mod endpoint;
+mod maps;
+mod parse;
+mod policy;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

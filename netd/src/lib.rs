@@ -1,0 +1,2 @@
+//! netd: Docker-style container networking with an eBPF datapath.
+pub mod datapath;
