@@ -1,0 +1,193 @@
+//! Command-line interface, as `../shared/CONTRACT.md` defines it.
+use std::{net::Ipv4Addr, path::PathBuf};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ipnet::Ipv4Net;
+
+/// Docker-style container networking with an eBPF datapath.
+#[derive(Debug, Parser)]
+#[command(name = "netd", version, about)]
+pub struct Cli {
+    /// Daemon socket.
+    #[arg(long, global = true, env = "NETD_SOCKET", default_value = "/run/netd/netd.sock")]
+    pub socket: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon (or tear down everything it installed with --cleanup).
+    Daemon(DaemonArgs),
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(NetworkCommand),
+    /// Manage containers.
+    #[command(subcommand)]
+    Container(ContainerCommand),
+    /// Run a command inside a container's network namespace.
+    Exec(ExecArgs),
+    /// Look into the datapath's BPF maps.
+    #[command(subcommand)]
+    Maps(MapsCommand),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct DaemonArgs {
+    /// Persistent state.
+    #[arg(long, env = "NETD_STATE_DIR", default_value = "/var/lib/netd")]
+    pub state_dir: PathBuf,
+    /// Socket, container namespaces, hosts and resolv.conf files.
+    #[arg(long, env = "NETD_RUN_DIR", default_value = "/run/netd")]
+    pub run_dir: PathBuf,
+    /// Pinned maps, programs and links (bpffs is mounted here if it is not already).
+    #[arg(long, env = "NETD_BPFFS", default_value = "/sys/fs/bpf/netd")]
+    pub bpffs: PathBuf,
+    /// Host interfaces that face the outside (default: those carrying a default route).
+    #[arg(long, env = "NETD_UPLINK", value_delimiter = ',')]
+    pub uplink: Vec<String>,
+    /// Subnet of the default network `bridge`.
+    #[arg(long, default_value = "172.17.0.0/16")]
+    pub default_subnet: Ipv4Net,
+    /// Where the upstream DNS servers are read from.
+    #[arg(long, env = "NETD_RESOLV_CONF", default_value = "/etc/resolv.conf")]
+    pub resolv_conf: PathBuf,
+    /// Remove everything this daemon installed, then exit.
+    #[arg(long)]
+    pub cleanup: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, ValueEnum)]
+pub enum Format {
+    #[default]
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NetworkCommand {
+    /// Create a network.
+    Create(NetworkCreateArgs),
+    /// List networks.
+    #[command(alias = "list")]
+    Ls {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Show networks as JSON.
+    Inspect {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove networks.
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Connect a container to a network.
+    Connect {
+        #[arg(long)]
+        ip: Option<Ipv4Addr>,
+        #[arg(long = "alias")]
+        aliases: Vec<String>,
+        network: String,
+        container: String,
+    },
+    /// Disconnect a container from a network.
+    Disconnect { network: String, container: String },
+}
+
+#[derive(Debug, Args)]
+pub struct NetworkCreateArgs {
+    #[arg(long, short = 'd', default_value = "bridge")]
+    pub driver: String,
+    #[arg(long)]
+    pub subnet: Option<Ipv4Net>,
+    #[arg(long)]
+    pub gateway: Option<Ipv4Addr>,
+    #[arg(long)]
+    pub ip_range: Option<Ipv4Net>,
+    #[arg(long)]
+    pub internal: bool,
+    /// Driver options KEY=VALUE.
+    #[arg(long = "opt", short = 'o')]
+    pub options: Vec<String>,
+    pub name: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContainerCommand {
+    /// Create a container (its network is wired when it starts).
+    Create(ContainerCreateArgs),
+    /// Wire a container's network and mark it running.
+    Start { name: String },
+    /// End a container's processes and release its addresses.
+    Stop { name: String },
+    /// Remove a container (-f stops it first).
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(short, long)]
+        force: bool,
+        name: String,
+    },
+    /// List containers.
+    #[command(alias = "list")]
+    Ls {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Show a container as JSON.
+    Inspect { name: String },
+    /// Show a container's published ports.
+    Port { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct ContainerCreateArgs {
+    /// bridge, host, none, container:NAME or a network name.
+    #[arg(long, alias = "net", default_value = "bridge")]
+    pub network: String,
+    #[arg(long)]
+    pub ip: Option<Ipv4Addr>,
+    #[arg(long = "network-alias", alias = "net-alias")]
+    pub aliases: Vec<String>,
+    #[arg(short = 'p', long = "publish")]
+    pub publish: Vec<String>,
+    #[arg(short = 'P', long)]
+    pub publish_all: bool,
+    #[arg(long)]
+    pub expose: Vec<String>,
+    #[arg(long = "link")]
+    pub links: Vec<String>,
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Adopt this network namespace instead of creating one.
+    #[arg(long)]
+    pub netns: Option<PathBuf>,
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Run in the background and print the PID.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    pub name: String,
+    #[arg(last = true, required = true)]
+    pub cmd: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MapsCommand {
+    /// Print every map (or one), decoded.
+    Dump {
+        map: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+}

@@ -1,0 +1,168 @@
+//! What the datapath maps must hold, computed from the state alone, and the difference from what
+//! they hold now. Pure functions: unit-tested without root, applied by [`super::Datapath`].
+use std::collections::BTreeMap;
+
+use ipnet::Ipv4Net;
+use netd_common::{Endpoint, NetworkInfo, ENDPOINT_FLAG_INTERNAL};
+
+use crate::state::{EndpointState, Network, State};
+
+/// The map entry for one container interface.
+pub fn endpoint_entry(network: &Network, ep: &EndpointState) -> Endpoint {
+    Endpoint {
+        addr: ep.ip.octets(),
+        mac: ep.mac,
+        _pad: [0; 2],
+        net_id: network.net_id,
+        flags: if network.internal { ENDPOINT_FLAG_INTERNAL } else { 0 },
+    }
+}
+
+/// The trie entry for one network.
+pub fn network_entry(network: &Network) -> NetworkInfo {
+    NetworkInfo { net_id: network.net_id, flags: 0 }
+}
+
+/// Every endpoint entry the state implies, keyed by host-side veth name.
+pub fn endpoints(state: &State) -> BTreeMap<String, Endpoint> {
+    state
+        .endpoints()
+        .filter_map(|(_, ep)| {
+            let network = state.networks.get(&ep.network)?;
+            Some((ep.host_veth.clone(), endpoint_entry(network, ep)))
+        })
+        .collect()
+}
+
+/// Every subnet entry the state implies.
+pub fn networks(state: &State) -> BTreeMap<Ipv4Net, NetworkInfo> {
+    state.networks.values().map(|n| (n.subnet, network_entry(n))).collect()
+}
+
+/// Changes that turn one map content into another.
+#[derive(Debug, PartialEq, Eq)]
+pub struct MapDiff<K, V> {
+    pub upsert: Vec<(K, V)>,
+    pub remove: Vec<K>,
+}
+
+/// What to write and delete so that `current` becomes `desired`.
+pub fn diff<K: Ord + Clone, V: PartialEq + Clone>(current: &BTreeMap<K, V>, desired: &BTreeMap<K, V>) -> MapDiff<K, V> {
+    MapDiff {
+        upsert: desired
+            .iter()
+            .filter(|(k, v)| current.get(*k) != Some(*v))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        remove: current.keys().filter(|k| !desired.contains_key(*k)).cloned().collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{Attachment, Container, NetworkMode, Status};
+
+    fn network(name: &str, subnet: &str, net_id: u32, internal: bool) -> Network {
+        let subnet: Ipv4Net = subnet.parse().unwrap();
+        Network {
+            name: name.into(),
+            id: format!("{name:0>64}"),
+            driver: "bridge".into(),
+            subnet,
+            gateway: crate::ipam::default_gateway(subnet),
+            ip_range: None,
+            internal,
+            options: Default::default(),
+            bridge: format!("br-{name}"),
+            net_id,
+            default: false,
+            user_subnet: false,
+            cursor: subnet.network(),
+            created: 0,
+        }
+    }
+
+    fn container(name: &str, eps: &[(&str, &str, &str)]) -> Container {
+        Container {
+            name: name.into(),
+            id: format!("{name:0>64}"),
+            mode: NetworkMode::Bridge,
+            attachments: eps.iter().map(|(n, _, _)| Attachment { network: n.to_string(), ip: None, aliases: vec![] }).collect(),
+            publish: vec![],
+            publish_all: false,
+            expose: vec![],
+            links: vec![],
+            env: vec![],
+            hostname: name.into(),
+            adopted_netns: None,
+            status: Status::Running,
+            endpoints: eps
+                .iter()
+                .enumerate()
+                .map(|(i, (n, veth, ip))| {
+                    let ip: std::net::Ipv4Addr = ip.parse().unwrap();
+                    let o = ip.octets();
+                    EndpointState {
+                        network: n.to_string(),
+                        ifname: format!("eth{i}"),
+                        host_veth: veth.to_string(),
+                        ip,
+                        mac: [0x02, 0x42, o[0], o[1], o[2], o[3]],
+                    }
+                })
+                .collect(),
+            created: 0,
+        }
+    }
+
+    fn state() -> State {
+        let mut s = State::default();
+        s.networks.insert("a".into(), network("a", "10.1.0.0/16", 1, false));
+        s.networks.insert("b".into(), network("b", "10.2.0.0/16", 2, true));
+        s.containers.insert("web".into(), container("web", &[("a", "veth1", "10.1.0.2"), ("b", "veth2", "10.2.0.2")]));
+        s.containers.insert("db".into(), container("db", &[("b", "veth3", "10.2.0.3")]));
+        s
+    }
+
+    #[test]
+    fn a_multi_homed_container_has_one_entry_per_network_with_that_networks_id() {
+        let eps = endpoints(&state());
+        assert_eq!(eps.len(), 3);
+        assert_eq!(eps["veth1"].net_id, 1);
+        assert_eq!(eps["veth2"].net_id, 2);
+        assert_eq!(eps["veth1"].addr, [10, 1, 0, 2]);
+        assert_eq!(eps["veth1"].mac, [0x02, 0x42, 10, 1, 0, 2]);
+    }
+
+    #[test]
+    fn endpoints_on_internal_networks_are_flagged() {
+        let eps = endpoints(&state());
+        assert_eq!(eps["veth1"].flags, 0);
+        assert_eq!(eps["veth3"].flags, ENDPOINT_FLAG_INTERNAL);
+    }
+
+    #[test]
+    fn every_network_subnet_is_in_the_trie() {
+        let nets = networks(&state());
+        assert_eq!(nets[&"10.1.0.0/16".parse().unwrap()].net_id, 1);
+        assert_eq!(nets[&"10.2.0.0/16".parse().unwrap()].net_id, 2);
+    }
+
+    #[test]
+    fn stopped_containers_have_no_entries() {
+        let mut s = state();
+        s.containers.get_mut("db").unwrap().endpoints.clear();
+        assert!(!endpoints(&s).contains_key("veth3"));
+    }
+
+    #[test]
+    fn diff_writes_what_changed_and_removes_what_is_stale() {
+        let current = BTreeMap::from([(1u32, 'a'), (2, 'b'), (3, 'c')]);
+        let desired = BTreeMap::from([(1u32, 'a'), (2, 'x'), (4, 'd')]);
+        let d = diff(&current, &desired);
+        assert_eq!(d.upsert, vec![(2, 'x'), (4, 'd')]);
+        assert_eq!(d.remove, vec![3]);
+        assert_eq!(diff(&desired, &desired), MapDiff { upsert: vec![], remove: vec![] });
+    }
+}

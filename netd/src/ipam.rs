@@ -1,0 +1,185 @@
+//! IPv4 address management: automatic subnets for new networks and addresses for endpoints.
+//!
+//! Everything here is pure: the caller passes what is in use (derived from the state, never kept
+//! twice) and gets an answer or a [`IpamError`]. Allocation is serial, as Docker's is: the search
+//! starts after the last address handed out, so a container that stops and starts again usually
+//! gets a new address.
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use thiserror::Error;
+
+/// Why an address or subnet could not be given.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum IpamError {
+    #[error("no free address left in {0}")]
+    Exhausted(Ipv4Net),
+    #[error("no free subnet left in the default address pools")]
+    NoSubnet,
+    #[error("address {ip} is not in subnet {subnet}")]
+    OutsideSubnet { ip: Ipv4Addr, subnet: Ipv4Net },
+    #[error("address {0} is already in use")]
+    InUse(Ipv4Addr),
+    #[error("address {ip} is reserved in {subnet} (network, broadcast or gateway address)")]
+    Reserved { ip: Ipv4Addr, subnet: Ipv4Net },
+}
+
+/// Where a network's addresses come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pool {
+    pub subnet: Ipv4Net,
+    pub gateway: Ipv4Addr,
+    /// Sub-range containers get their addresses from (`--ip-range`); the whole subnet if `None`.
+    pub range: Option<Ipv4Net>,
+}
+
+impl Pool {
+    /// Whether `ip` can never be given to a container: network, broadcast and gateway addresses.
+    pub fn is_reserved(&self, ip: Ipv4Addr) -> bool {
+        ip == self.subnet.network() || ip == self.subnet.broadcast() || ip == self.gateway
+    }
+
+    /// Checks that a requested address (`--ip`) can be given.
+    pub fn check_static(&self, ip: Ipv4Addr, in_use: &[Ipv4Addr]) -> Result<(), IpamError> {
+        if !self.subnet.contains(&ip) {
+            return Err(IpamError::OutsideSubnet {
+                ip,
+                subnet: self.subnet,
+            });
+        }
+        if self.is_reserved(ip) {
+            return Err(IpamError::Reserved {
+                ip,
+                subnet: self.subnet,
+            });
+        }
+        if in_use.contains(&ip) {
+            return Err(IpamError::InUse(ip));
+        }
+        Ok(())
+    }
+
+    /// The next free address after `cursor` (wrapping around the range), serial like Docker's.
+    pub fn allocate(&self, in_use: &[Ipv4Addr], cursor: Ipv4Addr) -> Result<Ipv4Addr, IpamError> {
+        let range = self.range.unwrap_or(self.subnet);
+        let first = u32::from(range.network());
+        let size = 1u64 << (32 - range.prefix_len());
+        let start = u32::from(cursor).wrapping_sub(first).wrapping_add(1) as u64 % size;
+        (0..size)
+            .map(|step| Ipv4Addr::from(first + ((start + step) % size) as u32))
+            .find(|ip| !self.is_reserved(*ip) && !in_use.contains(ip))
+            .ok_or(IpamError::Exhausted(range))
+    }
+}
+
+/// The default gateway of a subnet: its first host address.
+pub fn default_gateway(subnet: Ipv4Net) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(subnet.network()) + 1)
+}
+
+/// Docker's default address pools for user-defined networks: the /16s of 172.17.0.0/12 after
+/// the default bridge's, then the /20s of 192.168.0.0/16.
+fn default_pools() -> impl Iterator<Item = Ipv4Net> {
+    let big = (18..=31).map(|b| Ipv4Net::new(Ipv4Addr::new(172, b, 0, 0), 16).expect("valid /16"));
+    let small = (0..16).map(|i| Ipv4Net::new(Ipv4Addr::new(192, 168, i * 16, 0), 20).expect("valid /20"));
+    big.chain(small)
+}
+
+/// Whether two subnets share any address.
+pub fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+/// The first default pool that overlaps none of `taken`.
+pub fn auto_subnet(taken: &[Ipv4Net]) -> Result<Ipv4Net, IpamError> {
+    default_pools()
+        .find(|candidate| taken.iter().all(|t| !overlaps(*candidate, *t)))
+        .ok_or(IpamError::NoSubnet)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(subnet: &str) -> Pool {
+        let subnet: Ipv4Net = subnet.parse().unwrap();
+        Pool {
+            subnet,
+            gateway: default_gateway(subnet),
+            range: None,
+        }
+    }
+    fn ip(s: &str) -> Ipv4Addr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn first_allocation_skips_network_and_gateway() {
+        let p = pool("172.17.0.0/16");
+        assert_eq!(p.allocate(&[], p.gateway), Ok(ip("172.17.0.2")));
+        assert_eq!(p.allocate(&[], p.subnet.network()), Ok(ip("172.17.0.2")));
+    }
+
+    #[test]
+    fn allocation_is_serial_and_never_hands_out_an_address_twice() {
+        let p = pool("10.0.0.0/29");
+        let mut used = vec![];
+        let mut cursor = p.gateway;
+        for _ in 0..5 {
+            let got = p.allocate(&used, cursor).unwrap();
+            assert!(!used.contains(&got) && !p.is_reserved(got));
+            used.push(got);
+            cursor = got;
+        }
+        assert_eq!(used, [ip("10.0.0.2"), ip("10.0.0.3"), ip("10.0.0.4"), ip("10.0.0.5"), ip("10.0.0.6")]);
+        assert_eq!(p.allocate(&used, cursor), Err(IpamError::Exhausted(p.subnet)));
+        // Releasing .3 makes it the only candidate, found by wrapping around.
+        used.retain(|a| *a != ip("10.0.0.3"));
+        assert_eq!(p.allocate(&used, cursor), Ok(ip("10.0.0.3")));
+    }
+
+    #[test]
+    fn a_released_address_is_not_reused_at_once() {
+        let p = pool("10.0.0.0/24");
+        // .2 was given and released; the cursor is still on it.
+        assert_eq!(p.allocate(&[], ip("10.0.0.2")), Ok(ip("10.0.0.3")));
+    }
+
+    #[test]
+    fn ip_range_limits_allocation() {
+        let mut p = pool("10.1.0.0/16");
+        p.range = Some("10.1.5.0/30".parse().unwrap());
+        let got = p.allocate(&[], p.gateway).unwrap();
+        assert_eq!(got, ip("10.1.5.0"));
+        let used = [ip("10.1.5.0"), ip("10.1.5.1"), ip("10.1.5.2"), ip("10.1.5.3")];
+        assert!(p.allocate(&used, got).is_err());
+    }
+
+    #[test]
+    fn static_addresses_are_checked() {
+        let p = pool("10.0.0.0/24");
+        assert_eq!(p.check_static(ip("10.0.0.9"), &[]), Ok(()));
+        assert!(matches!(p.check_static(ip("10.0.1.9"), &[]), Err(IpamError::OutsideSubnet { .. })));
+        assert!(matches!(p.check_static(ip("10.0.0.1"), &[]), Err(IpamError::Reserved { .. })));
+        assert!(matches!(p.check_static(ip("10.0.0.0"), &[]), Err(IpamError::Reserved { .. })));
+        assert!(matches!(p.check_static(ip("10.0.0.255"), &[]), Err(IpamError::Reserved { .. })));
+        assert_eq!(p.check_static(ip("10.0.0.9"), &[ip("10.0.0.9")]), Err(IpamError::InUse(ip("10.0.0.9"))));
+    }
+
+    #[test]
+    fn auto_subnets_skip_taken_ranges() {
+        let default: Ipv4Net = "172.17.0.0/16".parse().unwrap();
+        assert_eq!(auto_subnet(&[default]).unwrap().to_string(), "172.18.0.0/16");
+        let taken = [default, "172.18.5.0/24".parse().unwrap(), "172.16.0.0/12".parse().unwrap()];
+        assert_eq!(auto_subnet(&taken).unwrap().to_string(), "192.168.0.0/20");
+    }
+
+    #[test]
+    fn overlap_is_symmetric() {
+        let a: Ipv4Net = "10.0.0.0/8".parse().unwrap();
+        let b: Ipv4Net = "10.3.0.0/16".parse().unwrap();
+        let c: Ipv4Net = "11.0.0.0/16".parse().unwrap();
+        assert!(overlaps(a, b) && overlaps(b, a));
+        assert!(!overlaps(a, c));
+    }
+}

@@ -1,0 +1,181 @@
+//! A narrow, typed facade over rtnetlink: the handful of link, address and route operations
+//! netd needs, each named for what it does. Every device netd creates carries the interface alias
+//! `netd:<owner>`, so that a restarted daemon can find (and reap) what it made.
+use std::{net::Ipv4Addr, os::fd::AsRawFd, path::Path};
+
+use futures::TryStreamExt as _;
+use rtnetlink::{
+    packet_route::link::{LinkAttribute, LinkMessage},
+    Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder,
+};
+use thiserror::Error;
+
+use crate::netns::{self, NetnsError};
+
+/// Prefix of the alias on every device netd owns.
+pub const ALIAS_PREFIX: &str = "netd:";
+
+#[derive(Debug, Error)]
+pub enum NetlinkError {
+    #[error("cannot open a netlink socket: {0}")]
+    Socket(#[source] std::io::Error),
+    #[error("{op} {target}: {source}")]
+    Request { op: &'static str, target: String, source: rtnetlink::Error },
+    #[error("interface {0} does not exist")]
+    NoSuchLink(String),
+    #[error(transparent)]
+    Netns(#[from] NetnsError),
+}
+
+impl NetlinkError {
+    /// The kernel answered EEXIST.
+    pub fn already_exists(&self) -> bool {
+        matches!(self, NetlinkError::Request { source: rtnetlink::Error::NetlinkError(m), .. } if m.raw_code() == -libc::EEXIST)
+    }
+}
+
+fn req(op: &'static str, target: impl ToString) -> impl FnOnce(rtnetlink::Error) -> NetlinkError {
+    let target = target.to_string();
+    move |source| NetlinkError::Request { op, target, source }
+}
+
+/// A device netd owns, as found by [`Netlink::owned_links`].
+#[derive(Debug, Clone)]
+pub struct OwnedLink {
+    pub index: u32,
+    pub name: String,
+    /// What follows [`ALIAS_PREFIX`].
+    pub owner: String,
+}
+
+/// A netlink connection bound to one network namespace.
+#[derive(Clone)]
+pub struct Netlink {
+    handle: Handle,
+}
+
+impl Netlink {
+    /// A connection in the calling process's namespace.
+    pub fn current() -> Result<Self, NetlinkError> {
+        let (conn, handle, _) = rtnetlink::new_connection().map_err(NetlinkError::Socket)?;
+        tokio::spawn(conn);
+        Ok(Self { handle })
+    }
+
+    /// A connection inside the namespace at `path` (the socket is opened there and stays there).
+    pub fn in_netns(path: &Path) -> Result<Self, NetlinkError> {
+        let runtime = tokio::runtime::Handle::current();
+        let (conn, handle, _) = netns::run_in(path, || {
+            let _guard = runtime.enter();
+            rtnetlink::new_connection()
+        })?
+        .map_err(NetlinkError::Socket)?;
+        tokio::spawn(conn);
+        Ok(Self { handle })
+    }
+
+    /// Index of the interface called `name`, if there is one.
+    pub async fn link_index(&self, name: &str) -> Result<Option<u32>, NetlinkError> {
+        let mut links = self.handle.link().get().match_name(name.to_string()).execute();
+        match links.try_next().await {
+            Ok(link) => Ok(link.map(|l| l.header.index)),
+            Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -libc::ENODEV => Ok(None),
+            Err(e) => Err(req("look up", name)(e)),
+        }
+    }
+
+    /// Like [`Self::link_index`], but a missing interface is an error.
+    pub async fn require_link(&self, name: &str) -> Result<u32, NetlinkError> {
+        self.link_index(name).await?.ok_or_else(|| NetlinkError::NoSuchLink(name.into()))
+    }
+
+    /// Every device whose alias marks it as netd's.
+    pub async fn owned_links(&self) -> Result<Vec<OwnedLink>, NetlinkError> {
+        let links: Vec<LinkMessage> = self.handle.link().get().execute().try_collect().await.map_err(req("list", "links"))?;
+        Ok(links.iter().filter_map(owned_link).collect())
+    }
+
+    /// Creates a bridge (down) tagged as owned by `owner`.
+    pub async fn create_bridge(&self, name: &str, owner: &str) -> Result<u32, NetlinkError> {
+        let msg = LinkBridge::new(name).append_extra_attribute(alias(owner)).build();
+        self.handle.link().add(msg).execute().await.map_err(req("create bridge", name))?;
+        self.require_link(name).await
+    }
+
+    /// Creates a veth pair (both ends down); the host end is tagged as owned by `owner`.
+    pub async fn create_veth(&self, host: &str, peer: &str, owner: &str) -> Result<(u32, u32), NetlinkError> {
+        let msg = LinkVeth::new(host, peer).append_extra_attribute(alias(owner)).build();
+        self.handle.link().add(msg).execute().await.map_err(req("create veth", host))?;
+        Ok((self.require_link(host).await?, self.require_link(peer).await?))
+    }
+
+    /// Moves a device into the namespace at `path`.
+    pub async fn move_to_netns(&self, index: u32, path: &Path) -> Result<(), NetlinkError> {
+        let file = std::fs::File::open(path).map_err(|source| NetnsError::Io { what: "open", path: path.into(), source })?;
+        let msg = LinkUnspec::new_with_index(index).setns_by_fd(file.as_raw_fd()).build();
+        self.handle.link().set(msg).execute().await.map_err(req("move to namespace", index))
+    }
+
+    /// Renames a (down) device and sets its MAC address.
+    pub async fn rename(&self, index: u32, name: &str, mac: [u8; 6]) -> Result<(), NetlinkError> {
+        let msg = LinkUnspec::new_with_index(index).name(name).address(mac.to_vec()).build();
+        self.handle.link().set(msg).execute().await.map_err(req("rename", name))
+    }
+
+    /// Plugs a device into a bridge.
+    pub async fn set_master(&self, index: u32, bridge: u32) -> Result<(), NetlinkError> {
+        let msg = LinkUnspec::new_with_index(index).controller(bridge).build();
+        self.handle.link().set(msg).execute().await.map_err(req("attach to bridge", index))
+    }
+
+    /// Sets a device up.
+    pub async fn set_up(&self, index: u32) -> Result<(), NetlinkError> {
+        let msg = LinkUnspec::new_with_index(index).up().build();
+        self.handle.link().set(msg).execute().await.map_err(req("set up", index))
+    }
+
+    /// Adds an IPv4 address with its prefix length.
+    pub async fn add_address(&self, index: u32, ip: Ipv4Addr, prefix: u8) -> Result<(), NetlinkError> {
+        self.handle.address().add(index, ip.into(), prefix).execute().await.map_err(req("add address", ip))
+    }
+
+    /// Adds the default route via `gateway`.
+    pub async fn add_default_route(&self, gateway: Ipv4Addr) -> Result<(), NetlinkError> {
+        let msg = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gateway).build();
+        self.handle.route().add(msg).execute().await.map_err(req("add default route via", gateway))
+    }
+
+    /// Deletes a device; one that is already gone is not an error.
+    pub async fn delete_link(&self, name: &str) -> Result<(), NetlinkError> {
+        let Some(index) = self.link_index(name).await? else { return Ok(()) };
+        match self.handle.link().del(index).execute().await {
+            Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -libc::ENODEV => Ok(()),
+            other => other.map_err(req("delete", name)),
+        }
+    }
+
+    /// Names of the interfaces in this namespace.
+    pub async fn link_names(&self) -> Result<Vec<String>, NetlinkError> {
+        let links: Vec<LinkMessage> = self.handle.link().get().execute().try_collect().await.map_err(req("list", "links"))?;
+        Ok(links.iter().filter_map(link_name).collect())
+    }
+}
+
+fn alias(owner: &str) -> LinkAttribute {
+    LinkAttribute::IfAlias(format!("{ALIAS_PREFIX}{owner}"))
+}
+
+fn link_name(link: &LinkMessage) -> Option<String> {
+    link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::IfName(n) => Some(n.clone()),
+        _ => None,
+    })
+}
+
+fn owned_link(link: &LinkMessage) -> Option<OwnedLink> {
+    let owner = link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::IfAlias(s) => s.strip_prefix(ALIAS_PREFIX).map(str::to_string),
+        _ => None,
+    })?;
+    Some(OwnedLink { index: link.header.index, name: link_name(link)?, owner })
+}

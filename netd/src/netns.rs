@@ -1,0 +1,129 @@
+//! Network namespaces: creating them as files (bind mounts of `/proc/thread-self/ns/net`, as
+//! `ip netns add` does), running code inside one on a dedicated thread, and finding the processes
+//! that live in one.
+//!
+//! `setns` changes only the calling thread, so every switch happens on a fresh OS thread that
+//! ends afterwards; no runtime thread ever changes namespace.
+use std::{
+    fs,
+    os::{fd::AsFd, unix::fs::MetadataExt},
+    path::{Path, PathBuf},
+};
+
+use nix::{
+    mount::{mount, umount2, MntFlags, MsFlags},
+    sched::{setns, unshare, CloneFlags},
+    sys::statfs::{statfs, NSFS_MAGIC},
+};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum NetnsError {
+    #[error("network namespace {0} does not exist")]
+    Missing(PathBuf),
+    #[error("{0} is not a network namespace")]
+    NotANamespace(PathBuf),
+    #[error("{what} {path}: {source}")]
+    Io { what: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("{what} {path}: {source}")]
+    Sys { what: &'static str, path: PathBuf, source: nix::Error },
+    #[error("namespace worker thread panicked")]
+    Thread,
+}
+
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> NetnsError {
+    let path = path.to_path_buf();
+    move |source| NetnsError::Io { what, path, source }
+}
+
+fn sys(what: &'static str, path: &Path) -> impl FnOnce(nix::Error) -> NetnsError {
+    let path = path.to_path_buf();
+    move |source| NetnsError::Sys { what, path, source }
+}
+
+/// Checks that `path` names a network namespace (an nsfs file) before anything uses it.
+pub fn check(path: &Path) -> Result<(), NetnsError> {
+    if !path.exists() {
+        return Err(NetnsError::Missing(path.into()));
+    }
+    let fs = statfs(path).map_err(sys("statfs", path))?;
+    if fs.filesystem_type() != NSFS_MAGIC {
+        return Err(NetnsError::NotANamespace(path.into()));
+    }
+    let file = fs::File::open(path).map_err(io("open", path))?;
+    // An nsfs file of another kind (mnt, uts) is refused by setns with this flag.
+    std::thread::scope(|s| {
+        s.spawn(|| setns(file.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|_| NetnsError::NotANamespace(path.into())))
+            .join()
+            .map_err(|_| NetnsError::Thread)?
+    })
+}
+
+/// Creates a new network namespace and pins it at `path`.
+pub fn create(path: &Path) -> Result<(), NetnsError> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(io("create", dir))?;
+    }
+    fs::File::create(path).map_err(io("create", path))?;
+    let pinned = std::thread::scope(|s| {
+        s.spawn(|| {
+            unshare(CloneFlags::CLONE_NEWNET).map_err(sys("unshare for", path))?;
+            let own = Path::new("/proc/thread-self/ns/net");
+            mount(Some(own), path, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(sys("bind mount", path))
+        })
+        .join()
+        .map_err(|_| NetnsError::Thread)?
+    });
+    if pinned.is_err() {
+        let _ = fs::remove_file(path); // best effort: the error that matters is returned below
+    }
+    pinned
+}
+
+/// Unpins and removes a namespace created by [`create`]; the kernel frees it once no process
+/// or device holds it.
+pub fn remove(path: &Path) -> Result<(), NetnsError> {
+    match umount2(path, MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::Error::EINVAL) => {}
+        Err(nix::Error::ENOENT) => return Ok(()),
+        Err(e) => return Err(sys("unmount", path)(e)),
+    }
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("remove", path)(e)),
+        _ => Ok(()),
+    }
+}
+
+/// Runs `f` on a fresh thread inside the namespace at `path`.
+pub fn run_in<T: Send>(path: &Path, f: impl FnOnce() -> T + Send) -> Result<T, NetnsError> {
+    let file = fs::File::open(path).map_err(io("open", path))?;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            setns(file.as_fd(), CloneFlags::CLONE_NEWNET).map_err(sys("enter", path))?;
+            Ok(f())
+        })
+        .join()
+        .map_err(|_| NetnsError::Thread)?
+    })
+}
+
+/// Writes a sysctl of the calling thread's network namespace.
+pub fn set_sysctl(name: &str, value: &str) -> Result<(), NetnsError> {
+    let path = PathBuf::from("/proc/sys").join(name.replace('.', "/"));
+    fs::write(&path, value).map_err(io("write", &path))
+}
+
+/// The (device, inode) pair that identifies a namespace file.
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Processes whose network namespace is the one at `path`.
+pub fn pids_in(path: &Path) -> Vec<i32> {
+    let Some(target) = identity(path) else { return vec![] };
+    let Ok(entries) = fs::read_dir("/proc") else { return vec![] };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| identity(&PathBuf::from(format!("/proc/{pid}/ns/net"))) == Some(target))
+        .collect()
+}

@@ -1,0 +1,254 @@
+//! The daemon's persistent state: networks, containers and their endpoints, written atomically
+//! (temporary file, fsync, rename) to `<state-dir>/state.json` after every completed change.
+//!
+//! Only completed operations are recorded. Whatever a crash leaves half-made is found at the next
+//! start by the tags netd puts on what it creates (interface aliases, netns files, pins) and is
+//! removed, so the state file and the kernel agree again.
+use std::{
+    collections::BTreeMap,
+    fs,
+    io::Write as _,
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+};
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::ipam::Pool;
+
+/// Errors reading or writing the state file.
+#[derive(Debug, Error)]
+pub enum StateError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path} is corrupt: {source}")]
+    Parse { path: PathBuf, source: serde_json::Error },
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+}
+
+/// Everything netd has set up, by name.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct State {
+    pub networks: BTreeMap<String, Network>,
+    pub containers: BTreeMap<String, Container>,
+}
+
+/// A bridge network.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Network {
+    pub name: String,
+    pub id: String,
+    pub driver: String,
+    pub subnet: Ipv4Net,
+    pub gateway: Ipv4Addr,
+    pub ip_range: Option<Ipv4Net>,
+    pub internal: bool,
+    pub options: BTreeMap<String, String>,
+    /// Bridge device name.
+    pub bridge: String,
+    /// Identifier inside the datapath maps (never 0).
+    pub net_id: u32,
+    /// Set for the default `bridge` network: no name resolution, no `--ip`.
+    pub default: bool,
+    /// The `--subnet` was given by the user (Docker allows `--ip` only then).
+    pub user_subnet: bool,
+    /// Last address handed out: serial allocation continues after it.
+    pub cursor: Ipv4Addr,
+    pub created: u64,
+}
+
+impl Network {
+    pub fn pool(&self) -> Pool {
+        Pool {
+            subnet: self.subnet,
+            gateway: self.gateway,
+            range: self.ip_range,
+        }
+    }
+}
+
+/// How a container is attached.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "target")]
+pub enum NetworkMode {
+    /// Its own namespace with endpoints on bridge networks.
+    Bridge,
+    /// The daemon's own namespace.
+    Host,
+    /// Its own namespace with loopback only.
+    None,
+    /// The namespace of another container.
+    Container(String),
+}
+
+/// A network a container is (to be) connected to.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Attachment {
+    pub network: String,
+    /// Requested with `--ip`.
+    pub ip: Option<Ipv4Addr>,
+    pub aliases: Vec<String>,
+}
+
+/// A live interface of a running container on one network.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EndpointState {
+    pub network: String,
+    /// Interface name inside the container (`eth0`, `eth1`, ...).
+    pub ifname: String,
+    /// Host-side veth on the network's bridge.
+    pub host_veth: String,
+    pub ip: Ipv4Addr,
+    pub mac: [u8; 6],
+}
+
+/// Lifecycle, as Docker names it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Created,
+    Running,
+    Exited,
+}
+
+/// A container: a network namespace netd wires up.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Container {
+    pub name: String,
+    pub id: String,
+    pub mode: NetworkMode,
+    pub attachments: Vec<Attachment>,
+    pub publish: Vec<String>,
+    pub publish_all: bool,
+    pub expose: Vec<String>,
+    pub links: Vec<String>,
+    pub env: Vec<String>,
+    pub hostname: String,
+    /// Namespace adopted with `--netns`; netd neither creates nor removes it.
+    pub adopted_netns: Option<PathBuf>,
+    pub status: Status,
+    /// Present while running.
+    pub endpoints: Vec<EndpointState>,
+    pub created: u64,
+}
+
+impl State {
+    /// Addresses in use on `network`: every running endpoint's.
+    pub fn addresses_in_use(&self, network: &str) -> Vec<Ipv4Addr> {
+        self.endpoints()
+            .filter(|(_, ep)| ep.network == network)
+            .map(|(_, ep)| ep.ip)
+            .collect()
+    }
+
+    /// Every live endpoint with its container.
+    pub fn endpoints(&self) -> impl Iterator<Item = (&Container, &EndpointState)> {
+        self.containers
+            .values()
+            .flat_map(|c| c.endpoints.iter().map(move |ep| (c, ep)))
+    }
+
+    /// Containers attached to `network` (running or not).
+    pub fn containers_on(&self, network: &str) -> Vec<&Container> {
+        self.containers
+            .values()
+            .filter(|c| c.attachments.iter().any(|a| a.network == network))
+            .collect()
+    }
+
+    /// Finds a container by name, full ID or unique ID prefix, as Docker does.
+    pub fn find_container(&self, key: &str) -> Option<&Container> {
+        if let Some(c) = self.containers.get(key) {
+            return Some(c);
+        }
+        let mut by_id = self.containers.values().filter(|c| c.id.starts_with(key));
+        match (by_id.next(), by_id.next()) {
+            (Some(c), None) if !key.is_empty() => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The lowest unused `net_id` (the datapath reserves 0).
+    pub fn free_net_id(&self) -> u32 {
+        (1..)
+            .find(|id| self.networks.values().all(|n| n.net_id != *id))
+            .expect("fewer than 2^32 networks")
+    }
+
+    /// Reads the state file; a missing file is an empty state.
+    pub fn load(path: &Path) -> Result<State, StateError> {
+        let text = match fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(State::default()),
+            Err(source) => return Err(StateError::Read { path: path.into(), source }),
+        };
+        serde_json::from_str(&text).map_err(|source| StateError::Parse { path: path.into(), source })
+    }
+
+    /// Writes the state file atomically.
+    pub fn save(&self, path: &Path) -> Result<(), StateError> {
+        let err = |source| StateError::Write { path: path.into(), source };
+        let tmp = path.with_extension("json.tmp");
+        let text = serde_json::to_vec_pretty(self).expect("state serialises");
+        let mut file = fs::File::create(&tmp).map_err(err)?;
+        file.write_all(&text).map_err(err)?;
+        file.sync_all().map_err(err)?;
+        fs::rename(&tmp, path).map_err(err)?;
+        if let Some(dir) = path.parent() {
+            fs::File::open(dir).and_then(|d| d.sync_all()).map_err(err)?;
+        }
+        Ok(())
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn save_then_load_round_trips_and_leaves_no_temporary_file() {
+        let dir = std::env::temp_dir().join(format!("netd-state-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.json");
+        let mut state = State::default();
+        state.networks.insert(
+            "n".into(),
+            Network {
+                name: "n".into(),
+                id: "ab".repeat(32),
+                driver: "bridge".into(),
+                subnet: "10.0.0.0/24".parse().unwrap(),
+                gateway: "10.0.0.1".parse().unwrap(),
+                ip_range: None,
+                internal: false,
+                options: BTreeMap::new(),
+                bridge: "br-abababababab".into(),
+                net_id: 1,
+                default: false,
+                user_subnet: true,
+                cursor: "10.0.0.1".parse().unwrap(),
+                created: 0,
+            },
+        );
+        state.save(&path).unwrap();
+        assert_eq!(State::load(&path).unwrap(), state);
+        assert!(!path.with_extension("json.tmp").exists());
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn missing_file_is_empty_state() {
+        assert_eq!(State::load(Path::new("/nonexistent/netd/state.json")).unwrap(), State::default());
+    }
+}
