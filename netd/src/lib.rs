@@ -6,3 +6,5 @@ pub mod ipam;
 pub mod netlink;
 pub mod netns;
 pub mod state;
+pub mod daemon;
+pub mod client;

@@ -1,0 +1,97 @@
+//! How replies look: Docker-like tables by default, JSON with `--format json`.
+use anyhow::anyhow;
+use serde::Serialize;
+
+use crate::{api::Reply, cli::Format};
+
+pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
+    let value = match serde_json::to_value(value)? {
+        serde_json::Value::Object(mut o) if o.contains_key("kind") => o.remove("value").unwrap_or_default(),
+        v => v,
+    };
+    println!("{}", serde_json::to_string_pretty(&value)?);
+    Ok(())
+}
+
+fn table(header: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        println!("{}", padded.join("   ").trim_end());
+    };
+    line(header.iter().map(|h| h.to_string()).collect());
+    rows.into_iter().for_each(line);
+}
+
+fn unexpected() -> anyhow::Error {
+    anyhow!("unexpected reply from the daemon")
+}
+
+pub fn created(reply: Reply) {
+    if let Reply::Created(id) = reply {
+        println!("{id}");
+    }
+}
+
+pub fn networks(reply: Reply, format: Format) -> anyhow::Result<()> {
+    let Reply::Networks(nets) = reply else { return Err(unexpected()) };
+    if let Format::Json = format {
+        return json(&nets);
+    }
+    let rows = nets
+        .iter()
+        .map(|n| {
+            let id = n.id.chars().take(12).collect();
+            let subnet = n.subnet.map(|s| s.to_string()).unwrap_or_default();
+            vec![id, n.name.clone(), n.driver.clone(), subnet, n.bridge.clone().unwrap_or_default()]
+        })
+        .collect();
+    table(&["NETWORK ID", "NAME", "DRIVER", "SUBNET", "BRIDGE"], rows);
+    Ok(())
+}
+
+pub fn containers(reply: Reply, format: Format) -> anyhow::Result<()> {
+    let Reply::Containers(cs) = reply else { return Err(unexpected()) };
+    if let Format::Json = format {
+        return json(&cs);
+    }
+    let rows = cs
+        .iter()
+        .map(|c| {
+            let addrs: Vec<String> = c.networks.iter().filter_map(|(n, e)| Some(format!("{n}={}", e.ip_address?))).collect();
+            vec![c.id.chars().take(12).collect(), c.name.clone(), c.status.clone(), c.network_mode.clone(), addrs.join(",")]
+        })
+        .collect();
+    table(&["CONTAINER ID", "NAME", "STATUS", "NETWORK", "ADDRESSES"], rows);
+    Ok(())
+}
+
+pub fn container(reply: Reply) -> anyhow::Result<()> {
+    let Reply::Containers(cs) = reply else { return Err(unexpected()) };
+    json(cs.first().ok_or_else(unexpected)?)
+}
+
+pub fn ports(reply: Reply) {
+    if let Reply::Ports(ports) = reply {
+        ports.iter().for_each(|p| println!("{p}"));
+    }
+}
+
+pub fn maps(reply: Reply, format: Format) -> anyhow::Result<()> {
+    let Reply::Maps(maps) = reply else { return Err(unexpected()) };
+    if let Format::Json = format {
+        return json(&maps);
+    }
+    for m in maps {
+        println!("{} ({}): {} entries", m.name, m.pin.display(), m.rows.len());
+        let header: Vec<String> = m.columns.iter().map(|c| c.to_uppercase()).collect();
+        table(&header.iter().map(String::as_str).collect::<Vec<_>>(), m.rows);
+        println!();
+    }
+    Ok(())
+}

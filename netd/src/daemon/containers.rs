@@ -1,0 +1,399 @@
+//! Container requests: create, start, stop, remove, connect, disconnect, and the views and exec
+//! details the client asks for.
+use std::{net::Ipv4Addr, path::PathBuf, time::Duration};
+
+use nix::{sys::signal::Signal, unistd::Pid};
+
+use super::{
+    error::{conflict, invalid, OpError, OpResult},
+    networks::{new_id, DEFAULT_NETWORK},
+    undo::{Step, Undo},
+    validate, Daemon,
+};
+use crate::{
+    api::{format_mac, ContainerCreate, ContainerView, EndpointView, ExecInfo, Reply},
+    netlink::Netlink,
+    netns,
+    state::{now, Attachment, Container, EndpointState, NetworkMode, Status},
+};
+
+impl Daemon {
+    /// A container by name, full ID or unique ID prefix.
+    pub(super) fn container(&self, key: &str) -> OpResult<&Container> {
+        self.state.find_container(key).ok_or_else(|| OpError::NotFound(format!("no such container: {key}")))
+    }
+
+    /// The namespace file of a container that has its own namespace.
+    pub(super) fn netns_path(&self, c: &Container) -> PathBuf {
+        c.adopted_netns.clone().unwrap_or_else(|| self.config.netns_dir().join(&c.name))
+    }
+
+    fn parse_mode(&self, network: &str) -> OpResult<NetworkMode> {
+        Ok(match network {
+            "host" => NetworkMode::Host,
+            "none" => NetworkMode::None,
+            _ => match network.strip_prefix("container:") {
+                Some(target) => NetworkMode::Container(self.container(target)?.name.clone()),
+                None => {
+                    self.network(network)?;
+                    NetworkMode::Bridge
+                }
+            },
+        })
+    }
+
+    /// Validates a create request completely before anything is recorded.
+    fn plan_container(&self, req: &ContainerCreate) -> OpResult<Container> {
+        validate::name("container", &req.name)?;
+        if self.state.containers.contains_key(&req.name) {
+            return Err(conflict(format!("container name {} is already in use", req.name)));
+        }
+        if !req.publish.is_empty() || req.publish_all {
+            return Err(invalid("publishing ports (-p/-P) is not implemented yet"));
+        }
+        if !req.links.is_empty() {
+            return Err(invalid("--link is not implemented yet"));
+        }
+        req.expose.iter().try_for_each(|e| validate::expose(e))?;
+        validate::key_values("environment variable", &req.env)?;
+        let mode = self.parse_mode(&req.network)?;
+        let attachments = self.plan_attachments(req, &mode)?;
+        if let Some(path) = &req.netns {
+            if !matches!(mode, NetworkMode::Bridge | NetworkMode::None) {
+                return Err(invalid("--netns cannot be combined with --network host or container:"));
+            }
+            netns::check(path)?;
+        }
+        let id = new_id();
+        let hostname = req.hostname.clone().unwrap_or_else(|| id[..12].to_string());
+        validate::hostname(&hostname)?;
+        Ok(Container {
+            name: req.name.clone(),
+            id,
+            mode,
+            attachments,
+            publish: vec![],
+            publish_all: false,
+            expose: req.expose.clone(),
+            links: vec![],
+            env: req.env.clone(),
+            hostname,
+            adopted_netns: req.netns.clone(),
+            status: Status::Created,
+            endpoints: vec![],
+            created: now(),
+        })
+    }
+
+    fn plan_attachments(&self, req: &ContainerCreate, mode: &NetworkMode) -> OpResult<Vec<Attachment>> {
+        if *mode != NetworkMode::Bridge {
+            if req.ip.is_some() || !req.aliases.is_empty() {
+                return Err(invalid(format!("--ip and --network-alias need a bridge network, not {}", req.network)));
+            }
+            return Ok(vec![]);
+        }
+        let network = self.network(&req.network)?.name.clone();
+        let attachment = Attachment { network, ip: req.ip, aliases: req.aliases.clone() };
+        self.check_attachment(&attachment)?;
+        Ok(vec![attachment])
+    }
+
+    pub(super) fn container_create(&mut self, req: ContainerCreate) -> OpResult<Reply> {
+        let container = self.plan_container(&req)?;
+        let id = container.id.clone();
+        self.state.containers.insert(container.name.clone(), container);
+        if let Err(e) = self.save() {
+            self.state.containers.remove(&req.name);
+            return Err(e);
+        }
+        Ok(Reply::Created(id))
+    }
+
+    pub(super) async fn container_start(&mut self, key: &str) -> OpResult<Reply> {
+        let c = self.container(key)?.clone();
+        if c.status == Status::Running {
+            return Ok(Reply::Done);
+        }
+        if let NetworkMode::Container(target) = &c.mode {
+            if self.container(target)?.status != Status::Running {
+                return Err(conflict(format!("cannot join the network of container {target}: it is not running")));
+            }
+        }
+        for a in &c.attachments {
+            self.check_attachment(a)?;
+        }
+        let snapshot = self.state.clone();
+        let mut undo = Undo::default();
+        match self.start_steps(&c, &mut undo).await {
+            Ok(()) => {
+                undo.commit();
+                Ok(Reply::Done)
+            }
+            Err(e) => {
+                self.rollback(undo, snapshot, &c.name).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Restores the state and takes back the kernel steps of a failed request.
+    async fn rollback(&mut self, undo: Undo, snapshot: crate::state::State, what: &str) {
+        for err in undo.rollback(self).await {
+            tracing::error!(%err, "rollback for {what} incomplete");
+        }
+        self.state = snapshot;
+    }
+
+    async fn start_steps(&mut self, c: &Container, undo: &mut Undo) -> OpResult<()> {
+        let mut endpoints = vec![];
+        if matches!(c.mode, NetworkMode::Bridge | NetworkMode::None) {
+            let path = self.netns_path(c);
+            if c.adopted_netns.is_none() {
+                netns::create(&path)?;
+                undo.push(Step::RemoveNetns(path.clone()));
+            } else {
+                netns::check(&path)?;
+            }
+            prepare_netns(&path).await?;
+            for a in &c.attachments {
+                let ifname = Self::next_ifname(&endpoints);
+                let default_route = !self.has_default_route(&endpoints);
+                let ep = self.plug(&c.id, &path, a, &ifname, default_route, undo).await?;
+                endpoints.push(ep.clone());
+                self.state.containers.get_mut(&c.name).expect("exists").endpoints.push(ep);
+            }
+        }
+        self.state.containers.get_mut(&c.name).expect("exists").status = Status::Running;
+        self.write_files(&c.name)?;
+        self.save()
+    }
+
+    fn has_default_route(&self, endpoints: &[EndpointState]) -> bool {
+        endpoints.iter().any(|e| self.state.networks.get(&e.network).is_some_and(|n| !n.internal))
+    }
+
+    pub(super) async fn container_stop(&mut self, key: &str) -> OpResult<Reply> {
+        let c = self.container(key)?.clone();
+        if c.status != Status::Running {
+            return Ok(Reply::Done);
+        }
+        let errors = self.stop_steps(&c).await;
+        if !errors.is_empty() {
+            return Err(OpError::Conflict(format!("stopping {} met errors: {}", c.name, errors.join("; "))));
+        }
+        Ok(Reply::Done)
+    }
+
+    /// Ends the processes, unplugs every endpoint, drops a namespace netd made. The state records
+    /// the container as stopped even if some teardown step failed; every error is returned.
+    pub(super) async fn stop_steps(&mut self, c: &Container) -> Vec<String> {
+        let mut errors = vec![];
+        let own_netns = matches!(c.mode, NetworkMode::Bridge | NetworkMode::None);
+        if own_netns && c.adopted_netns.is_none() {
+            kill_all(&self.netns_path(c)).await;
+        }
+        for ep in &c.endpoints {
+            errors.extend(self.unplug(ep).await);
+        }
+        if own_netns && c.adopted_netns.is_none() {
+            if let Err(e) = netns::remove(&self.netns_path(c)) {
+                errors.push(e.to_string());
+            }
+        }
+        let entry = self.state.containers.get_mut(&c.name).expect("exists");
+        entry.endpoints.clear();
+        entry.status = Status::Exited;
+        if let Err(e) = self.save() {
+            errors.push(e.to_string());
+        }
+        errors
+    }
+
+    pub(super) async fn container_rm(&mut self, key: &str, force: bool) -> OpResult<Reply> {
+        let c = self.container(key)?.clone();
+        let joined: Vec<&str> = self.state.containers.values().filter(|o| o.mode == NetworkMode::Container(c.name.clone())).map(|o| o.name.as_str()).collect();
+        if !joined.is_empty() {
+            return Err(conflict(format!("container {} is joined by {}: remove them first", c.name, joined.join(", "))));
+        }
+        if c.status == Status::Running {
+            if !force {
+                return Err(conflict(format!("container {} is running: stop it first or use rm -f", c.name)));
+            }
+            let errors = self.stop_steps(&c).await;
+            if !errors.is_empty() {
+                return Err(OpError::Conflict(format!("stopping {} met errors: {}", c.name, errors.join("; "))));
+            }
+        }
+        self.state.containers.remove(&c.name);
+        self.save()?;
+        self.remove_files(&c.name)?;
+        Ok(Reply::Done)
+    }
+
+    pub(super) async fn network_connect(&mut self, network: &str, key: &str, ip: Option<Ipv4Addr>, aliases: Vec<String>) -> OpResult<Reply> {
+        let c = self.container(key)?.clone();
+        let network = self.network(network)?.name.clone();
+        if c.mode != NetworkMode::Bridge {
+            return Err(conflict(format!("container {} shares another namespace or has none; it cannot be connected to networks", c.name)));
+        }
+        if c.attachments.iter().any(|a| a.network == network) {
+            return Err(conflict(format!("container {} is already connected to network {network}", c.name)));
+        }
+        let attachment = Attachment { network, ip, aliases };
+        self.check_attachment(&attachment)?;
+        let snapshot = self.state.clone();
+        let mut undo = Undo::default();
+        match self.connect_steps(&c, attachment, &mut undo).await {
+            Ok(()) => {
+                undo.commit();
+                Ok(Reply::Done)
+            }
+            Err(e) => {
+                self.rollback(undo, snapshot, &c.name).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn connect_steps(&mut self, c: &Container, attachment: Attachment, undo: &mut Undo) -> OpResult<()> {
+        if c.status == Status::Running {
+            let ifname = Self::next_ifname(&c.endpoints);
+            let default_route = !self.has_default_route(&c.endpoints);
+            let ep = self.plug(&c.id, &self.netns_path(c), &attachment, &ifname, default_route, undo).await?;
+            self.state.containers.get_mut(&c.name).expect("exists").endpoints.push(ep);
+        }
+        self.state.containers.get_mut(&c.name).expect("exists").attachments.push(attachment);
+        if c.status == Status::Running {
+            self.write_files(&c.name)?;
+        }
+        self.save()
+    }
+
+    pub(super) async fn network_disconnect(&mut self, network: &str, key: &str) -> OpResult<Reply> {
+        let c = self.container(key)?.clone();
+        let network = self.network(network)?.name.clone();
+        if !c.attachments.iter().any(|a| a.network == network) {
+            return Err(conflict(format!("container {} is not connected to network {network}", c.name)));
+        }
+        let mut errors = vec![];
+        if let Some(ep) = c.endpoints.iter().find(|e| e.network == network) {
+            errors = self.unplug(ep).await;
+        }
+        let entry = self.state.containers.get_mut(&c.name).expect("exists");
+        entry.endpoints.retain(|e| e.network != network);
+        entry.attachments.retain(|a| a.network != network);
+        self.save()?;
+        if c.status == Status::Running {
+            self.write_files(&c.name)?;
+        }
+        if !errors.is_empty() {
+            return Err(OpError::Conflict(format!("disconnected, but teardown met errors: {}", errors.join("; "))));
+        }
+        Ok(Reply::Done)
+    }
+
+    pub(super) fn container_view(&self, c: &Container) -> ContainerView {
+        let networks = c
+            .attachments
+            .iter()
+            .map(|a| {
+                let ep = c.endpoints.iter().find(|e| e.network == a.network);
+                let net = self.state.networks.get(&a.network);
+                let view = EndpointView {
+                    ip_address: ep.map(|e| e.ip),
+                    prefix_len: net.map(|n| n.subnet.prefix_len()).unwrap_or(0),
+                    gateway: ep.and(net).map(|n| n.gateway),
+                    mac_address: ep.map(|e| format_mac(e.mac)),
+                    interface: ep.map(|e| e.ifname.clone()),
+                    host_interface: ep.map(|e| e.host_veth.clone()),
+                    aliases: a.aliases.clone(),
+                };
+                (a.network.clone(), view)
+            })
+            .collect();
+        let netns = match &c.mode {
+            NetworkMode::Bridge | NetworkMode::None if c.status == Status::Running => Some(self.netns_path(c)),
+            _ => None,
+        };
+        ContainerView {
+            name: c.name.clone(),
+            id: c.id.clone(),
+            status: format!("{:?}", c.status).to_lowercase(),
+            network_mode: mode_name(&c.mode, c.attachments.first().map(|a| a.network.as_str())),
+            hostname: c.hostname.clone(),
+            netns,
+            networks,
+            ports: c.publish.clone(),
+            expose: c.expose.clone(),
+            env: c.env.clone(),
+            created: c.created,
+        }
+    }
+
+    pub(super) fn exec_info(&self, key: &str) -> OpResult<ExecInfo> {
+        let c = self.container(key)?;
+        if c.status != Status::Running {
+            return Err(conflict(format!("container {} is not running: start it with `netd container start {}`", c.name, c.name)));
+        }
+        let (netns, files_of) = match &c.mode {
+            NetworkMode::Host => (PathBuf::from(format!("/proc/{}/ns/net", std::process::id())), None),
+            NetworkMode::Container(target) => {
+                let t = self.container(target)?;
+                if t.status != Status::Running {
+                    return Err(conflict(format!("container {} joins {target}, which is not running", c.name)));
+                }
+                (self.netns_path(t), Some(t.name.clone()))
+            }
+            _ => (self.netns_path(c), Some(c.name.clone())),
+        };
+        let dir = files_of.map(|n| self.config.containers_dir().join(n));
+        Ok(ExecInfo {
+            netns,
+            hosts: dir.as_ref().map(|d| d.join("hosts")),
+            resolv_conf: dir.as_ref().map(|d| d.join("resolv.conf")),
+            hostname: Some(c.hostname.clone()),
+            env: c.env.clone(),
+        })
+    }
+}
+
+/// The `--network` value a container was created with.
+fn mode_name(mode: &NetworkMode, first: Option<&str>) -> String {
+    match mode {
+        NetworkMode::Bridge => first.unwrap_or(DEFAULT_NETWORK).to_string(),
+        NetworkMode::Host => "host".into(),
+        NetworkMode::None => "none".into(),
+        NetworkMode::Container(t) => format!("container:{t}"),
+    }
+}
+
+/// Loopback up and IPv6 off (netd networks are IPv4) in a container's namespace.
+async fn prepare_netns(path: &std::path::Path) -> OpResult<()> {
+    netns::run_in(path, || {
+        netns::set_sysctl("net.ipv6.conf.all.disable_ipv6", "1")?;
+        netns::set_sysctl("net.ipv6.conf.default.disable_ipv6", "1")
+    })??;
+    let nl = Netlink::in_netns(path)?;
+    let lo = nl.require_link("lo").await?;
+    nl.set_up(lo).await?;
+    Ok(())
+}
+
+/// SIGTERM to every process in the namespace, SIGKILL to those left after a grace period.
+async fn kill_all(path: &std::path::Path) {
+    let signal_all = |sig| {
+        for pid in netns::pids_in(path) {
+            if let Err(e) = nix::sys::signal::kill(Pid::from_raw(pid), sig) {
+                tracing::warn!(pid, %e, "cannot signal process");
+            }
+        }
+    };
+    signal_all(Signal::SIGTERM);
+    for _ in 0..20 {
+        if netns::pids_in(path).is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    signal_all(Signal::SIGKILL);
+}

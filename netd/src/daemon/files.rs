@@ -1,0 +1,67 @@
+//! Per-container `hosts` and `resolv.conf` under `<run-dir>/containers/NAME/`, which `netd exec`
+//! mounts over `/etc/hosts` and `/etc/resolv.conf`.
+use std::{fs, path::Path};
+
+use super::{error::OpError, error::OpResult, Daemon};
+use crate::state::Container;
+
+const LOCALHOST: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n";
+
+/// The hosts file Docker writes: localhost lines, then the container's own addresses.
+pub fn hosts(c: &Container) -> String {
+    let mut text = LOCALHOST.to_string();
+    for ep in &c.endpoints {
+        text.push_str(&format!("{}\t{}\n", ep.ip, c.hostname));
+    }
+    text
+}
+
+/// The daemon's resolver configuration without loopback servers, which mean nothing inside a
+/// container's namespace (Docker filters them the same way).
+pub fn resolv_conf(host: &str) -> String {
+    host.lines()
+        .filter(|line| {
+            let mut words = line.split_whitespace();
+            !(words.next() == Some("nameserver") && words.next().is_some_and(|ip| ip.starts_with("127.") || ip == "::1"))
+        })
+        .map(|line| format!("{line}\n"))
+        .collect()
+}
+
+fn write(path: &Path, text: &str) -> OpResult<()> {
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, text)
+        .and_then(|()| fs::rename(&tmp, path))
+        .map_err(|source| OpError::Io { what: "write", path: path.into(), source })
+}
+
+impl Daemon {
+    /// Writes (or rewrites) both files of container `name`.
+    pub(super) fn write_files(&self, name: &str) -> OpResult<()> {
+        let c = &self.state.containers[name];
+        let dir = self.config.containers_dir().join(name);
+        fs::create_dir_all(&dir).map_err(|source| OpError::Io { what: "create", path: dir.clone(), source })?;
+        write(&dir.join("hosts"), &hosts(c))?;
+        let upstream = fs::read_to_string(&self.config.resolv_conf).unwrap_or_default();
+        write(&dir.join("resolv.conf"), &resolv_conf(&upstream))
+    }
+
+    pub(super) fn remove_files(&self, name: &str) -> OpResult<()> {
+        let dir = self.config.containers_dir().join(name);
+        match fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(OpError::Io { what: "remove", path: dir, source: e }),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_nameservers_are_dropped() {
+        let host = "search example.org\nnameserver 127.0.0.53\nnameserver 10.99.0.1\noptions ndots:2\n";
+        assert_eq!(resolv_conf(host), "search example.org\nnameserver 10.99.0.1\noptions ndots:2\n");
+    }
+}

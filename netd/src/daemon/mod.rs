@@ -1,0 +1,125 @@
+//! The daemon: owns the state, the netlink connection and the loaded datapath, serves requests
+//! on its socket one at a time, and leaves the datapath in place when it stops.
+mod cleanup;
+mod containers;
+mod endpoint;
+pub mod error;
+mod files;
+mod maps;
+mod networks;
+mod reconcile;
+mod server;
+mod undo;
+mod validate;
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use ipnet::Ipv4Net;
+
+use crate::{
+    api::{Reply, Request},
+    cli::DaemonArgs,
+    datapath::Datapath,
+    netlink::Netlink,
+    netns,
+    state::State,
+};
+pub use cleanup::cleanup;
+use error::{OpError, OpResult};
+
+/// Where things live, from the command line.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub state_file: PathBuf,
+    pub run_dir: PathBuf,
+    pub bpffs: PathBuf,
+    pub uplinks: Vec<String>,
+    pub default_subnet: Ipv4Net,
+    pub resolv_conf: PathBuf,
+}
+
+impl Config {
+    pub fn new(args: &DaemonArgs) -> Self {
+        Self {
+            state_file: args.state_dir.join("state.json"),
+            run_dir: args.run_dir.clone(),
+            bpffs: args.bpffs.clone(),
+            uplinks: args.uplink.clone(),
+            default_subnet: args.default_subnet,
+            resolv_conf: args.resolv_conf.clone(),
+        }
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.run_dir.join("netd.sock")
+    }
+
+    pub fn netns_dir(&self) -> PathBuf {
+        self.run_dir.join("netns")
+    }
+
+    pub fn containers_dir(&self) -> PathBuf {
+        self.run_dir.join("containers")
+    }
+}
+
+/// Everything a request may touch.
+pub struct Daemon {
+    pub config: Config,
+    pub state: State,
+    pub nl: Netlink,
+    pub dp: Datapath,
+}
+
+impl Daemon {
+    /// Brings the daemon up: directories, forwarding, datapath, then reconciles the kernel with
+    /// the saved state (adopting what a previous daemon left, reaping what a crash left half-made).
+    pub async fn start(config: Config) -> anyhow::Result<Self> {
+        for dir in [config.state_file.parent().map(PathBuf::from).unwrap_or_default(), config.netns_dir(), config.containers_dir()] {
+            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        netns::set_sysctl("net.ipv4.ip_forward", "1").context("cannot enable IPv4 forwarding")?;
+        let state = State::load(&config.state_file)?;
+        let dp = Datapath::open(&config.bpffs).context("cannot set up the eBPF datapath")?;
+        let nl = Netlink::current()?;
+        let mut daemon = Self { config, state, nl, dp };
+        daemon.reconcile().await.context("cannot reconcile the saved state with the kernel")?;
+        Ok(daemon)
+    }
+
+    /// Writes the state file.
+    pub fn save(&self) -> OpResult<()> {
+        self.state.save(&self.config.state_file).map_err(OpError::from)
+    }
+
+    /// Runs one request. A failed request leaves state and kernel as they were.
+    pub async fn handle(&mut self, request: Request) -> OpResult<Reply> {
+        match request {
+            Request::NetworkCreate(req) => self.network_create(req).await,
+            Request::NetworkLs => Ok(Reply::Networks(self.network_views(None)?)),
+            Request::NetworkInspect { names } => Ok(Reply::Networks(self.network_views(Some(&names))?)),
+            Request::NetworkRm { names } => self.network_rm(&names).await,
+            Request::NetworkConnect { network, container, ip, aliases } => self.network_connect(&network, &container, ip, aliases).await,
+            Request::NetworkDisconnect { network, container } => self.network_disconnect(&network, &container).await,
+            Request::ContainerCreate(req) => self.container_create(req),
+            Request::ContainerStart { name } => self.container_start(&name).await,
+            Request::ContainerStop { name } => self.container_stop(&name).await,
+            Request::ContainerRm { name, force } => self.container_rm(&name, force).await,
+            Request::ContainerLs => Ok(Reply::Containers(self.state.containers.values().map(|c| self.container_view(c)).collect())),
+            Request::ContainerInspect { name } => Ok(Reply::Containers(vec![self.container_view(self.container(&name)?)])),
+            Request::ContainerPort { name } => Ok(Reply::Ports(self.container(&name)?.publish.clone())),
+            Request::Exec { name } => self.exec_info(&name).map(Reply::Exec),
+            Request::MapsDump { map } => self.maps_dump(map.as_deref()).map(Reply::Maps),
+        }
+    }
+}
+
+/// `netd daemon`: start, serve until SIGTERM or SIGINT, leave the datapath running.
+pub async fn run(args: &DaemonArgs) -> anyhow::Result<()> {
+    let config = Config::new(args);
+    let listener = server::bind(&config.socket())?;
+    let daemon = Daemon::start(config).await?;
+    tracing::info!(socket = %daemon.config.socket().display(), "netd daemon ready");
+    server::serve(listener, daemon).await
+}

@@ -1,0 +1,284 @@
+//! Network requests: create, list, inspect, remove. A network is a Linux bridge with the gateway
+//! address on it and an entry in the datapath's subnet trie.
+use std::collections::BTreeMap;
+
+use ipnet::Ipv4Net;
+
+use super::{
+    error::{conflict, invalid, OpError, OpResult},
+    undo::{Step, Undo},
+    validate, Daemon,
+};
+use crate::{
+    api::{format_mac, NetworkCreate, NetworkMember, NetworkView, Reply},
+    datapath::plan,
+    ipam,
+    state::{now, Network},
+};
+
+/// Names that are not networks but modes.
+const RESERVED: [&str; 3] = ["bridge", "host", "none"];
+/// The option that names the bridge device, as Docker spells it.
+const OPT_BRIDGE_NAME: &str = "com.docker.network.bridge.name";
+/// Name of the default network and its device.
+pub const DEFAULT_NETWORK: &str = "bridge";
+pub const DEFAULT_BRIDGE: &str = "netd0";
+
+/// A new 64-hex-digit identifier, as Docker's.
+pub fn new_id() -> String {
+    (0..32).map(|_| format!("{:02x}", rand::random::<u8>())).collect()
+}
+
+impl Daemon {
+    /// Turns a create request into a complete network, or says what is wrong with it.
+    fn plan_network(&self, req: &NetworkCreate) -> OpResult<Network> {
+        validate::name("network", &req.name)?;
+        if RESERVED.contains(&req.name.as_str()) || self.state.networks.contains_key(&req.name) {
+            return Err(conflict(format!("network with name {} already exists", req.name)));
+        }
+        if req.driver != "bridge" {
+            return Err(invalid(format!("unsupported network driver {:?}: netd supports \"bridge\"", req.driver)));
+        }
+        let options = validate::key_values("option", &req.options)?;
+        if let Some(key) = options.keys().find(|k| *k != OPT_BRIDGE_NAME) {
+            return Err(invalid(format!("unsupported network option {key:?}")));
+        }
+        let subnet = self.pick_subnet(req)?;
+        let gateway = check_gateway(subnet, req)?;
+        if let Some(range) = req.ip_range {
+            if req.subnet.is_none() || !subnet.contains(&range) {
+                return Err(invalid(format!("ip-range {range} must lie inside the network's --subnet")));
+            }
+        }
+        let id = new_id();
+        let bridge = match options.get(OPT_BRIDGE_NAME) {
+            Some(b) => self.check_bridge_name(b)?,
+            None => format!("br-{}", &id[..12]),
+        };
+        Ok(Network {
+            name: req.name.clone(),
+            id,
+            driver: req.driver.clone(),
+            subnet,
+            gateway,
+            ip_range: req.ip_range,
+            internal: req.internal,
+            options,
+            bridge,
+            net_id: self.state.free_net_id(),
+            default: false,
+            user_subnet: req.subnet.is_some(),
+            cursor: gateway,
+            created: now(),
+        })
+    }
+
+    fn pick_subnet(&self, req: &NetworkCreate) -> OpResult<Ipv4Net> {
+        let taken: Vec<Ipv4Net> = self.state.networks.values().map(|n| n.subnet).collect();
+        let Some(subnet) = req.subnet else { return Ok(ipam::auto_subnet(&taken)?) };
+        if subnet.network() != subnet.addr() {
+            return Err(invalid(format!("invalid subnet {subnet}: host bits are set (did you mean {}?)", subnet.trunc())));
+        }
+        if subnet.prefix_len() > 30 {
+            return Err(invalid(format!("subnet {subnet} is too small: the prefix must be /30 or shorter")));
+        }
+        if let Some(other) = self.state.networks.values().find(|n| ipam::overlaps(n.subnet, subnet)) {
+            return Err(conflict(format!("subnet {subnet} overlaps with network {} ({})", other.name, other.subnet)));
+        }
+        Ok(subnet)
+    }
+
+    fn check_bridge_name(&self, name: &str) -> OpResult<String> {
+        if name.is_empty() || name.len() > 15 || name.contains(['/', ' ']) {
+            return Err(invalid(format!("invalid bridge name {name:?}: 1 to 15 characters, no '/' or space")));
+        }
+        if self.state.networks.values().any(|n| n.bridge == name) {
+            return Err(conflict(format!("bridge {name} is already used by another network")));
+        }
+        Ok(name.to_string())
+    }
+
+    pub(super) async fn network_create(&mut self, req: NetworkCreate) -> OpResult<Reply> {
+        let network = self.plan_network(&req)?;
+        if self.nl.link_index(&network.bridge).await?.is_some() {
+            return Err(conflict(format!("interface {} already exists on the host", network.bridge)));
+        }
+        let id = network.id.clone();
+        self.install_network(network).await?;
+        Ok(Reply::Created(id))
+    }
+
+    /// Creates the bridge and the trie entry, records the network; undoes all on failure.
+    pub(super) async fn install_network(&mut self, network: Network) -> OpResult<()> {
+        let mut undo = Undo::default();
+        let result = self.install_network_steps(&network, &mut undo).await;
+        if let Err(e) = result {
+            for err in undo.rollback(self).await {
+                tracing::error!(%err, "rollback of network {} incomplete", network.name);
+            }
+            self.state.networks.remove(&network.name);
+            return Err(e);
+        }
+        undo.commit();
+        Ok(())
+    }
+
+    async fn install_network_steps(&mut self, network: &Network, undo: &mut Undo) -> OpResult<()> {
+        self.create_bridge(network, undo).await?;
+        self.dp.apply_networks(plan::MapDiff { upsert: vec![(network.subnet, plan::network_entry(network))], remove: vec![] })?;
+        self.state.networks.insert(network.name.clone(), network.clone());
+        if let Err(e) = self.save() {
+            let _ = self.dp.apply_networks(plan::MapDiff { upsert: vec![], remove: vec![network.subnet] }).map_err(|e| tracing::error!(%e));
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// The bridge device with the gateway address, up.
+    pub(super) async fn create_bridge(&self, network: &Network, undo: &mut Undo) -> OpResult<()> {
+        let index = self.nl.create_bridge(&network.bridge, &format!("network:{}", network.id)).await?;
+        undo.push(Step::DeleteLink(network.bridge.clone()));
+        self.nl.add_address(index, network.gateway, network.subnet.prefix_len()).await?;
+        self.nl.set_up(index).await?;
+        Ok(())
+    }
+
+    /// The default network `bridge`, created on first start.
+    pub(super) fn default_network(&self) -> Network {
+        let subnet = self.config.default_subnet.trunc();
+        let gateway = ipam::default_gateway(subnet);
+        Network {
+            name: DEFAULT_NETWORK.into(),
+            id: new_id(),
+            driver: "bridge".into(),
+            subnet,
+            gateway,
+            ip_range: None,
+            internal: false,
+            options: BTreeMap::from([(OPT_BRIDGE_NAME.to_string(), DEFAULT_BRIDGE.to_string())]),
+            bridge: DEFAULT_BRIDGE.into(),
+            net_id: self.state.free_net_id(),
+            default: true,
+            user_subnet: false,
+            cursor: gateway,
+            created: now(),
+        }
+    }
+
+    pub(super) async fn network_rm(&mut self, names: &[String]) -> OpResult<Reply> {
+        for name in names {
+            self.check_removable(name)?;
+        }
+        for name in names {
+            let network = self.state.networks.remove(name).expect("checked above");
+            self.save()?;
+            self.dp.apply_networks(plan::MapDiff { upsert: vec![], remove: vec![network.subnet] })?;
+            self.nl.delete_link(&network.bridge).await?;
+        }
+        Ok(Reply::Done)
+    }
+
+    fn check_removable(&self, name: &str) -> OpResult<()> {
+        if RESERVED.contains(&name) {
+            return Err(conflict(format!("{name} is a pre-defined network and cannot be removed")));
+        }
+        self.network(name)?;
+        let users: Vec<&str> = self.state.containers_on(name).iter().map(|c| c.name.as_str()).collect();
+        if !users.is_empty() {
+            return Err(conflict(format!("network {name} has connected containers: {}", users.join(", "))));
+        }
+        Ok(())
+    }
+
+    /// A network by name, full ID or unique ID prefix.
+    pub(super) fn network(&self, key: &str) -> OpResult<&Network> {
+        if let Some(n) = self.state.networks.get(key) {
+            return Ok(n);
+        }
+        let mut by_id = self.state.networks.values().filter(|n| !key.is_empty() && n.id.starts_with(key));
+        match (by_id.next(), by_id.next()) {
+            (Some(n), None) => Ok(n),
+            _ => Err(OpError::NotFound(format!("network {key} not found"))),
+        }
+    }
+
+    pub(super) fn network_views(&self, names: Option<&[String]>) -> OpResult<Vec<NetworkView>> {
+        let mut views: Vec<NetworkView> = match names {
+            Some(names) => names.iter().map(|n| self.named_network_view(n)).collect::<OpResult<_>>()?,
+            None => self.state.networks.values().map(|n| self.network_view(n)).collect(),
+        };
+        if names.is_none() {
+            views.extend(["host", "none"].map(mode_view));
+            views.sort_by(|a, b| a.name.cmp(&b.name));
+        }
+        Ok(views)
+    }
+
+    fn named_network_view(&self, name: &str) -> OpResult<NetworkView> {
+        match name {
+            "host" | "none" => Ok(mode_view(name)),
+            _ => Ok(self.network_view(self.network(name)?)),
+        }
+    }
+
+    fn network_view(&self, n: &Network) -> NetworkView {
+        let containers = self
+            .state
+            .containers_on(&n.name)
+            .into_iter()
+            .map(|c| {
+                let ep = c.endpoints.iter().find(|e| e.network == n.name);
+                let aliases = c.attachments.iter().find(|a| a.network == n.name).map(|a| a.aliases.clone()).unwrap_or_default();
+                let member = NetworkMember {
+                    id: c.id.clone(),
+                    ip_address: ep.map(|e| Ipv4Net::new(e.ip, n.subnet.prefix_len()).expect("prefix from a subnet")),
+                    mac_address: ep.map(|e| format_mac(e.mac)),
+                    aliases,
+                };
+                (c.name.clone(), member)
+            })
+            .collect();
+        NetworkView {
+            name: n.name.clone(),
+            id: n.id.clone(),
+            driver: n.driver.clone(),
+            subnet: Some(n.subnet),
+            gateway: Some(n.gateway),
+            ip_range: n.ip_range,
+            internal: n.internal,
+            bridge: Some(n.bridge.clone()),
+            options: n.options.clone(),
+            containers,
+            created: n.created,
+        }
+    }
+}
+
+/// The gateway: given (inside the subnet, not its network or broadcast address) or the first host.
+fn check_gateway(subnet: Ipv4Net, req: &NetworkCreate) -> OpResult<std::net::Ipv4Addr> {
+    let Some(gw) = req.gateway else { return Ok(ipam::default_gateway(subnet)) };
+    if req.subnet.is_none() {
+        return Err(invalid("--gateway needs --subnet"));
+    }
+    if !subnet.contains(&gw) || gw == subnet.network() || gw == subnet.broadcast() {
+        return Err(invalid(format!("gateway {gw} is not a usable address of subnet {subnet}")));
+    }
+    Ok(gw)
+}
+
+/// The built-in `host` and `none` networks, which are modes rather than devices.
+fn mode_view(name: &str) -> NetworkView {
+    NetworkView {
+        name: name.into(),
+        id: name.into(),
+        driver: if name == "host" { "host" } else { "null" }.into(),
+        subnet: None,
+        gateway: None,
+        ip_range: None,
+        internal: false,
+        bridge: None,
+        options: BTreeMap::new(),
+        containers: BTreeMap::new(),
+        created: 0,
+    }
+}

@@ -1,0 +1,129 @@
+//! Start-up reconciliation: make the kernel match the saved state. What a previous daemon left
+//! running is adopted (maps reused, the new program swapped into pinned links); what a crash left
+//! half-made (devices tagged as netd's but not in the state, stray namespace files, map entries
+//! and link pins) is removed; containers whose devices vanished are marked stopped.
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{error::OpResult, undo::Undo, Daemon};
+use crate::{
+    datapath::plan,
+    netns,
+    state::{NetworkMode, Status},
+};
+
+impl Daemon {
+    pub(super) async fn reconcile(&mut self) -> OpResult<()> {
+        self.reap_devices().await?;
+        self.drop_broken_containers().await?;
+        self.ensure_bridges().await?;
+        self.reap_netns_files();
+        self.sync_maps().await?;
+        self.save()
+    }
+
+    /// Deletes devices tagged as netd's that the state does not know.
+    async fn reap_devices(&mut self) -> OpResult<()> {
+        let known: BTreeSet<String> = self
+            .state
+            .networks
+            .values()
+            .map(|n| n.bridge.clone())
+            .chain(self.state.endpoints().map(|(_, ep)| ep.host_veth.clone()))
+            .collect();
+        for link in self.nl.owned_links().await? {
+            if !known.contains(&link.name) {
+                tracing::warn!(device = %link.name, owner = %link.owner, "removing a device left half-made");
+                self.nl.delete_link(&link.name).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Running containers whose namespace or devices are gone are marked stopped.
+    async fn drop_broken_containers(&mut self) -> OpResult<()> {
+        let mut broken = vec![];
+        for c in self.state.containers.values().filter(|c| c.status == Status::Running) {
+            let own = matches!(c.mode, NetworkMode::Bridge | NetworkMode::None);
+            let mut ok = !own || self.netns_path(c).exists();
+            for ep in &c.endpoints {
+                ok &= self.nl.link_index(&ep.host_veth).await?.is_some();
+            }
+            if !ok {
+                broken.push(c.clone());
+            }
+        }
+        for c in broken {
+            tracing::warn!(container = %c.name, "its namespace or devices are gone; marking it stopped");
+            for err in self.stop_steps(&c).await {
+                tracing::warn!(container = %c.name, %err, "teardown of a broken container");
+            }
+        }
+        Ok(())
+    }
+
+    /// Every network has its bridge (the default network is created on first start).
+    async fn ensure_bridges(&mut self) -> OpResult<()> {
+        if !self.state.networks.contains_key(super::networks::DEFAULT_NETWORK) {
+            let network = self.default_network();
+            if self.nl.link_index(&network.bridge).await?.is_some() {
+                self.nl.delete_link(&network.bridge).await?;
+            }
+            self.install_network(network).await?;
+        }
+        let missing: Vec<_> = self.state.networks.values().cloned().collect();
+        for network in missing {
+            if self.nl.link_index(&network.bridge).await?.is_none() {
+                tracing::warn!(network = %network.name, "bridge missing; creating it again");
+                let mut undo = Undo::default();
+                self.create_bridge(&network, &mut undo).await?;
+                undo.commit();
+            }
+        }
+        Ok(())
+    }
+
+    /// Namespace files under the run dir that no running container owns.
+    fn reap_netns_files(&self) {
+        let owned: BTreeSet<_> = self
+            .state
+            .containers
+            .values()
+            .filter(|c| c.status == Status::Running && c.adopted_netns.is_none())
+            .map(|c| self.netns_path(c))
+            .collect();
+        let Ok(entries) = std::fs::read_dir(self.config.netns_dir()) else { return };
+        for path in entries.filter_map(|e| Some(e.ok()?.path())) {
+            if !owned.contains(&path) {
+                tracing::warn!(path = %path.display(), "removing a namespace file left half-made");
+                if let Err(e) = netns::remove(&path) {
+                    tracing::error!(%e, "cannot remove stray namespace file");
+                }
+            }
+        }
+    }
+
+    /// Maps and link pins as the state says: stale entries and pins go, every live endpoint gets
+    /// its entry and the current program on its port.
+    async fn sync_maps(&mut self) -> OpResult<()> {
+        let wanted = plan::endpoints(&self.state);
+        let mut by_index = BTreeMap::new();
+        for (veth, entry) in &wanted {
+            let index = self.nl.require_link(veth).await?;
+            self.dp.attach_endpoint(veth, index, *entry)?;
+            by_index.insert(index, *entry);
+        }
+        let current = self.dp.endpoints()?;
+        self.dp.apply_endpoints(plan::diff(&current, &by_index))?;
+        let current = self.dp.networks()?;
+        self.dp.apply_networks(plan::diff(&current, &plan::networks(&self.state)))?;
+        for pin in self.dp.pinned_links()? {
+            if !wanted.contains_key(&pin) {
+                tracing::warn!(link = %pin, "unpinning a stale link");
+                for e in self.dp.detach_endpoint(&pin, None) {
+                    tracing::error!(%e, "cannot unpin stale link");
+                }
+            }
+        }
+        Ok(())
+    }
+}

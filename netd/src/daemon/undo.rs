@@ -1,0 +1,59 @@
+//! An undo log: every kernel-side step of a request records how to take it back, so that a
+//! request that fails half-way leaves nothing behind.
+use std::path::PathBuf;
+
+use super::Daemon;
+use crate::netns;
+
+/// One step to take back.
+#[derive(Debug)]
+pub enum Step {
+    DeleteLink(String),
+    RemoveNetns(PathBuf),
+    Detach { veth: String, ifindex: u32 },
+}
+
+#[derive(Debug, Default)]
+pub struct Undo(Vec<Step>);
+
+impl Undo {
+    pub fn push(&mut self, step: Step) {
+        self.0.push(step);
+    }
+
+    /// Forgets the steps: the request succeeded.
+    pub fn commit(mut self) {
+        self.0.clear();
+    }
+
+    /// Takes every step back, newest first, going on past errors; returns them.
+    pub async fn rollback(mut self, daemon: &mut Daemon) -> Vec<String> {
+        let mut errors = vec![];
+        while let Some(step) = self.0.pop() {
+            match step {
+                Step::DeleteLink(name) => {
+                    if let Err(e) = daemon.nl.delete_link(&name).await {
+                        errors.push(e.to_string());
+                    }
+                }
+                Step::RemoveNetns(path) => {
+                    if let Err(e) = netns::remove(&path) {
+                        errors.push(e.to_string());
+                    }
+                }
+                Step::Detach { veth, ifindex } => {
+                    errors.extend(daemon.dp.detach_endpoint(&veth, Some(ifindex)).iter().map(ToString::to_string));
+                }
+            }
+        }
+        errors
+    }
+}
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        if !self.0.is_empty() {
+            tracing::error!(steps = ?self.0, "undo log dropped without commit or rollback");
+        }
+    }
+}

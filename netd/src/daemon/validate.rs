@@ -1,0 +1,92 @@
+//! Checks on names and options that need no state: done before anything else so that bad input
+//! changes nothing.
+use std::collections::BTreeMap;
+
+use super::error::{invalid, OpResult};
+
+/// Names Docker accepts for containers and networks: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
+pub fn name(kind: &str, name: &str) -> OpResult<()> {
+    let mut chars = name.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
+    if !first_ok || !chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) || name.len() > 128 {
+        return Err(invalid(format!("invalid {kind} name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")));
+    }
+    Ok(())
+}
+
+/// A hostname label sequence (RFC 1123).
+pub fn hostname(name: &str) -> OpResult<()> {
+    let label_ok = |l: &str| {
+        !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && !l.ends_with('-') && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
+    if name.len() > 253 || !name.split('.').all(label_ok) {
+        return Err(invalid(format!("invalid hostname {name:?}")));
+    }
+    Ok(())
+}
+
+/// `KEY=VALUE` pairs; a missing `=` or empty key is refused.
+pub fn key_values(what: &str, items: &[String]) -> OpResult<BTreeMap<String, String>> {
+    items
+        .iter()
+        .map(|item| match item.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => Err(invalid(format!("invalid {what} {item:?}: expected KEY=VALUE"))),
+        })
+        .collect()
+}
+
+/// `PORT[/PROTO]` or `START-END[/PROTO]` as `--expose` takes it.
+pub fn expose(spec: &str) -> OpResult<()> {
+    let bad = || invalid(format!("invalid port {spec:?}: expected PORT[/tcp|/udp] or START-END[/PROTO]"));
+    let (ports, proto) = spec.split_once('/').unwrap_or((spec, "tcp"));
+    if proto != "tcp" && proto != "udp" {
+        return Err(bad());
+    }
+    let (lo, hi) = ports.split_once('-').unwrap_or((ports, ports));
+    match (lo.parse::<u16>(), hi.parse::<u16>()) {
+        (Ok(lo), Ok(hi)) if lo > 0 && lo <= hi => Ok(()),
+        _ => Err(bad()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_dockers_rule() {
+        assert!(name("network", "my-net_1.0").is_ok());
+        for bad in ["", "-x", "a b", "a/b", "ümlaut"] {
+            let err = name("network", bad).unwrap_err().to_string();
+            assert!(err.starts_with("invalid network name"), "{err}");
+        }
+    }
+
+    #[test]
+    fn hostnames_are_rfc1123() {
+        assert!(hostname("web-1.example").is_ok());
+        assert!(hostname("-web").is_err());
+        assert!(hostname("a..b").is_err());
+        assert!(hostname("under_score").is_err());
+    }
+
+    #[test]
+    fn key_values_need_an_equals_sign() {
+        let kv = key_values("option", &["a=1".into(), "b=".into()]).unwrap();
+        assert_eq!(kv["a"], "1");
+        assert_eq!(kv["b"], "");
+        assert!(key_values("option", &["novalue".into()]).is_err());
+        assert!(key_values("option", &["=v".into()]).is_err());
+    }
+
+    #[test]
+    fn expose_specs() {
+        for ok in ["80", "80/tcp", "53/udp", "8000-8010", "8000-8010/udp"] {
+            assert!(expose(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "0", "http", "80/sctp", "90-80", "70000"] {
+            assert!(expose(bad).is_err(), "{bad}");
+        }
+    }
+}
