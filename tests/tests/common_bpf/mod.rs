@@ -1,0 +1,402 @@
+//! Harness for running netd's eBPF programs through `BPF_PROG_TEST_RUN`.
+//!
+//! Each [`Harness`] loads the embedded object ([`netd::datapath::EBPF_OBJECT`]) with its pinned
+//! maps in a fresh directory of its own under `/sys/fs/bpf`, so tests run in parallel without
+//! seeing each other's maps, and removes that directory when dropped (also when a test panics).
+//! Frames are built by hand with the small builders at the bottom of this file.
+#![allow(dead_code)] // Each test binary uses its own subset of the helpers.
+
+use std::{
+    ffi::CString,
+    fs::{self, File},
+    io,
+    os::fd::AsRawFd,
+    path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicU32, Ordering},
+        OnceLock,
+    },
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use aya::{
+    maps::{lpm_trie::Key, HashMap, LpmTrie, PerCpuArray},
+    programs::{ProgramError, SchedClassifier, TestRun, TestRunOptions},
+    Ebpf, EbpfLoader,
+};
+use netd_common::{maps, DropReason, Endpoint, NetworkInfo};
+
+/// Where the kernel mounts the BPF filesystem by convention.
+pub const BPFFS: &str = "/sys/fs/bpf";
+/// `BPF_FS_MAGIC` from `linux/magic.h` (0xcafe4a11; not 0xcafe4711).
+const BPF_FS_MAGIC: u32 = 0xcafe_4a11;
+/// `TC_ACT_OK`: let the frame through.
+pub const TC_ACT_OK: u32 = 0;
+/// `TC_ACT_SHOT`: drop the frame.
+pub const TC_ACT_SHOT: u32 = 2;
+/// The device of the skb `BPF_PROG_TEST_RUN` builds is the loopback device, so the program sees
+/// this ifindex unless a `__sk_buff` context says otherwise.
+pub const TEST_RUN_IFINDEX: u32 = 1;
+
+/// Whether the caller may run BPF tests. Without root: `None` after printing a skip message, or
+/// a panic when `CI=true` (a CI job that silently skips its datapath tests tests nothing).
+pub fn require_root(test: &str) -> Option<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return Some(());
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{test}: BPF tests need root, and CI=true forbids skipping them");
+    }
+    eprintln!("skipping {test}: BPF tests need root");
+    None
+}
+
+fn is_bpffs(path: &Path) -> io::Result<bool> {
+    let c_path = CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: statfs is plain old data; the kernel fills it in.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: c_path is NUL-terminated and st is a valid out pointer.
+    if unsafe { libc::statfs(c_path.as_ptr(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // f_type is a signed long on some targets, a 32-bit int on others: compare the low 32 bits.
+    #[allow(clippy::unnecessary_cast)]
+    Ok(st.f_type as u32 == BPF_FS_MAGIC)
+}
+
+/// Makes sure a BPF filesystem is mounted on [`BPFFS`], mounting one if needed. Serialised across
+/// threads and across test processes (an `flock`), so that two test binaries starting at once do
+/// not stack two mounts and lose each other's pins.
+fn ensure_bpffs() {
+    // The outcome is remembered, failure included: a mount that "does not work" must never be
+    // retried by every following test (that stacks one bpffs per test on /sys/fs/bpf).
+    static DONE: OnceLock<Result<(), String>> = OnceLock::new();
+    if let Err(e) = DONE.get_or_init(mount_bpffs_once) {
+        panic!("{e}");
+    }
+}
+
+fn mount_bpffs_once() -> Result<(), String> {
+    let lock = File::create("/run/netd-tests-bpffs.lock")
+        .or_else(|_| File::create(std::env::temp_dir().join("netd-tests-bpffs.lock")))
+        .map_err(|e| format!("create the bpffs mount lock file: {e}"))?;
+    // SAFETY: valid fd; the lock goes away with the file when `lock` is dropped.
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(format!("flock bpffs lock: {}", io::Error::last_os_error()));
+    }
+    let path = Path::new(BPFFS);
+    if is_bpffs(path).unwrap_or(false) {
+        return Ok(());
+    }
+    fs::create_dir_all(path).map_err(|e| format!("create {BPFFS}: {e}"))?;
+    let c_path = CString::new(BPFFS).unwrap();
+    let fstype = CString::new("bpf").unwrap();
+    // SAFETY: all strings are NUL-terminated, data is NULL.
+    let rc = unsafe {
+        libc::mount(
+            fstype.as_ptr(),
+            c_path.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(format!(
+            "mount -t bpf bpf {BPFFS}: {}",
+            io::Error::last_os_error()
+        ));
+    }
+    match is_bpffs(path) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(format!("{BPFFS} is still not a bpffs after mounting")),
+        Err(e) => Err(format!("statfs {BPFFS}: {e}")),
+    }
+}
+
+/// A directory of pinned maps that belongs to one test and is removed with everything in it when
+/// dropped.
+pub struct PinDir {
+    path: PathBuf,
+}
+
+impl PinDir {
+    /// Creates a fresh, uniquely named directory under [`BPFFS`].
+    pub fn new(test: &str) -> Self {
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        ensure_bpffs();
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let name = format!(
+            "netd-test-{}-{}-{nanos}-{test}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let path = Path::new(BPFFS).join(name);
+        fs::create_dir(&path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+        Self { path }
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        // Unlinking a pin does not care about open fds: the map lives on until the last one is
+        // closed. Best effort, and never a panic while unwinding.
+        if let Ok(entries) = fs::read_dir(&self.path) {
+            for entry in entries.flatten() {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+        if let Err(e) = fs::remove_dir(&self.path) {
+            eprintln!("warning: could not remove {}: {e}", self.path.display());
+        }
+    }
+}
+
+/// The loaded object plus the pin directory of its maps. Fields drop in order: the object (and
+/// its fds) first, then the directory.
+pub struct Harness {
+    ebpf: Ebpf,
+    pins: PinDir,
+}
+
+/// Name of the TC program on the host side of container veths.
+pub const ENDPOINT_INGRESS: &str = "netd_endpoint_ingress";
+
+impl Harness {
+    /// Loads netd's object with its maps pinned in a fresh directory and loads (without
+    /// attaching) the classifier `program`. `None` when the test is skipped (not root).
+    pub fn new(test: &str, program: &str) -> Option<Self> {
+        require_root(test)?;
+        let pins = PinDir::new(test);
+        let mut ebpf = EbpfLoader::new()
+            .default_map_pin_directory(pins.path())
+            .load(netd::datapath::EBPF_OBJECT)
+            .expect("load the netd eBPF object");
+        let prog: &mut SchedClassifier = ebpf
+            .program_mut(program)
+            .unwrap_or_else(|| panic!("no program {program} in the object"))
+            .try_into()
+            .expect("program is a classifier");
+        if let Err(e) = prog.load() {
+            // The verifier log is in the error's Display output, not its Debug output.
+            panic!("loading {program} failed: {e}");
+        }
+        for name in [maps::ENDPOINTS, maps::NETWORKS, maps::DROPS] {
+            let pin = pins.path().join(name);
+            assert!(
+                pin.exists(),
+                "map {name} was not pinned at {}",
+                pin.display()
+            );
+        }
+        Some(Self { ebpf, pins })
+    }
+
+    /// The pin directory of this harness's maps.
+    pub fn pin_dir(&self) -> &Path {
+        self.pins.path()
+    }
+
+    /// Plugs `ep` in behind bridge port `ifindex`.
+    pub fn set_endpoint(&mut self, ifindex: u32, ep: Endpoint) {
+        let mut map: HashMap<_, u32, Endpoint> =
+            HashMap::try_from(self.ebpf.map_mut(maps::ENDPOINTS).expect("endpoints map"))
+                .expect("endpoints map type");
+        map.insert(ifindex, ep, 0).expect("insert endpoint");
+    }
+
+    /// Declares `addr/prefix_len` a subnet of network `net_id`.
+    pub fn add_network(&mut self, addr: [u8; 4], prefix_len: u32, net_id: u32) {
+        let mut map: LpmTrie<_, [u8; 4], NetworkInfo> =
+            LpmTrie::try_from(self.ebpf.map_mut(maps::NETWORKS).expect("networks map"))
+                .expect("networks map type");
+        map.insert(
+            &Key::new(prefix_len, addr),
+            NetworkInfo { net_id, flags: 0 },
+            0,
+        )
+        .expect("insert network");
+    }
+
+    /// Runs `program` once on `frame` and returns its verdict, or the error of the syscall (the
+    /// kernel refuses some inputs, such as frames shorter than an Ethernet header).
+    pub fn try_run(&self, program: &str, frame: &[u8]) -> Result<u32, ProgramError> {
+        let prog: &SchedClassifier = self
+            .ebpf
+            .program(program)
+            .unwrap_or_else(|| panic!("no program {program} in the object"))
+            .try_into()
+            .expect("program is a classifier");
+        let result = prog.test_run(TestRunOptions {
+            data_in: Some(frame),
+            ..TestRunOptions::default()
+        })?;
+        Ok(result.return_value)
+    }
+
+    /// Runs `program` once on `frame` and returns its verdict.
+    pub fn run(&self, program: &str, frame: &[u8]) -> u32 {
+        self.try_run(program, frame)
+            .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN of {program}: {}", error_chain(&e)))
+    }
+
+    /// Packets dropped for `reason`, summed over CPUs.
+    pub fn drops(&self, reason: DropReason) -> u64 {
+        let map: PerCpuArray<_, u64> =
+            PerCpuArray::try_from(self.ebpf.map(maps::DROPS).expect("drops map"))
+                .expect("drops map type");
+        map.get(&(reason as u32), 0)
+            .expect("read drop counter")
+            .iter()
+            .sum()
+    }
+
+    /// Every drop counter, in [`DropReason::ALL`] order.
+    pub fn all_drops(&self) -> Vec<(DropReason, u64)> {
+        DropReason::ALL
+            .iter()
+            .map(|&reason| (reason, self.drops(reason)))
+            .collect()
+    }
+}
+
+// --- Frame builders -------------------------------------------------------------------------
+
+/// EtherType of IPv4.
+pub const ETH_P_IP: u16 = 0x0800;
+/// EtherType of ARP.
+pub const ETH_P_ARP: u16 = 0x0806;
+/// EtherType of IPv6.
+pub const ETH_P_IPV6: u16 = 0x86dd;
+/// The broadcast MAC address.
+pub const BROADCAST_MAC: [u8; 6] = [0xff; 6];
+
+/// An Ethernet header followed by `payload`.
+pub fn ethernet(dst: [u8; 6], src: [u8; 6], ether_type: u16, payload: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(14 + payload.len());
+    frame.extend_from_slice(&dst);
+    frame.extend_from_slice(&src);
+    frame.extend_from_slice(&ether_type.to_be_bytes());
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// The Internet checksum (RFC 1071) of `data`.
+pub fn inet_checksum(data: &[u8]) -> u16 {
+    let mut sum: u32 = data
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// A 20-byte IPv4 header (no options, valid checksum) followed by `payload`.
+pub fn ipv4(src: [u8; 4], dst: [u8; 4], proto: u8, payload: &[u8]) -> Vec<u8> {
+    let total_len = u16::try_from(20 + payload.len()).expect("IPv4 packet too long");
+    let mut packet = Vec::with_capacity(usize::from(total_len));
+    packet.push(0x45); // version 4, IHL 5
+    packet.push(0); // DSCP/ECN
+    packet.extend_from_slice(&total_len.to_be_bytes());
+    packet.extend_from_slice(&[0x12, 0x34]); // identification
+    packet.extend_from_slice(&[0x40, 0x00]); // don't fragment
+    packet.push(64); // TTL
+    packet.push(proto);
+    packet.extend_from_slice(&[0, 0]); // checksum, filled in below
+    packet.extend_from_slice(&src);
+    packet.extend_from_slice(&dst);
+    let check = inet_checksum(&packet);
+    packet[10..12].copy_from_slice(&check.to_be_bytes());
+    packet.extend_from_slice(payload);
+    packet
+}
+
+/// A UDP datagram (checksum 0: "none", legal over IPv4) carrying `payload`.
+pub fn udp(src_port: u16, dst_port: u16, payload: &[u8]) -> Vec<u8> {
+    let len = u16::try_from(8 + payload.len()).expect("UDP datagram too long");
+    let mut datagram = Vec::with_capacity(usize::from(len));
+    datagram.extend_from_slice(&src_port.to_be_bytes());
+    datagram.extend_from_slice(&dst_port.to_be_bytes());
+    datagram.extend_from_slice(&len.to_be_bytes());
+    datagram.extend_from_slice(&[0, 0]);
+    datagram.extend_from_slice(payload);
+    datagram
+}
+
+/// A complete Ethernet/IPv4/UDP frame.
+pub fn ipv4_udp_frame(src_mac: [u8; 6], dst_mac: [u8; 6], src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
+    let udp = udp(40000, 53, b"netd test payload");
+    ethernet(dst_mac, src_mac, ETH_P_IP, &ipv4(src, dst, 17, &udp))
+}
+
+/// ARP operation: request.
+pub const ARP_REQUEST: u16 = 1;
+/// ARP operation: reply.
+pub const ARP_REPLY: u16 = 2;
+
+/// An Ethernet/IPv4 ARP packet (28 bytes).
+pub fn arp(op: u16, sha: [u8; 6], spa: [u8; 4], tha: [u8; 6], tpa: [u8; 4]) -> Vec<u8> {
+    let mut packet = Vec::with_capacity(28);
+    packet.extend_from_slice(&1u16.to_be_bytes()); // HTYPE Ethernet
+    packet.extend_from_slice(&ETH_P_IP.to_be_bytes()); // PTYPE IPv4
+    packet.push(6); // HLEN
+    packet.push(4); // PLEN
+    packet.extend_from_slice(&op.to_be_bytes());
+    packet.extend_from_slice(&sha);
+    packet.extend_from_slice(&spa);
+    packet.extend_from_slice(&tha);
+    packet.extend_from_slice(&tpa);
+    packet
+}
+
+/// A broadcast ARP request frame from `sha`/`spa` asking for `tpa`.
+pub fn arp_request_frame(eth_src: [u8; 6], sha: [u8; 6], spa: [u8; 4], tpa: [u8; 4]) -> Vec<u8> {
+    ethernet(
+        BROADCAST_MAC,
+        eth_src,
+        ETH_P_ARP,
+        &arp(ARP_REQUEST, sha, spa, [0; 6], tpa),
+    )
+}
+
+/// A minimal IPv6 frame (40-byte header, UDP next header, no payload).
+pub fn ipv6_frame(src_mac: [u8; 6], dst_mac: [u8; 6]) -> Vec<u8> {
+    let mut header = Vec::with_capacity(40);
+    header.extend_from_slice(&[0x60, 0, 0, 0]); // version 6, no traffic class/flow label
+    header.extend_from_slice(&0u16.to_be_bytes()); // payload length
+    header.push(17); // next header: UDP
+    header.push(64); // hop limit
+    let mut src = [0u8; 16];
+    src[..2].copy_from_slice(&[0xfe, 0x80]);
+    src[10..].copy_from_slice(&src_mac);
+    header.extend_from_slice(&src);
+    let mut dst = [0u8; 16];
+    dst[..2].copy_from_slice(&[0xff, 0x02]);
+    dst[15] = 1;
+    header.extend_from_slice(&dst);
+    ethernet(dst_mac, src_mac, ETH_P_IPV6, &header)
+}
+
+/// `e` and all its sources on one line (aya's `SyscallError` keeps the errno in its source).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
