@@ -1,1 +1,63 @@
-fn main(){}
+//! Developer verbs for netd, run as `cargo xtask <verb>` (alias in `.cargo/config.toml`).
+//!
+//! One module per verb, as aya-rs/aya's xtask does. Every verb installs what it needs first, so the
+//! README's commands work on a fresh Debian 12 machine (root, apt, crates.io and rustup reachable).
+
+mod bench;
+mod build;
+mod demo;
+mod lab;
+mod prereqs;
+mod run;
+mod test;
+mod util;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Build, run, test and demonstrate netd")]
+struct Cli {
+    #[command(subcommand)]
+    verb: Verb,
+}
+
+#[derive(Subcommand)]
+enum Verb {
+    /// Install every prerequisite (toolchains, bpf-linker, runtime tools, bpffs); skips what is present.
+    Prereqs,
+    /// Build target/release/netd, one binary with the eBPF programs embedded.
+    Build {
+        /// Build target/debug/netd instead.
+        #[arg(long)]
+        debug: bool,
+    },
+    /// Build, then run `netd daemon ARGS` on this host (touches the real host's networking).
+    Run {
+        /// Arguments for `netd daemon`, after `--`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Build netd (debug) and run every test in the workspace; extra args go to `cargo test`.
+    Test {
+        /// Arguments for `cargo test`, e.g. a test name filter.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Walk through netd's scenarios with real traffic in throwaway namespaces.
+    Demo,
+    /// Benchmarks (not implemented yet).
+    Bench,
+}
+
+fn main() -> anyhow::Result<ExitCode> {
+    match Cli::parse().verb {
+        Verb::Prereqs => prereqs::ensure().map(|()| ExitCode::SUCCESS),
+        Verb::Build { debug } => build::build(!debug).map(|_| ExitCode::SUCCESS),
+        Verb::Run { args } => run::run(&args).map(|()| ExitCode::SUCCESS),
+        Verb::Test { args } => test::test(&args).map(|()| ExitCode::SUCCESS),
+        Verb::Demo => demo::demo(),
+        Verb::Bench => Ok(bench::bench()),
+    }
+}

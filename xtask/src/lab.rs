@@ -1,0 +1,375 @@
+//! The demo's throwaway world and the guard that removes it.
+//!
+//! A "host" network namespace where netd runs, with an uplink veth to an "outside" namespace that
+//! plays the rest of the world, a temp dir for netd's state, socket and log, and a bpffs dir of its
+//! own. Nothing touches the machine's own interfaces. [`Lab`]'s `Drop` tears everything down, also
+//! when a step fails or panics, and goes on past errors: it stops the daemon, runs
+//! `netd daemon --cleanup`, kills processes left in the demo's namespaces, unmounts and deletes
+//! what netd left behind (saying so), deletes the namespaces and the temp dir.
+
+use std::{
+    collections::HashSet,
+    fs::{self, File},
+    os::unix::{fs::MetadataExt as _, process::CommandExt as _},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _, Result};
+
+use crate::util::{self, Captured};
+
+pub const HOST_NS: &str = "netd-demo-host";
+pub const OUT_NS: &str = "netd-demo-out";
+const BPFFS_DIR: &str = "/sys/fs/bpf/netd-demo";
+const UPLINK: &str = "uplink0";
+const OUTSIDE_IP: &str = "10.99.0.1";
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The setup commands, run in order after both namespaces exist.
+const WIRING: [&[&str]; 8] = [
+    &["-n", HOST_NS, "link", "set", "lo", "up"],
+    &["-n", OUT_NS, "link", "set", "lo", "up"],
+    &[
+        "-n", HOST_NS, "link", "add", UPLINK, "type", "veth", "peer", "name", "outside0", "netns",
+        OUT_NS,
+    ],
+    &["-n", HOST_NS, "addr", "add", "10.99.0.2/24", "dev", UPLINK],
+    &[
+        "-n",
+        OUT_NS,
+        "addr",
+        "add",
+        "10.99.0.1/24",
+        "dev",
+        "outside0",
+    ],
+    &["-n", HOST_NS, "link", "set", UPLINK, "up"],
+    &["-n", OUT_NS, "link", "set", "outside0", "up"],
+    &["-n", HOST_NS, "route", "add", "default", "via", OUTSIDE_IP],
+];
+
+/// Identity of a network namespace: (device, inode) of its nsfs file.
+type NetnsId = (u64, u64);
+
+/// The demo's namespaces, temp dir and daemon; cleans all of them up on drop.
+pub struct Lab {
+    netd: PathBuf,
+    dir: PathBuf,
+    namespaces: Vec<&'static str>,
+    daemon: Option<Child>,
+    daemon_started: bool,
+}
+
+impl Lab {
+    /// Removes what an interrupted earlier run left, and creates the temp dir.
+    pub fn new(netd: PathBuf) -> Result<Self> {
+        remove_leftovers();
+        let dir = std::env::temp_dir().join(format!("netd-demo.{}", std::process::id()));
+        fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+        println!("setup: temp dir {}: ok", dir.display());
+        Ok(Lab {
+            netd,
+            dir,
+            namespaces: Vec::new(),
+            daemon: None,
+            daemon_started: false,
+        })
+    }
+
+    /// Creates both namespaces, the uplink veth between them and the daemon's resolv.conf.
+    pub fn create_world(&mut self) -> Result<()> {
+        for ns in [HOST_NS, OUT_NS] {
+            setup_ip(&["netns", "add", ns])?;
+            self.namespaces.push(ns);
+        }
+        for args in WIRING {
+            setup_ip(args)?;
+        }
+        let mut ping = util::command("ip");
+        ping.args([
+            "netns", "exec", HOST_NS, "busybox", "ping", "-c", "1", "-W", "2", OUTSIDE_IP,
+        ]);
+        util::output(&mut ping, "setup: uplink reaches the outside namespace")?;
+        println!("setup: {HOST_NS} reaches {OUTSIDE_IP} over {UPLINK}: ok");
+        let resolv = self.dir.join("resolv.conf");
+        fs::write(&resolv, format!("nameserver {OUTSIDE_IP}\n"))
+            .with_context(|| format!("write {}", resolv.display()))?;
+        println!("setup: {} (nameserver {OUTSIDE_IP}): ok", resolv.display());
+        Ok(())
+    }
+
+    /// Starts `netd daemon` in the host namespace (same mount namespace as ours, so its netns
+    /// bind mounts are visible) and waits until it answers.
+    pub fn start_daemon(&mut self) -> Result<()> {
+        let log_path = self.dir.join("daemon.log");
+        let log =
+            File::create(&log_path).with_context(|| format!("create {}", log_path.display()))?;
+        let mut cmd = self.nsenter_daemon(&["--uplink", UPLINK, "--resolv-conf"]);
+        cmd.arg(self.dir.join("resolv.conf"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0); // Ctrl-C reaches us, not the daemon: we stop it ourselves.
+        println!("setup: $ {} > {}", util::describe(&cmd), log_path.display());
+        let child = cmd.spawn().context("setup: start the daemon")?;
+        self.daemon = Some(child);
+        self.daemon_started = true;
+        self.wait_ready()
+    }
+
+    /// `netd --socket SOCKET ARGS...`, run directly on the machine.
+    pub fn client(&self, args: &[&str]) -> Command {
+        let mut cmd = util::command(&self.netd);
+        cmd.arg("--socket").arg(self.socket()).args(args);
+        cmd
+    }
+
+    /// Runs a client command with a timeout, capturing its output.
+    pub fn run_client(&self, args: &[&str]) -> Result<Captured> {
+        util::run_captured(&mut self.client(args), CLIENT_TIMEOUT, &self.dir)
+    }
+
+    /// The path of the netd binary and its socket, for the demo's preamble.
+    pub fn client_prefix(&self) -> String {
+        format!(
+            "{} --socket {}",
+            self.netd.display(),
+            self.socket().display()
+        )
+    }
+
+    /// The last `lines` lines of the daemon's log.
+    pub fn daemon_log_tail(&self, lines: usize) -> String {
+        let log = fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.join("run/netd.sock")
+    }
+
+    /// `nsenter --net=HOST_NS netd daemon --state-dir .. --run-dir .. --bpffs .. EXTRA...`
+    fn nsenter_daemon(&self, extra: &[&str]) -> Command {
+        let mut cmd = util::command("nsenter");
+        cmd.arg(format!("--net=/run/netns/{HOST_NS}"))
+            .arg(&self.netd)
+            .arg("daemon")
+            .arg("--state-dir")
+            .arg(self.dir.join("state"))
+            .arg("--run-dir")
+            .arg(self.dir.join("run"))
+            .args(["--bpffs", BPFFS_DIR])
+            .args(extra);
+        cmd
+    }
+
+    fn wait_ready(&mut self) -> Result<()> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let mut last_error = String::new();
+        while Instant::now() < deadline {
+            if let Some(status) = self
+                .daemon
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                bail!(
+                    "setup: the daemon exited ({status}); its log:\n{}",
+                    self.daemon_log_tail(40)
+                );
+            }
+            let mut ls = self.client(&["network", "ls"]);
+            let out = util::run_captured(&mut ls, Duration::from_secs(2), &self.dir)?;
+            if out.success() {
+                println!("setup: daemon answers `netd network ls`: ok");
+                return Ok(());
+            }
+            last_error = out.stderr.trim().to_string();
+            thread::sleep(Duration::from_millis(200));
+        }
+        bail!(
+            "setup: the daemon did not answer within {READY_TIMEOUT:?} (last error: {last_error}); its log:\n{}",
+            self.daemon_log_tail(40)
+        )
+    }
+
+    fn teardown(&mut self) {
+        println!("\n==> cleanup");
+        let netns = self.netns_ids();
+        self.stop_daemon();
+        if self.daemon_started {
+            self.cleanup_daemon();
+        }
+        kill_processes_in(&netns);
+        unmount_under(&self.dir);
+        for ns in self.namespaces.drain(..).rev() {
+            report("cleanup", &format!("ip netns del {ns}"), delete_netns(ns));
+        }
+        remove_bpffs_dir("cleanup: netd --cleanup left");
+        let removed = fs::remove_dir_all(&self.dir).map_err(anyhow::Error::from);
+        report(
+            "cleanup",
+            &format!("remove {}", self.dir.display()),
+            removed,
+        );
+    }
+
+    /// The namespaces of the demo: both named ones and every container's.
+    fn netns_ids(&self) -> HashSet<NetnsId> {
+        let mut paths: Vec<PathBuf> = self
+            .namespaces
+            .iter()
+            .map(|ns| Path::new("/run/netns").join(ns))
+            .collect();
+        if let Ok(entries) = fs::read_dir(self.dir.join("run/netns")) {
+            paths.extend(entries.flatten().map(|e| e.path()));
+        }
+        paths.iter().filter_map(|p| netns_id(p)).collect()
+    }
+
+    fn stop_daemon(&mut self) {
+        let Some(mut child) = self.daemon.take() else {
+            return;
+        };
+        let pid = child.id();
+        // SAFETY: kill(2) on our own child's pid; it has not been reaped yet.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                println!("cleanup: stop daemon (pid {pid}, SIGTERM): ok ({status})");
+                return;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        child.kill().ok();
+        child.wait().ok();
+        println!("cleanup: stop daemon (pid {pid}): did not stop on SIGTERM within {STOP_TIMEOUT:?}, killed");
+    }
+
+    fn cleanup_daemon(&self) {
+        let mut cmd = self.nsenter_daemon(&["--cleanup"]);
+        let what = util::describe(&cmd);
+        let result = util::run_captured(&mut cmd, CLIENT_TIMEOUT, &self.dir).and_then(|out| {
+            if out.success() {
+                return Ok(());
+            }
+            bail!("{}; stderr: {}", status_text(&out), out.stderr.trim())
+        });
+        report("cleanup", &what, result);
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.teardown();
+    }
+}
+
+/// "exit status: 1" or "timed out".
+pub fn status_text(out: &Captured) -> String {
+    out.status
+        .map_or_else(|| "timed out".into(), |s| s.to_string())
+}
+
+fn report(phase: &str, what: &str, result: Result<()>) {
+    match result {
+        Ok(()) => println!("{phase}: {what}: ok"),
+        Err(e) => println!("{phase}: {what}: FAILED: {e:#}"),
+    }
+}
+
+fn setup_ip(args: &[&str]) -> Result<()> {
+    let mut cmd = util::command("ip");
+    cmd.args(args);
+    let what = util::describe(&cmd);
+    util::output(&mut cmd, "setup")?;
+    println!("setup: {what}: ok");
+    Ok(())
+}
+
+fn delete_netns(ns: &str) -> Result<()> {
+    util::output(
+        util::command("ip").args(["netns", "del", ns]),
+        "ip netns del",
+    )
+    .map(drop)
+}
+
+/// Deletes the demo namespaces and bpffs dir that an interrupted earlier run left behind.
+fn remove_leftovers() {
+    for ns in [HOST_NS, OUT_NS] {
+        let path = Path::new("/run/netns").join(ns);
+        if let Some(id) = netns_id(&path) {
+            kill_processes_in(&HashSet::from([id]));
+            report(
+                "setup",
+                &format!("remove namespace {ns} left by an earlier run"),
+                delete_netns(ns),
+            );
+        }
+    }
+    remove_bpffs_dir("setup: an earlier run left");
+}
+
+fn remove_bpffs_dir(why: &str) {
+    if Path::new(BPFFS_DIR).exists() {
+        let removed = fs::remove_dir_all(BPFFS_DIR).map_err(anyhow::Error::from);
+        report(why, &format!("{BPFFS_DIR} behind; removing it"), removed);
+    }
+}
+
+fn netns_id(path: &Path) -> Option<NetnsId> {
+    fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Kills (SIGKILL) every process whose network namespace is one of `netns`, saying which.
+fn kill_processes_in(netns: &HashSet<NetnsId>) {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return;
+    };
+    for pid in entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+    {
+        let in_demo = netns_id(Path::new(&format!("/proc/{pid}/ns/net")))
+            .is_some_and(|id| netns.contains(&id));
+        if !in_demo || pid as u32 == std::process::id() {
+            continue;
+        }
+        let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        // SAFETY: kill(2) with a pid read from /proc; at worst it no longer exists.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        println!(
+            "cleanup: killed process {pid} ({}) left in a demo namespace",
+            comm.trim()
+        );
+    }
+}
+
+/// Lazily unmounts every mount under `dir` (netns bind mounts that netd did not remove).
+fn unmount_under(dir: &Path) {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let prefix = format!("{}/", dir.display());
+    let mut points: Vec<&str> = mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| p.starts_with(&prefix))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for point in points {
+        let mut cmd = util::command("umount");
+        cmd.args(["-l", point]);
+        let result = util::output(&mut cmd, "umount").map(drop);
+        report(
+            "cleanup",
+            &format!("netd left mount {point} behind; umount -l"),
+            result,
+        );
+    }
+}

@@ -1,0 +1,190 @@
+//! Idempotent installation of everything netd needs on a fresh Debian 12 machine (root, with apt,
+//! crates.io and rustup reachable). Each step prints one line and skips what is already present:
+//! the nightly toolchain with `rust-src` (aya-build compiles netd-ebpf with `-Z build-std=core`),
+//! bpf-linker (and the LLVM 22 packages it links against), the runtime tools, and bpffs.
+
+use std::{ffi::CString, os::unix::ffi::OsStrExt as _, path::Path};
+
+use anyhow::{Context as _, Result};
+
+use crate::util;
+
+/// Debian packages that `cargo install bpf-linker` links against.
+const LLVM_PACKAGES: [&str; 4] = [
+    "llvm-22-dev",
+    "libpolly-22-dev",
+    "libzstd-dev",
+    "zlib1g-dev",
+];
+
+/// Runtime tools: (command, Debian package that provides it).
+const TOOLS: [(&str, &str); 5] = [
+    ("ip", "iproute2"),
+    ("busybox", "busybox-static"),
+    ("bpftool", "bpftool"),
+    ("nsenter", "util-linux"),
+    ("ps", "procps"),
+];
+
+const BPFFS: &str = "/sys/fs/bpf";
+/// `BPF_FS_MAGIC` from linux/magic.h.
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+/// Installs what is missing; one line of output per step.
+pub fn ensure() -> Result<()> {
+    ensure_nightly()?;
+    ensure_rust_src()?;
+    let linker = util::find_executable("bpf-linker");
+    let mut packages = Vec::new();
+    match &linker {
+        Some(path) => report("bpf-linker", &format!("present ({})", path.display())),
+        None => packages.extend(missing_packages(&LLVM_PACKAGES)?),
+    }
+    packages.extend(missing_tools());
+    apt_install(&packages)?;
+    if linker.is_none() {
+        install_bpf_linker()?;
+    }
+    ensure_bpffs()
+}
+
+fn report(step: &str, outcome: &str) {
+    println!("prereqs: {step}: {outcome}");
+}
+
+fn ensure_nightly() -> Result<()> {
+    let step = "rust nightly toolchain";
+    let list = util::output(util::command("rustup").args(["toolchain", "list"]), step)?;
+    if list.lines().any(|l| l.starts_with("nightly-")) {
+        report(step, "present");
+        return Ok(());
+    }
+    report(step, "installing");
+    let mut cmd = util::command("rustup");
+    cmd.args(["toolchain", "install", "nightly", "--profile", "minimal"]);
+    util::run(&mut cmd, step)
+}
+
+fn ensure_rust_src() -> Result<()> {
+    let step = "rust-src for nightly";
+    let mut list = util::command("rustup");
+    list.args(["component", "list", "--toolchain", "nightly", "--installed"]);
+    if util::output(&mut list, step)?
+        .lines()
+        .any(|l| l.starts_with("rust-src"))
+    {
+        report(step, "present");
+        return Ok(());
+    }
+    report(step, "installing");
+    let mut cmd = util::command("rustup");
+    cmd.args(["component", "add", "rust-src", "--toolchain", "nightly"]);
+    util::run(&mut cmd, step)
+}
+
+/// The packages of `names` that dpkg does not report as installed.
+fn missing_packages(names: &[&str]) -> Result<Vec<String>> {
+    let mut missing = Vec::new();
+    for name in names {
+        let mut query = util::command("dpkg-query");
+        query.args(["-W", "-f=${Status}", name]);
+        let installed = query
+            .output()
+            .context("apt: cannot run dpkg-query")?
+            .stdout
+            .ends_with(b" installed");
+        report(
+            &format!("package {name}"),
+            if installed { "present" } else { "missing" },
+        );
+        if !installed {
+            missing.push(name.to_string());
+        }
+    }
+    Ok(missing)
+}
+
+/// The packages providing the runtime tools that are not found.
+fn missing_tools() -> Vec<String> {
+    let mut missing = Vec::new();
+    for (tool, package) in TOOLS {
+        let step = format!("tool {tool} ({package})");
+        match util::find_executable(tool) {
+            Some(path) => report(&step, &format!("present ({})", path.display())),
+            None => {
+                report(&step, "missing");
+                missing.push(package.to_string());
+            }
+        }
+    }
+    missing
+}
+
+/// `apt-get update` once, then installs `packages`; does nothing if the list is empty.
+fn apt_install(packages: &[String]) -> Result<()> {
+    if packages.is_empty() {
+        report("apt packages", "nothing to install");
+        return Ok(());
+    }
+    report(
+        "apt packages",
+        &format!("installing {}", packages.join(" ")),
+    );
+    let mut update = util::command("apt-get");
+    update
+        .arg("update")
+        .env("DEBIAN_FRONTEND", "noninteractive");
+    util::run(&mut update, "apt-get update")?;
+    let mut install = util::command("apt-get");
+    install
+        .args(["install", "-y"])
+        .args(packages)
+        .env("DEBIAN_FRONTEND", "noninteractive");
+    util::run(&mut install, "apt-get install")
+}
+
+fn install_bpf_linker() -> Result<()> {
+    let step = "bpf-linker";
+    report(step, "installing with cargo install (about a minute)");
+    let mut path = std::ffi::OsString::from("/usr/lib/llvm-22/bin:");
+    path.push(util::path_env());
+    let mut cmd = util::cargo();
+    cmd.args([
+        "install",
+        "bpf-linker",
+        "--no-default-features",
+        "--features",
+        "llvm-22",
+    ])
+    .env("PATH", path);
+    util::run(&mut cmd, step)
+}
+
+fn ensure_bpffs() -> Result<()> {
+    let step = format!("bpffs at {BPFFS}");
+    if is_bpffs(Path::new(BPFFS))? {
+        report(&step, "mounted");
+        return Ok(());
+    }
+    report(&step, "mounting");
+    let mut cmd = util::command("mount");
+    cmd.args(["-t", "bpf", "bpf", BPFFS]);
+    util::run(&mut cmd, &step)
+}
+
+/// Whether `path` is on a bpf filesystem (statfs magic `BPF_FS_MAGIC`).
+fn is_bpffs(path: &Path) -> Result<bool> {
+    let c_path = CString::new(path.as_os_str().as_bytes())?;
+    // SAFETY: an all-zero statfs is a valid value for the kernel to overwrite.
+    let mut buf: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: c_path is NUL-terminated and buf is a valid, writable statfs.
+    let rc = unsafe { libc::statfs(c_path.as_ptr(), &mut buf) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("statfs {}", path.display()));
+    }
+    // f_type's integer type differs between architectures.
+    #[allow(clippy::unnecessary_cast)]
+    let magic = buf.f_type as i64;
+    Ok(magic == BPF_FS_MAGIC)
+}
