@@ -64,7 +64,11 @@ impl Pool {
         let range = self.range.unwrap_or(self.subnet);
         let first = u32::from(range.network());
         let size = 1u64 << (32 - range.prefix_len());
-        let start = u32::from(cursor).wrapping_sub(first).wrapping_add(1) as u64 % size;
+        // Start after the cursor if it lies in the range, else at the range's beginning.
+        let start = match range.contains(&cursor) {
+            true => (u64::from(u32::from(cursor) - first) + 1) % size,
+            false => 0,
+        };
         (0..size)
             .map(|step| Ipv4Addr::from(first + ((start + step) % size) as u32))
             .find(|ip| !self.is_reserved(*ip) && !in_use.contains(ip))
@@ -150,7 +154,7 @@ mod tests {
         let mut p = pool("10.1.0.0/16");
         p.range = Some("10.1.5.0/30".parse().unwrap());
         let got = p.allocate(&[], p.gateway).unwrap();
-        assert_eq!(got, ip("10.1.5.0"));
+        assert_eq!(got, ip("10.1.5.0"), "the gateway lies outside the range: start at its beginning");
         let used = [ip("10.1.5.0"), ip("10.1.5.1"), ip("10.1.5.2"), ip("10.1.5.3")];
         assert!(p.allocate(&used, got).is_err());
     }

@@ -97,16 +97,26 @@ impl Netlink {
 
     /// Creates a bridge (down) tagged as owned by `owner`.
     pub async fn create_bridge(&self, name: &str, owner: &str) -> Result<u32, NetlinkError> {
-        let msg = LinkBridge::new(name).append_extra_attribute(alias(owner)).build();
+        let msg = LinkBridge::new(name).build();
         self.handle.link().add(msg).execute().await.map_err(req("create bridge", name))?;
-        self.require_link(name).await
+        let index = self.require_link(name).await?;
+        self.tag(index, owner).await?;
+        Ok(index)
+    }
+
+    /// Marks a device as netd's (the kernel ignores an alias given at creation).
+    async fn tag(&self, index: u32, owner: &str) -> Result<(), NetlinkError> {
+        let msg = LinkUnspec::new_with_index(index).append_extra_attribute(alias(owner)).build();
+        self.handle.link().set(msg).execute().await.map_err(req("tag", index))
     }
 
     /// Creates a veth pair (both ends down); the host end is tagged as owned by `owner`.
     pub async fn create_veth(&self, host: &str, peer: &str, owner: &str) -> Result<(u32, u32), NetlinkError> {
-        let msg = LinkVeth::new(host, peer).append_extra_attribute(alias(owner)).build();
+        let msg = LinkVeth::new(host, peer).build();
         self.handle.link().add(msg).execute().await.map_err(req("create veth", host))?;
-        Ok((self.require_link(host).await?, self.require_link(peer).await?))
+        let index = self.require_link(host).await?;
+        self.tag(index, owner).await?;
+        Ok((index, self.require_link(peer).await?))
     }
 
     /// Moves a device into the namespace at `path`.

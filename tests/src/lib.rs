@@ -1,1 +1,291 @@
+//! Harness for netd's integration tests: each [`Host`] is a throwaway "host" network namespace
+//! running its own `netd daemon` (with its own state, run and bpffs directories) and an uplink
+//! veth to an "outside" namespace that plays the rest of the world. Nothing touches the
+//! machine's own interfaces. Dropping the `Host` kills the daemon, runs `netd daemon --cleanup`,
+//! kills what is left in the namespaces and deletes them, even when the test panicked.
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    thread::sleep,
+    time::{Duration, Instant},
+};
 
+use serde_json::Value;
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// Address of the host's uplink and of the outside end.
+pub const UPLINK_IP: &str = "10.99.0.2";
+pub const OUTSIDE_IP: &str = "10.99.0.1";
+
+/// The `netd` binary under test: `$NETD_BIN`, or the workspace's debug build.
+pub fn netd_bin() -> PathBuf {
+    std::env::var_os("NETD_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/netd"))
+}
+
+/// Whether privileged tests can run. Without root they are skipped, unless `CI=true`, where
+/// skipping would hide a failure.
+pub fn privileged() -> bool {
+    let root = nix_is_root();
+    if !root && std::env::var("CI").as_deref() == Ok("true") {
+        panic!("integration tests need root and CI=true forbids skipping them");
+    }
+    if !root {
+        eprintln!("skipping: integration tests need root");
+    }
+    root
+}
+
+fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false)
+}
+
+/// What a command did.
+#[derive(Debug)]
+pub struct Out {
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    pub fn ok(&self) -> bool {
+        self.status == 0
+    }
+}
+
+impl From<Output> for Out {
+    fn from(o: Output) -> Self {
+        Out {
+            status: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+/// Runs a command and captures what it did.
+pub fn run(program: &str, args: &[&str]) -> Out {
+    Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
+        .into()
+}
+
+fn must(program: &str, args: &[&str]) {
+    let out = run(program, args);
+    assert!(out.ok(), "{program} {args:?} failed: {}", out.stderr);
+}
+
+/// A throwaway host with a netd daemon.
+pub struct Host {
+    pub name: String,
+    pub dir: PathBuf,
+    pub bpffs: PathBuf,
+    daemon: Option<Child>,
+}
+
+impl Host {
+    /// A new host with its daemon running, or `None` when privileged tests are skipped.
+    pub fn start() -> Option<Host> {
+        if !privileged() {
+            return None;
+        }
+        let name = format!("nd{}x{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
+        let dir = std::env::temp_dir().join(format!("netd-test-{name}"));
+        let bpffs = PathBuf::from(format!("/sys/fs/bpf/netd-test-{name}"));
+        let mut host = Host { name, dir, bpffs, daemon: None };
+        host.build_namespaces();
+        host.start_daemon();
+        Some(host)
+    }
+
+    pub fn host_ns(&self) -> String {
+        format!("{}h", self.name)
+    }
+
+    pub fn outside_ns(&self) -> String {
+        format!("{}o", self.name)
+    }
+
+    fn build_namespaces(&self) {
+        std::fs::create_dir_all(&self.dir).expect("test dir");
+        std::fs::write(self.dir.join("resolv.conf"), format!("nameserver {OUTSIDE_IP}\n")).expect("resolv.conf");
+        let (h, o) = (self.host_ns(), self.outside_ns());
+        must("ip", &["netns", "add", &h]);
+        must("ip", &["netns", "add", &o]);
+        let up = format!("{}u", self.name);
+        let out = format!("{}p", self.name);
+        must("ip", &["link", "add", &up, "netns", &h, "type", "veth", "peer", "name", &out, "netns", &o]);
+        for (ns, dev, new, addr) in [(&h, &up, "uplink0", UPLINK_IP), (&o, &out, "outside0", OUTSIDE_IP)] {
+            must("ip", &["-n", ns, "link", "set", dev, "name", new]);
+            must("ip", &["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", new]);
+            must("ip", &["-n", ns, "link", "set", new, "up"]);
+            must("ip", &["-n", ns, "link", "set", "lo", "up"]);
+        }
+        must("ip", &["-n", &h, "route", "add", "default", "via", OUTSIDE_IP]);
+    }
+
+    fn dirs(&self) -> Vec<String> {
+        vec![
+            "--state-dir".into(),
+            self.dir.join("state").display().to_string(),
+            "--run-dir".into(),
+            self.dir.join("run").display().to_string(),
+            "--bpffs".into(),
+            self.bpffs.display().to_string(),
+        ]
+    }
+
+    fn in_host(&self) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/run/netns/{}", self.host_ns()));
+        cmd
+    }
+
+    /// Starts the daemon (again) and waits until it answers.
+    pub fn start_daemon(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("daemon.log")).expect("log");
+        let mut cmd = self.in_host();
+        cmd.arg(netd_bin()).arg("daemon").args(self.dirs());
+        cmd.args(["--uplink", "uplink0", "--resolv-conf"]).arg(self.dir.join("resolv.conf"));
+        cmd.env("RUST_LOG", "netd=debug,info").stdin(Stdio::null()).stdout(log.try_clone().expect("log")).stderr(log);
+        self.daemon = Some(cmd.spawn().expect("start netd daemon"));
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !self.netd(&["network", "ls"]).ok() {
+            if let Some(status) = self.daemon.as_mut().and_then(|d| d.try_wait().ok().flatten()) {
+                panic!("netd daemon exited with {status}:\n{}", self.daemon_log());
+            }
+            assert!(Instant::now() < deadline, "netd daemon did not come up:\n{}", self.daemon_log());
+            sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the daemon with `signal` ("TERM", "KILL") and waits for it to exit.
+    pub fn stop_daemon(&mut self, signal: &str) {
+        if let Some(mut child) = self.daemon.take() {
+            run("kill", &[&format!("-{signal}"), &child.id().to_string()]);
+            child.wait().expect("wait for daemon");
+        }
+    }
+
+    pub fn daemon_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("run/netd.sock")
+    }
+
+    /// Runs the netd client against this host's daemon.
+    pub fn netd(&self, args: &[&str]) -> Out {
+        let mut cmd = Command::new(netd_bin());
+        cmd.arg("--socket").arg(self.socket()).args(args).stdin(Stdio::null());
+        cmd.output().expect("run netd").into()
+    }
+
+    /// Runs the client and insists that it succeeds; returns its output.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.netd(args);
+        assert!(out.ok(), "netd {args:?} failed ({}): {}{}", out.status, out.stderr, out.stdout);
+        out.stdout
+    }
+
+    /// Runs the client and insists that it fails with a one-line `Error: ...`; returns that line.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.netd(args);
+        assert!(!out.ok(), "netd {args:?} should have failed but printed: {}", out.stdout);
+        let err = out.stderr.trim_end();
+        assert!(err.starts_with("Error: ") && !err.contains('\n'), "netd {args:?}: not a one-line error: {err:?}");
+        err.to_string()
+    }
+
+    /// Creates and starts a container with extra `create` arguments.
+    pub fn container(&self, name: &str, args: &[&str]) {
+        let mut all = vec!["container", "create"];
+        all.extend_from_slice(args);
+        all.push(name);
+        self.ok(&all);
+        self.ok(&["container", "start", name]);
+    }
+
+    pub fn inspect(&self, container: &str) -> Value {
+        serde_json::from_str(&self.ok(&["container", "inspect", container])).expect("inspect JSON")
+    }
+
+    /// The container's address on `network`.
+    pub fn ip(&self, container: &str, network: &str) -> String {
+        let v = self.inspect(container);
+        v["networks"][network]["ip_address"].as_str().unwrap_or_else(|| panic!("{container} has no address on {network}: {v}")).to_string()
+    }
+
+    /// Runs a command in a container.
+    pub fn exec(&self, container: &str, cmd: &[&str]) -> Out {
+        let mut args = vec!["exec", container, "--"];
+        args.extend_from_slice(cmd);
+        self.netd(&args)
+    }
+
+    /// Whether one ping from `container` to `ip` is answered.
+    pub fn ping(&self, container: &str, ip: &str) -> bool {
+        self.exec(container, &["busybox", "ping", "-c", "1", "-W", "1", ip]).ok()
+    }
+
+    /// Runs a command in the host namespace (outside any container).
+    pub fn on_host(&self, cmd: &[&str]) -> Out {
+        let h = self.host_ns();
+        let mut all = vec!["netns", "exec", h.as_str()];
+        all.extend_from_slice(cmd);
+        run("ip", &all)
+    }
+
+    /// Runs a command in the outside namespace.
+    pub fn outside(&self, cmd: &[&str]) -> Out {
+        let o = self.outside_ns();
+        let mut all = vec!["netns", "exec", o.as_str()];
+        all.extend_from_slice(cmd);
+        run("ip", &all)
+    }
+
+    /// Runs `netd daemon --cleanup` for this host.
+    pub fn cleanup(&self) -> Out {
+        let mut cmd = self.in_host();
+        cmd.arg(netd_bin()).args(["daemon", "--cleanup"]).args(self.dirs());
+        cmd.output().expect("run cleanup").into()
+    }
+
+    fn kill_namespace_processes(&self, ns: &str) {
+        for pid in run("ip", &["netns", "pids", ns]).stdout.split_whitespace() {
+            run("kill", &["-KILL", pid]);
+        }
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.stop_daemon("KILL");
+        let out = self.cleanup();
+        if !out.ok() {
+            eprintln!("cleanup of {} failed: {}", self.name, out.stderr);
+        }
+        for ns in [self.host_ns(), self.outside_ns()] {
+            self.kill_namespace_processes(&ns);
+            run("ip", &["netns", "del", &ns]);
+        }
+        if self.bpffs.exists() {
+            run("rm", &["-rf", &self.bpffs.display().to_string()]);
+        }
+        if std::thread::panicking() {
+            eprintln!("daemon log of {}:\n{}", self.name, self.daemon_log());
+        }
+        let _ = std::fs::remove_dir_all(&self.dir); // the temp dir is the last and least important
+    }
+}
