@@ -239,6 +239,17 @@ impl Host {
         self.exec(container, &["busybox", "ping", "-c", "1", "-W", "1", ip]).ok()
     }
 
+    /// Whether `container` reaches `ip`: one of three pings is answered (a first ARP exchange
+    /// on a port that just came up may be lost).
+    pub fn reaches(&self, container: &str, ip: &str) -> bool {
+        (0..3).any(|_| self.ping(container, ip))
+    }
+
+    /// Whether a ping from `container` to `ip` goes unanswered.
+    pub fn blocked(&self, container: &str, ip: &str) -> bool {
+        !self.ping(container, ip)
+    }
+
     /// Runs a command in the host namespace (outside any container).
     pub fn on_host(&self, cmd: &[&str]) -> Out {
         let h = self.host_ns();
