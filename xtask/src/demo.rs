@@ -9,7 +9,7 @@
 
 use std::{net::Ipv4Addr, process::ExitCode, thread, time::Duration};
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 
 use crate::{
     build,
@@ -42,7 +42,8 @@ pub fn demo() -> Result<ExitCode> {
     }
     drop(lab);
     if util::interrupted() {
-        bail!("demo interrupted");
+        eprintln!("demo interrupted");
+        return Ok(ExitCode::from(130));
     }
     Ok(if passed {
         ExitCode::SUCCESS
@@ -403,7 +404,7 @@ impl Demo<'_> {
 
     /// Prints the tally and every failure; true if nothing failed.
     fn summary(&self) -> bool {
-        section("summary");
+        println!("\n==> summary");
         let count = |v| self.records.iter().filter(|(_, r)| *r == v).count();
         let (pass, fail, skip) = (
             count(Verdict::Pass),
@@ -422,6 +423,9 @@ impl Demo<'_> {
 }
 
 fn section(title: &str) {
+    if util::interrupted() {
+        return;
+    }
     println!("\n==> {title}");
 }
 

@@ -51,8 +51,19 @@ enum Verb {
     Bench,
 }
 
-fn main() -> anyhow::Result<ExitCode> {
-    match Cli::parse().verb {
+fn main() -> ExitCode {
+    match dispatch(Cli::parse().verb) {
+        Ok(code) => code,
+        Err(e) => {
+            // `{:#}` gives the whole context chain on one line, without anyhow's backtrace.
+            eprintln!("Error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(verb: Verb) -> anyhow::Result<ExitCode> {
+    match verb {
         Verb::Prereqs => prereqs::ensure().map(|()| ExitCode::SUCCESS),
         Verb::Build { debug } => build::build(!debug).map(|_| ExitCode::SUCCESS),
         Verb::Run { args } => run::run(&args).map(|()| ExitCode::SUCCESS),
