@@ -13,19 +13,46 @@ use serde::{Deserialize, Serialize};
 pub enum Request {
     NetworkCreate(NetworkCreate),
     NetworkLs,
-    NetworkInspect { names: Vec<String> },
-    NetworkRm { names: Vec<String> },
-    NetworkConnect { network: String, container: String, ip: Option<Ipv4Addr>, aliases: Vec<String> },
-    NetworkDisconnect { network: String, container: String },
+    NetworkInspect {
+        names: Vec<String>,
+    },
+    NetworkRm {
+        names: Vec<String>,
+    },
+    NetworkConnect {
+        network: String,
+        container: String,
+        ip: Option<Ipv4Addr>,
+        aliases: Vec<String>,
+    },
+    NetworkDisconnect {
+        network: String,
+        container: String,
+    },
     ContainerCreate(ContainerCreate),
-    ContainerStart { name: String },
-    ContainerStop { name: String },
-    ContainerRm { name: String, force: bool },
+    ContainerStart {
+        name: String,
+    },
+    ContainerStop {
+        name: String,
+    },
+    ContainerRm {
+        name: String,
+        force: bool,
+    },
     ContainerLs,
-    ContainerInspect { name: String },
-    ContainerPort { name: String },
-    Exec { name: String },
-    MapsDump { map: Option<String> },
+    ContainerInspect {
+        name: String,
+    },
+    ContainerPort {
+        name: String,
+    },
+    Exec {
+        name: String,
+    },
+    MapsDump {
+        map: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -141,5 +168,8 @@ pub struct MapView {
 
 /// Formats a MAC address as users write it.
 pub fn format_mac(mac: [u8; 6]) -> String {
-    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }

@@ -9,7 +9,12 @@ use ipnet::Ipv4Net;
 #[command(name = "netd", version, about)]
 pub struct Cli {
     /// Daemon socket.
-    #[arg(long, global = true, env = "NETD_SOCKET", default_value = "/run/netd/netd.sock")]
+    #[arg(
+        long,
+        global = true,
+        env = "NETD_SOCKET",
+        default_value = "/run/netd/netd.sock"
+    )]
     pub socket: PathBuf,
     #[command(subcommand)]
     pub command: Command,

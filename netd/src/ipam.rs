@@ -85,7 +85,8 @@ pub fn default_gateway(subnet: Ipv4Net) -> Ipv4Addr {
 /// the default bridge's, then the /20s of 192.168.0.0/16.
 fn default_pools() -> impl Iterator<Item = Ipv4Net> {
     let big = (18..=31).map(|b| Ipv4Net::new(Ipv4Addr::new(172, b, 0, 0), 16).expect("valid /16"));
-    let small = (0..16).map(|i| Ipv4Net::new(Ipv4Addr::new(192, 168, i * 16, 0), 20).expect("valid /20"));
+    let small =
+        (0..16).map(|i| Ipv4Net::new(Ipv4Addr::new(192, 168, i * 16, 0), 20).expect("valid /20"));
     big.chain(small)
 }
 
@@ -135,8 +136,20 @@ mod tests {
             used.push(got);
             cursor = got;
         }
-        assert_eq!(used, [ip("10.0.0.2"), ip("10.0.0.3"), ip("10.0.0.4"), ip("10.0.0.5"), ip("10.0.0.6")]);
-        assert_eq!(p.allocate(&used, cursor), Err(IpamError::Exhausted(p.subnet)));
+        assert_eq!(
+            used,
+            [
+                ip("10.0.0.2"),
+                ip("10.0.0.3"),
+                ip("10.0.0.4"),
+                ip("10.0.0.5"),
+                ip("10.0.0.6")
+            ]
+        );
+        assert_eq!(
+            p.allocate(&used, cursor),
+            Err(IpamError::Exhausted(p.subnet))
+        );
         // Releasing .3 makes it the only candidate, found by wrapping around.
         used.retain(|a| *a != ip("10.0.0.3"));
         assert_eq!(p.allocate(&used, cursor), Ok(ip("10.0.0.3")));
@@ -154,8 +167,17 @@ mod tests {
         let mut p = pool("10.1.0.0/16");
         p.range = Some("10.1.5.0/30".parse().unwrap());
         let got = p.allocate(&[], p.gateway).unwrap();
-        assert_eq!(got, ip("10.1.5.0"), "the gateway lies outside the range: start at its beginning");
-        let used = [ip("10.1.5.0"), ip("10.1.5.1"), ip("10.1.5.2"), ip("10.1.5.3")];
+        assert_eq!(
+            got,
+            ip("10.1.5.0"),
+            "the gateway lies outside the range: start at its beginning"
+        );
+        let used = [
+            ip("10.1.5.0"),
+            ip("10.1.5.1"),
+            ip("10.1.5.2"),
+            ip("10.1.5.3"),
+        ];
         assert!(p.allocate(&used, got).is_err());
     }
 
@@ -163,18 +185,40 @@ mod tests {
     fn static_addresses_are_checked() {
         let p = pool("10.0.0.0/24");
         assert_eq!(p.check_static(ip("10.0.0.9"), &[]), Ok(()));
-        assert!(matches!(p.check_static(ip("10.0.1.9"), &[]), Err(IpamError::OutsideSubnet { .. })));
-        assert!(matches!(p.check_static(ip("10.0.0.1"), &[]), Err(IpamError::Reserved { .. })));
-        assert!(matches!(p.check_static(ip("10.0.0.0"), &[]), Err(IpamError::Reserved { .. })));
-        assert!(matches!(p.check_static(ip("10.0.0.255"), &[]), Err(IpamError::Reserved { .. })));
-        assert_eq!(p.check_static(ip("10.0.0.9"), &[ip("10.0.0.9")]), Err(IpamError::InUse(ip("10.0.0.9"))));
+        assert!(matches!(
+            p.check_static(ip("10.0.1.9"), &[]),
+            Err(IpamError::OutsideSubnet { .. })
+        ));
+        assert!(matches!(
+            p.check_static(ip("10.0.0.1"), &[]),
+            Err(IpamError::Reserved { .. })
+        ));
+        assert!(matches!(
+            p.check_static(ip("10.0.0.0"), &[]),
+            Err(IpamError::Reserved { .. })
+        ));
+        assert!(matches!(
+            p.check_static(ip("10.0.0.255"), &[]),
+            Err(IpamError::Reserved { .. })
+        ));
+        assert_eq!(
+            p.check_static(ip("10.0.0.9"), &[ip("10.0.0.9")]),
+            Err(IpamError::InUse(ip("10.0.0.9")))
+        );
     }
 
     #[test]
     fn auto_subnets_skip_taken_ranges() {
         let default: Ipv4Net = "172.17.0.0/16".parse().unwrap();
-        assert_eq!(auto_subnet(&[default]).unwrap().to_string(), "172.18.0.0/16");
-        let taken = [default, "172.18.5.0/24".parse().unwrap(), "172.16.0.0/12".parse().unwrap()];
+        assert_eq!(
+            auto_subnet(&[default]).unwrap().to_string(),
+            "172.18.0.0/16"
+        );
+        let taken = [
+            default,
+            "172.18.5.0/24".parse().unwrap(),
+            "172.16.0.0/12".parse().unwrap(),
+        ];
         assert_eq!(auto_subnet(&taken).unwrap().to_string(), "192.168.0.0/20");
     }
 

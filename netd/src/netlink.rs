@@ -20,7 +20,11 @@ pub enum NetlinkError {
     #[error("cannot open a netlink socket: {0}")]
     Socket(#[source] std::io::Error),
     #[error("{op} {target}: {source}")]
-    Request { op: &'static str, target: String, source: rtnetlink::Error },
+    Request {
+        op: &'static str,
+        target: String,
+        source: rtnetlink::Error,
+    },
     #[error("interface {0} does not exist")]
     NoSuchLink(String),
     #[error(transparent)]
@@ -76,7 +80,12 @@ impl Netlink {
 
     /// Index of the interface called `name`, if there is one.
     pub async fn link_index(&self, name: &str) -> Result<Option<u32>, NetlinkError> {
-        let mut links = self.handle.link().get().match_name(name.to_string()).execute();
+        let mut links = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute();
         match links.try_next().await {
             Ok(link) => Ok(link.map(|l| l.header.index)),
             Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -libc::ENODEV => Ok(None),
@@ -86,78 +95,168 @@ impl Netlink {
 
     /// Like [`Self::link_index`], but a missing interface is an error.
     pub async fn require_link(&self, name: &str) -> Result<u32, NetlinkError> {
-        self.link_index(name).await?.ok_or_else(|| NetlinkError::NoSuchLink(name.into()))
+        self.link_index(name)
+            .await?
+            .ok_or_else(|| NetlinkError::NoSuchLink(name.into()))
     }
 
     /// Every device whose alias marks it as netd's.
     pub async fn owned_links(&self) -> Result<Vec<OwnedLink>, NetlinkError> {
-        let links: Vec<LinkMessage> = self.handle.link().get().execute().try_collect().await.map_err(req("list", "links"))?;
+        let links: Vec<LinkMessage> = self
+            .handle
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(req("list", "links"))?;
         Ok(links.iter().filter_map(owned_link).collect())
     }
 
     /// Creates a bridge (down) tagged as owned by `owner`.
     pub async fn create_bridge(&self, name: &str, owner: &str) -> Result<u32, NetlinkError> {
         let msg = LinkBridge::new(name).build();
-        self.handle.link().add(msg).execute().await.map_err(req("create bridge", name))?;
+        self.handle
+            .link()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(req("create bridge", name))?;
         let index = self.require_link(name).await?;
-        self.tag(index, owner).await?;
+        if let Err(e) = self.tag(index, owner).await {
+            if let Err(del) = self.delete_link(name).await {
+                tracing::error!(%del, "cannot delete untagged bridge {name}");
+            }
+            return Err(e);
+        }
         Ok(index)
     }
 
     /// Marks a device as netd's (the kernel ignores an alias given at creation).
     async fn tag(&self, index: u32, owner: &str) -> Result<(), NetlinkError> {
-        let msg = LinkUnspec::new_with_index(index).append_extra_attribute(alias(owner)).build();
-        self.handle.link().set(msg).execute().await.map_err(req("tag", index))
+        let msg = LinkUnspec::new_with_index(index)
+            .append_extra_attribute(alias(owner))
+            .build();
+        self.handle
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .map_err(req("tag", index))
     }
 
     /// Creates a veth pair (both ends down); the host end is tagged as owned by `owner`.
-    pub async fn create_veth(&self, host: &str, peer: &str, owner: &str) -> Result<(u32, u32), NetlinkError> {
+    pub async fn create_veth(
+        &self,
+        host: &str,
+        peer: &str,
+        owner: &str,
+    ) -> Result<(u32, u32), NetlinkError> {
         let msg = LinkVeth::new(host, peer).build();
-        self.handle.link().add(msg).execute().await.map_err(req("create veth", host))?;
+        self.handle
+            .link()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(req("create veth", host))?;
         let index = self.require_link(host).await?;
-        self.tag(index, owner).await?;
+        if let Err(e) = self.tag(index, owner).await {
+            // Untagged, it would never be reaped: take it back now.
+            if let Err(del) = self.delete_link(host).await {
+                tracing::error!(%del, "cannot delete untagged veth {host}");
+            }
+            return Err(e);
+        }
         Ok((index, self.require_link(peer).await?))
     }
 
     /// Moves a device into the namespace at `path`.
     pub async fn move_to_netns(&self, index: u32, path: &Path) -> Result<(), NetlinkError> {
-        let file = std::fs::File::open(path).map_err(|source| NetnsError::Io { what: "open", path: path.into(), source })?;
-        let msg = LinkUnspec::new_with_index(index).setns_by_fd(file.as_raw_fd()).build();
-        self.handle.link().set(msg).execute().await.map_err(req("move to namespace", index))
+        let file = std::fs::File::open(path).map_err(|source| NetnsError::Io {
+            what: "open",
+            path: path.into(),
+            source,
+        })?;
+        let msg = LinkUnspec::new_with_index(index)
+            .setns_by_fd(file.as_raw_fd())
+            .build();
+        self.handle
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .map_err(req("move to namespace", index))
     }
 
     /// Renames a (down) device and sets its MAC address.
     pub async fn rename(&self, index: u32, name: &str, mac: [u8; 6]) -> Result<(), NetlinkError> {
-        let msg = LinkUnspec::new_with_index(index).name(name).address(mac.to_vec()).build();
-        self.handle.link().set(msg).execute().await.map_err(req("rename", name))
+        let msg = LinkUnspec::new_with_index(index)
+            .name(name)
+            .address(mac.to_vec())
+            .build();
+        self.handle
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .map_err(req("rename", name))
     }
 
     /// Plugs a device into a bridge.
     pub async fn set_master(&self, index: u32, bridge: u32) -> Result<(), NetlinkError> {
         let msg = LinkUnspec::new_with_index(index).controller(bridge).build();
-        self.handle.link().set(msg).execute().await.map_err(req("attach to bridge", index))
+        self.handle
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .map_err(req("attach to bridge", index))
     }
 
     /// Sets a device up.
     pub async fn set_up(&self, index: u32) -> Result<(), NetlinkError> {
         let msg = LinkUnspec::new_with_index(index).up().build();
-        self.handle.link().set(msg).execute().await.map_err(req("set up", index))
+        self.handle
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .map_err(req("set up", index))
     }
 
     /// Adds an IPv4 address with its prefix length.
-    pub async fn add_address(&self, index: u32, ip: Ipv4Addr, prefix: u8) -> Result<(), NetlinkError> {
-        self.handle.address().add(index, ip.into(), prefix).execute().await.map_err(req("add address", ip))
+    pub async fn add_address(
+        &self,
+        index: u32,
+        ip: Ipv4Addr,
+        prefix: u8,
+    ) -> Result<(), NetlinkError> {
+        self.handle
+            .address()
+            .add(index, ip.into(), prefix)
+            .execute()
+            .await
+            .map_err(req("add address", ip))
     }
 
     /// Adds the default route via `gateway`.
     pub async fn add_default_route(&self, gateway: Ipv4Addr) -> Result<(), NetlinkError> {
-        let msg = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gateway).build();
-        self.handle.route().add(msg).execute().await.map_err(req("add default route via", gateway))
+        let msg = RouteMessageBuilder::<Ipv4Addr>::new()
+            .gateway(gateway)
+            .build();
+        self.handle
+            .route()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(req("add default route via", gateway))
     }
 
     /// Deletes a device; one that is already gone is not an error.
     pub async fn delete_link(&self, name: &str) -> Result<(), NetlinkError> {
-        let Some(index) = self.link_index(name).await? else { return Ok(()) };
+        let Some(index) = self.link_index(name).await? else {
+            return Ok(());
+        };
         match self.handle.link().del(index).execute().await {
             Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -libc::ENODEV => Ok(()),
             other => other.map_err(req("delete", name)),
@@ -166,7 +265,14 @@ impl Netlink {
 
     /// Names of the interfaces in this namespace.
     pub async fn link_names(&self) -> Result<Vec<String>, NetlinkError> {
-        let links: Vec<LinkMessage> = self.handle.link().get().execute().try_collect().await.map_err(req("list", "links"))?;
+        let links: Vec<LinkMessage> = self
+            .handle
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(req("list", "links"))?;
         Ok(links.iter().filter_map(link_name).collect())
     }
 }
@@ -187,5 +293,9 @@ fn owned_link(link: &LinkMessage) -> Option<OwnedLink> {
         LinkAttribute::IfAlias(s) => s.strip_prefix(ALIAS_PREFIX).map(str::to_string),
         _ => None,
     })?;
-    Some(OwnedLink { index: link.header.index, name: link_name(link)?, owner })
+    Some(OwnedLink {
+        index: link.header.index,
+        name: link_name(link)?,
+        owner,
+    })
 }

@@ -24,9 +24,17 @@ pub enum NetnsError {
     #[error("{0} is not a network namespace")]
     NotANamespace(PathBuf),
     #[error("{what} {path}: {source}")]
-    Io { what: &'static str, path: PathBuf, source: std::io::Error },
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{what} {path}: {source}")]
-    Sys { what: &'static str, path: PathBuf, source: nix::Error },
+    Sys {
+        what: &'static str,
+        path: PathBuf,
+        source: nix::Error,
+    },
     #[error("namespace worker thread panicked")]
     Thread,
 }
@@ -53,9 +61,12 @@ pub fn check(path: &Path) -> Result<(), NetnsError> {
     let file = fs::File::open(path).map_err(io("open", path))?;
     // An nsfs file of another kind (mnt, uts) is refused by setns with this flag.
     std::thread::scope(|s| {
-        s.spawn(|| setns(file.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|_| NetnsError::NotANamespace(path.into())))
-            .join()
-            .map_err(|_| NetnsError::Thread)?
+        s.spawn(|| {
+            setns(file.as_fd(), CloneFlags::CLONE_NEWNET)
+                .map_err(|_| NetnsError::NotANamespace(path.into()))
+        })
+        .join()
+        .map_err(|_| NetnsError::Thread)?
     })
 }
 
@@ -69,7 +80,14 @@ pub fn create(path: &Path) -> Result<(), NetnsError> {
         s.spawn(|| {
             unshare(CloneFlags::CLONE_NEWNET).map_err(sys("unshare for", path))?;
             let own = Path::new("/proc/thread-self/ns/net");
-            mount(Some(own), path, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(sys("bind mount", path))
+            mount(
+                Some(own),
+                path,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(sys("bind mount", path))
         })
         .join()
         .map_err(|_| NetnsError::Thread)?
@@ -120,8 +138,12 @@ fn identity(path: &Path) -> Option<(u64, u64)> {
 
 /// Processes whose network namespace is the one at `path`.
 pub fn pids_in(path: &Path) -> Vec<i32> {
-    let Some(target) = identity(path) else { return vec![] };
-    let Ok(entries) = fs::read_dir("/proc") else { return vec![] };
+    let Some(target) = identity(path) else {
+        return vec![];
+    };
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return vec![];
+    };
     entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| identity(&PathBuf::from(format!("/proc/{pid}/ns/net"))) == Some(target))

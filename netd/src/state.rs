@@ -22,11 +22,20 @@ use crate::ipam::Pool;
 #[derive(Debug, Error)]
 pub enum StateError {
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path} is corrupt: {source}")]
-    Parse { path: PathBuf, source: serde_json::Error },
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
     #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Everything netd has set up, by name.
@@ -183,14 +192,25 @@ impl State {
         let text = match fs::read_to_string(path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(State::default()),
-            Err(source) => return Err(StateError::Read { path: path.into(), source }),
+            Err(source) => {
+                return Err(StateError::Read {
+                    path: path.into(),
+                    source,
+                })
+            }
         };
-        serde_json::from_str(&text).map_err(|source| StateError::Parse { path: path.into(), source })
+        serde_json::from_str(&text).map_err(|source| StateError::Parse {
+            path: path.into(),
+            source,
+        })
     }
 
     /// Writes the state file atomically.
     pub fn save(&self, path: &Path) -> Result<(), StateError> {
-        let err = |source| StateError::Write { path: path.into(), source };
+        let err = |source| StateError::Write {
+            path: path.into(),
+            source,
+        };
         let tmp = path.with_extension("json.tmp");
         let text = serde_json::to_vec_pretty(self).expect("state serialises");
         let mut file = fs::File::create(&tmp).map_err(err)?;
@@ -198,7 +218,9 @@ impl State {
         file.sync_all().map_err(err)?;
         fs::rename(&tmp, path).map_err(err)?;
         if let Some(dir) = path.parent() {
-            fs::File::open(dir).and_then(|d| d.sync_all()).map_err(err)?;
+            fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(err)?;
         }
         Ok(())
     }
@@ -249,6 +271,9 @@ mod tests {
 
     #[test]
     fn missing_file_is_empty_state() {
-        assert_eq!(State::load(Path::new("/nonexistent/netd/state.json")).unwrap(), State::default());
+        assert_eq!(
+            State::load(Path::new("/nonexistent/netd/state.json")).unwrap(),
+            State::default()
+        );
     }
 }

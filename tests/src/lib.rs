@@ -42,7 +42,11 @@ pub fn privileged() -> bool {
 fn nix_is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
         .unwrap_or(false)
 }
 
@@ -99,10 +103,19 @@ impl Host {
         if !privileged() {
             return None;
         }
-        let name = format!("nd{}x{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
+        let name = format!(
+            "nd{}x{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        );
         let dir = std::env::temp_dir().join(format!("netd-test-{name}"));
         let bpffs = PathBuf::from(format!("/sys/fs/bpf/netd-test-{name}"));
-        let mut host = Host { name, dir, bpffs, daemon: None };
+        let mut host = Host {
+            name,
+            dir,
+            bpffs,
+            daemon: None,
+        };
         host.build_namespaces();
         host.start_daemon();
         Some(host)
@@ -118,20 +131,38 @@ impl Host {
 
     fn build_namespaces(&self) {
         std::fs::create_dir_all(&self.dir).expect("test dir");
-        std::fs::write(self.dir.join("resolv.conf"), format!("nameserver {OUTSIDE_IP}\n")).expect("resolv.conf");
+        std::fs::write(
+            self.dir.join("resolv.conf"),
+            format!("nameserver {OUTSIDE_IP}\n"),
+        )
+        .expect("resolv.conf");
         let (h, o) = (self.host_ns(), self.outside_ns());
         must("ip", &["netns", "add", &h]);
         must("ip", &["netns", "add", &o]);
         let up = format!("{}u", self.name);
         let out = format!("{}p", self.name);
-        must("ip", &["link", "add", &up, "netns", &h, "type", "veth", "peer", "name", &out, "netns", &o]);
-        for (ns, dev, new, addr) in [(&h, &up, "uplink0", UPLINK_IP), (&o, &out, "outside0", OUTSIDE_IP)] {
+        must(
+            "ip",
+            &[
+                "link", "add", &up, "netns", &h, "type", "veth", "peer", "name", &out, "netns", &o,
+            ],
+        );
+        for (ns, dev, new, addr) in [
+            (&h, &up, "uplink0", UPLINK_IP),
+            (&o, &out, "outside0", OUTSIDE_IP),
+        ] {
             must("ip", &["-n", ns, "link", "set", dev, "name", new]);
-            must("ip", &["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", new]);
+            must(
+                "ip",
+                &["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", new],
+            );
             must("ip", &["-n", ns, "link", "set", new, "up"]);
             must("ip", &["-n", ns, "link", "set", "lo", "up"]);
         }
-        must("ip", &["-n", &h, "route", "add", "default", "via", OUTSIDE_IP]);
+        must(
+            "ip",
+            &["-n", &h, "route", "add", "default", "via", OUTSIDE_IP],
+        );
     }
 
     fn dirs(&self) -> Vec<String> {
@@ -153,18 +184,34 @@ impl Host {
 
     /// Starts the daemon (again) and waits until it answers.
     pub fn start_daemon(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("daemon.log")).expect("log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("daemon.log"))
+            .expect("log");
         let mut cmd = self.in_host();
         cmd.arg(netd_bin()).arg("daemon").args(self.dirs());
-        cmd.args(["--uplink", "uplink0", "--resolv-conf"]).arg(self.dir.join("resolv.conf"));
-        cmd.env("RUST_LOG", "netd=debug,info").stdin(Stdio::null()).stdout(log.try_clone().expect("log")).stderr(log);
+        cmd.args(["--uplink", "uplink0", "--resolv-conf"])
+            .arg(self.dir.join("resolv.conf"));
+        cmd.env("RUST_LOG", "netd=debug,info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log);
         self.daemon = Some(cmd.spawn().expect("start netd daemon"));
         let deadline = Instant::now() + Duration::from_secs(15);
         while !self.netd(&["network", "ls"]).ok() {
-            if let Some(status) = self.daemon.as_mut().and_then(|d| d.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .daemon
+                .as_mut()
+                .and_then(|d| d.try_wait().ok().flatten())
+            {
                 panic!("netd daemon exited with {status}:\n{}", self.daemon_log());
             }
-            assert!(Instant::now() < deadline, "netd daemon did not come up:\n{}", self.daemon_log());
+            assert!(
+                Instant::now() < deadline,
+                "netd daemon did not come up:\n{}",
+                self.daemon_log()
+            );
             sleep(Duration::from_millis(50));
         }
     }
@@ -188,23 +235,39 @@ impl Host {
     /// Runs the netd client against this host's daemon.
     pub fn netd(&self, args: &[&str]) -> Out {
         let mut cmd = Command::new(netd_bin());
-        cmd.arg("--socket").arg(self.socket()).args(args).stdin(Stdio::null());
+        cmd.arg("--socket")
+            .arg(self.socket())
+            .args(args)
+            .stdin(Stdio::null());
         cmd.output().expect("run netd").into()
     }
 
     /// Runs the client and insists that it succeeds; returns its output.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.netd(args);
-        assert!(out.ok(), "netd {args:?} failed ({}): {}{}", out.status, out.stderr, out.stdout);
+        assert!(
+            out.ok(),
+            "netd {args:?} failed ({}): {}{}",
+            out.status,
+            out.stderr,
+            out.stdout
+        );
         out.stdout
     }
 
     /// Runs the client and insists that it fails with a one-line `Error: ...`; returns that line.
     pub fn fails(&self, args: &[&str]) -> String {
         let out = self.netd(args);
-        assert!(!out.ok(), "netd {args:?} should have failed but printed: {}", out.stdout);
+        assert!(
+            !out.ok(),
+            "netd {args:?} should have failed but printed: {}",
+            out.stdout
+        );
         let err = out.stderr.trim_end();
-        assert!(err.starts_with("Error: ") && !err.contains('\n'), "netd {args:?}: not a one-line error: {err:?}");
+        assert!(
+            err.starts_with("Error: ") && !err.contains('\n'),
+            "netd {args:?}: not a one-line error: {err:?}"
+        );
         err.to_string()
     }
 
@@ -224,7 +287,10 @@ impl Host {
     /// The container's address on `network`.
     pub fn ip(&self, container: &str, network: &str) -> String {
         let v = self.inspect(container);
-        v["networks"][network]["ip_address"].as_str().unwrap_or_else(|| panic!("{container} has no address on {network}: {v}")).to_string()
+        v["networks"][network]["ip_address"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{container} has no address on {network}: {v}"))
+            .to_string()
     }
 
     /// Runs a command in a container.
@@ -236,7 +302,8 @@ impl Host {
 
     /// Whether one ping from `container` to `ip` is answered.
     pub fn ping(&self, container: &str, ip: &str) -> bool {
-        self.exec(container, &["busybox", "ping", "-c", "1", "-W", "1", ip]).ok()
+        self.exec(container, &["busybox", "ping", "-c", "1", "-W", "1", ip])
+            .ok()
     }
 
     /// Whether `container` reaches `ip`: one of three pings is answered (a first ARP exchange
@@ -269,7 +336,9 @@ impl Host {
     /// Runs `netd daemon --cleanup` for this host.
     pub fn cleanup(&self) -> Out {
         let mut cmd = self.in_host();
-        cmd.arg(netd_bin()).args(["daemon", "--cleanup"]).args(self.dirs());
+        cmd.arg(netd_bin())
+            .args(["daemon", "--cleanup"])
+            .args(self.dirs());
         cmd.output().expect("run cleanup").into()
     }
 

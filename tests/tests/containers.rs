@@ -14,7 +14,9 @@ fn containers_on_the_default_bridge_reach_each_other_by_address() {
     assert!(host.reaches("bbox2", "172.17.0.1"), "the gateway answers");
     let v = host.inspect("bbox1");
     assert_eq!(v["networks"]["bridge"]["mac_address"], "02:42:ac:11:00:02");
-    let link = host.exec("bbox1", &["busybox", "ip", "link", "show", "eth0"]).stdout;
+    let link = host
+        .exec("bbox1", &["busybox", "ip", "link", "show", "eth0"])
+        .stdout;
     assert!(link.contains("02:42:ac:11:00:02"), "{link}");
     let route = host.exec("bbox1", &["busybox", "ip", "route"]).stdout;
     assert!(route.contains("default via 172.17.0.1 dev eth0"), "{route}");
@@ -26,7 +28,20 @@ fn tcp_flows_between_containers_on_one_network() {
     host.ok(&["network", "create", "app"]);
     host.container("srv", &["--network", "app"]);
     host.container("cli", &["--network", "app"]);
-    host.ok(&["exec", "-d", "srv", "--", "busybox", "nc", "-ll", "-p", "7000", "-e", "echo", "hello from srv"]);
+    host.ok(&[
+        "exec",
+        "-d",
+        "srv",
+        "--",
+        "busybox",
+        "nc",
+        "-ll",
+        "-p",
+        "7000",
+        "-e",
+        "echo",
+        "hello from srv",
+    ]);
     let ip = host.ip("srv", "app");
     let out = retry(|| host.exec("cli", &["busybox", "nc", "-w", "2", &ip, "7000"]));
     assert_eq!(out.stdout.trim(), "hello from srv");
@@ -42,10 +57,18 @@ fn containers_on_different_networks_cannot_reach_each_other_until_connected() {
     let db = host.ip("db", "net2");
     let web = host.ip("web", "net1");
     assert!(host.blocked("web", &db), "isolation by address");
-    assert!(host.blocked("web", "172.18.0.1"), "isolation through the other network's gateway");
+    assert!(
+        host.blocked("web", "172.18.0.1"),
+        "isolation through the other network's gateway"
+    );
     assert!(host.blocked("db", &web));
     let drops = host.ok(&["maps", "dump", "drops"]);
-    assert!(drops.lines().any(|l| l.starts_with("isolation") && !l.ends_with(" 0")), "{drops}");
+    assert!(
+        drops
+            .lines()
+            .any(|l| l.starts_with("isolation") && !l.ends_with(" 0")),
+        "{drops}"
+    );
 
     host.ok(&["network", "connect", "net2", "web"]);
     assert!(host.reaches("web", &db));
@@ -53,11 +76,16 @@ fn containers_on_different_networks_cannot_reach_each_other_until_connected() {
     assert!(addrs.contains("eth0") && addrs.contains("eth1"), "{addrs}");
     let web_on_2 = host.ip("web", "net2");
     assert!(host.reaches("db", &web_on_2));
-    assert!(host.blocked("db", &web), "db still cannot reach web's net1 address");
+    assert!(
+        host.blocked("db", &web),
+        "db still cannot reach web's net1 address"
+    );
 
     host.ok(&["network", "disconnect", "net2", "web"]);
     assert!(host.blocked("web", &db));
-    assert!(!host.exec("web", &["busybox", "ip", "link", "show", "eth1"]).ok());
+    assert!(!host
+        .exec("web", &["busybox", "ip", "link", "show", "eth1"])
+        .ok());
 }
 
 #[test]
@@ -65,11 +93,17 @@ fn a_joined_container_shares_the_namespace_and_reaches_services_on_loopback() {
     let Some(host) = Host::start() else { return };
     host.container("main", &[]);
     host.container("side", &["--network", "container:main"]);
-    host.ok(&["exec", "-d", "main", "--", "busybox", "nc", "-ll", "-p", "8080", "-e", "echo", "hi"]);
+    host.ok(&[
+        "exec", "-d", "main", "--", "busybox", "nc", "-ll", "-p", "8080", "-e", "echo", "hi",
+    ]);
     let out = retry(|| host.exec("side", &["busybox", "nc", "-w", "2", "127.0.0.1", "8080"]));
     assert_eq!(out.stdout.trim(), "hi");
-    let main_link = host.exec("main", &["busybox", "ip", "link", "show", "eth0"]).stdout;
-    let side_link = host.exec("side", &["busybox", "ip", "link", "show", "eth0"]).stdout;
+    let main_link = host
+        .exec("main", &["busybox", "ip", "link", "show", "eth0"])
+        .stdout;
+    let side_link = host
+        .exec("side", &["busybox", "ip", "link", "show", "eth0"])
+        .stdout;
     assert_eq!(main_link, side_link);
     assert!(side_link.contains("02:42:ac:11:00:02"));
 }
@@ -84,7 +118,9 @@ fn host_mode_shares_the_daemons_namespace_and_none_has_only_loopback() {
     let n = host.exec("n", &["busybox", "ip", "-o", "link"]).stdout;
     assert_eq!(n.lines().count(), 1, "{n}");
     assert!(n.contains("lo:"));
-    assert!(host.exec("n", &["busybox", "ping", "-c", "1", "-W", "1", "127.0.0.1"]).ok());
+    assert!(host
+        .exec("n", &["busybox", "ping", "-c", "1", "-W", "1", "127.0.0.1"])
+        .ok());
 }
 
 #[test]
@@ -100,10 +136,22 @@ fn an_adopted_namespace_is_wired_and_left_in_place_on_removal() {
     let addr = netd_tests::run("ip", &["-n", &ns, "-4", "addr", "show", "eth0"]).stdout;
     assert!(addr.contains(&ip), "{addr}");
     host.ok(&["container", "rm", "-f", "adopted"]);
-    assert!(std::path::Path::new(&path).exists(), "the adopted namespace stays");
-    assert!(!netd_tests::run("ip", &["-n", &ns, "link", "show", "eth0"]).ok(), "its interface is gone");
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "the adopted namespace stays"
+    );
+    assert!(
+        !netd_tests::run("ip", &["-n", &ns, "link", "show", "eth0"]).ok(),
+        "its interface is gone"
+    );
     netd_tests::run("ip", &["netns", "del", &ns]);
-    let err = host.fails(&["container", "create", "--netns", "/run/netns/does-not-exist", "x"]);
+    let err = host.fails(&[
+        "container",
+        "create",
+        "--netns",
+        "/run/netns/does-not-exist",
+        "x",
+    ]);
     assert!(err.contains("does not exist"), "{err}");
     let err = host.fails(&["container", "create", "--netns", "/etc/hostname", "x"]);
     assert!(err.contains("not a network namespace"), "{err}");
@@ -116,11 +164,44 @@ fn a_container_sending_from_a_foreign_address_is_dropped() {
     host.container("liar", &[]);
     let honest = host.ip("honest", "bridge");
     assert!(host.reaches("liar", &honest));
-    assert!(host.exec("liar", &["busybox", "ip", "addr", "add", "172.17.0.200/16", "dev", "eth0"]).ok());
-    assert!(!host.exec("liar", &["busybox", "ping", "-c", "1", "-W", "1", "-I", "172.17.0.200", &honest]).ok());
+    assert!(host
+        .exec(
+            "liar",
+            &[
+                "busybox",
+                "ip",
+                "addr",
+                "add",
+                "172.17.0.200/16",
+                "dev",
+                "eth0"
+            ]
+        )
+        .ok());
+    assert!(!host
+        .exec(
+            "liar",
+            &[
+                "busybox",
+                "ping",
+                "-c",
+                "1",
+                "-W",
+                "1",
+                "-I",
+                "172.17.0.200",
+                &honest
+            ]
+        )
+        .ok());
     assert!(host.reaches("liar", &honest), "its own address still works");
     let drops = host.ok(&["maps", "dump", "drops"]);
-    assert!(drops.lines().any(|l| l.starts_with("spoofed-ip") && !l.ends_with(" 0")), "{drops}");
+    assert!(
+        drops
+            .lines()
+            .any(|l| l.starts_with("spoofed-ip") && !l.ends_with(" 0")),
+        "{drops}"
+    );
 }
 
 #[test]
@@ -131,9 +212,18 @@ fn internal_networks_reach_only_their_own_subnet() {
     host.container("b", &["--network", "priv"]);
     host.container("pub", &[]);
     assert!(host.reaches("a", &host.ip("b", "priv")));
-    assert!(host.blocked("a", UPLINK_IP), "no way out of an internal network");
-    assert!(host.reaches("pub", UPLINK_IP), "a normal container reaches the host");
-    assert!(!host.exec("a", &["busybox", "ip", "route"]).stdout.contains("default"));
+    assert!(
+        host.blocked("a", UPLINK_IP),
+        "no way out of an internal network"
+    );
+    assert!(
+        host.reaches("pub", UPLINK_IP),
+        "a normal container reaches the host"
+    );
+    assert!(!host
+        .exec("a", &["busybox", "ip", "route"])
+        .stdout
+        .contains("default"));
 }
 
 #[test]
@@ -141,11 +231,32 @@ fn exec_returns_the_exit_status_and_sees_the_containers_files_and_environment() 
     let Some(host) = Host::start() else { return };
     host.container("e", &["--hostname", "myhost", "-e", "GREETING=hello"]);
     assert_eq!(host.exec("e", &["sh", "-c", "exit 7"]).status, 7);
-    let out = host.netd(&["exec", "-e", "EXTRA=1", "e", "--", "sh", "-c", "echo $GREETING $EXTRA; hostname; cat /etc/hosts; cat /etc/resolv.conf"]);
+    let out = host.netd(&[
+        "exec",
+        "-e",
+        "EXTRA=1",
+        "e",
+        "--",
+        "sh",
+        "-c",
+        "echo $GREETING $EXTRA; hostname; cat /etc/hosts; cat /etc/resolv.conf",
+    ]);
     let ip = host.ip("e", "bridge");
-    assert!(out.stdout.starts_with("hello 1\nmyhost\n"), "{}", out.stdout);
-    assert!(out.stdout.contains(&format!("{ip}\tmyhost")), "{}", out.stdout);
-    assert!(out.stdout.contains("nameserver 10.99.0.1"), "{}", out.stdout);
+    assert!(
+        out.stdout.starts_with("hello 1\nmyhost\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains(&format!("{ip}\tmyhost")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("nameserver 10.99.0.1"),
+        "{}",
+        out.stdout
+    );
     let pid = host.ok(&["exec", "-d", "e", "--", "sleep", "30"]);
     assert!(pid.trim().parse::<u32>().is_ok(), "{pid}");
 }
@@ -155,7 +266,10 @@ fn stop_releases_addresses_and_ends_processes_and_start_wires_again() {
     let Some(host) = Host::start() else { return };
     host.container("s", &[]);
     let first = host.ip("s", "bridge");
-    let pid = host.ok(&["exec", "-d", "s", "--", "sleep", "300"]).trim().to_string();
+    let pid = host
+        .ok(&["exec", "-d", "s", "--", "sleep", "300"])
+        .trim()
+        .to_string();
     host.ok(&["container", "stop", "s"]);
     assert!(!alive(&pid), "stop ends the container's processes");
     assert_eq!(host.inspect("s")["status"], "exited");
@@ -182,20 +296,85 @@ fn static_addresses_and_bad_container_requests() {
     assert_eq!(host.ip("pinned", "fixed"), "10.50.0.77");
     let links_before = host.on_host(&["ip", "-o", "link"]).stdout;
     let cases: &[(&[&str], &str)] = &[
-        (&["container", "create", "--network", "fixed", "--ip", "10.50.0.77", "x"], "in use"),
-        (&["container", "create", "--network", "fixed", "--ip", "10.60.0.7", "x"], "not in subnet"),
-        (&["container", "create", "--network", "fixed", "--ip", "10.50.0.1", "x"], "reserved"),
-        (&["container", "create", "--network", "auto", "--ip", "172.18.0.9", "x"], "--subnet"),
-        (&["container", "create", "--ip", "172.17.0.9", "x"], "--subnet"),
-        (&["container", "create", "--ip", "999.1.1.1", "x"], "invalid"),
-        (&["container", "create", "--network", "nosuch", "x"], "not found"),
-        (&["container", "create", "--network", "container:nosuch", "x"], "no such container"),
+        (
+            &[
+                "container",
+                "create",
+                "--network",
+                "fixed",
+                "--ip",
+                "10.50.0.77",
+                "x",
+            ],
+            "in use",
+        ),
+        (
+            &[
+                "container",
+                "create",
+                "--network",
+                "fixed",
+                "--ip",
+                "10.60.0.7",
+                "x",
+            ],
+            "not in subnet",
+        ),
+        (
+            &[
+                "container",
+                "create",
+                "--network",
+                "fixed",
+                "--ip",
+                "10.50.0.1",
+                "x",
+            ],
+            "reserved",
+        ),
+        (
+            &[
+                "container",
+                "create",
+                "--network",
+                "auto",
+                "--ip",
+                "172.18.0.9",
+                "x",
+            ],
+            "--subnet",
+        ),
+        (
+            &["container", "create", "--ip", "172.17.0.9", "x"],
+            "--subnet",
+        ),
+        (
+            &["container", "create", "--ip", "999.1.1.1", "x"],
+            "invalid",
+        ),
+        (
+            &["container", "create", "--network", "nosuch", "x"],
+            "not found",
+        ),
+        (
+            &["container", "create", "--network", "container:nosuch", "x"],
+            "no such container",
+        ),
         (&["container", "create", "pinned"], "already in use"),
-        (&["container", "create", "bad name"], "invalid container name"),
+        (
+            &["container", "create", "bad name"],
+            "invalid container name",
+        ),
         (&["container", "start", "nosuch"], "no such container"),
         (&["network", "connect", "nosuch", "pinned"], "not found"),
-        (&["network", "connect", "fixed", "pinned"], "already connected"),
-        (&["network", "disconnect", "auto", "pinned"], "not connected"),
+        (
+            &["network", "connect", "fixed", "pinned"],
+            "already connected",
+        ),
+        (
+            &["network", "disconnect", "auto", "pinned"],
+            "not connected",
+        ),
         (&["container", "rm", "pinned"], "running"),
     ];
     for (args, expected) in cases {
@@ -208,10 +387,15 @@ fn static_addresses_and_bad_container_requests() {
 
 #[test]
 fn the_client_says_how_to_start_a_daemon_that_is_not_running() {
-    let Some(mut host) = Host::start() else { return };
+    let Some(mut host) = Host::start() else {
+        return;
+    };
     host.stop_daemon("TERM");
     let err = host.fails(&["network", "ls"]);
-    assert!(err.contains("is it running? Start it with `netd daemon`"), "{err}");
+    assert!(
+        err.contains("is it running? Start it with `netd daemon`"),
+        "{err}"
+    );
 }
 
 /// Services started with `exec -d` need a moment to listen.
@@ -229,7 +413,9 @@ fn retry(mut f: impl FnMut() -> netd_tests::Out) -> netd_tests::Out {
 /// Whether a process exists and is not a zombie waiting for its parent.
 fn alive(pid: &str) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().chars().next());
+        let state = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.trim_start().chars().next());
         state != Some(Some('Z'))
     })
 }

@@ -12,7 +12,9 @@ use netd_tests::{netd_bin, run, Host};
 /// Starts a client in `from` that sends one line every 100 ms for `lines` lines over a single
 /// TCP connection to an echo server in `to`, and returns the child (its stdout is the echo).
 fn live_stream(host: &Host, from: &str, to_ip: &str, lines: u32) -> std::process::Child {
-    let script = format!("for i in $(seq 1 {lines}); do echo line$i; sleep 0.1; done | busybox nc -w 3 {to_ip} 9000");
+    let script = format!(
+        "for i in $(seq 1 {lines}); do echo line$i; sleep 0.1; done | busybox nc -w 3 {to_ip} 9000"
+    );
     Command::new(netd_bin())
         .arg("--socket")
         .arg(host.socket())
@@ -24,26 +26,44 @@ fn live_stream(host: &Host, from: &str, to_ip: &str, lines: u32) -> std::process
 }
 
 fn restart_keeps_a_live_stream(signal: &str) {
-    let Some(mut host) = Host::start() else { return };
+    let Some(mut host) = Host::start() else {
+        return;
+    };
     host.container("srv", &[]);
     host.container("cli", &[]);
     let srv = host.ip("srv", "bridge");
-    host.ok(&["exec", "-d", "srv", "--", "busybox", "nc", "-ll", "-p", "9000", "-e", "cat"]);
+    host.ok(&[
+        "exec", "-d", "srv", "--", "busybox", "nc", "-ll", "-p", "9000", "-e", "cat",
+    ]);
     sleep(Duration::from_millis(300));
     let before = host.ok(&["container", "ls", "--format", "json"]);
     let client = live_stream(&host, "cli", &srv, 30);
     sleep(Duration::from_millis(800));
     host.stop_daemon(signal);
-    assert!(host.netd(&["network", "ls"]).status != 0, "the daemon is down");
+    assert!(
+        host.netd(&["network", "ls"]).status != 0,
+        "the daemon is down"
+    );
     sleep(Duration::from_millis(800));
     host.start_daemon();
     let out = client.wait_with_output().expect("client");
     let echoed = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(echoed.lines().count(), 30, "every line came back through one connection:\n{echoed}");
-    assert_eq!(host.ok(&["container", "ls", "--format", "json"]), before, "same containers and addresses");
+    assert_eq!(
+        echoed.lines().count(),
+        30,
+        "every line came back through one connection:\n{echoed}"
+    );
+    assert_eq!(
+        host.ok(&["container", "ls", "--format", "json"]),
+        before,
+        "same containers and addresses"
+    );
     assert!(host.reaches("cli", &srv));
     host.container("late", &[]);
-    assert!(host.reaches("late", &srv), "a container wired by the new daemon talks to old ones");
+    assert!(
+        host.reaches("late", &srv),
+        "a container wired by the new daemon talks to old ones"
+    );
 }
 
 #[test]
@@ -58,7 +78,9 @@ fn a_live_tcp_stream_survives_kill_9_and_restart() {
 
 #[test]
 fn isolation_holds_while_the_daemon_is_down_and_after_restart() {
-    let Some(mut host) = Host::start() else { return };
+    let Some(mut host) = Host::start() else {
+        return;
+    };
     host.ok(&["network", "create", "n1"]);
     host.ok(&["network", "create", "n2"]);
     host.container("a", &["--network", "n1"]);
@@ -67,7 +89,19 @@ fn isolation_holds_while_the_daemon_is_down_and_after_restart() {
     host.stop_daemon("KILL");
     // exec needs the daemon; enter the namespace directly while it is down.
     let ns = host.dir.join("run/netns/a");
-    let down = run("nsenter", &[&format!("--net={}", ns.display()), "busybox", "ping", "-c", "1", "-W", "1", &b]);
+    let down = run(
+        "nsenter",
+        &[
+            &format!("--net={}", ns.display()),
+            "busybox",
+            "ping",
+            "-c",
+            "1",
+            "-W",
+            "1",
+            &b,
+        ],
+    );
     assert!(!down.ok(), "isolation does not depend on the daemon");
     host.start_daemon();
     assert!(host.blocked("a", &b));
@@ -75,18 +109,50 @@ fn isolation_holds_while_the_daemon_is_down_and_after_restart() {
 
 #[test]
 fn leftovers_of_a_crash_are_removed_at_the_next_start() {
-    let Some(mut host) = Host::start() else { return };
+    let Some(mut host) = Host::start() else {
+        return;
+    };
     host.container("keep", &[]);
     host.stop_daemon("KILL");
     // What a daemon killed between creating a veth and recording it would leave: a tagged device
     // and a namespace file that the state does not know.
     let h = host.host_ns();
-    assert!(run("ip", &["-n", &h, "link", "add", "vethdead", "type", "veth", "peer", "name", "vethdeadp"]).ok());
-    assert!(run("ip", &["-n", &h, "link", "set", "vethdead", "alias", "netd:container:crashed"]).ok());
+    assert!(run(
+        "ip",
+        &[
+            "-n",
+            &h,
+            "link",
+            "add",
+            "vethdead",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "vethdeadp"
+        ]
+    )
+    .ok());
+    assert!(run(
+        "ip",
+        &[
+            "-n",
+            &h,
+            "link",
+            "set",
+            "vethdead",
+            "alias",
+            "netd:container:crashed"
+        ]
+    )
+    .ok());
     let stray = host.dir.join("run/netns/crashed");
     std::fs::write(&stray, "").unwrap();
     host.start_daemon();
-    assert!(!run("ip", &["-n", &h, "link", "show", "vethdead"]).ok(), "the half-made veth is gone");
+    assert!(
+        !run("ip", &["-n", &h, "link", "show", "vethdead"]).ok(),
+        "the half-made veth is gone"
+    );
     assert!(!stray.exists(), "the stray namespace file is gone");
     assert!(host.on_host(&["ip", "link", "show", "netd0"]).ok());
     assert_eq!(host.inspect("keep")["status"], "running");
@@ -94,20 +160,40 @@ fn leftovers_of_a_crash_are_removed_at_the_next_start() {
 
 #[test]
 fn cleanup_removes_everything_the_daemon_installed() {
-    let Some(mut host) = Host::start() else { return };
+    let Some(mut host) = Host::start() else {
+        return;
+    };
     host.ok(&["network", "create", "extra"]);
     host.container("c1", &[]);
     host.container("c2", &["--network", "extra"]);
-    let pid = host.ok(&["exec", "-d", "c1", "--", "sleep", "300"]).trim().to_string();
+    let pid = host
+        .ok(&["exec", "-d", "c1", "--", "sleep", "300"])
+        .trim()
+        .to_string();
     host.stop_daemon("TERM");
     let out = host.cleanup();
     assert!(out.ok(), "cleanup failed: {}", out.stderr);
     let links = host.on_host(&["ip", "-o", "link"]).stdout;
-    assert_eq!(links.lines().filter(|l| !l.contains(": lo:") && !l.contains("uplink0")).count(), 0, "{links}");
-    assert!(!host.bpffs.exists(), "pins and the bpffs directory are gone");
+    assert_eq!(
+        links
+            .lines()
+            .filter(|l| !l.contains(": lo:") && !l.contains("uplink0"))
+            .count(),
+        0,
+        "{links}"
+    );
+    assert!(
+        !host.bpffs.exists(),
+        "pins and the bpffs directory are gone"
+    );
     assert!(!host.dir.join("state/state.json").exists());
     assert!(!host.dir.join("run/netns").exists());
-    assert!(!std::path::Path::new(&format!("/proc/{pid}/ns")).exists() || run("cat", &[&format!("/proc/{pid}/stat")]).stdout.contains(") Z"));
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}/ns")).exists()
+            || run("cat", &[&format!("/proc/{pid}/stat")])
+                .stdout
+                .contains(") Z")
+    );
     // A new daemon starts from scratch.
     host.start_daemon();
     assert!(host.ok(&["container", "ls"]).lines().count() == 1);
@@ -121,9 +207,16 @@ fn two_daemons_on_one_machine_do_not_affect_each_other() {
         host.container("x", &[]);
         host.container("y", &[]);
     }
-    assert_eq!(one.ip("x", "bridge"), two.ip("x", "bridge"), "same addresses, separate namespaces");
+    assert_eq!(
+        one.ip("x", "bridge"),
+        two.ip("x", "bridge"),
+        "same addresses, separate namespaces"
+    );
     one.ok(&["container", "rm", "-f", "y"]);
     assert!(two.reaches("x", &two.ip("y", "bridge")));
     drop(one);
-    assert!(two.reaches("y", &two.ip("x", "bridge")), "one daemon's cleanup leaves the other alone");
+    assert!(
+        two.reaches("y", &two.ip("x", "bridge")),
+        "one daemon's cleanup leaves the other alone"
+    );
 }

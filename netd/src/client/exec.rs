@@ -20,9 +20,13 @@ use crate::{api::ExecInfo, cli::ExecArgs};
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 pub fn run(info: &ExecInfo, args: &ExecArgs) -> anyhow::Result<i32> {
-    let netns = File::open(&info.netns).with_context(|| format!("cannot open {}", info.netns.display()))?;
+    let netns =
+        File::open(&info.netns).with_context(|| format!("cannot open {}", info.netns.display()))?;
     let mut cmd = Command::new(&args.cmd[0]);
-    cmd.args(&args.cmd[1..]).env_clear().env("PATH", PATH).env("HOME", "/root");
+    cmd.args(&args.cmd[1..])
+        .env_clear()
+        .env("PATH", PATH)
+        .env("HOME", "/root");
     if let Some(h) = &info.hostname {
         cmd.env("HOSTNAME", h);
     }
@@ -47,20 +51,37 @@ pub fn run(info: &ExecInfo, args: &ExecArgs) -> anyhow::Result<i32> {
         });
     }
     if args.detach {
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
-        let child = cmd.spawn().with_context(|| format!("cannot run {}", args.cmd[0]))?;
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("cannot run {}", args.cmd[0]))?;
         println!("{}", child.id());
         return Ok(0);
     }
-    let status = cmd.status().with_context(|| format!("cannot run {}", args.cmd[0]))?;
-    Ok(status.code().unwrap_or_else(|| 128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)))
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run {}", args.cmd[0]))?;
+    Ok(status.code().unwrap_or_else(|| {
+        128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
+    }))
 }
 
 fn enter(netns: std::os::fd::BorrowedFd<'_>, info: &ExecInfo) -> nix::Result<()> {
     setns(netns, CloneFlags::CLONE_NEWNET)?;
     unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS)?;
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SLAVE, None::<&str>)?;
-    for (file, target) in [(&info.hosts, "/etc/hosts"), (&info.resolv_conf, "/etc/resolv.conf")] {
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_SLAVE,
+        None::<&str>,
+    )?;
+    for (file, target) in [
+        (&info.hosts, "/etc/hosts"),
+        (&info.resolv_conf, "/etc/resolv.conf"),
+    ] {
         if let Some(file) = file {
             bind(file, Path::new(target))?;
         }
@@ -68,7 +89,13 @@ fn enter(netns: std::os::fd::BorrowedFd<'_>, info: &ExecInfo) -> nix::Result<()>
     // A /sys that shows this network namespace; if it cannot be remounted the old one stays,
     // which only affects tools that read /sys/class/net.
     if umount2("/sys", MntFlags::MNT_DETACH).is_ok() {
-        mount(Some("sysfs"), "/sys", Some("sysfs"), MsFlags::empty(), None::<&str>)?;
+        mount(
+            Some("sysfs"),
+            "/sys",
+            Some("sysfs"),
+            MsFlags::empty(),
+            None::<&str>,
+        )?;
     }
     if let Some(h) = &info.hostname {
         sethostname(h)?;
@@ -77,5 +104,11 @@ fn enter(netns: std::os::fd::BorrowedFd<'_>, info: &ExecInfo) -> nix::Result<()>
 }
 
 fn bind(file: &Path, target: &Path) -> nix::Result<()> {
-    mount(Some(file), target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+    mount(
+        Some(file),
+        target,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
 }

@@ -19,30 +19,66 @@ use crate::{
 /// Sends one request and returns the daemon's reply, or its error as ours.
 pub fn request(socket: &Path, request: &Request) -> anyhow::Result<Reply> {
     let mut stream = UnixStream::connect(socket).map_err(|e| {
-        anyhow!("cannot reach the netd daemon at {} ({e}): is it running? Start it with `netd daemon`", socket.display())
+        anyhow!(
+            "cannot reach the netd daemon at {} ({e}): is it running? Start it with `netd daemon`",
+            socket.display()
+        )
     })?;
     stream.write_all(&serde_json::to_vec(request)?)?;
     stream.shutdown(std::net::Shutdown::Write)?;
     let mut buf = Vec::new();
-    stream.read_to_end(&mut buf).context("reading the daemon's reply")?;
-    let response: Response = serde_json::from_slice(&buf).context("malformed reply from the daemon")?;
+    stream
+        .read_to_end(&mut buf)
+        .context("reading the daemon's reply")?;
+    let response: Response =
+        serde_json::from_slice(&buf).context("malformed reply from the daemon")?;
     response.map_err(|e| anyhow!(e))
 }
 
 pub fn network(socket: &Path, cmd: NetworkCommand) -> anyhow::Result<()> {
     match cmd {
         NetworkCommand::Create(a) => {
-            let req = NetworkCreate { name: a.name, driver: a.driver, subnet: a.subnet, gateway: a.gateway, ip_range: a.ip_range, internal: a.internal, options: a.options };
+            let req = NetworkCreate {
+                name: a.name,
+                driver: a.driver,
+                subnet: a.subnet,
+                gateway: a.gateway,
+                ip_range: a.ip_range,
+                internal: a.internal,
+                options: a.options,
+            };
             print::created(request(socket, &Request::NetworkCreate(req))?);
         }
-        NetworkCommand::Ls { format } => print::networks(request(socket, &Request::NetworkLs)?, format)?,
-        NetworkCommand::Inspect { names } => print::json(&request(socket, &Request::NetworkInspect { names })?)?,
+        NetworkCommand::Ls { format } => {
+            print::networks(request(socket, &Request::NetworkLs)?, format)?
+        }
+        NetworkCommand::Inspect { names } => {
+            print::json(&request(socket, &Request::NetworkInspect { names })?)?
+        }
         NetworkCommand::Rm { names } => {
-            request(socket, &Request::NetworkRm { names: names.clone() })?;
+            request(
+                socket,
+                &Request::NetworkRm {
+                    names: names.clone(),
+                },
+            )?;
             names.iter().for_each(|n| println!("{n}"));
         }
-        NetworkCommand::Connect { ip, aliases, network, container } => {
-            request(socket, &Request::NetworkConnect { network, container, ip, aliases })?;
+        NetworkCommand::Connect {
+            ip,
+            aliases,
+            network,
+            container,
+        } => {
+            request(
+                socket,
+                &Request::NetworkConnect {
+                    network,
+                    container,
+                    ip,
+                    aliases,
+                },
+            )?;
         }
         NetworkCommand::Disconnect { network, container } => {
             request(socket, &Request::NetworkDisconnect { network, container })?;
@@ -69,12 +105,31 @@ pub fn container(socket: &Path, cmd: ContainerCommand) -> anyhow::Result<()> {
             };
             print::created(request(socket, &Request::ContainerCreate(req))?);
         }
-        ContainerCommand::Start { name } => done(socket, Request::ContainerStart { name: name.clone() }, &name)?,
-        ContainerCommand::Stop { name } => done(socket, Request::ContainerStop { name: name.clone() }, &name)?,
-        ContainerCommand::Rm { force, name } => done(socket, Request::ContainerRm { name: name.clone(), force }, &name)?,
-        ContainerCommand::Ls { format } => print::containers(request(socket, &Request::ContainerLs)?, format)?,
-        ContainerCommand::Inspect { name } => print::container(request(socket, &Request::ContainerInspect { name })?)?,
-        ContainerCommand::Port { name } => print::ports(request(socket, &Request::ContainerPort { name })?),
+        ContainerCommand::Start { name } => done(
+            socket,
+            Request::ContainerStart { name: name.clone() },
+            &name,
+        )?,
+        ContainerCommand::Stop { name } => {
+            done(socket, Request::ContainerStop { name: name.clone() }, &name)?
+        }
+        ContainerCommand::Rm { force, name } => done(
+            socket,
+            Request::ContainerRm {
+                name: name.clone(),
+                force,
+            },
+            &name,
+        )?,
+        ContainerCommand::Ls { format } => {
+            print::containers(request(socket, &Request::ContainerLs)?, format)?
+        }
+        ContainerCommand::Inspect { name } => {
+            print::container(request(socket, &Request::ContainerInspect { name })?)?
+        }
+        ContainerCommand::Port { name } => {
+            print::ports(request(socket, &Request::ContainerPort { name })?)
+        }
     }
     Ok(())
 }
@@ -93,7 +148,13 @@ pub fn maps(socket: &Path, cmd: MapsCommand) -> anyhow::Result<()> {
 
 /// Runs the command and returns its exit status (or 0 with `-d`, after printing the PID).
 pub fn exec(socket: &Path, args: ExecArgs) -> anyhow::Result<i32> {
-    let Reply::Exec(info) = request(socket, &Request::Exec { name: args.name.clone() })? else {
+    let Reply::Exec(info) = request(
+        socket,
+        &Request::Exec {
+            name: args.name.clone(),
+        },
+    )?
+    else {
         return Err(anyhow!("unexpected reply from the daemon"));
     };
     exec::run(&info, &args)

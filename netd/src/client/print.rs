@@ -6,7 +6,9 @@ use crate::{api::Reply, cli::Format};
 
 pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     let value = match serde_json::to_value(value)? {
-        serde_json::Value::Object(mut o) if o.contains_key("kind") => o.remove("value").unwrap_or_default(),
+        serde_json::Value::Object(mut o) if o.contains_key("kind") => {
+            o.remove("value").unwrap_or_default()
+        }
         v => v,
     };
     println!("{}", serde_json::to_string_pretty(&value)?);
@@ -21,7 +23,11 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) {
         }
     }
     let line = |cells: Vec<String>| {
-        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
         println!("{}", padded.join("   ").trim_end());
     };
     line(header.iter().map(|h| h.to_string()).collect());
@@ -39,7 +45,9 @@ pub fn created(reply: Reply) {
 }
 
 pub fn networks(reply: Reply, format: Format) -> anyhow::Result<()> {
-    let Reply::Networks(nets) = reply else { return Err(unexpected()) };
+    let Reply::Networks(nets) = reply else {
+        return Err(unexpected());
+    };
     if let Format::Json = format {
         return json(&nets);
     }
@@ -48,7 +56,13 @@ pub fn networks(reply: Reply, format: Format) -> anyhow::Result<()> {
         .map(|n| {
             let id = n.id.chars().take(12).collect();
             let subnet = n.subnet.map(|s| s.to_string()).unwrap_or_default();
-            vec![id, n.name.clone(), n.driver.clone(), subnet, n.bridge.clone().unwrap_or_default()]
+            vec![
+                id,
+                n.name.clone(),
+                n.driver.clone(),
+                subnet,
+                n.bridge.clone().unwrap_or_default(),
+            ]
         })
         .collect();
     table(&["NETWORK ID", "NAME", "DRIVER", "SUBNET", "BRIDGE"], rows);
@@ -56,23 +70,40 @@ pub fn networks(reply: Reply, format: Format) -> anyhow::Result<()> {
 }
 
 pub fn containers(reply: Reply, format: Format) -> anyhow::Result<()> {
-    let Reply::Containers(cs) = reply else { return Err(unexpected()) };
+    let Reply::Containers(cs) = reply else {
+        return Err(unexpected());
+    };
     if let Format::Json = format {
         return json(&cs);
     }
     let rows = cs
         .iter()
         .map(|c| {
-            let addrs: Vec<String> = c.networks.iter().filter_map(|(n, e)| Some(format!("{n}={}", e.ip_address?))).collect();
-            vec![c.id.chars().take(12).collect(), c.name.clone(), c.status.clone(), c.network_mode.clone(), addrs.join(",")]
+            let addrs: Vec<String> = c
+                .networks
+                .iter()
+                .filter_map(|(n, e)| Some(format!("{n}={}", e.ip_address?)))
+                .collect();
+            vec![
+                c.id.chars().take(12).collect(),
+                c.name.clone(),
+                c.status.clone(),
+                c.network_mode.clone(),
+                addrs.join(","),
+            ]
         })
         .collect();
-    table(&["CONTAINER ID", "NAME", "STATUS", "NETWORK", "ADDRESSES"], rows);
+    table(
+        &["CONTAINER ID", "NAME", "STATUS", "NETWORK", "ADDRESSES"],
+        rows,
+    );
     Ok(())
 }
 
 pub fn container(reply: Reply) -> anyhow::Result<()> {
-    let Reply::Containers(cs) = reply else { return Err(unexpected()) };
+    let Reply::Containers(cs) = reply else {
+        return Err(unexpected());
+    };
     json(cs.first().ok_or_else(unexpected)?)
 }
 
@@ -83,14 +114,19 @@ pub fn ports(reply: Reply) {
 }
 
 pub fn maps(reply: Reply, format: Format) -> anyhow::Result<()> {
-    let Reply::Maps(maps) = reply else { return Err(unexpected()) };
+    let Reply::Maps(maps) = reply else {
+        return Err(unexpected());
+    };
     if let Format::Json = format {
         return json(&maps);
     }
     for m in maps {
         println!("{} ({}): {} entries", m.name, m.pin.display(), m.rows.len());
         let header: Vec<String> = m.columns.iter().map(|c| c.to_uppercase()).collect();
-        table(&header.iter().map(String::as_str).collect::<Vec<_>>(), m.rows);
+        table(
+            &header.iter().map(String::as_str).collect::<Vec<_>>(),
+            m.rows,
+        );
         println!();
     }
     Ok(())

@@ -11,7 +11,10 @@ use crate::{datapath, netlink::Netlink, netns};
 
 pub async fn cleanup(config: &Config) -> anyhow::Result<()> {
     if std::os::unix::net::UnixStream::connect(config.socket()).is_ok() {
-        return Err(anyhow!("a daemon is still serving {}: stop it first", config.socket().display()));
+        return Err(anyhow!(
+            "a daemon is still serving {}: stop it first",
+            config.socket().display()
+        ));
     }
     let mut errors: Vec<String> = vec![];
     kill_and_remove_namespaces(&config.netns_dir(), &mut errors);
@@ -19,7 +22,11 @@ pub async fn cleanup(config: &Config) -> anyhow::Result<()> {
         Ok(nl) => delete_owned_links(&nl, &mut errors).await,
         Err(e) => errors.push(e.to_string()),
     }
-    errors.extend(datapath::remove_pins(&config.bpffs).iter().map(ToString::to_string));
+    errors.extend(
+        datapath::remove_pins(&config.bpffs)
+            .iter()
+            .map(ToString::to_string),
+    );
     for path in [config.state_file.clone(), config.socket()] {
         remove_file(&path, &mut errors);
     }
@@ -35,7 +42,9 @@ pub async fn cleanup(config: &Config) -> anyhow::Result<()> {
 }
 
 fn kill_and_remove_namespaces(dir: &Path, errors: &mut Vec<String>) {
-    let Ok(entries) = fs::read_dir(dir) else { return };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
     for path in entries.filter_map(|e| Some(e.ok()?.path())) {
         for pid in netns::pids_in(&path) {
             if let Err(e) = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL) {

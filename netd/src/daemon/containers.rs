@@ -20,12 +20,16 @@ use crate::{
 impl Daemon {
     /// A container by name, full ID or unique ID prefix.
     pub(super) fn container(&self, key: &str) -> OpResult<&Container> {
-        self.state.find_container(key).ok_or_else(|| OpError::NotFound(format!("no such container: {key}")))
+        self.state
+            .find_container(key)
+            .ok_or_else(|| OpError::NotFound(format!("no such container: {key}")))
     }
 
     /// The namespace file of a container that has its own namespace.
     pub(super) fn netns_path(&self, c: &Container) -> PathBuf {
-        c.adopted_netns.clone().unwrap_or_else(|| self.config.netns_dir().join(&c.name))
+        c.adopted_netns
+            .clone()
+            .unwrap_or_else(|| self.config.netns_dir().join(&c.name))
     }
 
     fn parse_mode(&self, network: &str) -> OpResult<NetworkMode> {
@@ -46,7 +50,10 @@ impl Daemon {
     fn plan_container(&self, req: &ContainerCreate) -> OpResult<Container> {
         validate::name("container", &req.name)?;
         if self.state.containers.contains_key(&req.name) {
-            return Err(conflict(format!("container name {} is already in use", req.name)));
+            return Err(conflict(format!(
+                "container name {} is already in use",
+                req.name
+            )));
         }
         if !req.publish.is_empty() || req.publish_all {
             return Err(invalid("publishing ports (-p/-P) is not implemented yet"));
@@ -60,7 +67,9 @@ impl Daemon {
         let attachments = self.plan_attachments(req, &mode)?;
         if let Some(path) = &req.netns {
             if !matches!(mode, NetworkMode::Bridge | NetworkMode::None) {
-                return Err(invalid("--netns cannot be combined with --network host or container:"));
+                return Err(invalid(
+                    "--netns cannot be combined with --network host or container:",
+                ));
             }
             netns::check(path)?;
         }
@@ -85,15 +94,26 @@ impl Daemon {
         })
     }
 
-    fn plan_attachments(&self, req: &ContainerCreate, mode: &NetworkMode) -> OpResult<Vec<Attachment>> {
+    fn plan_attachments(
+        &self,
+        req: &ContainerCreate,
+        mode: &NetworkMode,
+    ) -> OpResult<Vec<Attachment>> {
         if *mode != NetworkMode::Bridge {
             if req.ip.is_some() || !req.aliases.is_empty() {
-                return Err(invalid(format!("--ip and --network-alias need a bridge network, not {}", req.network)));
+                return Err(invalid(format!(
+                    "--ip and --network-alias need a bridge network, not {}",
+                    req.network
+                )));
             }
             return Ok(vec![]);
         }
         let network = self.network(&req.network)?.name.clone();
-        let attachment = Attachment { network, ip: req.ip, aliases: req.aliases.clone() };
+        let attachment = Attachment {
+            network,
+            ip: req.ip,
+            aliases: req.aliases.clone(),
+        };
         self.check_attachment(&attachment)?;
         Ok(vec![attachment])
     }
@@ -101,7 +121,9 @@ impl Daemon {
     pub(super) fn container_create(&mut self, req: ContainerCreate) -> OpResult<Reply> {
         let container = self.plan_container(&req)?;
         let id = container.id.clone();
-        self.state.containers.insert(container.name.clone(), container);
+        self.state
+            .containers
+            .insert(container.name.clone(), container);
         if let Err(e) = self.save() {
             self.state.containers.remove(&req.name);
             return Err(e);
@@ -116,7 +138,9 @@ impl Daemon {
         }
         if let NetworkMode::Container(target) = &c.mode {
             if self.container(target)?.status != Status::Running {
-                return Err(conflict(format!("cannot join the network of container {target}: it is not running")));
+                return Err(conflict(format!(
+                    "cannot join the network of container {target}: it is not running"
+                )));
             }
         }
         for a in &c.attachments {
@@ -158,18 +182,34 @@ impl Daemon {
             for a in &c.attachments {
                 let ifname = Self::next_ifname(&endpoints);
                 let default_route = !self.has_default_route(&endpoints);
-                let ep = self.plug(&c.id, &path, a, &ifname, default_route, undo).await?;
+                let ep = self
+                    .plug(&c.id, &path, a, &ifname, default_route, undo)
+                    .await?;
                 endpoints.push(ep.clone());
-                self.state.containers.get_mut(&c.name).expect("exists").endpoints.push(ep);
+                self.state
+                    .containers
+                    .get_mut(&c.name)
+                    .expect("exists")
+                    .endpoints
+                    .push(ep);
             }
         }
-        self.state.containers.get_mut(&c.name).expect("exists").status = Status::Running;
+        self.state
+            .containers
+            .get_mut(&c.name)
+            .expect("exists")
+            .status = Status::Running;
         self.write_files(&c.name)?;
         self.save()
     }
 
     fn has_default_route(&self, endpoints: &[EndpointState]) -> bool {
-        endpoints.iter().any(|e| self.state.networks.get(&e.network).is_some_and(|n| !n.internal))
+        endpoints.iter().any(|e| {
+            self.state
+                .networks
+                .get(&e.network)
+                .is_some_and(|n| !n.internal)
+        })
     }
 
     pub(super) async fn container_stop(&mut self, key: &str) -> OpResult<Reply> {
@@ -179,7 +219,11 @@ impl Daemon {
         }
         let errors = self.stop_steps(&c).await;
         if !errors.is_empty() {
-            return Err(OpError::Conflict(format!("stopping {} met errors: {}", c.name, errors.join("; "))));
+            return Err(OpError::Conflict(format!(
+                "stopping {} met errors: {}",
+                c.name,
+                errors.join("; ")
+            )));
         }
         Ok(Reply::Done)
     }
@@ -211,17 +255,34 @@ impl Daemon {
 
     pub(super) async fn container_rm(&mut self, key: &str, force: bool) -> OpResult<Reply> {
         let c = self.container(key)?.clone();
-        let joined: Vec<&str> = self.state.containers.values().filter(|o| o.mode == NetworkMode::Container(c.name.clone())).map(|o| o.name.as_str()).collect();
+        let joined: Vec<&str> = self
+            .state
+            .containers
+            .values()
+            .filter(|o| o.mode == NetworkMode::Container(c.name.clone()))
+            .map(|o| o.name.as_str())
+            .collect();
         if !joined.is_empty() {
-            return Err(conflict(format!("container {} is joined by {}: remove them first", c.name, joined.join(", "))));
+            return Err(conflict(format!(
+                "container {} is joined by {}: remove them first",
+                c.name,
+                joined.join(", ")
+            )));
         }
         if c.status == Status::Running {
             if !force {
-                return Err(conflict(format!("container {} is running: stop it first or use rm -f", c.name)));
+                return Err(conflict(format!(
+                    "container {} is running: stop it first or use rm -f",
+                    c.name
+                )));
             }
             let errors = self.stop_steps(&c).await;
             if !errors.is_empty() {
-                return Err(OpError::Conflict(format!("stopping {} met errors: {}", c.name, errors.join("; "))));
+                return Err(OpError::Conflict(format!(
+                    "stopping {} met errors: {}",
+                    c.name,
+                    errors.join("; ")
+                )));
             }
         }
         self.state.containers.remove(&c.name);
@@ -230,16 +291,29 @@ impl Daemon {
         Ok(Reply::Done)
     }
 
-    pub(super) async fn network_connect(&mut self, network: &str, key: &str, ip: Option<Ipv4Addr>, aliases: Vec<String>) -> OpResult<Reply> {
+    pub(super) async fn network_connect(
+        &mut self,
+        network: &str,
+        key: &str,
+        ip: Option<Ipv4Addr>,
+        aliases: Vec<String>,
+    ) -> OpResult<Reply> {
         let c = self.container(key)?.clone();
         let network = self.network(network)?.name.clone();
         if c.mode != NetworkMode::Bridge {
             return Err(conflict(format!("container {} shares another namespace or has none; it cannot be connected to networks", c.name)));
         }
         if c.attachments.iter().any(|a| a.network == network) {
-            return Err(conflict(format!("container {} is already connected to network {network}", c.name)));
+            return Err(conflict(format!(
+                "container {} is already connected to network {network}",
+                c.name
+            )));
         }
-        let attachment = Attachment { network, ip, aliases };
+        let attachment = Attachment {
+            network,
+            ip,
+            aliases,
+        };
         self.check_attachment(&attachment)?;
         let snapshot = self.state.clone();
         let mut undo = Undo::default();
@@ -255,14 +329,38 @@ impl Daemon {
         }
     }
 
-    async fn connect_steps(&mut self, c: &Container, attachment: Attachment, undo: &mut Undo) -> OpResult<()> {
+    async fn connect_steps(
+        &mut self,
+        c: &Container,
+        attachment: Attachment,
+        undo: &mut Undo,
+    ) -> OpResult<()> {
         if c.status == Status::Running {
             let ifname = Self::next_ifname(&c.endpoints);
             let default_route = !self.has_default_route(&c.endpoints);
-            let ep = self.plug(&c.id, &self.netns_path(c), &attachment, &ifname, default_route, undo).await?;
-            self.state.containers.get_mut(&c.name).expect("exists").endpoints.push(ep);
+            let ep = self
+                .plug(
+                    &c.id,
+                    &self.netns_path(c),
+                    &attachment,
+                    &ifname,
+                    default_route,
+                    undo,
+                )
+                .await?;
+            self.state
+                .containers
+                .get_mut(&c.name)
+                .expect("exists")
+                .endpoints
+                .push(ep);
         }
-        self.state.containers.get_mut(&c.name).expect("exists").attachments.push(attachment);
+        self.state
+            .containers
+            .get_mut(&c.name)
+            .expect("exists")
+            .attachments
+            .push(attachment);
         if c.status == Status::Running {
             self.write_files(&c.name)?;
         }
@@ -273,7 +371,10 @@ impl Daemon {
         let c = self.container(key)?.clone();
         let network = self.network(network)?.name.clone();
         if !c.attachments.iter().any(|a| a.network == network) {
-            return Err(conflict(format!("container {} is not connected to network {network}", c.name)));
+            return Err(conflict(format!(
+                "container {} is not connected to network {network}",
+                c.name
+            )));
         }
         let mut errors = vec![];
         if let Some(ep) = c.endpoints.iter().find(|e| e.network == network) {
@@ -287,7 +388,10 @@ impl Daemon {
             self.write_files(&c.name)?;
         }
         if !errors.is_empty() {
-            return Err(OpError::Conflict(format!("disconnected, but teardown met errors: {}", errors.join("; "))));
+            return Err(OpError::Conflict(format!(
+                "disconnected, but teardown met errors: {}",
+                errors.join("; ")
+            )));
         }
         Ok(Reply::Done)
     }
@@ -312,7 +416,9 @@ impl Daemon {
             })
             .collect();
         let netns = match &c.mode {
-            NetworkMode::Bridge | NetworkMode::None if c.status == Status::Running => Some(self.netns_path(c)),
+            NetworkMode::Bridge | NetworkMode::None if c.status == Status::Running => {
+                Some(self.netns_path(c))
+            }
             _ => None,
         };
         ContainerView {
@@ -333,14 +439,23 @@ impl Daemon {
     pub(super) fn exec_info(&self, key: &str) -> OpResult<ExecInfo> {
         let c = self.container(key)?;
         if c.status != Status::Running {
-            return Err(conflict(format!("container {} is not running: start it with `netd container start {}`", c.name, c.name)));
+            return Err(conflict(format!(
+                "container {} is not running: start it with `netd container start {}`",
+                c.name, c.name
+            )));
         }
         let (netns, files_of) = match &c.mode {
-            NetworkMode::Host => (PathBuf::from(format!("/proc/{}/ns/net", std::process::id())), None),
+            NetworkMode::Host => (
+                PathBuf::from(format!("/proc/{}/ns/net", std::process::id())),
+                None,
+            ),
             NetworkMode::Container(target) => {
                 let t = self.container(target)?;
                 if t.status != Status::Running {
-                    return Err(conflict(format!("container {} joins {target}, which is not running", c.name)));
+                    return Err(conflict(format!(
+                        "container {} joins {target}, which is not running",
+                        c.name
+                    )));
                 }
                 (self.netns_path(t), Some(t.name.clone()))
             }

@@ -43,7 +43,15 @@ impl Daemon {
 
     /// Wires one endpoint into the namespace at `netns` as `ifname`, recording every step in
     /// `undo`. Returns the endpoint; the caller records it in the state.
-    pub(super) async fn plug(&mut self, container_id: &str, netns: &Path, attachment: &Attachment, ifname: &str, default_route: bool, undo: &mut Undo) -> OpResult<EndpointState> {
+    pub(super) async fn plug(
+        &mut self,
+        container_id: &str,
+        netns: &Path,
+        attachment: &Attachment,
+        ifname: &str,
+        default_route: bool,
+        undo: &mut Undo,
+    ) -> OpResult<EndpointState> {
         let network = self.network(&attachment.network)?.clone();
         let ip = self.address_for(&network, attachment)?;
         let mac = mac_for(ip);
@@ -53,10 +61,20 @@ impl Daemon {
         let peer_index = self.nl.require_link(&peer).await?;
         self.nl.move_to_netns(peer_index, netns).await?;
         configure_inside(netns, &peer, ifname, mac, ip, &network, default_route).await?;
-        let ep = EndpointState { network: network.name.clone(), ifname: ifname.into(), host_veth: host_veth.clone(), ip, mac };
+        let ep = EndpointState {
+            network: network.name.clone(),
+            ifname: ifname.into(),
+            host_veth: host_veth.clone(),
+            ip,
+            mac,
+        };
         let host_index = self.nl.require_link(&host_veth).await?;
-        self.dp.attach_endpoint(&host_veth, host_index, plan::endpoint_entry(&network, &ep))?;
-        undo.push(Step::Detach { veth: host_veth.clone(), ifindex: host_index });
+        self.dp
+            .attach_endpoint(&host_veth, host_index, plan::endpoint_entry(&network, &ep))?;
+        undo.push(Step::Detach {
+            veth: host_veth.clone(),
+            ifindex: host_index,
+        });
         let bridge = self.nl.require_link(&network.bridge).await?;
         self.nl.set_master(host_index, bridge).await?;
         self.nl.set_up(host_index).await?;
@@ -84,7 +102,12 @@ impl Daemon {
     /// Takes an endpoint out: map entry, link pin and the veth pair. Goes on past errors.
     pub(super) async fn unplug(&mut self, ep: &EndpointState) -> Vec<String> {
         let index = self.nl.link_index(&ep.host_veth).await.ok().flatten();
-        let mut errors: Vec<String> = self.dp.detach_endpoint(&ep.host_veth, index).iter().map(ToString::to_string).collect();
+        let mut errors: Vec<String> = self
+            .dp
+            .detach_endpoint(&ep.host_veth, index)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         if let Err(e) = self.nl.delete_link(&ep.host_veth).await {
             errors.push(e.to_string());
         }
@@ -93,7 +116,10 @@ impl Daemon {
 
     /// The lowest `ethN` the container does not use yet.
     pub(super) fn next_ifname(used: &[EndpointState]) -> String {
-        (0..).map(|i| format!("eth{i}")).find(|n| used.iter().all(|e| &e.ifname != n)).expect("unbounded")
+        (0..)
+            .map(|i| format!("eth{i}"))
+            .find(|n| used.iter().all(|e| &e.ifname != n))
+            .expect("unbounded")
     }
 
     /// Checks that `attachment` can be honoured on its network (static address rules).
@@ -101,23 +127,38 @@ impl Daemon {
         let network = self.network(&attachment.network)?;
         if let Some(ip) = attachment.ip {
             if !network.user_subnet {
-                return Err(invalid("user specified IP address is supported only on networks created with --subnet"));
+                return Err(invalid(
+                    "user specified IP address is supported only on networks created with --subnet",
+                ));
             }
-            network.pool().check_static(ip, &self.state.addresses_in_use(&network.name))?;
+            network
+                .pool()
+                .check_static(ip, &self.state.addresses_in_use(&network.name))?;
         }
         if network.default && !attachment.aliases.is_empty() {
-            return Err(invalid("network-scoped aliases are supported only on user-defined networks"));
+            return Err(invalid(
+                "network-scoped aliases are supported only on user-defined networks",
+            ));
         }
         Ok(())
     }
 }
 
 /// Inside the container: rename the peer, give it its MAC and address, bring it up, route.
-async fn configure_inside(netns: &Path, peer: &str, ifname: &str, mac: [u8; 6], ip: Ipv4Addr, network: &Network, default_route: bool) -> OpResult<()> {
+async fn configure_inside(
+    netns: &Path,
+    peer: &str,
+    ifname: &str,
+    mac: [u8; 6],
+    ip: Ipv4Addr,
+    network: &Network,
+    default_route: bool,
+) -> OpResult<()> {
     let nl = Netlink::in_netns(netns)?;
     let index = nl.require_link(peer).await?;
     nl.rename(index, ifname, mac).await?;
-    nl.add_address(index, ip, network.subnet.prefix_len()).await?;
+    nl.add_address(index, ip, network.subnet.prefix_len())
+        .await?;
     nl.set_up(index).await?;
     if default_route && !network.internal {
         nl.add_default_route(network.gateway).await?;

@@ -2,7 +2,10 @@
 //! the user.
 use thiserror::Error;
 
-use crate::{datapath::DatapathError, ipam::IpamError, netlink::NetlinkError, netns::NetnsError, state::StateError};
+use crate::{
+    datapath::DatapathError, ipam::IpamError, netlink::NetlinkError, netns::NetnsError,
+    state::StateError,
+};
 
 #[derive(Debug, Error)]
 pub enum OpError {
@@ -25,7 +28,11 @@ pub enum OpError {
     #[error(transparent)]
     State(#[from] StateError),
     #[error("{what} {path}: {source}")]
-    Io { what: &'static str, path: std::path::PathBuf, source: std::io::Error },
+    Io {
+        what: &'static str,
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 pub fn invalid(msg: impl Into<String>) -> OpError {

@@ -22,7 +22,10 @@ pub fn resolv_conf(host: &str) -> String {
     host.lines()
         .filter(|line| {
             let mut words = line.split_whitespace();
-            !(words.next() == Some("nameserver") && words.next().is_some_and(|ip| ip.starts_with("127.") || ip == "::1"))
+            !(words.next() == Some("nameserver")
+                && words
+                    .next()
+                    .is_some_and(|ip| ip.starts_with("127.") || ip == "::1"))
         })
         .map(|line| format!("{line}\n"))
         .collect()
@@ -32,7 +35,11 @@ fn write(path: &Path, text: &str) -> OpResult<()> {
     let tmp = path.with_extension("tmp");
     fs::write(&tmp, text)
         .and_then(|()| fs::rename(&tmp, path))
-        .map_err(|source| OpError::Io { what: "write", path: path.into(), source })
+        .map_err(|source| OpError::Io {
+            what: "write",
+            path: path.into(),
+            source,
+        })
 }
 
 impl Daemon {
@@ -40,7 +47,11 @@ impl Daemon {
     pub(super) fn write_files(&self, name: &str) -> OpResult<()> {
         let c = &self.state.containers[name];
         let dir = self.config.containers_dir().join(name);
-        fs::create_dir_all(&dir).map_err(|source| OpError::Io { what: "create", path: dir.clone(), source })?;
+        fs::create_dir_all(&dir).map_err(|source| OpError::Io {
+            what: "create",
+            path: dir.clone(),
+            source,
+        })?;
         write(&dir.join("hosts"), &hosts(c))?;
         let upstream = fs::read_to_string(&self.config.resolv_conf).unwrap_or_default();
         write(&dir.join("resolv.conf"), &resolv_conf(&upstream))
@@ -49,7 +60,11 @@ impl Daemon {
     pub(super) fn remove_files(&self, name: &str) -> OpResult<()> {
         let dir = self.config.containers_dir().join(name);
         match fs::remove_dir_all(&dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(OpError::Io { what: "remove", path: dir, source: e }),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(OpError::Io {
+                what: "remove",
+                path: dir,
+                source: e,
+            }),
             _ => Ok(()),
         }
     }
@@ -61,7 +76,11 @@ mod tests {
 
     #[test]
     fn loopback_nameservers_are_dropped() {
-        let host = "search example.org\nnameserver 127.0.0.53\nnameserver 10.99.0.1\noptions ndots:2\n";
-        assert_eq!(resolv_conf(host), "search example.org\nnameserver 10.99.0.1\noptions ndots:2\n");
+        let host =
+            "search example.org\nnameserver 127.0.0.53\nnameserver 10.99.0.1\noptions ndots:2\n";
+        assert_eq!(
+            resolv_conf(host),
+            "search example.org\nnameserver 10.99.0.1\noptions ndots:2\n"
+        );
     }
 }

@@ -76,21 +76,40 @@ impl Daemon {
     /// Brings the daemon up: directories, forwarding, datapath, then reconciles the kernel with
     /// the saved state (adopting what a previous daemon left, reaping what a crash left half-made).
     pub async fn start(config: Config) -> anyhow::Result<Self> {
-        for dir in [config.state_file.parent().map(PathBuf::from).unwrap_or_default(), config.netns_dir(), config.containers_dir()] {
-            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        for dir in [
+            config
+                .state_file
+                .parent()
+                .map(PathBuf::from)
+                .unwrap_or_default(),
+            config.netns_dir(),
+            config.containers_dir(),
+        ] {
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
         }
         netns::set_sysctl("net.ipv4.ip_forward", "1").context("cannot enable IPv4 forwarding")?;
         let state = State::load(&config.state_file)?;
         let dp = Datapath::open(&config.bpffs).context("cannot set up the eBPF datapath")?;
         let nl = Netlink::current()?;
-        let mut daemon = Self { config, state, nl, dp };
-        daemon.reconcile().await.context("cannot reconcile the saved state with the kernel")?;
+        let mut daemon = Self {
+            config,
+            state,
+            nl,
+            dp,
+        };
+        daemon
+            .reconcile()
+            .await
+            .context("cannot reconcile the saved state with the kernel")?;
         Ok(daemon)
     }
 
     /// Writes the state file.
     pub fn save(&self) -> OpResult<()> {
-        self.state.save(&self.config.state_file).map_err(OpError::from)
+        self.state
+            .save(&self.config.state_file)
+            .map_err(OpError::from)
     }
 
     /// Runs one request. A failed request leaves state and kernel as they were.
@@ -98,17 +117,39 @@ impl Daemon {
         match request {
             Request::NetworkCreate(req) => self.network_create(req).await,
             Request::NetworkLs => Ok(Reply::Networks(self.network_views(None)?)),
-            Request::NetworkInspect { names } => Ok(Reply::Networks(self.network_views(Some(&names))?)),
+            Request::NetworkInspect { names } => {
+                Ok(Reply::Networks(self.network_views(Some(&names))?))
+            }
             Request::NetworkRm { names } => self.network_rm(&names).await,
-            Request::NetworkConnect { network, container, ip, aliases } => self.network_connect(&network, &container, ip, aliases).await,
-            Request::NetworkDisconnect { network, container } => self.network_disconnect(&network, &container).await,
+            Request::NetworkConnect {
+                network,
+                container,
+                ip,
+                aliases,
+            } => {
+                self.network_connect(&network, &container, ip, aliases)
+                    .await
+            }
+            Request::NetworkDisconnect { network, container } => {
+                self.network_disconnect(&network, &container).await
+            }
             Request::ContainerCreate(req) => self.container_create(req),
             Request::ContainerStart { name } => self.container_start(&name).await,
             Request::ContainerStop { name } => self.container_stop(&name).await,
             Request::ContainerRm { name, force } => self.container_rm(&name, force).await,
-            Request::ContainerLs => Ok(Reply::Containers(self.state.containers.values().map(|c| self.container_view(c)).collect())),
-            Request::ContainerInspect { name } => Ok(Reply::Containers(vec![self.container_view(self.container(&name)?)])),
-            Request::ContainerPort { name } => Ok(Reply::Ports(self.container(&name)?.publish.clone())),
+            Request::ContainerLs => Ok(Reply::Containers(
+                self.state
+                    .containers
+                    .values()
+                    .map(|c| self.container_view(c))
+                    .collect(),
+            )),
+            Request::ContainerInspect { name } => Ok(Reply::Containers(vec![
+                self.container_view(self.container(&name)?)
+            ])),
+            Request::ContainerPort { name } => {
+                Ok(Reply::Ports(self.container(&name)?.publish.clone()))
+            }
             Request::Exec { name } => self.exec_info(&name).map(Reply::Exec),
             Request::MapsDump { map } => self.maps_dump(map.as_deref()).map(Reply::Maps),
         }

@@ -26,7 +26,9 @@ pub const DEFAULT_BRIDGE: &str = "netd0";
 
 /// A new 64-hex-digit identifier, as Docker's.
 pub fn new_id() -> String {
-    (0..32).map(|_| format!("{:02x}", rand::random::<u8>())).collect()
+    (0..32)
+        .map(|_| format!("{:02x}", rand::random::<u8>()))
+        .collect()
 }
 
 impl Daemon {
@@ -34,10 +36,16 @@ impl Daemon {
     fn plan_network(&self, req: &NetworkCreate) -> OpResult<Network> {
         validate::name("network", &req.name)?;
         if RESERVED.contains(&req.name.as_str()) || self.state.networks.contains_key(&req.name) {
-            return Err(conflict(format!("network with name {} already exists", req.name)));
+            return Err(conflict(format!(
+                "network with name {} already exists",
+                req.name
+            )));
         }
         if req.driver != "bridge" {
-            return Err(invalid(format!("unsupported network driver {:?}: netd supports \"bridge\"", req.driver)));
+            return Err(invalid(format!(
+                "unsupported network driver {:?}: netd supports \"bridge\"",
+                req.driver
+            )));
         }
         let options = validate::key_values("option", &req.options)?;
         if let Some(key) = options.keys().find(|k| *k != OPT_BRIDGE_NAME) {
@@ -47,7 +55,9 @@ impl Daemon {
         let gateway = check_gateway(subnet, req)?;
         if let Some(range) = req.ip_range {
             if req.subnet.is_none() || !subnet.contains(&range) {
-                return Err(invalid(format!("ip-range {range} must lie inside the network's --subnet")));
+                return Err(invalid(format!(
+                    "ip-range {range} must lie inside the network's --subnet"
+                )));
             }
         }
         let id = new_id();
@@ -75,25 +85,44 @@ impl Daemon {
 
     fn pick_subnet(&self, req: &NetworkCreate) -> OpResult<Ipv4Net> {
         let taken: Vec<Ipv4Net> = self.state.networks.values().map(|n| n.subnet).collect();
-        let Some(subnet) = req.subnet else { return Ok(ipam::auto_subnet(&taken)?) };
+        let Some(subnet) = req.subnet else {
+            return Ok(ipam::auto_subnet(&taken)?);
+        };
         if subnet.network() != subnet.addr() {
-            return Err(invalid(format!("invalid subnet {subnet}: host bits are set (did you mean {}?)", subnet.trunc())));
+            return Err(invalid(format!(
+                "invalid subnet {subnet}: host bits are set (did you mean {}?)",
+                subnet.trunc()
+            )));
         }
         if subnet.prefix_len() > 30 {
-            return Err(invalid(format!("subnet {subnet} is too small: the prefix must be /30 or shorter")));
+            return Err(invalid(format!(
+                "subnet {subnet} is too small: the prefix must be /30 or shorter"
+            )));
         }
-        if let Some(other) = self.state.networks.values().find(|n| ipam::overlaps(n.subnet, subnet)) {
-            return Err(conflict(format!("subnet {subnet} overlaps with network {} ({})", other.name, other.subnet)));
+        if let Some(other) = self
+            .state
+            .networks
+            .values()
+            .find(|n| ipam::overlaps(n.subnet, subnet))
+        {
+            return Err(conflict(format!(
+                "subnet {subnet} overlaps with network {} ({})",
+                other.name, other.subnet
+            )));
         }
         Ok(subnet)
     }
 
     fn check_bridge_name(&self, name: &str) -> OpResult<String> {
         if name.is_empty() || name.len() > 15 || name.contains(['/', ' ']) {
-            return Err(invalid(format!("invalid bridge name {name:?}: 1 to 15 characters, no '/' or space")));
+            return Err(invalid(format!(
+                "invalid bridge name {name:?}: 1 to 15 characters, no '/' or space"
+            )));
         }
         if self.state.networks.values().any(|n| n.bridge == name) {
-            return Err(conflict(format!("bridge {name} is already used by another network")));
+            return Err(conflict(format!(
+                "bridge {name} is already used by another network"
+            )));
         }
         Ok(name.to_string())
     }
@@ -101,7 +130,10 @@ impl Daemon {
     pub(super) async fn network_create(&mut self, req: NetworkCreate) -> OpResult<Reply> {
         let network = self.plan_network(&req)?;
         if self.nl.link_index(&network.bridge).await?.is_some() {
-            return Err(conflict(format!("interface {} already exists on the host", network.bridge)));
+            return Err(conflict(format!(
+                "interface {} already exists on the host",
+                network.bridge
+            )));
         }
         let id = network.id.clone();
         self.install_network(network).await?;
@@ -125,20 +157,27 @@ impl Daemon {
 
     async fn install_network_steps(&mut self, network: &Network, undo: &mut Undo) -> OpResult<()> {
         self.create_bridge(network, undo).await?;
-        self.dp.apply_networks(plan::MapDiff { upsert: vec![(network.subnet, plan::network_entry(network))], remove: vec![] })?;
-        self.state.networks.insert(network.name.clone(), network.clone());
-        if let Err(e) = self.save() {
-            let _ = self.dp.apply_networks(plan::MapDiff { upsert: vec![], remove: vec![network.subnet] }).map_err(|e| tracing::error!(%e));
-            return Err(e);
-        }
-        Ok(())
+        self.dp.apply_networks(plan::MapDiff {
+            upsert: vec![(network.subnet, plan::network_entry(network))],
+            remove: vec![],
+        })?;
+        undo.push(Step::RemoveSubnet(network.subnet));
+        self.state
+            .networks
+            .insert(network.name.clone(), network.clone());
+        self.save()
     }
 
     /// The bridge device with the gateway address, up.
     pub(super) async fn create_bridge(&self, network: &Network, undo: &mut Undo) -> OpResult<()> {
-        let index = self.nl.create_bridge(&network.bridge, &format!("network:{}", network.id)).await?;
+        let index = self
+            .nl
+            .create_bridge(&network.bridge, &format!("network:{}", network.id))
+            .await?;
         undo.push(Step::DeleteLink(network.bridge.clone()));
-        self.nl.add_address(index, network.gateway, network.subnet.prefix_len()).await?;
+        self.nl
+            .add_address(index, network.gateway, network.subnet.prefix_len())
+            .await?;
         self.nl.set_up(index).await?;
         Ok(())
     }
@@ -172,7 +211,10 @@ impl Daemon {
         for name in names {
             let network = self.state.networks.remove(name).expect("checked above");
             self.save()?;
-            self.dp.apply_networks(plan::MapDiff { upsert: vec![], remove: vec![network.subnet] })?;
+            self.dp.apply_networks(plan::MapDiff {
+                upsert: vec![],
+                remove: vec![network.subnet],
+            })?;
             self.nl.delete_link(&network.bridge).await?;
         }
         Ok(Reply::Done)
@@ -180,12 +222,22 @@ impl Daemon {
 
     fn check_removable(&self, name: &str) -> OpResult<()> {
         if RESERVED.contains(&name) {
-            return Err(conflict(format!("{name} is a pre-defined network and cannot be removed")));
+            return Err(conflict(format!(
+                "{name} is a pre-defined network and cannot be removed"
+            )));
         }
         self.network(name)?;
-        let users: Vec<&str> = self.state.containers_on(name).iter().map(|c| c.name.as_str()).collect();
+        let users: Vec<&str> = self
+            .state
+            .containers_on(name)
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
         if !users.is_empty() {
-            return Err(conflict(format!("network {name} has connected containers: {}", users.join(", "))));
+            return Err(conflict(format!(
+                "network {name} has connected containers: {}",
+                users.join(", ")
+            )));
         }
         Ok(())
     }
@@ -195,7 +247,11 @@ impl Daemon {
         if let Some(n) = self.state.networks.get(key) {
             return Ok(n);
         }
-        let mut by_id = self.state.networks.values().filter(|n| !key.is_empty() && n.id.starts_with(key));
+        let mut by_id = self
+            .state
+            .networks
+            .values()
+            .filter(|n| !key.is_empty() && n.id.starts_with(key));
         match (by_id.next(), by_id.next()) {
             (Some(n), None) => Ok(n),
             _ => Err(OpError::NotFound(format!("network {key} not found"))),
@@ -204,8 +260,16 @@ impl Daemon {
 
     pub(super) fn network_views(&self, names: Option<&[String]>) -> OpResult<Vec<NetworkView>> {
         let mut views: Vec<NetworkView> = match names {
-            Some(names) => names.iter().map(|n| self.named_network_view(n)).collect::<OpResult<_>>()?,
-            None => self.state.networks.values().map(|n| self.network_view(n)).collect(),
+            Some(names) => names
+                .iter()
+                .map(|n| self.named_network_view(n))
+                .collect::<OpResult<_>>()?,
+            None => self
+                .state
+                .networks
+                .values()
+                .map(|n| self.network_view(n))
+                .collect(),
         };
         if names.is_none() {
             views.extend(["host", "none"].map(mode_view));
@@ -228,10 +292,17 @@ impl Daemon {
             .into_iter()
             .map(|c| {
                 let ep = c.endpoints.iter().find(|e| e.network == n.name);
-                let aliases = c.attachments.iter().find(|a| a.network == n.name).map(|a| a.aliases.clone()).unwrap_or_default();
+                let aliases = c
+                    .attachments
+                    .iter()
+                    .find(|a| a.network == n.name)
+                    .map(|a| a.aliases.clone())
+                    .unwrap_or_default();
                 let member = NetworkMember {
                     id: c.id.clone(),
-                    ip_address: ep.map(|e| Ipv4Net::new(e.ip, n.subnet.prefix_len()).expect("prefix from a subnet")),
+                    ip_address: ep.map(|e| {
+                        Ipv4Net::new(e.ip, n.subnet.prefix_len()).expect("prefix from a subnet")
+                    }),
                     mac_address: ep.map(|e| format_mac(e.mac)),
                     aliases,
                 };
@@ -256,12 +327,16 @@ impl Daemon {
 
 /// The gateway: given (inside the subnet, not its network or broadcast address) or the first host.
 fn check_gateway(subnet: Ipv4Net, req: &NetworkCreate) -> OpResult<std::net::Ipv4Addr> {
-    let Some(gw) = req.gateway else { return Ok(ipam::default_gateway(subnet)) };
+    let Some(gw) = req.gateway else {
+        return Ok(ipam::default_gateway(subnet));
+    };
     if req.subnet.is_none() {
         return Err(invalid("--gateway needs --subnet"));
     }
     if !subnet.contains(&gw) || gw == subnet.network() || gw == subnet.broadcast() {
-        return Err(invalid(format!("gateway {gw} is not a usable address of subnet {subnet}")));
+        return Err(invalid(format!(
+            "gateway {gw} is not a usable address of subnet {subnet}"
+        )));
     }
     Ok(gw)
 }

@@ -42,7 +42,12 @@ impl Daemon {
     /// Running containers whose namespace or devices are gone are marked stopped.
     async fn drop_broken_containers(&mut self) -> OpResult<()> {
         let mut broken = vec![];
-        for c in self.state.containers.values().filter(|c| c.status == Status::Running) {
+        for c in self
+            .state
+            .containers
+            .values()
+            .filter(|c| c.status == Status::Running)
+        {
             let own = matches!(c.mode, NetworkMode::Bridge | NetworkMode::None);
             let mut ok = !own || self.netns_path(c).exists();
             for ep in &c.endpoints {
@@ -63,7 +68,11 @@ impl Daemon {
 
     /// Every network has its bridge (the default network is created on first start).
     async fn ensure_bridges(&mut self) -> OpResult<()> {
-        if !self.state.networks.contains_key(super::networks::DEFAULT_NETWORK) {
+        if !self
+            .state
+            .networks
+            .contains_key(super::networks::DEFAULT_NETWORK)
+        {
             let network = self.default_network();
             if self.nl.link_index(&network.bridge).await?.is_some() {
                 self.nl.delete_link(&network.bridge).await?;
@@ -91,7 +100,9 @@ impl Daemon {
             .filter(|c| c.status == Status::Running && c.adopted_netns.is_none())
             .map(|c| self.netns_path(c))
             .collect();
-        let Ok(entries) = std::fs::read_dir(self.config.netns_dir()) else { return };
+        let Ok(entries) = std::fs::read_dir(self.config.netns_dir()) else {
+            return;
+        };
         for path in entries.filter_map(|e| Some(e.ok()?.path())) {
             if !owned.contains(&path) {
                 tracing::warn!(path = %path.display(), "removing a namespace file left half-made");
@@ -115,7 +126,8 @@ impl Daemon {
         let current = self.dp.endpoints()?;
         self.dp.apply_endpoints(plan::diff(&current, &by_index))?;
         let current = self.dp.networks()?;
-        self.dp.apply_networks(plan::diff(&current, &plan::networks(&self.state)))?;
+        self.dp
+            .apply_networks(plan::diff(&current, &plan::networks(&self.state)))?;
         for pin in self.dp.pinned_links()? {
             if !wanted.contains_key(&pin) {
                 tracing::warn!(link = %pin, "unpinning a stale link");

@@ -19,13 +19,18 @@ const MAX_REQUEST: u64 = 1 << 20;
 /// Binds the socket, refusing to start if another daemon answers on it.
 pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
     if std::os::unix::net::UnixStream::connect(path).is_ok() {
-        return Err(anyhow!("another netd daemon is already serving {}", path.display()));
+        return Err(anyhow!(
+            "another netd daemon is already serving {}",
+            path.display()
+        ));
     }
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e).with_context(|| format!("cannot remove stale {}", path.display())),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("cannot remove stale {}", path.display()))
+        }
         _ => {}
     }
     UnixListener::bind(path).with_context(|| format!("cannot listen on {}", path.display()))
@@ -59,11 +64,19 @@ pub async fn serve(listener: UnixListener, daemon: Daemon) -> anyhow::Result<()>
 
 async fn serve_one(mut stream: UnixStream, daemon: Arc<Mutex<Daemon>>) -> anyhow::Result<()> {
     let mut buf = Vec::new();
-    (&mut stream).take(MAX_REQUEST).read_to_end(&mut buf).await?;
+    (&mut stream)
+        .take(MAX_REQUEST)
+        .read_to_end(&mut buf)
+        .await?;
     let response: Response = match serde_json::from_slice::<Request>(&buf) {
         Ok(request) => {
             tracing::debug!(?request, "request");
-            daemon.lock().await.handle(request).await.map_err(|e| e.to_string())
+            daemon
+                .lock()
+                .await
+                .handle(request)
+                .await
+                .map_err(|e| e.to_string())
         }
         Err(e) => Err(format!("malformed request: {e}")),
     };

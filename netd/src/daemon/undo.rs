@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use super::Daemon;
-use crate::netns;
+use crate::{datapath::plan::MapDiff, netns};
 
 /// One step to take back.
 #[derive(Debug)]
@@ -11,6 +11,7 @@ pub enum Step {
     DeleteLink(String),
     RemoveNetns(PathBuf),
     Detach { veth: String, ifindex: u32 },
+    RemoveSubnet(ipnet::Ipv4Net),
 }
 
 #[derive(Debug, Default)]
@@ -41,8 +42,23 @@ impl Undo {
                         errors.push(e.to_string());
                     }
                 }
+                Step::RemoveSubnet(subnet) => {
+                    let diff = MapDiff {
+                        upsert: vec![],
+                        remove: vec![subnet],
+                    };
+                    if let Err(e) = daemon.dp.apply_networks(diff) {
+                        errors.push(e.to_string());
+                    }
+                }
                 Step::Detach { veth, ifindex } => {
-                    errors.extend(daemon.dp.detach_endpoint(&veth, Some(ifindex)).iter().map(ToString::to_string));
+                    errors.extend(
+                        daemon
+                            .dp
+                            .detach_endpoint(&veth, Some(ifindex))
+                            .iter()
+                            .map(ToString::to_string),
+                    );
                 }
             }
         }

@@ -8,8 +8,13 @@ use super::error::{invalid, OpResult};
 pub fn name(kind: &str, name: &str) -> OpResult<()> {
     let mut chars = name.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
-    if !first_ok || !chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) || name.len() > 128 {
-        return Err(invalid(format!("invalid {kind} name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")));
+    if !first_ok
+        || !chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        || name.len() > 128
+    {
+        return Err(invalid(format!(
+            "invalid {kind} name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+        )));
     }
     Ok(())
 }
@@ -17,7 +22,11 @@ pub fn name(kind: &str, name: &str) -> OpResult<()> {
 /// A hostname label sequence (RFC 1123).
 pub fn hostname(name: &str) -> OpResult<()> {
     let label_ok = |l: &str| {
-        !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && !l.ends_with('-') && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
     };
     if name.len() > 253 || !name.split('.').all(label_ok) {
         return Err(invalid(format!("invalid hostname {name:?}")));
@@ -31,14 +40,20 @@ pub fn key_values(what: &str, items: &[String]) -> OpResult<BTreeMap<String, Str
         .iter()
         .map(|item| match item.split_once('=') {
             Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
-            _ => Err(invalid(format!("invalid {what} {item:?}: expected KEY=VALUE"))),
+            _ => Err(invalid(format!(
+                "invalid {what} {item:?}: expected KEY=VALUE"
+            ))),
         })
         .collect()
 }
 
 /// `PORT[/PROTO]` or `START-END[/PROTO]` as `--expose` takes it.
 pub fn expose(spec: &str) -> OpResult<()> {
-    let bad = || invalid(format!("invalid port {spec:?}: expected PORT[/tcp|/udp] or START-END[/PROTO]"));
+    let bad = || {
+        invalid(format!(
+            "invalid port {spec:?}: expected PORT[/tcp|/udp] or START-END[/PROTO]"
+        ))
+    };
     let (ports, proto) = spec.split_once('/').unwrap_or((spec, "tcp"));
     if proto != "tcp" && proto != "udp" {
         return Err(bad());

@@ -39,17 +39,27 @@ pub const ENDPOINT_PROGRAM: &str = "netd_endpoint_ingress";
 #[derive(Debug, Error)]
 pub enum DatapathError {
     #[error("{what} {path}: {source}")]
-    Io { what: &'static str, path: PathBuf, source: io::Error },
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
     #[error("cannot mount bpffs at {path}: {source}")]
     Mount { path: PathBuf, source: nix::Error },
     #[error("cannot load the eBPF object: {0}")]
     Load(#[from] EbpfError),
     #[error("program {name}: {source}")]
-    Program { name: &'static str, source: ProgramError },
+    Program {
+        name: &'static str,
+        source: ProgramError,
+    },
     #[error("link pin {path}: {source}")]
     Link { path: PathBuf, source: LinkError },
     #[error("map {name}: {source}")]
-    Map { name: &'static str, source: MapError },
+    Map {
+        name: &'static str,
+        source: MapError,
+    },
     #[error("the eBPF object has no {0}")]
     Missing(&'static str),
 }
@@ -76,11 +86,19 @@ impl Datapath {
         for dir in [root.join("maps"), root.join("links")] {
             fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
         }
-        let mut ebpf = EbpfLoader::new().default_map_pin_directory(root.join("maps")).load(EBPF_OBJECT)?;
+        let mut ebpf = EbpfLoader::new()
+            .default_map_pin_directory(root.join("maps"))
+            .load(EBPF_OBJECT)?;
         endpoint_program(&mut ebpf)?
             .load()
-            .map_err(|source| DatapathError::Program { name: ENDPOINT_PROGRAM, source })?;
-        Ok(Self { ebpf, root: root.to_path_buf() })
+            .map_err(|source| DatapathError::Program {
+                name: ENDPOINT_PROGRAM,
+                source,
+            })?;
+        Ok(Self {
+            ebpf,
+            root: root.to_path_buf(),
+        })
     }
 
     fn link_pin(&self, veth: &str) -> PathBuf {
@@ -91,26 +109,56 @@ impl Datapath {
     pub fn pinned_links(&self) -> Result<Vec<String>, DatapathError> {
         let dir = self.root.join("links");
         let entries = fs::read_dir(&dir).map_err(io_err("read", &dir))?;
-        Ok(entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
+        Ok(entries
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect())
     }
 
     /// Records `ep` for the port `ifindex` and attaches the endpoint program to `veth`'s ingress,
     /// pinning the link. An existing pinned link gets the current program swapped in instead.
-    pub fn attach_endpoint(&mut self, veth: &str, ifindex: u32, ep: Endpoint) -> Result<(), DatapathError> {
-        self.endpoints_mut()?.insert(ifindex, ep, 0).map_err(map_err(maps::ENDPOINTS))?;
+    pub fn attach_endpoint(
+        &mut self,
+        veth: &str,
+        ifindex: u32,
+        ep: Endpoint,
+    ) -> Result<(), DatapathError> {
+        self.endpoints_mut()?
+            .insert(ifindex, ep, 0)
+            .map_err(map_err(maps::ENDPOINTS))?;
         let pin = self.link_pin(veth);
         let program = endpoint_program(&mut self.ebpf)?;
-        let prog_err = |source| DatapathError::Program { name: ENDPOINT_PROGRAM, source };
+        let prog_err = |source| DatapathError::Program {
+            name: ENDPOINT_PROGRAM,
+            source,
+        };
         let link_id = match PinnedLink::from_pin(&pin) {
             Ok(old) => {
-                let link = SchedClassifierLink::try_from(FdLink::from(old)).map_err(|source| DatapathError::Link { path: pin.clone(), source })?;
+                let link = SchedClassifierLink::try_from(FdLink::from(old)).map_err(|source| {
+                    DatapathError::Link {
+                        path: pin.clone(),
+                        source,
+                    }
+                })?;
                 program.attach_to_link(link).map_err(prog_err)?
             }
             Err(_) => {
                 let order = TcAttachOptions::TcxOrder(LinkOrder::default());
-                let id = program.attach_with_options(veth, TcAttachType::Ingress, order).map_err(prog_err)?;
-                let link: FdLink = program.take_link(id).map_err(prog_err)?.try_into().map_err(|source| DatapathError::Link { path: pin.clone(), source })?;
-                link.pin(&pin).map_err(|e| DatapathError::Io { what: "pin link", path: pin.clone(), source: io::Error::other(e) })?;
+                let id = program
+                    .attach_with_options(veth, TcAttachType::Ingress, order)
+                    .map_err(prog_err)?;
+                let link: FdLink = program
+                    .take_link(id)
+                    .map_err(prog_err)?
+                    .try_into()
+                    .map_err(|source| DatapathError::Link {
+                        path: pin.clone(),
+                        source,
+                    })?;
+                link.pin(&pin).map_err(|e| DatapathError::Io {
+                    what: "pin link",
+                    path: pin.clone(),
+                    source: io::Error::other(e),
+                })?;
                 return Ok(());
             }
         };
@@ -123,8 +171,15 @@ impl Datapath {
     pub fn detach_endpoint(&mut self, veth: &str, ifindex: Option<u32>) -> Vec<DatapathError> {
         let mut errors = vec![];
         if let Some(ifindex) = ifindex {
-            match self.endpoints_mut().and_then(|mut m| m.remove(&ifindex).map_err(map_err(maps::ENDPOINTS))) {
-                Ok(()) | Err(DatapathError::Map { source: MapError::KeyNotFound, .. }) => {}
+            match self
+                .endpoints_mut()
+                .and_then(|mut m| m.remove(&ifindex).map_err(map_err(maps::ENDPOINTS)))
+            {
+                Ok(())
+                | Err(DatapathError::Map {
+                    source: MapError::KeyNotFound,
+                    ..
+                }) => {}
                 Err(e) => errors.push(e),
             }
         }
@@ -138,24 +193,41 @@ impl Datapath {
     }
 
     fn endpoints_mut(&mut self) -> Result<HashMap<&mut MapData, u32, Endpoint>, DatapathError> {
-        let map = self.ebpf.map_mut(maps::ENDPOINTS).ok_or(DatapathError::Missing(maps::ENDPOINTS))?;
+        let map = self
+            .ebpf
+            .map_mut(maps::ENDPOINTS)
+            .ok_or(DatapathError::Missing(maps::ENDPOINTS))?;
         HashMap::try_from(map).map_err(map_err(maps::ENDPOINTS))
     }
 
-    fn networks_mut(&mut self) -> Result<LpmTrie<&mut MapData, [u8; 4], NetworkInfo>, DatapathError> {
-        let map = self.ebpf.map_mut(maps::NETWORKS).ok_or(DatapathError::Missing(maps::NETWORKS))?;
+    fn networks_mut(
+        &mut self,
+    ) -> Result<LpmTrie<&mut MapData, [u8; 4], NetworkInfo>, DatapathError> {
+        let map = self
+            .ebpf
+            .map_mut(maps::NETWORKS)
+            .ok_or(DatapathError::Missing(maps::NETWORKS))?;
         LpmTrie::try_from(map).map_err(map_err(maps::NETWORKS))
     }
 
     /// The endpoint entries as they are in the kernel.
     pub fn endpoints(&self) -> Result<BTreeMap<u32, Endpoint>, DatapathError> {
-        let map = self.ebpf.map(maps::ENDPOINTS).ok_or(DatapathError::Missing(maps::ENDPOINTS))?;
-        let map: HashMap<&MapData, u32, Endpoint> = HashMap::try_from(map).map_err(map_err(maps::ENDPOINTS))?;
-        map.iter().collect::<Result<_, _>>().map_err(map_err(maps::ENDPOINTS))
+        let map = self
+            .ebpf
+            .map(maps::ENDPOINTS)
+            .ok_or(DatapathError::Missing(maps::ENDPOINTS))?;
+        let map: HashMap<&MapData, u32, Endpoint> =
+            HashMap::try_from(map).map_err(map_err(maps::ENDPOINTS))?;
+        map.iter()
+            .collect::<Result<_, _>>()
+            .map_err(map_err(maps::ENDPOINTS))
     }
 
     /// Overwrites or removes endpoint entries.
-    pub fn apply_endpoints(&mut self, diff: plan::MapDiff<u32, Endpoint>) -> Result<(), DatapathError> {
+    pub fn apply_endpoints(
+        &mut self,
+        diff: plan::MapDiff<u32, Endpoint>,
+    ) -> Result<(), DatapathError> {
         let mut map = self.endpoints_mut()?;
         for (k, v) in diff.upsert {
             map.insert(k, v, 0).map_err(map_err(maps::ENDPOINTS))?;
@@ -168,8 +240,12 @@ impl Datapath {
 
     /// The subnet entries as they are in the kernel.
     pub fn networks(&self) -> Result<BTreeMap<Ipv4Net, NetworkInfo>, DatapathError> {
-        let map = self.ebpf.map(maps::NETWORKS).ok_or(DatapathError::Missing(maps::NETWORKS))?;
-        let map: LpmTrie<&MapData, [u8; 4], NetworkInfo> = LpmTrie::try_from(map).map_err(map_err(maps::NETWORKS))?;
+        let map = self
+            .ebpf
+            .map(maps::NETWORKS)
+            .ok_or(DatapathError::Missing(maps::NETWORKS))?;
+        let map: LpmTrie<&MapData, [u8; 4], NetworkInfo> =
+            LpmTrie::try_from(map).map_err(map_err(maps::NETWORKS))?;
         map.iter()
             .map(|r| r.map(|(k, v)| (subnet_of(&k), v)))
             .collect::<Result<_, _>>()
@@ -177,10 +253,14 @@ impl Datapath {
     }
 
     /// Overwrites or removes subnet entries.
-    pub fn apply_networks(&mut self, diff: plan::MapDiff<Ipv4Net, NetworkInfo>) -> Result<(), DatapathError> {
+    pub fn apply_networks(
+        &mut self,
+        diff: plan::MapDiff<Ipv4Net, NetworkInfo>,
+    ) -> Result<(), DatapathError> {
         let mut map = self.networks_mut()?;
         for (k, v) in diff.upsert {
-            map.insert(&key_of(k), v, 0).map_err(map_err(maps::NETWORKS))?;
+            map.insert(&key_of(k), v, 0)
+                .map_err(map_err(maps::NETWORKS))?;
         }
         for k in diff.remove {
             map.remove(&key_of(k)).map_err(map_err(maps::NETWORKS))?;
@@ -190,11 +270,23 @@ impl Datapath {
 
     /// Dropped packets per reason, summed over CPUs.
     pub fn drops(&self) -> Result<Vec<(DropReason, u64)>, DatapathError> {
-        let map = self.ebpf.map(maps::DROPS).ok_or(DatapathError::Missing(maps::DROPS))?;
-        let map: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(map).map_err(map_err(maps::DROPS))?;
+        let map = self
+            .ebpf
+            .map(maps::DROPS)
+            .ok_or(DatapathError::Missing(maps::DROPS))?;
+        let map: PerCpuArray<&MapData, u64> =
+            PerCpuArray::try_from(map).map_err(map_err(maps::DROPS))?;
         DropReason::ALL
             .iter()
-            .map(|r| Ok((*r, map.get(&(*r as u32), 0).map_err(map_err(maps::DROPS))?.iter().sum())))
+            .map(|r| {
+                Ok((
+                    *r,
+                    map.get(&(*r as u32), 0)
+                        .map_err(map_err(maps::DROPS))?
+                        .iter()
+                        .sum(),
+                ))
+            })
             .collect()
     }
 
@@ -205,8 +297,13 @@ impl Datapath {
 }
 
 fn endpoint_program(ebpf: &mut Ebpf) -> Result<&mut SchedClassifier, DatapathError> {
-    let program = ebpf.program_mut(ENDPOINT_PROGRAM).ok_or(DatapathError::Missing(ENDPOINT_PROGRAM))?;
-    program.try_into().map_err(|source| DatapathError::Program { name: ENDPOINT_PROGRAM, source })
+    let program = ebpf
+        .program_mut(ENDPOINT_PROGRAM)
+        .ok_or(DatapathError::Missing(ENDPOINT_PROGRAM))?;
+    program.try_into().map_err(|source| DatapathError::Program {
+        name: ENDPOINT_PROGRAM,
+        source,
+    })
 }
 
 fn key_of(subnet: Ipv4Net) -> Key<[u8; 4]> {
@@ -225,8 +322,17 @@ fn is_bpffs(path: &Path) -> bool {
 fn ensure_bpffs(root: &Path) -> Result<(), DatapathError> {
     fs::create_dir_all(root).map_err(io_err("create", root))?;
     if !is_bpffs(root) {
-        mount(Some("bpf"), root, Some("bpf"), MsFlags::empty(), None::<&str>)
-            .map_err(|source| DatapathError::Mount { path: root.into(), source })?;
+        mount(
+            Some("bpf"),
+            root,
+            Some("bpf"),
+            MsFlags::empty(),
+            None::<&str>,
+        )
+        .map_err(|source| DatapathError::Mount {
+            path: root.into(),
+            source,
+        })?;
     }
     Ok(())
 }
@@ -245,7 +351,10 @@ pub fn remove_pins(root: &Path) -> Vec<DatapathError> {
     }
     if is_mount_point(root) && root != Path::new("/sys/fs/bpf") {
         if let Err(source) = umount2(root, MntFlags::MNT_DETACH) {
-            errors.push(DatapathError::Mount { path: root.into(), source });
+            errors.push(DatapathError::Mount {
+                path: root.into(),
+                source,
+            });
         }
     }
     if let Err(e) = fs::remove_dir(root) {
@@ -258,6 +367,8 @@ pub fn remove_pins(root: &Path) -> Vec<DatapathError> {
 
 fn is_mount_point(path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
-    let (Ok(me), Some(Ok(parent))) = (fs::metadata(path), path.parent().map(fs::metadata)) else { return false };
+    let (Ok(me), Some(Ok(parent))) = (fs::metadata(path), path.parent().map(fs::metadata)) else {
+        return false;
+    };
     me.dev() != parent.dev()
 }

@@ -14,13 +14,20 @@ pub fn endpoint_entry(network: &Network, ep: &EndpointState) -> Endpoint {
         mac: ep.mac,
         _pad: [0; 2],
         net_id: network.net_id,
-        flags: if network.internal { ENDPOINT_FLAG_INTERNAL } else { 0 },
+        flags: if network.internal {
+            ENDPOINT_FLAG_INTERNAL
+        } else {
+            0
+        },
     }
 }
 
 /// The trie entry for one network.
 pub fn network_entry(network: &Network) -> NetworkInfo {
-    NetworkInfo { net_id: network.net_id, flags: 0 }
+    NetworkInfo {
+        net_id: network.net_id,
+        flags: 0,
+    }
 }
 
 /// Every endpoint entry the state implies, keyed by host-side veth name.
@@ -36,7 +43,11 @@ pub fn endpoints(state: &State) -> BTreeMap<String, Endpoint> {
 
 /// Every subnet entry the state implies.
 pub fn networks(state: &State) -> BTreeMap<Ipv4Net, NetworkInfo> {
-    state.networks.values().map(|n| (n.subnet, network_entry(n))).collect()
+    state
+        .networks
+        .values()
+        .map(|n| (n.subnet, network_entry(n)))
+        .collect()
 }
 
 /// Changes that turn one map content into another.
@@ -47,14 +58,21 @@ pub struct MapDiff<K, V> {
 }
 
 /// What to write and delete so that `current` becomes `desired`.
-pub fn diff<K: Ord + Clone, V: PartialEq + Clone>(current: &BTreeMap<K, V>, desired: &BTreeMap<K, V>) -> MapDiff<K, V> {
+pub fn diff<K: Ord + Clone, V: PartialEq + Clone>(
+    current: &BTreeMap<K, V>,
+    desired: &BTreeMap<K, V>,
+) -> MapDiff<K, V> {
     MapDiff {
         upsert: desired
             .iter()
             .filter(|(k, v)| current.get(*k) != Some(*v))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
-        remove: current.keys().filter(|k| !desired.contains_key(*k)).cloned().collect(),
+        remove: current
+            .keys()
+            .filter(|k| !desired.contains_key(*k))
+            .cloned()
+            .collect(),
     }
 }
 
@@ -88,7 +106,14 @@ mod tests {
             name: name.into(),
             id: format!("{name:0>64}"),
             mode: NetworkMode::Bridge,
-            attachments: eps.iter().map(|(n, _, _)| Attachment { network: n.to_string(), ip: None, aliases: vec![] }).collect(),
+            attachments: eps
+                .iter()
+                .map(|(n, _, _)| Attachment {
+                    network: n.to_string(),
+                    ip: None,
+                    aliases: vec![],
+                })
+                .collect(),
             publish: vec![],
             publish_all: false,
             expose: vec![],
@@ -118,10 +143,19 @@ mod tests {
 
     fn state() -> State {
         let mut s = State::default();
-        s.networks.insert("a".into(), network("a", "10.1.0.0/16", 1, false));
-        s.networks.insert("b".into(), network("b", "10.2.0.0/16", 2, true));
-        s.containers.insert("web".into(), container("web", &[("a", "veth1", "10.1.0.2"), ("b", "veth2", "10.2.0.2")]));
-        s.containers.insert("db".into(), container("db", &[("b", "veth3", "10.2.0.3")]));
+        s.networks
+            .insert("a".into(), network("a", "10.1.0.0/16", 1, false));
+        s.networks
+            .insert("b".into(), network("b", "10.2.0.0/16", 2, true));
+        s.containers.insert(
+            "web".into(),
+            container(
+                "web",
+                &[("a", "veth1", "10.1.0.2"), ("b", "veth2", "10.2.0.2")],
+            ),
+        );
+        s.containers
+            .insert("db".into(), container("db", &[("b", "veth3", "10.2.0.3")]));
         s
     }
 
@@ -163,6 +197,12 @@ mod tests {
         let d = diff(&current, &desired);
         assert_eq!(d.upsert, vec![(2, 'x'), (4, 'd')]);
         assert_eq!(d.remove, vec![3]);
-        assert_eq!(diff(&desired, &desired), MapDiff { upsert: vec![], remove: vec![] });
+        assert_eq!(
+            diff(&desired, &desired),
+            MapDiff {
+                upsert: vec![],
+                remove: vec![]
+            }
+        );
     }
 }
