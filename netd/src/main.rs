@@ -33,13 +33,19 @@ fn usage_error(e: &clap::Error) -> String {
     first.trim_start_matches("error: ").to_string()
 }
 
-/// The error and its causes on one line.
+/// The error and its causes on one line; a cause that the message above it already quotes is
+/// not repeated.
 fn one_line(e: &anyhow::Error) -> String {
-    e.chain()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(": ")
-        .replace('\n', " ")
+    let mut line = String::new();
+    for cause in e.chain().map(ToString::to_string) {
+        if !line.contains(&cause) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&cause);
+        }
+    }
+    line.replace('\n', " ")
 }
 
 fn run(cli: Cli) -> anyhow::Result<i32> {

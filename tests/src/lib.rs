@@ -95,11 +95,24 @@ pub struct Host {
     pub dir: PathBuf,
     pub bpffs: PathBuf,
     daemon: Option<Child>,
+    /// Start the daemon with `ip netns exec` (private mount namespace, fresh /sys) instead of
+    /// `nsenter --net`.
+    private_mounts: bool,
 }
 
 impl Host {
     /// A new host with its daemon running, or `None` when privileged tests are skipped.
     pub fn start() -> Option<Host> {
+        Self::start_with(false)
+    }
+
+    /// Like [`Host::start`], with the daemon in a private mount namespace as `ip netns exec`
+    /// makes it.
+    pub fn start_with_private_mounts() -> Option<Host> {
+        Self::start_with(true)
+    }
+
+    fn start_with(private_mounts: bool) -> Option<Host> {
         if !privileged() {
             return None;
         }
@@ -115,6 +128,7 @@ impl Host {
             dir,
             bpffs,
             daemon: None,
+            private_mounts,
         };
         host.build_namespaces();
         host.start_daemon();
@@ -189,7 +203,14 @@ impl Host {
             .append(true)
             .open(self.dir.join("daemon.log"))
             .expect("log");
-        let mut cmd = self.in_host();
+        let mut cmd = match self.private_mounts {
+            true => {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", &self.host_ns()]);
+                cmd
+            }
+            false => self.in_host(),
+        };
         cmd.arg(netd_bin()).arg("daemon").args(self.dirs());
         cmd.args(["--uplink", "uplink0", "--resolv-conf"])
             .arg(self.dir.join("resolv.conf"));

@@ -386,6 +386,18 @@ fn static_addresses_and_bad_container_requests() {
 }
 
 #[test]
+fn a_daemon_in_a_private_mount_namespace_serves_exec_too() {
+    let Some(host) = Host::start_with_private_mounts() else {
+        return;
+    };
+    host.container("p1", &[]);
+    host.container("p2", &[]);
+    assert!(host.reaches("p1", &host.ip("p2", "bridge")));
+    let resolv = host.exec("p1", &["cat", "/etc/resolv.conf"]).stdout;
+    assert!(resolv.contains("nameserver 10.99.0.1"), "{resolv}");
+}
+
+#[test]
 fn the_client_says_how_to_start_a_daemon_that_is_not_running() {
     let Some(mut host) = Host::start() else {
         return;

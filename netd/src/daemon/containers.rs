@@ -463,12 +463,24 @@ impl Daemon {
         };
         let dir = files_of.map(|n| self.config.containers_dir().join(n));
         Ok(ExecInfo {
-            netns,
+            netns: through_our_root(&netns),
+            // Plain files, visible in every mount namespace; a bind mount cannot take its source
+            // from another one.
             hosts: dir.as_ref().map(|d| d.join("hosts")),
             resolv_conf: dir.as_ref().map(|d| d.join("resolv.conf")),
             hostname: Some(c.hostname.clone()),
             env: c.env.clone(),
         })
+    }
+}
+
+/// `path` as the daemon sees it, reachable from a client in another mount namespace (a daemon
+/// started by `ip netns exec` has a private one, where its namespace bind mounts live).
+fn through_our_root(path: &std::path::Path) -> PathBuf {
+    let root = PathBuf::from(format!("/proc/{}/root", std::process::id()));
+    match path.strip_prefix("/") {
+        Ok(rel) if path.is_absolute() && !path.starts_with("/proc") => root.join(rel),
+        _ => path.to_path_buf(),
     }
 }
 

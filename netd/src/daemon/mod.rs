@@ -42,9 +42,9 @@ pub struct Config {
 impl Config {
     pub fn new(args: &DaemonArgs) -> Self {
         Self {
-            state_file: args.state_dir.join("state.json"),
-            run_dir: args.run_dir.clone(),
-            bpffs: args.bpffs.clone(),
+            state_file: absolute(&args.state_dir).join("state.json"),
+            run_dir: absolute(&args.run_dir),
+            bpffs: absolute(&args.bpffs),
             uplinks: args.uplink.clone(),
             default_subnet: args.default_subnet,
             resolv_conf: args.resolv_conf.clone(),
@@ -62,6 +62,11 @@ impl Config {
     pub fn containers_dir(&self) -> PathBuf {
         self.run_dir.join("containers")
     }
+}
+
+/// `path` made absolute against the working directory (left as is if that cannot be read).
+fn absolute(path: &std::path::Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// Everything a request may touch.

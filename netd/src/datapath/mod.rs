@@ -318,8 +318,15 @@ fn is_bpffs(path: &Path) -> bool {
     statfs(path).is_ok_and(|s| s.filesystem_type() == BPF_FS_MAGIC)
 }
 
-/// Creates `root` and mounts a bpffs there unless it already lies on one.
+/// Creates `root` and mounts a bpffs there unless it already lies on one. Under a fresh sysfs
+/// (as `ip netns exec` gives) `/sys/fs/bpf` is an empty mount point: bpffs is mounted there
+/// first, as systemd does at boot.
 fn ensure_bpffs(root: &Path) -> Result<(), DatapathError> {
+    let sys_bpf = Path::new("/sys/fs/bpf");
+    if root.starts_with(sys_bpf) && root != sys_bpf && sys_bpf.is_dir() && !is_bpffs(sys_bpf) {
+        mount(Some("bpf"), sys_bpf, Some("bpf"), MsFlags::empty(), None::<&str>)
+            .map_err(|source| DatapathError::Mount { path: sys_bpf.into(), source })?;
+    }
     fs::create_dir_all(root).map_err(io_err("create", root))?;
     if !is_bpffs(root) {
         mount(
