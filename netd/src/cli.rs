@@ -196,3 +196,76 @@ pub enum MapsCommand {
         format: Format,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("netd").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn container_create_takes_dockers_flags() {
+        let cli = parse(&[
+            "container",
+            "create",
+            "--network",
+            "net1",
+            "--ip",
+            "10.0.0.5",
+            "--network-alias",
+            "db",
+            "-e",
+            "A=1",
+            "--expose",
+            "80/tcp",
+            "--hostname",
+            "h",
+            "c1",
+        ])
+        .unwrap();
+        let Command::Container(ContainerCommand::Create(a)) = cli.command else {
+            panic!()
+        };
+        assert_eq!(a.network, "net1");
+        assert_eq!(a.ip, Some("10.0.0.5".parse().unwrap()));
+        assert_eq!(
+            (a.aliases, a.env, a.expose),
+            (vec!["db".into()], vec!["A=1".into()], vec!["80/tcp".into()])
+        );
+        assert_eq!(a.name, "c1");
+    }
+
+    #[test]
+    fn malformed_addresses_are_refused_by_the_parser() {
+        assert!(parse(&["network", "create", "--subnet", "10.0.0.0/33", "n"]).is_err());
+        assert!(parse(&["network", "create", "--gateway", "10.0.0", "n"]).is_err());
+        assert!(parse(&["container", "create", "--ip", "300.0.0.1", "c"]).is_err());
+    }
+
+    #[test]
+    fn exec_takes_the_command_after_the_double_dash() {
+        let cli = parse(&[
+            "--socket", "/tmp/s", "exec", "-d", "-e", "X=1", "c", "--", "sh", "-c", "echo hi",
+        ])
+        .unwrap();
+        assert_eq!(cli.socket, PathBuf::from("/tmp/s"));
+        let Command::Exec(a) = cli.command else {
+            panic!()
+        };
+        assert!(a.detach);
+        assert_eq!(a.cmd, ["sh", "-c", "echo hi"]);
+    }
+
+    #[test]
+    fn daemon_defaults_follow_the_contract() {
+        let Command::Daemon(d) = parse(&["daemon"]).unwrap().command else {
+            panic!()
+        };
+        assert_eq!(d.default_subnet.to_string(), "172.17.0.0/16");
+        assert!(!d.cleanup);
+    }
+}

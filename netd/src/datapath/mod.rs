@@ -324,8 +324,17 @@ fn is_bpffs(path: &Path) -> bool {
 fn ensure_bpffs(root: &Path) -> Result<(), DatapathError> {
     let sys_bpf = Path::new("/sys/fs/bpf");
     if root.starts_with(sys_bpf) && root != sys_bpf && sys_bpf.is_dir() && !is_bpffs(sys_bpf) {
-        mount(Some("bpf"), sys_bpf, Some("bpf"), MsFlags::empty(), None::<&str>)
-            .map_err(|source| DatapathError::Mount { path: sys_bpf.into(), source })?;
+        mount(
+            Some("bpf"),
+            sys_bpf,
+            Some("bpf"),
+            MsFlags::empty(),
+            None::<&str>,
+        )
+        .map_err(|source| DatapathError::Mount {
+            path: sys_bpf.into(),
+            source,
+        })?;
     }
     fs::create_dir_all(root).map_err(io_err("create", root))?;
     if !is_bpffs(root) {
