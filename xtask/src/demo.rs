@@ -171,6 +171,9 @@ impl Demo<'_> {
         self.address("web", "net1", Some(("172.30.1.0", 24)));
         let db = self.address("db", "net2", None);
         self.ping("web", "db", db.as_deref(), Expect::Failure);
+        if db.is_some() {
+            self.drops_counted("isolation");
+        }
         self.step(
             "connect web to net2",
             &["network", "connect", "net2", "web"],
@@ -298,24 +301,21 @@ impl Demo<'_> {
             ip,
         ];
         self.step(&title, &spoofed, Expect::Failure);
-        self.spoofed_drops_counted();
+        self.drops_counted("spoofed-ip");
         self.ping("bbox2", "bbox1", Some(ip), Expect::Success);
     }
 
-    /// `maps dump NETD_DROPS` shows a non-zero `spoofed-ip` count (SKIP if not available).
-    fn spoofed_drops_counted(&mut self) {
-        let title = "the drop is counted as spoofed-ip in NETD_DROPS";
-        let Some(out) = self.step(
-            "netd maps dump NETD_DROPS",
-            &["maps", "dump", "NETD_DROPS"],
-            Expect::Optional,
-        ) else {
+    /// `maps dump NETD_DROPS` shows a non-zero count for `reason` (SKIP if not available).
+    fn drops_counted(&mut self, reason: &str) {
+        let title = format!("the drop is counted as {reason} in NETD_DROPS");
+        let dump = ["maps", "dump", "NETD_DROPS"];
+        let Some(out) = self.step("netd maps dump NETD_DROPS", &dump, Expect::Optional) else {
             return;
         };
-        match (out.success(), drop_count(&out.stdout, "spoofed-ip")) {
-            (true, Some(n)) if n > 0 => self.record(title, Verdict::Pass, &format!("{n} packets")),
-            (true, Some(_)) => self.record(title, Verdict::Fail, "the count is 0"),
-            _ => self.not_run(title, "no spoofed-ip counter in the output"),
+        match (out.success(), drop_count(&out.stdout, reason)) {
+            (true, Some(n)) if n > 0 => self.record(&title, Verdict::Pass, &format!("{n} packets")),
+            (true, Some(_)) => self.record(&title, Verdict::Fail, "the count is 0"),
+            _ => self.not_run(&title, &format!("no {reason} counter in the output")),
         }
     }
 
