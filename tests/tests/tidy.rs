@@ -28,7 +28,10 @@ fn every_module_has_a_doc_comment() {
         .iter()
         .filter(|f| !std::fs::read_to_string(f).unwrap().starts_with("//!"))
         .collect();
-    assert!(undocumented.is_empty(), "modules without //! docs: {undocumented:?}");
+    assert!(
+        undocumented.is_empty(),
+        "modules without //! docs: {undocumented:?}"
+    );
 }
 
 #[test]
