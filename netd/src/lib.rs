@@ -7,4 +7,5 @@ pub mod datapath;
 pub mod ipam;
 pub mod netlink;
 pub mod netns;
+pub mod ports;
 pub mod state;
