@@ -16,12 +16,165 @@ pub mod maps {
     pub const NETWORKS: &str = "NETD_NETWORKS";
     /// `PerCpuArray<u64>` indexed by [`super::DropReason`]: packets dropped, per reason.
     pub const DROPS: &str = "NETD_DROPS";
+    /// `HashMap<PortKey, Backend>`: published ports.
+    pub const PORTS: &str = "NETD_PORTS";
+    /// `LruHashMap<FlowKey, NatEntry>`: translated flows, one entry per direction.
+    pub const NAT: &str = "NETD_NAT";
+    /// `HashMap<u32 /* ifindex */, Uplink>`: uplink interfaces and their SNAT address.
+    pub const UPLINKS: &str = "NETD_UPLINKS";
+    /// `HashMap<[u8; 4], u32>`: every IPv4 address of the host namespace (value: flags, 0).
+    pub const LOCAL_ADDRS: &str = "NETD_LOCAL_ADDRS";
+    /// `Array<u64>` of [`super::CONFIG_LEN`] settings, indexed by `CONFIG_*`.
+    pub const CONFIG: &str = "NETD_CONFIG";
+    /// `LruHashMap<u64 /* socket cookie */, SockOrig>`: what host sockets asked for.
+    pub const SOCK_ORIG: &str = "NETD_SOCK_ORIG";
 }
 
 /// Maximum number of container endpoints (bridge ports) the maps hold.
 pub const MAX_ENDPOINTS: u32 = 16384;
 /// Maximum number of networks the maps hold.
 pub const MAX_NETWORKS: u32 = 1024;
+/// Maximum number of published ports.
+pub const MAX_PORTS: u32 = 65536;
+/// Default size of the NAT table (entries, two per flow); the daemon may override it.
+pub const DEFAULT_NAT_ENTRIES: u32 = 262144;
+/// Maximum number of uplinks and of host addresses.
+pub const MAX_UPLINKS: u32 = 64;
+pub const MAX_LOCAL_ADDRS: u32 = 4096;
+
+/// Ports handed out for egress SNAT (Linux's default ephemeral range).
+pub const SNAT_PORT_MIN: u16 = 32768;
+pub const SNAT_PORT_MAX: u16 = 60999;
+/// How many ports SNAT tries before it gives up on a new flow.
+pub const SNAT_RETRIES: u32 = 16;
+
+/// IP protocol numbers the datapath translates.
+pub const IPPROTO_ICMP: u8 = 1;
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+
+/// Where a NAT entry applies (part of its key, so one tuple can mean different things at
+/// different hooks).
+pub const ZONE_UPLINK_IN: u8 = 0;
+pub const ZONE_UPLINK_OUT: u8 = 1;
+pub const ZONE_ENDPOINT: u8 = 2;
+
+/// One direction of a flow as the packet carries it when it reaches the hook of `zone`.
+/// Ports are network byte order; for ICMP echo both are the echo identifier.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey {
+    pub saddr: [u8; 4],
+    pub daddr: [u8; 4],
+    pub sport_be: u16,
+    pub dport_be: u16,
+    pub proto: u8,
+    pub zone: u8,
+    pub _pad: [u8; 2],
+}
+const _: () = assert!(size_of::<FlowKey>() == 16);
+
+/// What a NAT entry does.
+pub const NAT_KIND_DNAT: u8 = 1;
+pub const NAT_KIND_SNAT: u8 = 2;
+/// A container reaching a published port through a host address.
+pub const NAT_KIND_HAIRPIN: u8 = 3;
+
+/// Deliver the rewritten packet straight to this endpoint's port (skipping the host stack,
+/// which would drop a packet whose source is one of its own addresses).
+pub const NAT_FLAG_REDIRECT: u8 = 1 << 0;
+/// This entry is the reply direction of its flow.
+pub const NAT_FLAG_REPLY: u8 = 1 << 1;
+
+/// TCP flags the entry has seen, for state-aware expiry.
+pub const TCP_SEEN_SYN: u8 = 1 << 0;
+pub const TCP_SEEN_FIN: u8 = 1 << 1;
+pub const TCP_SEEN_RST: u8 = 1 << 2;
+pub const TCP_SEEN_ACK: u8 = 1 << 3;
+
+/// The tuple a matching packet is rewritten to, and the flow's bookkeeping.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NatEntry {
+    pub saddr: [u8; 4],
+    pub daddr: [u8; 4],
+    pub sport_be: u16,
+    pub dport_be: u16,
+    /// `NAT_KIND_*`.
+    pub kind: u8,
+    /// `NAT_FLAG_*`.
+    pub flags: u8,
+    /// `TCP_SEEN_*`, or-ed over the packets of this direction.
+    pub tcp_seen: u8,
+    pub _pad: u8,
+    /// With `NAT_FLAG_REDIRECT`: host-side port to send the packet out of, and the MAC to put
+    /// in its destination.
+    pub redirect_ifindex: u32,
+    pub dst_mac: [u8; 6],
+    pub _pad2: [u8; 2],
+    /// `bpf_ktime_get_ns` when the flow was created and when a packet last matched.
+    pub created_ns: u64,
+    pub last_ns: u64,
+    pub packets: u64,
+    pub bytes: u64,
+}
+const _: () = assert!(size_of::<NatEntry>() == 64);
+
+/// A published port: protocol, host address (0.0.0.0 for every host address) and port.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PortKey {
+    pub addr: [u8; 4],
+    pub port_be: u16,
+    pub proto: u8,
+    pub _pad: u8,
+}
+const _: () = assert!(size_of::<PortKey>() == 8);
+
+/// Where a published port leads.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backend {
+    pub addr: [u8; 4],
+    pub port_be: u16,
+    pub _pad: u16,
+    /// Host-side veth of the container, and its MAC (for hairpin redirects).
+    pub ifindex: u32,
+    pub mac: [u8; 6],
+    pub _pad2: [u8; 2],
+    /// Gateway of the container's network: the source a container reaching its own published
+    /// port is translated to.
+    pub gateway: [u8; 4],
+}
+const _: () = assert!(size_of::<Backend>() == 24);
+
+/// Settings of the datapath, indices of [`maps::CONFIG`].
+pub const CONFIG_NETNS_COOKIE: u32 = 0;
+pub const CONFIG_LEN: u32 = 4;
+
+/// A host socket whose destination the connect hook translated: the address it asked for and
+/// the backend it got, so that `getpeername` and `recvmsg` can show the former.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SockOrig {
+    pub addr: [u8; 4],
+    pub port_be: u16,
+    pub _pad: u16,
+    pub backend_addr: [u8; 4],
+    pub backend_port_be: u16,
+    pub _pad2: u16,
+}
+const _: () = assert!(size_of::<SockOrig>() == 16);
+
+/// An interface facing the outside: where published ports are reachable and egress is
+/// translated to `addr`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Uplink {
+    pub addr: [u8; 4],
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<Uplink>() == 8);
 
 /// The endpoint's network is `--internal`: nothing may leave its subnet.
 pub const ENDPOINT_FLAG_INTERNAL: u32 = 1 << 0;
@@ -76,11 +229,17 @@ pub enum DropReason {
     Internal = 5,
     /// Neither IPv4 nor ARP (netd networks are IPv4 only).
     UnsupportedProtocol = 6,
+    /// Every SNAT port tried for a new flow was taken.
+    NatPortExhausted = 7,
+    /// The NAT table refused a new entry.
+    NatTableFull = 8,
+    /// A fragment of a flow that would need translation (ports are only in the first).
+    Fragment = 9,
 }
 
 impl DropReason {
     /// Every reason, in counter-index order.
-    pub const ALL: [DropReason; 7] = [
+    pub const ALL: [DropReason; 10] = [
         DropReason::Malformed,
         DropReason::UnknownEndpoint,
         DropReason::SpoofedMac,
@@ -88,6 +247,9 @@ impl DropReason {
         DropReason::Isolation,
         DropReason::Internal,
         DropReason::UnsupportedProtocol,
+        DropReason::NatPortExhausted,
+        DropReason::NatTableFull,
+        DropReason::Fragment,
     ];
     /// Number of reasons: the size of the [`maps::DROPS`] array.
     pub const COUNT: u32 = Self::ALL.len() as u32;
@@ -102,6 +264,9 @@ impl DropReason {
             DropReason::Isolation => "isolation",
             DropReason::Internal => "internal-network",
             DropReason::UnsupportedProtocol => "unsupported-protocol",
+            DropReason::NatPortExhausted => "nat-port-exhausted",
+            DropReason::NatTableFull => "nat-table-full",
+            DropReason::Fragment => "fragment",
         }
     }
 
@@ -117,9 +282,15 @@ impl DropReason {
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY: both are repr(C), Copy, have no implicit padding and accept any bit pattern.
+    // SAFETY: all are repr(C), Copy, have no implicit padding and accept any bit pattern.
     unsafe impl aya::Pod for super::Endpoint {}
     unsafe impl aya::Pod for super::NetworkInfo {}
+    unsafe impl aya::Pod for super::FlowKey {}
+    unsafe impl aya::Pod for super::NatEntry {}
+    unsafe impl aya::Pod for super::PortKey {}
+    unsafe impl aya::Pod for super::Backend {}
+    unsafe impl aya::Pod for super::Uplink {}
+    unsafe impl aya::Pod for super::SockOrig {}
 }
 
 #[cfg(test)]

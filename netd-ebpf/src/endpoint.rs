@@ -2,27 +2,32 @@
 //! here before the bridge sees it. Frames whose Ethernet/ARP/IPv4 source is not the container's
 //! own are dropped (anti-spoofing), as is IPv4 towards a network the container is not on
 //! (isolation) or, on `--internal` networks, towards anything outside its subnet.
-use aya_ebpf::{
-    bindings::{TC_ACT_OK, TC_ACT_SHOT},
-    macros::classifier,
-    programs::TcContext,
+//!
+//! A container reaching a published port through a host address (hairpin) is translated here,
+//! before the host stack: the destination becomes the backend; a container reaching its own
+//! published port also gets its gateway as source, and both directions are sent straight to the
+//! container's port. Replies of such flows are translated back here too.
+use aya_ebpf::{bindings::TC_ACT_OK, macros::classifier, programs::TcContext};
+use netd_common::{
+    Backend, DropReason, Endpoint, FlowKey, NAT_FLAG_REDIRECT, NAT_FLAG_REPLY, NAT_KIND_HAIRPIN,
+    ZONE_ENDPOINT,
 };
-use netd_common::{DropReason, Endpoint};
 
-use crate::{maps, parse, policy};
+use crate::{
+    maps, nat,
+    parse::{self, Flow},
+    policy,
+};
 
 #[classifier]
 pub fn netd_endpoint_ingress(ctx: TcContext) -> i32 {
     match try_endpoint_ingress(&ctx) {
-        Ok(()) => TC_ACT_OK,
-        Err(reason) => {
-            maps::count_drop(reason);
-            TC_ACT_SHOT
-        }
+        Ok(action) => action,
+        Err(reason) => nat::drop(reason),
     }
 }
 
-fn try_endpoint_ingress(ctx: &TcContext) -> Result<(), DropReason> {
+fn try_endpoint_ingress(ctx: &TcContext) -> Result<i32, DropReason> {
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     // SAFETY: the value is copied out at once; the daemon replaces entries, never edits in place.
     let ep = *unsafe { maps::NETD_ENDPOINTS.get(ifindex) }.ok_or(DropReason::UnknownEndpoint)?;
@@ -31,19 +36,81 @@ fn try_endpoint_ingress(ctx: &TcContext) -> Result<(), DropReason> {
         return Err(DropReason::SpoofedMac);
     }
     match eth.ether_type {
-        parse::ETH_P_IP => check_ipv4(ctx, &ep),
-        parse::ETH_P_ARP => check_arp(ctx, &ep),
+        parse::ETH_P_IP => ipv4(ctx, &ep, ifindex),
+        parse::ETH_P_ARP => check_arp(ctx, &ep).map(|()| TC_ACT_OK),
         _ => Err(DropReason::UnsupportedProtocol),
     }
 }
 
-fn check_ipv4(ctx: &TcContext, ep: &Endpoint) -> Result<(), DropReason> {
+fn ipv4(ctx: &TcContext, ep: &Endpoint, ifindex: u32) -> Result<i32, DropReason> {
     let ip = parse::ipv4(ctx).map_err(|()| DropReason::Malformed)?;
     if ip.src_addr != ep.addr {
         return Err(DropReason::SpoofedIp);
     }
+    let flow = parse::flow(ctx, &ip).map_err(|()| DropReason::Malformed)?;
+    if flow.translatable {
+        if let Some(entry) = nat::lookup(&flow, ZONE_ENDPOINT) {
+            nat::rewrite(ctx, &flow, &entry)?;
+            return nat::verdict(ctx, &entry);
+        }
+        if let Some(backend) = maps::published(flow.proto, flow.daddr, flow.dport_be) {
+            return hairpin(ctx, &flow, ep, ifindex, &backend);
+        }
+    }
     let dst = ip.dst_addr;
-    policy::destination(ep, maps::network_of(dst), policy::is_group(dst))
+    policy::destination(ep, maps::network_of(dst), policy::is_group(dst))?;
+    Ok(TC_ACT_OK)
+}
+
+/// A container reaching a published port through a host address: translate to the backend and
+/// record the reply direction, which goes straight back to this container's port.
+fn hairpin(
+    ctx: &TcContext,
+    flow: &Flow,
+    ep: &Endpoint,
+    ifindex: u32,
+    backend: &Backend,
+) -> Result<i32, DropReason> {
+    let to_self = backend.addr == flow.saddr;
+    let mut to = FlowKey {
+        daddr: backend.addr,
+        dport_be: backend.port_be,
+        ..flow.key(ZONE_ENDPOINT)
+    };
+    let mut fwd_flags = 0;
+    if to_self {
+        // Otherwise the container would answer itself on loopback.
+        to.saddr = backend.gateway;
+        fwd_flags = NAT_FLAG_REDIRECT;
+    }
+    let mut fwd = nat::entry(flow, NAT_KIND_HAIRPIN, fwd_flags, &to);
+    fwd.redirect_ifindex = backend.ifindex;
+    fwd.dst_mac = backend.mac;
+    let rev_key = FlowKey {
+        saddr: to.daddr,
+        daddr: to.saddr,
+        sport_be: to.dport_be,
+        dport_be: to.sport_be,
+        ..to
+    };
+    let rev_to = FlowKey {
+        saddr: flow.daddr,
+        daddr: flow.saddr,
+        sport_be: flow.dport_be,
+        dport_be: flow.sport_be,
+        ..to
+    };
+    let mut rev = nat::entry(
+        flow,
+        NAT_KIND_HAIRPIN,
+        NAT_FLAG_REPLY | NAT_FLAG_REDIRECT,
+        &rev_to,
+    );
+    rev.redirect_ifindex = ifindex;
+    rev.dst_mac = ep.mac;
+    nat::insert_pair(&flow.key(ZONE_ENDPOINT), &fwd, &rev_key, &rev)?;
+    nat::rewrite(ctx, flow, &fwd)?;
+    nat::verdict(ctx, &fwd)
 }
 
 fn check_arp(ctx: &TcContext, ep: &Endpoint) -> Result<(), DropReason> {

@@ -1,7 +1,10 @@
 //! netd's eBPF programs. One file per attach point, over small shared modules:
 //!
 //! - [`endpoint`]: TC ingress of the host side of each container veth (what the container sends):
-//!   anti-spoofing and isolation between networks.
+//!   anti-spoofing, isolation between networks, hairpin to published ports.
+//! - [`uplink`]: TC ingress and egress of the uplinks: published ports (DNAT) and egress SNAT.
+//! - [`nat`]: flow lookup, rewriting with checksum updates, new translations.
+//! - [`sock`]: cgroup socket hooks that send host processes straight to published ports.
 //! - [`parse`]: bounds-checked header access.
 //! - [`maps`]: the maps both programs and the daemon share (pinned by name under `--bpffs`).
 //! - [`policy`]: the pure decisions, kept apart from packet access.
@@ -10,8 +13,11 @@
 
 mod endpoint;
 mod maps;
+mod nat;
 mod parse;
 mod policy;
+mod sock;
+mod uplink;
 
 #[cfg(not(test))]
 #[panic_handler]

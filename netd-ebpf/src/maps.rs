@@ -2,9 +2,13 @@
 //! so that a restarted daemon and the programs it left attached keep using the same ones.
 use aya_ebpf::{
     macros::map,
-    maps::{lpm_trie::Key, HashMap, LpmTrie, PerCpuArray},
+    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, LruHashMap, PerCpuArray},
 };
-use netd_common::{DropReason, Endpoint, NetworkInfo, MAX_ENDPOINTS, MAX_NETWORKS};
+use netd_common::{
+    Backend, DropReason, Endpoint, FlowKey, NatEntry, NetworkInfo, PortKey, SockOrig, Uplink,
+    CONFIG_LEN, DEFAULT_NAT_ENTRIES, MAX_ENDPOINTS, MAX_LOCAL_ADDRS, MAX_NETWORKS, MAX_PORTS,
+    MAX_UPLINKS,
+};
 
 /// Host-side veth ifindex -> the container endpoint behind it.
 #[map(name = "NETD_ENDPOINTS")]
@@ -33,4 +37,65 @@ pub fn count_drop(reason: DropReason) {
         // SAFETY: per-CPU slot, nothing else on this CPU writes it while we run.
         unsafe { *counter += 1 };
     }
+}
+
+/// Published ports: (host address or 0.0.0.0, port, protocol) -> container backend.
+#[map(name = "NETD_PORTS")]
+pub static NETD_PORTS: HashMap<PortKey, Backend> = HashMap::pinned(MAX_PORTS, 0);
+
+/// Translated flows, one entry per direction and hook (the zone is part of the key).
+#[map(name = "NETD_NAT")]
+pub static NETD_NAT: LruHashMap<FlowKey, NatEntry> = LruHashMap::pinned(DEFAULT_NAT_ENTRIES, 0);
+
+/// Uplink ifindex -> the address egress is translated to.
+#[map(name = "NETD_UPLINKS")]
+pub static NETD_UPLINKS: HashMap<u32, Uplink> = HashMap::pinned(MAX_UPLINKS, 0);
+
+/// Every IPv4 address of the host namespace: destinations a published port answers on.
+#[map(name = "NETD_LOCAL_ADDRS")]
+pub static NETD_LOCAL_ADDRS: HashMap<[u8; 4], u32> = HashMap::pinned(MAX_LOCAL_ADDRS, 0);
+
+/// Settings written by the daemon (`CONFIG_*`).
+#[map(name = "NETD_CONFIG")]
+pub static NETD_CONFIG: Array<u64> = Array::pinned(CONFIG_LEN, 0);
+
+/// Host sockets whose destination was translated, by socket cookie.
+#[map(name = "NETD_SOCK_ORIG")]
+pub static NETD_SOCK_ORIG: LruHashMap<u64, SockOrig> = LruHashMap::pinned(65536, 0);
+
+/// A setting, 0 if unset.
+#[inline(always)]
+pub fn config(index: u32) -> u64 {
+    NETD_CONFIG.get(index).copied().unwrap_or(0)
+}
+
+/// Whether `addr` is one of the host's own addresses.
+#[inline(always)]
+pub fn is_local(addr: [u8; 4]) -> bool {
+    // SAFETY: only presence is read.
+    unsafe { NETD_LOCAL_ADDRS.get(addr) }.is_some()
+}
+
+/// The backend published on (`proto`, `addr`, `port_be`): an exact binding first, then one on
+/// every address (0.0.0.0), which only answers on the host's own addresses.
+#[inline(always)]
+pub fn published(proto: u8, addr: [u8; 4], port_be: u16) -> Option<Backend> {
+    let exact = PortKey {
+        addr,
+        port_be,
+        proto,
+        _pad: 0,
+    };
+    // SAFETY: values are copied out at once.
+    if let Some(b) = unsafe { NETD_PORTS.get(exact) } {
+        return Some(*b);
+    }
+    if !is_local(addr) {
+        return None;
+    }
+    let any = PortKey {
+        addr: [0; 4],
+        ..exact
+    };
+    unsafe { NETD_PORTS.get(any) }.copied()
 }

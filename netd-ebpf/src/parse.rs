@@ -2,12 +2,15 @@
 //! (`bpf_skb_load_bytes`), so a short or non-linear packet is an error, never an out-of-bounds
 //! access.
 use aya_ebpf::programs::TcContext;
+use netd_common::{FlowKey, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
 use network_types::{arp::ArpHdr, eth::EthHdr, ip::Ipv4Hdr};
 
 /// EtherType of IPv4, as it sits in the frame (network order).
 pub const ETH_P_IP: u16 = 0x0800_u16.to_be();
 /// EtherType of ARP, as it sits in the frame (network order).
 pub const ETH_P_ARP: u16 = 0x0806_u16.to_be();
+/// Where the IPv4 header starts.
+pub const IP_OFF: usize = EthHdr::LEN;
 
 /// The Ethernet header.
 #[inline(always)]
@@ -19,7 +22,7 @@ pub fn eth(ctx: &TcContext) -> Result<EthHdr, ()> {
 /// shorter than the fixed header.
 #[inline(always)]
 pub fn ipv4(ctx: &TcContext) -> Result<Ipv4Hdr, ()> {
-    let ip = ctx.load::<Ipv4Hdr>(EthHdr::LEN).map_err(|_| ())?;
+    let ip = ctx.load::<Ipv4Hdr>(IP_OFF).map_err(|_| ())?;
     if ip.vihl >> 4 != 4 || ip.vihl & 0x0f < 5 {
         return Err(());
     }
@@ -34,4 +37,84 @@ pub fn arp(ctx: &TcContext) -> Result<ArpHdr, ()> {
         return Err(());
     }
     Ok(arp)
+}
+
+/// An IPv4 packet as NAT sees it.
+#[derive(Clone, Copy)]
+pub struct Flow {
+    pub proto: u8,
+    pub saddr: [u8; 4],
+    pub daddr: [u8; 4],
+    /// Network order; for ICMP echo both are the identifier.
+    pub sport_be: u16,
+    pub dport_be: u16,
+    pub l4_off: usize,
+    /// TCP flags (0 for other protocols).
+    pub tcp_flags: u8,
+    /// Ports were read: TCP, UDP or ICMP echo, and not a fragment.
+    pub translatable: bool,
+    pub fragment: bool,
+    pub len: u32,
+}
+
+impl Flow {
+    pub fn key(&self, zone: u8) -> FlowKey {
+        FlowKey {
+            saddr: self.saddr,
+            daddr: self.daddr,
+            sport_be: self.sport_be,
+            dport_be: self.dport_be,
+            proto: self.proto,
+            zone,
+            _pad: [0; 2],
+        }
+    }
+}
+
+/// ICMP echo request and reply types.
+const ICMP_ECHO_REPLY: u8 = 0;
+const ICMP_ECHO: u8 = 8;
+
+/// Reads what NAT needs from an IPv4 packet whose header `ip` was already validated.
+#[inline(always)]
+pub fn flow(ctx: &TcContext, ip: &Ipv4Hdr) -> Result<Flow, ()> {
+    let l4_off = IP_OFF + ((ip.vihl & 0x0f) as usize) * 4;
+    let fragment = ip.frags[0] & 0x3f != 0 || ip.frags[1] != 0;
+    let mut flow = Flow {
+        proto: ip.proto,
+        saddr: ip.src_addr,
+        daddr: ip.dst_addr,
+        sport_be: 0,
+        dport_be: 0,
+        l4_off,
+        tcp_flags: 0,
+        translatable: false,
+        fragment,
+        len: ctx.len(),
+    };
+    if fragment {
+        return Ok(flow);
+    }
+    match flow.proto {
+        IPPROTO_TCP | IPPROTO_UDP => {
+            let ports = ctx.load::<[u16; 2]>(l4_off).map_err(|_| ())?;
+            flow.sport_be = ports[0];
+            flow.dport_be = ports[1];
+            if flow.proto == IPPROTO_TCP {
+                flow.tcp_flags = ctx.load::<u8>(l4_off + 13).map_err(|_| ())?;
+            }
+            flow.translatable = true;
+        }
+        IPPROTO_ICMP => {
+            let icmp_type = ctx.load::<u8>(l4_off).map_err(|_| ())?;
+            if icmp_type == ICMP_ECHO || icmp_type == ICMP_ECHO_REPLY {
+                let id = ctx.load::<u16>(l4_off + 4).map_err(|_| ())?;
+                flow.sport_be = id;
+                flow.dport_be = id;
+                flow.translatable = true;
+            }
+        }
+        _ => {}
+    }
+    Ok(flow)
 }

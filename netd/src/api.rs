@@ -44,6 +44,14 @@ pub enum Request {
     ContainerInspect {
         name: String,
     },
+    ContainerPublish {
+        name: String,
+        spec: String,
+    },
+    ContainerUnpublish {
+        name: String,
+        spec: String,
+    },
     ContainerPort {
         name: String,
     },

@@ -57,6 +57,11 @@ pub struct DaemonArgs {
     /// Where the upstream DNS servers are read from.
     #[arg(long, env = "NETD_RESOLV_CONF", default_value = "/etc/resolv.conf")]
     pub resolv_conf: PathBuf,
+    /// cgroup (v2) whose processes' connections to published ports are translated by socket
+    /// hooks, which act only on sockets of the daemon's network namespace (default: the root of
+    /// the cgroup2 hierarchy).
+    #[arg(long, env = "NETD_CGROUP")]
+    pub cgroup: Option<PathBuf>,
     /// Remove everything this daemon installed, then exit.
     #[arg(long)]
     pub cleanup: bool,
@@ -146,6 +151,10 @@ pub enum ContainerCommand {
     Inspect { name: String },
     /// Show a container's published ports.
     Port { name: String },
+    /// Publish another port of a container (takes effect at once if it is running).
+    Publish { name: String, spec: String },
+    /// Stop publishing a port; connections already made through it go on.
+    Unpublish { name: String, spec: String },
 }
 
 #[derive(Debug, Args)]

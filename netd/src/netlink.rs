@@ -1,11 +1,19 @@
 //! A narrow, typed facade over rtnetlink: the handful of link, address and route operations
 //! netd needs, each named for what it does. Every device netd creates carries the interface alias
 //! `netd:<owner>`, so that a restarted daemon can find (and reap) what it made.
-use std::{net::Ipv4Addr, os::fd::AsRawFd, path::Path};
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    os::fd::AsRawFd,
+    path::Path,
+};
 
 use futures::TryStreamExt as _;
 use rtnetlink::{
-    packet_route::link::{LinkAttribute, LinkMessage},
+    packet_route::{
+        address::{AddressAttribute, AddressMessage},
+        link::{LinkAttribute, LinkMessage},
+        route::{RouteAttribute, RouteMessage},
+    },
     Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder,
 };
 use thiserror::Error;
@@ -260,6 +268,66 @@ impl Netlink {
         match self.handle.link().del(index).execute().await {
             Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -libc::ENODEV => Ok(()),
             other => other.map_err(req("delete", name)),
+        }
+    }
+
+    /// Every IPv4 address of this namespace with the index of its interface.
+    pub async fn ipv4_addresses(&self) -> Result<Vec<(u32, Ipv4Addr)>, NetlinkError> {
+        let addrs: Vec<AddressMessage> = self
+            .handle
+            .address()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(req("list", "addresses"))?;
+        Ok(addrs
+            .iter()
+            .flat_map(|m| {
+                m.attributes.iter().filter_map(move |a| match a {
+                    AddressAttribute::Local(IpAddr::V4(ip)) => Some((m.header.index, *ip)),
+                    _ => None,
+                })
+            })
+            .collect())
+    }
+
+    /// Names of the interfaces that carry an IPv4 default route.
+    pub async fn default_route_interfaces(&self) -> Result<Vec<String>, NetlinkError> {
+        let msg = RouteMessageBuilder::<Ipv4Addr>::new().build();
+        let routes: Vec<RouteMessage> = self
+            .handle
+            .route()
+            .get(msg)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(req("list", "routes"))?;
+        let mut names = vec![];
+        for route in routes
+            .iter()
+            .filter(|r| r.header.destination_prefix_length == 0)
+        {
+            for a in &route.attributes {
+                if let RouteAttribute::Oif(index) = a {
+                    if let Some(name) = self.link_name(*index).await? {
+                        if !names.contains(&name) {
+                            names.push(name);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(names)
+    }
+
+    /// Name of the interface with index `index`.
+    pub async fn link_name(&self, index: u32) -> Result<Option<String>, NetlinkError> {
+        let mut links = self.handle.link().get().match_index(index).execute();
+        match links.try_next().await {
+            Ok(link) => Ok(link.as_ref().and_then(link_name)),
+            Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -libc::ENODEV => Ok(None),
+            Err(e) => Err(req("look up", index)(e)),
         }
     }
 

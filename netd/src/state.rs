@@ -16,7 +16,10 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::ipam::Pool;
+use crate::{
+    ipam::Pool,
+    ports::{ExposedPort, PortMapping},
+};
 
 /// Errors reading or writing the state file.
 #[derive(Debug, Error)]
@@ -130,9 +133,12 @@ pub struct Container {
     pub id: String,
     pub mode: NetworkMode,
     pub attachments: Vec<Attachment>,
-    pub publish: Vec<String>,
-    pub publish_all: bool,
-    pub expose: Vec<String>,
+    /// Requested mappings (`-p`, `-P`, `container publish`); host port 0 is chosen at start.
+    pub publish: Vec<PortMapping>,
+    /// Mappings in force while running, every host port chosen.
+    #[serde(default)]
+    pub ports: Vec<PortMapping>,
+    pub expose: Vec<ExposedPort>,
     pub links: Vec<String>,
     pub env: Vec<String>,
     pub hostname: String,

@@ -50,6 +50,18 @@ fn nix_is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// Where the cgroup2 hierarchy is mounted.
+pub fn cgroup2_root() -> PathBuf {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").expect("mounts");
+    mounts
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(f[1]))
+        })
+        .expect("a cgroup2 hierarchy")
+}
+
 /// What a command did.
 #[derive(Debug)]
 pub struct Out {
@@ -145,6 +157,7 @@ impl Host {
 
     fn build_namespaces(&self) {
         std::fs::create_dir_all(&self.dir).expect("test dir");
+        std::fs::create_dir_all(self.cgroup()).expect("test cgroup");
         std::fs::write(
             self.dir.join("resolv.conf"),
             format!("nameserver {OUTSIDE_IP}\n"),
@@ -179,15 +192,27 @@ impl Host {
         );
     }
 
+    /// The test's own cgroup (under the cgroup2 root), where the daemon hooks host sockets and
+    /// host-side clients run; the machine's own cgroups are never hooked.
+    pub fn cgroup(&self) -> PathBuf {
+        cgroup2_root().join(format!("netd-test-{}", self.name))
+    }
+
     fn dirs(&self) -> Vec<String> {
-        vec![
+        let mut dirs = match self.private_mounts {
+            // `ip netns exec` mounts a fresh /sys, without the cgroup hierarchy: no hooks then.
+            true => vec![],
+            false => vec!["--cgroup".into(), self.cgroup().display().to_string()],
+        };
+        dirs.extend([
             "--state-dir".into(),
             self.dir.join("state").display().to_string(),
             "--run-dir".into(),
             self.dir.join("run").display().to_string(),
             "--bpffs".into(),
             self.bpffs.display().to_string(),
-        ]
+        ]);
+        dirs
     }
 
     fn in_host(&self) -> Command {
@@ -346,6 +371,15 @@ impl Host {
         run("ip", &all)
     }
 
+    /// Runs a command in the host namespace inside the test's cgroup, as a host process that
+    /// reaches published ports through the socket hooks would.
+    pub fn on_host_in_cgroup(&self, script: &str) -> Out {
+        let procs = self.cgroup().join("cgroup.procs");
+        let script = format!("echo $$ > {} && {script}", procs.display());
+        let ns = format!("--net=/run/netns/{}", self.host_ns());
+        run("nsenter", &[&ns, "sh", "-c", &script])
+    }
+
     /// Runs a command in the outside namespace.
     pub fn outside(&self, cmd: &[&str]) -> Out {
         let o = self.outside_ns();
@@ -380,6 +414,9 @@ impl Drop for Host {
         for ns in [self.host_ns(), self.outside_ns()] {
             self.kill_namespace_processes(&ns);
             run("ip", &["netns", "del", &ns]);
+        }
+        if let Err(e) = std::fs::remove_dir(self.cgroup()) {
+            eprintln!("cannot remove {}: {e}", self.cgroup().display());
         }
         if self.bpffs.exists() {
             run("rm", &["-rf", &self.bpffs.display().to_string()]);

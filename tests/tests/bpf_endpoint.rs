@@ -428,19 +428,34 @@ fn ethernet_header_alone_with_arp_ethertype_is_dropped_as_malformed() {
 }
 
 #[test]
-fn ipv4_header_without_payload_passes() {
-    let Some(h) = front("ipv4_header_without_payload_passes") else {
+fn ipv4_header_without_payload_passes_for_protocols_without_ports() {
+    let Some(h) = front("ipv4_header_without_payload_passes_for_protocols_without_ports") else {
         return;
     };
-    // Exactly 14 + 20 bytes: the whole fixed header is there, nothing else is needed.
+    // Exactly 14 + 20 bytes of an experimental protocol (253): nothing else is needed.
+    let frame = ethernet(
+        NEIGHBOUR_MAC,
+        OUR_MAC,
+        ETH_P_IP,
+        &ipv4(OUR_IP, NEIGHBOUR_IP, 253, &[]),
+    );
+    assert_eq!(frame.len(), 34);
+    assert_passes(&h, &frame);
+}
+
+#[test]
+fn udp_without_its_header_is_malformed() {
+    let Some(h) = front("udp_without_its_header_is_malformed") else {
+        return;
+    };
+    // NAT needs the ports: a UDP packet that has none is malformed.
     let frame = ethernet(
         NEIGHBOUR_MAC,
         OUR_MAC,
         ETH_P_IP,
         &ipv4(OUR_IP, NEIGHBOUR_IP, 17, &[]),
     );
-    assert_eq!(frame.len(), 34);
-    assert_passes(&h, &frame);
+    assert_dropped(&h, &frame, DropReason::Malformed);
 }
 
 #[test]

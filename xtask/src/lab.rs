@@ -109,6 +109,7 @@ impl Lab {
         let log_path = self.dir.join("daemon.log");
         let log =
             File::create(&log_path).with_context(|| format!("create {}", log_path.display()))?;
+        fs::create_dir_all(demo_cgroup())?;
         let mut cmd = self.nsenter_daemon(&["--uplink", UPLINK, "--resolv-conf"]);
         cmd.arg(self.dir.join("resolv.conf"))
             .stdin(Stdio::null())
@@ -165,6 +166,8 @@ impl Lab {
             .arg("--run-dir")
             .arg(self.dir.join("run"))
             .args(["--bpffs", BPFFS_DIR])
+            .arg("--cgroup")
+            .arg(demo_cgroup())
             .args(extra);
         cmd
     }
@@ -211,6 +214,7 @@ impl Lab {
             report("cleanup", &format!("ip netns del {ns}"), delete_netns(ns));
         }
         remove_bpffs_dir("cleanup: netd --cleanup left");
+        remove_cgroup("cleanup");
         let removed = fs::remove_dir_all(&self.dir).map_err(anyhow::Error::from);
         report(
             "cleanup",
@@ -315,6 +319,29 @@ fn remove_leftovers() {
         }
     }
     remove_bpffs_dir("setup: an earlier run left");
+    remove_cgroup("setup: an earlier run left");
+}
+
+/// The demo's own cgroup under the cgroup2 root: the daemon hooks host sockets there (never the
+/// machine's own cgroups), and host-side demo clients run inside it.
+pub fn demo_cgroup() -> PathBuf {
+    let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let root = mounts
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(f[1]))
+        })
+        .unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup"));
+    root.join("netd-demo")
+}
+
+fn remove_cgroup(why: &str) {
+    let cgroup = demo_cgroup();
+    if cgroup.exists() {
+        let removed = fs::remove_dir(&cgroup).map_err(anyhow::Error::from);
+        report(why, &format!("remove cgroup {}", cgroup.display()), removed);
+    }
 }
 
 fn remove_bpffs_dir(why: &str) {

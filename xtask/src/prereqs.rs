@@ -18,7 +18,8 @@ const LLVM_PACKAGES: [&str; 4] = [
 ];
 
 /// Runtime tools: (command, Debian package that provides it).
-const TOOLS: [(&str, &str); 5] = [
+const TOOLS: [(&str, &str); 6] = [
+    ("socat", "socat"),
     ("ip", "iproute2"),
     ("busybox", "busybox-static"),
     ("bpftool", "bpftool"),

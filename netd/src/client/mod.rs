@@ -130,6 +130,12 @@ pub fn container(socket: &Path, cmd: ContainerCommand) -> anyhow::Result<()> {
         ContainerCommand::Port { name } => {
             print::ports(request(socket, &Request::ContainerPort { name })?)
         }
+        ContainerCommand::Publish { name, spec } => {
+            request(socket, &Request::ContainerPublish { name, spec })?;
+        }
+        ContainerCommand::Unpublish { name, spec } => {
+            request(socket, &Request::ContainerUnpublish { name, spec })?;
+        }
     }
     Ok(())
 }

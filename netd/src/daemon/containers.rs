@@ -55,13 +55,9 @@ impl Daemon {
                 req.name
             )));
         }
-        if !req.publish.is_empty() || req.publish_all {
-            return Err(invalid("publishing ports (-p/-P) is not implemented yet"));
-        }
         if !req.links.is_empty() {
             return Err(invalid("--link is not implemented yet"));
         }
-        req.expose.iter().try_for_each(|e| validate::expose(e))?;
         validate::key_values("environment variable", &req.env)?;
         let mode = self.parse_mode(&req.network)?;
         let attachments = self.plan_attachments(req, &mode)?;
@@ -73,6 +69,7 @@ impl Daemon {
             }
             netns::check(path)?;
         }
+        let (publish, expose) = self.plan_publish(req, &mode, &attachments)?;
         let id = new_id();
         let hostname = req.hostname.clone().unwrap_or_else(|| id[..12].to_string());
         validate::hostname(&hostname)?;
@@ -81,9 +78,9 @@ impl Daemon {
             id,
             mode,
             attachments,
-            publish: vec![],
-            publish_all: false,
-            expose: req.expose.clone(),
+            publish,
+            ports: vec![],
+            expose,
             links: vec![],
             env: req.env.clone(),
             hostname,
@@ -166,6 +163,9 @@ impl Daemon {
             tracing::error!(%err, "rollback for {what} incomplete");
         }
         self.state = snapshot;
+        if let Err(err) = self.sync_ports().await {
+            tracing::error!(%err, "restoring published ports after a failed {what}");
+        }
     }
 
     async fn start_steps(&mut self, c: &Container, undo: &mut Undo) -> OpResult<()> {
@@ -199,6 +199,8 @@ impl Daemon {
             .get_mut(&c.name)
             .expect("exists")
             .status = Status::Running;
+        self.bind_ports(&c.name)?;
+        self.sync_ports().await?;
         self.write_files(&c.name)?;
         self.save()
     }
@@ -232,6 +234,15 @@ impl Daemon {
     /// the container as stopped even if some teardown step failed; every error is returned.
     pub(super) async fn stop_steps(&mut self, c: &Container) -> Vec<String> {
         let mut errors = vec![];
+        self.state
+            .containers
+            .get_mut(&c.name)
+            .expect("exists")
+            .ports
+            .clear();
+        if let Err(e) = self.sync_ports().await {
+            errors.push(e.to_string());
+        }
         let own_netns = matches!(c.mode, NetworkMode::Bridge | NetworkMode::None);
         if own_netns && c.adopted_netns.is_none() {
             kill_all(&self.netns_path(c)).await;
@@ -429,8 +440,8 @@ impl Daemon {
             hostname: c.hostname.clone(),
             netns,
             networks,
-            ports: c.publish.clone(),
-            expose: c.expose.clone(),
+            ports: c.ports.iter().map(ToString::to_string).collect(),
+            expose: c.expose.iter().map(ToString::to_string).collect(),
             env: c.env.clone(),
             created: c.created,
         }

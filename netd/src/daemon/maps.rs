@@ -1,41 +1,155 @@
 //! `netd maps dump`: every BPF map decoded into names users know.
 use std::collections::BTreeMap;
 
-use netd_common::maps;
+use std::net::Ipv4Addr;
+
+use netd_common::{
+    maps, Backend, FlowKey, NatEntry, PortKey, Uplink, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP,
+    NAT_FLAG_REPLY, NAT_KIND_DNAT, NAT_KIND_HAIRPIN, NAT_KIND_SNAT, TCP_SEEN_ACK, TCP_SEEN_FIN,
+    TCP_SEEN_RST, ZONE_UPLINK_IN, ZONE_UPLINK_OUT,
+};
 
 use super::{error::OpError, error::OpResult, Daemon};
 use crate::api::{format_mac, MapView};
 
 impl Daemon {
     pub(super) fn maps_dump(&self, only: Option<&str>) -> OpResult<Vec<MapView>> {
-        let all = [maps::ENDPOINTS, maps::NETWORKS, maps::DROPS];
-        if let Some(name) = only {
-            if !all.iter().any(|m| {
-                m.eq_ignore_ascii_case(name)
-                    || m.trim_start_matches("NETD_").eq_ignore_ascii_case(name)
-            }) {
-                return Err(OpError::NotFound(format!(
-                    "no such map {name:?}; maps are {}",
-                    all.join(", ")
-                )));
-            }
-        }
-        let wanted = |m: &str| {
-            only.is_none_or(|n| {
-                m.eq_ignore_ascii_case(n) || m.trim_start_matches("NETD_").eq_ignore_ascii_case(n)
-            })
+        type Render = fn(&Daemon) -> OpResult<MapView>;
+        let all: [(&str, Render); 7] = [
+            (maps::ENDPOINTS, Self::endpoints_view),
+            (maps::NETWORKS, Self::networks_view),
+            (maps::PORTS, Self::ports_view),
+            (maps::NAT, Self::nat_view),
+            (maps::UPLINKS, Self::uplinks_view),
+            (maps::LOCAL_ADDRS, Self::local_addrs_view),
+            (maps::DROPS, Self::drops_view),
+        ];
+        let named = |m: &str, n: &str| {
+            m.eq_ignore_ascii_case(n) || m.trim_start_matches("NETD_").eq_ignore_ascii_case(n)
         };
-        let mut views = vec![];
-        if wanted(maps::ENDPOINTS) {
-            views.push(self.endpoints_view()?);
+        let chosen: Vec<_> = all
+            .iter()
+            .filter(|(m, _)| only.is_none_or(|n| named(m, n)))
+            .collect();
+        if chosen.is_empty() {
+            let names: Vec<&str> = all.iter().map(|(m, _)| *m).collect();
+            return Err(OpError::NotFound(format!(
+                "no such map {:?}; maps are {}",
+                only.unwrap_or_default(),
+                names.join(", ")
+            )));
         }
-        if wanted(maps::NETWORKS) {
-            views.push(self.networks_view()?);
-        }
-        if wanted(maps::DROPS) {
-            views.push(self.drops_view()?);
-        }
-        Ok(views)
+        chosen.iter().map(|(_, render)| render(self)).collect()
+    }
+
+    /// Container name and network of each host address (container IP).
+    fn owners(&self) -> BTreeMap<[u8; 4], String> {
+        self.state
+            .endpoints()
+            .map(|(c, ep)| (ep.ip.octets(), c.name.clone()))
+            .collect()
+    }
+
+    fn ports_view(&self) -> OpResult<MapView> {
+        let owners = self.owners();
+        let rows = self
+            .dp
+            .dump::<PortKey, Backend>(maps::PORTS)?
+            .into_iter()
+            .map(|(k, b)| {
+                vec![
+                    proto_name(k.proto).into(),
+                    format!("{}:{}", Ipv4Addr::from(k.addr), u16::from_be(k.port_be)),
+                    format!("{}:{}", Ipv4Addr::from(b.addr), u16::from_be(b.port_be)),
+                    owners.get(&b.addr).cloned().unwrap_or_else(|| "?".into()),
+                ]
+            })
+            .collect();
+        Ok(self.view(
+            maps::PORTS,
+            &["proto", "host", "backend", "container"],
+            rows,
+        ))
+    }
+
+    fn nat_view(&self) -> OpResult<MapView> {
+        let now = monotonic_ns();
+        let rows = self
+            .dp
+            .dump::<FlowKey, NatEntry>(maps::NAT)?
+            .into_iter()
+            .map(|(k, e)| {
+                vec![
+                    zone_name(k.zone).into(),
+                    proto_name(k.proto).into(),
+                    format!(
+                        "{}:{} -> {}:{}",
+                        Ipv4Addr::from(k.saddr),
+                        u16::from_be(k.sport_be),
+                        Ipv4Addr::from(k.daddr),
+                        u16::from_be(k.dport_be)
+                    ),
+                    format!(
+                        "{}:{} -> {}:{}",
+                        Ipv4Addr::from(e.saddr),
+                        u16::from_be(e.sport_be),
+                        Ipv4Addr::from(e.daddr),
+                        u16::from_be(e.dport_be)
+                    ),
+                    kind_name(e.kind, e.flags).into(),
+                    tcp_state(k.proto, e.tcp_seen).into(),
+                    format!("{}s", now.saturating_sub(e.created_ns) / 1_000_000_000),
+                    format!("{}s", now.saturating_sub(e.last_ns) / 1_000_000_000),
+                    e.packets.to_string(),
+                    e.bytes.to_string(),
+                ]
+            })
+            .collect();
+        Ok(self.view(
+            maps::NAT,
+            &[
+                "zone",
+                "proto",
+                "flow",
+                "rewritten",
+                "kind",
+                "tcp",
+                "age",
+                "idle",
+                "packets",
+                "bytes",
+            ],
+            rows,
+        ))
+    }
+
+    fn uplinks_view(&self) -> OpResult<MapView> {
+        let rows = self
+            .dp
+            .dump::<u32, Uplink>(maps::UPLINKS)?
+            .into_iter()
+            .map(|(ifindex, u)| {
+                let name = nix::net::if_::if_indextoname(ifindex)
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_else(|_| "?".into());
+                vec![
+                    ifindex.to_string(),
+                    name,
+                    Ipv4Addr::from(u.addr).to_string(),
+                ]
+            })
+            .collect();
+        Ok(self.view(maps::UPLINKS, &["ifindex", "uplink", "snat address"], rows))
+    }
+
+    fn local_addrs_view(&self) -> OpResult<MapView> {
+        let rows = self
+            .dp
+            .dump::<[u8; 4], u32>(maps::LOCAL_ADDRS)?
+            .into_keys()
+            .map(|a| vec![Ipv4Addr::from(a).to_string()])
+            .collect();
+        Ok(self.view(maps::LOCAL_ADDRS, &["address"], rows))
     }
 
     fn view(&self, name: &str, columns: &[&str], rows: Vec<Vec<String>>) -> MapView {
@@ -131,4 +245,58 @@ impl Daemon {
             .collect();
         Ok(self.view(maps::DROPS, &["reason", "packets"], rows))
     }
+}
+
+fn proto_name(proto: u8) -> &'static str {
+    match proto {
+        IPPROTO_TCP => "tcp",
+        IPPROTO_UDP => "udp",
+        IPPROTO_ICMP => "icmp",
+        _ => "?",
+    }
+}
+
+fn zone_name(zone: u8) -> &'static str {
+    match zone {
+        ZONE_UPLINK_IN => "uplink-in",
+        ZONE_UPLINK_OUT => "uplink-out",
+        _ => "endpoint",
+    }
+}
+
+fn kind_name(kind: u8, flags: u8) -> &'static str {
+    let reply = flags & NAT_FLAG_REPLY != 0;
+    match (kind, reply) {
+        (NAT_KIND_DNAT, false) => "dnat",
+        (NAT_KIND_DNAT, true) => "dnat-reply",
+        (NAT_KIND_SNAT, false) => "snat",
+        (NAT_KIND_SNAT, true) => "snat-reply",
+        (NAT_KIND_HAIRPIN, false) => "hairpin",
+        (NAT_KIND_HAIRPIN, true) => "hairpin-reply",
+        _ => "?",
+    }
+}
+
+/// What the TCP flags seen in one direction say about the connection.
+fn tcp_state(proto: u8, seen: u8) -> &'static str {
+    if proto != IPPROTO_TCP {
+        return "-";
+    }
+    if seen & TCP_SEEN_RST != 0 {
+        "reset"
+    } else if seen & TCP_SEEN_FIN != 0 {
+        "closing"
+    } else if seen & TCP_SEEN_ACK != 0 {
+        "established"
+    } else {
+        "syn"
+    }
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds, the clock of `bpf_ktime_get_ns`.
+pub fn monotonic_ns() -> u64 {
+    use nix::time::{clock_gettime, ClockId};
+    clock_gettime(ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
 }

@@ -5,11 +5,14 @@ mod containers;
 mod endpoint;
 pub mod error;
 mod files;
+mod flows;
 mod maps;
 mod networks;
+mod ports;
 mod reconcile;
 mod server;
 mod undo;
+mod uplinks;
 mod validate;
 
 use std::path::PathBuf;
@@ -37,6 +40,8 @@ pub struct Config {
     pub uplinks: Vec<String>,
     pub default_subnet: Ipv4Net,
     pub resolv_conf: PathBuf,
+    /// Where the socket hooks go; `None` when there is no cgroup2 hierarchy.
+    pub cgroup: Option<PathBuf>,
 }
 
 impl Config {
@@ -48,6 +53,7 @@ impl Config {
             uplinks: args.uplink.clone(),
             default_subnet: args.default_subnet,
             resolv_conf: args.resolv_conf.clone(),
+            cgroup: args.cgroup.clone().or_else(cgroup2_root),
         }
     }
 
@@ -64,6 +70,17 @@ impl Config {
     }
 }
 
+/// Where the cgroup2 hierarchy is mounted (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on
+/// hybrid systems).
+fn cgroup2_root() -> Option<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts.lines().find_map(|line| {
+        let mut fields = line.split_whitespace();
+        let (_, target, kind) = (fields.next()?, fields.next()?, fields.next()?);
+        (kind == "cgroup2").then(|| PathBuf::from(target))
+    })
+}
+
 /// `path` made absolute against the working directory (left as is if that cannot be read).
 fn absolute(path: &std::path::Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
@@ -75,6 +92,10 @@ pub struct Daemon {
     pub state: State,
     pub nl: Netlink,
     pub dp: Datapath,
+    /// Interfaces the uplink programs are attached to.
+    pub uplinks: Vec<String>,
+    /// When translated flows expire.
+    pub timeouts: crate::datapath::conntrack::Timeouts,
 }
 
 impl Daemon {
@@ -102,6 +123,8 @@ impl Daemon {
             state,
             nl,
             dp,
+            uplinks: vec![],
+            timeouts: Default::default(),
         };
         daemon
             .reconcile()
@@ -152,8 +175,10 @@ impl Daemon {
             Request::ContainerInspect { name } => Ok(Reply::Containers(vec![
                 self.container_view(self.container(&name)?)
             ])),
-            Request::ContainerPort { name } => {
-                Ok(Reply::Ports(self.container(&name)?.publish.clone()))
+            Request::ContainerPort { name } => self.container_port(&name),
+            Request::ContainerPublish { name, spec } => self.container_publish(&name, &spec).await,
+            Request::ContainerUnpublish { name, spec } => {
+                self.container_unpublish(&name, &spec).await
             }
             Request::Exec { name } => self.exec_info(&name).map(Reply::Exec),
             Request::MapsDump { map } => self.maps_dump(map.as_deref()).map(Reply::Maps),

@@ -128,8 +128,12 @@ impl Daemon {
         let current = self.dp.networks()?;
         self.dp
             .apply_networks(plan::diff(&current, &plan::networks(&self.state)))?;
+        let mut uplink_pins = self.sync_uplinks().await?;
+        uplink_pins.extend(self.sync_cgroup()?);
+        self.sync_local_addrs().await?;
+        self.sync_ports().await?;
         for pin in self.dp.pinned_links()? {
-            if !wanted.contains_key(&pin) {
+            if !wanted.contains_key(&pin) && !uplink_pins.contains(&pin) {
                 tracing::warn!(link = %pin, "unpinning a stale link");
                 for e in self.dp.detach_endpoint(&pin, None) {
                     tracing::error!(%e, "cannot unpin stale link");

@@ -13,6 +13,9 @@ use tokio::{
 use super::Daemon;
 use crate::api::{Request, Response};
 
+/// How often expired flows are removed and host addresses refreshed.
+const HOUSEKEEPING: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Largest request accepted.
 const MAX_REQUEST: u64 = 1 << 20;
 
@@ -41,8 +44,14 @@ pub async fn serve(listener: UnixListener, daemon: Daemon) -> anyhow::Result<()>
     let daemon = Arc::new(Mutex::new(daemon));
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
     loop {
         tokio::select! {
+            _ = housekeeping.tick() => match daemon.lock().await.tick().await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(expired = n, "NAT entries expired"),
+                Err(e) => tracing::warn!(%e, "housekeeping failed"),
+            },
             accepted = listener.accept() => {
                 let (stream, _) = accepted?;
                 let daemon = daemon.clone();

@@ -47,24 +47,6 @@ pub fn key_values(what: &str, items: &[String]) -> OpResult<BTreeMap<String, Str
         .collect()
 }
 
-/// `PORT[/PROTO]` or `START-END[/PROTO]` as `--expose` takes it.
-pub fn expose(spec: &str) -> OpResult<()> {
-    let bad = || {
-        invalid(format!(
-            "invalid port {spec:?}: expected PORT[/tcp|/udp] or START-END[/PROTO]"
-        ))
-    };
-    let (ports, proto) = spec.split_once('/').unwrap_or((spec, "tcp"));
-    if proto != "tcp" && proto != "udp" {
-        return Err(bad());
-    }
-    let (lo, hi) = ports.split_once('-').unwrap_or((ports, ports));
-    match (lo.parse::<u16>(), hi.parse::<u16>()) {
-        (Ok(lo), Ok(hi)) if lo > 0 && lo <= hi => Ok(()),
-        _ => Err(bad()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,15 +75,5 @@ mod tests {
         assert_eq!(kv["b"], "");
         assert!(key_values("option", &["novalue".into()]).is_err());
         assert!(key_values("option", &["=v".into()]).is_err());
-    }
-
-    #[test]
-    fn expose_specs() {
-        for ok in ["80", "80/tcp", "53/udp", "8000-8010", "8000-8010/udp"] {
-            assert!(expose(ok).is_ok(), "{ok}");
-        }
-        for bad in ["", "0", "http", "80/sctp", "90-80", "70000"] {
-            assert!(expose(bad).is_err(), "{bad}");
-        }
     }
 }

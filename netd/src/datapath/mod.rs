@@ -5,6 +5,7 @@
 //! Layout under the bpffs directory: `maps/NETD_*` (pinned by the loader, reused by a restarted
 //! daemon) and `links/<veth>` (one tcx link per container port; a restarted daemon swaps its
 //! freshly loaded program into each one atomically, so traffic never passes unchecked).
+pub mod conntrack;
 pub mod plan;
 
 use std::{
@@ -14,16 +15,16 @@ use std::{
 };
 
 use aya::{
-    maps::{lpm_trie::Key, HashMap, LpmTrie, MapData, MapError, PerCpuArray},
+    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, Map, MapData, MapError, PerCpuArray},
     programs::{
         links::{FdLink, LinkError, PinnedLink},
         tc::{SchedClassifierLink, TcAttachOptions},
-        LinkOrder, ProgramError, SchedClassifier, TcAttachType,
+        CgroupAttachMode, CgroupSockAddr, LinkOrder, ProgramError, SchedClassifier, TcAttachType,
     },
-    Ebpf, EbpfError, EbpfLoader,
+    Ebpf, EbpfError, EbpfLoader, Pod,
 };
 use ipnet::Ipv4Net;
-use netd_common::{maps, DropReason, Endpoint, NetworkInfo};
+use netd_common::{maps, DropReason, Endpoint, NetworkInfo, Uplink, CONFIG_NETNS_COOKIE};
 use nix::{
     mount::{mount, umount2, MntFlags, MsFlags},
     sys::statfs::{statfs, BPF_FS_MAGIC},
@@ -35,6 +36,23 @@ pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DI
 
 /// The program on the host side of every container veth.
 pub const ENDPOINT_PROGRAM: &str = "netd_endpoint_ingress";
+/// The programs on the uplinks.
+pub const UPLINK_INGRESS: &str = "netd_uplink_ingress";
+pub const UPLINK_EGRESS: &str = "netd_uplink_egress";
+const TC_PROGRAMS: [&str; 3] = [ENDPOINT_PROGRAM, UPLINK_INGRESS, UPLINK_EGRESS];
+
+/// The cgroup socket hooks, with their pin names.
+const SOCK_PROGRAMS: [&str; 4] = [
+    "netd_sock_connect4",
+    "netd_sock_sendmsg4",
+    "netd_sock_getpeername4",
+    "netd_sock_recvmsg4",
+];
+
+/// Pin name of an uplink's link in one direction (`in` or `out`).
+pub fn uplink_pin(iface: &str, dir: &str) -> String {
+    format!("uplink-{dir}-{iface}")
+}
 
 #[derive(Debug, Error)]
 pub enum DatapathError {
@@ -89,12 +107,16 @@ impl Datapath {
         let mut ebpf = EbpfLoader::new()
             .default_map_pin_directory(root.join("maps"))
             .load(EBPF_OBJECT)?;
-        endpoint_program(&mut ebpf)?
-            .load()
-            .map_err(|source| DatapathError::Program {
-                name: ENDPOINT_PROGRAM,
-                source,
-            })?;
+        for name in TC_PROGRAMS {
+            tc_program(&mut ebpf, name)?
+                .load()
+                .map_err(|source| DatapathError::Program { name, source })?;
+        }
+        for name in SOCK_PROGRAMS {
+            sock_program(&mut ebpf, name)?
+                .load()
+                .map_err(|source| DatapathError::Program { name, source })?;
+        }
         Ok(Self {
             ebpf,
             root: root.to_path_buf(),
@@ -125,45 +147,110 @@ impl Datapath {
         self.endpoints_mut()?
             .insert(ifindex, ep, 0)
             .map_err(map_err(maps::ENDPOINTS))?;
-        let pin = self.link_pin(veth);
-        let program = endpoint_program(&mut self.ebpf)?;
-        let prog_err = |source| DatapathError::Program {
-            name: ENDPOINT_PROGRAM,
-            source,
-        };
-        let link_id = match PinnedLink::from_pin(&pin) {
-            Ok(old) => {
-                let link = SchedClassifierLink::try_from(FdLink::from(old)).map_err(|source| {
-                    DatapathError::Link {
-                        path: pin.clone(),
-                        source,
-                    }
-                })?;
-                program.attach_to_link(link).map_err(prog_err)?
+        self.attach_tc(ENDPOINT_PROGRAM, veth, TcAttachType::Ingress, veth)
+    }
+
+    /// Attaches the uplink programs to `iface` (ingress and egress) and records its SNAT address.
+    pub fn attach_uplink(
+        &mut self,
+        iface: &str,
+        ifindex: u32,
+        uplink: Uplink,
+    ) -> Result<(), DatapathError> {
+        let mut map: HashMap<&mut MapData, u32, Uplink> = self.typed_mut(maps::UPLINKS)?;
+        map.insert(ifindex, uplink, 0)
+            .map_err(map_err(maps::UPLINKS))?;
+        self.attach_tc(
+            UPLINK_INGRESS,
+            iface,
+            TcAttachType::Ingress,
+            &uplink_pin(iface, "in"),
+        )?;
+        self.attach_tc(
+            UPLINK_EGRESS,
+            iface,
+            TcAttachType::Egress,
+            &uplink_pin(iface, "out"),
+        )
+    }
+
+    /// Attaches the socket hooks to the cgroup at `path` with bpf links (which always coexist
+    /// with other programs there; the kernel refuses the multi flag on links), each
+    /// link pinned as `links/<program>`; hooks a previous daemon pinned are kept. Returns the pins.
+    pub fn attach_cgroup(
+        &mut self,
+        path: &Path,
+        netns_cookie: u64,
+    ) -> Result<Vec<String>, DatapathError> {
+        let mut config: Array<&mut MapData, u64> = self.typed_mut(maps::CONFIG)?;
+        config
+            .set(CONFIG_NETNS_COOKIE, netns_cookie, 0)
+            .map_err(map_err(maps::CONFIG))?;
+        let cgroup = fs::File::open(path).map_err(io_err("open cgroup", path))?;
+        for name in SOCK_PROGRAMS {
+            let pin = self.link_pin(name);
+            if pin.exists() {
+                continue;
             }
-            Err(_) => {
-                let order = TcAttachOptions::TcxOrder(LinkOrder::default());
-                let id = program
-                    .attach_with_options(veth, TcAttachType::Ingress, order)
-                    .map_err(prog_err)?;
-                let link: FdLink = program
-                    .take_link(id)
-                    .map_err(prog_err)?
-                    .try_into()
-                    .map_err(|source| DatapathError::Link {
-                        path: pin.clone(),
-                        source,
-                    })?;
-                link.pin(&pin).map_err(|e| DatapathError::Io {
-                    what: "pin link",
+            let program = sock_program(&mut self.ebpf, name)?;
+            let prog_err = |source| DatapathError::Program { name, source };
+            let id = program
+                .attach(&cgroup, CgroupAttachMode::Single)
+                .map_err(prog_err)?;
+            let link: FdLink = program
+                .take_link(id)
+                .map_err(prog_err)?
+                .try_into()
+                .map_err(|source| DatapathError::Link {
                     path: pin.clone(),
-                    source: io::Error::other(e),
+                    source,
                 })?;
-                return Ok(());
-            }
+            link.pin(&pin).map_err(|e| DatapathError::Io {
+                what: "pin link",
+                path: pin.clone(),
+                source: io::Error::other(e),
+            })?;
+        }
+        Ok(SOCK_PROGRAMS.iter().map(|s| s.to_string()).collect())
+    }
+
+    /// Attaches `program` to `iface` with a tcx link pinned as `links/<pin>`; an existing pinned
+    /// link gets the current program swapped in atomically.
+    fn attach_tc(
+        &mut self,
+        name: &'static str,
+        iface: &str,
+        kind: TcAttachType,
+        pin: &str,
+    ) -> Result<(), DatapathError> {
+        let pin = self.link_pin(pin);
+        let program = tc_program(&mut self.ebpf, name)?;
+        let prog_err = |source| DatapathError::Program { name, source };
+        let link_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| DatapathError::Link { path, source }
         };
-        // The pin keeps the link (now running the new program) alive; drop our handle to it.
-        drop(program.take_link(link_id).map_err(prog_err)?);
+        if let Ok(old) = PinnedLink::from_pin(&pin) {
+            let link = SchedClassifierLink::try_from(FdLink::from(old)).map_err(link_err(&pin))?;
+            let id = program.attach_to_link(link).map_err(prog_err)?;
+            // The pin keeps the link (now running the new program) alive; drop our handle.
+            drop(program.take_link(id).map_err(prog_err)?);
+            return Ok(());
+        }
+        let order = TcAttachOptions::TcxOrder(LinkOrder::default());
+        let id = program
+            .attach_with_options(iface, kind, order)
+            .map_err(prog_err)?;
+        let link: FdLink = program
+            .take_link(id)
+            .map_err(prog_err)?
+            .try_into()
+            .map_err(link_err(&pin))?;
+        link.pin(&pin).map_err(|e| DatapathError::Io {
+            what: "pin link",
+            path: pin.clone(),
+            source: io::Error::other(e),
+        })?;
         Ok(())
     }
 
@@ -193,11 +280,68 @@ impl Datapath {
     }
 
     fn endpoints_mut(&mut self) -> Result<HashMap<&mut MapData, u32, Endpoint>, DatapathError> {
+        self.typed_mut(maps::ENDPOINTS)
+    }
+
+    /// A map by name as the type `T` (`HashMap<_, K, V>` and so on).
+    fn typed_mut<'a, T>(&'a mut self, name: &'static str) -> Result<T, DatapathError>
+    where
+        T: TryFrom<&'a mut Map, Error = MapError>,
+    {
         let map = self
             .ebpf
-            .map_mut(maps::ENDPOINTS)
-            .ok_or(DatapathError::Missing(maps::ENDPOINTS))?;
-        HashMap::try_from(map).map_err(map_err(maps::ENDPOINTS))
+            .map_mut(name)
+            .ok_or(DatapathError::Missing(name))?;
+        T::try_from(map).map_err(map_err(name))
+    }
+
+    fn typed<'a, T>(&'a self, name: &'static str) -> Result<T, DatapathError>
+    where
+        T: TryFrom<&'a Map, Error = MapError>,
+    {
+        let map = self.ebpf.map(name).ok_or(DatapathError::Missing(name))?;
+        T::try_from(map).map_err(map_err(name))
+    }
+
+    /// Every entry of the hash map `name`, as it is in the kernel.
+    pub fn dump<K: Pod + Ord, V: Pod>(
+        &self,
+        name: &'static str,
+    ) -> Result<BTreeMap<K, V>, DatapathError> {
+        let map: HashMap<&MapData, K, V> = self.typed(name)?;
+        map.iter().collect::<Result<_, _>>().map_err(map_err(name))
+    }
+
+    /// Writes and deletes entries of the hash map `name`; a key already gone is no error.
+    pub fn apply<K: Pod, V: Pod>(
+        &mut self,
+        name: &'static str,
+        diff: plan::MapDiff<K, V>,
+    ) -> Result<(), DatapathError> {
+        let mut map: HashMap<&mut MapData, K, V> = self.typed_mut(name)?;
+        for (k, v) in diff.upsert {
+            map.insert(k, v, 0).map_err(map_err(name))?;
+        }
+        for k in diff.remove {
+            match map.remove(&k) {
+                Ok(()) | Err(MapError::KeyNotFound) => {}
+                Err(e) => return Err(map_err(name)(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// The endpoint entries as they are in the kernel.
+    pub fn endpoints(&self) -> Result<BTreeMap<u32, Endpoint>, DatapathError> {
+        self.dump(maps::ENDPOINTS)
+    }
+
+    /// Overwrites or removes endpoint entries.
+    pub fn apply_endpoints(
+        &mut self,
+        diff: plan::MapDiff<u32, Endpoint>,
+    ) -> Result<(), DatapathError> {
+        self.apply(maps::ENDPOINTS, diff)
     }
 
     fn networks_mut(
@@ -208,34 +352,6 @@ impl Datapath {
             .map_mut(maps::NETWORKS)
             .ok_or(DatapathError::Missing(maps::NETWORKS))?;
         LpmTrie::try_from(map).map_err(map_err(maps::NETWORKS))
-    }
-
-    /// The endpoint entries as they are in the kernel.
-    pub fn endpoints(&self) -> Result<BTreeMap<u32, Endpoint>, DatapathError> {
-        let map = self
-            .ebpf
-            .map(maps::ENDPOINTS)
-            .ok_or(DatapathError::Missing(maps::ENDPOINTS))?;
-        let map: HashMap<&MapData, u32, Endpoint> =
-            HashMap::try_from(map).map_err(map_err(maps::ENDPOINTS))?;
-        map.iter()
-            .collect::<Result<_, _>>()
-            .map_err(map_err(maps::ENDPOINTS))
-    }
-
-    /// Overwrites or removes endpoint entries.
-    pub fn apply_endpoints(
-        &mut self,
-        diff: plan::MapDiff<u32, Endpoint>,
-    ) -> Result<(), DatapathError> {
-        let mut map = self.endpoints_mut()?;
-        for (k, v) in diff.upsert {
-            map.insert(k, v, 0).map_err(map_err(maps::ENDPOINTS))?;
-        }
-        for k in diff.remove {
-            map.remove(&k).map_err(map_err(maps::ENDPOINTS))?;
-        }
-        Ok(())
     }
 
     /// The subnet entries as they are in the kernel.
@@ -296,14 +412,24 @@ impl Datapath {
     }
 }
 
-fn endpoint_program(ebpf: &mut Ebpf) -> Result<&mut SchedClassifier, DatapathError> {
-    let program = ebpf
-        .program_mut(ENDPOINT_PROGRAM)
-        .ok_or(DatapathError::Missing(ENDPOINT_PROGRAM))?;
-    program.try_into().map_err(|source| DatapathError::Program {
-        name: ENDPOINT_PROGRAM,
-        source,
-    })
+fn sock_program<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<&'a mut CgroupSockAddr, DatapathError> {
+    let program = ebpf.program_mut(name).ok_or(DatapathError::Missing(name))?;
+    program
+        .try_into()
+        .map_err(|source| DatapathError::Program { name, source })
+}
+
+fn tc_program<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<&'a mut SchedClassifier, DatapathError> {
+    let program = ebpf.program_mut(name).ok_or(DatapathError::Missing(name))?;
+    program
+        .try_into()
+        .map_err(|source| DatapathError::Program { name, source })
 }
 
 fn key_of(subnet: Ipv4Net) -> Key<[u8; 4]> {

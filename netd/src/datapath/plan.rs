@@ -115,7 +115,7 @@ mod tests {
                 })
                 .collect(),
             publish: vec![],
-            publish_all: false,
+            ports: vec![],
             expose: vec![],
             links: vec![],
             env: vec![],

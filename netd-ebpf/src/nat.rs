@@ -1,0 +1,257 @@
+//! Network address translation shared by the hooks: looking up a flow, rewriting addresses and
+//! ports with incremental checksum updates, and creating the two entries (one per direction)
+//! of a new translated flow.
+use aya_ebpf::{
+    bindings::{BPF_F_PSEUDO_HDR, BPF_NOEXIST, TC_ACT_OK, TC_ACT_SHOT},
+    helpers::{bpf_ktime_get_ns, bpf_redirect},
+    programs::TcContext,
+};
+use netd_common::{
+    DropReason, FlowKey, NatEntry, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, NAT_FLAG_REDIRECT,
+    SNAT_PORT_MAX, SNAT_PORT_MIN, SNAT_RETRIES, TCP_SEEN_ACK, TCP_SEEN_FIN, TCP_SEEN_RST,
+    TCP_SEEN_SYN,
+};
+
+use crate::{
+    maps::NETD_NAT,
+    parse::{Flow, IP_OFF},
+};
+
+/// `BPF_F_MARK_MANGLED_0`: keep a zero UDP checksum zero.
+const BPF_F_MARK_MANGLED_0: u64 = 1 << 5;
+/// Offset of the IPv4 header checksum, source and destination address.
+const IP_CSUM_OFF: usize = IP_OFF + 10;
+const IP_SRC_OFF: usize = IP_OFF + 12;
+const IP_DST_OFF: usize = IP_OFF + 16;
+
+/// The entry for `flow` at the hook of `zone`, updated as seen now.
+#[inline(always)]
+pub fn lookup(flow: &Flow, zone: u8) -> Option<NatEntry> {
+    let entry = NETD_NAT.get_ptr_mut(flow.key(zone))?;
+    // SAFETY: the pointer is valid for this program run; concurrent updates of the counters
+    // may race, which only makes them approximate.
+    unsafe {
+        (*entry).last_ns = bpf_ktime_get_ns();
+        (*entry).packets += 1;
+        (*entry).bytes += flow.len as u64;
+        (*entry).tcp_seen |= tcp_seen(flow.tcp_flags);
+        Some(*entry)
+    }
+}
+
+/// TCP flags folded into the `TCP_SEEN_*` bits.
+#[inline(always)]
+fn tcp_seen(flags: u8) -> u8 {
+    let mut seen = 0;
+    if flags & 0x02 != 0 {
+        seen |= TCP_SEEN_SYN;
+    }
+    if flags & 0x01 != 0 {
+        seen |= TCP_SEEN_FIN;
+    }
+    if flags & 0x04 != 0 {
+        seen |= TCP_SEEN_RST;
+    }
+    if flags & 0x10 != 0 {
+        seen |= TCP_SEEN_ACK;
+    }
+    seen
+}
+
+/// A new entry that rewrites to (`saddr`:`sport` -> `daddr`:`dport`).
+#[inline(always)]
+pub fn entry(flow: &Flow, kind: u8, flags: u8, to: &FlowKey) -> NatEntry {
+    // SAFETY: a plain helper call.
+    let now = unsafe { bpf_ktime_get_ns() };
+    NatEntry {
+        saddr: to.saddr,
+        daddr: to.daddr,
+        sport_be: to.sport_be,
+        dport_be: to.dport_be,
+        kind,
+        flags,
+        tcp_seen: tcp_seen(flow.tcp_flags),
+        _pad: 0,
+        redirect_ifindex: 0,
+        dst_mac: [0; 6],
+        _pad2: [0; 2],
+        created_ns: now,
+        last_ns: now,
+        packets: 0,
+        bytes: 0,
+    }
+}
+
+/// Records both directions of a new flow: `fwd` for the packet in hand, `rev` for its replies.
+#[inline(always)]
+pub fn insert_pair(
+    fwd_key: &FlowKey,
+    fwd: &NatEntry,
+    rev_key: &FlowKey,
+    rev: &NatEntry,
+) -> Result<(), DropReason> {
+    NETD_NAT
+        .insert(rev_key, rev, 0)
+        .map_err(|_| DropReason::NatTableFull)?;
+    NETD_NAT
+        .insert(fwd_key, fwd, 0)
+        .map_err(|_| DropReason::NatTableFull)
+}
+
+/// Claims a free SNAT port for replies to `addr` by inserting the reply entry under a key that
+/// must not exist yet; tries up to `SNAT_RETRIES` ports starting at a hash of the flow.
+#[inline(always)]
+pub fn claim_port(flow: &Flow, rev_key: &mut FlowKey, rev: &NatEntry) -> Result<u16, DropReason> {
+    let range = (SNAT_PORT_MAX - SNAT_PORT_MIN) as u32 + 1;
+    let seed = u32::from_ne_bytes(flow.saddr)
+        ^ u32::from_ne_bytes(flow.daddr).rotate_left(7)
+        ^ ((flow.sport_be as u32) << 16 | flow.dport_be as u32).rotate_left(13);
+    for i in 0..SNAT_RETRIES {
+        let port =
+            SNAT_PORT_MIN + ((seed.wrapping_mul(2654435761).wrapping_add(i * 7919)) % range) as u16;
+        let port_be = port.to_be();
+        rev_key.dport_be = port_be;
+        if flow.proto == IPPROTO_ICMP {
+            rev_key.sport_be = port_be;
+        }
+        if NETD_NAT.insert(*rev_key, rev, BPF_NOEXIST as u64).is_ok() {
+            return Ok(port_be);
+        }
+    }
+    Err(DropReason::NatPortExhausted)
+}
+
+/// Rewrites the packet's tuple to the entry's, fixing the IPv4 and L4 checksums.
+#[inline(always)]
+pub fn rewrite(ctx: &TcContext, flow: &Flow, to: &NatEntry) -> Result<(), DropReason> {
+    let csum_off = match flow.proto {
+        IPPROTO_TCP => flow.l4_off + 16,
+        IPPROTO_UDP => flow.l4_off + 6,
+        _ => flow.l4_off + 2,
+    };
+    let l4_flags = if flow.proto == IPPROTO_UDP {
+        BPF_F_MARK_MANGLED_0
+    } else {
+        0
+    };
+    let pseudo = flow.proto != IPPROTO_ICMP;
+    if to.saddr != flow.saddr {
+        set_addr(
+            ctx, IP_SRC_OFF, flow.saddr, to.saddr, csum_off, pseudo, l4_flags,
+        )?;
+    }
+    if to.daddr != flow.daddr {
+        set_addr(
+            ctx, IP_DST_OFF, flow.daddr, to.daddr, csum_off, pseudo, l4_flags,
+        )?;
+    }
+    if flow.proto == IPPROTO_ICMP {
+        // The echo identifier stands for both ports.
+        if to.sport_be != flow.sport_be {
+            set_port(
+                ctx,
+                flow.l4_off + 4,
+                flow.sport_be,
+                to.sport_be,
+                csum_off,
+                l4_flags,
+            )?;
+        } else if to.dport_be != flow.dport_be {
+            set_port(
+                ctx,
+                flow.l4_off + 4,
+                flow.dport_be,
+                to.dport_be,
+                csum_off,
+                l4_flags,
+            )?;
+        }
+        return Ok(());
+    }
+    if to.sport_be != flow.sport_be {
+        set_port(
+            ctx,
+            flow.l4_off,
+            flow.sport_be,
+            to.sport_be,
+            csum_off,
+            l4_flags,
+        )?;
+    }
+    if to.dport_be != flow.dport_be {
+        set_port(
+            ctx,
+            flow.l4_off + 2,
+            flow.dport_be,
+            to.dport_be,
+            csum_off,
+            l4_flags,
+        )?;
+    }
+    Ok(())
+}
+
+#[inline(always)]
+fn set_addr(
+    ctx: &TcContext,
+    off: usize,
+    old: [u8; 4],
+    new: [u8; 4],
+    csum_off: usize,
+    pseudo: bool,
+    l4_flags: u64,
+) -> Result<(), DropReason> {
+    let (old, new) = (
+        u32::from_ne_bytes(old) as u64,
+        u32::from_ne_bytes(new) as u64,
+    );
+    if pseudo {
+        ctx.l4_csum_replace(csum_off, old, new, l4_flags | BPF_F_PSEUDO_HDR as u64 | 4)
+            .map_err(|_| DropReason::Malformed)?;
+    }
+    ctx.l3_csum_replace(IP_CSUM_OFF, old, new, 4)
+        .map_err(|_| DropReason::Malformed)?;
+    ctx.store(off, &(new as u32), 0)
+        .map_err(|_| DropReason::Malformed)
+}
+
+#[inline(always)]
+fn set_port(
+    ctx: &TcContext,
+    off: usize,
+    old: u16,
+    new: u16,
+    csum_off: usize,
+    l4_flags: u64,
+) -> Result<(), DropReason> {
+    ctx.l4_csum_replace(csum_off, old as u64, new as u64, l4_flags | 2)
+        .map_err(|_| DropReason::Malformed)?;
+    ctx.store(off, &new, 0).map_err(|_| DropReason::Malformed)
+}
+
+/// What to do with a rewritten packet: let it go on, or, for `NAT_FLAG_REDIRECT`, send it
+/// straight out of the entry's port with the entry's destination MAC.
+#[inline(always)]
+pub fn verdict(ctx: &TcContext, entry: &NatEntry) -> Result<i32, DropReason> {
+    if entry.flags & NAT_FLAG_REDIRECT == 0 {
+        return Ok(TC_ACT_OK);
+    }
+    let eth = crate::parse::eth(ctx).map_err(|()| DropReason::Malformed)?;
+    let src = if eth.dst_addr == entry.dst_mac {
+        eth.src_addr
+    } else {
+        eth.dst_addr
+    };
+    ctx.store(0, &entry.dst_mac, 0)
+        .map_err(|_| DropReason::Malformed)?;
+    ctx.store(6, &src, 0).map_err(|_| DropReason::Malformed)?;
+    // SAFETY: a plain helper call; the return value is the action.
+    Ok(unsafe { bpf_redirect(entry.redirect_ifindex, 0) } as i32)
+}
+
+/// The action for a dropped packet, counted.
+#[inline(always)]
+pub fn drop(reason: DropReason) -> i32 {
+    crate::maps::count_drop(reason);
+    TC_ACT_SHOT
+}

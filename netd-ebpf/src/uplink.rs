@@ -1,0 +1,144 @@
+//! TC ingress and egress of the uplinks, the host's interfaces to the outside.
+//!
+//! Ingress: replies to translated egress flows get their container back; packets to a published
+//! port on a host address are translated to the container (DNAT), keeping the client's address.
+//! Egress: containers' packets leave with the uplink's address and a free port (SNAT), and
+//! replies of published-port flows leave with the host address and port the client used.
+use aya_ebpf::{bindings::TC_ACT_OK, macros::classifier, programs::TcContext};
+use netd_common::{
+    DropReason, FlowKey, NAT_FLAG_REPLY, NAT_KIND_DNAT, NAT_KIND_SNAT, ZONE_UPLINK_IN,
+    ZONE_UPLINK_OUT,
+};
+
+use crate::{
+    maps::{self, NETD_UPLINKS},
+    nat,
+    parse::{self, Flow},
+};
+
+#[classifier]
+pub fn netd_uplink_ingress(ctx: TcContext) -> i32 {
+    match try_ingress(&ctx) {
+        Ok(action) => action,
+        Err(reason) => nat::drop(reason),
+    }
+}
+
+#[classifier]
+pub fn netd_uplink_egress(ctx: TcContext) -> i32 {
+    match try_egress(&ctx) {
+        Ok(action) => action,
+        Err(reason) => nat::drop(reason),
+    }
+}
+
+/// The IPv4 flow of the packet, if it is IPv4 at all; anything else is the host's business.
+#[inline(always)]
+fn ipv4_flow(ctx: &TcContext) -> Option<Flow> {
+    let eth = parse::eth(ctx).ok()?;
+    if eth.ether_type != parse::ETH_P_IP {
+        return None;
+    }
+    let ip = parse::ipv4(ctx).ok()?;
+    parse::flow(ctx, &ip).ok()
+}
+
+fn try_ingress(ctx: &TcContext) -> Result<i32, DropReason> {
+    let Some(flow) = ipv4_flow(ctx) else {
+        return Ok(TC_ACT_OK);
+    };
+    if !flow.translatable {
+        // Fragments and other protocols addressed to the host stay with the host.
+        return Ok(TC_ACT_OK);
+    }
+    if let Some(entry) = nat::lookup(&flow, ZONE_UPLINK_IN) {
+        nat::rewrite(ctx, &flow, &entry)?;
+        return Ok(TC_ACT_OK);
+    }
+    let Some(backend) = maps::published(flow.proto, flow.daddr, flow.dport_be) else {
+        return Ok(TC_ACT_OK);
+    };
+    let to = FlowKey {
+        daddr: backend.addr,
+        dport_be: backend.port_be,
+        ..flow.key(ZONE_UPLINK_IN)
+    };
+    let fwd = nat::entry(&flow, NAT_KIND_DNAT, 0, &to);
+    let rev_key = FlowKey {
+        saddr: backend.addr,
+        daddr: flow.saddr,
+        sport_be: backend.port_be,
+        dport_be: flow.sport_be,
+        ..flow.key(ZONE_UPLINK_OUT)
+    };
+    let rev_to = FlowKey {
+        saddr: flow.daddr,
+        sport_be: flow.dport_be,
+        ..rev_key
+    };
+    let rev = nat::entry(&flow, NAT_KIND_DNAT, NAT_FLAG_REPLY, &rev_to);
+    nat::insert_pair(&flow.key(ZONE_UPLINK_IN), &fwd, &rev_key, &rev)?;
+    nat::rewrite(ctx, &flow, &fwd)?;
+    Ok(TC_ACT_OK)
+}
+
+fn try_egress(ctx: &TcContext) -> Result<i32, DropReason> {
+    let Some(flow) = ipv4_flow(ctx) else {
+        return Ok(TC_ACT_OK);
+    };
+    if flow.translatable {
+        if let Some(entry) = nat::lookup(&flow, ZONE_UPLINK_OUT) {
+            nat::rewrite(ctx, &flow, &entry)?;
+            return Ok(TC_ACT_OK);
+        }
+    }
+    if maps::network_of(flow.saddr).is_none() {
+        return Ok(TC_ACT_OK);
+    }
+    // A container's packet on its way out: it must not leave with its private address.
+    if flow.fragment {
+        return Err(DropReason::Fragment);
+    }
+    if !flow.translatable {
+        return Err(DropReason::UnsupportedProtocol);
+    }
+    snat(ctx, &flow)
+}
+
+/// Gives a new egress flow the uplink's address and a free port.
+fn snat(ctx: &TcContext, flow: &Flow) -> Result<i32, DropReason> {
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    // SAFETY: copied out at once.
+    let uplink = *unsafe { NETD_UPLINKS.get(ifindex) }.ok_or(DropReason::UnknownEndpoint)?;
+    let mut rev_key = FlowKey {
+        saddr: flow.daddr,
+        daddr: uplink.addr,
+        sport_be: flow.dport_be,
+        dport_be: 0,
+        ..flow.key(ZONE_UPLINK_IN)
+    };
+    let rev_to = FlowKey {
+        daddr: flow.saddr,
+        dport_be: flow.sport_be,
+        ..rev_key
+    };
+    let mut rev = nat::entry(flow, NAT_KIND_SNAT, NAT_FLAG_REPLY, &rev_to);
+    if flow.proto == netd_common::IPPROTO_ICMP {
+        rev.sport_be = flow.sport_be;
+    }
+    let port_be = nat::claim_port(flow, &mut rev_key, &rev)?;
+    let mut to = FlowKey {
+        saddr: uplink.addr,
+        sport_be: port_be,
+        ..flow.key(ZONE_UPLINK_OUT)
+    };
+    if flow.proto == netd_common::IPPROTO_ICMP {
+        to.dport_be = port_be;
+    }
+    let fwd = nat::entry(flow, NAT_KIND_SNAT, 0, &to);
+    maps::NETD_NAT
+        .insert(flow.key(ZONE_UPLINK_OUT), fwd, 0)
+        .map_err(|_| DropReason::NatTableFull)?;
+    nat::rewrite(ctx, flow, &fwd)?;
+    Ok(TC_ACT_OK)
+}

@@ -1,0 +1,282 @@
+//! Published ports: Docker's `-p`, `-P` and `--expose`, host ports chosen at start and released
+//! at stop, and the `NETD_PORTS` map kept equal to what running containers publish. Also
+//! `container publish` / `unpublish`, which change a running container's ports with a map
+//! update and leave its connections alone.
+use std::collections::BTreeMap;
+
+use netd_common::{maps, Backend, PortKey, IPPROTO_TCP, IPPROTO_UDP};
+
+use super::{
+    error::{conflict, invalid, OpError, OpResult},
+    Daemon,
+};
+use crate::{
+    api::{ContainerCreate, Reply},
+    datapath::plan,
+    ports::{self, ExposedPort, PortMapping, Proto},
+    state::{Attachment, NetworkMode, State, Status},
+};
+
+/// Host ports handed out for `-P` and `-p CONTAINERPORT`.
+const EPHEMERAL: std::ops::RangeInclusive<u16> = 32768..=60999;
+
+fn spec_err(e: ports::PortSpecError) -> OpError {
+    invalid(e.to_string())
+}
+
+/// The map key of a bound mapping.
+pub fn port_key(m: &PortMapping) -> PortKey {
+    let proto = match m.proto {
+        Proto::Tcp => IPPROTO_TCP,
+        Proto::Udp => IPPROTO_UDP,
+    };
+    PortKey {
+        addr: m.host_ip.octets(),
+        port_be: m.host_port.to_be(),
+        proto,
+        _pad: 0,
+    }
+}
+
+/// Every published port of every running container, with the endpoint it leads to (the
+/// container's first interface). Host-side ifindexes come from `ifindex`.
+pub fn desired_ports(state: &State, ifindex: &BTreeMap<String, u32>) -> BTreeMap<PortKey, Backend> {
+    let mut out = BTreeMap::new();
+    for c in state
+        .containers
+        .values()
+        .filter(|c| c.status == Status::Running)
+    {
+        let Some(ep) = c.endpoints.first() else {
+            continue;
+        };
+        let Some(net) = state.networks.get(&ep.network) else {
+            continue;
+        };
+        let Some(&index) = ifindex.get(&ep.host_veth) else {
+            continue;
+        };
+        for m in &c.ports {
+            let backend = Backend {
+                addr: ep.ip.octets(),
+                port_be: m.container_port.to_be(),
+                _pad: 0,
+                ifindex: index,
+                mac: ep.mac,
+                _pad2: [0; 2],
+                gateway: net.gateway.octets(),
+            };
+            out.insert(port_key(m), backend);
+        }
+    }
+    out
+}
+
+impl Daemon {
+    /// Parses and checks `-p`, `-P` and `--expose` of a create request.
+    pub(super) fn plan_publish(
+        &self,
+        req: &ContainerCreate,
+        mode: &NetworkMode,
+        attachments: &[Attachment],
+    ) -> OpResult<(Vec<PortMapping>, Vec<ExposedPort>)> {
+        let mut expose = vec![];
+        for spec in &req.expose {
+            expose.extend(ports::parse_expose(spec).map_err(spec_err)?);
+        }
+        let mut publish = vec![];
+        for spec in &req.publish {
+            let mappings = ports::parse_publish(spec).map_err(spec_err)?;
+            expose.extend(mappings.iter().map(|m| ExposedPort {
+                port: m.container_port,
+                proto: m.proto,
+            }));
+            publish.extend(mappings);
+        }
+        if req.publish_all {
+            publish.extend(ports::publish_all_unbound(&expose, &publish));
+        }
+        expose.sort_by_key(|e| (e.port, e.proto));
+        expose.dedup();
+        if !publish.is_empty() {
+            self.check_publishable(mode, attachments)?;
+            self.check_free(&req.name, &publish)?;
+        }
+        Ok((publish, expose))
+    }
+
+    /// Ports are published on a container's first network, which must be a non-internal bridge.
+    fn check_publishable(&self, mode: &NetworkMode, attachments: &[Attachment]) -> OpResult<()> {
+        if *mode != NetworkMode::Bridge {
+            return Err(invalid(
+                "published ports need a bridge network (not host, none or container:)",
+            ));
+        }
+        if let Some(net) = attachments
+            .first()
+            .and_then(|a| self.state.networks.get(&a.network))
+        {
+            if net.internal {
+                return Err(invalid(format!(
+                    "network {} is internal: it has no published ports",
+                    net.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Fixed host ports must be free: not requested by another container, nor bound.
+    fn check_free(&self, name: &str, wanted: &[PortMapping]) -> OpResult<()> {
+        for (i, m) in wanted.iter().enumerate() {
+            let clash_own = wanted[..i].iter().any(|o| ports::conflicts(m, o));
+            let clash_other = self
+                .state
+                .containers
+                .values()
+                .filter(|c| c.name != name)
+                .flat_map(|c| c.publish.iter().chain(&c.ports))
+                .any(|o| ports::conflicts(m, o));
+            if clash_own || clash_other {
+                return Err(conflict(format!(
+                    "Bind for {}:{} failed: port is already allocated",
+                    m.host_ip, m.host_port
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Chooses the host ports of container `name`'s mappings (at start).
+    pub(super) fn bind_ports(&mut self, name: &str) -> OpResult<()> {
+        let c = &self.state.containers[name];
+        let mut bound = c.publish.clone();
+        let others: Vec<PortMapping> = self
+            .state
+            .containers
+            .values()
+            .filter(|o| o.name != name)
+            .flat_map(|o| o.publish.iter().chain(&o.ports))
+            .copied()
+            .collect();
+        let taken = |proto, ip, port| {
+            let probe = PortMapping::new(ip, port, 1, proto);
+            others.iter().any(|o| ports::conflicts(&probe, o))
+        };
+        ports::allocate(&mut bound, taken, EPHEMERAL).map_err(spec_err)?;
+        self.state.containers.get_mut(name).expect("exists").ports = bound;
+        Ok(())
+    }
+
+    /// Makes `NETD_PORTS` hold exactly what running containers publish.
+    pub(super) async fn sync_ports(&mut self) -> OpResult<()> {
+        let mut ifindex = BTreeMap::new();
+        for (_, ep) in self.state.endpoints() {
+            if let Some(index) = self.nl.link_index(&ep.host_veth).await? {
+                ifindex.insert(ep.host_veth.clone(), index);
+            }
+        }
+        let wanted = desired_ports(&self.state, &ifindex);
+        let current = self.dp.dump::<PortKey, Backend>(maps::PORTS)?;
+        self.dp.apply(maps::PORTS, plan::diff(&current, &wanted))?;
+        Ok(())
+    }
+
+    /// `container publish NAME SPEC`.
+    pub(super) async fn container_publish(&mut self, key: &str, spec: &str) -> OpResult<Reply> {
+        let c = self.container(key)?.clone();
+        let mappings = ports::parse_publish(spec).map_err(spec_err)?;
+        let first = c.attachments.first().cloned();
+        self.check_publishable(&c.mode, first.as_slice())?;
+        self.check_free(&c.name, &mappings)?;
+        if let Some(dup) = mappings
+            .iter()
+            .find(|m| c.publish.iter().any(|o| ports::conflicts(m, o)))
+        {
+            return Err(conflict(format!(
+                "{} already publishes {}:{}",
+                c.name, dup.host_ip, dup.host_port
+            )));
+        }
+        let snapshot = self.state.clone();
+        let entry = self.state.containers.get_mut(&c.name).expect("exists");
+        entry.publish.extend(mappings);
+        let result = self.rebind_if_running(&c.name, c.status).await;
+        self.finish(result, snapshot).await
+    }
+
+    /// `container unpublish NAME SPEC`: removes the mappings the spec names.
+    pub(super) async fn container_unpublish(&mut self, key: &str, spec: &str) -> OpResult<Reply> {
+        let c = self.container(key)?.clone();
+        let gone = ports::parse_publish(spec).map_err(spec_err)?;
+        let matches = |m: &PortMapping| gone.iter().any(|g| same_mapping(g, m));
+        if !c.publish.iter().chain(&c.ports).any(matches) {
+            return Err(OpError::NotFound(format!(
+                "{} does not publish {spec}",
+                c.name
+            )));
+        }
+        let snapshot = self.state.clone();
+        let entry = self.state.containers.get_mut(&c.name).expect("exists");
+        let unbound: Vec<PortMapping> = entry.ports.iter().copied().filter(matches).collect();
+        entry.ports.retain(|m| !matches(m));
+        entry
+            .publish
+            .retain(|p| !matches(p) && !unbound.iter().any(|b| requested_as(p, b)));
+        let result = self.sync_ports().await;
+        self.finish(result, snapshot).await
+    }
+
+    async fn rebind_if_running(&mut self, name: &str, status: Status) -> OpResult<()> {
+        if status != Status::Running {
+            return Ok(());
+        }
+        let before = self.state.containers[name].ports.clone();
+        self.bind_ports(name)?;
+        // Ports already bound keep their host port.
+        let entry = self.state.containers.get_mut(name).expect("exists");
+        for (new, old) in entry.ports.iter_mut().zip(&before) {
+            *new = *old;
+        }
+        self.sync_ports().await
+    }
+
+    /// Saves a successful change, or restores the snapshot (state and port map) on failure.
+    async fn finish(&mut self, result: OpResult<()>, snapshot: State) -> OpResult<Reply> {
+        match result.and_then(|()| self.save()) {
+            Ok(()) => Ok(Reply::Done),
+            Err(e) => {
+                self.state = snapshot;
+                if let Err(err) = self.sync_ports().await {
+                    tracing::error!(%err, "restoring published ports");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// `container port NAME`, as `docker port` prints it.
+    pub(super) fn container_port(&self, key: &str) -> OpResult<Reply> {
+        Ok(Reply::Ports(ports::docker_port_lines(
+            &self.container(key)?.ports,
+        )))
+    }
+}
+
+/// Whether the requested mapping `p` is what got bound as `b` (an ephemeral or ranged request
+/// got its host port at start).
+fn requested_as(p: &PortMapping, b: &PortMapping) -> bool {
+    p.container_port == b.container_port
+        && p.proto == b.proto
+        && p.host_ip == b.host_ip
+        && (p.host_port == 0 || p.host_port == b.host_port)
+}
+
+/// Whether `spec` (as `unpublish` got it) names the mapping `m`: same container port and
+/// protocol, and the same host address and port where the spec gives them.
+fn same_mapping(spec: &PortMapping, m: &PortMapping) -> bool {
+    spec.container_port == m.container_port
+        && spec.proto == m.proto
+        && (spec.host_port == 0 || spec.host_port == m.host_port)
+        && (spec.host_ip.is_unspecified() || spec.host_ip == m.host_ip)
+}

@@ -1,0 +1,205 @@
+//! Expiry of translated flows. The kernel records when each direction last saw a packet and
+//! which TCP flags went by; this pure function decides which flows are over, so that the LRU
+//! table holds live flows and new ones find room (and SNAT ports come free).
+use std::{collections::BTreeMap, time::Duration};
+
+use netd_common::{
+    FlowKey, NatEntry, IPPROTO_TCP, IPPROTO_UDP, TCP_SEEN_ACK, TCP_SEEN_FIN, TCP_SEEN_RST,
+    ZONE_ENDPOINT, ZONE_UPLINK_IN, ZONE_UPLINK_OUT,
+};
+
+/// How long a flow may stay idle, by protocol and state.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub tcp_established: Duration,
+    pub tcp_handshake: Duration,
+    pub tcp_closing: Duration,
+    pub tcp_reset: Duration,
+    pub udp_replied: Duration,
+    pub udp_unreplied: Duration,
+    pub icmp: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            tcp_established: Duration::from_secs(24 * 3600),
+            tcp_handshake: Duration::from_secs(60),
+            tcp_closing: Duration::from_secs(60),
+            tcp_reset: Duration::from_secs(10),
+            udp_replied: Duration::from_secs(120),
+            udp_unreplied: Duration::from_secs(30),
+            icmp: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The key of the other direction of the flow `key` belongs to.
+pub fn reverse_key(key: &FlowKey, entry: &NatEntry) -> FlowKey {
+    let zone = match key.zone {
+        ZONE_UPLINK_IN => ZONE_UPLINK_OUT,
+        ZONE_UPLINK_OUT => ZONE_UPLINK_IN,
+        _ => ZONE_ENDPOINT,
+    };
+    FlowKey {
+        saddr: entry.daddr,
+        daddr: entry.saddr,
+        sport_be: entry.dport_be,
+        dport_be: entry.sport_be,
+        proto: key.proto,
+        zone,
+        _pad: [0; 2],
+    }
+}
+
+/// How long this flow may be idle, given both of its directions.
+pub fn timeout(proto: u8, a: &NatEntry, b: Option<&NatEntry>, t: &Timeouts) -> Duration {
+    let seen = a.tcp_seen | b.map_or(0, |b| b.tcp_seen);
+    let both_ways = a.packets > 0 && b.is_some_and(|b| b.packets > 0);
+    match proto {
+        IPPROTO_TCP if seen & TCP_SEEN_RST != 0 => t.tcp_reset,
+        IPPROTO_TCP if seen & TCP_SEEN_FIN != 0 => t.tcp_closing,
+        IPPROTO_TCP
+            if both_ways && a.tcp_seen & b.map_or(0, |b| b.tcp_seen) & TCP_SEEN_ACK != 0 =>
+        {
+            t.tcp_established
+        }
+        IPPROTO_TCP => t.tcp_handshake,
+        IPPROTO_UDP if both_ways => t.udp_replied,
+        IPPROTO_UDP => t.udp_unreplied,
+        _ => t.icmp,
+    }
+}
+
+/// Keys of every entry whose flow has been idle longer than its timeout at `now_ns`. Both
+/// directions of an expired flow are returned; an entry whose partner is gone expires alone.
+pub fn expired(entries: &BTreeMap<FlowKey, NatEntry>, now_ns: u64, t: &Timeouts) -> Vec<FlowKey> {
+    entries
+        .iter()
+        .filter(|(key, entry)| {
+            let other = entries.get(&reverse_key(key, entry));
+            let last = entry.last_ns.max(other.map_or(0, |o| o.last_ns));
+            let idle = Duration::from_nanos(now_ns.saturating_sub(last));
+            idle > timeout(key.proto, entry, other, t)
+        })
+        .map(|(key, _)| *key)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use netd_common::{IPPROTO_ICMP, NAT_FLAG_REPLY, NAT_KIND_SNAT, TCP_SEEN_SYN};
+
+    use super::*;
+
+    const SEC: u64 = 1_000_000_000;
+
+    /// An SNAT flow 172.17.0.2:40000 -> 10.99.0.1:80 leaving as 10.99.0.2:33000.
+    fn snat_flow(proto: u8, fwd_last: u64, rev_last: u64) -> BTreeMap<FlowKey, NatEntry> {
+        let fwd_key = FlowKey {
+            saddr: [172, 17, 0, 2],
+            daddr: [10, 99, 0, 1],
+            sport_be: 40000u16.to_be(),
+            dport_be: 80u16.to_be(),
+            proto,
+            zone: ZONE_UPLINK_OUT,
+            _pad: [0; 2],
+        };
+        let fwd = NatEntry {
+            saddr: [10, 99, 0, 2],
+            daddr: [10, 99, 0, 1],
+            sport_be: 33000u16.to_be(),
+            dport_be: 80u16.to_be(),
+            kind: NAT_KIND_SNAT,
+            flags: 0,
+            tcp_seen: 0,
+            _pad: 0,
+            redirect_ifindex: 0,
+            dst_mac: [0; 6],
+            _pad2: [0; 2],
+            created_ns: 0,
+            last_ns: fwd_last,
+            packets: 1,
+            bytes: 60,
+        };
+        let rev_key = reverse_key(&fwd_key, &fwd);
+        let rev = NatEntry {
+            saddr: [10, 99, 0, 1],
+            daddr: [172, 17, 0, 2],
+            sport_be: 80u16.to_be(),
+            dport_be: 40000u16.to_be(),
+            flags: NAT_FLAG_REPLY,
+            last_ns: rev_last,
+            packets: u64::from(rev_last > 0),
+            ..fwd
+        };
+        BTreeMap::from([(fwd_key, fwd), (rev_key, rev)])
+    }
+
+    #[test]
+    fn the_reverse_of_the_reverse_is_the_forward_key() {
+        let flow = snat_flow(IPPROTO_TCP, 1, 1);
+        for (key, entry) in &flow {
+            let rev = reverse_key(key, entry);
+            assert!(flow.contains_key(&rev), "{rev:?}");
+            assert_eq!(reverse_key(&rev, &flow[&rev]), *key);
+        }
+    }
+
+    #[test]
+    fn an_unanswered_udp_flow_expires_after_30s_and_an_answered_one_lives_on() {
+        let t = Timeouts::default();
+        assert!(expired(&snat_flow(IPPROTO_UDP, 0, 0), 31 * SEC, &t).len() == 2);
+        assert!(expired(&snat_flow(IPPROTO_UDP, 0, 0), 29 * SEC, &t).is_empty());
+        assert!(expired(&snat_flow(IPPROTO_UDP, SEC, SEC), 60 * SEC, &t).is_empty());
+    }
+
+    #[test]
+    fn a_flow_is_as_fresh_as_its_freshest_direction() {
+        let t = Timeouts::default();
+        assert!(expired(&snat_flow(IPPROTO_ICMP, 0, 100 * SEC), 120 * SEC, &t).is_empty());
+        assert_eq!(
+            expired(&snat_flow(IPPROTO_ICMP, 0, 100 * SEC), 131 * SEC, &t).len(),
+            2
+        );
+    }
+
+    #[test]
+    fn tcp_timeouts_follow_the_connection_state() {
+        let t = Timeouts::default();
+        let mut flow = snat_flow(IPPROTO_TCP, SEC, SEC);
+        flow.values_mut()
+            .for_each(|e| e.tcp_seen = TCP_SEEN_SYN | TCP_SEEN_ACK);
+        assert!(
+            expired(&flow, 3600 * SEC, &t).is_empty(),
+            "established lives long"
+        );
+        flow.values_mut().next().unwrap().tcp_seen |= TCP_SEEN_FIN;
+        assert_eq!(
+            expired(&flow, 62 * SEC, &t).len(),
+            2,
+            "closing goes after 60 s"
+        );
+        flow.values_mut().next().unwrap().tcp_seen |= TCP_SEEN_RST;
+        assert_eq!(
+            expired(&flow, 12 * SEC, &t).len(),
+            2,
+            "reset goes after 10 s"
+        );
+        let syn_only = snat_flow(IPPROTO_TCP, SEC, 0);
+        assert_eq!(
+            expired(&syn_only, 62 * SEC, &t).len(),
+            2,
+            "an unanswered handshake goes after 60 s"
+        );
+    }
+
+    #[test]
+    fn an_orphaned_direction_expires_alone() {
+        let t = Timeouts::default();
+        let mut flow = snat_flow(IPPROTO_UDP, 0, 0);
+        let first = *flow.keys().next().unwrap();
+        flow.remove(&first);
+        assert_eq!(expired(&flow, 31 * SEC, &t).len(), 1);
+    }
+}
