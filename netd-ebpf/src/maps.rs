@@ -77,25 +77,18 @@ pub fn is_local(addr: [u8; 4]) -> bool {
 }
 
 /// The backend published on (`proto`, `addr`, `port_be`): an exact binding first, then one on
-/// every address (0.0.0.0), which only answers on the host's own addresses.
+/// every address (0.0.0.0). Published ports only ever answer on the host's own addresses, so
+/// the common case (a packet to anything else) costs one lookup.
 #[inline(always)]
 pub fn published(proto: u8, addr: [u8; 4], port_be: u16) -> Option<Backend> {
-    let exact = PortKey {
-        addr,
-        port_be,
-        proto,
-        _pad: 0,
-    };
+    if !is_local(addr) {
+        return None;
+    }
+    let exact = PortKey { addr, port_be, proto, _pad: 0 };
     // SAFETY: values are copied out at once.
     if let Some(b) = unsafe { NETD_PORTS.get(exact) } {
         return Some(*b);
     }
-    if !is_local(addr) {
-        return None;
-    }
-    let any = PortKey {
-        addr: [0; 4],
-        ..exact
-    };
+    let any = PortKey { addr: [0; 4], ..exact };
     unsafe { NETD_PORTS.get(any) }.copied()
 }

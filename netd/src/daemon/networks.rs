@@ -137,6 +137,8 @@ impl Daemon {
         }
         let id = network.id.clone();
         self.install_network(network).await?;
+        // The gateway is a new host address: published ports answer on it at once.
+        self.sync_local_addrs().await?;
         Ok(Reply::Created(id))
     }
 
@@ -217,6 +219,7 @@ impl Daemon {
             })?;
             self.nl.delete_link(&network.bridge).await?;
         }
+        self.sync_local_addrs().await?;
         Ok(Reply::Done)
     }
 
