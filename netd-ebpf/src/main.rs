@@ -3,6 +3,7 @@
 //! - [`endpoint`]: TC ingress of the host side of each container veth (what the container sends):
 //!   anti-spoofing, isolation between networks, hairpin to published ports.
 //! - [`uplink`]: TC ingress and egress of the uplinks: published ports (DNAT) and egress SNAT.
+//! - [`icmp`]: translation of ICMP errors about translated flows.
 //! - [`nat`]: flow lookup, rewriting with checksum updates, new translations.
 //! - [`sock`]: cgroup socket hooks that send host processes straight to published ports.
 //! - [`parse`]: bounds-checked header access.
@@ -12,6 +13,7 @@
 #![no_main]
 
 mod endpoint;
+mod icmp;
 mod maps;
 mod nat;
 mod parse;

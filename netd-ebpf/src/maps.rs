@@ -84,11 +84,19 @@ pub fn published(proto: u8, addr: [u8; 4], port_be: u16) -> Option<Backend> {
     if !is_local(addr) {
         return None;
     }
-    let exact = PortKey { addr, port_be, proto, _pad: 0 };
+    let exact = PortKey {
+        addr,
+        port_be,
+        proto,
+        _pad: 0,
+    };
     // SAFETY: values are copied out at once.
     if let Some(b) = unsafe { NETD_PORTS.get(exact) } {
         return Some(*b);
     }
-    let any = PortKey { addr: [0; 4], ..exact };
+    let any = PortKey {
+        addr: [0; 4],
+        ..exact
+    };
     unsafe { NETD_PORTS.get(any) }.copied()
 }

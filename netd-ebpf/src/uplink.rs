@@ -11,6 +11,7 @@ use netd_common::{
 };
 
 use crate::{
+    icmp,
     maps::{self, NETD_UPLINKS},
     nat,
     parse::{self, Flow},
@@ -48,7 +49,9 @@ fn try_ingress(ctx: &TcContext) -> Result<i32, DropReason> {
         return Ok(TC_ACT_OK);
     };
     if !flow.translatable {
-        // Fragments and other protocols addressed to the host stay with the host.
+        // ICMP errors about translated flows go to whoever sent the quoted packet; fragments
+        // and other protocols addressed to the host stay with the host.
+        icmp::translate_error(ctx, &flow, ZONE_UPLINK_IN, true)?;
         return Ok(TC_ACT_OK);
     }
     if let Some(entry) = nat::lookup(&flow, ZONE_UPLINK_IN) {
@@ -100,7 +103,10 @@ fn try_egress(ctx: &TcContext) -> Result<i32, DropReason> {
         return Err(DropReason::Fragment);
     }
     if !flow.translatable {
-        return Err(DropReason::UnsupportedProtocol);
+        return match icmp::translate_error(ctx, &flow, ZONE_UPLINK_OUT, false)? {
+            true => Ok(TC_ACT_OK),
+            false => Err(DropReason::UnsupportedProtocol),
+        };
     }
     snat(ctx, &flow)
 }

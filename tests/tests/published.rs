@@ -419,3 +419,19 @@ fn internal_networks_have_no_egress() {
     assert!(host.blocked("in", OUTSIDE_IP));
     assert!(host.reaches("out", OUTSIDE_IP));
 }
+
+#[test]
+fn icmp_errors_about_translated_flows_reach_the_sender() {
+    let Some(host) = Host::start() else { return };
+    host.container("c", &["-p", "5353:53/udp"]);
+    // Egress to a closed outside port: the outside's port-unreachable comes back to the container.
+    let out = host.exec("c", &["sh", "-c", "echo x | socat -T3 - UDP:10.99.0.1:9"]);
+    assert!(out.stderr.contains("Connection refused"), "{out:?}");
+    // Inbound to a published port nobody listens on: the container's error reaches the client.
+    let out = host.outside(&[
+        "sh",
+        "-c",
+        &format!("echo x | socat -T3 - UDP:{UPLINK_IP}:5353"),
+    ]);
+    assert!(out.stderr.contains("Connection refused"), "{out:?}");
+}
