@@ -62,6 +62,19 @@ pub struct DaemonArgs {
     /// the cgroup2 hierarchy).
     #[arg(long, env = "NETD_CGROUP")]
     pub cgroup: Option<PathBuf>,
+    /// Size of the NAT table in entries (two per translated flow); takes effect when the table is
+    /// created (first start, or after --cleanup).
+    #[arg(long, default_value_t = netd_common::DEFAULT_NAT_ENTRIES, value_parser = clap::value_parser!(u32).range(64..))]
+    pub nat_entries: u32,
+    /// Seconds an established TCP flow through NAT may stay idle (default one day).
+    #[arg(long)]
+    pub nat_timeout_tcp: Option<u64>,
+    /// Seconds an answered UDP flow through NAT may stay idle (default 120; unanswered: 30).
+    #[arg(long)]
+    pub nat_timeout_udp: Option<u64>,
+    /// Seconds an ICMP echo flow through NAT may stay idle (default 30).
+    #[arg(long)]
+    pub nat_timeout_icmp: Option<u64>,
     /// Remove everything this daemon installed, then exit.
     #[arg(long)]
     pub cleanup: bool,

@@ -110,21 +110,28 @@ pub struct Host {
     /// Start the daemon with `ip netns exec` (private mount namespace, fresh /sys) instead of
     /// `nsenter --net`.
     private_mounts: bool,
+    /// Extra `netd daemon` arguments, used at every start.
+    daemon_args: Vec<String>,
 }
 
 impl Host {
     /// A new host with its daemon running, or `None` when privileged tests are skipped.
     pub fn start() -> Option<Host> {
-        Self::start_with(false)
+        Self::start_with(false, &[])
+    }
+
+    /// Like [`Host::start`], with extra `netd daemon` arguments.
+    pub fn start_with_args(args: &[&str]) -> Option<Host> {
+        Self::start_with(false, args)
     }
 
     /// Like [`Host::start`], with the daemon in a private mount namespace as `ip netns exec`
     /// makes it.
     pub fn start_with_private_mounts() -> Option<Host> {
-        Self::start_with(true)
+        Self::start_with(true, &[])
     }
 
-    fn start_with(private_mounts: bool) -> Option<Host> {
+    fn start_with(private_mounts: bool, args: &[&str]) -> Option<Host> {
         if !privileged() {
             return None;
         }
@@ -141,6 +148,7 @@ impl Host {
             bpffs,
             daemon: None,
             private_mounts,
+            daemon_args: args.iter().map(|a| a.to_string()).collect(),
         };
         host.build_namespaces();
         host.start_daemon();
@@ -236,7 +244,10 @@ impl Host {
             }
             false => self.in_host(),
         };
-        cmd.arg(netd_bin()).arg("daemon").args(self.dirs());
+        cmd.arg(netd_bin())
+            .arg("daemon")
+            .args(self.dirs())
+            .args(&self.daemon_args);
         cmd.args(["--uplink", "uplink0", "--resolv-conf"])
             .arg(self.dir.join("resolv.conf"));
         cmd.env("RUST_LOG", "netd=debug,info")

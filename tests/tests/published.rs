@@ -435,3 +435,28 @@ fn icmp_errors_about_translated_flows_reach_the_sender() {
     ]);
     assert!(out.stderr.contains("Connection refused"), "{out:?}");
 }
+
+#[test]
+fn idle_flows_expire_from_the_nat_table() {
+    let Some(host) = Host::start_with_args(&["--nat-timeout-icmp", "1", "--nat-timeout-udp", "1"])
+    else {
+        return;
+    };
+    host.container("c", &[]);
+    assert!(host.reaches("c", OUTSIDE_IP));
+    let nat = host.ok(&["maps", "dump", "nat"]);
+    assert!(nat.contains("icmp"), "{nat}");
+    // Housekeeping runs every 5 s; the flow is idle after 1 s.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while host.ok(&["maps", "dump", "nat"]).contains("icmp") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ICMP flow did not expire"
+        );
+        sleep(Duration::from_millis(500));
+    }
+    assert!(
+        host.reaches("c", OUTSIDE_IP),
+        "new flows are translated again"
+    );
+}

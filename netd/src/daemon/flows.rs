@@ -11,7 +11,7 @@ impl Daemon {
         self.sync_local_addrs().await?;
         let entries = self.dp.dump::<FlowKey, NatEntry>(maps::NAT)?;
         let now = super::maps::monotonic_ns();
-        let expired = conntrack::expired(&entries, now, &self.timeouts);
+        let expired = conntrack::expired(&entries, now, &self.config.timeouts);
         let count = expired.len();
         self.dp.apply::<FlowKey, NatEntry>(
             maps::NAT,

@@ -23,7 +23,7 @@ use ipnet::Ipv4Net;
 use crate::{
     api::{Reply, Request},
     cli::DaemonArgs,
-    datapath::Datapath,
+    datapath::{conntrack::Timeouts, Datapath},
     netlink::Netlink,
     netns,
     state::State,
@@ -42,6 +42,8 @@ pub struct Config {
     pub resolv_conf: PathBuf,
     /// Where the socket hooks go; `None` when there is no cgroup2 hierarchy.
     pub cgroup: Option<PathBuf>,
+    pub nat_entries: u32,
+    pub timeouts: Timeouts,
 }
 
 impl Config {
@@ -54,6 +56,12 @@ impl Config {
             default_subnet: args.default_subnet,
             resolv_conf: args.resolv_conf.clone(),
             cgroup: args.cgroup.clone().or_else(cgroup2_root),
+            nat_entries: args.nat_entries,
+            timeouts: Timeouts::with(
+                args.nat_timeout_tcp,
+                args.nat_timeout_udp,
+                args.nat_timeout_icmp,
+            ),
         }
     }
 
@@ -94,8 +102,6 @@ pub struct Daemon {
     pub dp: Datapath,
     /// Interfaces the uplink programs are attached to.
     pub uplinks: Vec<String>,
-    /// When translated flows expire.
-    pub timeouts: crate::datapath::conntrack::Timeouts,
 }
 
 impl Daemon {
@@ -116,7 +122,8 @@ impl Daemon {
         }
         netns::set_sysctl("net.ipv4.ip_forward", "1").context("cannot enable IPv4 forwarding")?;
         let state = State::load(&config.state_file)?;
-        let dp = Datapath::open(&config.bpffs).context("cannot set up the eBPF datapath")?;
+        let dp = Datapath::open(&config.bpffs, config.nat_entries)
+            .context("cannot set up the eBPF datapath")?;
         let nl = Netlink::current()?;
         let mut daemon = Self {
             config,
@@ -124,7 +131,6 @@ impl Daemon {
             nl,
             dp,
             uplinks: vec![],
-            timeouts: Default::default(),
         };
         daemon
             .reconcile()

@@ -20,6 +20,26 @@ pub struct Timeouts {
     pub icmp: Duration,
 }
 
+impl Timeouts {
+    /// The defaults with the user's overrides (`--nat-timeout-*`, in seconds): `tcp` sets
+    /// established connections, `udp` answered flows (unanswered ones get at most that), `icmp`
+    /// echo flows.
+    pub fn with(tcp: Option<u64>, udp: Option<u64>, icmp: Option<u64>) -> Self {
+        let mut t = Self::default();
+        if let Some(s) = tcp {
+            t.tcp_established = Duration::from_secs(s);
+        }
+        if let Some(s) = udp {
+            t.udp_replied = Duration::from_secs(s);
+            t.udp_unreplied = t.udp_unreplied.min(t.udp_replied);
+        }
+        if let Some(s) = icmp {
+            t.icmp = Duration::from_secs(s);
+        }
+        t
+    }
+}
+
 impl Default for Timeouts {
     fn default() -> Self {
         Self {

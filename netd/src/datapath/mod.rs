@@ -99,13 +99,15 @@ pub struct Datapath {
 
 impl Datapath {
     /// Mounts bpffs at `root` if needed, loads the object (reusing pinned maps) and the programs.
-    pub fn open(root: &Path) -> Result<Self, DatapathError> {
+    /// `nat_entries` sizes the NAT table when it is created.
+    pub fn open(root: &Path, nat_entries: u32) -> Result<Self, DatapathError> {
         ensure_bpffs(root)?;
         for dir in [root.join("maps"), root.join("links")] {
             fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
         }
         let mut ebpf = EbpfLoader::new()
             .default_map_pin_directory(root.join("maps"))
+            .map_max_entries(maps::NAT, nat_entries)
             .load(EBPF_OBJECT)?;
         for name in TC_PROGRAMS {
             tc_program(&mut ebpf, name)?
