@@ -101,6 +101,20 @@ fn must(program: &str, args: &[&str]) {
     assert!(out.ok(), "{program} {args:?} failed: {}", out.stderr);
 }
 
+/// A background process that is killed and reaped when dropped.
+pub struct Background(Child);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Err(e) = self.0.kill() {
+            eprintln!("cannot kill background process {}: {e}", self.0.id());
+        }
+        if let Err(e) = self.0.wait() {
+            eprintln!("cannot reap background process {}: {e}", self.0.id());
+        }
+    }
+}
+
 /// A throwaway host with a netd daemon.
 pub struct Host {
     pub name: String,
@@ -389,6 +403,19 @@ impl Host {
         let script = format!("echo $$ > {} && {script}", procs.display());
         let ns = format!("--net=/run/netns/{}", self.host_ns());
         run("nsenter", &[&ns, "sh", "-c", &script])
+    }
+
+    /// Starts a long-running command (a server) in the outside namespace.
+    pub fn outside_background(&self, cmd: &[&str]) -> Background {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.outside_ns()])
+            .args(cmd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start background process");
+        Background(child)
     }
 
     /// Runs a command in the outside namespace.

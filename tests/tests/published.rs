@@ -96,20 +96,11 @@ fn a_published_port_is_reachable_from_outside_and_the_container_sees_the_client(
 fn egress_leaves_with_the_uplink_address_and_replies_come_back() {
     let Some(host) = Host::start() else { return };
     host.container("client", &[]);
-    // Killed with everything else in the outside namespace when `host` is dropped.
-    let _server = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &host.outside_ns(),
-            "socat",
-            "TCP-LISTEN:9999,fork,reuseaddr",
-            "SYSTEM:echo $SOCAT_PEERADDR",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("outside server");
+    let _server = host.outside_background(&[
+        "socat",
+        "TCP-LISTEN:9999,fork,reuseaddr",
+        "SYSTEM:echo $SOCAT_PEERADDR",
+    ]);
     sleep(Duration::from_millis(300));
     assert_eq!(from_container(&host, "client", OUTSIDE_IP, 9999), UPLINK_IP);
     assert!(host.reaches("client", OUTSIDE_IP), "ICMP is translated too");
@@ -370,17 +361,7 @@ fn published_and_egress_connections_survive_a_daemon_kill_and_restart() {
         "TCP-LISTEN:80,fork,reuseaddr",
         "EXEC:cat",
     ]);
-    let _echo = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &host.outside_ns(),
-            "socat",
-            "TCP-LISTEN:7777,fork,reuseaddr",
-            "EXEC:cat",
-        ])
-        .spawn()
-        .expect("outside echo");
+    let _echo = host.outside_background(&["socat", "TCP-LISTEN:7777,fork,reuseaddr", "EXEC:cat"]);
     sleep(Duration::from_millis(300));
     let inbound = outside_stream(&host, 9090, 25);
     let script =
