@@ -123,34 +123,8 @@ impl Netlink {
 
     /// Creates a bridge (down) tagged as owned by `owner`.
     pub async fn create_bridge(&self, name: &str, owner: &str) -> Result<u32, NetlinkError> {
-        let msg = LinkBridge::new(name).build();
-        self.handle
-            .link()
-            .add(msg)
-            .execute()
+        self.add_tagged(LinkBridge::new(name).build(), name, owner, "create bridge")
             .await
-            .map_err(req("create bridge", name))?;
-        let index = self.require_link(name).await?;
-        if let Err(e) = self.tag(index, owner).await {
-            if let Err(del) = self.delete_link(name).await {
-                tracing::error!(%del, "cannot delete untagged bridge {name}");
-            }
-            return Err(e);
-        }
-        Ok(index)
-    }
-
-    /// Marks a device as netd's (the kernel ignores an alias given at creation).
-    async fn tag(&self, index: u32, owner: &str) -> Result<(), NetlinkError> {
-        let msg = LinkUnspec::new_with_index(index)
-            .append_extra_attribute(alias(owner))
-            .build();
-        self.handle
-            .link()
-            .set(msg)
-            .execute()
-            .await
-            .map_err(req("tag", index))
     }
 
     /// Creates a veth pair (both ends down); the host end is tagged as owned by `owner`.
@@ -161,21 +135,37 @@ impl Netlink {
         owner: &str,
     ) -> Result<(u32, u32), NetlinkError> {
         let msg = LinkVeth::new(host, peer).build();
+        let index = self.add_tagged(msg, host, owner, "create veth").await?;
+        Ok((index, self.require_link(peer).await?))
+    }
+
+    /// Creates the device `msg` describes, called `name`, and marks it as netd's (the kernel
+    /// ignores an alias given at creation). A device that cannot be tagged would never be
+    /// reaped, so it is deleted at once.
+    async fn add_tagged(
+        &self,
+        msg: LinkMessage,
+        name: &str,
+        owner: &str,
+        what: &'static str,
+    ) -> Result<u32, NetlinkError> {
         self.handle
             .link()
             .add(msg)
             .execute()
             .await
-            .map_err(req("create veth", host))?;
-        let index = self.require_link(host).await?;
-        if let Err(e) = self.tag(index, owner).await {
-            // Untagged, it would never be reaped: take it back now.
-            if let Err(del) = self.delete_link(host).await {
-                tracing::error!(%del, "cannot delete untagged veth {host}");
+            .map_err(req(what, name))?;
+        let index = self.require_link(name).await?;
+        let tag = LinkUnspec::new_with_index(index)
+            .append_extra_attribute(alias(owner))
+            .build();
+        if let Err(e) = self.handle.link().set(tag).execute().await {
+            if let Err(del) = self.delete_link(name).await {
+                tracing::error!(%del, "cannot delete untagged device {name}");
             }
-            return Err(e);
+            return Err(req("tag", name)(e));
         }
-        Ok((index, self.require_link(peer).await?))
+        Ok(index)
     }
 
     /// Moves a device into the namespace at `path`.

@@ -27,6 +27,20 @@ fn peer_echo(host: &Host, container: &str, port: u16) {
     sleep(Duration::from_millis(300));
 }
 
+/// Calls `f` until it returns `expected` (a server started with `exec -d` may need a moment to
+/// listen on a loaded machine), at most 30 times; returns the last answer.
+fn until(expected: impl AsRef<str>, f: impl Fn() -> String) -> String {
+    let mut got = f();
+    for _ in 0..30 {
+        if got == expected.as_ref() {
+            break;
+        }
+        sleep(Duration::from_millis(100));
+        got = f();
+    }
+    got
+}
+
 /// What a TCP client in the outside namespace gets from `ip:port`.
 fn from_outside(host: &Host, ip: &str, port: u16) -> String {
     host.outside(&[
@@ -64,7 +78,10 @@ fn a_published_port_is_reachable_from_outside_and_the_container_sees_the_client(
     let Some(host) = Host::start() else { return };
     host.container("web", &["-p", "8080:80"]);
     peer_echo(&host, "web", 80);
-    assert_eq!(from_outside(&host, UPLINK_IP, 8080), OUTSIDE_IP);
+    assert_eq!(
+        until(OUTSIDE_IP, || from_outside(&host, UPLINK_IP, 8080)),
+        OUTSIDE_IP
+    );
     assert_eq!(
         host.ok(&["container", "port", "web"]),
         "80/tcp -> 0.0.0.0:8080\n"
@@ -102,7 +119,12 @@ fn egress_leaves_with_the_uplink_address_and_replies_come_back() {
         "SYSTEM:echo $SOCAT_PEERADDR",
     ]);
     sleep(Duration::from_millis(300));
-    assert_eq!(from_container(&host, "client", OUTSIDE_IP, 9999), UPLINK_IP);
+    assert_eq!(
+        until(UPLINK_IP, || from_container(
+            &host, "client", OUTSIDE_IP, 9999
+        )),
+        UPLINK_IP
+    );
     assert!(host.reaches("client", OUTSIDE_IP), "ICMP is translated too");
     let nat = host.ok(&["maps", "dump", "nat"]);
     assert!(nat.contains("snat") && nat.contains("172.17.0.2:"), "{nat}");
@@ -139,8 +161,14 @@ fn host_processes_reach_published_ports_on_loopback_and_host_addresses() {
     let Some(host) = Host::start() else { return };
     host.container("web", &["-p", "8080:80"]);
     peer_echo(&host, "web", 80);
-    assert_eq!(from_host(&host, "127.0.0.1", 8080), "172.17.0.1");
-    assert_eq!(from_host(&host, UPLINK_IP, 8080), "172.17.0.1");
+    assert_eq!(
+        until("172.17.0.1", || from_host(&host, "127.0.0.1", 8080)),
+        "172.17.0.1"
+    );
+    assert_eq!(
+        until("172.17.0.1", || from_host(&host, UPLINK_IP, 8080)),
+        "172.17.0.1"
+    );
     let outside_cgroup =
         host.on_host(&["socat", "-T1", "-", "TCP:127.0.0.1:8080,connect-timeout=1"]);
     assert!(
@@ -157,18 +185,32 @@ fn containers_reach_published_ports_through_host_addresses_even_their_own() {
     host.container("same", &[]);
     host.container("far", &["--network", "other"]);
     peer_echo(&host, "web", 80);
-    assert_eq!(from_container(&host, "same", UPLINK_IP, 8080), "172.17.0.3");
     assert_eq!(
-        from_container(&host, "same", "172.17.0.1", 8080),
+        until("172.17.0.3", || from_container(
+            &host, "same", UPLINK_IP, 8080
+        )),
         "172.17.0.3"
     );
     assert_eq!(
-        from_container(&host, "far", UPLINK_IP, 8080),
+        until("172.17.0.3", || from_container(
+            &host,
+            "same",
+            "172.17.0.1",
+            8080
+        )),
+        "172.17.0.3"
+    );
+    assert_eq!(
+        until("172.18.0.2", || from_container(
+            &host, "far", UPLINK_IP, 8080
+        )),
         "172.18.0.2",
         "from another network"
     );
     assert_eq!(
-        from_container(&host, "web", UPLINK_IP, 8080),
+        until("172.17.0.1", || from_container(
+            &host, "web", UPLINK_IP, 8080
+        )),
         "172.17.0.1",
         "hairpin to itself"
     );
@@ -186,7 +228,10 @@ fn a_port_bound_to_an_address_answers_only_there() {
     host.container("peer", &[]);
     peer_echo(&host, "loc", 80);
     peer_echo(&host, "upl", 80);
-    assert_eq!(from_host(&host, "127.0.0.1", 8081), "172.17.0.1");
+    assert_eq!(
+        until("172.17.0.1", || from_host(&host, "127.0.0.1", 8081)),
+        "172.17.0.1"
+    );
     assert_eq!(
         from_outside(&host, UPLINK_IP, 8081),
         "",
@@ -197,7 +242,10 @@ fn a_port_bound_to_an_address_answers_only_there() {
         "",
         "127.0.0.1 only: not from containers"
     );
-    assert_eq!(from_outside(&host, UPLINK_IP, 8082), OUTSIDE_IP);
+    assert_eq!(
+        until(OUTSIDE_IP, || from_outside(&host, UPLINK_IP, 8082)),
+        OUTSIDE_IP
+    );
     assert_eq!(
         from_container(&host, "peer", "172.17.0.1", 8082),
         "",
@@ -238,8 +286,14 @@ fn every_publish_form_is_honoured() {
     assert!((32768..=60999).contains(&ephemeral));
     peer_echo(&host, "a", 80);
     peer_echo(&host, "a", 83);
-    assert_eq!(from_outside(&host, UPLINK_IP, ephemeral), OUTSIDE_IP);
-    assert_eq!(from_outside(&host, UPLINK_IP, 8001), OUTSIDE_IP);
+    assert_eq!(
+        until(OUTSIDE_IP, || from_outside(&host, UPLINK_IP, ephemeral)),
+        OUTSIDE_IP
+    );
+    assert_eq!(
+        until(OUTSIDE_IP, || from_outside(&host, UPLINK_IP, 8001)),
+        OUTSIDE_IP
+    );
 
     host.container("b", &["-P", "--expose", "7000", "--expose", "7001/udp"]);
     let ports = host.ok(&["container", "port", "b"]);

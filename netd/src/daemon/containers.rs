@@ -25,6 +25,14 @@ impl Daemon {
             .ok_or_else(|| OpError::NotFound(format!("no such container: {key}")))
     }
 
+    /// A container known to exist (it was looked up at the start of the request).
+    pub(super) fn entry_mut(&mut self, name: &str) -> &mut Container {
+        self.state
+            .containers
+            .get_mut(name)
+            .expect("looked up at the start of the request")
+    }
+
     /// The namespace file of a container that has its own namespace.
     pub(super) fn netns_path(&self, c: &Container) -> PathBuf {
         c.adopted_netns
@@ -186,19 +194,10 @@ impl Daemon {
                     .plug(&c.id, &path, a, &ifname, default_route, undo)
                     .await?;
                 endpoints.push(ep.clone());
-                self.state
-                    .containers
-                    .get_mut(&c.name)
-                    .expect("exists")
-                    .endpoints
-                    .push(ep);
+                self.entry_mut(&c.name).endpoints.push(ep);
             }
         }
-        self.state
-            .containers
-            .get_mut(&c.name)
-            .expect("exists")
-            .status = Status::Running;
+        self.entry_mut(&c.name).status = Status::Running;
         self.bind_ports(&c.name)?;
         self.sync_ports().await?;
         self.write_files(&c.name)?;
@@ -234,12 +233,7 @@ impl Daemon {
     /// the container as stopped even if some teardown step failed; every error is returned.
     pub(super) async fn stop_steps(&mut self, c: &Container) -> Vec<String> {
         let mut errors = vec![];
-        self.state
-            .containers
-            .get_mut(&c.name)
-            .expect("exists")
-            .ports
-            .clear();
+        self.entry_mut(&c.name).ports.clear();
         if let Err(e) = self.sync_ports().await {
             errors.push(e.to_string());
         }
@@ -255,7 +249,7 @@ impl Daemon {
                 errors.push(e.to_string());
             }
         }
-        let entry = self.state.containers.get_mut(&c.name).expect("exists");
+        let entry = self.entry_mut(&c.name);
         entry.endpoints.clear();
         entry.status = Status::Exited;
         if let Err(e) = self.save() {
@@ -359,19 +353,9 @@ impl Daemon {
                     undo,
                 )
                 .await?;
-            self.state
-                .containers
-                .get_mut(&c.name)
-                .expect("exists")
-                .endpoints
-                .push(ep);
+            self.entry_mut(&c.name).endpoints.push(ep);
         }
-        self.state
-            .containers
-            .get_mut(&c.name)
-            .expect("exists")
-            .attachments
-            .push(attachment);
+        self.entry_mut(&c.name).attachments.push(attachment);
         if c.status == Status::Running {
             self.write_files(&c.name)?;
         }
@@ -391,7 +375,7 @@ impl Daemon {
         if let Some(ep) = c.endpoints.iter().find(|e| e.network == network) {
             errors = self.unplug(ep).await;
         }
-        let entry = self.state.containers.get_mut(&c.name).expect("exists");
+        let entry = self.entry_mut(&c.name);
         entry.endpoints.retain(|e| e.network != network);
         entry.attachments.retain(|a| a.network != network);
         self.save()?;

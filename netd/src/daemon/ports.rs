@@ -164,7 +164,7 @@ impl Daemon {
             others.iter().any(|o| ports::conflicts(&probe, o))
         };
         ports::allocate(&mut bound, taken, EPHEMERAL).map_err(spec_err)?;
-        self.state.containers.get_mut(name).expect("exists").ports = bound;
+        self.entry_mut(name).ports = bound;
         Ok(())
     }
 
@@ -199,7 +199,7 @@ impl Daemon {
             )));
         }
         let snapshot = self.state.clone();
-        let entry = self.state.containers.get_mut(&c.name).expect("exists");
+        let entry = self.entry_mut(&c.name);
         entry.publish.extend(mappings);
         let result = self.rebind_if_running(&c.name, c.status).await;
         self.finish(result, snapshot).await
@@ -217,7 +217,7 @@ impl Daemon {
             )));
         }
         let snapshot = self.state.clone();
-        let entry = self.state.containers.get_mut(&c.name).expect("exists");
+        let entry = self.entry_mut(&c.name);
         let unbound: Vec<PortMapping> = entry.ports.iter().copied().filter(matches).collect();
         entry.ports.retain(|m| !matches(m));
         entry
@@ -234,7 +234,7 @@ impl Daemon {
         let before = self.state.containers[name].ports.clone();
         self.bind_ports(name)?;
         // Ports already bound keep their host port.
-        let entry = self.state.containers.get_mut(name).expect("exists");
+        let entry = self.entry_mut(name);
         for (new, old) in entry.ports.iter_mut().zip(&before) {
             *new = *old;
         }
