@@ -33,19 +33,24 @@ pub fn netd_uplink_egress(ctx: TcContext) -> i32 {
     }
 }
 
-/// The IPv4 flow of the packet, if it is IPv4 at all; anything else is the host's business.
+/// The IPv4 flow of the packet: `Ok(None)` if it is not IPv4 at all (the host's business),
+/// `Err(source address)` if its IPv4 header is valid but what follows is cut short.
 #[inline(always)]
-fn ipv4_flow(ctx: &TcContext) -> Option<Flow> {
-    let eth = parse::eth(ctx).ok()?;
+fn ipv4_flow(ctx: &TcContext) -> Result<Option<Flow>, [u8; 4]> {
+    let Ok(eth) = parse::eth(ctx) else {
+        return Ok(None);
+    };
     if eth.ether_type != parse::ETH_P_IP {
-        return None;
+        return Ok(None);
     }
-    let ip = parse::ipv4(ctx).ok()?;
-    parse::flow(ctx, &ip).ok()
+    let Ok(ip) = parse::ipv4(ctx) else {
+        return Ok(None);
+    };
+    parse::flow(ctx, &ip).map(Some).map_err(|()| ip.src_addr)
 }
 
 fn try_ingress(ctx: &TcContext) -> Result<i32, DropReason> {
-    let Some(flow) = ipv4_flow(ctx) else {
+    let Ok(Some(flow)) = ipv4_flow(ctx) else {
         return Ok(TC_ACT_OK);
     };
     if !flow.translatable {
@@ -86,8 +91,13 @@ fn try_ingress(ctx: &TcContext) -> Result<i32, DropReason> {
 }
 
 fn try_egress(ctx: &TcContext) -> Result<i32, DropReason> {
-    let Some(flow) = ipv4_flow(ctx) else {
-        return Ok(TC_ACT_OK);
+    let flow = match ipv4_flow(ctx) {
+        Ok(Some(flow)) => flow,
+        Ok(None) => return Ok(TC_ACT_OK),
+        // A container's packet whose ports cannot be read cannot be translated, and must not
+        // leave with its private address either (the host forwards such packets as they are).
+        Err(saddr) if maps::network_of(saddr).is_some() => return Err(DropReason::Malformed),
+        Err(_) => return Ok(TC_ACT_OK),
     };
     if flow.translatable {
         if let Some(entry) = nat::lookup(&flow, ZONE_UPLINK_OUT) {

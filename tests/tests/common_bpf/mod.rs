@@ -24,7 +24,9 @@ use aya::{
     programs::{ProgramError, SchedClassifier, TestRun, TestRunOptions},
     Ebpf, EbpfLoader,
 };
-use netd_common::{maps, DropReason, Endpoint, NetworkInfo};
+use netd_common::{
+    maps, Backend, DropReason, Endpoint, FlowKey, NatEntry, NetworkInfo, PortKey, Uplink,
+};
 
 /// Where the kernel mounts the BPF filesystem by convention.
 pub const BPFFS: &str = "/sys/fs/bpf";
@@ -34,6 +36,8 @@ const BPF_FS_MAGIC: u32 = 0xcafe_4a11;
 pub const TC_ACT_OK: u32 = 0;
 /// `TC_ACT_SHOT`: drop the frame.
 pub const TC_ACT_SHOT: u32 = 2;
+/// `TC_ACT_REDIRECT`: what `bpf_redirect` returns; the frame leaves through another device.
+pub const TC_ACT_REDIRECT: u32 = 7;
 /// The device of the skb `BPF_PROG_TEST_RUN` builds is the loopback device, so the program sees
 /// this ifindex unless a `__sk_buff` context says otherwise.
 pub const TEST_RUN_IFINDEX: u32 = 1;
@@ -171,6 +175,10 @@ pub struct Harness {
 
 /// Name of the TC program on the host side of container veths.
 pub const ENDPOINT_INGRESS: &str = "netd_endpoint_ingress";
+/// Name of the TC ingress program of the uplinks (published ports, replies of SNAT flows).
+pub const UPLINK_INGRESS: &str = "netd_uplink_ingress";
+/// Name of the TC egress program of the uplinks (SNAT, replies of published-port flows).
+pub const UPLINK_EGRESS: &str = "netd_uplink_egress";
 
 impl Harness {
     /// Loads netd's object with its maps pinned in a fresh directory and loads (without
@@ -267,6 +275,113 @@ impl Harness {
             .iter()
             .map(|&reason| (reason, self.drops(reason)))
             .collect()
+    }
+
+    /// Loads (without attaching) one more classifier of the object, so that one test can run
+    /// several programs over the same maps.
+    pub fn load_program(&mut self, program: &str) {
+        let prog: &mut SchedClassifier = self
+            .ebpf
+            .program_mut(program)
+            .unwrap_or_else(|| panic!("no program {program} in the object"))
+            .try_into()
+            .expect("program is a classifier");
+        if let Err(e) = prog.load() {
+            panic!("loading {program} failed: {e}");
+        }
+    }
+
+    /// Runs `program` once on `frame` and returns its verdict and the frame as the program left
+    /// it (`data_out`), or the error of the syscall.
+    pub fn try_run_out(&self, program: &str, frame: &[u8]) -> Result<(u32, Vec<u8>), ProgramError> {
+        let prog: &SchedClassifier = self
+            .ebpf
+            .program(program)
+            .unwrap_or_else(|| panic!("no program {program} in the object"))
+            .try_into()
+            .expect("program is a classifier");
+        // Room for programs that grow the frame; the kernel fails with ENOSPC if it is short.
+        let mut out = vec![0u8; frame.len() + 512];
+        let result = prog.test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ..TestRunOptions::default()
+        })?;
+        out.truncate(result.data_size_out as usize);
+        Ok((result.return_value, out))
+    }
+
+    /// Runs `program` once on `frame` and returns its verdict and the frame it left.
+    pub fn run_out(&self, program: &str, frame: &[u8]) -> (u32, Vec<u8>) {
+        self.try_run_out(program, frame)
+            .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN of {program}: {}", error_chain(&e)))
+    }
+
+    /// Publishes `key` (host address or 0.0.0.0, port, protocol) to `backend`.
+    pub fn add_port(&mut self, key: PortKey, backend: Backend) {
+        let mut map: HashMap<_, PortKey, Backend> =
+            HashMap::try_from(self.ebpf.map_mut(maps::PORTS).expect("ports map"))
+                .expect("ports map type");
+        map.insert(key, backend, 0).expect("insert published port");
+    }
+
+    /// Declares `addr` one of the host's own addresses.
+    pub fn add_local_addr(&mut self, addr: [u8; 4]) {
+        let mut map: HashMap<_, [u8; 4], u32> = HashMap::try_from(
+            self.ebpf
+                .map_mut(maps::LOCAL_ADDRS)
+                .expect("local addrs map"),
+        )
+        .expect("local addrs map type");
+        map.insert(addr, 0, 0).expect("insert local address");
+    }
+
+    /// Declares interface `ifindex` an uplink translating egress to `addr`.
+    pub fn set_uplink(&mut self, ifindex: u32, addr: [u8; 4]) {
+        let mut map: HashMap<_, u32, Uplink> =
+            HashMap::try_from(self.ebpf.map_mut(maps::UPLINKS).expect("uplinks map"))
+                .expect("uplinks map type");
+        map.insert(ifindex, Uplink { addr, _pad: 0 }, 0)
+            .expect("insert uplink");
+    }
+
+    /// Every entry of the NAT table, sorted by key.
+    pub fn nat_entries(&self) -> Vec<(FlowKey, NatEntry)> {
+        let map: HashMap<_, FlowKey, NatEntry> =
+            HashMap::try_from(self.ebpf.map(maps::NAT).expect("nat map")).expect("nat map type");
+        let mut entries: Vec<_> = map
+            .iter()
+            .map(|r| r.expect("iterate the NAT table"))
+            .collect();
+        entries.sort_by_key(|(k, _)| *k);
+        entries
+    }
+
+    /// The NAT entry under `key`, if any.
+    pub fn nat_get(&self, key: &FlowKey) -> Option<NatEntry> {
+        let map: HashMap<_, FlowKey, NatEntry> =
+            HashMap::try_from(self.ebpf.map(maps::NAT).expect("nat map")).expect("nat map type");
+        match map.get(key, 0) {
+            Ok(entry) => Some(entry),
+            Err(aya::maps::MapError::KeyNotFound) => None,
+            Err(e) => panic!("read NAT entry {key:?}: {}", error_chain(&e)),
+        }
+    }
+
+    /// Inserts (or replaces) the NAT entry under `key`.
+    pub fn nat_insert(&mut self, key: FlowKey, entry: NatEntry) {
+        let mut map: HashMap<_, FlowKey, NatEntry> =
+            HashMap::try_from(self.ebpf.map_mut(maps::NAT).expect("nat map"))
+                .expect("nat map type");
+        map.insert(key, entry, 0).expect("insert NAT entry");
+    }
+
+    /// Removes the NAT entry under `key` (which must exist).
+    pub fn nat_remove(&mut self, key: &FlowKey) {
+        let mut map: HashMap<_, FlowKey, NatEntry> =
+            HashMap::try_from(self.ebpf.map_mut(maps::NAT).expect("nat map"))
+                .expect("nat map type");
+        map.remove(key).expect("remove NAT entry");
     }
 }
 
