@@ -5,6 +5,7 @@ pub mod client;
 pub mod daemon;
 pub mod datapath;
 pub mod ipam;
+pub mod links;
 pub mod netlink;
 pub mod netns;
 pub mod ports;
