@@ -4,6 +4,7 @@ pub mod cli;
 pub mod client;
 pub mod daemon;
 pub mod datapath;
+pub mod dns;
 pub mod ipam;
 pub mod links;
 pub mod netlink;

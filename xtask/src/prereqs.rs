@@ -18,8 +18,10 @@ const LLVM_PACKAGES: [&str; 4] = [
 ];
 
 /// Runtime tools: (command, Debian package that provides it).
-const TOOLS: [(&str, &str); 6] = [
+const TOOLS: [(&str, &str); 8] = [
     ("socat", "socat"),
+    ("dnsmasq", "dnsmasq-base"),
+    ("dig", "dnsutils"),
     ("ip", "iproute2"),
     ("busybox", "busybox-static"),
     ("bpftool", "bpftool"),

@@ -16,6 +16,21 @@ pub fn hosts(c: &Container) -> String {
     text
 }
 
+/// A container on a user-defined network asks the embedded server, with the host's search
+/// domains and options, as Docker's containers do.
+pub fn embedded_resolv_conf(host: &str) -> String {
+    let mut text = format!("nameserver {}\n", crate::dns::CONTAINER_DNS);
+    for line in host
+        .lines()
+        .filter(|l| l.starts_with("search") || l.starts_with("options"))
+    {
+        text.push_str(line);
+        text.push('\n');
+    }
+    text.push_str("options ndots:0\n");
+    text
+}
+
 /// The daemon's resolver configuration without loopback servers, which mean nothing inside a
 /// container's namespace (Docker filters them the same way).
 pub fn resolv_conf(host: &str) -> String {
@@ -54,7 +69,18 @@ impl Daemon {
         })?;
         write(&dir.join("hosts"), &hosts(c))?;
         let upstream = fs::read_to_string(&self.config.resolv_conf).unwrap_or_default();
-        write(&dir.join("resolv.conf"), &resolv_conf(&upstream))
+        let embedded = c.attachments.iter().any(|a| {
+            self.state
+                .networks
+                .get(&a.network)
+                .is_some_and(|n| !n.default)
+        });
+        let text = if embedded {
+            embedded_resolv_conf(&upstream)
+        } else {
+            resolv_conf(&upstream)
+        };
+        write(&dir.join("resolv.conf"), &text)
     }
 
     pub(super) fn remove_files(&self, name: &str) -> OpResult<()> {

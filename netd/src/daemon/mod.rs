@@ -24,9 +24,11 @@ use crate::{
     api::{Reply, Request},
     cli::DaemonArgs,
     datapath::{conntrack::Timeouts, Datapath},
+    dns::{names::Names, Dns},
     netlink::Netlink,
     netns,
     state::State,
+    state::{NetworkMode, Status},
 };
 pub use cleanup::cleanup;
 use error::{OpError, OpResult};
@@ -102,6 +104,8 @@ pub struct Daemon {
     pub dp: Datapath,
     /// Interfaces the uplink programs are attached to.
     pub uplinks: Vec<String>,
+    /// The embedded DNS server.
+    pub dns: Dns,
 }
 
 impl Daemon {
@@ -125,18 +129,41 @@ impl Daemon {
         let dp = Datapath::open(&config.bpffs, config.nat_entries)
             .context("cannot set up the eBPF datapath")?;
         let nl = Netlink::current()?;
+        let resolv_conf = config.resolv_conf.clone();
         let mut daemon = Self {
             config,
             state,
             nl,
             dp,
             uplinks: vec![],
+            dns: Dns::new(resolv_conf),
         };
         daemon
             .reconcile()
             .await
             .context("cannot reconcile the saved state with the kernel")?;
+        daemon.refresh_dns();
         Ok(daemon)
+    }
+
+    /// Points the DNS server at the current names, containers and gateways.
+    pub fn refresh_dns(&mut self) {
+        let names = Names::from_state(&self.state);
+        let containers: Vec<(String, PathBuf)> = self
+            .state
+            .containers
+            .values()
+            .filter(|c| c.status == Status::Running && c.mode == NetworkMode::Bridge)
+            .map(|c| (c.name.clone(), self.netns_path(c)))
+            .collect();
+        let gateways: Vec<_> = self
+            .state
+            .networks
+            .values()
+            .filter(|n| !n.default)
+            .map(|n| n.gateway)
+            .collect();
+        self.dns.update(names, &containers, &gateways);
     }
 
     /// Writes the state file.

@@ -80,12 +80,10 @@ async fn serve_one(mut stream: UnixStream, daemon: Arc<Mutex<Daemon>>) -> anyhow
     let response: Response = match serde_json::from_slice::<Request>(&buf) {
         Ok(request) => {
             tracing::debug!(?request, "request");
-            daemon
-                .lock()
-                .await
-                .handle(request)
-                .await
-                .map_err(|e| e.to_string())
+            let mut daemon = daemon.lock().await;
+            let result = daemon.handle(request).await.map_err(|e| e.to_string());
+            daemon.refresh_dns();
+            result
         }
         Err(e) => Err(format!("malformed request: {e}")),
     };

@@ -1,0 +1,289 @@
+//! Who is called what, per network: the names the embedded DNS server answers for, built from
+//! the state alone. A container is known on each user-defined network it is connected to by its
+//! name, its short ID and its aliases on that network; the default `bridge` network has no names,
+//! as Docker's has none.
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::Ipv4Addr,
+};
+
+use crate::state::{State, Status};
+
+/// The names of every user-defined network.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Names {
+    /// network -> lowercase name -> addresses, in the order containers were found.
+    names: BTreeMap<String, BTreeMap<String, Vec<Ipv4Addr>>>,
+    /// network -> address -> container name.
+    ptr: BTreeMap<String, BTreeMap<Ipv4Addr, String>>,
+    /// container -> the user-defined networks it is on (what it may resolve).
+    scope: BTreeMap<String, BTreeSet<String>>,
+    /// container address (on any network) -> container, to know who asks the gateway.
+    by_addr: BTreeMap<Ipv4Addr, String>,
+}
+
+impl Names {
+    pub fn from_state(state: &State) -> Self {
+        let mut names = Names::default();
+        for c in state
+            .containers
+            .values()
+            .filter(|c| c.status == Status::Running)
+        {
+            for ep in &c.endpoints {
+                names.by_addr.insert(ep.ip, c.name.clone());
+                let Some(net) = state.networks.get(&ep.network) else {
+                    continue;
+                };
+                if net.default {
+                    continue;
+                }
+                names
+                    .scope
+                    .entry(c.name.clone())
+                    .or_default()
+                    .insert(net.name.clone());
+                let aliases = c
+                    .attachments
+                    .iter()
+                    .find(|a| a.network == net.name)
+                    .map(|a| a.aliases.as_slice())
+                    .unwrap_or_default();
+                let table = names.names.entry(net.name.clone()).or_default();
+                for name in [&c.name, &c.id[..12].to_string()]
+                    .into_iter()
+                    .chain(aliases)
+                {
+                    let addrs = table.entry(name.to_ascii_lowercase()).or_default();
+                    if !addrs.contains(&ep.ip) {
+                        addrs.push(ep.ip);
+                    }
+                }
+                names
+                    .ptr
+                    .entry(net.name.clone())
+                    .or_default()
+                    .insert(ep.ip, c.name.clone());
+            }
+        }
+        names
+    }
+
+    /// A table from (container, network, address, aliases) rows, for tests elsewhere.
+    #[cfg(test)]
+    pub fn for_tests(rows: &[(&str, &str, &str, &[&str])]) -> Self {
+        let mut names = Names::default();
+        for (c, net, ip, aliases) in rows {
+            let ip: Ipv4Addr = ip.parse().unwrap();
+            names
+                .scope
+                .entry(c.to_string())
+                .or_default()
+                .insert(net.to_string());
+            names.by_addr.insert(ip, c.to_string());
+            names
+                .ptr
+                .entry(net.to_string())
+                .or_default()
+                .insert(ip, c.to_string());
+            for n in std::iter::once(c).chain(aliases.iter()) {
+                names
+                    .names
+                    .entry(net.to_string())
+                    .or_default()
+                    .entry(n.to_string())
+                    .or_default()
+                    .push(ip);
+            }
+        }
+        names
+    }
+
+    /// The container that has address `ip`.
+    pub fn container_at(&self, ip: Ipv4Addr) -> Option<&str> {
+        self.by_addr.get(&ip).map(String::as_str)
+    }
+
+    /// Whether `container` is on any user-defined network (and so uses the embedded server).
+    pub fn has_scope(&self, container: &str) -> bool {
+        self.scope.contains_key(container)
+    }
+
+    /// Addresses `name` has on the networks `container` shares with it; `None` if netd does not
+    /// own the name there (it goes upstream).
+    pub fn lookup(&self, container: &str, name: &str) -> Option<Vec<Ipv4Addr>> {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        let mut found: Vec<Ipv4Addr> = vec![];
+        for net in self.scope.get(container)? {
+            for ip in self
+                .names
+                .get(net)
+                .and_then(|t| t.get(&name))
+                .into_iter()
+                .flatten()
+            {
+                if !found.contains(ip) {
+                    found.push(*ip);
+                }
+            }
+        }
+        (!found.is_empty()).then_some(found)
+    }
+
+    /// The container name of `ip`, if `container` shares a network with it.
+    pub fn reverse(&self, container: &str, ip: Ipv4Addr) -> Option<&str> {
+        self.scope
+            .get(container)?
+            .iter()
+            .find_map(|net| self.ptr.get(net)?.get(&ip))
+            .map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{Attachment, Container, EndpointState, Network, NetworkMode};
+
+    fn network(name: &str, subnet: &str, default: bool) -> Network {
+        let subnet: ipnet::Ipv4Net = subnet.parse().unwrap();
+        Network {
+            name: name.into(),
+            id: format!("{name:0>64}"),
+            driver: "bridge".into(),
+            subnet,
+            gateway: crate::ipam::default_gateway(subnet),
+            ip_range: None,
+            internal: false,
+            options: Default::default(),
+            bridge: format!("br-{name}"),
+            net_id: 1,
+            default,
+            user_subnet: false,
+            cursor: subnet.network(),
+            created: 0,
+        }
+    }
+
+    fn container(name: &str, id: &str, eps: &[(&str, &str, &[&str])]) -> Container {
+        Container {
+            name: name.into(),
+            id: id.repeat(64 / id.len()),
+            mode: NetworkMode::Bridge,
+            attachments: eps
+                .iter()
+                .map(|(n, _, aliases)| Attachment {
+                    network: n.to_string(),
+                    ip: None,
+                    aliases: aliases.iter().map(|a| a.to_string()).collect(),
+                })
+                .collect(),
+            publish: vec![],
+            ports: vec![],
+            expose: vec![],
+            links: vec![],
+            env: vec![],
+            hostname: name.into(),
+            adopted_netns: None,
+            status: Status::Running,
+            endpoints: eps
+                .iter()
+                .enumerate()
+                .map(|(i, (n, ip, _))| EndpointState {
+                    network: n.to_string(),
+                    ifname: format!("eth{i}"),
+                    host_veth: format!("veth{name}{i}"),
+                    ip: ip.parse().unwrap(),
+                    mac: [2, 0x42, 0, 0, 0, i as u8],
+                })
+                .collect(),
+            created: 0,
+        }
+    }
+
+    fn state() -> State {
+        let mut s = State::default();
+        for n in [
+            network("bridge", "172.17.0.0/16", true),
+            network("front", "10.1.0.0/24", false),
+            network("back", "10.2.0.0/24", false),
+        ] {
+            s.networks.insert(n.name.clone(), n);
+        }
+        let cs = [
+            container(
+                "web",
+                "a1",
+                &[("front", "10.1.0.2", &["www"]), ("back", "10.2.0.2", &[])],
+            ),
+            container("web2", "b2", &[("front", "10.1.0.3", &["www"])]),
+            container("db", "c3", &[("back", "10.2.0.3", &["database"])]),
+            container("old", "d4", &[("bridge", "172.17.0.2", &[])]),
+            container("old2", "e5", &[("bridge", "172.17.0.3", &[])]),
+        ];
+        for c in cs {
+            s.containers.insert(c.name.clone(), c);
+        }
+        s
+    }
+
+    fn ip(s: &str) -> Ipv4Addr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn containers_resolve_names_ids_and_aliases_on_shared_networks() {
+        let n = Names::from_state(&state());
+        assert_eq!(n.lookup("web", "db"), Some(vec![ip("10.2.0.3")]));
+        assert_eq!(n.lookup("web", "DATABASE."), Some(vec![ip("10.2.0.3")]));
+        assert_eq!(
+            n.lookup("web", "c3c3c3c3c3c3"),
+            Some(vec![ip("10.2.0.3")]),
+            "short ID"
+        );
+        assert_eq!(
+            n.lookup("db", "web"),
+            Some(vec![ip("10.2.0.2")]),
+            "only the address on the shared network"
+        );
+    }
+
+    #[test]
+    fn names_on_networks_not_shared_are_not_ours() {
+        let n = Names::from_state(&state());
+        assert_eq!(n.lookup("web2", "db"), None);
+        assert_eq!(n.lookup("db", "web2"), None);
+    }
+
+    #[test]
+    fn the_default_bridge_has_no_names() {
+        let n = Names::from_state(&state());
+        assert_eq!(n.lookup("old", "old2"), None);
+        assert!(!n.has_scope("old"));
+        assert_eq!(n.container_at(ip("172.17.0.3")), Some("old2"));
+    }
+
+    #[test]
+    fn an_alias_shared_by_several_containers_has_all_their_addresses() {
+        let n = Names::from_state(&state());
+        assert_eq!(
+            n.lookup("web2", "www"),
+            Some(vec![ip("10.1.0.2"), ip("10.1.0.3")])
+        );
+    }
+
+    #[test]
+    fn reverse_lookups_give_the_container_name_on_shared_networks() {
+        let n = Names::from_state(&state());
+        assert_eq!(n.reverse("web", ip("10.2.0.3")), Some("db"));
+        assert_eq!(n.reverse("web2", ip("10.2.0.3")), None);
+    }
+
+    #[test]
+    fn stopped_containers_have_no_names() {
+        let mut s = state();
+        s.containers.get_mut("db").unwrap().status = Status::Exited;
+        s.containers.get_mut("db").unwrap().endpoints.clear();
+        assert_eq!(Names::from_state(&s).lookup("web", "db"), None);
+    }
+}
