@@ -3,22 +3,41 @@
 //! Builds the release binary, sets up a [`Lab`] (a host namespace where the daemon runs, an outside
 //! namespace behind its uplink), then walks through the scenarios of the seed articles: the default
 //! bridge, user-defined networks and their isolation, a container joining another's namespace, the
-//! `none` and `host` networks, the decoded maps, and anti-spoofing. Every step prints the command,
-//! its output and PASS/FAIL against the expected outcome; a summary follows and the exit status is
-//! non-zero if any expectation failed. The lab is removed on the way out, whatever happened.
+//! `none` and `host` networks, the decoded maps, anti-spoofing, then published ports and egress NAT
+//! (seeds 001, 003 and 004): `-p` in its forms, reached from outside, from host processes and from
+//! containers (hairpin), egress with the uplink's address, the port and NAT tables, UDP, and
+//! publishing on a running container. Every step prints the command, its output and PASS/FAIL
+//! against the expected outcome; a summary follows and the exit status is non-zero if any
+//! expectation failed. The lab is removed on the way out, whatever happened.
 
-use std::{net::Ipv4Addr, process::ExitCode, thread, time::Duration};
+use std::{
+    net::Ipv4Addr,
+    process::{Command, ExitCode},
+    thread,
+    time::{Duration, Instant},
+};
 
 use anyhow::Result;
 
 use crate::{
     build,
-    lab::{self, Lab},
+    lab::{self, Lab, OUTSIDE_IP, UPLINK_IP},
     util::{self, Captured},
 };
 
 /// Output lines shown per stream and step.
 const MAX_LINES: usize = 40;
+/// The default bridge's gateway: containers reach published ports through it too, and it is the
+/// client address a container sees for host processes.
+const GATEWAY: &str = "172.17.0.1";
+/// socat's answer to every connection: the client's address as the server sees it.
+const PEER_ECHO: &str = "SYSTEM:echo $SOCAT_PEERADDR";
+/// How long a server started in the background gets to listen (on a loaded machine).
+const SERVER_START: Duration = Duration::from_secs(10);
+/// Where Docker (and netd) take host ports from when none is given.
+const EPHEMERAL: std::ops::RangeInclusive<u16> = 32768..=60999;
+/// The outside server that containers reach through egress NAT.
+const OUTSIDE_PORT: u16 = 9999;
 
 /// Runs the demo; the exit code says whether every expectation held.
 pub fn demo() -> Result<ExitCode> {
@@ -58,6 +77,12 @@ enum Expect<'e> {
     Failure,
     /// Succeeds and prints this text.
     Prints(&'e str),
+    /// Succeeds and prints every one of these texts.
+    PrintsAll(&'e [&'e str]),
+    /// Prints exactly this line (a server's answer).
+    Answers(&'e str),
+    /// Prints nothing: no answer, whatever the exit status.
+    Nothing,
     /// Succeeds and lists no interface but `lo`.
     OnlyLoopback,
     /// May not exist yet: a failure is reported as SKIP.
@@ -70,6 +95,9 @@ impl Expect<'_> {
             Expect::Success => "succeeds".into(),
             Expect::Failure => "fails".into(),
             Expect::Prints(text) => format!("succeeds and prints {text:?}"),
+            Expect::PrintsAll(texts) => format!("succeeds and prints each of {texts:?}"),
+            Expect::Answers(text) => format!("answers {text:?}"),
+            Expect::Nothing => "gets no answer".into(),
             Expect::OnlyLoopback => "succeeds and lists only lo".into(),
             Expect::Optional => "succeeds, if available".into(),
         }
@@ -80,6 +108,11 @@ impl Expect<'_> {
             Expect::Success => out.success(),
             Expect::Failure => out.status.is_some_and(|s| !s.success()),
             Expect::Prints(text) => out.success() && out.stdout.contains(text),
+            Expect::PrintsAll(texts) => {
+                out.success() && texts.iter().all(|t| out.stdout.contains(t))
+            }
+            Expect::Answers(text) => out.stdout.trim() == *text,
+            Expect::Nothing => out.stdout.trim().is_empty(),
             Expect::OnlyLoopback => out.success() && only_loopback(&out.stdout),
             Expect::Optional if !out.success() => return Verdict::Skip,
             Expect::Optional => true,
@@ -88,6 +121,15 @@ impl Expect<'_> {
             Verdict::Pass
         } else {
             Verdict::Fail
+        }
+    }
+
+    /// What happened, for a failure: the exit status, and the answer where one is expected.
+    fn got(&self, out: &Captured) -> String {
+        let status = lab::status_text(out);
+        match self {
+            Expect::Answers(_) | Expect::Nothing => format!("{:?}, {status}", out.stdout.trim()),
+            _ => status,
         }
     }
 }
@@ -107,11 +149,18 @@ struct Demo<'l> {
 impl Demo<'_> {
     fn scenarios(&mut self) {
         let bbox1 = self.default_bridge();
-        self.user_defined_networks();
+        let db = self.user_defined_networks();
         self.joined_container();
         self.special_networks();
         self.maps_dump();
         self.anti_spoofing(bbox1.as_deref());
+        self.published_port();
+        self.loopback_and_publish_all(bbox1.as_deref());
+        self.hairpin(bbox1.as_deref(), db.as_deref());
+        self.egress();
+        self.port_and_nat_maps();
+        self.udp_port(bbox1.as_deref());
+        self.publish_running();
     }
 
     /// (a) Containers on the default network `bridge` reach each other.
@@ -141,7 +190,8 @@ impl Demo<'_> {
     }
 
     /// (b) User-defined networks are isolated from each other until a container joins both.
-    fn user_defined_networks(&mut self) {
+    /// Returns db's address (on net2).
+    fn user_defined_networks(&mut self) -> Option<String> {
         section("(b) user-defined networks: isolation, then network connect");
         let net1 = ["network", "create", "--subnet", "172.30.1.0/24", "net1"];
         self.step(
@@ -182,6 +232,7 @@ impl Demo<'_> {
         let addrs = ["exec", "web", "--", "busybox", "ip", "-4", "addr"];
         self.step("web now has eth1 (on net2)", &addrs, Expect::Prints("eth1"));
         self.ping("web", "db", db.as_deref(), Expect::Success);
+        db
     }
 
     /// (c) `--network container:web` shares web's namespace, loopback included.
@@ -305,6 +356,349 @@ impl Demo<'_> {
         self.ping("bbox2", "bbox1", Some(ip), Expect::Success);
     }
 
+    /// (g) `-p 8080:80`: DNAT on the uplink, the client's own address kept; host processes of
+    /// the demo cgroup reach it on loopback and host addresses through the socket hooks.
+    fn published_port(&mut self) {
+        section("(g) -p 8080:80: a published port, reached from outside (DNAT in eBPF, no proxy)");
+        self.container("www", &["-p", "8080:80"]);
+        self.peer_echo("www", 80);
+        self.connect_outside(
+            &format!("outside -> {UPLINK_IP}:8080 reaches www, which sees the real client"),
+            UPLINK_IP,
+            8080,
+            Expect::Answers(OUTSIDE_IP),
+        );
+        self.step(
+            "container port www",
+            &["container", "port", "www"],
+            Expect::Prints("80/tcp -> 0.0.0.0:8080"),
+        );
+        for ip in ["127.0.0.1", UPLINK_IP] {
+            self.connect_host(
+                &format!("a host process in the demo cgroup reaches {ip}:8080 (socket hook); www sees the gateway"),
+                ip,
+                8080,
+                Expect::Answers(GATEWAY),
+            );
+        }
+        let target = tcp_target("127.0.0.1", 8080);
+        let cmd = self.lab.on_host(&["socat", "-T2", "-", &target]);
+        self.check_command(
+            "a host process outside the demo cgroup is left alone: nothing listens on 127.0.0.1:8080",
+            cmd,
+            Expect::Nothing,
+        );
+    }
+
+    /// (h) `-p 127.0.0.1::80` takes an ephemeral port on loopback only; `-P` publishes every
+    /// `--expose`d port on an ephemeral port of every address.
+    fn loopback_and_publish_all(&mut self, bbox1: Option<&str>) {
+        section("(h) -p 127.0.0.1::80 (ephemeral port, loopback only) and -P --expose 90");
+        self.container("local", &["-p", "127.0.0.1::80"]);
+        self.peer_echo("local", 80);
+        if let Some(port) = self.published("local", "80/tcp", "127.0.0.1") {
+            self.connect_host(
+                &format!("a host process in the demo cgroup reaches 127.0.0.1:{port}"),
+                "127.0.0.1",
+                port,
+                Expect::Answers(GATEWAY),
+            );
+            self.connect_outside(
+                &format!("outside -> {UPLINK_IP}:{port} gets no answer (bound to 127.0.0.1)"),
+                UPLINK_IP,
+                port,
+                Expect::Nothing,
+            );
+            if bbox1.is_some() {
+                self.connect_container(
+                    &format!("bbox1 -> {UPLINK_IP}:{port} gets no answer (bound to 127.0.0.1)"),
+                    "bbox1",
+                    UPLINK_IP,
+                    port,
+                    Expect::Nothing,
+                );
+            }
+        }
+        self.container("auto", &["-P", "--expose", "90"]);
+        self.peer_echo("auto", 90);
+        if let Some(port) = self.published("auto", "90/tcp", "0.0.0.0") {
+            self.connect_outside(
+                &format!("outside -> {UPLINK_IP}:{port} reaches auto's port 90"),
+                UPLINK_IP,
+                port,
+                Expect::Answers(OUTSIDE_IP),
+            );
+        }
+    }
+
+    /// (i) Containers reach a published port through the host's addresses, on their network or
+    /// another, and a container reaches its own published port.
+    fn hairpin(&mut self, bbox1: Option<&str>, db: Option<&str>) {
+        section("(i) hairpin: containers reach www's published port through host addresses");
+        let Some(bbox1) = bbox1 else {
+            return self.not_run("bbox1 -> www's published port", "no address for bbox1");
+        };
+        for ip in [UPLINK_IP, GATEWAY] {
+            self.connect_container(
+                &format!("bbox1 -> {ip}:8080 reaches www, which sees bbox1 ({bbox1})"),
+                "bbox1",
+                ip,
+                8080,
+                Expect::Answers(bbox1),
+            );
+        }
+        match db {
+            Some(db) => {
+                self.connect_container(
+                    &format!("db (on net2) -> {UPLINK_IP}:8080 reaches www, which sees db ({db})"),
+                    "db",
+                    UPLINK_IP,
+                    8080,
+                    Expect::Answers(db),
+                );
+            }
+            None => self.not_run("db -> www's published port", "no address for db"),
+        }
+        self.connect_container(
+            &format!("www -> {UPLINK_IP}:8080 reaches itself, and sees the gateway"),
+            "www",
+            UPLINK_IP,
+            8080,
+            Expect::Answers(GATEWAY),
+        );
+    }
+
+    /// (j) Containers leave through the uplink with its address.
+    fn egress(&mut self) {
+        section("(j) egress: containers reach the outside world as 10.99.0.2 (SNAT in eBPF)");
+        let listen = format!("TCP-LISTEN:{OUTSIDE_PORT},fork,reuseaddr");
+        let server = self.lab.outside(&["socat", &listen, PEER_ECHO]);
+        let title = format!("serve the client's address on {OUTSIDE_IP}:{OUTSIDE_PORT}");
+        println!("\n$ {} &", shell_line(&server));
+        match self.lab.spawn_background("the outside server", server) {
+            Ok(pid) => self.record(&title, Verdict::Pass, &format!("pid {pid}")),
+            Err(e) => return self.record(&title, Verdict::Fail, &format!("{e:#}")),
+        }
+        let probe = format!("sport = :{OUTSIDE_PORT}");
+        let lab = self.lab;
+        self.wait_listening("the outside server", || {
+            lab.outside(&["ss", "-Htln", &probe])
+        });
+        for (name, network) in [("bbox1", "bridge"), ("db", "net2")] {
+            self.connect_container(
+                &format!(
+                    "{name} (on {network}) -> {OUTSIDE_IP}:{OUTSIDE_PORT} arrives as {UPLINK_IP}"
+                ),
+                name,
+                OUTSIDE_IP,
+                OUTSIDE_PORT,
+                Expect::Answers(UPLINK_IP),
+            );
+        }
+        self.ping("bbox1", "the outside", Some(OUTSIDE_IP), Expect::Success);
+    }
+
+    /// (k) The decoded port and NAT tables, and nothing else doing the job.
+    fn port_and_nat_maps(&mut self) {
+        section("(k) the published ports and the translated flows, decoded");
+        self.step(
+            "the port table holds www's 8080, local's loopback port and auto's",
+            &["maps", "dump", "ports"],
+            Expect::PrintsAll(&["0.0.0.0:8080", "www", "127.0.0.1:", "local", "auto"]),
+        );
+        self.step(
+            "the NAT table holds the flows above: dnat, hairpin, snat",
+            &["maps", "dump", "nat"],
+            Expect::PrintsAll(&["dnat", "hairpin", "snat", OUTSIDE_IP]),
+        );
+        let rules = self.lab.on_host(&[
+            "sh",
+            "-c",
+            "iptables-save 2>/dev/null; nft list ruleset 2>/dev/null",
+        ]);
+        self.check_command(
+            "no iptables or nftables rule in netd-demo-host",
+            rules,
+            Expect::Nothing,
+        );
+        let listeners = self.lab.on_host(&["ss", "-Htln", "sport = :8080"]);
+        self.check_command(
+            "nothing listens on port 8080 in netd-demo-host (no proxy process)",
+            listeners,
+            Expect::Nothing,
+        );
+    }
+
+    /// (l) `-p 5353:53/udp`.
+    fn udp_port(&mut self, bbox1: Option<&str>) {
+        section("(l) -p 5353:53/udp: a published UDP port");
+        let lab = self.lab;
+        self.container("dns", &["-p", "5353:53/udp"]);
+        let server = [
+            "exec",
+            "-d",
+            "dns",
+            "--",
+            "socat",
+            "UDP-RECVFROM:53,fork",
+            "SYSTEM:echo pong-$SOCAT_PEERADDR",
+        ];
+        self.step(
+            "serve \"pong-\" and the client's address on dns's port 53/udp in the background",
+            &server,
+            Expect::Success,
+        );
+        self.wait_listening("dns's server", || {
+            lab.client(&["exec", "dns", "--", "ss", "-Huln", "sport = :53"])
+        });
+        self.step(
+            "container port dns",
+            &["container", "port", "dns"],
+            Expect::Prints("53/udp -> 0.0.0.0:5353"),
+        );
+        let query = format!("echo ping | socat -T2 - UDP:{UPLINK_IP}:5353");
+        let cmd = self.lab.outside(&["sh", "-c", &query]);
+        let answer = format!("pong-{OUTSIDE_IP}");
+        self.check_command(
+            &format!("outside -> {UPLINK_IP}:5353/udp reaches dns, which sees the real client"),
+            cmd,
+            Expect::Answers(&answer),
+        );
+        if let Some(bbox1) = bbox1 {
+            let args = ["exec", "bbox1", "--", "sh", "-c", &query];
+            let answer = format!("pong-{bbox1}");
+            self.step(
+                &format!("bbox1 -> {UPLINK_IP}:5353/udp reaches dns (hairpin), which sees bbox1"),
+                &args,
+                Expect::Answers(&answer),
+            );
+        }
+    }
+
+    /// (m) `container publish` / `unpublish` change a running container's ports at once.
+    fn publish_running(&mut self) {
+        section("(m) container publish / unpublish on a running container");
+        let spec = "8081:80";
+        self.step(
+            "publish www's port 80 on 8081 too",
+            &["container", "publish", "www", spec],
+            Expect::Success,
+        );
+        self.step(
+            "container port www",
+            &["container", "port", "www"],
+            Expect::PrintsAll(&["80/tcp -> 0.0.0.0:8080", "80/tcp -> 0.0.0.0:8081"]),
+        );
+        let title = format!("outside -> {UPLINK_IP}:8081 reaches www");
+        self.connect_outside(&title, UPLINK_IP, 8081, Expect::Answers(OUTSIDE_IP));
+        self.step(
+            "unpublish 8081",
+            &["container", "unpublish", "www", spec],
+            Expect::Success,
+        );
+        let title = format!("outside -> {UPLINK_IP}:8081 gets no answer any more");
+        self.connect_outside(&title, UPLINK_IP, 8081, Expect::Nothing);
+        let title = format!("outside -> {UPLINK_IP}:8080 still reaches www");
+        self.connect_outside(&title, UPLINK_IP, 8080, Expect::Answers(OUTSIDE_IP));
+    }
+
+    /// `container create OPTIONS... NAME`, then `container start NAME`.
+    fn container(&mut self, name: &str, options: &[&str]) {
+        let mut create = vec!["container", "create"];
+        create.extend_from_slice(options);
+        create.push(name);
+        let title = format!("create {name} with {}", options.join(" "));
+        self.step(&title, &create, Expect::Success);
+        let start = ["container", "start", name];
+        self.step(&format!("start {name}"), &start, Expect::Success);
+    }
+
+    /// A TCP server on `port` in `container` that answers every connection with the client's
+    /// address as the container sees it.
+    fn peer_echo(&mut self, container: &str, port: u16) {
+        let listen = format!("TCP-LISTEN:{port},fork,reuseaddr");
+        let args = ["exec", "-d", container, "--", "socat", &listen, PEER_ECHO];
+        let title =
+            format!("serve the client's address on {container}'s port {port} in the background");
+        self.step(&title, &args, Expect::Success);
+        let probe = format!("sport = :{port}");
+        let lab = self.lab;
+        self.wait_listening(&format!("{container}'s server"), || {
+            lab.client(&["exec", container, "--", "ss", "-Htln", &probe])
+        });
+    }
+
+    /// Runs `probe` (an `ss` listing in the server's namespace) until it lists a socket, that is
+    /// until a server started in the background listens; FAIL if it does not in time.
+    fn wait_listening(&mut self, server: &str, probe: impl Fn() -> Command) {
+        if util::interrupted() {
+            return;
+        }
+        let shown = shell_line(&probe()).replace(&self.lab.client_prefix(), "netd");
+        println!("\n$ {shown}    # until it lists a socket");
+        let title = format!("{server} listens");
+        let started = Instant::now();
+        loop {
+            let listed = self.lab.run(&mut probe());
+            if listed.is_ok_and(|out| out.success() && !out.stdout.trim().is_empty()) {
+                let note = format!("after {} ms", started.elapsed().as_millis());
+                return self.record(&title, Verdict::Pass, &note);
+            }
+            if started.elapsed() >= SERVER_START || util::interrupted() {
+                let note = format!("expected within {SERVER_START:?}");
+                return self.record(&title, Verdict::Fail, &note);
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `container port NAME`, expecting `PORT_PROTO -> ADDR:<ephemeral port>`; returns the port.
+    fn published(&mut self, name: &str, port_proto: &str, addr: &str) -> Option<u16> {
+        let line = format!("{port_proto} -> {addr}:");
+        let out = self.step(
+            &format!("container port {name}"),
+            &["container", "port", name],
+            Expect::Prints(&line),
+        )?;
+        let title = format!("{name}'s {port_proto} has a host port from the ephemeral range");
+        let expected = format!("expected: in {}-{}", EPHEMERAL.start(), EPHEMERAL.end());
+        match host_port(&out.stdout, port_proto) {
+            Some(port) if EPHEMERAL.contains(&port) => {
+                self.record(&format!("{title}: {port}"), Verdict::Pass, &expected);
+                Some(port)
+            }
+            Some(port) => {
+                self.record(&format!("{title}: {port}"), Verdict::Fail, &expected);
+                Some(port)
+            }
+            None => {
+                self.not_run(&title, &format!("no {port_proto} line in the output"));
+                None
+            }
+        }
+    }
+
+    /// A TCP client in the outside namespace.
+    fn connect_outside(&mut self, title: &str, ip: &str, port: u16, expect: Expect) {
+        let target = tcp_target(ip, port);
+        let cmd = self.lab.outside(&["socat", "-T2", "-", &target]);
+        self.check_command(title, cmd, expect);
+    }
+
+    /// A TCP client on the host, inside the demo cgroup where the daemon's socket hooks act.
+    fn connect_host(&mut self, title: &str, ip: &str, port: u16, expect: Expect) {
+        let script = format!("socat -T2 - {} </dev/null", tcp_target(ip, port));
+        let cmd = self.lab.in_demo_cgroup(&script);
+        self.check_command(title, cmd, expect);
+    }
+
+    /// A TCP client in a container.
+    fn connect_container(&mut self, title: &str, name: &str, ip: &str, port: u16, expect: Expect) {
+        let target = tcp_target(ip, port);
+        let args = ["exec", name, "--", "socat", "-T2", "-", &target];
+        self.step(title, &args, expect);
+    }
+
     /// `maps dump NETD_DROPS` shows a non-zero count for `reason` (SKIP if not available).
     fn drops_counted(&mut self, reason: &str) {
         let title = format!("the drop is counted as {reason} in NETD_DROPS");
@@ -364,11 +758,30 @@ impl Demo<'_> {
 
     /// Runs `netd ARGS`, shows what it printed, and records whether `expect` held.
     fn step(&mut self, title: &str, args: &[&str], expect: Expect) -> Option<Captured> {
+        let shown = format!("netd {}", shell_words(args.iter().copied()));
+        let mut cmd = self.lab.client(args);
+        self.check(title, &shown, &mut cmd, expect)
+    }
+
+    /// Runs a command other than netd's client, shown as a shell would take it.
+    fn check_command(&mut self, title: &str, mut cmd: Command, expect: Expect) -> Option<Captured> {
+        let shown = shell_line(&cmd);
+        self.check(title, &shown, &mut cmd, expect)
+    }
+
+    /// Runs `cmd` (shown as `shown`), shows what it printed, and records whether `expect` held.
+    fn check(
+        &mut self,
+        title: &str,
+        shown: &str,
+        cmd: &mut Command,
+        expect: Expect,
+    ) -> Option<Captured> {
         if util::interrupted() {
             return None;
         }
-        println!("\n$ netd {}", args.join(" "));
-        let out = match self.lab.run_client(args) {
+        println!("\n$ {shown}");
+        let out = match self.lab.run(cmd) {
             Ok(out) => out,
             Err(e) => {
                 self.record(title, Verdict::Fail, &format!("could not run: {e:#}"));
@@ -378,7 +791,7 @@ impl Demo<'_> {
         show(&out.stdout);
         show(&out.stderr);
         let verdict = expect.judge(&out);
-        let got = lab::status_text(&out);
+        let got = expect.got(&out);
         let note = match verdict {
             Verdict::Pass => format!("expected: {}", expect.describe()),
             Verdict::Fail => format!("expected: {}; got: {got}", expect.describe()),
@@ -440,6 +853,43 @@ fn show(text: &str) {
     }
 }
 
+/// `TCP:IP:PORT,connect-timeout=2`, a socat client address.
+fn tcp_target(ip: &str, port: u16) -> String {
+    format!("TCP:{ip}:{port},connect-timeout=2")
+}
+
+/// The host port on the line for `port_proto` of `container port` output
+/// (`80/tcp -> 127.0.0.1:32768`).
+fn host_port(lines: &str, port_proto: &str) -> Option<u16> {
+    lines.lines().find_map(|line| {
+        let (container, host) = line.split_once(" -> ")?;
+        (container.trim() == port_proto).then(|| host.trim().rsplit(':').next()?.parse().ok())?
+    })
+}
+
+/// A command line as a shell would take it: program and arguments, quoted where needed.
+fn shell_line(cmd: &Command) -> String {
+    let program = cmd.get_program().to_string_lossy();
+    let args: Vec<_> = cmd.get_args().map(|a| a.to_string_lossy()).collect();
+    shell_words(std::iter::once(&*program).chain(args.iter().map(|a| &**a)))
+}
+
+/// Words joined by spaces, each single-quoted unless it is made of characters a shell leaves alone.
+fn shell_words<'w>(words: impl IntoIterator<Item = &'w str>) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./:=,@%+".contains(c);
+    let quoted: Vec<String> = words
+        .into_iter()
+        .map(|w| {
+            if !w.is_empty() && w.chars().all(plain) {
+                w.to_string()
+            } else {
+                format!("'{}'", w.replace('\'', r"'\''"))
+            }
+        })
+        .collect();
+    quoted.join(" ")
+}
+
 /// `networks.<network>.ip_address` of `container inspect` JSON, without a prefix length.
 fn ip_address(json: &str, network: &str) -> Option<Ipv4Addr> {
     let value: serde_json::Value = serde_json::from_str(json).ok()?;
@@ -497,6 +947,28 @@ mod tests {
         let table = "REASON       PACKETS\nspoofed-mac  0\nspoofed-ip   3\n";
         assert_eq!(drop_count(table, "spoofed-ip"), Some(3));
         assert_eq!(drop_count(table, "isolation"), None);
+    }
+
+    #[test]
+    fn reads_a_host_port_from_container_port_output() {
+        let ports = "80/tcp -> 127.0.0.1:32768\n90/tcp -> 0.0.0.0:8080\n";
+        assert_eq!(host_port(ports, "80/tcp"), Some(32768));
+        assert_eq!(host_port(ports, "90/tcp"), Some(8080));
+        assert_eq!(host_port(ports, "90/udp"), None);
+    }
+
+    #[test]
+    fn quotes_command_lines_as_a_shell_would_take_them() {
+        let words = [
+            "socat",
+            "TCP-LISTEN:80,fork",
+            "SYSTEM:echo $SOCAT_PEERADDR",
+            "it's",
+        ];
+        assert_eq!(
+            shell_words(words),
+            r"socat TCP-LISTEN:80,fork 'SYSTEM:echo $SOCAT_PEERADDR' 'it'\''s'"
+        );
     }
 
     #[test]

@@ -2,12 +2,14 @@
 //!
 //! A "host" network namespace where netd runs, with an uplink veth to an "outside" namespace that
 //! plays the rest of the world, a temp dir for netd's state, socket and log, and a bpffs dir of its
-//! own. Nothing touches the machine's own interfaces. [`Lab`]'s `Drop` tears everything down, also
-//! when a step fails or panics, and goes on past errors: it stops the daemon, runs
-//! `netd daemon --cleanup`, kills processes left in the demo's namespaces, unmounts and deletes
-//! what netd left behind (saying so), deletes the namespaces and the temp dir.
+//! own, and a cgroup of its own where the daemon hooks host sockets. Nothing touches the machine's
+//! own interfaces. [`Lab`]'s `Drop` tears everything down, also when a step fails or panics, and
+//! goes on past errors: it stops the demo's background servers and the daemon, runs
+//! `netd daemon --cleanup`, kills processes left in the demo's namespaces and cgroup, unmounts and
+//! deletes what netd left behind (saying so), deletes the namespaces, the cgroup and the temp dir.
 
 use std::{
+    cell::RefCell,
     collections::HashSet,
     fs::{self, File},
     os::unix::{fs::MetadataExt as _, process::CommandExt as _},
@@ -25,7 +27,10 @@ pub const HOST_NS: &str = "netd-demo-host";
 pub const OUT_NS: &str = "netd-demo-out";
 const BPFFS_DIR: &str = "/sys/fs/bpf/netd-demo";
 const UPLINK: &str = "uplink0";
-const OUTSIDE_IP: &str = "10.99.0.1";
+/// The host namespace's address on the uplink: where published ports answer from outside.
+pub const UPLINK_IP: &str = "10.99.0.2";
+/// The outside namespace's address, the world's end of the uplink.
+pub const OUTSIDE_IP: &str = "10.99.0.1";
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -63,6 +68,8 @@ pub struct Lab {
     namespaces: Vec<&'static str>,
     daemon: Option<Child>,
     daemon_started: bool,
+    /// Servers started with [`Lab::spawn_background`], stopped first on the way out.
+    background: RefCell<Vec<(String, Child)>>,
 }
 
 impl Lab {
@@ -78,6 +85,7 @@ impl Lab {
             namespaces: Vec::new(),
             daemon: None,
             daemon_started: false,
+            background: RefCell::new(Vec::new()),
         })
     }
 
@@ -130,9 +138,46 @@ impl Lab {
         cmd
     }
 
-    /// Runs a client command with a timeout, capturing its output.
-    pub fn run_client(&self, args: &[&str]) -> Result<Captured> {
-        util::run_captured(&mut self.client(args), CLIENT_TIMEOUT, &self.dir)
+    /// `ip netns exec netd-demo-out ARGS...`: a process of the outside world.
+    pub fn outside(&self, args: &[&str]) -> Command {
+        netns_exec(OUT_NS, args)
+    }
+
+    /// `ip netns exec netd-demo-host ARGS...`: a host process outside the demo cgroup, which the
+    /// daemon's socket hooks leave alone.
+    pub fn on_host(&self, args: &[&str]) -> Command {
+        netns_exec(HOST_NS, args)
+    }
+
+    /// `nsenter --net=/run/netns/netd-demo-host sh -c 'echo $$ > CGROUP/cgroup.procs && SCRIPT'`:
+    /// a host process inside the demo cgroup, where the daemon's socket hooks act.
+    pub fn in_demo_cgroup(&self, script: &str) -> Command {
+        let procs = demo_cgroup().join("cgroup.procs");
+        let mut cmd = util::command("nsenter");
+        cmd.arg(format!("--net=/run/netns/{HOST_NS}"))
+            .args(["sh", "-c"])
+            .arg(format!("echo $$ > {} && {script}", procs.display()));
+        cmd
+    }
+
+    /// Runs any command with the clients' timeout, capturing its output.
+    pub fn run(&self, cmd: &mut Command) -> Result<Captured> {
+        util::run_captured(cmd, CLIENT_TIMEOUT, &self.dir)
+    }
+
+    /// Starts a long-running command (a server) in the background, its output discarded; it is
+    /// killed on the way out. Returns its pid.
+    pub fn spawn_background(&self, what: &str, mut cmd: Command) -> Result<u32> {
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0) // Ctrl-C reaches us, not the server: we stop it ourselves.
+            .spawn()
+            .with_context(|| format!("start {what}: `{}`", util::describe(&cmd)))?;
+        let pid = child.id();
+        self.background.borrow_mut().push((what.to_string(), child));
+        Ok(pid)
     }
 
     /// The path of the netd binary and its socket, for the demo's preamble.
@@ -203,6 +248,7 @@ impl Lab {
 
     fn teardown(&mut self) {
         println!("\n==> cleanup");
+        self.stop_background();
         let netns = self.netns_ids();
         self.stop_daemon();
         if self.daemon_started {
@@ -234,6 +280,21 @@ impl Lab {
             paths.extend(entries.flatten().map(|e| e.path()));
         }
         paths.iter().filter_map(|p| netns_id(p)).collect()
+    }
+
+    fn stop_background(&mut self) {
+        for (what, mut child) in self.background.get_mut().drain(..) {
+            let pid = child.id();
+            let result = match child.try_wait() {
+                Ok(Some(status)) => Err(anyhow::anyhow!("it had exited already ({status})")),
+                _ => child
+                    .kill()
+                    .and_then(|()| child.wait())
+                    .map(drop)
+                    .map_err(anyhow::Error::from),
+            };
+            report("cleanup", &format!("stop {what} (pid {pid})"), result);
+        }
     }
 
     fn stop_daemon(&mut self) {
@@ -297,6 +358,12 @@ fn setup_ip(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
+fn netns_exec(ns: &str, args: &[&str]) -> Command {
+    let mut cmd = util::command("ip");
+    cmd.args(["netns", "exec", ns]).args(args);
+    cmd
+}
+
 fn delete_netns(ns: &str) -> Result<()> {
     util::output(
         util::command("ip").args(["netns", "del", ns]),
@@ -336,12 +403,34 @@ pub fn demo_cgroup() -> PathBuf {
     root.join("netd-demo")
 }
 
+/// Kills the processes still in the demo cgroup (saying which), then removes it, waiting a little
+/// for the killed ones to leave it.
 fn remove_cgroup(why: &str) {
     let cgroup = demo_cgroup();
-    if cgroup.exists() {
-        let removed = fs::remove_dir(&cgroup).map_err(anyhow::Error::from);
-        report(why, &format!("remove cgroup {}", cgroup.display()), removed);
+    if !cgroup.exists() {
+        return;
     }
+    let procs = fs::read_to_string(cgroup.join("cgroup.procs")).unwrap_or_default();
+    for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+        let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        // SAFETY: kill(2) with a pid read from cgroup.procs; at worst it no longer exists.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        println!(
+            "cleanup: killed process {pid} ({}) left in {}",
+            comm.trim(),
+            cgroup.display()
+        );
+    }
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    let removed = loop {
+        match fs::remove_dir(&cgroup) {
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                thread::sleep(Duration::from_millis(50));
+            }
+            result => break result.map_err(anyhow::Error::from),
+        }
+    };
+    report(why, &format!("remove cgroup {}", cgroup.display()), removed);
 }
 
 fn remove_bpffs_dir(why: &str) {
