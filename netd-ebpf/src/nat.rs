@@ -8,8 +8,8 @@ use aya_ebpf::{
 };
 use netd_common::{
     DropReason, FlowKey, NatEntry, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, NAT_FLAG_REDIRECT,
-    SNAT_PORT_MAX, SNAT_PORT_MIN, SNAT_RETRIES, TCP_SEEN_ACK, TCP_SEEN_FIN, TCP_SEEN_RST,
-    TCP_SEEN_SYN,
+    NAT_FLAG_REPLY, SNAT_PORT_MAX, SNAT_PORT_MIN, SNAT_RETRIES, TCP_SEEN_ACK, TCP_SEEN_FIN,
+    TCP_SEEN_RST, TCP_SEEN_SYN,
 };
 
 use crate::{
@@ -63,6 +63,7 @@ fn tcp_seen(flags: u8) -> u8 {
 pub fn entry(flow: &Flow, kind: u8, flags: u8, to: &FlowKey) -> NatEntry {
     // SAFETY: a plain helper call.
     let now = unsafe { bpf_ktime_get_ns() };
+    let opening = flags & NAT_FLAG_REPLY == 0;
     NatEntry {
         saddr: to.saddr,
         daddr: to.daddr,
@@ -77,8 +78,9 @@ pub fn entry(flow: &Flow, kind: u8, flags: u8, to: &FlowKey) -> NatEntry {
         _pad2: [0; 2],
         created_ns: now,
         last_ns: now,
-        packets: 0,
-        bytes: 0,
+        // The packet that opens the flow counts in its direction; replies count as they come.
+        packets: opening as u64,
+        bytes: if opening { flow.len as u64 } else { 0 },
     }
 }
 

@@ -139,7 +139,12 @@ pub struct Container {
     #[serde(default)]
     pub ports: Vec<PortMapping>,
     pub expose: Vec<ExposedPort>,
+    /// `--link` as `NAME:ALIAS`.
     pub links: Vec<String>,
+    /// The link environment, taken when the container last started (Docker does not update
+    /// it when a linked container moves; the hosts entries follow).
+    #[serde(default)]
+    pub link_env: Vec<String>,
     pub env: Vec<String>,
     pub hostname: String,
     /// Namespace adopted with `--netns`; netd neither creates nor removes it.

@@ -418,6 +418,39 @@ impl Host {
         Background(child)
     }
 
+    /// Starts the outside world's DNS server (dnsmasq on the outside address, the daemon's
+    /// upstream): it knows `outside.test` as 10.99.0.77 and nothing else.
+    pub fn upstream_dns(&self) -> Background {
+        let bg = self.outside_background(&[
+            "dnsmasq",
+            "--no-daemon",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+            &format!("--listen-address={OUTSIDE_IP}"),
+            "--address=/outside.test/10.99.0.77",
+            "--pid-file=",
+        ]);
+        for _ in 0..50 {
+            if self
+                .outside(&[
+                    "dig",
+                    "+short",
+                    "+time=1",
+                    "+tries=1",
+                    &format!("@{OUTSIDE_IP}"),
+                    "outside.test",
+                ])
+                .stdout
+                .contains("10.99.0.77")
+            {
+                return bg;
+            }
+            sleep(Duration::from_millis(100));
+        }
+        panic!("the upstream DNS server did not come up");
+    }
+
     /// Runs a command in the outside namespace.
     pub fn outside(&self, cmd: &[&str]) -> Out {
         let o = self.outside_ns();

@@ -589,7 +589,10 @@ fn published_tcp_port_is_translated_to_backend_with_valid_checksums() {
     let fwd = h
         .nat_get(&CLIENT_TO_HOST.key(IPPROTO_TCP, ZONE_UPLINK_IN))
         .unwrap();
-    assert_eq!(fwd.packets, 1, "the second packet was counted on the entry");
+    assert_eq!(
+        fwd.packets, 2,
+        "the opening packet and the second one are counted"
+    );
 }
 
 #[test]

@@ -63,9 +63,7 @@ impl Daemon {
                 req.name
             )));
         }
-        if !req.links.is_empty() {
-            return Err(invalid("--link is not implemented yet"));
-        }
+        let links = self.plan_links(&req.name, &req.links)?;
         validate::key_values("environment variable", &req.env)?;
         let mode = self.parse_mode(&req.network)?;
         let attachments = self.plan_attachments(req, &mode)?;
@@ -89,7 +87,8 @@ impl Daemon {
             publish,
             ports: vec![],
             expose,
-            links: vec![],
+            links,
+            link_env: vec![],
             env: req.env.clone(),
             hostname,
             adopted_netns: req.netns.clone(),
@@ -177,6 +176,8 @@ impl Daemon {
     }
 
     async fn start_steps(&mut self, c: &Container, undo: &mut Undo) -> OpResult<()> {
+        let link_env = self.link_env(c)?;
+        self.entry_mut(&c.name).link_env = link_env;
         let mut endpoints = vec![];
         if matches!(c.mode, NetworkMode::Bridge | NetworkMode::None) {
             let path = self.netns_path(c);
@@ -464,7 +465,7 @@ impl Daemon {
             hosts: dir.as_ref().map(|d| d.join("hosts")),
             resolv_conf: dir.as_ref().map(|d| d.join("resolv.conf")),
             hostname: Some(c.hostname.clone()),
-            env: c.env.clone(),
+            env: c.link_env.iter().chain(&c.env).cloned().collect(),
         })
     }
 }

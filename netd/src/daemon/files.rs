@@ -7,11 +7,22 @@ use crate::state::Container;
 
 const LOCALHOST: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n";
 
-/// The hosts file Docker writes: localhost lines, then the container's own addresses.
-pub fn hosts(c: &Container) -> String {
+/// The hosts file: localhost lines, the container's own addresses with its hostname, name and
+/// short ID, then one line per link.
+pub fn hosts(c: &Container, link_lines: &[String]) -> String {
     let mut text = LOCALHOST.to_string();
+    let mut names = vec![c.hostname.as_str()];
+    for n in [c.name.as_str(), &c.id[..12]] {
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    }
     for ep in &c.endpoints {
-        text.push_str(&format!("{}\t{}\n", ep.ip, c.hostname));
+        text.push_str(&format!("{}\t{}\n", ep.ip, names.join(" ")));
+    }
+    for line in link_lines {
+        text.push_str(line);
+        text.push('\n');
     }
     text
 }
@@ -46,15 +57,17 @@ pub fn resolv_conf(host: &str) -> String {
         .collect()
 }
 
+/// Writes `text` to `path` in place (processes that have the file bind-mounted see the change),
+/// and only if it differs.
 fn write(path: &Path, text: &str) -> OpResult<()> {
-    let tmp = path.with_extension("tmp");
-    fs::write(&tmp, text)
-        .and_then(|()| fs::rename(&tmp, path))
-        .map_err(|source| OpError::Io {
-            what: "write",
-            path: path.into(),
-            source,
-        })
+    if fs::read_to_string(path).is_ok_and(|old| old == text) {
+        return Ok(());
+    }
+    fs::write(path, text).map_err(|source| OpError::Io {
+        what: "write",
+        path: path.into(),
+        source,
+    })
 }
 
 impl Daemon {
@@ -67,7 +80,7 @@ impl Daemon {
             path: dir.clone(),
             source,
         })?;
-        write(&dir.join("hosts"), &hosts(c))?;
+        write(&dir.join("hosts"), &hosts(c, &self.link_hosts(c)))?;
         let upstream = fs::read_to_string(&self.config.resolv_conf).unwrap_or_default();
         let embedded = c.attachments.iter().any(|a| {
             self.state

@@ -6,6 +6,7 @@ mod endpoint;
 pub mod error;
 mod files;
 mod flows;
+mod links;
 mod maps;
 mod networks;
 mod ports;

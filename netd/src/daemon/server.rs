@@ -83,6 +83,7 @@ async fn serve_one(mut stream: UnixStream, daemon: Arc<Mutex<Daemon>>) -> anyhow
             let mut daemon = daemon.lock().await;
             let result = daemon.handle(request).await.map_err(|e| e.to_string());
             daemon.refresh_dns();
+            daemon.refresh_link_hosts();
             result
         }
         Err(e) => Err(format!("malformed request: {e}")),

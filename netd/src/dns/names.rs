@@ -182,6 +182,7 @@ mod tests {
             ports: vec![],
             expose: vec![],
             links: vec![],
+            link_env: vec![],
             env: vec![],
             hostname: name.into(),
             adopted_netns: None,
