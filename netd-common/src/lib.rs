@@ -28,6 +28,14 @@ pub mod maps {
     pub const CONFIG: &str = "NETD_CONFIG";
     /// `LruHashMap<u64 /* socket cookie */, SockOrig>`: what host sockets asked for.
     pub const SOCK_ORIG: &str = "NETD_SOCK_ORIG";
+    /// `PerCpuHashMap<DropKey, u64>`: packets dropped, per port (container or uplink) and reason.
+    pub const DROPS_BY_PORT: &str = "NETD_PORT_DROPS";
+    /// `RingBuf` of [`super::Event`]s, written only while someone listens.
+    pub const EVENTS: &str = "NETD_EVENTS";
+    /// `PerCpuArray<RateState>` of one slot: the events rate limiter.
+    pub const EVENTS_RATE: &str = "NETD_EVENTS_RL";
+    /// `PerCpuHashMap<PortKey, PortStats>`: traffic through each published port.
+    pub const PORT_STATS: &str = "NETD_PORT_STATS";
 }
 
 /// Maximum number of container endpoints (bridge ports) the maps hold.
@@ -150,7 +158,83 @@ const _: () = assert!(size_of::<Backend>() == 24);
 
 /// Settings of the datapath, indices of [`maps::CONFIG`].
 pub const CONFIG_NETNS_COOKIE: u32 = 0;
+/// `EVENTS_*` bits: which events the programs write to the ring buffer (0: none).
+pub const CONFIG_EVENTS: u32 = 1;
+/// Events per second and CPU at most (0: the default, [`DEFAULT_EVENTS_RATE`]).
+pub const CONFIG_EVENTS_RATE: u32 = 2;
 pub const CONFIG_LEN: u32 = 4;
+
+/// Write an event for every dropped packet.
+pub const EVENTS_DROPS: u64 = 1 << 0;
+/// Write an event for every new translated flow.
+pub const EVENTS_FLOWS: u64 = 1 << 1;
+pub const DEFAULT_EVENTS_RATE: u64 = 1000;
+
+/// Event kinds.
+pub const EVENT_DROP: u8 = 1;
+pub const EVENT_FLOW: u8 = 2;
+
+/// A 4-tuple in network byte order (ports 0 when there are none).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tuple {
+    pub saddr: [u8; 4],
+    pub daddr: [u8; 4],
+    pub sport_be: u16,
+    pub dport_be: u16,
+}
+const _: () = assert!(size_of::<Tuple>() == 12);
+
+/// One datapath event: a dropped packet or a new translated flow.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// `bpf_ktime_get_ns`.
+    pub ts_ns: u64,
+    /// The port (host-side veth or uplink) where it happened.
+    pub ifindex: u32,
+    /// `EVENT_*`.
+    pub kind: u8,
+    /// [`DropReason`] for drops.
+    pub reason: u8,
+    pub proto: u8,
+    /// `ZONE_*` for flows.
+    pub zone: u8,
+    /// The packet as it came; for flows, what it was rewritten to in `after`.
+    pub before: Tuple,
+    pub after: Tuple,
+}
+const _: () = assert!(size_of::<Event>() == 40);
+
+/// Key of the per-port drop counters.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DropKey {
+    pub ifindex: u32,
+    pub reason: u32,
+}
+const _: () = assert!(size_of::<DropKey>() == 8);
+
+/// The events rate limiter of one CPU: events written in the current second.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RateState {
+    pub window_ns: u64,
+    pub count: u64,
+    /// Events suppressed by the limit, ever.
+    pub suppressed: u64,
+}
+const _: () = assert!(size_of::<RateState>() == 24);
+
+/// Traffic through a published port (as the client addressed it), per CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortStats {
+    pub connections: u64,
+    pub packets: u64,
+    pub bytes: u64,
+}
+const _: () = assert!(size_of::<PortStats>() == 24);
 
 /// A host socket whose destination the connect hook translated: the address it asked for and
 /// the backend it got, so that `getpeername` and `recvmsg` can show the former.
@@ -291,6 +375,10 @@ mod pod {
     unsafe impl aya::Pod for super::Backend {}
     unsafe impl aya::Pod for super::Uplink {}
     unsafe impl aya::Pod for super::SockOrig {}
+    unsafe impl aya::Pod for super::Event {}
+    unsafe impl aya::Pod for super::DropKey {}
+    unsafe impl aya::Pod for super::RateState {}
+    unsafe impl aya::Pod for super::PortStats {}
 }
 
 #[cfg(test)]

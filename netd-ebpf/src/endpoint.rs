@@ -23,7 +23,7 @@ use crate::{
 pub fn netd_endpoint_ingress(ctx: TcContext) -> i32 {
     match try_endpoint_ingress(&ctx) {
         Ok(action) => action,
-        Err(reason) => nat::drop(reason),
+        Err(reason) => nat::drop(&ctx, reason),
     }
 }
 
@@ -108,7 +108,7 @@ fn hairpin(
     );
     rev.redirect_ifindex = ifindex;
     rev.dst_mac = ep.mac;
-    nat::insert_pair(&flow.key(ZONE_ENDPOINT), &fwd, &rev_key, &rev)?;
+    nat::insert_pair(ctx, flow, &flow.key(ZONE_ENDPOINT), &fwd, &rev_key, &rev)?;
     nat::rewrite(ctx, flow, &fwd)?;
     nat::verdict(ctx, &fwd)
 }

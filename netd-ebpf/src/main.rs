@@ -13,6 +13,7 @@
 #![no_main]
 
 mod endpoint;
+mod events;
 mod icmp;
 mod maps;
 mod nat;

@@ -2,12 +2,14 @@
 //! so that a restarted daemon and the programs it left attached keep using the same ones.
 use aya_ebpf::{
     macros::map,
-    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, LruHashMap, PerCpuArray},
+    maps::{
+        lpm_trie::Key, Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf,
+    },
 };
 use netd_common::{
-    Backend, DropReason, Endpoint, FlowKey, NatEntry, NetworkInfo, PortKey, SockOrig, Uplink,
-    CONFIG_LEN, DEFAULT_NAT_ENTRIES, MAX_ENDPOINTS, MAX_LOCAL_ADDRS, MAX_NETWORKS, MAX_PORTS,
-    MAX_UPLINKS,
+    Backend, DropKey, DropReason, Endpoint, FlowKey, NatEntry, NetworkInfo, PortKey, PortStats,
+    RateState, SockOrig, Uplink, CONFIG_LEN, DEFAULT_NAT_ENTRIES, MAX_ENDPOINTS, MAX_LOCAL_ADDRS,
+    MAX_NETWORKS, MAX_PORTS, MAX_UPLINKS,
 };
 
 /// Host-side veth ifindex -> the container endpoint behind it.
@@ -30,14 +32,63 @@ pub fn network_of(addr: [u8; 4]) -> Option<u32> {
         .map(|info| info.net_id)
 }
 
-/// Counts one packet dropped for `reason`.
+/// Counts one packet dropped for `reason` at the port `ifindex`, in total and per port.
 #[inline(always)]
-pub fn count_drop(reason: DropReason) {
+pub fn count_drop(ifindex: u32, reason: DropReason) {
     if let Some(counter) = NETD_DROPS.get_ptr_mut(reason as u32) {
         // SAFETY: per-CPU slot, nothing else on this CPU writes it while we run.
         unsafe { *counter += 1 };
     }
+    let key = DropKey {
+        ifindex,
+        reason: reason as u32,
+    };
+    match NETD_PORT_DROPS.get_ptr_mut(key) {
+        // SAFETY: as above.
+        Some(counter) => unsafe { *counter += 1 },
+        None => {
+            let _ = NETD_PORT_DROPS.insert(key, 1, 0); // the total above still counts it
+        }
+    }
 }
+
+/// Counts traffic through a published port; `opening` for the first packet of a connection.
+#[inline(always)]
+pub fn count_port(key: PortKey, bytes: u32, opening: bool) {
+    match NETD_PORT_STATS.get_ptr_mut(key) {
+        // SAFETY: per-CPU value, only this CPU writes it now.
+        Some(stats) => unsafe {
+            (*stats).packets += 1;
+            (*stats).bytes += bytes as u64;
+            (*stats).connections += opening as u64;
+        },
+        None => {
+            let stats = PortStats {
+                connections: opening as u64,
+                packets: 1,
+                bytes: bytes as u64,
+            };
+            let _ = NETD_PORT_STATS.insert(key, stats, 0); // statistics only
+        }
+    }
+}
+
+/// Per-port drop counters.
+#[map(name = "NETD_PORT_DROPS")]
+pub static NETD_PORT_DROPS: PerCpuHashMap<DropKey, u64> =
+    PerCpuHashMap::pinned(MAX_ENDPOINTS * 4, 0);
+
+/// Traffic per published port.
+#[map(name = "NETD_PORT_STATS")]
+pub static NETD_PORT_STATS: PerCpuHashMap<PortKey, PortStats> = PerCpuHashMap::pinned(MAX_PORTS, 0);
+
+/// Events for `netd monitor`.
+#[map(name = "NETD_EVENTS")]
+pub static NETD_EVENTS: RingBuf = RingBuf::pinned(256 * 1024, 0);
+
+/// The events rate limiter, one slot per CPU.
+#[map(name = "NETD_EVENTS_RL")]
+pub static NETD_EVENTS_RL: PerCpuArray<RateState> = PerCpuArray::pinned(1, 0);
 
 /// Published ports: (host address or 0.0.0.0, port, protocol) -> container backend.
 #[map(name = "NETD_PORTS")]

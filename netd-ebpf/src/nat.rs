@@ -7,9 +7,9 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use netd_common::{
-    DropReason, FlowKey, NatEntry, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, NAT_FLAG_REDIRECT,
-    NAT_FLAG_REPLY, SNAT_PORT_MAX, SNAT_PORT_MIN, SNAT_RETRIES, TCP_SEEN_ACK, TCP_SEEN_FIN,
-    TCP_SEEN_RST, TCP_SEEN_SYN,
+    DropReason, FlowKey, NatEntry, PortKey, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP,
+    NAT_FLAG_REDIRECT, NAT_FLAG_REPLY, NAT_KIND_DNAT, NAT_KIND_HAIRPIN, SNAT_PORT_MAX,
+    SNAT_PORT_MIN, SNAT_RETRIES, TCP_SEEN_ACK, TCP_SEEN_FIN, TCP_SEEN_RST, TCP_SEEN_SYN,
 };
 
 use crate::{
@@ -35,8 +35,32 @@ pub fn lookup(flow: &Flow, zone: u8) -> Option<NatEntry> {
         (*entry).packets += 1;
         (*entry).bytes += flow.len as u64;
         (*entry).tcp_seen |= tcp_seen(flow.tcp_flags);
-        Some(*entry)
+        let entry = *entry;
+        account(flow, &entry, false);
+        Some(entry)
     }
+}
+
+/// Counts a packet of a published-port flow on the port the client addressed.
+#[inline(always)]
+fn account(flow: &Flow, e: &NatEntry, opening: bool) {
+    if e.kind != NAT_KIND_DNAT && e.kind != NAT_KIND_HAIRPIN {
+        return;
+    }
+    let (addr, port_be) = match e.flags & NAT_FLAG_REPLY {
+        0 => (flow.daddr, flow.dport_be),
+        _ => (e.saddr, e.sport_be),
+    };
+    crate::maps::count_port(
+        PortKey {
+            addr,
+            port_be,
+            proto: flow.proto,
+            _pad: 0,
+        },
+        flow.len,
+        opening,
+    );
 }
 
 /// TCP flags folded into the `TCP_SEEN_*` bits.
@@ -87,6 +111,8 @@ pub fn entry(flow: &Flow, kind: u8, flags: u8, to: &FlowKey) -> NatEntry {
 /// Records both directions of a new flow: `fwd` for the packet in hand, `rev` for its replies.
 #[inline(always)]
 pub fn insert_pair(
+    ctx: &TcContext,
+    flow: &Flow,
     fwd_key: &FlowKey,
     fwd: &NatEntry,
     rev_key: &FlowKey,
@@ -97,7 +123,10 @@ pub fn insert_pair(
         .map_err(|_| DropReason::NatTableFull)?;
     NETD_NAT
         .insert(fwd_key, fwd, 0)
-        .map_err(|_| DropReason::NatTableFull)
+        .map_err(|_| DropReason::NatTableFull)?;
+    account(flow, fwd, true);
+    crate::events::new_flow(ifindex(ctx), flow, fwd_key, fwd);
+    Ok(())
 }
 
 /// Claims a free SNAT port for replies to `addr` by inserting the reply entry under a key that
@@ -251,9 +280,18 @@ pub fn verdict(ctx: &TcContext, entry: &NatEntry) -> Result<i32, DropReason> {
     Ok(unsafe { bpf_redirect(entry.redirect_ifindex, 0) } as i32)
 }
 
-/// The action for a dropped packet, counted.
+/// The port the packet is on.
 #[inline(always)]
-pub fn drop(reason: DropReason) -> i32 {
-    crate::maps::count_drop(reason);
+pub fn ifindex(ctx: &TcContext) -> u32 {
+    // SAFETY: the skb is valid for this program run.
+    unsafe { (*ctx.skb.skb).ifindex }
+}
+
+/// The action for a dropped packet, counted and reported.
+#[inline(always)]
+pub fn drop(ctx: &TcContext, reason: DropReason) -> i32 {
+    let ifindex = ifindex(ctx);
+    crate::maps::count_drop(ifindex, reason);
+    crate::events::dropped(ctx, ifindex, reason);
     TC_ACT_SHOT
 }

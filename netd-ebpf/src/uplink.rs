@@ -21,7 +21,7 @@ use crate::{
 pub fn netd_uplink_ingress(ctx: TcContext) -> i32 {
     match try_ingress(&ctx) {
         Ok(action) => action,
-        Err(reason) => nat::drop(reason),
+        Err(reason) => nat::drop(&ctx, reason),
     }
 }
 
@@ -29,7 +29,7 @@ pub fn netd_uplink_ingress(ctx: TcContext) -> i32 {
 pub fn netd_uplink_egress(ctx: TcContext) -> i32 {
     match try_egress(&ctx) {
         Ok(action) => action,
-        Err(reason) => nat::drop(reason),
+        Err(reason) => nat::drop(&ctx, reason),
     }
 }
 
@@ -85,7 +85,7 @@ fn try_ingress(ctx: &TcContext) -> Result<i32, DropReason> {
         ..rev_key
     };
     let rev = nat::entry(&flow, NAT_KIND_DNAT, NAT_FLAG_REPLY, &rev_to);
-    nat::insert_pair(&flow.key(ZONE_UPLINK_IN), &fwd, &rev_key, &rev)?;
+    nat::insert_pair(ctx, &flow, &flow.key(ZONE_UPLINK_IN), &fwd, &rev_key, &rev)?;
     nat::rewrite(ctx, &flow, &fwd)?;
     Ok(TC_ACT_OK)
 }
@@ -155,6 +155,7 @@ fn snat(ctx: &TcContext, flow: &Flow) -> Result<i32, DropReason> {
     maps::NETD_NAT
         .insert(flow.key(ZONE_UPLINK_OUT), fwd, 0)
         .map_err(|_| DropReason::NatTableFull)?;
+    crate::events::new_flow(ifindex, flow, &flow.key(ZONE_UPLINK_OUT), &fwd);
     nat::rewrite(ctx, flow, &fwd)?;
     Ok(TC_ACT_OK)
 }

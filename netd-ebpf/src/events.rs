@@ -1,0 +1,105 @@
+//! Datapath events for `netd monitor`: drops and new translated flows go to a ring buffer, but
+//! only while the daemon says someone listens (`CONFIG_EVENTS`) and at most a bounded number per
+//! second and CPU, so that watching never slows the datapath down noticeably.
+use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::TcContext};
+use netd_common::{
+    DropReason, Event, FlowKey, NatEntry, Tuple, CONFIG_EVENTS, CONFIG_EVENTS_RATE,
+    DEFAULT_EVENTS_RATE, EVENTS_DROPS, EVENTS_FLOWS, EVENT_DROP, EVENT_FLOW,
+};
+
+use crate::{
+    maps::{self, NETD_EVENTS, NETD_EVENTS_RL},
+    parse::{self, Flow},
+};
+
+const SECOND_NS: u64 = 1_000_000_000;
+
+/// Whether events of kind `bit` are wanted now and the rate allows one more.
+#[inline(always)]
+fn admit(bit: u64, now: u64) -> bool {
+    if maps::config(CONFIG_EVENTS) & bit == 0 {
+        return false;
+    }
+    let Some(state) = NETD_EVENTS_RL.get_ptr_mut(0) else {
+        return false;
+    };
+    let limit = match maps::config(CONFIG_EVENTS_RATE) {
+        0 => DEFAULT_EVENTS_RATE,
+        n => n,
+    };
+    // SAFETY: this CPU's own slot.
+    let state = unsafe { &mut *state };
+    if now.wrapping_sub(state.window_ns) >= SECOND_NS {
+        state.window_ns = now;
+        state.count = 0;
+    }
+    if state.count >= limit {
+        state.suppressed += 1;
+        return false;
+    }
+    state.count += 1;
+    true
+}
+
+fn tuple(flow: &Flow) -> Tuple {
+    Tuple {
+        saddr: flow.saddr,
+        daddr: flow.daddr,
+        sport_be: flow.sport_be,
+        dport_be: flow.dport_be,
+    }
+}
+
+/// Reports a dropped packet (its tuple read again, best effort: drops are rare).
+#[inline(always)]
+pub fn dropped(ctx: &TcContext, ifindex: u32, reason: DropReason) {
+    // SAFETY: a plain helper call.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if !admit(EVENTS_DROPS, now) {
+        return;
+    }
+    let flow = parse::eth(ctx)
+        .ok()
+        .filter(|eth| eth.ether_type == parse::ETH_P_IP)
+        .and_then(|_| parse::ipv4(ctx).ok())
+        .and_then(|ip| parse::flow(ctx, &ip).ok());
+    let (proto, before) = flow.map(|f| (f.proto, tuple(&f))).unwrap_or_default();
+    let event = Event {
+        ts_ns: now,
+        ifindex,
+        kind: EVENT_DROP,
+        reason: reason as u8,
+        proto,
+        zone: 0,
+        before,
+        after: Tuple::default(),
+    };
+    let _ = NETD_EVENTS.output::<Event>(&event, 0); // a full ring loses the event, never the packet
+}
+
+/// Reports a new translated flow: the packet as it came and what it became.
+#[inline(always)]
+pub fn new_flow(ifindex: u32, flow: &Flow, key: &FlowKey, to: &NatEntry) {
+    // SAFETY: a plain helper call.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if !admit(EVENTS_FLOWS, now) {
+        return;
+    }
+    let after = Tuple {
+        saddr: to.saddr,
+        daddr: to.daddr,
+        sport_be: to.sport_be,
+        dport_be: to.dport_be,
+    };
+    let event = Event {
+        ts_ns: now,
+        ifindex,
+        kind: EVENT_FLOW,
+        reason: 0,
+        proto: flow.proto,
+        zone: key.zone,
+        before: tuple(flow),
+        after,
+    };
+    let _ = NETD_EVENTS.output::<Event>(&event, 0); // a full ring loses the event, never the packet
+}
