@@ -170,6 +170,9 @@ pub const EVENTS_DROPS: u64 = 1 << 0;
 pub const EVENTS_FLOWS: u64 = 1 << 1;
 pub const DEFAULT_EVENTS_RATE: u64 = 1000;
 
+/// `Event::proto` of a dropped ARP frame (its tuple holds the sender and target addresses).
+pub const EVENT_PROTO_ARP: u8 = 0xfe;
+
 /// Event kinds.
 pub const EVENT_DROP: u8 = 1;
 pub const EVENT_FLOW: u8 = 2;

@@ -4,7 +4,7 @@
 use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::TcContext};
 use netd_common::{
     DropReason, Event, FlowKey, NatEntry, Tuple, CONFIG_EVENTS, CONFIG_EVENTS_RATE,
-    DEFAULT_EVENTS_RATE, EVENTS_DROPS, EVENTS_FLOWS, EVENT_DROP, EVENT_FLOW,
+    DEFAULT_EVENTS_RATE, EVENTS_DROPS, EVENTS_FLOWS, EVENT_DROP, EVENT_FLOW, EVENT_PROTO_ARP,
 };
 
 use crate::{
@@ -58,12 +58,26 @@ pub fn dropped(ctx: &TcContext, ifindex: u32, reason: DropReason) {
     if !admit(EVENTS_DROPS, now) {
         return;
     }
-    let flow = parse::eth(ctx)
-        .ok()
-        .filter(|eth| eth.ether_type == parse::ETH_P_IP)
-        .and_then(|_| parse::ipv4(ctx).ok())
-        .and_then(|ip| parse::flow(ctx, &ip).ok());
-    let (proto, before) = flow.map(|f| (f.proto, tuple(&f))).unwrap_or_default();
+    let (proto, before) = match parse::eth(ctx).map(|eth| eth.ether_type) {
+        Ok(parse::ETH_P_IP) => parse::ipv4(ctx)
+            .and_then(|ip| parse::flow(ctx, &ip))
+            .map(|f| (f.proto, tuple(&f)))
+            .unwrap_or_default(),
+        Ok(parse::ETH_P_ARP) => parse::arp(ctx)
+            .map(|a| {
+                (
+                    EVENT_PROTO_ARP,
+                    Tuple {
+                        saddr: a.spa,
+                        daddr: a.tpa,
+                        sport_be: 0,
+                        dport_be: 0,
+                    },
+                )
+            })
+            .unwrap_or_default(),
+        _ => Default::default(),
+    };
     let event = Event {
         ts_ns: now,
         ifindex,

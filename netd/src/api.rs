@@ -44,6 +44,15 @@ pub enum Request {
     ContainerInspect {
         name: String,
     },
+    Stats {
+        container: Option<String>,
+    },
+    /// Stream events (one JSON [`EventView`] per line) until the client goes away.
+    Monitor {
+        container: Option<String>,
+        port: Option<u16>,
+        drops_only: bool,
+    },
     ContainerPublish {
         name: String,
         spec: String,
@@ -104,6 +113,40 @@ pub enum Reply {
     Ports(Vec<String>),
     Exec(ExecInfo),
     Maps(Vec<MapView>),
+    Stats(StatsView),
+}
+
+/// Drops per port and reason, with totals.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatsView {
+    pub rows: Vec<StatRow>,
+    pub totals: Vec<(String, u64)>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatRow {
+    pub port: String,
+    pub container: Option<String>,
+    pub reason: String,
+    pub packets: u64,
+}
+
+/// One datapath event, decoded.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventView {
+    /// Seconds since the Unix epoch.
+    pub time: f64,
+    /// `drop` or `flow`.
+    pub kind: String,
+    pub port: String,
+    pub container: Option<String>,
+    /// `inbound`, `outbound`, `from-container` (flows) or `-`.
+    pub direction: String,
+    pub proto: String,
+    pub before: String,
+    pub after: Option<String>,
+    pub verdict: String,
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

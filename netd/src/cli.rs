@@ -35,6 +35,25 @@ pub enum Command {
     /// Look into the datapath's BPF maps.
     #[command(subcommand)]
     Maps(MapsCommand),
+    /// Packets the datapath dropped, per container and reason, with totals.
+    Stats {
+        container: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Stream flow and drop events from the datapath until interrupted.
+    Monitor {
+        #[arg(long)]
+        container: Option<String>,
+        /// Only events with this port (before or after translation).
+        #[arg(long)]
+        port: Option<u16>,
+        /// Only drops.
+        #[arg(long)]
+        drops: bool,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
 }
 
 #[derive(Debug, Args, Clone)]
@@ -75,6 +94,9 @@ pub struct DaemonArgs {
     /// Seconds an ICMP echo flow through NAT may stay idle (default 30).
     #[arg(long)]
     pub nat_timeout_icmp: Option<u64>,
+    /// Serve Prometheus metrics at ADDR (`PORT` alone means 127.0.0.1:PORT); off by default.
+    #[arg(long, value_parser = crate::daemon::metrics::parse_addr)]
+    pub metrics: Option<std::net::SocketAddr>,
     /// Remove everything this daemon installed, then exit.
     #[arg(long)]
     pub cleanup: bool,

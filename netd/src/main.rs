@@ -64,6 +64,15 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Network(cmd) => client::network(&cli.socket, cmd).map(|()| 0),
         Command::Container(cmd) => client::container(&cli.socket, cmd).map(|()| 0),
         Command::Maps(cmd) => client::maps(&cli.socket, cmd).map(|()| 0),
+        Command::Stats { container, format } => {
+            client::stats(&cli.socket, container, format).map(|()| 0)
+        }
+        Command::Monitor {
+            container,
+            port,
+            drops,
+            format,
+        } => client::monitor(&cli.socket, container, port, drops, format).map(|()| 0),
         Command::Exec(args) => client::exec(&cli.socket, args),
     }
 }

@@ -4,7 +4,7 @@ mod exec;
 mod print;
 
 use std::{
-    io::{Read as _, Write as _},
+    io::{BufRead as _, Read as _, Write as _},
     os::unix::net::UnixStream,
     path::Path,
 };
@@ -13,7 +13,7 @@ use anyhow::{anyhow, Context as _};
 
 use crate::{
     api::{ContainerCreate, NetworkCreate, Reply, Request, Response},
-    cli::{ContainerCommand, ExecArgs, MapsCommand, NetworkCommand},
+    cli::{ContainerCommand, ExecArgs, Format, MapsCommand, NetworkCommand},
 };
 
 /// Sends one request and returns the daemon's reply, or its error as ours.
@@ -150,6 +150,54 @@ fn done(socket: &Path, req: Request, name: &str) -> anyhow::Result<()> {
 pub fn maps(socket: &Path, cmd: MapsCommand) -> anyhow::Result<()> {
     let MapsCommand::Dump { map, format } = cmd;
     print::maps(request(socket, &Request::MapsDump { map })?, format)
+}
+
+pub fn stats(socket: &Path, container: Option<String>, format: Format) -> anyhow::Result<()> {
+    print::stats(request(socket, &Request::Stats { container })?, format)
+}
+
+/// Prints events as they come until the daemon or the user ends the stream.
+pub fn monitor(
+    socket: &Path,
+    container: Option<String>,
+    port: Option<u16>,
+    drops_only: bool,
+    format: Format,
+) -> anyhow::Result<()> {
+    let mut stream = UnixStream::connect(socket).map_err(|e| {
+        anyhow!(
+            "cannot reach the netd daemon at {} ({e}): is it running? Start it with `netd daemon`",
+            socket.display()
+        )
+    })?;
+    stream.write_all(&serde_json::to_vec(&Request::Monitor {
+        container,
+        port,
+        drops_only,
+    })?)?;
+    stream.shutdown(std::net::Shutdown::Write)?;
+    let mut lines = std::io::BufReader::new(stream).lines();
+    let first = lines
+        .next()
+        .ok_or_else(|| anyhow!("the daemon closed the stream"))??;
+    let response: Response =
+        serde_json::from_str(&first).context("malformed reply from the daemon")?;
+    response.map_err(|e| anyhow!(e))?;
+    if let Format::Table = format {
+        print::event_header();
+    }
+    for line in lines {
+        let line = line?;
+        if line.is_empty() {
+            continue;
+        }
+        match format {
+            Format::Json => println!("{line}"),
+            Format::Table => print::event(&serde_json::from_str(&line)?),
+        }
+        std::io::stdout().flush()?;
+    }
+    Ok(())
 }
 
 /// Runs the command and returns its exit status (or 0 with `-d`, after printing the PID).

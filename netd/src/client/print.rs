@@ -131,3 +131,63 @@ pub fn maps(reply: Reply, format: Format) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+pub fn stats(reply: Reply, format: Format) -> anyhow::Result<()> {
+    let Reply::Stats(stats) = reply else {
+        return Err(unexpected());
+    };
+    if let Format::Json = format {
+        return json(&stats);
+    }
+    let rows = stats
+        .rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.container.clone().unwrap_or_else(|| "-".into()),
+                r.port.clone(),
+                r.reason.clone(),
+                r.packets.to_string(),
+            ]
+        })
+        .collect();
+    table(&["CONTAINER", "PORT", "REASON", "PACKETS"], rows);
+    println!();
+    let totals = stats
+        .totals
+        .iter()
+        .map(|(reason, n)| vec![reason.clone(), n.to_string()])
+        .collect();
+    table(&["TOTAL BY REASON", "PACKETS"], totals);
+    Ok(())
+}
+
+pub fn event_header() {
+    println!(
+        "{:<12} {:<5} {:<14} {:<16} {:<5} {:<45} {:<45} VERDICT",
+        "TIME", "KIND", "DIRECTION", "CONTAINER", "PROTO", "BEFORE", "AFTER"
+    );
+}
+
+pub fn event(e: &crate::api::EventView) {
+    let secs = e.time.rem_euclid(86400.0);
+    let time = format!(
+        "{:02}:{:02}:{:06.3}",
+        (secs / 3600.0) as u32,
+        ((secs % 3600.0) / 60.0) as u32,
+        secs % 60.0
+    );
+    let verdict = match &e.reason {
+        Some(r) => format!("{} ({r})", e.verdict),
+        None => e.verdict.clone(),
+    };
+    println!(
+        "{time:<12} {:<5} {:<14} {:<16} {:<5} {:<45} {:<45} {verdict}",
+        e.kind,
+        e.direction,
+        e.container.as_deref().unwrap_or("-"),
+        e.proto,
+        e.before,
+        e.after.as_deref().unwrap_or("-")
+    );
+}

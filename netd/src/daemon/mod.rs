@@ -8,7 +8,9 @@ mod files;
 mod flows;
 mod links;
 mod maps;
+pub mod metrics;
 mod networks;
+mod observe;
 mod ports;
 mod reconcile;
 mod server;
@@ -216,6 +218,10 @@ impl Daemon {
             }
             Request::Exec { name } => self.exec_info(&name).map(Reply::Exec),
             Request::MapsDump { map } => self.maps_dump(map.as_deref()).map(Reply::Maps),
+            Request::Stats { container } => self.stats(container.as_deref()).map(Reply::Stats),
+            Request::Monitor { .. } => Err(error::invalid(
+                "monitor streams; it is served by the socket server",
+            )),
         }
     }
 }
@@ -226,5 +232,5 @@ pub async fn run(args: &DaemonArgs) -> anyhow::Result<()> {
     let listener = server::bind(&config.socket())?;
     let daemon = Daemon::start(config).await?;
     tracing::info!(socket = %daemon.config.socket().display(), "netd daemon ready");
-    server::serve(listener, daemon).await
+    server::serve(listener, daemon, args.metrics).await
 }

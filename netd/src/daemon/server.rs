@@ -10,8 +10,21 @@ use tokio::{
     sync::Mutex,
 };
 
-use super::Daemon;
-use crate::api::{Request, Response};
+use aya::maps::{MapData, RingBuf};
+use netd_common::{Event, CONFIG_EVENTS, EVENTS_DROPS, EVENTS_FLOWS};
+use tokio::{io::unix::AsyncFd, sync::broadcast};
+
+use super::{maps::monotonic_ns, observe, Daemon};
+use crate::api::{Reply, Request, Response};
+
+/// The daemon and the events the datapath reports.
+struct Shared {
+    daemon: Arc<Mutex<Daemon>>,
+    events: broadcast::Sender<Event>,
+}
+
+/// How often a monitor connection is checked for a client that went away.
+const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How often expired flows are removed and host addresses refreshed.
 const HOUSEKEEPING: std::time::Duration = std::time::Duration::from_secs(5);
@@ -40,14 +53,40 @@ pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
 }
 
 /// Serves until SIGTERM or SIGINT. The datapath stays in place; a new daemon adopts it.
-pub async fn serve(listener: UnixListener, daemon: Daemon) -> anyhow::Result<()> {
-    let daemon = Arc::new(Mutex::new(daemon));
+pub async fn serve(
+    listener: UnixListener,
+    mut daemon: Daemon,
+    metrics: Option<std::net::SocketAddr>,
+) -> anyhow::Result<()> {
+    let (events, _) = broadcast::channel::<Event>(4096);
+    match daemon.dp.take_events() {
+        Ok(ring) => {
+            tokio::spawn(read_events(ring, events.clone()));
+        }
+        Err(e) => tracing::warn!(%e, "no datapath events: netd monitor will stay silent"),
+    }
+    let shared = Arc::new(Shared {
+        daemon: Arc::new(Mutex::new(daemon)),
+        events,
+    });
+    if let Some(addr) = metrics {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot serve metrics on {addr}"))?;
+        let daemon = shared.daemon.clone();
+        tokio::spawn(async move {
+            if let Err(e) = super::metrics::serve(listener, daemon).await {
+                tracing::error!(%e, "the metrics server stopped");
+            }
+        });
+    }
+    let daemon = shared.clone();
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
     loop {
         tokio::select! {
-            _ = housekeeping.tick() => match daemon.lock().await.tick().await {
+            _ = housekeeping.tick() => match daemon.daemon.lock().await.tick().await {
                 Ok(0) => {}
                 Ok(n) => tracing::debug!(expired = n, "NAT entries expired"),
                 Err(e) => tracing::warn!(%e, "housekeeping failed"),
@@ -66,21 +105,28 @@ pub async fn serve(listener: UnixListener, daemon: Daemon) -> anyhow::Result<()>
         }
     }
     // Wait for a request in flight, then leave; the socket file stays for the next daemon.
-    let _daemon = daemon.lock().await;
+    let _daemon = daemon.daemon.lock().await;
     tracing::info!("netd daemon stopping; the datapath stays in place");
     Ok(())
 }
 
-async fn serve_one(mut stream: UnixStream, daemon: Arc<Mutex<Daemon>>) -> anyhow::Result<()> {
+async fn serve_one(mut stream: UnixStream, shared: Arc<Shared>) -> anyhow::Result<()> {
     let mut buf = Vec::new();
     (&mut stream)
         .take(MAX_REQUEST)
         .read_to_end(&mut buf)
         .await?;
     let response: Response = match serde_json::from_slice::<Request>(&buf) {
+        Ok(Request::Monitor {
+            container,
+            port,
+            drops_only,
+        }) => {
+            return monitor(stream, shared, container, port, drops_only).await;
+        }
         Ok(request) => {
             tracing::debug!(?request, "request");
-            let mut daemon = daemon.lock().await;
+            let mut daemon = shared.daemon.lock().await;
             let result = daemon.handle(request).await.map_err(|e| e.to_string());
             daemon.refresh_dns();
             daemon.refresh_link_hosts();
@@ -91,4 +137,115 @@ async fn serve_one(mut stream: UnixStream, daemon: Arc<Mutex<Daemon>>) -> anyhow
     stream.write_all(&serde_json::to_vec(&response)?).await?;
     stream.shutdown().await?;
     Ok(())
+}
+
+/// Moves events from the ring buffer to every monitor.
+async fn read_events(ring: RingBuf<MapData>, tx: broadcast::Sender<Event>) {
+    // SAFETY: the ring buffer owns its fd for as long as the AsyncFd lives, and nothing else
+    // closes it.
+    let Ok(mut fd) = (unsafe { AsyncFd::register(ring) }) else {
+        return;
+    };
+    loop {
+        let Ok(mut guard) = fd.readable_mut().await else {
+            return;
+        };
+        let ring = guard.get_inner_mut();
+        while let Some(item) = ring.next() {
+            if item.len() >= std::mem::size_of::<Event>() {
+                // SAFETY: the programs write whole `Event`s; read_unaligned copes with any alignment.
+                let event = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<Event>()) };
+                // Nobody listening is fine: the programs only write while someone is.
+                let _ = tx.send(event);
+            }
+        }
+        guard.clear_ready();
+    }
+}
+
+/// `netd monitor`: turns events on, streams the wanted ones as JSON lines (an empty line now and
+/// then to notice a client that left), and turns them off when the last monitor goes.
+async fn monitor(
+    mut stream: UnixStream,
+    shared: Arc<Shared>,
+    container: Option<String>,
+    port: Option<u16>,
+    drops_only: bool,
+) -> anyhow::Result<()> {
+    let container = match &container {
+        Some(c) => match shared.daemon.lock().await.container(c) {
+            Ok(c) => Some(c.name.clone()),
+            Err(e) => {
+                let response: Response = Err(e.to_string());
+                return Ok(stream.write_all(&serde_json::to_vec(&response)?).await?);
+            }
+        },
+        None => None,
+    };
+    let mut rx = shared.events.subscribe();
+    set_events(&shared, EVENTS_DROPS | EVENTS_FLOWS).await;
+    let result = stream_events(
+        &mut stream,
+        &shared,
+        &mut rx,
+        container.as_deref(),
+        port,
+        drops_only,
+    )
+    .await;
+    drop(rx);
+    if shared.events.receiver_count() == 0 {
+        set_events(&shared, 0).await;
+    }
+    result
+}
+
+async fn stream_events(
+    stream: &mut UnixStream,
+    shared: &Shared,
+    rx: &mut broadcast::Receiver<Event>,
+    container: Option<&str>,
+    port: Option<u16>,
+    drops_only: bool,
+) -> anyhow::Result<()> {
+    let accepted: Response = Ok(Reply::Done);
+    stream.write_all(&serde_json::to_vec(&accepted)?).await?;
+    stream.write_all(b"\n").await?;
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    loop {
+        tokio::select! {
+            event = rx.recv() => match event {
+                Ok(e) => {
+                    let view = shared.daemon.lock().await.event_view(&e, monotonic_ns(), wall_clock());
+                    if observe::wanted(&view, &e, container, port, drops_only) {
+                        let mut line = serde_json::to_vec(&view)?;
+                        line.push(b'\n');
+                        stream.write_all(&line).await?;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => tracing::debug!(n, "a monitor fell behind"),
+                Err(broadcast::error::RecvError::Closed) => return Ok(()),
+            },
+            _ = heartbeat.tick() => stream.write_all(b"\n").await?,
+        }
+    }
+}
+
+async fn set_events(shared: &Shared, bits: u64) {
+    if let Err(e) = shared
+        .daemon
+        .lock()
+        .await
+        .dp
+        .set_config(CONFIG_EVENTS, bits)
+    {
+        tracing::warn!(%e, "cannot switch datapath events");
+    }
+}
+
+fn wall_clock() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }

@@ -15,7 +15,10 @@ use std::{
 };
 
 use aya::{
-    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, Map, MapData, MapError, PerCpuArray},
+    maps::{
+        lpm_trie::Key, Array, HashMap, LpmTrie, Map, MapData, MapError, PerCpuArray, PerCpuHashMap,
+        RingBuf,
+    },
     programs::{
         links::{FdLink, LinkError, PinnedLink},
         tc::{SchedClassifierLink, TcAttachOptions},
@@ -406,6 +409,34 @@ impl Datapath {
                 ))
             })
             .collect()
+    }
+
+    /// Per-CPU hash map `name`, summed over CPUs with `add`.
+    pub fn dump_per_cpu<K: Pod + Ord, V: Pod + Default>(
+        &self,
+        name: &'static str,
+        add: impl Fn(V, &V) -> V,
+    ) -> Result<BTreeMap<K, V>, DatapathError> {
+        let map: PerCpuHashMap<&MapData, K, V> = self.typed(name)?;
+        map.iter()
+            .map(|r| r.map(|(k, values)| (k, values.iter().fold(V::default(), &add))))
+            .collect::<Result<_, _>>()
+            .map_err(map_err(name))
+    }
+
+    /// Sets a `CONFIG_*` value the programs read.
+    pub fn set_config(&mut self, index: u32, value: u64) -> Result<(), DatapathError> {
+        let mut config: Array<&mut MapData, u64> = self.typed_mut(maps::CONFIG)?;
+        config.set(index, value, 0).map_err(map_err(maps::CONFIG))
+    }
+
+    /// The events ring buffer, moved out (once) for the reader task.
+    pub fn take_events(&mut self) -> Result<RingBuf<MapData>, DatapathError> {
+        let map = self
+            .ebpf
+            .take_map(maps::EVENTS)
+            .ok_or(DatapathError::Missing(maps::EVENTS))?;
+        RingBuf::try_from(map).map_err(map_err(maps::EVENTS))
     }
 
     /// Where a map is pinned.

@@ -13,7 +13,7 @@ use std::{
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
     sync::{
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
         Arc, RwLock,
     },
 };
@@ -40,6 +40,16 @@ struct Shared {
     names: RwLock<Names>,
     upstream: Upstream,
     rotation: AtomicUsize,
+    counters: Counters,
+}
+
+/// What the server has done since the daemon started.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub queries: AtomicU64,
+    pub answered_locally: AtomicU64,
+    pub forwarded: AtomicU64,
+    pub failures: AtomicU64,
 }
 
 /// Who is asking on a listener.
@@ -71,11 +81,19 @@ impl Dns {
             names: RwLock::new(Names::default()),
             upstream: Upstream::new(resolv_conf),
             rotation: AtomicUsize::new(0),
+            counters: Counters::default(),
         };
         Self {
             shared: Arc::new(shared),
             listeners: BTreeMap::new(),
         }
+    }
+
+    /// Queries, local answers, forwards and failures so far.
+    pub fn counters(&self) -> [u64; 4] {
+        let c = &self.shared.counters;
+        [&c.queries, &c.answered_locally, &c.forwarded, &c.failures]
+            .map(|n| n.load(Ordering::Relaxed))
     }
 
     /// Makes the names and listeners match: `containers` are (name, namespace file) of running
@@ -166,13 +184,27 @@ impl Shared {
             let names = self.names.read().ok()?;
             answer(&names, who.as_deref(), query, rotation)
         };
+        let c = &self.counters;
+        c.queries.fetch_add(1, Ordering::Relaxed);
         match decided {
-            Answer::Reply(bytes) => Some(bytes),
-            Answer::Ignore => None,
-            Answer::Forward => Some(match self.upstream.forward(query).await {
-                Some(reply) => reply,
-                None => servfail(query)?,
-            }),
+            Answer::Reply(bytes) => {
+                c.answered_locally.fetch_add(1, Ordering::Relaxed);
+                Some(bytes)
+            }
+            Answer::Ignore => {
+                c.failures.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            Answer::Forward => {
+                c.forwarded.fetch_add(1, Ordering::Relaxed);
+                Some(match self.upstream.forward(query).await {
+                    Some(reply) => reply,
+                    None => {
+                        c.failures.fetch_add(1, Ordering::Relaxed);
+                        servfail(query)?
+                    }
+                })
+            }
         }
     }
 }
