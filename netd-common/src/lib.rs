@@ -156,12 +156,18 @@ pub struct Backend {
 }
 const _: () = assert!(size_of::<Backend>() == 24);
 
+/// `skb->mark` of the synthetic packets `netd explain` runs through the programs: they decide
+/// and rewrite as usual but write no map (no flow is created, nothing is counted).
+pub const EXPLAIN_MARK: u32 = 0x6e65_7464;
+
 /// Settings of the datapath, indices of [`maps::CONFIG`].
 pub const CONFIG_NETNS_COOKIE: u32 = 0;
 /// `EVENTS_*` bits: which events the programs write to the ring buffer (0: none).
 pub const CONFIG_EVENTS: u32 = 1;
 /// Events per second and CPU at most (0: the default, [`DEFAULT_EVENTS_RATE`]).
 pub const CONFIG_EVENTS_RATE: u32 = 2;
+/// Written by the programs for an explain probe they drop: the [`DropReason`] index plus one.
+pub const CONFIG_PROBE_DROP: u32 = 3;
 pub const CONFIG_LEN: u32 = 4;
 
 /// Write an event for every dropped packet.

@@ -120,6 +120,15 @@ pub fn config(index: u32) -> u64 {
     NETD_CONFIG.get(index).copied().unwrap_or(0)
 }
 
+/// Tells `netd explain` why its probe was dropped.
+#[inline(always)]
+pub fn note_probe_drop(reason: DropReason) {
+    if let Some(slot) = NETD_CONFIG.get_ptr_mut(netd_common::CONFIG_PROBE_DROP) {
+        // SAFETY: a single u64 slot, written only for probes.
+        unsafe { *slot = reason as u64 + 1 };
+    }
+}
+
 /// Whether `addr` is one of the host's own addresses.
 #[inline(always)]
 pub fn is_local(addr: [u8; 4]) -> bool {

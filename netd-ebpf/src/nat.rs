@@ -28,6 +28,10 @@ const IP_DST_OFF: usize = IP_OFF + 16;
 #[inline(always)]
 pub fn lookup(flow: &Flow, zone: u8) -> Option<NatEntry> {
     let entry = NETD_NAT.get_ptr_mut(flow.key(zone))?;
+    if flow.dry {
+        // SAFETY: read only.
+        return Some(unsafe { *entry });
+    }
     // SAFETY: the pointer is valid for this program run; concurrent updates of the counters
     // may race, which only makes them approximate.
     unsafe {
@@ -118,6 +122,9 @@ pub fn insert_pair(
     rev_key: &FlowKey,
     rev: &NatEntry,
 ) -> Result<(), DropReason> {
+    if flow.dry {
+        return Ok(());
+    }
     NETD_NAT
         .insert(rev_key, rev, 0)
         .map_err(|_| DropReason::NatTableFull)?;
@@ -145,7 +152,12 @@ pub fn claim_port(flow: &Flow, rev_key: &mut FlowKey, rev: &NatEntry) -> Result<
         if flow.proto == IPPROTO_ICMP {
             rev_key.sport_be = port_be;
         }
-        if NETD_NAT.insert(*rev_key, rev, BPF_NOEXIST as u64).is_ok() {
+        let free = match flow.dry {
+            // SAFETY: presence only.
+            true => unsafe { NETD_NAT.get(*rev_key) }.is_none(),
+            false => NETD_NAT.insert(*rev_key, rev, BPF_NOEXIST as u64).is_ok(),
+        };
+        if free {
             return Ok(port_be);
         }
     }
@@ -290,8 +302,12 @@ pub fn ifindex(ctx: &TcContext) -> u32 {
 /// The action for a dropped packet, counted and reported.
 #[inline(always)]
 pub fn drop(ctx: &TcContext, reason: DropReason) -> i32 {
-    let ifindex = ifindex(ctx);
-    crate::maps::count_drop(ifindex, reason);
-    crate::events::dropped(ctx, ifindex, reason);
+    if crate::parse::is_probe(ctx) {
+        crate::maps::note_probe_drop(reason);
+    } else {
+        let ifindex = ifindex(ctx);
+        crate::maps::count_drop(ifindex, reason);
+        crate::events::dropped(ctx, ifindex, reason);
+    }
     TC_ACT_SHOT
 }

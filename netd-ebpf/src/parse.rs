@@ -2,7 +2,7 @@
 //! (`bpf_skb_load_bytes`), so a short or non-linear packet is an error, never an out-of-bounds
 //! access.
 use aya_ebpf::programs::TcContext;
-use netd_common::{FlowKey, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
+use netd_common::{FlowKey, EXPLAIN_MARK, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
 use network_types::{arp::ArpHdr, eth::EthHdr, ip::Ipv4Hdr};
 
 /// EtherType of IPv4, as it sits in the frame (network order).
@@ -55,6 +55,8 @@ pub struct Flow {
     pub translatable: bool,
     pub fragment: bool,
     pub len: u32,
+    /// A `netd explain` probe: decide, but change no map.
+    pub dry: bool,
 }
 
 impl Flow {
@@ -69,6 +71,13 @@ impl Flow {
             _pad: [0; 2],
         }
     }
+}
+
+/// Whether the packet is a `netd explain` probe.
+#[inline(always)]
+pub fn is_probe(ctx: &TcContext) -> bool {
+    // SAFETY: the skb is valid for this program run.
+    unsafe { (*ctx.skb.skb).mark == EXPLAIN_MARK }
 }
 
 /// ICMP echo request and reply types.
@@ -91,6 +100,7 @@ pub fn flow(ctx: &TcContext, ip: &Ipv4Hdr) -> Result<Flow, ()> {
         translatable: false,
         fragment,
         len: ctx.len(),
+        dry: is_probe(ctx),
     };
     if fragment {
         return Ok(flow);

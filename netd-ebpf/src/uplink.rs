@@ -152,10 +152,12 @@ fn snat(ctx: &TcContext, flow: &Flow) -> Result<i32, DropReason> {
         to.dport_be = port_be;
     }
     let fwd = nat::entry(flow, NAT_KIND_SNAT, 0, &to);
-    maps::NETD_NAT
-        .insert(flow.key(ZONE_UPLINK_OUT), fwd, 0)
-        .map_err(|_| DropReason::NatTableFull)?;
-    crate::events::new_flow(ifindex, flow, &flow.key(ZONE_UPLINK_OUT), &fwd);
+    if !flow.dry {
+        maps::NETD_NAT
+            .insert(flow.key(ZONE_UPLINK_OUT), fwd, 0)
+            .map_err(|_| DropReason::NatTableFull)?;
+        crate::events::new_flow(ifindex, flow, &flow.key(ZONE_UPLINK_OUT), &fwd);
+    }
     nat::rewrite(ctx, flow, &fwd)?;
     Ok(TC_ACT_OK)
 }

@@ -47,6 +47,11 @@ pub enum Request {
     Stats {
         container: Option<String>,
     },
+    Explain {
+        from: String,
+        to: std::net::SocketAddrV4,
+        proto: crate::ports::Proto,
+    },
     /// Stream events (one JSON [`EventView`] per line) until the client goes away.
     Monitor {
         container: Option<String>,
@@ -114,6 +119,28 @@ pub enum Reply {
     Exec(ExecInfo),
     Maps(Vec<MapView>),
     Stats(StatsView),
+    Explain(ExplainView),
+}
+
+/// What the attached programs do with one synthetic packet.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExplainView {
+    pub hops: Vec<Hop>,
+    /// The container the packet reaches in the end, if any.
+    pub delivered_to: Option<String>,
+}
+
+/// One program the packet went through.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Hop {
+    pub program: String,
+    pub interface: String,
+    /// `pass`, `drop` or `redirect`.
+    pub verdict: String,
+    pub reason: Option<String>,
+    pub matched: Vec<String>,
+    pub before: String,
+    pub after: String,
 }
 
 /// Drops per port and reason, with totals.

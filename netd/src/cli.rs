@@ -41,6 +41,19 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
+    /// Run a synthetic packet through the attached programs and show each hop's verdict.
+    Explain {
+        /// A container name, or an outside address (the packet then comes in through an uplink).
+        #[arg(long)]
+        from: String,
+        /// Destination address and port.
+        #[arg(long)]
+        to: std::net::SocketAddrV4,
+        #[arg(long, value_enum, default_value = "tcp")]
+        proto: ExplainProto,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
     /// Stream flow and drop events from the datapath until interrupted.
     Monitor {
         #[arg(long)]
@@ -100,6 +113,12 @@ pub struct DaemonArgs {
     /// Remove everything this daemon installed, then exit.
     #[arg(long)]
     pub cleanup: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ExplainProto {
+    Tcp,
+    Udp,
 }
 
 #[derive(Debug, Clone, Copy, Default, ValueEnum)]

@@ -9,6 +9,10 @@ use netd::{
 };
 
 fn main() -> ExitCode {
+    // Like other command-line tools, end quietly when the reader of our output goes away
+    // (`netd maps dump | head`).
+    // SAFETY: restoring the default disposition of a signal before any thread starts.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => e.exit(),
@@ -64,6 +68,12 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Network(cmd) => client::network(&cli.socket, cmd).map(|()| 0),
         Command::Container(cmd) => client::container(&cli.socket, cmd).map(|()| 0),
         Command::Maps(cmd) => client::maps(&cli.socket, cmd).map(|()| 0),
+        Command::Explain {
+            from,
+            to,
+            proto,
+            format,
+        } => client::explain(&cli.socket, from, to, proto, format).map(|()| 0),
         Command::Stats { container, format } => {
             client::stats(&cli.socket, container, format).map(|()| 0)
         }

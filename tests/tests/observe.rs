@@ -225,3 +225,56 @@ fn maps_dump_decodes_every_map_in_json() {
     let err = host.fails(&["maps", "dump", "nosuch"]);
     assert!(err.contains("no such map"), "{err}");
 }
+
+#[test]
+fn explain_shows_each_hop_of_a_synthetic_packet_without_changing_anything() {
+    let Some(host) = Host::start() else { return };
+    host.ok(&["network", "create", "other"]);
+    host.container("web", &["-p", "8080:80"]);
+    host.container("far", &["--network", "other"]);
+    let explain = |args: &[&str]| -> Value {
+        let mut all = vec!["explain", "--format", "json"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&host.ok(&all)).unwrap()
+    };
+    let inbound = explain(&["--from", OUTSIDE_IP, "--to", &format!("{UPLINK_IP}:8080")]);
+    let hop = &inbound["hops"][0];
+    assert_eq!(hop["program"], "netd_uplink_ingress");
+    assert_eq!(hop["verdict"], "pass");
+    assert_eq!(
+        hop["after"],
+        format!("tcp {OUTSIDE_IP}:45678 -> 172.17.0.2:80")
+    );
+    assert!(hop["matched"].to_string().contains("NETD_PORTS"), "{hop}");
+    assert_eq!(inbound["delivered_to"], "web");
+
+    let outbound = explain(&["--from", "web", "--to", &format!("{OUTSIDE_IP}:443")]);
+    assert_eq!(outbound["hops"][1]["program"], "netd_uplink_egress");
+    assert!(
+        outbound["hops"][1]["after"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("tcp {UPLINK_IP}:")),
+        "{outbound}"
+    );
+
+    let isolated = explain(&["--from", "far", "--to", "172.17.0.2:80"]);
+    assert_eq!(isolated["hops"][0]["verdict"], "drop");
+    assert_eq!(isolated["hops"][0]["reason"], "isolation");
+    assert!(isolated["delivered_to"].is_null());
+
+    let text = host.ok(&["explain", "--from", "far", "--to", "172.17.0.2:80"]);
+    assert!(
+        text.contains("netd_endpoint_ingress") && text.contains("drop (isolation)"),
+        "{text}"
+    );
+    let nat = host.ok(&["maps", "dump", "nat", "--format", "json"]);
+    assert!(!nat.contains("45678"), "probes create no flow: {nat}");
+    let stats: Value = serde_json::from_str(&host.ok(&["stats", "--format", "json"])).unwrap();
+    assert!(
+        stats["rows"].as_array().unwrap().is_empty(),
+        "probes count no drop: {stats}"
+    );
+    let err = host.fails(&["explain", "--from", "nosuch", "--to", "1.2.3.4:80"]);
+    assert!(err.contains("no such container"), "{err}");
+}

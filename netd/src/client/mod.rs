@@ -152,6 +152,23 @@ pub fn maps(socket: &Path, cmd: MapsCommand) -> anyhow::Result<()> {
     print::maps(request(socket, &Request::MapsDump { map })?, format)
 }
 
+pub fn explain(
+    socket: &Path,
+    from: String,
+    to: std::net::SocketAddrV4,
+    proto: crate::cli::ExplainProto,
+    format: Format,
+) -> anyhow::Result<()> {
+    let proto = match proto {
+        crate::cli::ExplainProto::Tcp => crate::ports::Proto::Tcp,
+        crate::cli::ExplainProto::Udp => crate::ports::Proto::Udp,
+    };
+    print::explain(
+        request(socket, &Request::Explain { from, to, proto })?,
+        format,
+    )
+}
+
 pub fn stats(socket: &Path, container: Option<String>, format: Format) -> anyhow::Result<()> {
     print::stats(request(socket, &Request::Stats { container })?, format)
 }

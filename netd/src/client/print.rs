@@ -191,3 +191,36 @@ pub fn event(e: &crate::api::EventView) {
         e.after.as_deref().unwrap_or("-")
     );
 }
+
+pub fn explain(reply: Reply, format: Format) -> anyhow::Result<()> {
+    let Reply::Explain(view) = reply else {
+        return Err(unexpected());
+    };
+    if let Format::Json = format {
+        return json(&view);
+    }
+    for (i, hop) in view.hops.iter().enumerate() {
+        let reason = hop
+            .reason
+            .as_ref()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default();
+        println!(
+            "{}. {} on {}: {}{reason}",
+            i + 1,
+            hop.program,
+            hop.interface,
+            hop.verdict
+        );
+        println!("   in:  {}", hop.before);
+        println!("   out: {}", hop.after);
+        for m in &hop.matched {
+            println!("   matched {m}");
+        }
+    }
+    match &view.delivered_to {
+        Some(c) => println!("=> delivered to container {c}"),
+        None => println!("=> not delivered to a container"),
+    }
+    Ok(())
+}

@@ -4,6 +4,7 @@ mod cleanup;
 mod containers;
 mod endpoint;
 pub mod error;
+mod explain;
 mod files;
 mod flows;
 mod links;
@@ -219,6 +220,9 @@ impl Daemon {
             Request::Exec { name } => self.exec_info(&name).map(Reply::Exec),
             Request::MapsDump { map } => self.maps_dump(map.as_deref()).map(Reply::Maps),
             Request::Stats { container } => self.stats(container.as_deref()).map(Reply::Stats),
+            Request::Explain { from, to, proto } => {
+                self.explain(&from, to, proto).await.map(Reply::Explain)
+            }
             Request::Monitor { .. } => Err(error::invalid(
                 "monitor streams; it is served by the socket server",
             )),

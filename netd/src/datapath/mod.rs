@@ -23,6 +23,7 @@ use aya::{
         links::{FdLink, LinkError, PinnedLink},
         tc::{SchedClassifierLink, TcAttachOptions},
         CgroupAttachMode, CgroupSockAddr, LinkOrder, ProgramError, SchedClassifier, TcAttachType,
+        TestRun, TestRunOptions,
     },
     Ebpf, EbpfError, EbpfLoader, Pod,
 };
@@ -437,6 +438,46 @@ impl Datapath {
             .take_map(maps::EVENTS)
             .ok_or(DatapathError::Missing(maps::EVENTS))?;
         RingBuf::try_from(map).map_err(map_err(maps::EVENTS))
+    }
+
+    /// Runs the loaded program `name` on `frame` as if it arrived at `ifindex`, marked as an
+    /// explain probe (the programs decide and rewrite but write no map). Returns the verdict and
+    /// the frame as the program left it.
+    pub fn probe(
+        &mut self,
+        name: &'static str,
+        frame: &[u8],
+        ifindex: u32,
+    ) -> Result<(u32, Vec<u8>, Option<DropReason>), DatapathError> {
+        self.set_config(netd_common::CONFIG_PROBE_DROP, 0)?;
+        let program: &SchedClassifier = self
+            .ebpf
+            .program(name)
+            .ok_or(DatapathError::Missing(name))?
+            .try_into()
+            .map_err(|source| DatapathError::Program { name, source })?;
+        // A `struct __sk_buff` with only `mark` (offset 8) and `ifindex` (offset 40) set.
+        let mut ctx = [0u8; 192];
+        ctx[8..12].copy_from_slice(&netd_common::EXPLAIN_MARK.to_ne_bytes());
+        ctx[40..44].copy_from_slice(&ifindex.to_ne_bytes());
+        let mut out = vec![0u8; frame.len() + 256];
+        let result = program
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                ctx_in: Some(&ctx),
+                ..TestRunOptions::default()
+            })
+            .map_err(|source| DatapathError::Program { name, source })?;
+        out.truncate(result.data_size_out as usize);
+        let config: Array<&MapData, u64> = self.typed(maps::CONFIG)?;
+        let noted = config
+            .get(&netd_common::CONFIG_PROBE_DROP, 0)
+            .map_err(map_err(maps::CONFIG))?;
+        let reason = noted
+            .checked_sub(1)
+            .and_then(|r| DropReason::from_index(r as u32));
+        Ok((result.return_value, out, reason))
     }
 
     /// Where a map is pinned.
