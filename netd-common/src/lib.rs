@@ -168,7 +168,9 @@ pub const CONFIG_EVENTS: u32 = 1;
 pub const CONFIG_EVENTS_RATE: u32 = 2;
 /// Written by the programs for an explain probe they drop: the [`DropReason`] index plus one.
 pub const CONFIG_PROBE_DROP: u32 = 3;
-pub const CONFIG_LEN: u32 = 4;
+/// Non-zero: the programs log what they drop through aya-log (`netd daemon --debug-bpf`).
+pub const CONFIG_DEBUG: u32 = 4;
+pub const CONFIG_LEN: u32 = 8;
 
 /// Write an event for every dropped packet.
 pub const EVENTS_DROPS: u64 = 1 << 0;

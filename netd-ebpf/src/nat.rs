@@ -308,6 +308,14 @@ pub fn drop(ctx: &TcContext, reason: DropReason) -> i32 {
         let ifindex = ifindex(ctx);
         crate::maps::count_drop(ifindex, reason);
         crate::events::dropped(ctx, ifindex, reason);
+        if crate::maps::config(netd_common::CONFIG_DEBUG) != 0 {
+            aya_log_ebpf::debug!(
+                ctx,
+                "netd: dropped a packet on ifindex {}: reason {}",
+                ifindex,
+                reason as u32
+            );
+        }
     }
     TC_ACT_SHOT
 }

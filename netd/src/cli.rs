@@ -110,6 +110,10 @@ pub struct DaemonArgs {
     /// Serve Prometheus metrics at ADDR (`PORT` alone means 127.0.0.1:PORT); off by default.
     #[arg(long, value_parser = crate::daemon::metrics::parse_addr)]
     pub metrics: Option<std::net::SocketAddr>,
+    /// Have the eBPF programs log every drop (through aya-log, into the daemon's log at debug
+    /// level; run with RUST_LOG=debug to see them).
+    #[arg(long)]
+    pub debug_bpf: bool,
     /// Remove everything this daemon installed, then exit.
     #[arg(long)]
     pub cleanup: bool,

@@ -234,7 +234,10 @@ impl Daemon {
 pub async fn run(args: &DaemonArgs) -> anyhow::Result<()> {
     let config = Config::new(args);
     let listener = server::bind(&config.socket())?;
-    let daemon = Daemon::start(config).await?;
+    let mut daemon = Daemon::start(config).await?;
+    daemon
+        .dp
+        .set_config(netd_common::CONFIG_DEBUG, args.debug_bpf.into())?;
     tracing::info!(socket = %daemon.config.socket().display(), "netd daemon ready");
     server::serve(listener, daemon, args.metrics).await
 }

@@ -65,6 +65,12 @@ pub async fn serve(
         }
         Err(e) => tracing::warn!(%e, "no datapath events: netd monitor will stay silent"),
     }
+    match daemon.dp.take_logger() {
+        Ok(logger) => {
+            tokio::spawn(read_logs(logger));
+        }
+        Err(e) => tracing::warn!(%e, "no eBPF log records"),
+    }
     let shared = Arc::new(Shared {
         daemon: Arc::new(Mutex::new(daemon)),
         events,
@@ -248,4 +254,19 @@ fn wall_clock() -> f64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
+}
+
+/// Forwards the programs' aya-log records to the daemon's log.
+async fn read_logs(logger: aya_log::EbpfLogger<&'static dyn log::Log>) {
+    // SAFETY: the logger owns its ring buffer fd for as long as the AsyncFd lives.
+    let Ok(mut fd) = (unsafe { AsyncFd::register(logger) }) else {
+        return;
+    };
+    loop {
+        let Ok(mut guard) = fd.readable_mut().await else {
+            return;
+        };
+        guard.get_inner_mut().flush();
+        guard.clear_ready();
+    }
 }

@@ -84,6 +84,12 @@ pub enum DatapathError {
     },
     #[error("the eBPF object has no {0}")]
     Missing(&'static str),
+    #[error("pinned map {name} was made by another netd version ({found}; this one needs {wanted}): stop the daemon and run `netd daemon --cleanup` first")]
+    PinMismatch {
+        name: String,
+        found: String,
+        wanted: String,
+    },
 }
 
 fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> DatapathError {
@@ -109,6 +115,7 @@ impl Datapath {
         for dir in [root.join("maps"), root.join("links")] {
             fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
         }
+        check_pins(&root.join("maps"))?;
         let mut ebpf = EbpfLoader::new()
             .default_map_pin_directory(root.join("maps"))
             .map_max_entries(maps::NAT, nat_entries)
@@ -480,6 +487,13 @@ impl Datapath {
         Ok((result.return_value, out, reason))
     }
 
+    /// The aya-log reader of the programs' log records, moved out (once) for its task.
+    pub fn take_logger(
+        &mut self,
+    ) -> Result<aya_log::EbpfLogger<&'static dyn log::Log>, aya_log::Error> {
+        aya_log::EbpfLogger::init(&mut self.ebpf)
+    }
+
     /// Where a map is pinned.
     pub fn map_pin(&self, name: &str) -> PathBuf {
         self.root.join("maps").join(name)
@@ -512,6 +526,38 @@ fn key_of(subnet: Ipv4Net) -> Key<[u8; 4]> {
 
 fn subnet_of(key: &Key<[u8; 4]>) -> Ipv4Net {
     Ipv4Net::new(key.data().into(), key.prefix_len() as u8).unwrap_or_default()
+}
+
+/// Refuses to reuse pinned maps whose shape differs from this binary's programs (an older or
+/// newer netd made them): reusing them would break in odd ways later.
+fn check_pins(dir: &Path) -> Result<(), DatapathError> {
+    let object = aya_obj::Object::parse(EBPF_OBJECT).map_err(|e| DatapathError::Io {
+        what: "parse the embedded object",
+        path: dir.into(),
+        source: io::Error::other(e),
+    })?;
+    for (name, def) in &object.maps {
+        let Ok(pinned) = aya::maps::MapInfo::from_pin(dir.join(name)) else {
+            continue;
+        };
+        // The NAT table keeps the size it was created with (`--nat-entries` sizes new tables).
+        let entries = if name == maps::NAT {
+            pinned.max_entries()
+        } else {
+            def.max_entries()
+        };
+        let wanted = (def.key_size(), def.value_size(), entries);
+        let found = (pinned.key_size(), pinned.value_size(), pinned.max_entries());
+        if wanted != found {
+            let show = |(k, v, n): (u32, u32, u32)| format!("key {k} B, value {v} B, {n} entries");
+            return Err(DatapathError::PinMismatch {
+                name: name.clone(),
+                found: show(found),
+                wanted: show(wanted),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn is_bpffs(path: &Path) -> bool {
