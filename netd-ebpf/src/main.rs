@@ -12,6 +12,7 @@
 #![no_std]
 #![no_main]
 
+mod btf;
 mod endpoint;
 mod events;
 mod icmp;

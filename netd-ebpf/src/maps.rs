@@ -1,10 +1,9 @@
 //! Maps shared with the daemon. Names come from `netd_common::maps`; every map is pinned by name
 //! so that a restarted daemon and the programs it left attached keep using the same ones.
+use crate::btf::{self, Pinned};
 use aya_ebpf::{
-    macros::map,
-    maps::{
-        lpm_trie::Key, Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf,
-    },
+    macros::{btf_map, map},
+    maps::{lpm_trie::Key, PerCpuArray, RingBuf},
 };
 use netd_common::{
     Backend, DropKey, DropReason, Endpoint, FlowKey, NatEntry, NetworkInfo, PortKey, PortStats,
@@ -13,23 +12,30 @@ use netd_common::{
 };
 
 /// Host-side veth ifindex -> the container endpoint behind it.
-#[map(name = "NETD_ENDPOINTS")]
-pub static NETD_ENDPOINTS: HashMap<u32, Endpoint> = HashMap::pinned(MAX_ENDPOINTS, 0);
+#[btf_map(name = "NETD_ENDPOINTS")]
+pub static NETD_ENDPOINTS: Pinned<{ btf::HASH }, u32, Endpoint, { MAX_ENDPOINTS as usize }> =
+    Pinned::new();
 
 /// Every netd subnet (network byte order) -> the network it belongs to.
-#[map(name = "NETD_NETWORKS")]
-pub static NETD_NETWORKS: LpmTrie<[u8; 4], NetworkInfo> = LpmTrie::pinned(MAX_NETWORKS, 0);
+#[btf_map(name = "NETD_NETWORKS")]
+pub static NETD_NETWORKS: Pinned<
+    { btf::LPM_TRIE },
+    Key<[u8; 4]>,
+    NetworkInfo,
+    { MAX_NETWORKS as usize },
+    { btf::NO_PREALLOC },
+> = Pinned::new();
 
 /// Dropped packets per [`DropReason`], per CPU.
-#[map(name = "NETD_DROPS")]
-pub static NETD_DROPS: PerCpuArray<u64> = PerCpuArray::pinned(DropReason::COUNT, 0);
+#[btf_map(name = "NETD_DROPS")]
+pub static NETD_DROPS: Pinned<{ btf::PERCPU_ARRAY }, u32, u64, { DropReason::COUNT as usize }> =
+    Pinned::new();
 
 /// The network `addr` belongs to, if it is inside a netd subnet.
 #[inline(always)]
 pub fn network_of(addr: [u8; 4]) -> Option<u32> {
-    NETD_NETWORKS
-        .get(Key::new(32, addr))
-        .map(|info| info.net_id)
+    // SAFETY: copied out at once.
+    unsafe { NETD_NETWORKS.get(Key::new(32, addr)) }.map(|info| info.net_id)
 }
 
 /// Counts one packet dropped for `reason` at the port `ifindex`, in total and per port.
@@ -74,13 +80,22 @@ pub fn count_port(key: PortKey, bytes: u32, opening: bool) {
 }
 
 /// Per-port drop counters.
-#[map(name = "NETD_PORT_DROPS")]
-pub static NETD_PORT_DROPS: PerCpuHashMap<DropKey, u64> =
-    PerCpuHashMap::pinned(MAX_ENDPOINTS * 4, 0);
+#[btf_map(name = "NETD_PORT_DROPS")]
+pub static NETD_PORT_DROPS: Pinned<
+    { btf::PERCPU_HASH },
+    DropKey,
+    u64,
+    { MAX_ENDPOINTS as usize * 4 },
+> = Pinned::new();
 
 /// Traffic per published port.
-#[map(name = "NETD_PORT_STATS")]
-pub static NETD_PORT_STATS: PerCpuHashMap<PortKey, PortStats> = PerCpuHashMap::pinned(MAX_PORTS, 0);
+#[btf_map(name = "NETD_PORT_STATS")]
+pub static NETD_PORT_STATS: Pinned<
+    { btf::PERCPU_HASH },
+    PortKey,
+    PortStats,
+    { MAX_PORTS as usize },
+> = Pinned::new();
 
 /// Events for `netd monitor`.
 #[map(name = "NETD_EVENTS")]
@@ -91,33 +106,42 @@ pub static NETD_EVENTS: RingBuf = RingBuf::pinned(256 * 1024, 0);
 pub static NETD_EVENTS_RL: PerCpuArray<RateState> = PerCpuArray::pinned(1, 0);
 
 /// Published ports: (host address or 0.0.0.0, port, protocol) -> container backend.
-#[map(name = "NETD_PORTS")]
-pub static NETD_PORTS: HashMap<PortKey, Backend> = HashMap::pinned(MAX_PORTS, 0);
+#[btf_map(name = "NETD_PORTS")]
+pub static NETD_PORTS: Pinned<{ btf::HASH }, PortKey, Backend, { MAX_PORTS as usize }> =
+    Pinned::new();
 
 /// Translated flows, one entry per direction and hook (the zone is part of the key).
-#[map(name = "NETD_NAT")]
-pub static NETD_NAT: LruHashMap<FlowKey, NatEntry> = LruHashMap::pinned(DEFAULT_NAT_ENTRIES, 0);
+#[btf_map(name = "NETD_NAT")]
+pub static NETD_NAT: Pinned<
+    { btf::LRU_HASH },
+    FlowKey,
+    NatEntry,
+    { DEFAULT_NAT_ENTRIES as usize },
+> = Pinned::new();
 
 /// Uplink ifindex -> the address egress is translated to.
-#[map(name = "NETD_UPLINKS")]
-pub static NETD_UPLINKS: HashMap<u32, Uplink> = HashMap::pinned(MAX_UPLINKS, 0);
+#[btf_map(name = "NETD_UPLINKS")]
+pub static NETD_UPLINKS: Pinned<{ btf::HASH }, u32, Uplink, { MAX_UPLINKS as usize }> =
+    Pinned::new();
 
 /// Every IPv4 address of the host namespace: destinations a published port answers on.
-#[map(name = "NETD_LOCAL_ADDRS")]
-pub static NETD_LOCAL_ADDRS: HashMap<[u8; 4], u32> = HashMap::pinned(MAX_LOCAL_ADDRS, 0);
+#[btf_map(name = "NETD_LOCAL_ADDRS")]
+pub static NETD_LOCAL_ADDRS: Pinned<{ btf::HASH }, [u8; 4], u32, { MAX_LOCAL_ADDRS as usize }> =
+    Pinned::new();
 
 /// Settings written by the daemon (`CONFIG_*`).
-#[map(name = "NETD_CONFIG")]
-pub static NETD_CONFIG: Array<u64> = Array::pinned(CONFIG_LEN, 0);
+#[btf_map(name = "NETD_CONFIG")]
+pub static NETD_CONFIG: Pinned<{ btf::ARRAY }, u32, u64, { CONFIG_LEN as usize }> = Pinned::new();
 
 /// Host sockets whose destination was translated, by socket cookie.
-#[map(name = "NETD_SOCK_ORIG")]
-pub static NETD_SOCK_ORIG: LruHashMap<u64, SockOrig> = LruHashMap::pinned(65536, 0);
+#[btf_map(name = "NETD_SOCK_ORIG")]
+pub static NETD_SOCK_ORIG: Pinned<{ btf::LRU_HASH }, u64, SockOrig, 65536> = Pinned::new();
 
 /// A setting, 0 if unset.
 #[inline(always)]
 pub fn config(index: u32) -> u64 {
-    NETD_CONFIG.get(index).copied().unwrap_or(0)
+    // SAFETY: copied out at once.
+    unsafe { NETD_CONFIG.get(index) }.copied().unwrap_or(0)
 }
 
 /// Tells `netd explain` why its probe was dropped.
