@@ -320,19 +320,6 @@ impl Netlink {
             Err(e) => Err(req("look up", index)(e)),
         }
     }
-
-    /// Names of the interfaces in this namespace.
-    pub async fn link_names(&self) -> Result<Vec<String>, NetlinkError> {
-        let links: Vec<LinkMessage> = self
-            .handle
-            .link()
-            .get()
-            .execute()
-            .try_collect()
-            .await
-            .map_err(req("list", "links"))?;
-        Ok(links.iter().filter_map(link_name).collect())
-    }
 }
 
 fn alias(owner: &str) -> LinkAttribute {

@@ -288,3 +288,73 @@ mod tests {
         );
     }
 }
+
+/// Builders of states for unit tests elsewhere.
+#[cfg(test)]
+pub mod testing {
+    use super::*;
+
+    /// A user-defined bridge network (not internal, not the default).
+    pub fn network(name: &str, subnet: &str, net_id: u32) -> Network {
+        let subnet: Ipv4Net = subnet.parse().unwrap();
+        Network {
+            name: name.into(),
+            id: format!("{name:0>64}"),
+            driver: "bridge".into(),
+            subnet,
+            gateway: crate::ipam::default_gateway(subnet),
+            ip_range: None,
+            internal: false,
+            options: BTreeMap::new(),
+            bridge: format!("br-{name}"),
+            net_id,
+            default: false,
+            user_subnet: false,
+            cursor: subnet.network(),
+            created: 0,
+        }
+    }
+
+    /// A running container with one endpoint per (network, host veth, address, aliases), its
+    /// ID made of `name` padded with zeros and Docker-style MACs.
+    pub fn running(name: &str, eps: &[(&str, &str, &str, &[&str])]) -> Container {
+        Container {
+            name: name.into(),
+            id: format!("{name:0<64}"),
+            mode: NetworkMode::Bridge,
+            attachments: eps
+                .iter()
+                .map(|(n, _, _, aliases)| Attachment {
+                    network: n.to_string(),
+                    ip: None,
+                    aliases: aliases.iter().map(|a| a.to_string()).collect(),
+                })
+                .collect(),
+            publish: vec![],
+            ports: vec![],
+            expose: vec![],
+            links: vec![],
+            link_env: vec![],
+            env: vec![],
+            hostname: name.into(),
+            adopted_netns: None,
+            status: Status::Running,
+            endpoints: eps
+                .iter()
+                .enumerate()
+                .map(|(i, (n, veth, ip, _))| {
+                    let ip: Ipv4Addr = ip.parse().unwrap();
+                    let o = ip.octets();
+                    EndpointState {
+                        network: n.to_string(),
+                        ifname: format!("eth{i}"),
+                        host_veth: veth.to_string(),
+                        ip,
+                        mac: [0x02, 0x42, o[0], o[1], o[2], o[3]],
+                    }
+                })
+                .collect(),
+            created: 0,
+        }
+    }
+}

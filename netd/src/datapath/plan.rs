@@ -79,84 +79,27 @@ pub fn diff<K: Ord + Clone, V: PartialEq + Clone>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::{Attachment, Container, NetworkMode, Status};
-
-    fn network(name: &str, subnet: &str, net_id: u32, internal: bool) -> Network {
-        let subnet: Ipv4Net = subnet.parse().unwrap();
-        Network {
-            name: name.into(),
-            id: format!("{name:0>64}"),
-            driver: "bridge".into(),
-            subnet,
-            gateway: crate::ipam::default_gateway(subnet),
-            ip_range: None,
-            internal,
-            options: Default::default(),
-            bridge: format!("br-{name}"),
-            net_id,
-            default: false,
-            user_subnet: false,
-            cursor: subnet.network(),
-            created: 0,
-        }
-    }
-
-    fn container(name: &str, eps: &[(&str, &str, &str)]) -> Container {
-        Container {
-            name: name.into(),
-            id: format!("{name:0>64}"),
-            mode: NetworkMode::Bridge,
-            attachments: eps
-                .iter()
-                .map(|(n, _, _)| Attachment {
-                    network: n.to_string(),
-                    ip: None,
-                    aliases: vec![],
-                })
-                .collect(),
-            publish: vec![],
-            ports: vec![],
-            expose: vec![],
-            links: vec![],
-            link_env: vec![],
-            env: vec![],
-            hostname: name.into(),
-            adopted_netns: None,
-            status: Status::Running,
-            endpoints: eps
-                .iter()
-                .enumerate()
-                .map(|(i, (n, veth, ip))| {
-                    let ip: std::net::Ipv4Addr = ip.parse().unwrap();
-                    let o = ip.octets();
-                    EndpointState {
-                        network: n.to_string(),
-                        ifname: format!("eth{i}"),
-                        host_veth: veth.to_string(),
-                        ip,
-                        mac: [0x02, 0x42, o[0], o[1], o[2], o[3]],
-                    }
-                })
-                .collect(),
-            created: 0,
-        }
-    }
+    use crate::state::testing::{network, running};
 
     fn state() -> State {
         let mut s = State::default();
+        let mut b = network("b", "10.2.0.0/16", 2);
+        b.internal = true;
         s.networks
-            .insert("a".into(), network("a", "10.1.0.0/16", 1, false));
-        s.networks
-            .insert("b".into(), network("b", "10.2.0.0/16", 2, true));
-        s.containers.insert(
-            "web".into(),
-            container(
-                "web",
-                &[("a", "veth1", "10.1.0.2"), ("b", "veth2", "10.2.0.2")],
-            ),
+            .insert("a".into(), network("a", "10.1.0.0/16", 1));
+        s.networks.insert("b".into(), b);
+        let web = running(
+            "web",
+            &[
+                ("a", "veth1", "10.1.0.2", &[]),
+                ("b", "veth2", "10.2.0.2", &[]),
+            ],
         );
-        s.containers
-            .insert("db".into(), container("db", &[("b", "veth3", "10.2.0.3")]));
+        s.containers.insert("web".into(), web);
+        s.containers.insert(
+            "db".into(),
+            running("db", &[("b", "veth3", "10.2.0.3", &[])]),
+        );
         s
     }
 

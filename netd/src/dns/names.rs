@@ -143,84 +143,31 @@ impl Names {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::{Attachment, Container, EndpointState, Network, NetworkMode};
-
-    fn network(name: &str, subnet: &str, default: bool) -> Network {
-        let subnet: ipnet::Ipv4Net = subnet.parse().unwrap();
-        Network {
-            name: name.into(),
-            id: format!("{name:0>64}"),
-            driver: "bridge".into(),
-            subnet,
-            gateway: crate::ipam::default_gateway(subnet),
-            ip_range: None,
-            internal: false,
-            options: Default::default(),
-            bridge: format!("br-{name}"),
-            net_id: 1,
-            default,
-            user_subnet: false,
-            cursor: subnet.network(),
-            created: 0,
-        }
-    }
-
-    fn container(name: &str, id: &str, eps: &[(&str, &str, &[&str])]) -> Container {
-        Container {
-            name: name.into(),
-            id: id.repeat(64 / id.len()),
-            mode: NetworkMode::Bridge,
-            attachments: eps
-                .iter()
-                .map(|(n, _, aliases)| Attachment {
-                    network: n.to_string(),
-                    ip: None,
-                    aliases: aliases.iter().map(|a| a.to_string()).collect(),
-                })
-                .collect(),
-            publish: vec![],
-            ports: vec![],
-            expose: vec![],
-            links: vec![],
-            link_env: vec![],
-            env: vec![],
-            hostname: name.into(),
-            adopted_netns: None,
-            status: Status::Running,
-            endpoints: eps
-                .iter()
-                .enumerate()
-                .map(|(i, (n, ip, _))| EndpointState {
-                    network: n.to_string(),
-                    ifname: format!("eth{i}"),
-                    host_veth: format!("veth{name}{i}"),
-                    ip: ip.parse().unwrap(),
-                    mac: [2, 0x42, 0, 0, 0, i as u8],
-                })
-                .collect(),
-            created: 0,
-        }
-    }
+    use crate::state::testing::{network, running};
 
     fn state() -> State {
         let mut s = State::default();
+        let mut bridge = network("bridge", "172.17.0.0/16", 1);
+        bridge.default = true;
         for n in [
-            network("bridge", "172.17.0.0/16", true),
-            network("front", "10.1.0.0/24", false),
-            network("back", "10.2.0.0/24", false),
+            bridge,
+            network("front", "10.1.0.0/24", 2),
+            network("back", "10.2.0.0/24", 3),
         ] {
             s.networks.insert(n.name.clone(), n);
         }
         let cs = [
-            container(
+            running(
                 "web",
-                "a1",
-                &[("front", "10.1.0.2", &["www"]), ("back", "10.2.0.2", &[])],
+                &[
+                    ("front", "vw0", "10.1.0.2", &["www"]),
+                    ("back", "vw1", "10.2.0.2", &[]),
+                ],
             ),
-            container("web2", "b2", &[("front", "10.1.0.3", &["www"])]),
-            container("db", "c3", &[("back", "10.2.0.3", &["database"])]),
-            container("old", "d4", &[("bridge", "172.17.0.2", &[])]),
-            container("old2", "e5", &[("bridge", "172.17.0.3", &[])]),
+            running("web2", &[("front", "vx0", "10.1.0.3", &["www"])]),
+            running("db", &[("back", "vd0", "10.2.0.3", &["database"])]),
+            running("old", &[("bridge", "vo0", "172.17.0.2", &[])]),
+            running("old2", &[("bridge", "vp0", "172.17.0.3", &[])]),
         ];
         for c in cs {
             s.containers.insert(c.name.clone(), c);
@@ -238,7 +185,7 @@ mod tests {
         assert_eq!(n.lookup("web", "db"), Some(vec![ip("10.2.0.3")]));
         assert_eq!(n.lookup("web", "DATABASE."), Some(vec![ip("10.2.0.3")]));
         assert_eq!(
-            n.lookup("web", "c3c3c3c3c3c3"),
+            n.lookup("web", "db0000000000"),
             Some(vec![ip("10.2.0.3")]),
             "short ID"
         );
