@@ -47,8 +47,15 @@ enum Verb {
     },
     /// Walk through netd's scenarios with real traffic in throwaway namespaces.
     Demo,
-    /// Benchmarks (not implemented yet).
-    Bench,
+    /// Benchmark netd against Docker's iptables datapath, docker-proxy and plain routing.
+    Bench {
+        /// Short rounds, no scale figures (about a minute; what CI runs).
+        #[arg(long)]
+        quick: bool,
+        /// Internal: a load generator or server run inside the benchmark's namespaces.
+        #[arg(long, hide = true, num_args = 1.., allow_hyphen_values = true)]
+        helper: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -69,6 +76,6 @@ fn dispatch(verb: Verb) -> anyhow::Result<ExitCode> {
         Verb::Run { args } => run::run(&args).map(|()| ExitCode::SUCCESS),
         Verb::Test { args } => test::test(&args).map(|()| ExitCode::SUCCESS),
         Verb::Demo => demo::demo(),
-        Verb::Bench => Ok(bench::bench()),
+        Verb::Bench { quick, helper } => bench::main(quick, &helper),
     }
 }

@@ -191,3 +191,63 @@ fn is_bpffs(path: &Path) -> Result<bool> {
     let magic = buf.f_type as i64;
     Ok(magic == BPF_FS_MAGIC)
 }
+
+/// Tools only `cargo xtask bench` needs: (command or file, Debian package that provides it).
+/// docker.io is installed for `/usr/sbin/docker-proxy` alone: dockerd is never started (and a
+/// policy-rc.d that forbids starting services is respected by the package's scripts). nft, wrk
+/// and dnsperf are not driven by the benchmark; they are there to look into its figures by hand.
+const BENCH_TOOLS: [(&str, &str); 9] = [
+    ("iperf3", "iperf3"),
+    ("sockperf", "sockperf"),
+    ("/usr/sbin/docker-proxy", "docker.io"),
+    ("iptables-nft-restore", "iptables"),
+    ("nft", "nftables"),
+    ("/usr/lib/podman/aardvark-dns", "aardvark-dns"),
+    ("wrk", "wrk"),
+    ("dnsperf", "dnsperf"),
+    (
+        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+        "fonts-dejavu-core",
+    ),
+];
+
+/// Installs the benchmark's tools that are missing (called by `cargo xtask bench` only).
+pub fn ensure_bench() -> Result<()> {
+    let mut missing = Vec::new();
+    for (tool, package) in BENCH_TOOLS {
+        let step = format!("bench tool {tool} ({package})");
+        let found = if tool.starts_with('/') {
+            Path::new(tool)
+                .exists()
+                .then(|| Path::new(tool).to_path_buf())
+        } else {
+            util::find_executable(tool)
+        };
+        match found {
+            Some(path) => report(&step, &format!("present ({})", path.display())),
+            None => {
+                report(&step, "missing");
+                missing.push(package.to_string());
+            }
+        }
+    }
+    if missing.is_empty() {
+        report("bench apt packages", "nothing to install");
+        return Ok(());
+    }
+    report(
+        "bench apt packages",
+        &format!("installing {}", missing.join(" ")),
+    );
+    let mut update = util::command("apt-get");
+    update
+        .arg("update")
+        .env("DEBIAN_FRONTEND", "noninteractive");
+    util::run(&mut update, "apt-get update")?;
+    let mut install = util::command("apt-get");
+    install
+        .args(["install", "-y", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive");
+    util::run(&mut install, "apt-get install")
+}

@@ -1,0 +1,218 @@
+//! Small load generators and a server that `cargo xtask bench` runs inside the benchmark's
+//! namespaces as `xtask bench --helper MODE ARGS...` (a copy of the xtask binary, so that a rebuild
+//! during the run changes nothing). Each prints one JSON line.
+//!
+//! - `serve PORT`: answers every TCP connection with 64 bytes once it has read the request, then
+//!   closes it (the server closes first, so TIME_WAIT stays on the server side).
+//! - `connect ADDR SECS THREADS`: short connections in a loop (connect, send 16 bytes, read the
+//!   answer to EOF, close); prints how many completed.
+//! - `probe ADDR`: waits up to 10 s for one such exchange to succeed (is the path up?).
+//! - `dns ADDR NAME SECS THREADS [BIND_IP]`: closed-loop DNS A queries over UDP (one outstanding
+//!   per thread); prints answered queries, losses and the latency percentiles.
+
+use std::{
+    io::{Read as _, Write as _},
+    net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
+    process::ExitCode,
+    sync::Arc,
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _, Result};
+use serde_json::json;
+
+/// The answer the server writes.
+const ANSWER: [u8; 64] = [b'a'; 64];
+const REQUEST: [u8; 16] = [b'q'; 16];
+const IO_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Runs one helper mode; `args[0]` is the mode.
+pub fn main(args: &[String]) -> Result<ExitCode> {
+    let arg = |i: usize| -> Result<&str> {
+        args.get(i)
+            .map(String::as_str)
+            .with_context(|| format!("helper {args:?}: argument {i} missing"))
+    };
+    match arg(0)? {
+        "serve" => serve(arg(1)?.parse()?),
+        "connect" => connect(arg(1)?.parse()?, arg(2)?.parse()?, arg(3)?.parse()?),
+        "probe" => probe(arg(1)?.parse()?),
+        "dns" => dns(
+            arg(1)?.parse()?,
+            arg(2)?,
+            arg(3)?.parse()?,
+            arg(4)?.parse()?,
+            args.get(5).map(|s| s.parse()).transpose()?,
+        ),
+        other => bail!("unknown helper mode {other}"),
+    }
+}
+
+fn serve(port: u16) -> Result<ExitCode> {
+    let listener = Arc::new(TcpListener::bind(("0.0.0.0", port))?);
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let listener = Arc::clone(&listener);
+            thread::spawn(move || loop {
+                if let Ok((mut stream, _)) = listener.accept() {
+                    stream.set_read_timeout(Some(IO_TIMEOUT)).ok();
+                    let mut buf = [0u8; 64];
+                    if matches!(stream.read(&mut buf), Ok(n) if n > 0) {
+                        stream.write_all(&ANSWER).ok();
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().ok();
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One short connection; whether it got the whole answer.
+fn exchange(addr: SocketAddr) -> std::io::Result<bool> {
+    let mut stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.write_all(&REQUEST)?;
+    let mut buf = Vec::with_capacity(64);
+    stream.read_to_end(&mut buf)?;
+    Ok(buf.len() == ANSWER.len())
+}
+
+fn connect(addr: SocketAddr, secs: f64, threads: usize) -> Result<ExitCode> {
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(secs);
+    let workers: Vec<_> = (0..threads)
+        .map(|_| {
+            thread::spawn(move || {
+                let (mut ok, mut errors) = (0u64, 0u64);
+                while Instant::now() < deadline {
+                    match exchange(addr) {
+                        Ok(true) => ok += 1,
+                        _ => {
+                            errors += 1;
+                            thread::sleep(Duration::from_millis(1));
+                        }
+                    }
+                }
+                (ok, errors)
+            })
+        })
+        .collect();
+    let (mut ok, mut errors) = (0, 0);
+    for w in workers {
+        let (o, e) = w.join().unwrap_or((0, 1));
+        ok += o;
+        errors += e;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        json!({"conns": ok, "errors": errors, "secs": elapsed, "rate": ok as f64 / elapsed})
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn probe(addr: SocketAddr) -> Result<ExitCode> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        match exchange(addr) {
+            Ok(true) => return Ok(ExitCode::SUCCESS),
+            Ok(false) => last = "short answer".into(),
+            Err(e) => last = e.to_string(),
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    bail!("{addr} does not answer: {last}")
+}
+
+/// A DNS query for `name` A IN with recursion desired.
+fn query(id: u16, name: &str) -> Vec<u8> {
+    let mut q = Vec::with_capacity(32 + name.len());
+    q.extend_from_slice(&id.to_be_bytes());
+    q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in name.split('.').filter(|l| !l.is_empty()) {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    q
+}
+
+fn dns(
+    server: SocketAddr,
+    name: &str,
+    secs: f64,
+    threads: usize,
+    bind: Option<std::net::Ipv4Addr>,
+) -> Result<ExitCode> {
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(secs);
+    let workers: Vec<_> = (0..threads)
+        .map(|t| {
+            let name = name.to_string();
+            thread::spawn(move || -> std::io::Result<(Vec<u32>, u64, u64)> {
+                let socket = UdpSocket::bind((bind.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED), 0))?;
+                socket.connect(server)?;
+                socket.set_read_timeout(Some(Duration::from_millis(500)))?;
+                let (mut lat, mut lost, mut errors) = (Vec::new(), 0u64, 0u64);
+                let mut id = (t as u16).wrapping_mul(7919);
+                let mut buf = [0u8; 512];
+                while Instant::now() < deadline {
+                    id = id.wrapping_add(1);
+                    let q = query(id, &name);
+                    let sent = Instant::now();
+                    socket.send(&q)?;
+                    loop {
+                        match socket.recv(&mut buf) {
+                            Ok(n) if n >= 12 && buf[..2] == id.to_be_bytes() => {
+                                // RCODE 0 and at least one answer.
+                                if buf[3] & 0x0f == 0 && buf[6..8] != [0, 0] {
+                                    lat.push(sent.elapsed().as_nanos() as u32);
+                                } else {
+                                    errors += 1;
+                                }
+                                break;
+                            }
+                            Ok(_) => continue,
+                            Err(_) => {
+                                lost += 1;
+                                break;
+                            }
+                        }
+                    }
+                }
+                Ok((lat, lost, errors))
+            })
+        })
+        .collect();
+    let (mut lat, mut lost, mut errors) = (Vec::new(), 0, 0);
+    for w in workers {
+        let (l, lo, e) = w
+            .join()
+            .map_err(|_| anyhow::anyhow!("dns thread panicked"))??;
+        lat.extend(l);
+        lost += lo;
+        errors += e;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    lat.sort_unstable();
+    let pct = |p: f64| -> f64 {
+        if lat.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((lat.len() as f64 - 1.0) * p).round() as usize;
+        f64::from(lat[i]) / 1000.0
+    };
+    println!(
+        "{}",
+        json!({
+            "answered": lat.len(), "lost": lost, "errors": errors, "secs": elapsed,
+            "qps": lat.len() as f64 / elapsed, "p50_us": pct(0.5), "p99_us": pct(0.99),
+        })
+    );
+    Ok(ExitCode::SUCCESS)
+}

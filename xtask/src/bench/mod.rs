@@ -1,0 +1,327 @@
+//! `cargo xtask bench [--quick]`: netd against Docker's iptables datapath, docker-proxy and plain
+//! routing, side by side in one run on one machine (issue 6).
+//!
+//! Builds `target/release/netd` (or takes `$NETD_BIN`), installs the benchmark tools, builds the
+//! throwaway worlds ([`world`]) and the variants ([`variants`]), then measures in paired rounds
+//! whose order alternates: throughput, request/response latency and short connections per second,
+//! from a client namespace through the uplink (published port vs Docker's DNAT vs plain routing)
+//! and from host processes (netd's socket hooks vs docker-proxy vs direct vs loopback); the
+//! embedded DNS server against aardvark-dns ([`dns`]); with the full run also the scale figures
+//! ([`scale`]). Writes `target/bench/report.md` and PNG charts ([`report`], [`charts`]); the full
+//! run copies the report to `docs/benchmarks.md`. The exit status is 0 when the measurements ran,
+//! whatever the targets say (the report says PASS/FAIL per target).
+
+mod charts;
+mod dns;
+mod helper;
+mod measure;
+mod report;
+mod scale;
+mod variants;
+mod world;
+
+use std::{
+    path::PathBuf,
+    process::ExitCode,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _, Result};
+
+use crate::{build, prereqs, util};
+use measure::{Endpoint, Figure, Plan};
+use world::Guard;
+
+/// Everything one run measured, for the report.
+pub struct Results {
+    pub quick: bool,
+    pub plan: Plan,
+    pub figures: Vec<Figure>,
+    /// Single values: (what, value, unit).
+    pub scalars: Vec<(String, f64, &'static str)>,
+    /// What went wrong along the way (a failed measurement is NaN in its figure).
+    pub notes: Vec<String>,
+    pub elapsed: Duration,
+    pub started: Instant,
+}
+
+impl Results {
+    pub fn figure(&self, key: &str) -> Option<&Figure> {
+        self.figures.iter().find(|f| f.key == key)
+    }
+
+    fn figure_mut(
+        &mut self,
+        key: &'static str,
+        title: &str,
+        unit: &'static str,
+        hb: bool,
+    ) -> &mut Figure {
+        if let Some(i) = self.figures.iter().position(|f| f.key == key) {
+            return &mut self.figures[i];
+        }
+        self.figures.push(Figure::new(key, title, unit, hb));
+        self.figures.last_mut().expect("just pushed")
+    }
+
+    /// Records `value` or, on error, NaN and a note.
+    pub fn record(
+        &mut self,
+        key: &'static str,
+        title: &str,
+        unit: &'static str,
+        higher_better: bool,
+        variant: &str,
+        value: Result<f64>,
+    ) {
+        let v = match value {
+            Ok(v) => {
+                let t = self.started.elapsed().as_secs_f64();
+                println!(
+                    "bench: [{t:5.1}s] {key} {variant}: {} {unit}",
+                    charts::fmt(v)
+                );
+                v
+            }
+            Err(e) => {
+                let note = format!("{title}, {variant}: {e:#}");
+                println!("bench: FAILED {note}");
+                self.notes.push(note);
+                f64::NAN
+            }
+        };
+        self.figure_mut(key, title, unit, higher_better)
+            .push(variant, v);
+    }
+
+    pub fn scalar(&mut self, what: &str, value: f64, unit: &'static str) {
+        println!("bench: {what}: {value:.3} {unit}");
+        self.scalars.push((what.to_string(), value, unit));
+    }
+
+    pub fn scalar_value(&self, what: &str) -> Option<f64> {
+        self.scalars
+            .iter()
+            .find(|(w, _, _)| w == what)
+            .map(|(_, v, _)| *v)
+            .filter(|v| v.is_finite())
+    }
+}
+
+/// `cargo xtask bench`: the helper modes when `--helper` is given, else the benchmark.
+pub fn main(quick: bool, helper_args: &[String]) -> Result<ExitCode> {
+    if !helper_args.is_empty() {
+        return helper::main(helper_args);
+    }
+    let started = Instant::now();
+    let netd = match std::env::var_os("NETD_BIN") {
+        Some(bin) => {
+            prereqs::ensure()?;
+            PathBuf::from(bin).canonicalize().context("NETD_BIN")?
+        }
+        None => build::build(true)?,
+    };
+    prereqs::ensure_bench()?;
+    util::catch_interrupts();
+    let plan = if quick {
+        Plan {
+            rounds: 2,
+            iperf_secs: 1,
+            sockperf_secs: 1,
+            conn_secs: 0.3,
+            conn_threads: 2,
+            dns_secs: 0.3,
+            dns_threads: 2,
+        }
+    } else {
+        Plan {
+            rounds: 5,
+            iperf_secs: 3,
+            sockperf_secs: 3,
+            conn_secs: 2.0,
+            conn_threads: 2,
+            dns_secs: 2.0,
+            dns_threads: 2,
+        }
+    };
+    let mut results = Results {
+        quick,
+        plan,
+        figures: Vec::new(),
+        scalars: Vec::new(),
+        notes: Vec::new(),
+        elapsed: Duration::ZERO,
+        started,
+    };
+    {
+        let mut g = Guard::new()?;
+        let tool = g.dir.join("xtask-bench");
+        std::fs::copy(std::env::current_exe()?, &tool).context("copy the xtask binary")?;
+        let tool = tool.display().to_string();
+        println!(
+            "bench: building the worlds ({:.0?} so far)",
+            started.elapsed()
+        );
+        variants::netd(&mut g, &netd, &tool)?;
+        variants::docker(&mut g, &tool)?;
+        variants::plain(&mut g, &tool)?;
+        let remote = variants::remote_endpoints();
+        let local = variants::local_endpoints(&g);
+        for e in remote.iter().chain(&local) {
+            measure::probe(&g, &tool, e)?;
+        }
+        println!(
+            "bench: every path answers ({:.0?} so far)",
+            started.elapsed()
+        );
+        for round in 0..plan.rounds {
+            check_interrupt()?;
+            println!("bench: round {} of {}", round + 1, plan.rounds);
+            rounds(&g, &tool, &mut results, "remote", &remote, round)?;
+            rounds(&g, &tool, &mut results, "local", &local, round)?;
+        }
+        println!("bench: rounds done after {:.0?}", started.elapsed());
+        check_interrupt()?;
+        dns::run(&mut g, &tool, &mut results)?;
+        println!("bench: DNS done after {:.0?}", started.elapsed());
+        check_interrupt()?;
+        scale::memory(&g, &mut results, "3 published ports, 1 container");
+        if !quick {
+            scale::run(&mut g, &tool, &mut results)?;
+        }
+    }
+    results.elapsed = started.elapsed();
+    let out = util::target_dir().join("bench");
+    report::write(&results, &out)?;
+    println!("bench: report {}", out.join("report.md").display());
+    if !quick {
+        let docs = util::workspace_root().join("docs/benchmarks.md");
+        std::fs::copy(out.join("report.md"), &docs)
+            .with_context(|| format!("copy the report to {}", docs.display()))?;
+        println!("bench: copied to {}", docs.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check_interrupt() -> Result<()> {
+    if util::interrupted() {
+        bail!("interrupted");
+    }
+    Ok(())
+}
+
+/// One round of the three measures over `endpoints`, forwards in even rounds and backwards in
+/// odd ones.
+fn rounds(
+    g: &Guard,
+    tool: &str,
+    r: &mut Results,
+    group: &str,
+    endpoints: &[Endpoint],
+    round: usize,
+) -> Result<()> {
+    let mut order: Vec<&Endpoint> = endpoints.iter().collect();
+    if round % 2 == 1 {
+        order.reverse();
+    }
+    let p = r.plan;
+    let (tput, cpu, p50, p99, cps) = keys(group);
+    let who = if group == "remote" {
+        "client namespace through the uplink"
+    } else {
+        "host-local client"
+    };
+    for e in &order {
+        check_interrupt()?;
+        let res = measure::iperf(g, e, p.iperf_secs);
+        let (a, b) = split(res);
+        r.record(
+            tput,
+            &format!("TCP throughput, {who}"),
+            "Gbit/s",
+            true,
+            e.variant,
+            a,
+        );
+        r.record(
+            cpu,
+            &format!("CPU per Gbit, {who}"),
+            "CPU s/Gbit",
+            false,
+            e.variant,
+            b,
+        );
+    }
+    for e in &order {
+        check_interrupt()?;
+        let (a, b) = split(measure::sockperf(g, e, p.sockperf_secs));
+        r.record(
+            p50,
+            &format!("Request/response p50, {who}"),
+            "µs",
+            false,
+            e.variant,
+            a,
+        );
+        r.record(
+            p99,
+            &format!("Request/response p99, {who}"),
+            "µs",
+            false,
+            e.variant,
+            b,
+        );
+    }
+    for e in &order {
+        check_interrupt()?;
+        let v = measure::conns(g, tool, e, p.conn_secs, p.conn_threads);
+        r.record(
+            cps,
+            &format!("Short connections, {who}"),
+            "conn/s",
+            true,
+            e.variant,
+            v,
+        );
+    }
+    Ok(())
+}
+
+fn keys(
+    group: &str,
+) -> (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+) {
+    if group == "remote" {
+        (
+            "remote.tput",
+            "remote.cpu",
+            "remote.p50",
+            "remote.p99",
+            "remote.cps",
+        )
+    } else {
+        (
+            "local.tput",
+            "local.cpu",
+            "local.p50",
+            "local.p99",
+            "local.cps",
+        )
+    }
+}
+
+/// A pair result as two results (the error repeated).
+fn split(res: Result<(f64, f64)>) -> (Result<f64>, Result<f64>) {
+    match res {
+        Ok((a, b)) => (Ok(a), Ok(b)),
+        Err(e) => {
+            let msg = format!("{e:#}");
+            (Err(anyhow::anyhow!(msg.clone())), Err(anyhow::anyhow!(msg)))
+        }
+    }
+}
