@@ -6,7 +6,11 @@
 //! `none` and `host` networks, the decoded maps, anti-spoofing, then published ports and egress NAT
 //! (seeds 001, 003 and 004): `-p` in its forms, reached from outside, from host processes and from
 //! containers (hairpin), egress with the uplink's address, the port and NAT tables, UDP, and
-//! publishing on a running container. Every step prints the command, its output and PASS/FAIL
+//! publishing on a running container; names (seeds 000, 002-004): the embedded DNS server of
+//! user-defined networks (names, aliases, short IDs, PTR, outside names through an upstream dnsmasq
+//! in the outside namespace), no names on the default bridge, legacy links whose hosts line follows
+//! a restarted container while their environment does not; and `netd stats` and `netd explain`.
+//! Every step prints the command, its output and PASS/FAIL
 //! against the expected outcome; a summary follows and the exit status is non-zero if any
 //! expectation failed. The lab is removed on the way out, whatever happened.
 
@@ -38,6 +42,8 @@ const SERVER_START: Duration = Duration::from_secs(10);
 const EPHEMERAL: std::ops::RangeInclusive<u16> = 32768..=60999;
 /// The outside server that containers reach through egress NAT.
 const OUTSIDE_PORT: u16 = 9999;
+/// What the outside namespace's DNS server answers for `outside.test`.
+const OUTSIDE_NAME_IP: &str = "10.99.0.77";
 
 /// Runs the demo; the exit code says whether every expectation held.
 pub fn demo() -> Result<ExitCode> {
@@ -81,6 +87,8 @@ enum Expect<'e> {
     PrintsAll(&'e [&'e str]),
     /// Prints exactly this line (a server's answer).
     Answers(&'e str),
+    /// Fails and prints this text (on stdout or stderr).
+    FailsWith(&'e str),
     /// Prints nothing: no answer, whatever the exit status.
     Nothing,
     /// Succeeds and lists no interface but `lo`.
@@ -97,6 +105,7 @@ impl Expect<'_> {
             Expect::Prints(text) => format!("succeeds and prints {text:?}"),
             Expect::PrintsAll(texts) => format!("succeeds and prints each of {texts:?}"),
             Expect::Answers(text) => format!("answers {text:?}"),
+            Expect::FailsWith(text) => format!("fails and prints {text:?}"),
             Expect::Nothing => "gets no answer".into(),
             Expect::OnlyLoopback => "succeeds and lists only lo".into(),
             Expect::Optional => "succeeds, if available".into(),
@@ -112,6 +121,10 @@ impl Expect<'_> {
                 out.success() && texts.iter().all(|t| out.stdout.contains(t))
             }
             Expect::Answers(text) => out.stdout.trim() == *text,
+            Expect::FailsWith(text) => {
+                out.status.is_some_and(|s| !s.success())
+                    && (out.stdout.contains(text) || out.stderr.contains(text))
+            }
             Expect::Nothing => out.stdout.trim().is_empty(),
             Expect::OnlyLoopback => out.success() && only_loopback(&out.stdout),
             Expect::Optional if !out.success() => return Verdict::Skip,
@@ -161,6 +174,10 @@ impl Demo<'_> {
         self.port_and_nat_maps();
         self.udp_port(bbox1.as_deref());
         self.publish_running();
+        self.names_on_user_networks();
+        self.names_on_default_bridge();
+        self.legacy_links();
+        self.observability(db.as_deref());
     }
 
     /// (a) Containers on the default network `bridge` reach each other.
@@ -602,12 +619,253 @@ impl Demo<'_> {
         self.connect_outside(&title, UPLINK_IP, 8080, Expect::Answers(OUTSIDE_IP));
     }
 
+    /// (n) The embedded DNS server of user-defined networks: names, aliases, short IDs, PTR and
+    /// outside names through the daemon's upstream; nothing for containers on other networks.
+    fn names_on_user_networks(&mut self) {
+        section("(n) names on a user-defined network (embedded DNS at 127.0.0.11)");
+        self.upstream_dns();
+        self.step(
+            "create network dnsnet",
+            &["network", "create", "dnsnet"],
+            Expect::Success,
+        );
+        self.container("alpha", &["--network", "dnsnet", "--network-alias", "svc"]);
+        self.container("beta", &["--network", "dnsnet"]);
+        self.container("gamma", &["--network", "net1"]);
+        let alpha = self.inspect_address("alpha", "dnsnet", None);
+        let beta = self.address("beta", "dnsnet", None);
+        self.step(
+            "beta's resolver is the embedded server",
+            &["exec", "beta", "--", "cat", "/etc/resolv.conf"],
+            Expect::Prints("nameserver 127.0.0.11"),
+        );
+        let Some((alpha, alpha_json)) = alpha else {
+            return self.not_run("name lookups of alpha", "no address for alpha");
+        };
+        for name in ["alpha", "svc"] {
+            self.dig("beta", name, Expect::Answers(&alpha));
+        }
+        if let Some(short_id) = hostname(&alpha_json.stdout) {
+            self.dig("beta", &short_id, Expect::Answers(&alpha));
+        }
+        let getent = ["exec", "beta", "--", "getent", "hosts", "svc"];
+        self.step(
+            &format!("getent hosts svc in beta gives alpha's address {alpha}"),
+            &getent,
+            Expect::Prints(&alpha),
+        );
+        if let Some(beta) = &beta {
+            let getent = ["exec", "alpha", "--", "getent", "hosts", "beta"];
+            self.step(
+                &format!("getent hosts beta in alpha gives {beta}"),
+                &getent,
+                Expect::Prints(beta),
+            );
+        }
+        let ptr = [
+            "exec", "beta", "--", "dig", "+short", "+time=2", "+tries=1", "-x", &alpha,
+        ];
+        self.step(
+            &format!("dig -x {alpha} in beta gives alpha's name (PTR)"),
+            &ptr,
+            Expect::Prints("alpha"),
+        );
+        self.dig("beta", "outside.test", Expect::Answers(OUTSIDE_NAME_IP));
+        self.dig("gamma", "alpha", Expect::Nothing);
+        let getent = ["exec", "gamma", "--", "getent", "hosts", "alpha"];
+        self.step(
+            "getent hosts alpha in gamma (on net1) finds nothing",
+            &getent,
+            Expect::Failure,
+        );
+    }
+
+    /// dnsmasq in the outside namespace, the upstream of the daemon's resolv.conf, answering
+    /// `outside.test` and nothing else.
+    fn upstream_dns(&mut self) {
+        let listen = format!("--listen-address={OUTSIDE_IP}");
+        let answer = format!("--address=/outside.test/{OUTSIDE_NAME_IP}");
+        let server = self.lab.outside(&[
+            "dnsmasq",
+            "--no-daemon",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+            &listen,
+            &answer,
+            "--pid-file=",
+        ]);
+        let title =
+            format!("serve outside.test -> {OUTSIDE_NAME_IP} on {OUTSIDE_IP}:53 (upstream DNS)");
+        println!("\n$ {} &", shell_line(&server));
+        match self.lab.spawn_background("the upstream DNS server", server) {
+            Ok(pid) => self.record(&title, Verdict::Pass, &format!("pid {pid}")),
+            Err(e) => return self.record(&title, Verdict::Fail, &format!("{e:#}")),
+        }
+        let lab = self.lab;
+        self.wait_listening("the upstream DNS server", || {
+            lab.outside(&["ss", "-Huln", "sport = :53"])
+        });
+    }
+
+    /// (o) The default bridge has no names (seed 000), but outside names resolve.
+    fn names_on_default_bridge(&mut self) {
+        section("(o) the default bridge: no container names, outside names resolve");
+        self.container("bbox3", &[]);
+        let ping = [
+            "exec", "bbox1", "--", "busybox", "ping", "-c1", "-W1", "bbox3",
+        ];
+        self.step(
+            "busybox ping bbox3 in bbox1: bad address",
+            &ping,
+            Expect::FailsWith("bad address"),
+        );
+        self.dig("bbox1", "outside.test", Expect::Answers(OUTSIDE_NAME_IP));
+    }
+
+    /// (p) `--link NAME:ALIAS` (seeds 002-004): Docker's environment, taken at start, and a hosts
+    /// line that follows the linked container to its new address.
+    fn legacy_links(&mut self) {
+        section("(p) legacy links: --link pgsql:webdb");
+        self.container("pgsql", &["--expose", "5432"]);
+        let first = self.inspect_address("pgsql", "bridge", Some(("172.17.0.0", 16)));
+        self.container("webapp", &["--link", "pgsql:webdb"]);
+        let Some((ip1, json)) = first else {
+            return self.not_run(
+                "the link's environment and hosts line",
+                "no address for pgsql",
+            );
+        };
+        let Some(short_id) = hostname(&json.stdout) else {
+            return self.not_run("the link's hosts line", "no hostname in pgsql's JSON");
+        };
+        let env = ["exec", "webapp", "--", "env"];
+        let url = format!("WEBDB_PORT=tcp://{ip1}:5432");
+        let addr1 = format!("WEBDB_PORT_5432_TCP_ADDR={ip1}");
+        self.step(
+            "webapp's link environment",
+            &env,
+            Expect::PrintsAll(&[
+                "WEBDB_NAME=/webapp/webdb",
+                &url,
+                &addr1,
+                "WEBDB_PORT_5432_TCP_PORT=5432",
+                "WEBDB_PORT_5432_TCP_PROTO=tcp",
+            ]),
+        );
+        let hosts = ["exec", "webapp", "--", "cat", "/etc/hosts"];
+        let line1 = format!("{ip1}\twebdb {short_id} pgsql");
+        self.step(
+            &format!("webapp's /etc/hosts has {line1:?}"),
+            &hosts,
+            Expect::Prints(&line1),
+        );
+        let ping = [
+            "exec", "webapp", "--", "busybox", "ping", "-c1", "-W2", "webdb",
+        ];
+        self.step("ping webdb from webapp", &ping, Expect::Success);
+        let back = [
+            "exec", "pgsql", "--", "busybox", "ping", "-c1", "-W1", "webapp",
+        ];
+        self.step(
+            "the link is one-way: pgsql does not know webapp",
+            &back,
+            Expect::FailsWith("bad address"),
+        );
+        self.step(
+            "stop pgsql",
+            &["container", "stop", "pgsql"],
+            Expect::Success,
+        );
+        self.container("filler", &[]);
+        self.step(
+            "start pgsql again",
+            &["container", "start", "pgsql"],
+            Expect::Success,
+        );
+        let Some(ip2) = self.address("pgsql", "bridge", Some(("172.17.0.0", 16))) else {
+            return;
+        };
+        let verdict = if ip2 != ip1 {
+            Verdict::Pass
+        } else {
+            Verdict::Fail
+        };
+        self.record(
+            &format!("pgsql moved from {ip1} to {ip2}"),
+            verdict,
+            "expected: a new address",
+        );
+        let line2 = format!("{ip2}\twebdb {short_id} pgsql");
+        self.step(
+            &format!("webapp's /etc/hosts follows: {line2:?}"),
+            &hosts,
+            Expect::Prints(&line2),
+        );
+        self.step(
+            &format!("webapp's environment keeps the old address: {addr1}"),
+            &env,
+            Expect::PrintsAll(&[&addr1, &url]),
+        );
+        self.step("ping webdb from webapp again", &ping, Expect::Success);
+    }
+
+    /// (q) Drop counters per container, and synthetic packets explained hop by hop.
+    fn observability(&mut self, db: Option<&str>) {
+        section("(q) observability: netd stats and netd explain");
+        self.step(
+            "netd stats: the drops above, by container and reason",
+            &["stats"],
+            Expect::PrintsAll(&["isolation", "spoofed-ip"]),
+        );
+        self.step(
+            "netd stats bbox2: its spoofed packets",
+            &["stats", "bbox2"],
+            Expect::PrintsAll(&["bbox2", "spoofed-ip"]),
+        );
+        match db {
+            Some(db) => {
+                let to = format!("{db}:80");
+                self.step(
+                    &format!("explain gamma (net1) -> db ({to}, net2): dropped for isolation"),
+                    &["explain", "--from", "gamma", "--to", &to],
+                    Expect::PrintsAll(&["drop (isolation)", "not delivered"]),
+                );
+            }
+            None => self.not_run("explain gamma -> db", "no address for db"),
+        }
+        let www = self.address("www", "bridge", Some(("172.17.0.0", 16)));
+        let to = format!("{UPLINK_IP}:8080");
+        let Some(www) = www else {
+            return self.not_run("explain outside -> www", "no address for www");
+        };
+        let rewritten = format!("{www}:80");
+        self.step(
+            &format!("explain {OUTSIDE_IP} -> {to}: rewritten to {rewritten}, delivered to www"),
+            &["explain", "--from", OUTSIDE_IP, "--to", &to],
+            Expect::PrintsAll(&[&rewritten, "delivered to container www"]),
+        );
+    }
+
+    /// `exec FROM -- dig +short +time=2 +tries=1 NAME`.
+    fn dig(&mut self, from: &str, name: &str, expect: Expect) {
+        let title = format!("dig {name} in {from}");
+        let args = [
+            "exec", from, "--", "dig", "+short", "+time=2", "+tries=1", name,
+        ];
+        self.step(&title, &args, expect);
+    }
+
     /// `container create OPTIONS... NAME`, then `container start NAME`.
     fn container(&mut self, name: &str, options: &[&str]) {
         let mut create = vec!["container", "create"];
         create.extend_from_slice(options);
         create.push(name);
-        let title = format!("create {name} with {}", options.join(" "));
+        let title = if options.is_empty() {
+            format!("create {name}")
+        } else {
+            format!("create {name} with {}", options.join(" "))
+        };
         self.step(&title, &create, Expect::Success);
         let start = ["container", "start", name];
         self.step(&format!("start {name}"), &start, Expect::Success);
@@ -731,6 +989,17 @@ impl Demo<'_> {
     /// `container inspect NAME`, and the address on `network` read from its JSON, checked against
     /// `subnet` if given.
     fn address(&mut self, name: &str, network: &str, subnet: Option<(&str, u8)>) -> Option<String> {
+        self.inspect_address(name, network, subnet)
+            .map(|(ip, _)| ip)
+    }
+
+    /// [`Demo::address`], with the output of `container inspect`.
+    fn inspect_address(
+        &mut self,
+        name: &str,
+        network: &str,
+        subnet: Option<(&str, u8)>,
+    ) -> Option<(String, Captured)> {
         let out = self.step(
             &format!("inspect {name}"),
             &["container", "inspect", name],
@@ -753,7 +1022,7 @@ impl Demo<'_> {
             verdict,
             &format!("expected: {expected}"),
         );
-        Some(ip.to_string())
+        Some((ip.to_string(), out))
     }
 
     /// Runs `netd ARGS`, shows what it printed, and records whether `expect` held.
@@ -902,6 +1171,13 @@ fn ip_address(json: &str, network: &str) -> Option<Ipv4Addr> {
     ip.split('/').next()?.parse().ok()
 }
 
+/// `hostname` of `container inspect` JSON (a container's short ID unless `--hostname` was given).
+fn hostname(json: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(json).ok()?;
+    let inspect = value.as_array().and_then(|a| a.first()).unwrap_or(&value);
+    Some(inspect.get("hostname")?.as_str()?.to_string())
+}
+
 /// The number on the line `REASON N` of a drop-counter table.
 fn drop_count(table: &str, reason: &str) -> Option<u64> {
     table.lines().find_map(|line| {
@@ -940,6 +1216,13 @@ mod tests {
             Some(Ipv4Addr::new(172, 17, 0, 2))
         );
         assert_eq!(ip_address(json, "net1"), None);
+    }
+
+    #[test]
+    fn reads_the_hostname_from_inspect_json() {
+        let json = r#"[{"name":"pgsql","hostname":"053a70f4082d"}]"#;
+        assert_eq!(hostname(json).as_deref(), Some("053a70f4082d"));
+        assert_eq!(hostname("{}"), None);
     }
 
     #[test]
