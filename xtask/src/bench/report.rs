@@ -468,3 +468,25 @@ fn chart(f: &Figure, refs: &[&str], path: &Path) -> Result<()> {
         .collect();
     charts::bars(path, &f.title, f.unit, &bars)
 }
+
+/// The report as committed in `docs/benchmarks.md`: the same text without the chart images,
+/// which stay under `target/bench/` (they are not committed).
+pub fn for_docs(report: &str) -> String {
+    let mut out = String::new();
+    for line in report.lines() {
+        // Images go, and so does the blank line that would then double the one before them.
+        if line.starts_with("![") || (line.is_empty() && out.ends_with("\n\n")) {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+        if line.starts_with("# ") {
+            out.push_str(
+                "\nThe latest full run of `cargo xtask bench`, copied from `target/bench/report.md`; \
+                 the run also draws PNG charts there (not committed). `cargo xtask bench --quick` \
+                 runs the same harness with short rounds and no scale figures (CI).\n",
+            );
+        }
+    }
+    out
+}
