@@ -110,6 +110,9 @@ pub struct Daemon {
     pub uplinks: Vec<String>,
     /// The embedded DNS server.
     pub dns: Dns,
+    /// What `NETD_PORTS` holds, as this daemon last wrote it (`None`: read it from the kernel).
+    pub ports_written:
+        Option<std::collections::BTreeMap<netd_common::PortKey, netd_common::Backend>>,
 }
 
 impl Daemon {
@@ -141,6 +144,7 @@ impl Daemon {
             dp,
             uplinks: vec![],
             dns: Dns::new(resolv_conf),
+            ports_written: None,
         };
         daemon
             .reconcile()

@@ -169,17 +169,33 @@ impl Daemon {
     }
 
     /// Makes `NETD_PORTS` hold exactly what running containers publish.
+    ///
+    /// Only the ports of containers that publish are looked at, and the map is diffed against
+    /// what this daemon last wrote (read from the kernel once), so a change costs syscalls for the
+    /// entries that change, not for every published port.
     pub(super) async fn sync_ports(&mut self) -> OpResult<()> {
+        let publishing: Vec<String> = self
+            .state
+            .containers
+            .values()
+            .filter(|c| c.status == Status::Running && !c.ports.is_empty())
+            .filter_map(|c| c.endpoints.first().map(|ep| ep.host_veth.clone()))
+            .collect();
         let mut ifindex = BTreeMap::new();
-        for (_, ep) in self.state.endpoints() {
-            if let Some(index) = self.nl.link_index(&ep.host_veth).await? {
-                ifindex.insert(ep.host_veth.clone(), index);
+        for veth in publishing {
+            if let Some(index) = self.nl.link_index(&veth).await? {
+                ifindex.insert(veth, index);
             }
         }
         let wanted = desired_ports(&self.state, &ifindex);
-        let current = self.dp.dump::<PortKey, Backend>(maps::PORTS)?;
-        self.dp.apply(maps::PORTS, plan::diff(&current, &wanted))?;
-        Ok(())
+        let current = match self.ports_written.take() {
+            Some(written) => written,
+            None => self.dp.dump::<PortKey, Backend>(maps::PORTS)?,
+        };
+        let result = self.dp.apply(maps::PORTS, plan::diff(&current, &wanted));
+        // On failure the kernel's content is unknown: read it again next time.
+        self.ports_written = result.is_ok().then_some(wanted);
+        Ok(result?)
     }
 
     /// `container publish NAME SPEC`.
