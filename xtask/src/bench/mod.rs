@@ -6,15 +6,17 @@
 //! whose order alternates: throughput, request/response latency and short connections per second,
 //! from a client namespace through the uplink (published port vs Docker's DNAT vs plain routing)
 //! and from host processes (netd's socket hooks vs docker-proxy vs direct vs loopback); the
-//! embedded DNS server against aardvark-dns ([`dns`]); with the full run also the scale figures
-//! ([`scale`]). Writes `target/bench/report.md` and PNG charts ([`report`], [`charts`]); the full
-//! run copies the report to `docs/benchmarks.md`. The exit status is 0 when the measurements ran,
-//! whatever the targets say (the report says PASS/FAIL per target).
+//! embedded DNS server against aardvark-dns ([`dns`]); with the full run also the datapath cost
+//! of a connected `netd monitor` ([`monitor`], issue 5) and the scale figures ([`scale`]). Writes
+//! `target/bench/report.md` and PNG charts ([`report`], [`charts`]); the full run copies the
+//! report to `docs/benchmarks.md`. The exit status is 0 when the measurements ran, whatever the
+//! targets say (the report says PASS/FAIL per target).
 
 mod charts;
 mod dns;
 mod helper;
 mod measure;
+mod monitor;
 mod report;
 mod scale;
 mod variants;
@@ -186,6 +188,18 @@ pub fn main(quick: bool, helper_args: &[String]) -> Result<ExitCode> {
         dns::run(&mut g, &tool, &mut results)?;
         println!("bench: DNS done after {:.0?}", started.elapsed());
         check_interrupt()?;
+        if !quick {
+            // Before the scale figures, with the measured container's 3 ports only.
+            let e = remote
+                .iter()
+                .find(|e| e.variant == "netd")
+                .context("netd endpoint")?;
+            monitor::run(&g, &tool, &mut results, e)?;
+            println!(
+                "bench: monitoring overhead done after {:.0?}",
+                started.elapsed()
+            );
+        }
         scale::memory(&g, &mut results, "3 published ports, 1 container");
         if !quick {
             scale::run(&mut g, &tool, &mut results)?;

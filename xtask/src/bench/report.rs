@@ -10,7 +10,7 @@ use anyhow::{Context as _, Result};
 use super::{
     charts::{self, fmt},
     measure::{median, Figure},
-    Results,
+    monitor, Results,
 };
 
 /// One target of the issue and how the run fared.
@@ -288,7 +288,7 @@ pub fn write(r: &Results, dir: &Path) -> Result<()> {
         md,
         "- The machine has no hardware performance counters and is shared: compare the ratios within \
          this run, not absolute numbers across runs.{}",
-        if r.quick { " **Quick mode**: short rounds, no scale figures; the figures are indicative only." } else { "" }
+        if r.quick { " **Quick mode**: short rounds, no scale or monitoring-overhead figures; the figures are indicative only." } else { "" }
     );
 
     let _ = writeln!(md, "\n## Targets (issue 6)\n");
@@ -350,6 +350,8 @@ pub fn write(r: &Results, dir: &Path) -> Result<()> {
             }
         }
     }
+
+    monitoring(&mut md, r);
 
     if r.figure("scale.cps.10").is_some() {
         let _ = writeln!(md, "\n## Scale\n");
@@ -423,6 +425,49 @@ pub fn write(r: &Results, dir: &Path) -> Result<()> {
     let _ = writeln!(md, "{}", METHOD);
     let path = dir.join("report.md");
     std::fs::write(&path, md).with_context(|| format!("write {}", path.display()))
+}
+
+/// The "Monitoring overhead" section (issue 5): netd's published path with and without a
+/// connected `netd monitor`, as ratios of paired rounds.
+fn monitoring(md: &mut String, r: &Results) {
+    let _ = writeln!(md, "\n## Monitoring overhead\n");
+    if r.quick {
+        let _ = writeln!(md, "Skipped in --quick.");
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "netd's published port from the client namespace through the uplink, with and without a \
+         `netd --socket <sock> monitor --format json > /dev/null` process connected (started \
+         before that state's measurements, killed after them; the eBPF programs write events to \
+         the ring buffer only while a monitor is connected, rate-limited per CPU). Paired rounds, \
+         the order of the two states alternating; ratios are monitor on / monitor off."
+    );
+    let (on, off) = (monitor::ON, monitor::OFF);
+    let p50 = ratio(r, monitor::P50, on, off);
+    let cps = ratio(r, monitor::CPS, on, off);
+    let _ = writeln!(
+        md,
+        "\n| measure | ratio (on / off) |\n|---|---:|\n| request/response p50 | {} |\n\
+         | short connections/s | {} |",
+        x(p50),
+        x(cps)
+    );
+    let verdict = match p50 {
+        None => "not measured",
+        Some(v) if v <= 1.05 => "PASS",
+        Some(_) => "FAIL",
+    };
+    let _ = writeln!(
+        md,
+        "\nmonitor on costs ≤ 5% (p50 ratio ≤ 1.05): **{verdict}** ({})",
+        x(p50)
+    );
+    for key in [monitor::P50, monitor::CPS] {
+        if let Some(f) = r.figure(key) {
+            figure_table(md, f, &[off]);
+        }
+    }
 }
 
 const METHOD: &str = "\
