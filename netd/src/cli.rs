@@ -110,6 +110,10 @@ pub struct DaemonArgs {
     /// Serve Prometheus metrics at ADDR (`PORT` alone means 127.0.0.1:PORT); off by default.
     #[arg(long, value_parser = crate::daemon::metrics::parse_addr)]
     pub metrics: Option<std::net::SocketAddr>,
+    /// Most events per second and CPU the datapath writes for `netd monitor` (more are counted
+    /// as suppressed).
+    #[arg(long, default_value_t = netd_common::DEFAULT_EVENTS_RATE, value_parser = clap::value_parser!(u64).range(1..))]
+    pub events_rate: u64,
     /// Have the eBPF programs log every drop (through aya-log, into the daemon's log at debug
     /// level; run with RUST_LOG=debug to see them).
     #[arg(long)]
