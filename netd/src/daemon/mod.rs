@@ -242,6 +242,9 @@ pub async fn run(args: &DaemonArgs) -> anyhow::Result<()> {
     daemon
         .dp
         .set_config(netd_common::CONFIG_DEBUG, args.debug_bpf.into())?;
+    daemon
+        .dp
+        .set_config(netd_common::CONFIG_EVENTS_RATE, args.events_rate)?;
     tracing::info!(socket = %daemon.config.socket().display(), "netd daemon ready");
     server::serve(listener, daemon, args.metrics).await
 }
