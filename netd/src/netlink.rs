@@ -168,6 +168,21 @@ impl Netlink {
         Ok(index)
     }
 
+    /// Sends one link change.
+    async fn set_link(
+        &self,
+        msg: LinkMessage,
+        op: &'static str,
+        target: impl ToString,
+    ) -> Result<(), NetlinkError> {
+        self.handle
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .map_err(req(op, target))
+    }
+
     /// Moves a device into the namespace at `path`.
     pub async fn move_to_netns(&self, index: u32, path: &Path) -> Result<(), NetlinkError> {
         let file = std::fs::File::open(path).map_err(|source| NetnsError::Io {
@@ -178,12 +193,7 @@ impl Netlink {
         let msg = LinkUnspec::new_with_index(index)
             .setns_by_fd(file.as_raw_fd())
             .build();
-        self.handle
-            .link()
-            .set(msg)
-            .execute()
-            .await
-            .map_err(req("move to namespace", index))
+        self.set_link(msg, "move to namespace", index).await
     }
 
     /// Renames a (down) device and sets its MAC address.
@@ -192,34 +202,19 @@ impl Netlink {
             .name(name)
             .address(mac.to_vec())
             .build();
-        self.handle
-            .link()
-            .set(msg)
-            .execute()
-            .await
-            .map_err(req("rename", name))
+        self.set_link(msg, "rename", name).await
     }
 
     /// Plugs a device into a bridge.
     pub async fn set_master(&self, index: u32, bridge: u32) -> Result<(), NetlinkError> {
         let msg = LinkUnspec::new_with_index(index).controller(bridge).build();
-        self.handle
-            .link()
-            .set(msg)
-            .execute()
-            .await
-            .map_err(req("attach to bridge", index))
+        self.set_link(msg, "attach to bridge", index).await
     }
 
     /// Sets a device up.
     pub async fn set_up(&self, index: u32) -> Result<(), NetlinkError> {
         let msg = LinkUnspec::new_with_index(index).up().build();
-        self.handle
-            .link()
-            .set(msg)
-            .execute()
-            .await
-            .map_err(req("set up", index))
+        self.set_link(msg, "set up", index).await
     }
 
     /// Adds an IPv4 address with its prefix length.

@@ -247,12 +247,15 @@ impl Daemon {
     }
 }
 
-fn proto_name(proto: u8) -> &'static str {
+/// A protocol number (or netd's ARP marker in events) as users read it.
+pub(super) fn proto_name(proto: u8) -> &'static str {
     match proto {
         IPPROTO_TCP => "tcp",
         IPPROTO_UDP => "udp",
         IPPROTO_ICMP => "icmp",
-        _ => "?",
+        netd_common::EVENT_PROTO_ARP => "arp",
+        0 => "-",
+        _ => "other",
     }
 }
 

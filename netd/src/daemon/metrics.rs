@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, convert::Infallible, net::SocketAddr, sync::Arc
 use http_body_util::Full;
 use hyper::{body::Bytes, server::conn::http1, service::service_fn, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use netd_common::{maps, FlowKey, NatEntry, PortKey, PortStats, IPPROTO_TCP, IPPROTO_UDP};
+use netd_common::{maps, FlowKey, NatEntry, PortKey, PortStats};
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeMetric},
@@ -58,11 +58,7 @@ impl Daemon {
             })?
             .into_iter()
             .map(|(k, s)| {
-                let proto = match k.proto {
-                    IPPROTO_TCP => "tcp",
-                    IPPROTO_UDP => "udp",
-                    _ => "other",
-                };
+                let proto = super::maps::proto_name(k.proto);
                 let labels = vec![
                     ("proto".to_string(), proto.to_string()),
                     (

@@ -3,8 +3,7 @@
 use std::{collections::BTreeMap, net::Ipv4Addr};
 
 use netd_common::{
-    maps, DropKey, DropReason, Event, Tuple, EVENT_DROP, EVENT_PROTO_ARP, IPPROTO_ICMP,
-    IPPROTO_TCP, IPPROTO_UDP, ZONE_ENDPOINT, ZONE_UPLINK_IN,
+    maps, DropKey, DropReason, Event, Tuple, EVENT_DROP, ZONE_ENDPOINT, ZONE_UPLINK_IN,
 };
 
 use super::{error::OpResult, Daemon};
@@ -72,7 +71,7 @@ impl Daemon {
             port,
             container,
             direction: direction(e).into(),
-            proto: proto_name(e.proto).into(),
+            proto: super::maps::proto_name(e.proto).into(),
             before: tuple_text(&e.before),
             after: if drop {
                 None
@@ -126,17 +125,6 @@ fn direction(e: &Event) -> &'static str {
         (_, ZONE_UPLINK_IN) => "inbound",
         (_, ZONE_ENDPOINT) => "from-container",
         _ => "outbound",
-    }
-}
-
-fn proto_name(proto: u8) -> &'static str {
-    match proto {
-        IPPROTO_TCP => "tcp",
-        IPPROTO_UDP => "udp",
-        IPPROTO_ICMP => "icmp",
-        EVENT_PROTO_ARP => "arp",
-        0 => "-",
-        _ => "other",
     }
 }
 
