@@ -11,7 +11,7 @@ use futures::TryStreamExt as _;
 use rtnetlink::{
     packet_route::{
         address::{AddressAttribute, AddressMessage},
-        link::{LinkAttribute, LinkMessage},
+        link::{InfoData, InfoVeth, LinkAttribute, LinkMessage},
         route::{RouteAttribute, RouteMessage},
     },
     Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder,
@@ -58,6 +58,14 @@ pub struct OwnedLink {
     pub name: String,
     /// What follows [`ALIAS_PREFIX`].
     pub owner: String,
+}
+
+/// The container end of a veth pair, as [`Netlink::create_veth_into`] makes it.
+#[derive(Debug, Clone, Copy)]
+pub struct VethPeer<'a> {
+    pub name: &'a str,
+    pub mac: [u8; 6],
+    pub netns: &'a Path,
 }
 
 /// A netlink connection bound to one network namespace.
@@ -127,16 +135,31 @@ impl Netlink {
             .await
     }
 
-    /// Creates a veth pair (both ends down); the host end is tagged as owned by `owner`.
-    pub async fn create_veth(
+    /// Creates a container's veth pair: the host end `host`, down, tagged as owned by `owner` and
+    /// plugged into the bridge `master`; the peer `peer` with address `mac`, made directly in the
+    /// namespace at `netns` (moving a device into a namespace afterwards waits for an RCU grace
+    /// period). Returns the host end's index.
+    pub async fn create_veth_into(
         &self,
         host: &str,
-        peer: &str,
         owner: &str,
-    ) -> Result<(u32, u32), NetlinkError> {
-        let msg = LinkVeth::new(host, peer).build();
-        let index = self.add_tagged(msg, host, owner, "create veth").await?;
-        Ok((index, self.require_link(peer).await?))
+        master: u32,
+        peer: &VethPeer<'_>,
+    ) -> Result<u32, NetlinkError> {
+        let netns = std::fs::File::open(peer.netns).map_err(|source| NetnsError::Io {
+            what: "open",
+            path: peer.netns.into(),
+            source,
+        })?;
+        let peer_msg = LinkUnspec::new_with_name(peer.name)
+            .address(peer.mac.to_vec())
+            .setns_by_fd(netns.as_raw_fd())
+            .build();
+        let msg = LinkVeth::new(host, peer.name)
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
+            .controller(master)
+            .build();
+        self.add_tagged(msg, host, owner, "create veth").await
     }
 
     /// Creates the device `msg` describes, called `name`, and marks it as netd's (the kernel
@@ -181,34 +204,6 @@ impl Netlink {
             .execute()
             .await
             .map_err(req(op, target))
-    }
-
-    /// Moves a device into the namespace at `path`.
-    pub async fn move_to_netns(&self, index: u32, path: &Path) -> Result<(), NetlinkError> {
-        let file = std::fs::File::open(path).map_err(|source| NetnsError::Io {
-            what: "open",
-            path: path.into(),
-            source,
-        })?;
-        let msg = LinkUnspec::new_with_index(index)
-            .setns_by_fd(file.as_raw_fd())
-            .build();
-        self.set_link(msg, "move to namespace", index).await
-    }
-
-    /// Renames a (down) device and sets its MAC address.
-    pub async fn rename(&self, index: u32, name: &str, mac: [u8; 6]) -> Result<(), NetlinkError> {
-        let msg = LinkUnspec::new_with_index(index)
-            .name(name)
-            .address(mac.to_vec())
-            .build();
-        self.set_link(msg, "rename", name).await
-    }
-
-    /// Plugs a device into a bridge.
-    pub async fn set_master(&self, index: u32, bridge: u32) -> Result<(), NetlinkError> {
-        let msg = LinkUnspec::new_with_index(index).controller(bridge).build();
-        self.set_link(msg, "attach to bridge", index).await
     }
 
     /// Sets a device up.

@@ -396,6 +396,20 @@ impl Host {
         run("ip", &all)
     }
 
+    /// The host namespace's devices as `NAME ALIAS` lines, without their (changing) states: what
+    /// a failed request must leave as it found it.
+    pub fn devices(&self) -> Vec<String> {
+        self.on_host(&["ip", "-o", "link"])
+            .stdout
+            .lines()
+            .filter_map(|line| {
+                let name = line.split(": ").nth(1)?.split('@').next()?;
+                let alias = line.split(" alias ").nth(1).unwrap_or("").trim();
+                Some(format!("{name} {alias}"))
+            })
+            .collect()
+    }
+
     /// Runs a command in the host namespace inside the test's cgroup, as a host process that
     /// reaches published ports through the socket hooks would.
     pub fn on_host_in_cgroup(&self, script: &str) -> Out {

@@ -294,7 +294,7 @@ fn static_addresses_and_bad_container_requests() {
     host.ok(&["network", "create", "auto"]);
     host.container("pinned", &["--network", "fixed", "--ip", "10.50.0.77"]);
     assert_eq!(host.ip("pinned", "fixed"), "10.50.0.77");
-    let links_before = host.on_host(&["ip", "-o", "link"]).stdout;
+    let devices_before = host.devices();
     let cases: &[(&[&str], &str)] = &[
         (
             &[
@@ -381,7 +381,7 @@ fn static_addresses_and_bad_container_requests() {
         let err = host.fails(args);
         assert!(err.contains(expected), "{args:?}: {err}");
     }
-    assert_eq!(host.on_host(&["ip", "-o", "link"]).stdout, links_before);
+    assert_eq!(host.devices(), devices_before);
     assert!(!host.ok(&["container", "ls"]).contains(" x "));
 }
 

@@ -96,7 +96,7 @@ fn bad_network_requests_are_refused_and_change_nothing() {
     let Some(host) = Host::start() else { return };
     host.ok(&["network", "create", "--subnet", "10.1.0.0/16", "taken"]);
     let before = host.ok(&["network", "ls"]);
-    let links_before = host.on_host(&["ip", "-o", "link"]).stdout;
+    let devices_before = host.devices();
     let cases: &[(&[&str], &str)] = &[
         (
             &["network", "create", "--subnet", "10.1.0.0/300", "x"],
@@ -160,7 +160,7 @@ fn bad_network_requests_are_refused_and_change_nothing() {
         assert!(err.contains(expected), "{args:?}: {err}");
     }
     assert_eq!(host.ok(&["network", "ls"]), before);
-    assert_eq!(host.on_host(&["ip", "-o", "link"]).stdout, links_before);
+    assert_eq!(host.devices(), devices_before);
 }
 
 #[test]

@@ -25,6 +25,25 @@ fn live_stream(host: &Host, from: &str, to_ip: &str, lines: u32) -> std::process
         .expect("start client")
 }
 
+/// The program ids of the filters on each container port of the host namespace, by veth.
+fn endpoint_filters(host: &Host) -> Vec<(String, Vec<String>)> {
+    host.devices()
+        .iter()
+        .filter(|d| d.contains(" netd:container:"))
+        .map(|d| {
+            let veth = d.split(' ').next().unwrap().to_string();
+            let filters = host.on_host(&["tc", "filter", "show", "dev", &veth, "ingress"]);
+            let words: Vec<&str> = filters.stdout.split_whitespace().collect();
+            let ids = words
+                .windows(2)
+                .filter(|w| w[0] == "id")
+                .map(|w| w[1].to_string())
+                .collect();
+            (veth, ids)
+        })
+        .collect()
+}
+
 fn restart_keeps_a_live_stream(signal: &str) {
     let Some(mut host) = Host::start() else {
         return;
@@ -37,6 +56,7 @@ fn restart_keeps_a_live_stream(signal: &str) {
     ]);
     sleep(Duration::from_millis(300));
     let before = host.ok(&["container", "ls", "--format", "json"]);
+    let filters_before = endpoint_filters(&host);
     let client = live_stream(&host, "cli", &srv, 30);
     sleep(Duration::from_millis(800));
     host.stop_daemon(signal);
@@ -58,6 +78,17 @@ fn restart_keeps_a_live_stream(signal: &str) {
         before,
         "same containers and addresses"
     );
+    let filters_after = endpoint_filters(&host);
+    assert_eq!(filters_after.len(), 2, "{filters_after:?}");
+    for ((veth, old), (same_veth, new)) in filters_before.iter().zip(&filters_after) {
+        assert_eq!(veth, same_veth);
+        assert_eq!(old.len(), 1, "one filter on {veth} before: {old:?}");
+        assert_eq!(new.len(), 1, "one filter on {veth} after: {new:?}");
+        assert_ne!(
+            old, new,
+            "the new daemon's program replaced the old one on {veth}"
+        );
+    }
     assert!(host.reaches("cli", &srv));
     host.container("late", &[]);
     assert!(
@@ -186,7 +217,8 @@ fn cleanup_removes_everything_the_daemon_installed() {
         !host.bpffs.exists(),
         "pins and the bpffs directory are gone"
     );
-    assert!(!host.dir.join("state/state.json").exists());
+    assert!(!host.dir.join("state/containers").exists());
+    assert!(!host.dir.join("state/networks").exists());
     assert!(!host.dir.join("run/netns").exists());
     assert!(
         !std::path::Path::new(&format!("/proc/{pid}/ns")).exists()

@@ -27,9 +27,11 @@ pub async fn cleanup(config: &Config) -> anyhow::Result<()> {
             .iter()
             .map(ToString::to_string),
     );
-    for path in [config.state_file.clone(), config.socket()] {
-        remove_file(&path, &mut errors);
+    remove_file(&config.socket(), &mut errors);
+    for kind in ["networks", "containers"] {
+        remove_dir(&config.state_dir.join(kind), &mut errors);
     }
+    remove_file(&config.state_dir.join("state.json"), &mut errors);
     remove_dir(&config.containers_dir(), &mut errors);
     remove_dir(&config.netns_dir(), &mut errors);
     if errors.is_empty() {

@@ -129,7 +129,7 @@ impl Daemon {
             .containers
             .insert(container.name.clone(), container);
         if let Err(e) = self.save() {
-            self.state.containers.remove(&req.name);
+            self.restore_saved();
             return Err(e);
         }
         Ok(Reply::Created(id))
@@ -150,7 +150,6 @@ impl Daemon {
         for a in &c.attachments {
             self.check_attachment(a)?;
         }
-        let snapshot = self.state.clone();
         let mut undo = Undo::default();
         match self.start_steps(&c, &mut undo).await {
             Ok(()) => {
@@ -158,18 +157,18 @@ impl Daemon {
                 Ok(Reply::Done)
             }
             Err(e) => {
-                self.rollback(undo, snapshot, &c.name).await;
+                self.rollback(undo, &c.name).await;
                 Err(e)
             }
         }
     }
 
-    /// Restores the state and takes back the kernel steps of a failed request.
-    async fn rollback(&mut self, undo: Undo, snapshot: crate::state::State, what: &str) {
+    /// Takes back the kernel steps of a failed request and restores the saved state.
+    async fn rollback(&mut self, undo: Undo, what: &str) {
         for err in undo.rollback(self).await {
             tracing::error!(%err, "rollback for {what} incomplete");
         }
-        self.state = snapshot;
+        self.restore_saved();
         if let Err(err) = self.sync_ports().await {
             tracing::error!(%err, "restoring published ports after a failed {what}");
         }
@@ -187,12 +186,12 @@ impl Daemon {
             } else {
                 netns::check(&path)?;
             }
-            prepare_netns(&path).await?;
+            let inside = prepare_netns(&path).await?;
             for a in &c.attachments {
                 let ifname = Self::next_ifname(&endpoints);
                 let default_route = !self.has_default_route(&endpoints);
                 let ep = self
-                    .plug(&c.id, &path, a, &ifname, default_route, undo)
+                    .plug(&c.id, &path, &inside, a, &ifname, default_route, undo)
                     .await?;
                 endpoints.push(ep.clone());
                 self.entry_mut(&c.name).endpoints.push(ep);
@@ -200,7 +199,8 @@ impl Daemon {
         }
         self.entry_mut(&c.name).status = Status::Running;
         self.bind_ports(&c.name)?;
-        self.sync_ports().await?;
+        let bound = self.state.containers[&c.name].ports.clone();
+        self.write_ports(&c.name, &bound, &[]).await?;
         self.write_files(&c.name)?;
         self.save()
     }
@@ -234,8 +234,8 @@ impl Daemon {
     /// the container as stopped even if some teardown step failed; every error is returned.
     pub(super) async fn stop_steps(&mut self, c: &Container) -> Vec<String> {
         let mut errors = vec![];
-        self.entry_mut(&c.name).ports.clear();
-        if let Err(e) = self.sync_ports().await {
+        let bound = std::mem::take(&mut self.entry_mut(&c.name).ports);
+        if let Err(e) = self.write_ports(&c.name, &[], &bound).await {
             errors.push(e.to_string());
         }
         let own_netns = matches!(c.mode, NetworkMode::Bridge | NetworkMode::None);
@@ -321,7 +321,6 @@ impl Daemon {
             aliases,
         };
         self.check_attachment(&attachment)?;
-        let snapshot = self.state.clone();
         let mut undo = Undo::default();
         match self.connect_steps(&c, attachment, &mut undo).await {
             Ok(()) => {
@@ -329,7 +328,7 @@ impl Daemon {
                 Ok(Reply::Done)
             }
             Err(e) => {
-                self.rollback(undo, snapshot, &c.name).await;
+                self.rollback(undo, &c.name).await;
                 Err(e)
             }
         }
@@ -344,10 +343,13 @@ impl Daemon {
         if c.status == Status::Running {
             let ifname = Self::next_ifname(&c.endpoints);
             let default_route = !self.has_default_route(&c.endpoints);
+            let path = self.netns_path(c);
+            let inside = Netlink::in_netns(&path)?;
             let ep = self
                 .plug(
                     &c.id,
-                    &self.netns_path(c),
+                    &path,
+                    &inside,
                     &attachment,
                     &ifname,
                     default_route,
@@ -490,8 +492,9 @@ fn mode_name(mode: &NetworkMode, first: Option<&str>) -> String {
     }
 }
 
-/// Loopback up and IPv6 off (netd networks are IPv4) in a container's namespace.
-async fn prepare_netns(path: &std::path::Path) -> OpResult<()> {
+/// Loopback up and IPv6 off (netd networks are IPv4) in a container's namespace; returns a
+/// netlink connection there.
+async fn prepare_netns(path: &std::path::Path) -> OpResult<Netlink> {
     netns::run_in(path, || {
         netns::set_sysctl("net.ipv6.conf.all.disable_ipv6", "1")?;
         netns::set_sysctl("net.ipv6.conf.default.disable_ipv6", "1")
@@ -499,7 +502,7 @@ async fn prepare_netns(path: &std::path::Path) -> OpResult<()> {
     let nl = Netlink::in_netns(path)?;
     let lo = nl.require_link("lo").await?;
     nl.set_up(lo).await?;
-    Ok(())
+    Ok(nl)
 }
 
 /// SIGTERM to every process in the namespace, SIGKILL to those left after a grace period.

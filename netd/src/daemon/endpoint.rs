@@ -13,7 +13,7 @@ use super::{
 };
 use crate::{
     datapath::plan,
-    netlink::Netlink,
+    netlink::{Netlink, VethPeer},
     state::{Attachment, EndpointState, Network},
 };
 
@@ -41,12 +41,15 @@ impl Daemon {
         }
     }
 
-    /// Wires one endpoint into the namespace at `netns` as `ifname`, recording every step in
-    /// `undo`. Returns the endpoint; the caller records it in the state.
+    /// Wires one endpoint into the namespace at `netns` (`inside` is a connection there) as
+    /// `ifname`, recording every step in `undo`. Returns the endpoint; the caller records it in
+    /// the state.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn plug(
         &mut self,
         container_id: &str,
         netns: &Path,
+        inside: &Netlink,
         attachment: &Attachment,
         ifname: &str,
         default_route: bool,
@@ -55,12 +58,15 @@ impl Daemon {
         let network = self.network(&attachment.network)?.clone();
         let ip = self.address_for(&network, attachment)?;
         let mac = mac_for(ip);
+        let bridge = self.nl.require_link(&network.bridge).await?;
+        let peer = VethPeer {
+            name: ifname,
+            mac,
+            netns,
+        };
         let owner = format!("container:{container_id}");
-        let host_veth = self.create_veth_pair(&owner, undo).await?;
-        let peer = format!("{host_veth}p");
-        let peer_index = self.nl.require_link(&peer).await?;
-        self.nl.move_to_netns(peer_index, netns).await?;
-        configure_inside(netns, &peer, ifname, mac, ip, &network, default_route).await?;
+        let (host_veth, host_index) = self.create_veth_pair(&owner, bridge, &peer, undo).await?;
+        configure_inside(inside, ifname, ip, &network, default_route).await?;
         let ep = EndpointState {
             network: network.name.clone(),
             ifname: ifname.into(),
@@ -68,15 +74,9 @@ impl Daemon {
             ip,
             mac,
         };
-        let host_index = self.nl.require_link(&host_veth).await?;
         self.dp
             .attach_endpoint(&host_veth, host_index, plan::endpoint_entry(&network, &ep))?;
-        undo.push(Step::Detach {
-            veth: host_veth.clone(),
-            ifindex: host_index,
-        });
-        let bridge = self.nl.require_link(&network.bridge).await?;
-        self.nl.set_master(host_index, bridge).await?;
+        undo.push(Step::ForgetEndpoint(host_index));
         self.nl.set_up(host_index).await?;
         if let Some(n) = self.state.networks.get_mut(&network.name) {
             n.cursor = ip;
@@ -84,13 +84,20 @@ impl Daemon {
         Ok(ep)
     }
 
-    async fn create_veth_pair(&self, owner: &str, undo: &mut Undo) -> OpResult<String> {
+    /// Creates the veth pair under a free host-side name; returns the name and its index.
+    async fn create_veth_pair(
+        &self,
+        owner: &str,
+        bridge: u32,
+        peer: &VethPeer<'_>,
+        undo: &mut Undo,
+    ) -> OpResult<(String, u32)> {
         for _ in 0..8 {
             let host = veth_name();
-            match self.nl.create_veth(&host, &format!("{host}p"), owner).await {
-                Ok(_) => {
+            match self.nl.create_veth_into(&host, owner, bridge, peer).await {
+                Ok(index) => {
                     undo.push(Step::DeleteLink(host.clone()));
-                    return Ok(host);
+                    return Ok((host, index));
                 }
                 Err(e) if e.already_exists() => continue,
                 Err(e) => return Err(e.into()),
@@ -99,15 +106,19 @@ impl Daemon {
         Err(conflict("could not find a free veth name after 8 attempts"))
     }
 
-    /// Takes an endpoint out: map entry, link pin and the veth pair. Goes on past errors.
+    /// Takes an endpoint out: its map entry and the veth pair (the filter goes with it). Goes on
+    /// past errors.
     pub(super) async fn unplug(&mut self, ep: &EndpointState) -> Vec<String> {
-        let index = self.nl.link_index(&ep.host_veth).await.ok().flatten();
-        let mut errors: Vec<String> = self
-            .dp
-            .detach_endpoint(&ep.host_veth, index)
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let mut errors = vec![];
+        match self.nl.link_index(&ep.host_veth).await {
+            Ok(Some(index)) => {
+                if let Err(e) = self.dp.forget_endpoint(index) {
+                    errors.push(e.to_string());
+                }
+            }
+            Ok(None) => {}
+            Err(e) => errors.push(e.to_string()),
+        }
         if let Err(e) = self.nl.delete_link(&ep.host_veth).await {
             errors.push(e.to_string());
         }
@@ -144,19 +155,15 @@ impl Daemon {
     }
 }
 
-/// Inside the container: rename the peer, give it its MAC and address, bring it up, route.
+/// Inside the container: address, up, route.
 async fn configure_inside(
-    netns: &Path,
-    peer: &str,
+    nl: &Netlink,
     ifname: &str,
-    mac: [u8; 6],
     ip: Ipv4Addr,
     network: &Network,
     default_route: bool,
 ) -> OpResult<()> {
-    let nl = Netlink::in_netns(netns)?;
-    let index = nl.require_link(peer).await?;
-    nl.rename(index, ifname, mac).await?;
+    let index = nl.require_link(ifname).await?;
     nl.add_address(index, ip, network.subnet.prefix_len())
         .await?;
     nl.set_up(index).await?;

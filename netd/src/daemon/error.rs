@@ -4,7 +4,7 @@ use thiserror::Error;
 
 use crate::{
     datapath::DatapathError, ipam::IpamError, netlink::NetlinkError, netns::NetnsError,
-    state::StateError,
+    state::store::StateError,
 };
 
 #[derive(Debug, Error)]

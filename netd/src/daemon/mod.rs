@@ -31,8 +31,7 @@ use crate::{
     dns::{names::Names, Dns},
     netlink::Netlink,
     netns,
-    state::State,
-    state::{NetworkMode, Status},
+    state::{store::Store, NetworkMode, State, Status},
 };
 pub use cleanup::cleanup;
 use error::{OpError, OpResult};
@@ -40,7 +39,7 @@ use error::{OpError, OpResult};
 /// Where things live, from the command line.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub state_file: PathBuf,
+    pub state_dir: PathBuf,
     pub run_dir: PathBuf,
     pub bpffs: PathBuf,
     pub uplinks: Vec<String>,
@@ -55,7 +54,7 @@ pub struct Config {
 impl Config {
     pub fn new(args: &DaemonArgs) -> Self {
         Self {
-            state_file: absolute(&args.state_dir).join("state.json"),
+            state_dir: absolute(&args.state_dir),
             run_dir: absolute(&args.run_dir),
             bpffs: absolute(&args.bpffs),
             uplinks: args.uplink.clone(),
@@ -104,6 +103,8 @@ fn absolute(path: &std::path::Path) -> PathBuf {
 pub struct Daemon {
     pub config: Config,
     pub state: State,
+    /// The state on disk; `state` equals what it saved between requests.
+    pub store: Store,
     pub nl: Netlink,
     pub dp: Datapath,
     /// Interfaces the uplink programs are attached to.
@@ -119,20 +120,13 @@ impl Daemon {
     /// Brings the daemon up: directories, forwarding, datapath, then reconciles the kernel with
     /// the saved state (adopting what a previous daemon left, reaping what a crash left half-made).
     pub async fn start(config: Config) -> anyhow::Result<Self> {
-        for dir in [
-            config
-                .state_file
-                .parent()
-                .map(PathBuf::from)
-                .unwrap_or_default(),
-            config.netns_dir(),
-            config.containers_dir(),
-        ] {
+        for dir in [config.netns_dir(), config.containers_dir()] {
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
         }
         netns::set_sysctl("net.ipv4.ip_forward", "1").context("cannot enable IPv4 forwarding")?;
-        let state = State::load(&config.state_file)?;
+        let store = Store::open(&config.state_dir)?;
+        let state = store.saved().clone();
         let dp = Datapath::open(&config.bpffs, config.nat_entries)
             .context("cannot set up the eBPF datapath")?;
         let nl = Netlink::current()?;
@@ -140,6 +134,7 @@ impl Daemon {
         let mut daemon = Self {
             config,
             state,
+            store,
             nl,
             dp,
             uplinks: vec![],
@@ -174,15 +169,22 @@ impl Daemon {
         self.dns.update(names, &containers, &gateways);
     }
 
-    /// Writes the state file.
-    pub fn save(&self) -> OpResult<()> {
-        self.state
-            .save(&self.config.state_file)
-            .map_err(OpError::from)
+    /// Records the state on disk (the objects that changed).
+    pub fn save(&mut self) -> OpResult<()> {
+        self.store.commit(&self.state).map_err(OpError::from)
+    }
+
+    /// Puts the state back to what was last saved (after a failed request).
+    pub fn restore_saved(&mut self) {
+        self.state.clone_from(self.store.saved());
     }
 
     /// Runs one request. A failed request leaves state and kernel as they were.
     pub async fn handle(&mut self, request: Request) -> OpResult<Reply> {
+        debug_assert!(
+            self.state == *self.store.saved(),
+            "a request found unsaved state changes"
+        );
         match request {
             Request::NetworkCreate(req) => self.network_create(req).await,
             Request::NetworkLs => Ok(Reply::Networks(self.network_views(None)?)),

@@ -212,7 +212,10 @@ impl Daemon {
         }
         for name in names {
             let network = self.state.networks.remove(name).expect("checked above");
-            self.save()?;
+            if let Err(e) = self.save() {
+                self.restore_saved();
+                return Err(e);
+            }
             self.dp.apply_networks(plan::MapDiff {
                 upsert: vec![],
                 remove: vec![network.subnet],

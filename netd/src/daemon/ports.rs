@@ -14,7 +14,7 @@ use crate::{
     api::{ContainerCreate, Reply},
     datapath::plan,
     ports::{self, ExposedPort, PortMapping, Proto},
-    state::{Attachment, NetworkMode, State, Status},
+    state::{Attachment, EndpointState, Network, NetworkMode, State, Status},
 };
 
 /// Host ports handed out for `-P` and `-p CONTAINERPORT`.
@@ -56,20 +56,33 @@ pub fn desired_ports(state: &State, ifindex: &BTreeMap<String, u32>) -> BTreeMap
         let Some(&index) = ifindex.get(&ep.host_veth) else {
             continue;
         };
+        let to = backend(ep, net, index);
         for m in &c.ports {
-            let backend = Backend {
-                addr: ep.ip.octets(),
-                port_be: m.container_port.to_be(),
-                _pad: 0,
-                ifindex: index,
-                mac: ep.mac,
-                _pad2: [0; 2],
-                gateway: net.gateway.octets(),
-            };
-            out.insert(port_key(m), backend);
+            out.insert(port_key(m), with_port(&to, m));
         }
     }
     out
+}
+
+/// Where published ports lead: endpoint `ep` on `net`, host-side veth `ifindex` (port left 0).
+fn backend(ep: &EndpointState, net: &Network, ifindex: u32) -> Backend {
+    Backend {
+        addr: ep.ip.octets(),
+        port_be: 0,
+        _pad: 0,
+        ifindex,
+        mac: ep.mac,
+        _pad2: [0; 2],
+        gateway: net.gateway.octets(),
+    }
+}
+
+/// `to` with the container port of mapping `m`.
+fn with_port(to: &Backend, m: &PortMapping) -> Backend {
+    Backend {
+        port_be: m.container_port.to_be(),
+        ..*to
+    }
 }
 
 impl Daemon {
@@ -149,14 +162,29 @@ impl Daemon {
 
     /// Chooses the host ports of container `name`'s mappings (at start).
     pub(super) fn bind_ports(&mut self, name: &str) -> OpResult<()> {
-        let c = &self.state.containers[name];
-        let mut bound = c.publish.clone();
+        let bound = self.allocate(name, &self.state.containers[name].publish, &[])?;
+        self.entry_mut(name).ports = bound;
+        Ok(())
+    }
+
+    /// `wanted` with every host port chosen, avoiding what other containers hold and `own`.
+    fn allocate(
+        &self,
+        name: &str,
+        wanted: &[PortMapping],
+        own: &[PortMapping],
+    ) -> OpResult<Vec<PortMapping>> {
+        let mut bound = wanted.to_vec();
+        if bound.iter().all(|m| !m.needs_allocation()) {
+            return Ok(bound);
+        }
         let others: Vec<PortMapping> = self
             .state
             .containers
             .values()
             .filter(|o| o.name != name)
             .flat_map(|o| o.publish.iter().chain(&o.ports))
+            .chain(own)
             .copied()
             .collect();
         let taken = |proto, ip, port| {
@@ -164,11 +192,11 @@ impl Daemon {
             others.iter().any(|o| ports::conflicts(&probe, o))
         };
         ports::allocate(&mut bound, taken, EPHEMERAL).map_err(spec_err)?;
-        self.entry_mut(name).ports = bound;
-        Ok(())
+        Ok(bound)
     }
 
-    /// Makes `NETD_PORTS` hold exactly what running containers publish.
+    /// Makes `NETD_PORTS` hold exactly what running containers publish (at start, and to repair
+    /// after a failed request).
     ///
     /// Only the ports of containers that publish are looked at, and the map is diffed against
     /// what this daemon last wrote (read from the kernel once), so a change costs syscalls for the
@@ -198,71 +226,106 @@ impl Daemon {
         Ok(result?)
     }
 
+    /// Changes `NETD_PORTS` for container `name` only: `added` lead to its first endpoint,
+    /// `removed` go. Costs one map update per mapping, whatever the number of published ports.
+    pub(super) async fn write_ports(
+        &mut self,
+        name: &str,
+        added: &[PortMapping],
+        removed: &[PortMapping],
+    ) -> OpResult<()> {
+        let mut diff = plan::MapDiff {
+            upsert: vec![],
+            remove: removed.iter().map(port_key).collect(),
+        };
+        if !added.is_empty() {
+            let backend = self.backend_of(name).await?;
+            diff.upsert = added
+                .iter()
+                .map(|m| (port_key(m), with_port(&backend, m)))
+                .collect();
+        }
+        let result = self.dp.apply(maps::PORTS, diff.clone());
+        match (&result, self.ports_written.as_mut()) {
+            (Ok(()), Some(written)) => {
+                for key in &diff.remove {
+                    written.remove(key);
+                }
+                written.extend(diff.upsert);
+            }
+            // The kernel's content is unknown: `sync_ports` reads it again.
+            _ => self.ports_written = None,
+        }
+        Ok(result?)
+    }
+
+    /// Where container `name`'s published ports lead: its first endpoint (port left 0).
+    async fn backend_of(&self, name: &str) -> OpResult<Backend> {
+        let c = &self.state.containers[name];
+        let ep = c.endpoints.first().ok_or_else(|| {
+            invalid(format!(
+                "{name} has no network endpoint to publish ports on"
+            ))
+        })?;
+        let net = self.network(&ep.network)?;
+        let ifindex = self.nl.require_link(&ep.host_veth).await?;
+        Ok(backend(ep, net, ifindex))
+    }
+
     /// `container publish NAME SPEC`.
     pub(super) async fn container_publish(&mut self, key: &str, spec: &str) -> OpResult<Reply> {
-        let c = self.container(key)?.clone();
+        let c = self.container(key)?;
+        let (name, status) = (c.name.clone(), c.status);
         let mappings = ports::parse_publish(spec).map_err(spec_err)?;
-        let first = c.attachments.first().cloned();
-        self.check_publishable(&c.mode, first.as_slice())?;
-        self.check_free(&c.name, &mappings)?;
         if let Some(dup) = mappings
             .iter()
             .find(|m| c.publish.iter().any(|o| ports::conflicts(m, o)))
         {
             return Err(conflict(format!(
-                "{} already publishes {}:{}",
-                c.name, dup.host_ip, dup.host_port
+                "{name} already publishes {}:{}",
+                dup.host_ip, dup.host_port
             )));
         }
-        let snapshot = self.state.clone();
-        let entry = self.entry_mut(&c.name);
+        let first = c.attachments.first().cloned();
+        self.check_publishable(&c.mode.clone(), first.as_slice())?;
+        self.check_free(&name, &mappings)?;
+        let bound = match status {
+            Status::Running => {
+                self.allocate(&name, &mappings, &self.state.containers[&name].ports)?
+            }
+            _ => vec![],
+        };
+        let entry = self.entry_mut(&name);
         entry.publish.extend(mappings);
-        let result = self.rebind_if_running(&c.name, c.status).await;
-        self.finish(result, snapshot).await
+        entry.ports.extend(&bound);
+        let result = self.write_ports(&name, &bound, &[]).await;
+        self.finish(result).await
     }
 
     /// `container unpublish NAME SPEC`: removes the mappings the spec names.
     pub(super) async fn container_unpublish(&mut self, key: &str, spec: &str) -> OpResult<Reply> {
-        let c = self.container(key)?.clone();
+        let name = self.container(key)?.name.clone();
         let gone = ports::parse_publish(spec).map_err(spec_err)?;
         let matches = |m: &PortMapping| gone.iter().any(|g| same_mapping(g, m));
-        if !c.publish.iter().chain(&c.ports).any(matches) {
-            return Err(OpError::NotFound(format!(
-                "{} does not publish {spec}",
-                c.name
-            )));
+        let entry = self.entry_mut(&name);
+        if !entry.publish.iter().chain(&entry.ports).any(matches) {
+            return Err(OpError::NotFound(format!("{name} does not publish {spec}")));
         }
-        let snapshot = self.state.clone();
-        let entry = self.entry_mut(&c.name);
         let unbound: Vec<PortMapping> = entry.ports.iter().copied().filter(matches).collect();
         entry.ports.retain(|m| !matches(m));
         entry
             .publish
             .retain(|p| !matches(p) && !unbound.iter().any(|b| requested_as(p, b)));
-        let result = self.sync_ports().await;
-        self.finish(result, snapshot).await
+        let result = self.write_ports(&name, &[], &unbound).await;
+        self.finish(result).await
     }
 
-    async fn rebind_if_running(&mut self, name: &str, status: Status) -> OpResult<()> {
-        if status != Status::Running {
-            return Ok(());
-        }
-        let before = self.state.containers[name].ports.clone();
-        self.bind_ports(name)?;
-        // Ports already bound keep their host port.
-        let entry = self.entry_mut(name);
-        for (new, old) in entry.ports.iter_mut().zip(&before) {
-            *new = *old;
-        }
-        self.sync_ports().await
-    }
-
-    /// Saves a successful change, or restores the snapshot (state and port map) on failure.
-    async fn finish(&mut self, result: OpResult<()>, snapshot: State) -> OpResult<Reply> {
+    /// Saves a successful change, or restores the saved state and the port map on failure.
+    async fn finish(&mut self, result: OpResult<()>) -> OpResult<Reply> {
         match result.and_then(|()| self.save()) {
             Ok(()) => Ok(Reply::Done),
             Err(e) => {
-                self.state = snapshot;
+                self.restore_saved();
                 if let Err(err) = self.sync_ports().await {
                     tracing::error!(%err, "restoring published ports");
                 }

@@ -114,13 +114,13 @@ impl Daemon {
     }
 
     /// Maps and link pins as the state says: stale entries and pins go, every live endpoint gets
-    /// its entry and the current program on its port.
+    /// its entry and the current program in its filter.
     async fn sync_maps(&mut self) -> OpResult<()> {
         let wanted = plan::endpoints(&self.state);
         let mut by_index = BTreeMap::new();
         for (veth, entry) in &wanted {
             let index = self.nl.require_link(veth).await?;
-            self.dp.attach_endpoint(veth, index, *entry)?;
+            self.dp.reattach_endpoint(veth, index, *entry)?;
             by_index.insert(index, *entry);
         }
         let current = self.dp.endpoints()?;
@@ -132,10 +132,12 @@ impl Daemon {
         uplink_pins.extend(self.sync_cgroup()?);
         self.sync_local_addrs().await?;
         self.sync_ports().await?;
+        // Endpoints have filters now; any other pin is an uplink's that is gone, or an endpoint
+        // link of an older netd (whose veth already has its filter from above).
         for pin in self.dp.pinned_links()? {
-            if !wanted.contains_key(&pin) && !uplink_pins.contains(&pin) {
+            if !uplink_pins.contains(&pin) {
                 tracing::warn!(link = %pin, "unpinning a stale link");
-                for e in self.dp.detach_endpoint(&pin, None) {
+                if let Err(e) = self.dp.unpin_link(&pin) {
                     tracing::error!(%e, "cannot unpin stale link");
                 }
             }

@@ -10,7 +10,7 @@ use crate::{datapath::plan::MapDiff, netns};
 pub enum Step {
     DeleteLink(String),
     RemoveNetns(PathBuf),
-    Detach { veth: String, ifindex: u32 },
+    ForgetEndpoint(u32),
     RemoveSubnet(ipnet::Ipv4Net),
 }
 
@@ -51,14 +51,10 @@ impl Undo {
                         errors.push(e.to_string());
                     }
                 }
-                Step::Detach { veth, ifindex } => {
-                    errors.extend(
-                        daemon
-                            .dp
-                            .detach_endpoint(&veth, Some(ifindex))
-                            .iter()
-                            .map(ToString::to_string),
-                    );
+                Step::ForgetEndpoint(ifindex) => {
+                    if let Err(e) = daemon.dp.forget_endpoint(ifindex) {
+                        errors.push(e.to_string());
+                    }
                 }
             }
         }

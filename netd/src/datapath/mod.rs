@@ -1,10 +1,15 @@
 //! The eBPF side seen from userspace: the embedded object, loading it with its maps pinned under
-//! `--bpffs`, attaching the endpoint program to bridge ports with pinned tcx links, and reading
-//! and writing the maps.
+//! `--bpffs`, attaching the programs, and reading and writing the maps.
 //!
 //! Layout under the bpffs directory: `maps/NETD_*` (pinned by the loader, reused by a restarted
-//! daemon) and `links/<veth>` (one tcx link per container port; a restarted daemon swaps its
-//! freshly loaded program into each one atomically, so traffic never passes unchecked).
+//! daemon) and `links/` (the uplinks' tcx links and the cgroup hooks' links; a restarted daemon
+//! swaps its freshly loaded programs into them atomically).
+//!
+//! The endpoint program sits on every container veth as a classic `clsact` filter instead of a
+//! tcx link: attaching a tcx program waits for an RCU grace period (tens of milliseconds on a
+//! small VM), which would dominate `container start`, while a filter on a fresh device is a
+//! netlink round trip. The filter lives as long as the veth and needs no pin; a restarted daemon
+//! replaces its program in place (same priority and handle), so traffic never passes unchecked.
 pub mod conntrack;
 pub mod plan;
 
@@ -21,7 +26,9 @@ use aya::{
     },
     programs::{
         links::{FdLink, LinkError, PinnedLink},
-        tc::{SchedClassifierLink, TcAttachOptions},
+        tc::{
+            qdisc_add_clsact, NlOptions, SchedClassifierLink, TcAttachOptions, TcError, TcHandle,
+        },
         CgroupAttachMode, CgroupSockAddr, LinkOrder, ProgramError, SchedClassifier, TcAttachType,
         TestRun, TestRunOptions,
     },
@@ -75,6 +82,8 @@ pub enum DatapathError {
         name: &'static str,
         source: ProgramError,
     },
+    #[error("endpoint filter on {veth}: {source}")]
+    Filter { veth: String, source: ProgramError },
     #[error("link pin {path}: {source}")]
     Link { path: PathBuf, source: LinkError },
     #[error("map {name}: {source}")]
@@ -149,8 +158,8 @@ impl Datapath {
             .collect())
     }
 
-    /// Records `ep` for the port `ifindex` and attaches the endpoint program to `veth`'s ingress,
-    /// pinning the link. An existing pinned link gets the current program swapped in instead.
+    /// Records `ep` for the port `ifindex` and puts the endpoint program on the ingress of `veth`,
+    /// a device netd has just created.
     pub fn attach_endpoint(
         &mut self,
         veth: &str,
@@ -160,7 +169,48 @@ impl Datapath {
         self.endpoints_mut()?
             .insert(ifindex, ep, 0)
             .map_err(map_err(maps::ENDPOINTS))?;
-        self.attach_tc(ENDPOINT_PROGRAM, veth, TcAttachType::Ingress, veth)
+        let program = tc_program(&mut self.ebpf, ENDPOINT_PROGRAM)?;
+        qdisc_add_clsact(veth).map_err(|e| endpoint_err(veth, e.into()))?;
+        let id = program
+            .attach_with_options(veth, TcAttachType::Ingress, endpoint_filter())
+            .map_err(|e| endpoint_err(veth, e))?;
+        keep_filter(program, id, veth)
+    }
+
+    /// Records `ep` for the port `ifindex` and swaps this daemon's endpoint program into the
+    /// filter on `veth` (found at start); a port without one (a crash came between creating it
+    /// and attaching, or an older netd used a tcx link) gets a new filter.
+    pub fn reattach_endpoint(
+        &mut self,
+        veth: &str,
+        ifindex: u32,
+        ep: Endpoint,
+    ) -> Result<(), DatapathError> {
+        self.endpoints_mut()?
+            .insert(ifindex, ep, 0)
+            .map_err(map_err(maps::ENDPOINTS))?;
+        let program = tc_program(&mut self.ebpf, ENDPOINT_PROGRAM)?;
+        let link = SchedClassifierLink::attached(
+            veth,
+            TcAttachType::Ingress,
+            ENDPOINT_PRIORITY,
+            ENDPOINT_HANDLE,
+            None,
+        )
+        .map_err(|e| endpoint_err(veth, TcError::IoError(e).into()))?;
+        let id = match program.attach_to_link(link) {
+            Ok(id) => id,
+            Err(_) => {
+                match qdisc_add_clsact(veth) {
+                    Err(TcError::NetlinkError(e)) if e.raw_os_error() == Some(libc_eexist()) => {}
+                    other => other.map_err(|e| endpoint_err(veth, e.into()))?,
+                }
+                program
+                    .attach_with_options(veth, TcAttachType::Ingress, endpoint_filter())
+                    .map_err(|e| endpoint_err(veth, e))?
+            }
+        };
+        keep_filter(program, id, veth)
     }
 
     /// Attaches the uplink programs to `iface` (ingress and egress) and records its SNAT address.
@@ -267,29 +317,28 @@ impl Datapath {
         Ok(())
     }
 
-    /// Forgets the port `ifindex` and unpins its link (the veth itself is deleted by the caller).
-    pub fn detach_endpoint(&mut self, veth: &str, ifindex: Option<u32>) -> Vec<DatapathError> {
-        let mut errors = vec![];
-        if let Some(ifindex) = ifindex {
-            match self
-                .endpoints_mut()
-                .and_then(|mut m| m.remove(&ifindex).map_err(map_err(maps::ENDPOINTS)))
-            {
-                Ok(())
-                | Err(DatapathError::Map {
-                    source: MapError::KeyNotFound,
-                    ..
-                }) => {}
-                Err(e) => errors.push(e),
-            }
+    /// Forgets the port `ifindex`; the veth, and its filter with it, is deleted by the caller.
+    pub fn forget_endpoint(&mut self, ifindex: u32) -> Result<(), DatapathError> {
+        match self
+            .endpoints_mut()
+            .and_then(|mut m| m.remove(&ifindex).map_err(map_err(maps::ENDPOINTS)))
+        {
+            Err(DatapathError::Map {
+                source: MapError::KeyNotFound,
+                ..
+            }) => Ok(()),
+            other => other,
         }
-        let pin = self.link_pin(veth);
-        if let Err(e) = fs::remove_file(&pin) {
-            if e.kind() != io::ErrorKind::NotFound {
-                errors.push(io_err("unpin", &pin)(e));
-            }
+    }
+
+    /// Removes the pinned link `links/<pin>`, which detaches its program (a hook of an uplink
+    /// that is gone, or the tcx link an older netd pinned for a container veth).
+    pub fn unpin_link(&self, pin: &str) -> Result<(), DatapathError> {
+        let path = self.link_pin(pin);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("unpin", &path)(e)),
+            _ => Ok(()),
         }
-        errors
     }
 
     fn endpoints_mut(&mut self) -> Result<HashMap<&mut MapData, u32, Endpoint>, DatapathError> {
@@ -498,6 +547,41 @@ impl Datapath {
     pub fn map_pin(&self, name: &str) -> PathBuf {
         self.root.join("maps").join(name)
     }
+}
+
+/// Where the endpoint filter sits on a container veth's ingress: netd's device, netd's filter.
+const ENDPOINT_PRIORITY: u16 = 1;
+const ENDPOINT_HANDLE: TcHandle = TcHandle::new(0, 1);
+
+fn endpoint_filter() -> TcAttachOptions {
+    TcAttachOptions::Netlink(NlOptions {
+        priority: ENDPOINT_PRIORITY,
+        handle: ENDPOINT_HANDLE,
+        classid: None,
+    })
+}
+
+fn libc_eexist() -> i32 {
+    nix::errno::Errno::EEXIST as i32
+}
+
+fn endpoint_err(veth: &str, source: ProgramError) -> DatapathError {
+    DatapathError::Filter {
+        veth: veth.to_string(),
+        source,
+    }
+}
+
+/// Leaves the filter `id` on `veth` for good: the daemon keeps no handle that would take it off
+/// when the daemon exits (the filter goes with the device).
+fn keep_filter(
+    program: &mut SchedClassifier,
+    id: aya::programs::tc::SchedClassifierLinkId,
+    veth: &str,
+) -> Result<(), DatapathError> {
+    let link = program.take_link(id).map_err(|e| endpoint_err(veth, e))?;
+    std::mem::forget(link);
+    Ok(())
 }
 
 fn sock_program<'a>(

@@ -51,7 +51,7 @@ pub fn networks(state: &State) -> BTreeMap<Ipv4Net, NetworkInfo> {
 }
 
 /// Changes that turn one map content into another.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MapDiff<K, V> {
     pub upsert: Vec<(K, V)>,
     pub remove: Vec<K>,

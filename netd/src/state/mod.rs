@@ -1,45 +1,20 @@
-//! The daemon's persistent state: networks, containers and their endpoints, written atomically
-//! (temporary file, fsync, rename) to `<state-dir>/state.json` after every completed change.
+//! The daemon's state: networks, containers and their endpoints. [`store`] keeps it on disk.
 //!
 //! Only completed operations are recorded. Whatever a crash leaves half-made is found at the next
 //! start by the tags netd puts on what it creates (interface aliases, netns files, pins) and is
-//! removed, so the state file and the kernel agree again.
-use std::{
-    collections::BTreeMap,
-    fs,
-    io::Write as _,
-    net::Ipv4Addr,
-    path::{Path, PathBuf},
-};
+//! removed, so the recorded state and the kernel agree again.
+mod runs;
+pub mod store;
+
+use std::{collections::BTreeMap, net::Ipv4Addr, path::PathBuf};
 
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
-use thiserror::Error;
 
 use crate::{
     ipam::Pool,
     ports::{ExposedPort, PortMapping},
 };
-
-/// Errors reading or writing the state file.
-#[derive(Debug, Error)]
-pub enum StateError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path} is corrupt: {source}")]
-    Parse {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
-    #[error("cannot write {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-}
 
 /// Everything netd has set up, by name.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -134,9 +109,10 @@ pub struct Container {
     pub mode: NetworkMode,
     pub attachments: Vec<Attachment>,
     /// Requested mappings (`-p`, `-P`, `container publish`); host port 0 is chosen at start.
+    #[serde(with = "runs")]
     pub publish: Vec<PortMapping>,
     /// Mappings in force while running, every host port chosen.
-    #[serde(default)]
+    #[serde(default, with = "runs")]
     pub ports: Vec<PortMapping>,
     pub expose: Vec<ExposedPort>,
     /// `--link` as `NAME:ALIAS`.
@@ -197,44 +173,6 @@ impl State {
             .find(|id| self.networks.values().all(|n| n.net_id != *id))
             .expect("fewer than 2^32 networks")
     }
-
-    /// Reads the state file; a missing file is an empty state.
-    pub fn load(path: &Path) -> Result<State, StateError> {
-        let text = match fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(State::default()),
-            Err(source) => {
-                return Err(StateError::Read {
-                    path: path.into(),
-                    source,
-                })
-            }
-        };
-        serde_json::from_str(&text).map_err(|source| StateError::Parse {
-            path: path.into(),
-            source,
-        })
-    }
-
-    /// Writes the state file atomically.
-    pub fn save(&self, path: &Path) -> Result<(), StateError> {
-        let err = |source| StateError::Write {
-            path: path.into(),
-            source,
-        };
-        let tmp = path.with_extension("json.tmp");
-        let text = serde_json::to_vec_pretty(self).expect("state serialises");
-        let mut file = fs::File::create(&tmp).map_err(err)?;
-        file.write_all(&text).map_err(err)?;
-        file.sync_all().map_err(err)?;
-        fs::rename(&tmp, path).map_err(err)?;
-        if let Some(dir) = path.parent() {
-            fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(err)?;
-        }
-        Ok(())
-    }
 }
 
 /// Seconds since the Unix epoch.
@@ -243,50 +181,6 @@ pub fn now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn save_then_load_round_trips_and_leaves_no_temporary_file() {
-        let dir = std::env::temp_dir().join(format!("netd-state-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("state.json");
-        let mut state = State::default();
-        state.networks.insert(
-            "n".into(),
-            Network {
-                name: "n".into(),
-                id: "ab".repeat(32),
-                driver: "bridge".into(),
-                subnet: "10.0.0.0/24".parse().unwrap(),
-                gateway: "10.0.0.1".parse().unwrap(),
-                ip_range: None,
-                internal: false,
-                options: BTreeMap::new(),
-                bridge: "br-abababababab".into(),
-                net_id: 1,
-                default: false,
-                user_subnet: true,
-                cursor: "10.0.0.1".parse().unwrap(),
-                created: 0,
-            },
-        );
-        state.save(&path).unwrap();
-        assert_eq!(State::load(&path).unwrap(), state);
-        assert!(!path.with_extension("json.tmp").exists());
-        fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[test]
-    fn missing_file_is_empty_state() {
-        assert_eq!(
-            State::load(Path::new("/nonexistent/netd/state.json")).unwrap(),
-            State::default()
-        );
-    }
 }
 
 /// Builders of states for unit tests elsewhere.
