@@ -11,6 +11,7 @@
 //! and takes with it the namespaces, veths and pinned maps the files describe, which the next
 //! start reconciles in any case.
 use std::{
+    collections::BTreeMap,
     fs, io,
     path::{Path, PathBuf},
 };
@@ -51,8 +52,8 @@ pub enum Key {
 /// whose file says nothing of it.
 pub fn changed(old: &State, new: &State) -> Vec<Key> {
     fn diff<T: PartialEq>(
-        old: &std::collections::BTreeMap<String, T>,
-        new: &std::collections::BTreeMap<String, T>,
+        old: &BTreeMap<String, T>,
+        new: &BTreeMap<String, T>,
         key: fn(String) -> Key,
     ) -> Vec<Key> {
         let added_or_changed = new
@@ -116,7 +117,9 @@ impl Store {
                 return Err(e);
             }
         }
-        self.saved.clone_from(state);
+        for key in keys {
+            record(&mut self.saved, &key, state);
+        }
         Ok(())
     }
 
@@ -164,6 +167,24 @@ impl Store {
         fs::remove_file(&path).map_err(|source| StateError::Write { path, source })?;
         tracing::info!("converted {LEGACY_FILE} into per-object state files");
         Ok(())
+    }
+}
+
+/// Makes `saved`'s object `key` what `state` has (or removes it).
+fn record(saved: &mut State, key: &Key, state: &State) {
+    fn copy<T: Clone>(to: &mut BTreeMap<String, T>, from: &BTreeMap<String, T>, name: &str) {
+        match from.get(name) {
+            Some(v) => {
+                to.insert(name.to_string(), v.clone());
+            }
+            None => {
+                to.remove(name);
+            }
+        }
+    }
+    match key {
+        Key::Container(name) => copy(&mut saved.containers, &state.containers, name),
+        Key::Network(name) => copy(&mut saved.networks, &state.networks, name),
     }
 }
 
