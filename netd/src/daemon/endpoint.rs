@@ -37,7 +37,11 @@ impl Daemon {
                 network.pool().check_static(ip, &in_use)?;
                 Ok(ip)
             }
-            None => Ok(network.pool().allocate(&in_use, network.cursor)?),
+            None => {
+                let cursor = self.cursors.get(&network.name).copied();
+                let after = cursor.unwrap_or(network.gateway);
+                Ok(network.pool().allocate(&in_use, after)?)
+            }
         }
     }
 
@@ -78,9 +82,7 @@ impl Daemon {
             .attach_endpoint(&host_veth, host_index, plan::endpoint_entry(&network, &ep))?;
         undo.push(Step::ForgetEndpoint(host_index));
         self.nl.set_up(host_index).await?;
-        if let Some(n) = self.state.networks.get_mut(&network.name) {
-            n.cursor = ip;
-        }
+        self.cursors.insert(network.name.clone(), ip);
         Ok(ep)
     }
 

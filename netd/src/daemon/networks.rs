@@ -78,7 +78,6 @@ impl Daemon {
             net_id: self.state.free_net_id(),
             default: false,
             user_subnet: req.subnet.is_some(),
-            cursor: gateway,
             created: now(),
         })
     }
@@ -201,7 +200,6 @@ impl Daemon {
             net_id: self.state.free_net_id(),
             default: true,
             user_subnet: false,
-            cursor: gateway,
             created: now(),
         }
     }
@@ -212,6 +210,7 @@ impl Daemon {
         }
         for name in names {
             let network = self.state.networks.remove(name).expect("checked above");
+            self.cursors.remove(name);
             if let Err(e) = self.save() {
                 self.restore_saved();
                 return Err(e);

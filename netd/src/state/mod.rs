@@ -42,8 +42,6 @@ pub struct Network {
     pub default: bool,
     /// The `--subnet` was given by the user (Docker allows `--ip` only then).
     pub user_subnet: bool,
-    /// Last address handed out: serial allocation continues after it.
-    pub cursor: Ipv4Addr,
     pub created: u64,
 }
 
@@ -204,7 +202,6 @@ pub mod testing {
             net_id,
             default: false,
             user_subnet: false,
-            cursor: subnet.network(),
             created: 0,
         }
     }
