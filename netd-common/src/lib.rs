@@ -88,11 +88,17 @@ pub const NAT_KIND_SNAT: u8 = 2;
 /// A container reaching a published port through a host address.
 pub const NAT_KIND_HAIRPIN: u8 = 3;
 
-/// Deliver the rewritten packet straight to this endpoint's port (skipping the host stack,
-/// which would drop a packet whose source is one of its own addresses).
+/// Deliver the rewritten packet straight into the container behind the host-side port
+/// `redirect_ifindex` (`bpf_redirect_peer`), skipping the bridge and the host stack: a
+/// published-port flow from an uplink (faster than routing), or a hairpin flow (the host stack
+/// would drop a packet whose source is one of its own addresses).
 pub const NAT_FLAG_REDIRECT: u8 = 1 << 0;
 /// This entry is the reply direction of its flow.
 pub const NAT_FLAG_REPLY: u8 = 1 << 1;
+/// The reply of a published-port flow: the container's port translates it and sends it straight
+/// out of the uplink `redirect_ifindex` the flow came in on (`bpf_redirect_neigh`: the kernel
+/// picks the next hop), skipping the bridge and the host's routing.
+pub const NAT_FLAG_NEIGH: u8 = 1 << 2;
 
 /// TCP flags the entry has seen, for state-aware expiry.
 pub const TCP_SEEN_SYN: u8 = 1 << 0;
@@ -115,8 +121,8 @@ pub struct NatEntry {
     /// `TCP_SEEN_*`, or-ed over the packets of this direction.
     pub tcp_seen: u8,
     pub _pad: u8,
-    /// With `NAT_FLAG_REDIRECT`: host-side port to send the packet out of, and the MAC to put
-    /// in its destination.
+    /// With `NAT_FLAG_REDIRECT`: the host-side port of the container to deliver to, and the
+    /// container's MAC, put in the destination. With `NAT_FLAG_NEIGH`: the uplink to leave by.
     pub redirect_ifindex: u32,
     pub dst_mac: [u8; 6],
     pub _pad2: [u8; 2],

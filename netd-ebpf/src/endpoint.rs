@@ -5,8 +5,13 @@
 //!
 //! A container reaching a published port through a host address (hairpin) is translated here,
 //! before the host stack: the destination becomes the backend; a container reaching its own
-//! published port also gets its gateway as source, and both directions are sent straight to the
-//! container's port. Replies of such flows are translated back here too.
+//! published port also gets its gateway as source, and both directions are delivered straight
+//! into the container. Replies of such flows are translated back here too.
+//!
+//! Replies to clients of published ports that came in through an uplink are translated here as
+//! well and sent straight out of that uplink, past the bridge and the host's routing
+//! ([`nat::reply_to_uplink`]); when that shortcut does not apply they go the host's way and the
+//! uplink's egress translates them.
 use aya_ebpf::{bindings::TC_ACT_OK, macros::classifier, programs::TcContext};
 use netd_common::{
     Backend, DropReason, Endpoint, FlowKey, NAT_FLAG_REDIRECT, NAT_FLAG_REPLY, NAT_KIND_HAIRPIN,
@@ -51,7 +56,7 @@ fn ipv4(ctx: &TcContext, ep: &Endpoint, ifindex: u32) -> Result<i32, DropReason>
     if flow.translatable {
         if let Some(entry) = nat::lookup(&flow, ZONE_ENDPOINT) {
             nat::rewrite(ctx, &flow, &entry)?;
-            return nat::verdict(ctx, &entry);
+            return nat::verdict(ctx, &flow, &entry);
         }
         if let Some(backend) = maps::published(flow.proto, flow.daddr, flow.dport_be) {
             return hairpin(ctx, &flow, ep, ifindex, &backend);
@@ -59,6 +64,11 @@ fn ipv4(ctx: &TcContext, ep: &Endpoint, ifindex: u32) -> Result<i32, DropReason>
     }
     let dst = ip.dst_addr;
     policy::destination(ep, maps::network_of(dst), policy::is_group(dst))?;
+    if flow.translatable {
+        if let Some(action) = nat::reply_to_uplink(ctx, &flow)? {
+            return Ok(action);
+        }
+    }
     Ok(TC_ACT_OK)
 }
 
@@ -110,7 +120,7 @@ fn hairpin(
     rev.dst_mac = ep.mac;
     nat::insert_pair(ctx, flow, &flow.key(ZONE_ENDPOINT), &fwd, &rev_key, &rev)?;
     nat::rewrite(ctx, flow, &fwd)?;
-    nat::verdict(ctx, &fwd)
+    nat::verdict(ctx, flow, &fwd)
 }
 
 fn check_arp(ctx: &TcContext, ep: &Endpoint) -> Result<(), DropReason> {

@@ -1,10 +1,13 @@
 //! netd's eBPF programs. One file per attach point, over small shared modules:
 //!
 //! - [`endpoint`]: TC ingress of the host side of each container veth (what the container sends):
-//!   anti-spoofing, isolation between networks, hairpin to published ports.
-//! - [`uplink`]: TC ingress and egress of the uplinks: published ports (DNAT) and egress SNAT.
+//!   anti-spoofing, isolation between networks, hairpin to published ports, replies of
+//!   published ports straight out of their uplink.
+//! - [`uplink`]: TC ingress and egress of the uplinks: published ports (DNAT, straight into the
+//!   container) and egress SNAT.
 //! - [`icmp`]: translation of ICMP errors about translated flows.
-//! - [`nat`]: flow lookup, rewriting with checksum updates, new translations.
+//! - [`nat`]: flow lookup, rewriting with checksum updates, new translations, and the redirects
+//!   that let translated packets skip the host.
 //! - [`sock`]: cgroup socket hooks that send host processes straight to published ports.
 //! - [`parse`]: bounds-checked header access.
 //! - [`maps`]: the maps both programs and the daemon share (pinned by name under `--bpffs`).

@@ -1,37 +1,66 @@
 //! Network address translation shared by the hooks: looking up a flow, rewriting addresses and
-//! ports with incremental checksum updates, and creating the two entries (one per direction)
-//! of a new translated flow.
+//! ports with incremental checksum updates, creating the two entries (one per direction) of a
+//! new translated flow, and the verdict that sends a translated packet on its way.
+//!
+//! Translated packets of published-port flows skip the host wherever routing would only have
+//! passed them on: a packet from an uplink goes straight into its container
+//! (`bpf_redirect_peer`, [`verdict`]), and the container's reply straight out of that uplink
+//! (`bpf_redirect_neigh`, [`reply_to_uplink`]), each taking the one hop off the TTL that routing
+//! would. Where routing would do more (the TTL runs out, the reply does not fit the uplink's MTU,
+//! the container's port changed), the packet takes the host's path as before.
 use aya_ebpf::{
-    bindings::{BPF_F_PSEUDO_HDR, BPF_NOEXIST, TC_ACT_OK, TC_ACT_SHOT},
-    helpers::{bpf_ktime_get_ns, bpf_redirect},
+    bindings::{
+        bpf_check_mtu_flags::BPF_MTU_CHK_SEGS, bpf_check_mtu_ret::BPF_MTU_CHK_RET_SUCCESS,
+        BPF_F_PSEUDO_HDR, BPF_NOEXIST, TC_ACT_OK, TC_ACT_SHOT,
+    },
+    helpers::{bpf_check_mtu, bpf_ktime_get_ns, bpf_redirect_neigh, bpf_redirect_peer},
     programs::TcContext,
 };
 use netd_common::{
-    DropReason, FlowKey, NatEntry, PortKey, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP,
+    DropReason, FlowKey, NatEntry, PortKey, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, NAT_FLAG_NEIGH,
     NAT_FLAG_REDIRECT, NAT_FLAG_REPLY, NAT_KIND_DNAT, NAT_KIND_HAIRPIN, SNAT_PORT_MAX,
     SNAT_PORT_MIN, SNAT_RETRIES, TCP_SEEN_ACK, TCP_SEEN_FIN, TCP_SEEN_RST, TCP_SEEN_SYN,
+    ZONE_UPLINK_OUT,
 };
 
 use crate::{
-    maps::NETD_NAT,
+    maps::{NETD_ENDPOINTS, NETD_NAT},
     parse::{Flow, IP_OFF},
 };
 
 /// `BPF_F_MARK_MANGLED_0`: keep a zero UDP checksum zero.
 const BPF_F_MARK_MANGLED_0: u64 = 1 << 5;
-/// Offset of the IPv4 header checksum, source and destination address.
+/// Offsets of the IPv4 TTL, header checksum, source and destination address.
+const IP_TTL_OFF: usize = IP_OFF + 8;
 const IP_CSUM_OFF: usize = IP_OFF + 10;
 const IP_SRC_OFF: usize = IP_OFF + 12;
 const IP_DST_OFF: usize = IP_OFF + 16;
 
-/// The entry for `flow` at the hook of `zone`, updated as seen now.
+/// A NAT entry a packet matched, not counted yet: a hook that may leave the packet to a later
+/// hook (which then counts it) decides first.
+pub struct Hit {
+    ptr: *mut NatEntry,
+    pub entry: NatEntry,
+}
+
+/// The entry for `flow` at the hook of `zone`, as it is now.
 #[inline(always)]
-pub fn lookup(flow: &Flow, zone: u8) -> Option<NatEntry> {
-    let entry = NETD_NAT.get_ptr_mut(flow.key(zone))?;
+pub fn find(flow: &Flow, zone: u8) -> Option<Hit> {
+    let ptr = NETD_NAT.get_ptr_mut(flow.key(zone))?;
+    // SAFETY: the pointer is valid for this program run; the value is copied out at once.
+    Some(Hit {
+        ptr,
+        entry: unsafe { *ptr },
+    })
+}
+
+/// Counts the packet on the entry it matched (and on its published port), unless it is a probe.
+#[inline(always)]
+pub fn count(flow: &Flow, hit: &Hit) {
     if flow.dry {
-        // SAFETY: read only.
-        return Some(unsafe { *entry });
+        return;
     }
+    let entry = hit.ptr;
     // SAFETY: the pointer is valid for this program run; concurrent updates of the counters
     // may race, which only makes them approximate.
     unsafe {
@@ -39,10 +68,16 @@ pub fn lookup(flow: &Flow, zone: u8) -> Option<NatEntry> {
         (*entry).packets += 1;
         (*entry).bytes += flow.len as u64;
         (*entry).tcp_seen |= tcp_seen(flow.tcp_flags);
-        let entry = *entry;
-        account(flow, &entry, false);
-        Some(entry)
     }
+    account(flow, &hit.entry, false);
+}
+
+/// The entry for `flow` at the hook of `zone`, with the packet counted.
+#[inline(always)]
+pub fn lookup(flow: &Flow, zone: u8) -> Option<NatEntry> {
+    let hit = find(flow, zone)?;
+    count(flow, &hit);
+    Some(hit.entry)
 }
 
 /// Counts a packet of a published-port flow on the port the client addressed.
@@ -272,12 +307,22 @@ fn set_port(
     ctx.store(off, &new, 0).map_err(|_| DropReason::Malformed)
 }
 
-/// What to do with a rewritten packet: let it go on, or, for `NAT_FLAG_REDIRECT`, send it
-/// straight out of the entry's port with the entry's destination MAC.
+/// What to do with a packet rewritten by `entry`: let it go on, or, for `NAT_FLAG_REDIRECT`,
+/// deliver it straight into the container behind the entry's port, with the container's MAC as
+/// destination. Only while that port still leads to the container the entry was made for (a
+/// stale entry takes the host's path, as it did before the port changed). A published-port
+/// packet from an uplink takes the shortcut in place of routing, so only with a TTL that allows
+/// one more hop, which it takes.
 #[inline(always)]
-pub fn verdict(ctx: &TcContext, entry: &NatEntry) -> Result<i32, DropReason> {
-    if entry.flags & NAT_FLAG_REDIRECT == 0 {
+pub fn verdict(ctx: &TcContext, flow: &Flow, entry: &NatEntry) -> Result<i32, DropReason> {
+    if entry.flags & NAT_FLAG_REDIRECT == 0 || !leads_to(entry.redirect_ifindex, entry.daddr) {
         return Ok(TC_ACT_OK);
+    }
+    if entry.kind == NAT_KIND_DNAT {
+        if flow.ttl <= 1 {
+            return Ok(TC_ACT_OK); // routing answers with time exceeded
+        }
+        hop(ctx, flow)?;
     }
     let eth = crate::parse::eth(ctx).map_err(|()| DropReason::Malformed)?;
     let src = if eth.dst_addr == entry.dst_mac {
@@ -289,7 +334,69 @@ pub fn verdict(ctx: &TcContext, entry: &NatEntry) -> Result<i32, DropReason> {
         .map_err(|_| DropReason::Malformed)?;
     ctx.store(6, &src, 0).map_err(|_| DropReason::Malformed)?;
     // SAFETY: a plain helper call; the return value is the action.
-    Ok(unsafe { bpf_redirect(entry.redirect_ifindex, 0) } as i32)
+    Ok(unsafe { bpf_redirect_peer(entry.redirect_ifindex, 0) } as i32)
+}
+
+/// Whether the host-side port `ifindex` is still the port of the container at `addr`.
+#[inline(always)]
+fn leads_to(ifindex: u32, addr: [u8; 4]) -> bool {
+    // SAFETY: copied out at once.
+    unsafe { NETD_ENDPOINTS.get(ifindex) }.is_some_and(|ep| ep.addr == addr)
+}
+
+/// A container's packet that is the reply of a published-port flow: translated here and sent
+/// straight out of the uplink the flow came in on (`NAT_FLAG_NEIGH`), the kernel choosing the
+/// next hop and its MAC. `None` when the packet is no such reply, or when routing would do more
+/// than pass it on (its TTL runs out, it does not fit the uplink's MTU, the uplink is gone):
+/// then it takes the host's path untouched and the uplink's egress translates it, as before.
+#[inline(always)]
+pub fn reply_to_uplink(ctx: &TcContext, flow: &Flow) -> Result<Option<i32>, DropReason> {
+    let Some(hit) = find(flow, ZONE_UPLINK_OUT) else {
+        return Ok(None);
+    };
+    let uplink = hit.entry.redirect_ifindex;
+    if hit.entry.flags & NAT_FLAG_NEIGH == 0 || flow.ttl <= 1 || !fits(ctx, uplink) {
+        return Ok(None);
+    }
+    count(flow, &hit);
+    rewrite(ctx, flow, &hit.entry)?;
+    hop(ctx, flow)?;
+    // SAFETY: a plain helper call (no next hop given: the kernel looks it up); the return value
+    // is the action.
+    Ok(Some(
+        unsafe { bpf_redirect_neigh(uplink, core::ptr::null_mut(), 0, 0) } as i32,
+    ))
+}
+
+/// Whether the packet (each segment, if it is GSO) fits the MTU of the port `ifindex`, which
+/// must exist.
+#[inline(always)]
+fn fits(ctx: &TcContext, ifindex: u32) -> bool {
+    let mut mtu_len = 0u32;
+    // SAFETY: a plain helper call on our own skb and a stack slot.
+    let ret = unsafe {
+        bpf_check_mtu(
+            ctx.skb.skb.cast(),
+            ifindex,
+            &mut mtu_len,
+            0,
+            BPF_MTU_CHK_SEGS as u64,
+        )
+    };
+    ret == BPF_MTU_CHK_RET_SUCCESS as i64
+}
+
+/// Takes one hop off the TTL, as routing would (the caller checked that one is left).
+#[inline(always)]
+fn hop(ctx: &TcContext, flow: &Flow) -> Result<(), DropReason> {
+    let ttl = flow.ttl - 1;
+    // The TTL shares its checksum word with the protocol.
+    let old = u16::from_ne_bytes([flow.ttl, flow.proto]);
+    let new = u16::from_ne_bytes([ttl, flow.proto]);
+    ctx.l3_csum_replace(IP_CSUM_OFF, old as u64, new as u64, 2)
+        .map_err(|_| DropReason::Malformed)?;
+    ctx.store(IP_TTL_OFF, &ttl, 0)
+        .map_err(|_| DropReason::Malformed)
 }
 
 /// The port the packet is on.

@@ -54,6 +54,8 @@ pub struct Flow {
     /// Ports were read: TCP, UDP or ICMP echo, and not a fragment.
     pub translatable: bool,
     pub fragment: bool,
+    /// The IPv4 time to live, for the paths that forward in place of the host's routing.
+    pub ttl: u8,
     pub len: u32,
     /// A `netd explain` probe: decide, but change no map.
     pub dry: bool,
@@ -99,6 +101,7 @@ pub fn flow(ctx: &TcContext, ip: &Ipv4Hdr) -> Result<Flow, ()> {
         tcp_flags: 0,
         translatable: false,
         fragment,
+        ttl: ip.ttl,
         len: ctx.len(),
         dry: is_probe(ctx),
     };

@@ -1,13 +1,19 @@
 //! TC ingress and egress of the uplinks, the host's interfaces to the outside.
 //!
 //! Ingress: replies to translated egress flows get their container back; packets to a published
-//! port on a host address are translated to the container (DNAT), keeping the client's address.
+//! port on a host address are translated to the container (DNAT), keeping the client's address,
+//! and delivered straight into the container (`bpf_redirect_peer` to its veth, past the host's
+//! routing and the bridge; see [`nat::verdict`]). The entry of the reply direction names this
+//! uplink, so that the container's port sends replies straight back out of it
+//! ([`nat::reply_to_uplink`]).
+//!
 //! Egress: containers' packets leave with the uplink's address and a free port (SNAT), and
-//! replies of published-port flows leave with the host address and port the client used.
+//! replies of published-port flows that took the host's path leave with the host address and
+//! port the client used. Replies the container's port already translated pass untouched.
 use aya_ebpf::{bindings::TC_ACT_OK, macros::classifier, programs::TcContext};
 use netd_common::{
-    DropReason, FlowKey, NAT_FLAG_REPLY, NAT_KIND_DNAT, NAT_KIND_SNAT, ZONE_UPLINK_IN,
-    ZONE_UPLINK_OUT,
+    DropReason, FlowKey, NAT_FLAG_NEIGH, NAT_FLAG_REDIRECT, NAT_FLAG_REPLY, NAT_KIND_DNAT,
+    NAT_KIND_SNAT, ZONE_UPLINK_IN, ZONE_UPLINK_OUT,
 };
 
 use crate::{
@@ -61,7 +67,7 @@ fn try_ingress(ctx: &TcContext) -> Result<i32, DropReason> {
     }
     if let Some(entry) = nat::lookup(&flow, ZONE_UPLINK_IN) {
         nat::rewrite(ctx, &flow, &entry)?;
-        return Ok(TC_ACT_OK);
+        return nat::verdict(ctx, &flow, &entry);
     }
     let Some(backend) = maps::published(flow.proto, flow.daddr, flow.dport_be) else {
         return Ok(TC_ACT_OK);
@@ -71,7 +77,9 @@ fn try_ingress(ctx: &TcContext) -> Result<i32, DropReason> {
         dport_be: backend.port_be,
         ..flow.key(ZONE_UPLINK_IN)
     };
-    let fwd = nat::entry(&flow, NAT_KIND_DNAT, 0, &to);
+    let mut fwd = nat::entry(&flow, NAT_KIND_DNAT, NAT_FLAG_REDIRECT, &to);
+    fwd.redirect_ifindex = backend.ifindex;
+    fwd.dst_mac = backend.mac;
     let rev_key = FlowKey {
         saddr: backend.addr,
         daddr: flow.saddr,
@@ -84,10 +92,16 @@ fn try_ingress(ctx: &TcContext) -> Result<i32, DropReason> {
         sport_be: flow.dport_be,
         ..rev_key
     };
-    let rev = nat::entry(&flow, NAT_KIND_DNAT, NAT_FLAG_REPLY, &rev_to);
+    let mut rev = nat::entry(
+        &flow,
+        NAT_KIND_DNAT,
+        NAT_FLAG_REPLY | NAT_FLAG_NEIGH,
+        &rev_to,
+    );
+    rev.redirect_ifindex = nat::ifindex(ctx);
     nat::insert_pair(ctx, &flow, &flow.key(ZONE_UPLINK_IN), &fwd, &rev_key, &rev)?;
     nat::rewrite(ctx, &flow, &fwd)?;
-    Ok(TC_ACT_OK)
+    nat::verdict(ctx, &flow, &fwd)
 }
 
 fn try_egress(ctx: &TcContext) -> Result<i32, DropReason> {
@@ -105,7 +119,7 @@ fn try_egress(ctx: &TcContext) -> Result<i32, DropReason> {
             return Ok(TC_ACT_OK);
         }
     }
-    if maps::network_of(flow.saddr).is_none() {
+    if maps::network_of(flow.saddr).is_none() || translated_reply(&flow) {
         return Ok(TC_ACT_OK);
     }
     // A container's packet on its way out: it must not leave with its private address.
@@ -119,6 +133,26 @@ fn try_egress(ctx: &TcContext) -> Result<i32, DropReason> {
         };
     }
     snat(ctx, &flow)
+}
+
+/// Whether the packet is the reply of a published-port flow that a container's port already
+/// translated (see [`nat::reply_to_uplink`]). Only a host address published inside a netd subnet
+/// (a bridge's gateway) gets this far; every other such reply left above as host traffic.
+#[inline(always)]
+fn translated_reply(flow: &Flow) -> bool {
+    if !flow.translatable || !maps::is_local(flow.saddr) {
+        return false;
+    }
+    let request = FlowKey {
+        saddr: flow.daddr,
+        daddr: flow.saddr,
+        sport_be: flow.dport_be,
+        dport_be: flow.sport_be,
+        ..flow.key(ZONE_UPLINK_IN)
+    };
+    // SAFETY: copied out at once.
+    unsafe { maps::NETD_NAT.get(request) }
+        .is_some_and(|e| e.kind == NAT_KIND_DNAT && e.flags & NAT_FLAG_REPLY == 0)
 }
 
 /// Gives a new egress flow the uplink's address and a free port.

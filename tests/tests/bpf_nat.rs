@@ -1,6 +1,7 @@
 //! Packet tests of netd's NAT datapath — `netd_uplink_ingress`, `netd_uplink_egress` and the
-//! hairpin path of `netd_endpoint_ingress` — run through `BPF_PROG_TEST_RUN` (load only, nothing
-//! attached, no interfaces created), reading the rewritten frame back with `data_out`.
+//! hairpin and published-port reply paths of `netd_endpoint_ingress` — run through
+//! `BPF_PROG_TEST_RUN` (load only, nothing attached, no interfaces created), reading the
+//! rewritten frame back with `data_out`.
 //!
 //! The topology every test starts from:
 //!
@@ -8,14 +9,17 @@
 //! |-------------------|------------------------------|---------------------------------------------|
 //! | netd network 1    | 172.17.0.0/16, gw 172.17.0.1 | in `NETD_NETWORKS`                          |
 //! | backend container | 172.17.0.2                   | `0.0.0.0:8080/{tcp,udp}` published to `:80` |
+//! |                   |                              | behind port 42 of `NETD_ENDPOINTS`          |
 //! | another container | 172.17.0.3                   |                                             |
 //! | host (uplink)     | 10.99.0.2                    | in `NETD_LOCAL_ADDRS`; `NETD_UPLINKS[1]`    |
 //! | a server outside  | 10.99.0.1                    | what containers reach through SNAT          |
 //! | a client outside  | 203.0.113.7                  | what reaches the published ports            |
 //!
 //! `BPF_PROG_TEST_RUN` hands skb programs an skb whose device is loopback, so the uplink sits under
-//! key [`TEST_RUN_IFINDEX`] (1) of `NETD_UPLINKS`, and the endpoint under test of the hairpin tests
-//! under key 1 of `NETD_ENDPOINTS`.
+//! key [`TEST_RUN_IFINDEX`] (1) of `NETD_UPLINKS`, and the endpoint under test of the hairpin and
+//! reply tests under key 1 of `NETD_ENDPOINTS`. Redirects are only verdicts here: the helpers
+//! record the target, nothing is sent. A packet redirected in place of routing leaves with one hop
+//! off its TTL ([`routed`]).
 //!
 //! Every rewritten frame is compared byte for byte with the frame a sender would have built with
 //! the translated tuple, whose checksums this file computes from scratch (IPv4 header, and the
@@ -30,9 +34,9 @@ mod common_bpf;
 use common_bpf::*;
 use netd_common::{
     Backend, DropReason, Endpoint, FlowKey, NatEntry, PortKey, IPPROTO_ICMP, IPPROTO_TCP,
-    IPPROTO_UDP, NAT_FLAG_REDIRECT, NAT_FLAG_REPLY, NAT_KIND_DNAT, NAT_KIND_HAIRPIN, NAT_KIND_SNAT,
-    SNAT_PORT_MAX, SNAT_PORT_MIN, SNAT_RETRIES, TCP_SEEN_SYN, ZONE_ENDPOINT, ZONE_UPLINK_IN,
-    ZONE_UPLINK_OUT,
+    IPPROTO_UDP, NAT_FLAG_NEIGH, NAT_FLAG_REDIRECT, NAT_FLAG_REPLY, NAT_KIND_DNAT,
+    NAT_KIND_HAIRPIN, NAT_KIND_SNAT, SNAT_PORT_MAX, SNAT_PORT_MIN, SNAT_RETRIES, TCP_SEEN_SYN,
+    ZONE_ENDPOINT, ZONE_UPLINK_IN, ZONE_UPLINK_OUT,
 };
 
 const NET_ID: u32 = 1;
@@ -43,7 +47,8 @@ const BRIDGE_MAC: [u8; 6] = [0x02, 0x42, 0xac, 0x11, 0x00, 0x01];
 /// The container the published port leads to.
 const BACKEND_IP: [u8; 4] = [172, 17, 0, 2];
 const BACKEND_MAC: [u8; 6] = [0x02, 0x42, 0xac, 0x11, 0x00, 0x02];
-/// Host-side veth of the backend (only ever stored in entries, never used as a device).
+/// Host-side veth of the backend (stored in entries and looked up in `NETD_ENDPOINTS`, never
+/// used as a device: redirects are only verdicts here).
 const BACKEND_IFINDEX: u32 = 42;
 const BACKEND_PORT: u16 = 80;
 
@@ -98,10 +103,21 @@ fn any_addr_port(proto: u8) -> PortKey {
     }
 }
 
-/// Declares the network, the host address and the published ports.
+fn endpoint_at(addr: [u8; 4], mac: [u8; 6]) -> Endpoint {
+    Endpoint {
+        addr,
+        mac,
+        _pad: [0; 2],
+        net_id: NET_ID,
+        flags: 0,
+    }
+}
+
+/// Declares the network, the host address, the backend's port and the published ports.
 fn common_setup(h: &mut Harness) {
     h.add_network(SUBNET, 16, NET_ID);
     h.add_local_addr(HOST_IP);
+    h.set_endpoint(BACKEND_IFINDEX, endpoint_at(BACKEND_IP, BACKEND_MAC));
     h.add_port(any_addr_port(IPPROTO_TCP), backend());
     h.add_port(any_addr_port(IPPROTO_UDP), backend());
 }
@@ -120,16 +136,17 @@ fn uplink(test: &str) -> Option<Harness> {
 fn endpoint(test: &str, addr: [u8; 4], mac: [u8; 6]) -> Option<Harness> {
     let mut h = Harness::new(test, ENDPOINT_INGRESS)?;
     common_setup(&mut h);
-    h.set_endpoint(
-        TEST_RUN_IFINDEX,
-        Endpoint {
-            addr,
-            mac,
-            _pad: [0; 2],
-            net_id: NET_ID,
-            flags: 0,
-        },
-    );
+    h.set_endpoint(TEST_RUN_IFINDEX, endpoint_at(addr, mac));
+    Some(h)
+}
+
+/// All three programs over the topology: the backend container's port and the uplink both on
+/// the test-run device, so that a published-port flow can go in at the uplink and its replies
+/// come back at the container's port.
+fn uplink_and_backend(test: &str) -> Option<Harness> {
+    let mut h = uplink(test)?;
+    h.load_program(ENDPOINT_INGRESS);
+    h.set_endpoint(TEST_RUN_IFINDEX, endpoint_at(BACKEND_IP, BACKEND_MAC));
     Some(h)
 }
 
@@ -320,6 +337,29 @@ fn with_macs(mut frame: Vec<u8>, dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
     frame
 }
 
+/// `frame` with its TTL set to `ttl` and the header checksum computed again from scratch.
+fn with_ttl(mut frame: Vec<u8>, ttl: u8) -> Vec<u8> {
+    let header_len = usize::from(frame[14] & 0x0f) * 4;
+    frame[14 + 8] = ttl;
+    frame[14 + 10..14 + 12].fill(0);
+    let check = inet_checksum(&frame[14..14 + header_len]);
+    frame[14 + 10..14 + 12].copy_from_slice(&check.to_be_bytes());
+    frame
+}
+
+/// `frame` as it is after one hop of routing: one off its TTL.
+fn routed(frame: Vec<u8>) -> Vec<u8> {
+    let ttl = frame[14 + 8];
+    with_ttl(frame, ttl - 1)
+}
+
+/// `frame`, sent by the uplink's peer, as the uplink delivers it into the backend container: one
+/// hop off its TTL, to the container's MAC from the one the peer addressed.
+fn into_backend(frame: Vec<u8>) -> Vec<u8> {
+    let peer_addressed: [u8; 6] = frame[0..6].try_into().unwrap();
+    with_macs(routed(frame), BACKEND_MAC, peer_addressed)
+}
+
 // --- Reading and checking output frames --------------------------------------------------------
 
 /// The IPv4 packet of a frame and its header length.
@@ -430,6 +470,23 @@ fn pass(h: &Harness, program: &str, frame: &[u8]) -> Vec<u8> {
     assert_eq!(
         after, before,
         "{program}: a passed frame moved a drop counter"
+    );
+    out
+}
+
+/// Runs `program` on `frame`, expects TC_ACT_REDIRECT with no drop counted, and returns the frame.
+#[track_caller]
+fn redirected(h: &Harness, program: &str, frame: &[u8]) -> Vec<u8> {
+    let before = h.all_drops();
+    let (verdict, out) = h.run_out(program, frame);
+    let after = h.all_drops();
+    assert_eq!(
+        verdict, TC_ACT_REDIRECT,
+        "{program}: expected TC_ACT_REDIRECT, drops now {after:?}"
+    );
+    assert_eq!(
+        after, before,
+        "{program}: a redirected frame moved a drop counter"
     );
     out
 }
@@ -551,15 +608,29 @@ fn assert_dnat_pair(h: &Harness, proto: u8) {
     let fwd_key = CLIENT_TO_HOST.key(proto, ZONE_UPLINK_IN);
     let rev_key = CLIENT_TO_BACKEND.reversed().key(proto, ZONE_UPLINK_OUT);
     assert_eq!(nat_keys(h), sorted(vec![fwd_key, rev_key]));
-    let fwd = assert_entry(h, fwd_key, CLIENT_TO_BACKEND, NAT_KIND_DNAT, 0);
-    assert_entry(
+    let fwd = assert_entry(
+        h,
+        fwd_key,
+        CLIENT_TO_BACKEND,
+        NAT_KIND_DNAT,
+        NAT_FLAG_REDIRECT,
+    );
+    assert_eq!(
+        (fwd.redirect_ifindex, fwd.dst_mac),
+        (BACKEND_IFINDEX, BACKEND_MAC),
+        "delivered straight into the backend"
+    );
+    let rev = assert_entry(
         h,
         rev_key,
         CLIENT_TO_HOST.reversed(),
         NAT_KIND_DNAT,
-        NAT_FLAG_REPLY,
+        NAT_FLAG_REPLY | NAT_FLAG_NEIGH,
     );
-    assert_eq!(fwd.redirect_ifindex, 0);
+    assert_eq!(
+        rev.redirect_ifindex, TEST_RUN_IFINDEX,
+        "replies leave by the uplink the flow came in on"
+    );
     if proto == IPPROTO_TCP {
         assert_eq!(fwd.tcp_seen, TCP_SEEN_SYN, "the SYN was recorded");
     }
@@ -570,19 +641,23 @@ fn published_tcp_port_is_translated_to_backend_with_valid_checksums() {
     let Some(h) = uplink("published_tcp_port_is_translated_to_backend_with_valid_checksums") else {
         return;
     };
-    let out = pass(&h, UPLINK_INGRESS, &tcp_frame(CLIENT_TO_HOST, SYN, &[]));
-    assert_frame(&out, &tcp_frame(CLIENT_TO_BACKEND, SYN, &[]), false);
+    let out = redirected(&h, UPLINK_INGRESS, &tcp_frame(CLIENT_TO_HOST, SYN, &[]));
+    assert_frame(
+        &out,
+        &into_backend(tcp_frame(CLIENT_TO_BACKEND, SYN, &[])),
+        false,
+    );
     assert_dnat_pair(&h, IPPROTO_TCP);
 
     // The rest of the flow follows the entry (odd-length payload: the checksum's padding).
-    let out = pass(
+    let out = redirected(
         &h,
         UPLINK_INGRESS,
         &tcp_frame(CLIENT_TO_HOST, ACK | PSH, b"GET /\r\n"),
     );
     assert_frame(
         &out,
-        &tcp_frame(CLIENT_TO_BACKEND, ACK | PSH, b"GET /\r\n"),
+        &into_backend(tcp_frame(CLIENT_TO_BACKEND, ACK | PSH, b"GET /\r\n")),
         false,
     );
     assert_eq!(h.nat_entries().len(), 2, "no new entry for a known flow");
@@ -601,12 +676,16 @@ fn published_udp_port_is_translated_to_backend_with_valid_checksums() {
         return;
     };
     let payload = b"odd-length udp payload";
-    let out = pass(
+    let out = redirected(
         &h,
         UPLINK_INGRESS,
         &udp_frame(CLIENT_TO_HOST, payload, true),
     );
-    assert_frame(&out, &udp_frame(CLIENT_TO_BACKEND, payload, true), false);
+    assert_frame(
+        &out,
+        &into_backend(udp_frame(CLIENT_TO_BACKEND, payload, true)),
+        false,
+    );
     assert_dnat_pair(&h, IPPROTO_UDP);
 }
 
@@ -615,7 +694,7 @@ fn published_udp_port_keeps_a_zero_checksum_zero() {
     let Some(h) = uplink("published_udp_port_keeps_a_zero_checksum_zero") else {
         return;
     };
-    let out = pass(
+    let out = redirected(
         &h,
         UPLINK_INGRESS,
         &udp_frame(CLIENT_TO_HOST, b"no checksum", false),
@@ -627,7 +706,7 @@ fn published_udp_port_keeps_a_zero_checksum_zero() {
     assert_eq!(udp_checksum, 0, "a UDP checksum of 0 (none) must stay 0");
     assert_frame(
         &out,
-        &udp_frame(CLIENT_TO_BACKEND, b"no checksum", false),
+        &into_backend(udp_frame(CLIENT_TO_BACKEND, b"no checksum", false)),
         true,
     );
     assert_dnat_pair(&h, IPPROTO_UDP);
@@ -655,7 +734,7 @@ fn reply_of_published_tcp_flow_leaves_with_host_address_and_port() {
     let Some(h) = uplink("reply_of_published_tcp_flow_leaves_with_host_address_and_port") else {
         return;
     };
-    pass(&h, UPLINK_INGRESS, &tcp_frame(CLIENT_TO_HOST, SYN, &[]));
+    redirected(&h, UPLINK_INGRESS, &tcp_frame(CLIENT_TO_HOST, SYN, &[]));
     let reply = tcp_frame(CLIENT_TO_BACKEND.reversed(), SYN | ACK, &[]);
     let out = pass(&h, UPLINK_EGRESS, &reply);
     assert_frame(
@@ -684,7 +763,7 @@ fn reply_of_published_udp_flow_leaves_with_host_address_and_port() {
     let Some(h) = uplink("reply_of_published_udp_flow_leaves_with_host_address_and_port") else {
         return;
     };
-    pass(
+    redirected(
         &h,
         UPLINK_INGRESS,
         &udp_frame(CLIENT_TO_HOST, b"query", true),
@@ -1144,14 +1223,14 @@ fn ipv4_options_are_skipped_when_reading_and_writing_ports() {
         false,
     );
     // DNAT (IHL 7), UDP.
-    let out = pass(
+    let out = redirected(
         &h,
         UPLINK_INGRESS,
         &with_options_udp(CLIENT_TO_HOST, b"with options"),
     );
     assert_frame(
         &out,
-        &with_options_udp(CLIENT_TO_BACKEND, b"with options"),
+        &into_backend(with_options_udp(CLIENT_TO_BACKEND, b"with options")),
         false,
     );
     assert_entry(
@@ -1159,7 +1238,7 @@ fn ipv4_options_are_skipped_when_reading_and_writing_ports() {
         CLIENT_TO_HOST.key(IPPROTO_UDP, ZONE_UPLINK_IN),
         CLIENT_TO_BACKEND,
         NAT_KIND_DNAT,
-        0,
+        NAT_FLAG_REDIRECT,
     );
 }
 
@@ -1295,6 +1374,209 @@ fn container_reaching_its_own_published_port_comes_from_gateway_and_is_redirecte
         false,
     );
     assert_eq!(h.all_drops(), before);
+}
+
+// --- 7. Past the host: into the container, and replies straight back out -----------------------
+
+/// The published port the client addressed, as its statistics are keyed.
+fn published_port(proto: u8) -> PortKey {
+    PortKey {
+        addr: HOST_IP,
+        ..any_addr_port(proto)
+    }
+}
+
+/// The backend's reply to the client's TCP flow, as the container sends it to its gateway.
+fn backend_reply(flags: u8, payload: &[u8]) -> Vec<u8> {
+    with_macs(
+        tcp_frame(CLIENT_TO_BACKEND.reversed(), flags, payload),
+        BRIDGE_MAC,
+        BACKEND_MAC,
+    )
+}
+
+/// The reply entry of the client's flow of `proto`.
+fn reply_entry(h: &Harness, proto: u8) -> NatEntry {
+    h.nat_get(&CLIENT_TO_BACKEND.reversed().key(proto, ZONE_UPLINK_OUT))
+        .expect("the reply entry of the client's flow")
+}
+
+#[test]
+fn reply_of_published_flow_is_translated_at_the_container_port_and_sent_out_of_the_uplink() {
+    let Some(h) = uplink_and_backend(
+        "reply_of_published_flow_is_translated_at_the_container_port_and_sent_out_of_the_uplink",
+    ) else {
+        return;
+    };
+    redirected(&h, UPLINK_INGRESS, &tcp_frame(CLIENT_TO_HOST, SYN, &[]));
+    let out = redirected(&h, ENDPOINT_INGRESS, &backend_reply(SYN | ACK, &[]));
+    // The kernel writes the Ethernet header for the next hop; the program leaves it as it was.
+    let expected = with_macs(
+        tcp_frame(CLIENT_TO_HOST.reversed(), SYN | ACK, &[]),
+        BRIDGE_MAC,
+        BACKEND_MAC,
+    );
+    assert_frame(&out, &routed(expected), false);
+    // The uplink's egress sees it next, and must not translate it again.
+    assert_eq!(pass(&h, UPLINK_EGRESS, &out), out);
+    assert_eq!(reply_entry(&h, IPPROTO_TCP).packets, 1, "counted once");
+    assert_eq!(h.port_packets(published_port(IPPROTO_TCP)), 2);
+    assert_dnat_pair(&h, IPPROTO_TCP);
+
+    // UDP, with and without a checksum.
+    redirected(
+        &h,
+        UPLINK_INGRESS,
+        &udp_frame(CLIENT_TO_HOST, b"query", true),
+    );
+    for checksum in [true, false] {
+        let reply = with_macs(
+            udp_frame(CLIENT_TO_BACKEND.reversed(), b"odd answer", checksum),
+            BRIDGE_MAC,
+            BACKEND_MAC,
+        );
+        let out = redirected(&h, ENDPOINT_INGRESS, &reply);
+        let expected = with_macs(
+            udp_frame(CLIENT_TO_HOST.reversed(), b"odd answer", checksum),
+            BRIDGE_MAC,
+            BACKEND_MAC,
+        );
+        assert_frame(&out, &routed(expected), !checksum);
+    }
+    assert_eq!(reply_entry(&h, IPPROTO_UDP).packets, 2);
+}
+
+#[test]
+fn packets_whose_ttl_runs_out_take_the_host_path_both_ways() {
+    let Some(h) = uplink_and_backend("packets_whose_ttl_runs_out_take_the_host_path_both_ways")
+    else {
+        return;
+    };
+    // Translated, then left to routing, which answers with time exceeded.
+    let out = pass(
+        &h,
+        UPLINK_INGRESS,
+        &with_ttl(tcp_frame(CLIENT_TO_HOST, SYN, &[]), 1),
+    );
+    assert_frame(
+        &out,
+        &with_ttl(tcp_frame(CLIENT_TO_BACKEND, SYN, &[]), 1),
+        false,
+    );
+    assert_dnat_pair(&h, IPPROTO_TCP);
+    // The reply is left alone at the container's port (and not counted there)...
+    let reply = with_ttl(backend_reply(SYN | ACK, &[]), 1);
+    assert_eq!(pass(&h, ENDPOINT_INGRESS, &reply), reply);
+    assert_eq!(reply_entry(&h, IPPROTO_TCP).packets, 0);
+    // ...and translated at the uplink's egress, as before.
+    let out = pass(&h, UPLINK_EGRESS, &reply);
+    let expected = with_macs(
+        tcp_frame(CLIENT_TO_HOST.reversed(), SYN | ACK, &[]),
+        BRIDGE_MAC,
+        BACKEND_MAC,
+    );
+    assert_frame(&out, &with_ttl(expected, 1), false);
+    assert_eq!(reply_entry(&h, IPPROTO_TCP).packets, 1);
+}
+
+#[test]
+fn a_flow_whose_container_port_changed_takes_the_host_path() {
+    let Some(mut h) = uplink("a_flow_whose_container_port_changed_takes_the_host_path") else {
+        return;
+    };
+    redirected(&h, UPLINK_INGRESS, &tcp_frame(CLIENT_TO_HOST, SYN, &[]));
+    // The container went away and its port number now belongs to another one.
+    h.set_endpoint(BACKEND_IFINDEX, endpoint_at(OTHER_IP, OTHER_MAC));
+    let out = pass(&h, UPLINK_INGRESS, &tcp_frame(CLIENT_TO_HOST, ACK, b"x"));
+    assert_frame(&out, &tcp_frame(CLIENT_TO_BACKEND, ACK, b"x"), false);
+}
+
+#[test]
+fn a_reply_whose_uplink_is_gone_takes_the_host_path() {
+    let Some(mut h) = uplink_and_backend("a_reply_whose_uplink_is_gone_takes_the_host_path") else {
+        return;
+    };
+    redirected(&h, UPLINK_INGRESS, &tcp_frame(CLIENT_TO_HOST, SYN, &[]));
+    let key = CLIENT_TO_BACKEND
+        .reversed()
+        .key(IPPROTO_TCP, ZONE_UPLINK_OUT);
+    let mut rev = reply_entry(&h, IPPROTO_TCP);
+    rev.redirect_ifindex = 0x7fff_fff0; // no such device
+    h.nat_insert(key, rev);
+    let reply = backend_reply(SYN | ACK, &[]);
+    assert_eq!(pass(&h, ENDPOINT_INGRESS, &reply), reply);
+    assert_eq!(reply_entry(&h, IPPROTO_TCP).packets, 0);
+}
+
+#[test]
+fn a_reply_translated_at_the_container_port_is_not_translated_again_at_egress() {
+    let Some(mut h) = uplink_and_backend(
+        "a_reply_translated_at_the_container_port_is_not_translated_again_at_egress",
+    ) else {
+        return;
+    };
+    // A port published on every address answers on the bridge's gateway address too; the reply
+    // then leaves from inside the netd subnet, which egress would otherwise take for a
+    // container's new flow.
+    h.add_local_addr(GATEWAY_IP);
+    let to_gateway = Tuple::new(CLIENT_IP, CLIENT_PORT, GATEWAY_IP, PUBLISHED_PORT);
+    redirected(&h, UPLINK_INGRESS, &tcp_frame(to_gateway, SYN, &[]));
+    let out = redirected(&h, ENDPOINT_INGRESS, &backend_reply(SYN | ACK, &[]));
+    let got = tuple_of(&out);
+    let want = to_gateway.reversed();
+    assert_eq!(
+        (got.src, got.sport, got.dst, got.dport),
+        (want.src, want.sport, want.dst, want.dport)
+    );
+    assert_eq!(pass(&h, UPLINK_EGRESS, &out), out);
+    assert_eq!(
+        h.nat_entries().len(),
+        2,
+        "no SNAT flow: {:?}",
+        h.nat_entries()
+    );
+}
+
+#[test]
+fn container_egress_passes_its_port_untouched_and_is_counted_at_the_uplink() {
+    let Some(h) = uplink_and_backend(
+        "container_egress_passes_its_port_untouched_and_is_counted_at_the_uplink",
+    ) else {
+        return;
+    };
+    let t = CONTAINER_TO_SERVER;
+    let first = with_macs(tcp_frame(t, SYN, &[]), BRIDGE_MAC, BACKEND_MAC);
+    assert_eq!(pass(&h, ENDPOINT_INGRESS, &first), first);
+    snat_new_flow(&h, t, IPPROTO_TCP, &|t| tcp_frame(t, SYN, &[]));
+    let next = with_macs(tcp_frame(t, ACK, b"more"), BRIDGE_MAC, BACKEND_MAC);
+    assert_eq!(pass(&h, ENDPOINT_INGRESS, &next), next);
+    let fwd = h.nat_get(&t.key(IPPROTO_TCP, ZONE_UPLINK_OUT)).unwrap();
+    assert_eq!(fwd.packets, 1, "only the uplink counts the flow's packets");
+}
+
+#[test]
+fn a_probe_is_redirected_like_a_packet_and_writes_nothing() {
+    let Some(h) = uplink_and_backend("a_probe_is_redirected_like_a_packet_and_writes_nothing")
+    else {
+        return;
+    };
+    let (verdict, out) = h.run_probe(UPLINK_INGRESS, &tcp_frame(CLIENT_TO_HOST, SYN, &[]));
+    assert_eq!(verdict, TC_ACT_REDIRECT);
+    assert_frame(
+        &out,
+        &into_backend(tcp_frame(CLIENT_TO_BACKEND, SYN, &[])),
+        false,
+    );
+    assert!(h.nat_entries().is_empty(), "{:?}", h.nat_entries());
+    assert_eq!(h.port_packets(published_port(IPPROTO_TCP)), 0);
+
+    // A probe of a reply of a real flow.
+    redirected(&h, UPLINK_INGRESS, &tcp_frame(CLIENT_TO_HOST, SYN, &[]));
+    let (verdict, out) = h.run_probe(ENDPOINT_INGRESS, &backend_reply(SYN | ACK, &[]));
+    assert_eq!(verdict, TC_ACT_REDIRECT);
+    assert_eq!(tuple_of(&out).sport, PUBLISHED_PORT);
+    assert_eq!(reply_entry(&h, IPPROTO_TCP).packets, 0);
+    assert_eq!(h.port_packets(published_port(IPPROTO_TCP)), 1);
 }
 
 // --- The test's own checksum code -----------------------------------------------------------------

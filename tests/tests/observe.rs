@@ -240,7 +240,10 @@ fn explain_shows_each_hop_of_a_synthetic_packet_without_changing_anything() {
     let inbound = explain(&["--from", OUTSIDE_IP, "--to", &format!("{UPLINK_IP}:8080")]);
     let hop = &inbound["hops"][0];
     assert_eq!(hop["program"], "netd_uplink_ingress");
-    assert_eq!(hop["verdict"], "pass");
+    assert_eq!(
+        hop["verdict"], "redirect",
+        "straight into the container: {hop}"
+    );
     assert_eq!(
         hop["after"],
         format!("tcp {OUTSIDE_IP}:45678 -> 172.17.0.2:80")

@@ -109,6 +109,42 @@ fn a_published_port_is_reachable_from_outside_and_the_container_sees_the_client(
     );
 }
 
+/// IPv4 packets the host namespace has forwarded (routed) so far.
+fn forwarded(host: &Host) -> u64 {
+    let snmp = host.on_host(&["cat", "/proc/net/snmp"]).stdout;
+    let mut ip = snmp.lines().filter(|l| l.starts_with("Ip:"));
+    let (names, values) = (ip.next().unwrap(), ip.next().unwrap());
+    let column = names
+        .split_whitespace()
+        .position(|n| n == "ForwDatagrams")
+        .expect("Ip: ForwDatagrams in /proc/net/snmp");
+    values
+        .split_whitespace()
+        .nth(column)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn published_port_traffic_skips_the_hosts_routing_both_ways() {
+    let Some(host) = Host::start() else { return };
+    host.container("web", &["-p", "8080:80"]);
+    peer_echo(&host, "web", 80);
+    assert_eq!(
+        until(OUTSIDE_IP, || from_outside(&host, UPLINK_IP, 8080)),
+        OUTSIDE_IP
+    );
+    let before = forwarded(&host);
+    for _ in 0..5 {
+        assert_eq!(from_outside(&host, UPLINK_IP, 8080), OUTSIDE_IP);
+    }
+    // Each connection is several packets each way; through the host's routing, every one of
+    // them would have been counted (fifteen and more for these five).
+    let routed = forwarded(&host) - before;
+    assert!(routed < 5, "the host routed {routed} packets of the flows");
+}
+
 #[test]
 fn egress_leaves_with_the_uplink_address_and_replies_come_back() {
     let Some(host) = Host::start() else { return };

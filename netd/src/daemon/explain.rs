@@ -5,8 +5,8 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 use netd_common::{
-    maps, Backend, Endpoint, FlowKey, NatEntry, PortKey, ZONE_ENDPOINT, ZONE_UPLINK_IN,
-    ZONE_UPLINK_OUT,
+    maps, Backend, Endpoint, FlowKey, NatEntry, PortKey, NAT_FLAG_NEIGH, ZONE_ENDPOINT,
+    ZONE_UPLINK_IN, ZONE_UPLINK_OUT,
 };
 
 use super::{
@@ -84,8 +84,11 @@ impl Daemon {
                 )?
             }
         };
-        // A packet from a container that stays on its way out leaves through an uplink.
-        if verdict == TC_ACT_OK && matches!(source, Source::Container { .. }) {
+        // A packet from a container that stays on its way out leaves through an uplink, whether
+        // the host routes it there or the container's port redirects it there (the reply of a
+        // published-port flow): the uplink's egress program sees it either way.
+        let goes_on = verdict == TC_ACT_OK || verdict == TC_ACT_REDIRECT;
+        if goes_on && matches!(source, Source::Container { .. }) {
             let dst = destination(&frame).map(|(ip, _)| ip);
             let leaves = dst.is_some_and(|ip| {
                 self.network_containing(ip).is_none() && !self.is_host_address(ip)
@@ -177,18 +180,34 @@ impl Daemon {
         let Some(key) = flow_key(frame, zone) else {
             return found;
         };
-        if let Ok(Some(nat)) = self
-            .dp
-            .dump::<FlowKey, NatEntry>(maps::NAT)
-            .map(|m| m.get(&key).copied())
-        {
-            found.push(format!(
-                "NETD_NAT: rewrite to {}:{} -> {}:{}",
-                Ipv4Addr::from(nat.saddr),
-                u16::from_be(nat.sport_be),
-                Ipv4Addr::from(nat.daddr),
-                u16::from_be(nat.dport_be)
-            ));
+        if let Ok(nat) = self.dp.dump::<FlowKey, NatEntry>(maps::NAT) {
+            let rewrite = |e: &NatEntry| {
+                format!(
+                    "{}:{} -> {}:{}",
+                    Ipv4Addr::from(e.saddr),
+                    u16::from_be(e.sport_be),
+                    Ipv4Addr::from(e.daddr),
+                    u16::from_be(e.dport_be)
+                )
+            };
+            if let Some(e) = nat.get(&key) {
+                found.push(format!("NETD_NAT: rewrite to {}", rewrite(e)));
+            }
+            // The container's port also translates replies of published-port flows itself.
+            let reply_key = FlowKey {
+                zone: ZONE_UPLINK_OUT,
+                ..key
+            };
+            let reply = nat
+                .get(&reply_key)
+                .filter(|e| e.flags & NAT_FLAG_NEIGH != 0);
+            if let (ZONE_ENDPOINT, Some(e)) = (zone, reply) {
+                found.push(format!(
+                    "NETD_NAT: published-port reply, rewrite to {} and leave by ifindex {}",
+                    rewrite(e),
+                    e.redirect_ifindex
+                ));
+            }
         }
         if zone != ZONE_UPLINK_OUT {
             if let Ok(ports) = self.dp.dump::<PortKey, Backend>(maps::PORTS) {

@@ -20,12 +20,12 @@ use std::{
 };
 
 use aya::{
-    maps::{lpm_trie::Key, HashMap, LpmTrie, PerCpuArray},
+    maps::{lpm_trie::Key, HashMap, LpmTrie, PerCpuArray, PerCpuHashMap},
     programs::{ProgramError, SchedClassifier, TestRun, TestRunOptions},
     Ebpf, EbpfLoader,
 };
 use netd_common::{
-    maps, Backend, DropReason, Endpoint, FlowKey, NatEntry, NetworkInfo, PortKey, Uplink,
+    maps, Backend, DropReason, Endpoint, FlowKey, NatEntry, NetworkInfo, PortKey, PortStats, Uplink,
 };
 
 /// Where the kernel mounts the BPF filesystem by convention.
@@ -36,7 +36,8 @@ const BPF_FS_MAGIC: u32 = 0xcafe_4a11;
 pub const TC_ACT_OK: u32 = 0;
 /// `TC_ACT_SHOT`: drop the frame.
 pub const TC_ACT_SHOT: u32 = 2;
-/// `TC_ACT_REDIRECT`: what `bpf_redirect` returns; the frame leaves through another device.
+/// `TC_ACT_REDIRECT`: what `bpf_redirect`, `bpf_redirect_peer` and `bpf_redirect_neigh`
+/// return; the frame leaves through another device.
 pub const TC_ACT_REDIRECT: u32 = 7;
 /// The device of the skb `BPF_PROG_TEST_RUN` builds is the loopback device, so the program sees
 /// this ifindex unless a `__sk_buff` context says otherwise.
@@ -311,6 +312,32 @@ impl Harness {
         Ok((result.return_value, out))
     }
 
+    /// Runs `program` once on `frame` marked as a `netd explain` probe (as the daemon runs its
+    /// probes: `skb->mark` is [`netd_common::EXPLAIN_MARK`]) and returns its verdict and the frame
+    /// it left.
+    pub fn run_probe(&self, program: &str, frame: &[u8]) -> (u32, Vec<u8>) {
+        let prog: &SchedClassifier = self
+            .ebpf
+            .program(program)
+            .unwrap_or_else(|| panic!("no program {program} in the object"))
+            .try_into()
+            .expect("program is a classifier");
+        // A `struct __sk_buff` with only `mark` (offset 8) set.
+        let mut ctx = [0u8; 192];
+        ctx[8..12].copy_from_slice(&netd_common::EXPLAIN_MARK.to_ne_bytes());
+        let mut out = vec![0u8; frame.len() + 512];
+        let result = prog
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                ctx_in: Some(&ctx),
+                ..TestRunOptions::default()
+            })
+            .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN of {program}: {}", error_chain(&e)));
+        out.truncate(result.data_size_out as usize);
+        (result.return_value, out)
+    }
+
     /// Runs `program` once on `frame` and returns its verdict and the frame it left.
     pub fn run_out(&self, program: &str, frame: &[u8]) -> (u32, Vec<u8>) {
         self.try_run_out(program, frame)
@@ -343,6 +370,18 @@ impl Harness {
                 .expect("uplinks map type");
         map.insert(ifindex, Uplink { addr, _pad: 0 }, 0)
             .expect("insert uplink");
+    }
+
+    /// Packets counted on the published port `key`, summed over CPUs (0 if none).
+    pub fn port_packets(&self, key: PortKey) -> u64 {
+        let map: PerCpuHashMap<_, PortKey, PortStats> =
+            PerCpuHashMap::try_from(self.ebpf.map(maps::PORT_STATS).expect("port stats map"))
+                .expect("port stats map type");
+        match map.get(&key, 0) {
+            Ok(values) => values.iter().map(|s| s.packets).sum(),
+            Err(aya::maps::MapError::KeyNotFound) => 0,
+            Err(e) => panic!("read port stats {key:?}: {}", error_chain(&e)),
+        }
     }
 
     /// Every entry of the NAT table, sorted by key.

@@ -72,10 +72,12 @@ fn targets(r: &Results) -> Vec<Target> {
     let add_port = med(r, "scale.addport.10000", "netd (socket request)");
     let attach = med(r, "containers.start.1000", "netd (socket request)");
     let rss = r.scalar_value("netd RSS (10,000 published ports, 1,000 containers)");
-    let fast_path = "Every packet of a published-port flow runs netd's TC programs on the uplink and \
-        on the container's veth in both directions (published-port and NAT map lookups, address and \
-        port rewrite with checksum updates, then the kernel's normal routing and bridging), where plain \
-        routing runs none and Docker's established flows cost one conntrack lookup plus NAT.";
+    let fast_path = "Every packet of a published-port flow runs netd's TC programs: on the uplink \
+        (NAT lookup, address and port rewrite with checksum updates, then bpf_redirect_peer straight \
+        into the container), on the container's veth (the same for the reply, then bpf_redirect_neigh \
+        straight out of the uplink) and on the uplink's egress (a lookup that finds nothing to do). \
+        Plain routing runs no program but goes through the host's routing and the bridge both ways; \
+        Docker's established flows cost routing, bridging, one conntrack lookup and NAT.";
     vec![
         Target {
             what: "published-port request/response p50 <= 0.9x Docker's iptables path",
@@ -92,9 +94,9 @@ fn targets(r: &Results) -> Vec<Target> {
             shown: x(p50_plain),
             limit: 1.0,
             at_most: true,
-            cause: format!("{fast_path} Reaching plain routing's latency needs the translated packet \
-                to skip work instead of adding it (e.g. redirect straight to the peer device with \
-                bpf_redirect_peer/bpf_redirect_neigh rather than going through the bridge and the stack)."),
+            cause: format!("{fast_path} What the redirects save (routing and bridging both ways, one \
+                veth backlog hop on the way in) is a few microseconds per round trip, of the order of \
+                the run-to-run noise of a quick run on a shared 2-core VM: compare several runs."),
         },
         Target {
             what: "published-port throughput >= 1.0x plain routing",
