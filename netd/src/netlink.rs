@@ -84,12 +84,21 @@ impl Netlink {
 
     /// A connection inside the namespace at `path` (the socket is opened there and stays there).
     pub fn in_netns(path: &Path) -> Result<Self, NetlinkError> {
+        Self::in_netns_after(path, || Ok(()))
+    }
+
+    /// Runs `setup` inside the namespace at `path`, then opens a connection there (one thread
+    /// enters the namespace for both).
+    pub fn in_netns_after(
+        path: &Path,
+        setup: impl FnOnce() -> Result<(), NetnsError> + Send,
+    ) -> Result<Self, NetlinkError> {
         let runtime = tokio::runtime::Handle::current();
         let (conn, handle, _) = netns::run_in(path, || {
+            setup()?;
             let _guard = runtime.enter();
-            rtnetlink::new_connection()
-        })?
-        .map_err(NetlinkError::Socket)?;
+            rtnetlink::new_connection().map_err(NetlinkError::Socket)
+        })??;
         tokio::spawn(conn);
         Ok(Self { handle })
     }

@@ -106,6 +106,11 @@ fn a_joined_container_shares_the_namespace_and_reaches_services_on_loopback() {
         .stdout;
     assert_eq!(main_link, side_link);
     assert!(side_link.contains("02:42:ac:11:00:02"));
+    let addrs = host.exec("main", &["busybox", "ip", "addr"]).stdout;
+    assert!(
+        addrs.contains("inet 172.17.0.2/16") && !addrs.contains("inet6"),
+        "IPv4 only, on eth0 made after the namespace: {addrs}"
+    );
 }
 
 #[test]

@@ -219,6 +219,7 @@ fn cleanup_removes_everything_the_daemon_installed() {
     );
     assert!(!host.dir.join("state/containers").exists());
     assert!(!host.dir.join("state/networks").exists());
+    assert!(!host.dir.join("state/journal.jsonl").exists());
     assert!(!host.dir.join("run/netns").exists());
     assert!(
         !std::path::Path::new(&format!("/proc/{pid}/ns")).exists()

@@ -31,7 +31,9 @@ pub async fn cleanup(config: &Config) -> anyhow::Result<()> {
     for kind in ["networks", "containers"] {
         remove_dir(&config.state_dir.join(kind), &mut errors);
     }
-    remove_file(&config.state_dir.join("state.json"), &mut errors);
+    for file in ["journal.jsonl", "state.json"] {
+        remove_file(&config.state_dir.join(file), &mut errors);
+    }
     remove_dir(&config.containers_dir(), &mut errors);
     remove_dir(&config.netns_dir(), &mut errors);
     if errors.is_empty() {

@@ -495,11 +495,10 @@ fn mode_name(mode: &NetworkMode, first: Option<&str>) -> String {
 /// Loopback up and IPv6 off (netd networks are IPv4) in a container's namespace; returns a
 /// netlink connection there.
 async fn prepare_netns(path: &std::path::Path) -> OpResult<Netlink> {
-    netns::run_in(path, || {
-        netns::set_sysctl("net.ipv6.conf.all.disable_ipv6", "1")?;
-        netns::set_sysctl("net.ipv6.conf.default.disable_ipv6", "1")
-    })??;
-    let nl = Netlink::in_netns(path)?;
+    // `all` also sets `default`, so interfaces made later start with IPv6 off too.
+    let nl = Netlink::in_netns_after(path, || {
+        netns::set_sysctl("net.ipv6.conf.all.disable_ipv6", "1")
+    })?;
     let lo = nl.require_link("lo").await?;
     nl.set_up(lo).await?;
     Ok(nl)

@@ -1,28 +1,36 @@
-//! The state on disk: one JSON file per network (`<state-dir>/networks/NAME.json`) and per
-//! container (`<state-dir>/containers/NAME.json`).
+//! The state on disk: a snapshot of one JSON file per network (`<state-dir>/networks/NAME.json`)
+//! and per container (`<state-dir>/containers/NAME.json`), and a journal (`journal.jsonl`) of the
+//! commits since the snapshot.
 //!
-//! A commit rewrites only the objects that changed since the last one, each atomically (a
-//! temporary file renamed over the old one), so what a request costs does not grow with the
-//! number of containers or published ports. A commit is all or nothing as far as the filesystem
-//! lets it be: when one write fails, the objects already written are put back.
+//! A commit appends one line holding the objects it changed (a removed object is `null`), in one
+//! `write`, so what a request costs does not grow with the number of containers or published
+//! ports, and it never replaces a file (ext4 flushes a file's data when it replaces another one by
+//! rename, which costs milliseconds). When the journal grows past [`COMPACT_AT`], and at every
+//! open, the changed objects are written to their snapshot files (temporary file, rename) and the
+//! journal is emptied. Replaying whole objects is idempotent, so a crash during compaction loses
+//! nothing.
 //!
-//! Files are not fsynced. A daemon crash loses nothing (a renamed file is in the page cache); a
-//! power loss may take back the last few seconds (the filesystem's commit interval, 5 s on ext4)
-//! and takes with it the namespaces, veths and pinned maps the files describe, which the next
-//! start reconciles in any case.
+//! Nothing is fsynced. A daemon crash loses nothing (the data is in the page cache); a power loss
+//! may take back the last seconds (the filesystem's commit interval, 5 s on ext4) and with them
+//! the namespaces, veths and pinned maps the state describes, which the next start reconciles in
+//! any case. A journal line cut short by a crash is the last one, and is ignored.
 use std::{
-    collections::BTreeMap,
-    fs, io,
+    collections::{BTreeMap, BTreeSet},
+    fs,
+    io::{self, Write as _},
     path::{Path, PathBuf},
 };
 
-use serde::{de::DeserializeOwned, Serialize};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use thiserror::Error;
 
-use super::State;
+use super::{Container, Network, State};
 
 /// The single file of netd versions before per-object files; read once and converted.
 const LEGACY_FILE: &str = "state.json";
+const JOURNAL: &str = "journal.jsonl";
+/// Journal size that triggers a compaction.
+const COMPACT_AT: u64 = 1 << 20;
 const NETWORKS: &str = "networks";
 const CONTAINERS: &str = "containers";
 
@@ -41,7 +49,7 @@ pub enum StateError {
 }
 
 /// One object of the state, by kind and name.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Key {
     Container(String),
     Network(String),
@@ -68,32 +76,101 @@ pub fn changed(old: &State, new: &State) -> Vec<Key> {
     keys
 }
 
+/// One journal line: the objects a commit changed, `None` for removed ones.
+#[derive(Serialize, Deserialize)]
+struct Entry<C, N> {
+    containers: BTreeMap<String, Option<C>>,
+    networks: BTreeMap<String, Option<N>>,
+}
+
+/// The line recording objects `keys` as `state` has them.
+fn entry_line(keys: &[Key], state: &State) -> Vec<u8> {
+    let mut entry = Entry::<&Container, &Network> {
+        containers: BTreeMap::new(),
+        networks: BTreeMap::new(),
+    };
+    for key in keys {
+        match key {
+            Key::Container(name) => {
+                entry
+                    .containers
+                    .insert(name.clone(), state.containers.get(name));
+            }
+            Key::Network(name) => {
+                entry
+                    .networks
+                    .insert(name.clone(), state.networks.get(name));
+            }
+        }
+    }
+    let mut line = serde_json::to_vec(&entry).expect("state serialises");
+    line.push(b'\n');
+    line
+}
+
+fn replay(state: &mut State, entry: Entry<Container, Network>) {
+    fn apply<T>(to: &mut BTreeMap<String, T>, from: BTreeMap<String, Option<T>>) {
+        for (name, value) in from {
+            match value {
+                Some(v) => to.insert(name, v),
+                None => to.remove(&name),
+            };
+        }
+    }
+    apply(&mut state.containers, entry.containers);
+    apply(&mut state.networks, entry.networks);
+}
+
 /// The state files under one directory, and the state they hold.
 #[derive(Debug)]
 pub struct Store {
     dir: PathBuf,
     saved: State,
+    journal: fs::File,
+    journal_len: u64,
+    /// Objects the journal holds newer versions of than their snapshot files.
+    dirty: BTreeSet<Key>,
 }
 
 impl Store {
-    /// Opens the store under `dir` (created if missing) and reads the state it holds; a state
-    /// written by an older netd as one `state.json` is converted.
+    /// Opens the store under `dir` (created if missing) and reads the state it holds (snapshot,
+    /// then journal, then compacts); a state written by an older netd as one `state.json` is
+    /// converted.
     pub fn open(dir: &Path) -> Result<Store, StateError> {
         for sub in [NETWORKS, CONTAINERS] {
             let path = dir.join(sub);
             fs::create_dir_all(&path).map_err(|source| StateError::Write { path, source })?;
         }
-        let mut store = Store {
-            dir: dir.to_path_buf(),
-            saved: State::default(),
-        };
+        let mut snapshot = State::default();
         for (name, network) in read_all(&dir.join(NETWORKS))? {
-            store.saved.networks.insert(name, network);
+            snapshot.networks.insert(name, network);
         }
         for (name, container) in read_all(&dir.join(CONTAINERS))? {
-            store.saved.containers.insert(name, container);
+            snapshot.containers.insert(name, container);
         }
+        let journal_path = dir.join(JOURNAL);
+        let mut saved = snapshot.clone();
+        for entry in read_journal(&journal_path)? {
+            replay(&mut saved, entry);
+        }
+        let journal = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&journal_path)
+            .map_err(|source| StateError::Write {
+                path: journal_path.clone(),
+                source,
+            })?;
+        let journal_len = journal.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut store = Store {
+            dir: dir.to_path_buf(),
+            dirty: changed(&snapshot, &saved).into_iter().collect(),
+            saved,
+            journal,
+            journal_len,
+        };
         store.convert_legacy()?;
+        store.compact()?;
         Ok(store)
     }
 
@@ -102,23 +179,52 @@ impl Store {
         &self.saved
     }
 
-    /// Makes the files hold `state`, writing only what changed.
+    /// Records `state` on disk: one journal line with the objects that changed.
     pub fn commit(&mut self, state: &State) -> Result<(), StateError> {
         let keys = changed(&self.saved, state);
-        for (i, key) in keys.iter().enumerate() {
-            if let Err(e) = self.write(key, state) {
-                let saved = std::mem::take(&mut self.saved);
-                for done in &keys[..i] {
-                    if let Err(undo) = self.write(done, &saved) {
-                        tracing::error!(%undo, "putting back the state files");
-                    }
-                }
-                self.saved = saved;
-                return Err(e);
-            }
+        if keys.is_empty() {
+            return Ok(());
         }
+        let line = entry_line(&keys, state);
+        if let Err(source) = self.journal.write_all(&line) {
+            // Cut off whatever part of the line got written, so the next one starts clean.
+            if let Err(e) = self.journal.set_len(self.journal_len) {
+                tracing::error!(%e, "cannot cut a partial journal line");
+            }
+            return Err(StateError::Write {
+                path: self.dir.join(JOURNAL),
+                source,
+            });
+        }
+        self.journal_len += line.len() as u64;
         for key in keys {
             record(&mut self.saved, &key, state);
+            self.dirty.insert(key);
+        }
+        if self.journal_len >= COMPACT_AT {
+            if let Err(e) = self.compact() {
+                // The journal still holds everything: only the compaction is put off.
+                tracing::warn!(%e, "cannot compact the state journal");
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes every object the journal holds a newer version of to its snapshot file, then
+    /// empties the journal.
+    fn compact(&mut self) -> Result<(), StateError> {
+        for key in &self.dirty {
+            self.write(key, &self.saved)?;
+        }
+        self.dirty.clear();
+        if self.journal_len > 0 {
+            self.journal
+                .set_len(0)
+                .map_err(|source| StateError::Write {
+                    path: self.dir.join(JOURNAL),
+                    source,
+                })?;
+            self.journal_len = 0;
         }
         Ok(())
     }
@@ -186,6 +292,38 @@ fn record(saved: &mut State, key: &Key, state: &State) {
         Key::Container(name) => copy(&mut saved.containers, &state.containers, name),
         Key::Network(name) => copy(&mut saved.networks, &state.networks, name),
     }
+}
+
+/// The journal's entries in order. A line that does not parse is a write a crash cut short if
+/// it is the last one (ignored), and corruption anywhere else.
+fn read_journal(path: &Path) -> Result<Vec<Entry<Container, Network>>, StateError> {
+    let text = match fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(source) => {
+            return Err(StateError::Read {
+                path: path.into(),
+                source,
+            })
+        }
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let mut entries = Vec::with_capacity(lines.len());
+    for (i, line) in lines.iter().enumerate() {
+        match serde_json::from_str(line) {
+            Ok(entry) => entries.push(entry),
+            Err(_) if i + 1 == lines.len() => {
+                tracing::warn!("ignoring the last line of {}: cut short", path.display());
+            }
+            Err(source) => {
+                return Err(StateError::Parse {
+                    path: path.into(),
+                    source,
+                })
+            }
+        }
+    }
+    Ok(entries)
 }
 
 /// Every `NAME.json` under `dir`, by name; temporary files a crash left are removed.
@@ -295,40 +433,93 @@ mod tests {
         assert!(changed(&new, &new).is_empty());
     }
 
+    fn journal_lines(dir: &Path) -> usize {
+        fs::read_to_string(dir.join(JOURNAL))
+            .unwrap()
+            .lines()
+            .count()
+    }
+
     #[test]
-    fn commits_write_and_remove_one_file_per_object_and_read_back() {
+    fn a_commit_is_one_journal_line_and_reopening_compacts_into_one_file_per_object() {
         let tmp = TempDir::new("commit");
         let mut store = Store::open(&tmp.0).unwrap();
         assert_eq!(store.saved(), &State::default());
         let first = state_with(&["a", "b"], &["x"]);
         store.commit(&first).unwrap();
-        assert_eq!(files(&tmp.0, NETWORKS), ["a.json", "b.json"]);
-        assert_eq!(files(&tmp.0, CONTAINERS), ["x.json"]);
         let second = state_with(&["a"], &["x", "y"]);
         store.commit(&second).unwrap();
+        store.commit(&second).unwrap();
+        assert_eq!(
+            journal_lines(&tmp.0),
+            2,
+            "an unchanged state writes nothing"
+        );
+        assert!(files(&tmp.0, CONTAINERS).is_empty());
+        drop(store);
+        let reopened = Store::open(&tmp.0).unwrap();
+        assert_eq!(reopened.saved(), &second);
+        assert_eq!(journal_lines(&tmp.0), 0);
         assert_eq!(files(&tmp.0, NETWORKS), ["a.json"]);
         assert_eq!(files(&tmp.0, CONTAINERS), ["x.json", "y.json"]);
         assert_eq!(Store::open(&tmp.0).unwrap().saved(), &second);
     }
 
     #[test]
-    fn a_failed_write_puts_back_what_the_commit_had_written() {
-        let tmp = TempDir::new("undo");
+    fn a_growing_journal_is_compacted() {
+        let tmp = TempDir::new("compact");
         let mut store = Store::open(&tmp.0).unwrap();
-        let before = state_with(&["a"], &["x"]);
-        store.commit(&before).unwrap();
-        let mut after = state_with(&["a"], &["x"]);
-        after.containers.get_mut("x").unwrap().hostname = "changed".into();
-        after.networks.get_mut("a").unwrap().internal = true;
-        // The network's file cannot be replaced: its path is now a non-empty directory.
-        let blocker = tmp.0.join(NETWORKS).join("a.json");
-        fs::remove_file(&blocker).unwrap();
-        fs::create_dir_all(blocker.join("in-the-way")).unwrap();
-        assert!(store.commit(&after).is_err());
-        assert_eq!(store.saved(), &before);
-        fs::remove_dir_all(&blocker).unwrap();
-        let reread = Store::open(&tmp.0).unwrap();
-        assert_eq!(reread.saved().containers, before.containers);
+        let mut state = state_with(&["a"], &["x"]);
+        let mut commits = 0;
+        while store.journal_len > 0 || commits == 0 {
+            state.containers.get_mut("x").unwrap().created += 1;
+            store.commit(&state).unwrap();
+            commits += 1;
+            assert!(commits < 100_000, "never compacted");
+        }
+        assert!(commits > 1);
+        assert_eq!(journal_lines(&tmp.0), 0);
+        assert_eq!(files(&tmp.0, CONTAINERS), ["x.json"]);
+        assert_eq!(Store::open(&tmp.0).unwrap().saved(), &state);
+    }
+
+    #[test]
+    fn a_journal_line_cut_short_by_a_crash_is_ignored() {
+        let tmp = TempDir::new("torn");
+        let mut store = Store::open(&tmp.0).unwrap();
+        let kept = state_with(&["a"], &["x"]);
+        store.commit(&kept).unwrap();
+        let next = state_with(&["a"], &["x", "y"]);
+        let line = entry_line(&changed(&kept, &next), &next);
+        store.journal.write_all(&line[..line.len() / 2]).unwrap();
+        drop(store);
+        assert_eq!(Store::open(&tmp.0).unwrap().saved(), &kept);
+    }
+
+    #[test]
+    fn a_bad_journal_line_before_the_last_is_corruption() {
+        let tmp = TempDir::new("badline");
+        let mut store = Store::open(&tmp.0).unwrap();
+        store.journal.write_all(b"{\n").unwrap();
+        store.commit(&state_with(&["a"], &[])).unwrap();
+        drop(store);
+        let err = Store::open(&tmp.0).unwrap_err().to_string();
+        assert!(err.contains("journal.jsonl is corrupt"), "{err}");
+    }
+
+    #[test]
+    fn replaying_over_a_half_compacted_snapshot_loses_nothing() {
+        let tmp = TempDir::new("halfcompacted");
+        let mut store = Store::open(&tmp.0).unwrap();
+        let old = state_with(&["a"], &["x"]);
+        store.commit(&old).unwrap();
+        let new = state_with(&["a"], &["y"]);
+        store.commit(&new).unwrap();
+        // A crash in a compaction: one object file written, the journal still whole.
+        store.write(&Key::Container("x".into()), &old).unwrap();
+        drop(store);
+        assert_eq!(Store::open(&tmp.0).unwrap().saved(), &new);
+        assert_eq!(files(&tmp.0, CONTAINERS), ["y.json"]);
     }
 
     #[test]
