@@ -1,25 +1,60 @@
 //! Housekeeping of translated flows: expired ones are removed from the NAT table every few
 //! seconds, and the host's addresses are refreshed (they can change under the daemon).
+//!
+//! The sweep reads the whole NAT table (two syscalls per entry) on its own handle of the pinned
+//! map, in a blocking thread and without the daemon's lock, so requests are served while it runs.
+use std::{collections::BTreeMap, path::Path};
+
+use aya::maps::{HashMap, MapData, MapError};
 use netd_common::{maps, FlowKey, NatEntry};
 
 use super::{error::OpResult, Daemon};
-use crate::datapath::{conntrack, plan::MapDiff};
+use crate::datapath::{conntrack, conntrack::Timeouts, DatapathError};
 
 impl Daemon {
-    /// One housekeeping round; returns how many NAT entries expired.
-    pub async fn tick(&mut self) -> OpResult<usize> {
-        self.sync_local_addrs().await?;
-        let entries = self.dp.dump::<FlowKey, NatEntry>(maps::NAT)?;
+    /// The part of housekeeping that needs the daemon: the host's addresses.
+    pub async fn tick(&mut self) -> OpResult<()> {
+        self.sync_local_addrs().await
+    }
+
+    /// A sweeper of this daemon's NAT table.
+    pub fn nat_sweeper(&self) -> Result<NatSweeper, DatapathError> {
+        NatSweeper::open(&self.dp.map_pin(maps::NAT), self.config.timeouts)
+    }
+}
+
+/// Removes expired flows from the pinned NAT table.
+pub struct NatSweeper {
+    map: HashMap<MapData, FlowKey, NatEntry>,
+    timeouts: Timeouts,
+}
+
+fn nat_err(source: MapError) -> DatapathError {
+    DatapathError::Map {
+        name: maps::NAT,
+        source,
+    }
+}
+
+impl NatSweeper {
+    pub fn open(pin: &Path, timeouts: Timeouts) -> Result<Self, DatapathError> {
+        let data = MapData::from_pin(pin).map_err(nat_err)?;
+        let map = HashMap::try_from(aya::maps::Map::LruHashMap(data)).map_err(nat_err)?;
+        Ok(Self { map, timeouts })
+    }
+
+    /// One sweep; returns how many entries expired.
+    pub fn sweep(&mut self) -> Result<usize, DatapathError> {
+        let entries: BTreeMap<FlowKey, NatEntry> =
+            self.map.iter().collect::<Result<_, _>>().map_err(nat_err)?;
         let now = super::maps::monotonic_ns();
-        let expired = conntrack::expired(&entries, now, &self.config.timeouts);
-        let count = expired.len();
-        self.dp.apply::<FlowKey, NatEntry>(
-            maps::NAT,
-            MapDiff {
-                upsert: vec![],
-                remove: expired,
-            },
-        )?;
-        Ok(count)
+        let expired = conntrack::expired(&entries, now, &self.timeouts);
+        for key in &expired {
+            match self.map.remove(key) {
+                Ok(()) | Err(MapError::KeyNotFound) => {}
+                Err(e) => return Err(nat_err(e)),
+            }
+        }
+        Ok(expired.len())
     }
 }

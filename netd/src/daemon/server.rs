@@ -89,13 +89,13 @@ pub async fn serve(
     let daemon = shared.clone();
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let sweeper = daemon.daemon.lock().await.nat_sweeper()?;
+    tokio::spawn(sweep_nat(sweeper));
     let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
     loop {
         tokio::select! {
-            _ = housekeeping.tick() => match daemon.daemon.lock().await.tick().await {
-                Ok(0) => {}
-                Ok(n) => tracing::debug!(expired = n, "NAT entries expired"),
-                Err(e) => tracing::warn!(%e, "housekeeping failed"),
+            _ = housekeeping.tick() => if let Err(e) = daemon.daemon.lock().await.tick().await {
+                tracing::warn!(%e, "housekeeping failed");
             },
             accepted = listener.accept() => {
                 let (stream, _) = accepted?;
@@ -246,6 +246,29 @@ async fn set_events(shared: &Shared, bits: u64) {
         .set_config(CONFIG_EVENTS, bits)
     {
         tracing::warn!(%e, "cannot switch datapath events");
+    }
+}
+
+/// Expires NAT entries every [`HOUSEKEEPING`], off the daemon's lock and the async workers.
+async fn sweep_nat(mut sweeper: super::flows::NatSweeper) {
+    let mut every = tokio::time::interval(HOUSEKEEPING);
+    loop {
+        every.tick().await;
+        let swept = tokio::task::spawn_blocking(move || {
+            let result = sweeper.sweep();
+            (sweeper, result)
+        })
+        .await;
+        let Ok((back, result)) = swept else {
+            tracing::error!("the NAT sweeper panicked; flows no longer expire");
+            return;
+        };
+        sweeper = back;
+        match result {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(expired = n, "NAT entries expired"),
+            Err(e) => tracing::warn!(%e, "NAT sweep failed"),
+        }
     }
 }
 
