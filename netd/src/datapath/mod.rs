@@ -166,15 +166,21 @@ impl Datapath {
         ifindex: u32,
         ep: Endpoint,
     ) -> Result<(), DatapathError> {
+        let program = self.record_endpoint(ifindex, ep)?;
+        qdisc_add_clsact(veth).map_err(|e| endpoint_err(veth, e.into()))?;
+        new_filter(program, veth)
+    }
+
+    /// Records `ep` for the port `ifindex`; returns the endpoint program.
+    fn record_endpoint(
+        &mut self,
+        ifindex: u32,
+        ep: Endpoint,
+    ) -> Result<&mut SchedClassifier, DatapathError> {
         self.endpoints_mut()?
             .insert(ifindex, ep, 0)
             .map_err(map_err(maps::ENDPOINTS))?;
-        let program = tc_program(&mut self.ebpf, ENDPOINT_PROGRAM)?;
-        qdisc_add_clsact(veth).map_err(|e| endpoint_err(veth, e.into()))?;
-        let id = program
-            .attach_with_options(veth, TcAttachType::Ingress, endpoint_filter())
-            .map_err(|e| endpoint_err(veth, e))?;
-        keep_filter(program, id, veth)
+        tc_program(&mut self.ebpf, ENDPOINT_PROGRAM)
     }
 
     /// Records `ep` for the port `ifindex` and swaps this daemon's endpoint program into the
@@ -186,10 +192,7 @@ impl Datapath {
         ifindex: u32,
         ep: Endpoint,
     ) -> Result<(), DatapathError> {
-        self.endpoints_mut()?
-            .insert(ifindex, ep, 0)
-            .map_err(map_err(maps::ENDPOINTS))?;
-        let program = tc_program(&mut self.ebpf, ENDPOINT_PROGRAM)?;
+        let program = self.record_endpoint(ifindex, ep)?;
         let link = SchedClassifierLink::attached(
             veth,
             TcAttachType::Ingress,
@@ -198,19 +201,14 @@ impl Datapath {
             None,
         )
         .map_err(|e| endpoint_err(veth, TcError::IoError(e).into()))?;
-        let id = match program.attach_to_link(link) {
-            Ok(id) => id,
-            Err(_) => {
-                match qdisc_add_clsact(veth) {
-                    Err(TcError::NetlinkError(e)) if e.raw_os_error() == Some(libc_eexist()) => {}
-                    other => other.map_err(|e| endpoint_err(veth, e.into()))?,
-                }
-                program
-                    .attach_with_options(veth, TcAttachType::Ingress, endpoint_filter())
-                    .map_err(|e| endpoint_err(veth, e))?
-            }
-        };
-        keep_filter(program, id, veth)
+        if let Ok(id) = program.attach_to_link(link) {
+            return keep_filter(program, id, veth);
+        }
+        match qdisc_add_clsact(veth) {
+            Err(TcError::NetlinkError(e)) if e.raw_os_error() == Some(libc_eexist()) => {}
+            other => other.map_err(|e| endpoint_err(veth, e.into()))?,
+        }
+        new_filter(program, veth)
     }
 
     /// Attaches the uplink programs to `iface` (ingress and egress) and records its SNAT address.
@@ -570,6 +568,14 @@ fn endpoint_err(veth: &str, source: ProgramError) -> DatapathError {
         veth: veth.to_string(),
         source,
     }
+}
+
+/// Puts `program` on `veth`'s ingress as netd's filter (the clsact qdisc is there) and keeps it.
+fn new_filter(program: &mut SchedClassifier, veth: &str) -> Result<(), DatapathError> {
+    let id = program
+        .attach_with_options(veth, TcAttachType::Ingress, endpoint_filter())
+        .map_err(|e| endpoint_err(veth, e))?;
+    keep_filter(program, id, veth)
 }
 
 /// Leaves the filter `id` on `veth` for good: the daemon keeps no handle that would take it off
