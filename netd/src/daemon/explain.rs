@@ -11,6 +11,7 @@ use netd_common::{
 
 use super::{
     error::{conflict, invalid, OpResult},
+    maps::flow_text,
     Daemon,
 };
 use crate::{
@@ -181,15 +182,7 @@ impl Daemon {
             return found;
         };
         if let Ok(nat) = self.dp.dump::<FlowKey, NatEntry>(maps::NAT) {
-            let rewrite = |e: &NatEntry| {
-                format!(
-                    "{}:{} -> {}:{}",
-                    Ipv4Addr::from(e.saddr),
-                    u16::from_be(e.sport_be),
-                    Ipv4Addr::from(e.daddr),
-                    u16::from_be(e.dport_be)
-                )
-            };
+            let rewrite = |e: &NatEntry| flow_text(e.saddr, e.sport_be, e.daddr, e.dport_be);
             if let Some(e) = nat.get(&key) {
                 found.push(format!("NETD_NAT: rewrite to {}", rewrite(e)));
             }

@@ -82,20 +82,8 @@ impl Daemon {
                 vec![
                     zone_name(k.zone).into(),
                     proto_name(k.proto).into(),
-                    format!(
-                        "{}:{} -> {}:{}",
-                        Ipv4Addr::from(k.saddr),
-                        u16::from_be(k.sport_be),
-                        Ipv4Addr::from(k.daddr),
-                        u16::from_be(k.dport_be)
-                    ),
-                    format!(
-                        "{}:{} -> {}:{}",
-                        Ipv4Addr::from(e.saddr),
-                        u16::from_be(e.sport_be),
-                        Ipv4Addr::from(e.daddr),
-                        u16::from_be(e.dport_be)
-                    ),
+                    flow_text(k.saddr, k.sport_be, k.daddr, k.dport_be),
+                    flow_text(e.saddr, e.sport_be, e.daddr, e.dport_be),
                     kind_name(e.kind, e.flags).into(),
                     tcp_state(k.proto, e.tcp_seen).into(),
                     format!("{}s", now.saturating_sub(e.created_ns) / 1_000_000_000),
@@ -257,6 +245,17 @@ pub(super) fn proto_name(proto: u8) -> &'static str {
         0 => "-",
         _ => "other",
     }
+}
+
+/// `SADDR:SPORT -> DADDR:DPORT` from a key's, entry's or event's fields (ports in network order).
+pub(super) fn flow_text(saddr: [u8; 4], sport_be: u16, daddr: [u8; 4], dport_be: u16) -> String {
+    format!(
+        "{}:{} -> {}:{}",
+        Ipv4Addr::from(saddr),
+        u16::from_be(sport_be),
+        Ipv4Addr::from(daddr),
+        u16::from_be(dport_be)
+    )
 }
 
 fn zone_name(zone: u8) -> &'static str {

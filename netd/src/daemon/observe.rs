@@ -6,7 +6,7 @@ use netd_common::{
     maps, DropKey, DropReason, Event, Tuple, EVENT_DROP, ZONE_ENDPOINT, ZONE_UPLINK_IN,
 };
 
-use super::{error::OpResult, Daemon};
+use super::{error::OpResult, maps::flow_text, Daemon};
 use crate::{
     api::{EventView, StatRow, StatsView},
     state::Status,
@@ -129,11 +129,5 @@ fn direction(e: &Event) -> &'static str {
 }
 
 fn tuple_text(t: &Tuple) -> String {
-    format!(
-        "{}:{} -> {}:{}",
-        Ipv4Addr::from(t.saddr),
-        u16::from_be(t.sport_be),
-        Ipv4Addr::from(t.daddr),
-        u16::from_be(t.dport_be)
-    )
+    flow_text(t.saddr, t.sport_be, t.daddr, t.dport_be)
 }
