@@ -36,12 +36,17 @@ pub mod maps {
     pub const EVENTS_RATE: &str = "NETD_EVENTS_RL";
     /// `PerCpuHashMap<PortKey, PortStats>`: traffic through each published port.
     pub const PORT_STATS: &str = "NETD_PORT_STATS";
+    /// `HashMap<[u8; 4] /* network order */, Neighbor>`: the MAC of every gateway and container
+    /// address, for answering containers' ARP requests without flooding the bridge.
+    pub const NEIGHBORS: &str = "NETD_NEIGHBORS";
 }
 
 /// Maximum number of container endpoints (bridge ports) the maps hold.
 pub const MAX_ENDPOINTS: u32 = 16384;
 /// Maximum number of networks the maps hold.
 pub const MAX_NETWORKS: u32 = 1024;
+/// Maximum number of addresses the ARP responder answers for: one per endpoint and gateway.
+pub const MAX_NEIGHBORS: u32 = MAX_ENDPOINTS + MAX_NETWORKS;
 /// Maximum number of published ports.
 pub const MAX_PORTS: u32 = 65536;
 /// Default size of the NAT table (entries, two per flow); the daemon may override it.
@@ -301,6 +306,20 @@ pub struct Endpoint {
 }
 const _: () = assert!(size_of::<Endpoint>() == 20);
 
+/// Who answers to an address on a netd network: a container's interface or a network's gateway
+/// (its bridge). The endpoint program answers containers' ARP requests for these addresses
+/// itself, from their own network only, so that a request never floods the bridge's ports.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Neighbor {
+    pub mac: [u8; 6],
+    /// Explicit padding; always zero.
+    pub _pad: [u8; 2],
+    /// [`NetworkInfo::net_id`] of the network the address is on.
+    pub net_id: u32,
+}
+const _: () = assert!(size_of::<Neighbor>() == 12);
+
 /// Value of the subnet trie: which network an address belongs to.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -387,6 +406,7 @@ mod pod {
     // SAFETY: all are repr(C), Copy, have no implicit padding and accept any bit pattern.
     unsafe impl aya::Pod for super::Endpoint {}
     unsafe impl aya::Pod for super::NetworkInfo {}
+    unsafe impl aya::Pod for super::Neighbor {}
     unsafe impl aya::Pod for super::FlowKey {}
     unsafe impl aya::Pod for super::NatEntry {}
     unsafe impl aya::Pod for super::PortKey {}

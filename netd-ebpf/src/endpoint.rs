@@ -3,6 +3,9 @@
 //! own are dropped (anti-spoofing), as is IPv4 towards a network the container is not on
 //! (isolation) or, on `--internal` networks, towards anything outside its subnet.
 //!
+//! ARP requests for the container's gateway or for another container on its network are
+//! answered here, without flooding the bridge ([`arp`](crate::arp)).
+//!
 //! A container reaching a published port through a host address (hairpin) is translated here,
 //! before the host stack: the destination becomes the backend; a container reaching its own
 //! published port also gets its gateway as source, and both directions are delivered straight
@@ -42,7 +45,7 @@ fn try_endpoint_ingress(ctx: &TcContext) -> Result<i32, DropReason> {
     }
     match eth.ether_type {
         parse::ETH_P_IP => ipv4(ctx, &ep, ifindex),
-        parse::ETH_P_ARP => check_arp(ctx, &ep).map(|()| TC_ACT_OK),
+        parse::ETH_P_ARP => arp(ctx, &ep, ifindex),
         _ => Err(DropReason::UnsupportedProtocol),
     }
 }
@@ -123,7 +126,9 @@ fn hairpin(
     nat::verdict(ctx, flow, &fwd)
 }
 
-fn check_arp(ctx: &TcContext, ep: &Endpoint) -> Result<(), DropReason> {
+/// ARP from the container: only with its own addresses; requests for its gateway or another
+/// container on its network are answered here ([`arp`](crate::arp)).
+fn arp(ctx: &TcContext, ep: &Endpoint, ifindex: u32) -> Result<i32, DropReason> {
     let arp = parse::arp(ctx).map_err(|()| DropReason::Malformed)?;
     if arp.sha != ep.mac {
         return Err(DropReason::SpoofedMac);
@@ -131,5 +136,10 @@ fn check_arp(ctx: &TcContext, ep: &Endpoint) -> Result<(), DropReason> {
     if !policy::sender_ip_ok(ep, arp.spa) {
         return Err(DropReason::SpoofedIp);
     }
-    Ok(())
+    match crate::arp::answerer(ep, &arp) {
+        Some(neighbor) if !parse::is_probe(ctx) => {
+            crate::arp::answer(ctx, &arp, &neighbor, ifindex)
+        }
+        _ => Ok(TC_ACT_OK),
+    }
 }

@@ -5,6 +5,7 @@
 //!   published ports straight out of their uplink.
 //! - [`uplink`]: TC ingress and egress of the uplinks: published ports (DNAT, straight into the
 //!   container) and egress SNAT.
+//! - [`arp`]: answers containers' ARP requests for addresses netd knows.
 //! - [`icmp`]: translation of ICMP errors about translated flows.
 //! - [`nat`]: flow lookup, rewriting with checksum updates, new translations, and the redirects
 //!   that let translated packets skip the host.
@@ -15,6 +16,7 @@
 #![no_std]
 #![no_main]
 
+mod arp;
 mod btf;
 mod endpoint;
 mod events;

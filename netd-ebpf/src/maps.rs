@@ -6,9 +6,9 @@ use aya_ebpf::{
     maps::{lpm_trie::Key, PerCpuArray, RingBuf},
 };
 use netd_common::{
-    Backend, DropKey, DropReason, Endpoint, FlowKey, NatEntry, NetworkInfo, PortKey, PortStats,
-    RateState, SockOrig, Uplink, CONFIG_LEN, DEFAULT_NAT_ENTRIES, MAX_ENDPOINTS, MAX_LOCAL_ADDRS,
-    MAX_NETWORKS, MAX_PORTS, MAX_UPLINKS,
+    Backend, DropKey, DropReason, Endpoint, FlowKey, NatEntry, Neighbor, NetworkInfo, PortKey,
+    PortStats, RateState, SockOrig, Uplink, CONFIG_LEN, DEFAULT_NAT_ENTRIES, MAX_ENDPOINTS,
+    MAX_LOCAL_ADDRS, MAX_NEIGHBORS, MAX_NETWORKS, MAX_PORTS, MAX_UPLINKS,
 };
 
 /// Host-side veth ifindex -> the container endpoint behind it.
@@ -25,6 +25,11 @@ pub static NETD_NETWORKS: Pinned<
     { MAX_NETWORKS as usize },
     { btf::NO_PREALLOC },
 > = Pinned::new();
+
+/// Gateway and container addresses (network byte order) -> their MAC, for the ARP responder.
+#[btf_map(name = "NETD_NEIGHBORS")]
+pub static NETD_NEIGHBORS: Pinned<{ btf::HASH }, [u8; 4], Neighbor, { MAX_NEIGHBORS as usize }> =
+    Pinned::new();
 
 /// Dropped packets per [`DropReason`], per CPU.
 #[btf_map(name = "NETD_DROPS")]

@@ -24,6 +24,13 @@ pub enum IpamError {
     Reserved { ip: Ipv4Addr, subnet: Ipv4Net },
 }
 
+/// Docker's MAC for an address: `02:42` followed by the four address bytes. Containers get the
+/// MAC of their address, and bridges the MAC of their gateway address (never a container's).
+pub fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
+    let o = ip.octets();
+    [0x02, 0x42, o[0], o[1], o[2], o[3]]
+}
+
 /// Where a network's addresses come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pool {

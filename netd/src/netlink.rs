@@ -12,6 +12,7 @@ use rtnetlink::{
     packet_route::{
         address::{AddressAttribute, AddressMessage},
         link::{InfoData, InfoVeth, LinkAttribute, LinkMessage},
+        neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState},
         route::{RouteAttribute, RouteMessage},
     },
     Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder,
@@ -138,10 +139,17 @@ impl Netlink {
         Ok(links.iter().filter_map(owned_link).collect())
     }
 
-    /// Creates a bridge (down) tagged as owned by `owner`.
-    pub async fn create_bridge(&self, name: &str, owner: &str) -> Result<u32, NetlinkError> {
-        self.add_tagged(LinkBridge::new(name).build(), name, owner, "create bridge")
-            .await
+    /// Creates a bridge (down) with the address `mac`, tagged as owned by `owner`. A bridge
+    /// whose address was set keeps it; otherwise it takes the lowest of its ports' as they come
+    /// and go.
+    pub async fn create_bridge(
+        &self,
+        name: &str,
+        owner: &str,
+        mac: [u8; 6],
+    ) -> Result<u32, NetlinkError> {
+        let msg = LinkBridge::new(name).address(mac.to_vec()).build();
+        self.add_tagged(msg, name, owner, "create bridge").await
     }
 
     /// Creates a container's veth pair: the host end `host`, down, tagged as owned by `owner` and
@@ -215,6 +223,14 @@ impl Netlink {
             .map_err(req(op, target))
     }
 
+    /// Sets a device's MAC address.
+    pub async fn set_mac(&self, index: u32, mac: [u8; 6]) -> Result<(), NetlinkError> {
+        let msg = LinkUnspec::new_with_index(index)
+            .address(mac.to_vec())
+            .build();
+        self.set_link(msg, "set the MAC of", index).await
+    }
+
     /// Sets a device up.
     pub async fn set_up(&self, index: u32) -> Result<(), NetlinkError> {
         let msg = LinkUnspec::new_with_index(index).up().build();
@@ -258,6 +274,65 @@ impl Netlink {
             Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -libc::ENODEV => Ok(()),
             other => other.map_err(req("delete", name)),
         }
+    }
+
+    /// Pins `ip` to `mac` on the device `index` (a permanent neighbour entry, made or replaced):
+    /// the host never has to ask for it.
+    pub async fn pin_neighbor(
+        &self,
+        index: u32,
+        ip: Ipv4Addr,
+        mac: [u8; 6],
+    ) -> Result<(), NetlinkError> {
+        self.handle
+            .neighbours()
+            .add(index, ip.into())
+            .link_layer_address(&mac)
+            .state(NeighbourState::Permanent)
+            .replace()
+            .execute()
+            .await
+            .map_err(req("pin the neighbour", ip))
+    }
+
+    /// Removes the neighbour entry of `ip` on the device `index`; one already gone is no error.
+    pub async fn unpin_neighbor(&self, index: u32, ip: Ipv4Addr) -> Result<(), NetlinkError> {
+        let mut msg = NeighbourMessage::default();
+        msg.header.family = rtnetlink::packet_route::AddressFamily::Inet;
+        msg.header.ifindex = index;
+        msg.attributes
+            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)));
+        match self.handle.neighbours().del(msg).execute().await {
+            Err(rtnetlink::Error::NetlinkError(m))
+                if m.raw_code() == -libc::ENOENT || m.raw_code() == -libc::ENODEV =>
+            {
+                Ok(())
+            }
+            other => other.map_err(req("unpin the neighbour", ip)),
+        }
+    }
+
+    /// The IPv4 addresses pinned on the device `index` (its permanent neighbour entries).
+    pub async fn pinned_neighbors(&self, index: u32) -> Result<Vec<Ipv4Addr>, NetlinkError> {
+        let entries: Vec<NeighbourMessage> = self
+            .handle
+            .neighbours()
+            .get()
+            .set_address_family(rtnetlink::packet_route::AddressFamily::Inet)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(req("list", "neighbours"))?;
+        Ok(entries
+            .iter()
+            .filter(|m| m.header.ifindex == index && m.header.state == NeighbourState::Permanent)
+            .flat_map(|m| {
+                m.attributes.iter().filter_map(|a| match a {
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => Some(*ip),
+                    _ => None,
+                })
+            })
+            .collect())
     }
 
     /// Every IPv4 address of this namespace with the index of its interface.

@@ -10,6 +10,9 @@
 //! | `vault` | 3  | 10.3.0.0/24 | 10.3.0.1 | 10.3.0.2 (`--internal`; the endpoint under test   |
 //! |         |    |             |          | in the internal-network tests)                   |
 //!
+//! The ARP responder knows every gateway (bridge MAC `02:42` and the gateway address) and both
+//! containers on `front` and the one on `back`.
+//!
 //! `BPF_PROG_TEST_RUN` hands skb programs an skb whose device is loopback, so the endpoint under
 //! test sits under key [`TEST_RUN_IFINDEX`] (1) of `NETD_ENDPOINTS`. Every drop is checked by its
 //! counter in `NETD_DROPS`, and every verdict by all counters: a pass must count nothing, a drop
@@ -44,7 +47,9 @@ const NEIGHBOUR_MAC: [u8; 6] = [0x02, 0x42, 0x0a, 0x01, 0x00, 0x03];
 const BACK_CONTAINER_IP: [u8; 4] = [10, 2, 0, 5];
 const BACK_CONTAINER_MAC: [u8; 6] = [0x02, 0x42, 0x0a, 0x02, 0x00, 0x05];
 /// The bridge of `front`, where traffic leaving the network is sent.
-const BRIDGE_MAC: [u8; 6] = [0x02, 0x42, 0xac, 0x11, 0x00, 0x01];
+const BRIDGE_MAC: [u8; 6] = [0x02, 0x42, 0x0a, 0x01, 0x00, 0x01];
+/// The bridge of `back`.
+const BACK_BRIDGE_MAC: [u8; 6] = [0x02, 0x42, 0x0a, 0x02, 0x00, 0x01];
 /// Somewhere beyond the host.
 const INTERNET_IP: [u8; 4] = [93, 184, 216, 34];
 
@@ -78,6 +83,11 @@ fn networks_only(test: &str) -> Option<Harness> {
     h.add_network(FRONT_SUBNET, 24, FRONT_NET);
     h.add_network(BACK_SUBNET, 24, BACK_NET);
     h.add_network(VAULT_SUBNET, 24, VAULT_NET);
+    h.add_neighbor(FRONT_GATEWAY, BRIDGE_MAC, FRONT_NET);
+    h.add_neighbor(BACK_GATEWAY, BACK_BRIDGE_MAC, BACK_NET);
+    h.add_neighbor(OUR_IP, OUR_MAC, FRONT_NET);
+    h.add_neighbor(NEIGHBOUR_IP, NEIGHBOUR_MAC, FRONT_NET);
+    h.add_neighbor(BACK_CONTAINER_IP, BACK_CONTAINER_MAC, BACK_NET);
     Some(h)
 }
 
@@ -279,9 +289,10 @@ fn arp_with_correct_sender_passes() {
     let Some(h) = front("arp_with_correct_sender_passes") else {
         return;
     };
+    // An address the responder does not know: the request goes to the bridge.
     assert_passes(
         &h,
-        &arp_request_frame(OUR_MAC, OUR_MAC, OUR_IP, FRONT_GATEWAY),
+        &arp_request_frame(OUR_MAC, OUR_MAC, OUR_IP, [10, 1, 0, 99]),
     );
     let reply = ethernet(
         NEIGHBOUR_MAC,
@@ -324,6 +335,85 @@ fn arp_probe_with_unspecified_sender_ip_passes() {
         &h,
         &arp_request_frame(OUR_MAC, OUR_MAC, [0, 0, 0, 0], OUR_IP),
     );
+}
+
+// --- ARP responder ------------------------------------------------------------------------------
+
+/// Asserts that our request for `tpa` comes back as the reply of `mac`, sent back out of the
+/// port it came in on, and that no drop counter moves.
+#[track_caller]
+fn assert_answered(h: &Harness, tpa: [u8; 4], mac: [u8; 6]) {
+    let before = h.all_drops();
+    let (verdict, out) = h.run_out(
+        ENDPOINT_INGRESS,
+        &arp_request_frame(OUR_MAC, OUR_MAC, OUR_IP, tpa),
+    );
+    assert_eq!(verdict, TC_ACT_REDIRECT, "the request is not answered here");
+    let reply = ethernet(
+        OUR_MAC,
+        mac,
+        ETH_P_ARP,
+        &arp(ARP_REPLY, mac, tpa, OUR_MAC, OUR_IP),
+    );
+    assert_eq!(out, reply);
+    assert_eq!(
+        h.all_drops(),
+        before,
+        "an answered request moved a drop counter"
+    );
+}
+
+#[test]
+fn arp_request_for_the_gateway_is_answered_with_the_bridges_mac() {
+    let Some(h) = front("arp_request_for_the_gateway_is_answered_with_the_bridges_mac") else {
+        return;
+    };
+    assert_answered(&h, FRONT_GATEWAY, BRIDGE_MAC);
+}
+
+#[test]
+fn arp_request_for_a_container_on_the_same_network_is_answered_with_its_mac() {
+    let Some(h) = front("arp_request_for_a_container_on_the_same_network_is_answered") else {
+        return;
+    };
+    assert_answered(&h, NEIGHBOUR_IP, NEIGHBOUR_MAC);
+}
+
+#[test]
+fn arp_request_for_another_networks_addresses_is_not_answered() {
+    let Some(h) = front("arp_request_for_another_networks_addresses_is_not_answered") else {
+        return;
+    };
+    for tpa in [BACK_CONTAINER_IP, BACK_GATEWAY] {
+        assert_passes(&h, &arp_request_frame(OUR_MAC, OUR_MAC, OUR_IP, tpa));
+    }
+}
+
+#[test]
+fn address_probes_and_announcements_are_left_to_the_network() {
+    let Some(h) = front("address_probes_and_announcements_are_left_to_the_network") else {
+        return;
+    };
+    // RFC 5227: a probe (sender 0.0.0.0) for a taken address, and an announcement of our own.
+    assert_passes(
+        &h,
+        &arp_request_frame(OUR_MAC, OUR_MAC, [0, 0, 0, 0], NEIGHBOUR_IP),
+    );
+    assert_passes(&h, &arp_request_frame(OUR_MAC, OUR_MAC, OUR_IP, OUR_IP));
+}
+
+#[test]
+fn arp_replies_from_the_container_are_not_answered() {
+    let Some(h) = front("arp_replies_from_the_container_are_not_answered") else {
+        return;
+    };
+    let reply = ethernet(
+        BRIDGE_MAC,
+        OUR_MAC,
+        ETH_P_ARP,
+        &arp(ARP_REPLY, OUR_MAC, OUR_IP, BRIDGE_MAC, FRONT_GATEWAY),
+    );
+    assert_passes(&h, &reply);
 }
 
 // --- Protocols and malformed frames -------------------------------------------------------------

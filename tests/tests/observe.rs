@@ -194,6 +194,7 @@ fn maps_dump_decodes_every_map_in_json() {
     for expected in [
         "NETD_ENDPOINTS",
         "NETD_NETWORKS",
+        "NETD_NEIGHBORS",
         "NETD_PORTS",
         "NETD_NAT",
         "NETD_UPLINKS",

@@ -2,6 +2,11 @@
 //! network's bridge and `ethN` inside, an address from IPAM, a Docker-style MAC (`02:42` and the
 //! IPv4 bytes), the default route via the gateway, and the endpoint program on the host end.
 //!
+//! The container's address is pinned to its MAC on the bridge (a permanent neighbour entry): the
+//! endpoint program answers the containers' ARP requests itself, so the host never learns their
+//! MACs from them, and it must not flood the bridge to ask either (with a thousand ports, the
+//! answer would be lost behind the copies of the question).
+//!
 //! The host end comes up last, after its map entry and program are in place, so no frame from
 //! the container ever reaches the bridge unchecked.
 use std::{net::Ipv4Addr, path::Path};
@@ -13,15 +18,10 @@ use super::{
 };
 use crate::{
     datapath::plan,
+    ipam,
     netlink::{Netlink, VethPeer},
     state::{Attachment, EndpointState, Network},
 };
-
-/// Docker's MAC for an address: `02:42` followed by the four address bytes.
-pub fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
-    let o = ip.octets();
-    [0x02, 0x42, o[0], o[1], o[2], o[3]]
-}
 
 /// A host-side veth name that is not taken: `veth` and seven hex digits.
 fn veth_name() -> String {
@@ -61,7 +61,7 @@ impl Daemon {
     ) -> OpResult<EndpointState> {
         let network = self.network(&attachment.network)?.clone();
         let ip = self.address_for(&network, attachment)?;
-        let mac = mac_for(ip);
+        let mac = ipam::mac_for(ip);
         let bridge = self.nl.require_link(&network.bridge).await?;
         let peer = VethPeer {
             name: ifname,
@@ -81,6 +81,8 @@ impl Daemon {
         self.dp
             .attach_endpoint(&host_veth, host_index, plan::endpoint_entry(&network, &ep))?;
         undo.push(Step::ForgetEndpoint(host_index));
+        self.nl.pin_neighbor(bridge, ip, mac).await?;
+        undo.push(Step::UnpinNeighbor(bridge, ip));
         self.nl.set_up(host_index).await?;
         self.cursors.insert(network.name.clone(), ip);
         Ok(ep)
@@ -108,10 +110,13 @@ impl Daemon {
         Err(conflict("could not find a free veth name after 8 attempts"))
     }
 
-    /// Takes an endpoint out: its map entry and the veth pair (the filter goes with it). Goes on
-    /// past errors.
+    /// Takes an endpoint out: its map entry, its address pinned on the bridge and the veth pair
+    /// (the filter goes with it). Goes on past errors.
     pub(super) async fn unplug(&mut self, ep: &EndpointState) -> Vec<String> {
         let mut errors = vec![];
+        if let Err(e) = self.unpin_neighbor(ep).await {
+            errors.push(e.to_string());
+        }
         match self.nl.link_index(&ep.host_veth).await {
             Ok(Some(index)) => {
                 if let Err(e) = self.dp.forget_endpoint(index) {
@@ -125,6 +130,18 @@ impl Daemon {
             errors.push(e.to_string());
         }
         errors
+    }
+
+    /// Removes the endpoint's address pinned on its network's bridge (nothing to do if the bridge
+    /// is gone).
+    async fn unpin_neighbor(&self, ep: &EndpointState) -> OpResult<()> {
+        let Some(network) = self.state.networks.get(&ep.network) else {
+            return Ok(());
+        };
+        if let Some(bridge) = self.nl.link_index(&network.bridge).await? {
+            self.nl.unpin_neighbor(bridge, ep.ip).await?;
+        }
+        Ok(())
     }
 
     /// The lowest `ethN` the container does not use yet.

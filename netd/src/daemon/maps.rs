@@ -15,9 +15,10 @@ use crate::api::{format_mac, MapView};
 impl Daemon {
     pub(super) fn maps_dump(&self, only: Option<&str>) -> OpResult<Vec<MapView>> {
         type Render = fn(&Daemon) -> OpResult<MapView>;
-        let all: [(&str, Render); 7] = [
+        let all: [(&str, Render); 8] = [
             (maps::ENDPOINTS, Self::endpoints_view),
             (maps::NETWORKS, Self::networks_view),
+            (maps::NEIGHBORS, Self::neighbors_view),
             (maps::PORTS, Self::ports_view),
             (maps::NAT, Self::nat_view),
             (maps::UPLINKS, Self::uplinks_view),
@@ -222,6 +223,34 @@ impl Daemon {
             })
             .collect();
         Ok(self.view(maps::NETWORKS, &["subnet", "net_id", "network"], rows))
+    }
+
+    /// Who answers ARP for each address: a container (by name) or a network's gateway.
+    fn neighbors_view(&self) -> OpResult<MapView> {
+        let mut owners = self.owners();
+        let mut networks = BTreeMap::new();
+        for n in self.state.networks.values() {
+            owners.insert(n.gateway.octets(), format!("gateway of {}", n.name));
+            networks.insert(n.net_id, n.name.as_str());
+        }
+        let rows = self
+            .dp
+            .neighbors()?
+            .into_iter()
+            .map(|(addr, n)| {
+                vec![
+                    Ipv4Addr::from(addr).to_string(),
+                    format_mac(n.mac),
+                    networks.get(&n.net_id).copied().unwrap_or("?").into(),
+                    owners.get(&addr).cloned().unwrap_or_else(|| "?".into()),
+                ]
+            })
+            .collect();
+        Ok(self.view(
+            maps::NEIGHBORS,
+            &["address", "mac", "network", "answers for"],
+            rows,
+        ))
     }
 
     fn drops_view(&self) -> OpResult<MapView> {

@@ -158,11 +158,12 @@ impl Daemon {
 
     async fn install_network_steps(&mut self, network: &Network, undo: &mut Undo) -> OpResult<()> {
         self.create_bridge(network, undo).await?;
-        self.dp.apply_networks(plan::MapDiff {
-            upsert: vec![(network.subnet, plan::network_entry(network))],
-            remove: vec![],
-        })?;
-        undo.push(Step::RemoveSubnet(network.subnet));
+        undo.push(Step::ForgetNetwork(network.subnet, network.gateway));
+        self.dp.record_network(
+            network.subnet,
+            plan::network_entry(network),
+            plan::gateway_neighbor(network),
+        )?;
         self.state
             .networks
             .insert(network.name.clone(), network.clone());
@@ -173,7 +174,11 @@ impl Daemon {
     pub(super) async fn create_bridge(&self, network: &Network, undo: &mut Undo) -> OpResult<()> {
         let index = self
             .nl
-            .create_bridge(&network.bridge, &format!("network:{}", network.id))
+            .create_bridge(
+                &network.bridge,
+                &format!("network:{}", network.id),
+                plan::bridge_mac(network),
+            )
             .await?;
         undo.push(Step::DeleteLink(network.bridge.clone()));
         self.nl
@@ -215,11 +220,21 @@ impl Daemon {
                 self.restore_saved();
                 return Err(e);
             }
-            self.dp.apply_networks(plan::MapDiff {
-                upsert: vec![],
-                remove: vec![network.subnet],
-            })?;
-            self.nl.delete_link(&network.bridge).await?;
+            let mut errors: Vec<String> = self
+                .dp
+                .forget_network(network.subnet, network.gateway)
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            if let Err(e) = self.nl.delete_link(&network.bridge).await {
+                errors.push(e.to_string());
+            }
+            if !errors.is_empty() {
+                return Err(OpError::Conflict(format!(
+                    "removing network {name} met errors: {}",
+                    errors.join("; ")
+                )));
+            }
         }
         self.sync_local_addrs().await?;
         Ok(Reply::Done)

@@ -16,6 +16,7 @@ impl Daemon {
         self.reap_devices().await?;
         self.drop_broken_containers().await?;
         self.ensure_bridges().await?;
+        self.pin_neighbors().await?;
         self.reap_netns_files();
         self.sync_maps().await?;
         self.save()
@@ -79,13 +80,41 @@ impl Daemon {
             }
             self.install_network(network).await?;
         }
-        let missing: Vec<_> = self.state.networks.values().cloned().collect();
-        for network in missing {
-            if self.nl.link_index(&network.bridge).await?.is_none() {
-                tracing::warn!(network = %network.name, "bridge missing; creating it again");
-                let mut undo = Undo::default();
-                self.create_bridge(&network, &mut undo).await?;
-                undo.commit();
+        let networks: Vec<_> = self.state.networks.values().cloned().collect();
+        for network in networks {
+            match self.nl.link_index(&network.bridge).await? {
+                // A bridge an older netd made without a fixed address gets the one the ARP
+                // responder answers with.
+                Some(index) => self.nl.set_mac(index, plan::bridge_mac(&network)).await?,
+                None => {
+                    tracing::warn!(network = %network.name, "bridge missing; creating it again");
+                    let mut undo = Undo::default();
+                    self.create_bridge(&network, &mut undo).await?;
+                    undo.commit();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Each bridge has exactly the addresses of its running containers pinned (see
+    /// [`super::endpoint`]).
+    async fn pin_neighbors(&self) -> OpResult<()> {
+        for network in self.state.networks.values() {
+            let bridge = self.nl.require_link(&network.bridge).await?;
+            let wanted: BTreeMap<_, _> = self
+                .state
+                .endpoints()
+                .filter(|(_, ep)| ep.network == network.name)
+                .map(|(_, ep)| (ep.ip, ep.mac))
+                .collect();
+            for ip in self.nl.pinned_neighbors(bridge).await? {
+                if !wanted.contains_key(&ip) {
+                    self.nl.unpin_neighbor(bridge, ip).await?;
+                }
+            }
+            for (ip, mac) in wanted {
+                self.nl.pin_neighbor(bridge, ip, mac).await?;
             }
         }
         Ok(())
@@ -128,6 +157,9 @@ impl Daemon {
         let current = self.dp.networks()?;
         self.dp
             .apply_networks(plan::diff(&current, &plan::networks(&self.state)))?;
+        let current = self.dp.neighbors()?;
+        self.dp
+            .apply_neighbors(plan::diff(&current, &plan::neighbors(&self.state)))?;
         let mut uplink_pins = self.sync_uplinks().await?;
         uplink_pins.extend(self.sync_cgroup()?);
         self.sync_local_addrs().await?;

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use super::Daemon;
-use crate::{datapath::plan::MapDiff, netns};
+use crate::netns;
 
 /// One step to take back.
 #[derive(Debug)]
@@ -11,7 +11,10 @@ pub enum Step {
     DeleteLink(String),
     RemoveNetns(PathBuf),
     ForgetEndpoint(u32),
-    RemoveSubnet(ipnet::Ipv4Net),
+    /// A container address pinned on a bridge (bridge index, address).
+    UnpinNeighbor(u32, std::net::Ipv4Addr),
+    /// A network's subnet and gateway entries (subnet, gateway address).
+    ForgetNetwork(ipnet::Ipv4Net, std::net::Ipv4Addr),
 }
 
 #[derive(Debug, Default)]
@@ -42,12 +45,17 @@ impl Undo {
                         errors.push(e.to_string());
                     }
                 }
-                Step::RemoveSubnet(subnet) => {
-                    let diff = MapDiff {
-                        upsert: vec![],
-                        remove: vec![subnet],
-                    };
-                    if let Err(e) = daemon.dp.apply_networks(diff) {
+                Step::ForgetNetwork(subnet, gateway) => {
+                    errors.extend(
+                        daemon
+                            .dp
+                            .forget_network(subnet, gateway)
+                            .into_iter()
+                            .map(|e| e.to_string()),
+                    );
+                }
+                Step::UnpinNeighbor(bridge, ip) => {
+                    if let Err(e) = daemon.nl.unpin_neighbor(bridge, ip).await {
                         errors.push(e.to_string());
                     }
                 }

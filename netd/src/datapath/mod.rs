@@ -16,6 +16,7 @@ pub mod plan;
 use std::{
     collections::BTreeMap,
     fs, io,
+    net::Ipv4Addr,
     path::{Path, PathBuf},
 };
 
@@ -35,7 +36,7 @@ use aya::{
     Ebpf, EbpfError, EbpfLoader, Pod,
 };
 use ipnet::Ipv4Net;
-use netd_common::{maps, DropReason, Endpoint, NetworkInfo, Uplink, CONFIG_NETNS_COOKIE};
+use netd_common::{maps, DropReason, Endpoint, Neighbor, NetworkInfo, Uplink, CONFIG_NETNS_COOKIE};
 use nix::{
     mount::{mount, umount2, MntFlags, MsFlags},
     sys::statfs::{statfs, BPF_FS_MAGIC},
@@ -171,7 +172,8 @@ impl Datapath {
         new_filter(program, veth)
     }
 
-    /// Records `ep` for the port `ifindex`; returns the endpoint program.
+    /// Records `ep` for the port `ifindex` and its address for the ARP responder; returns the
+    /// endpoint program.
     fn record_endpoint(
         &mut self,
         ifindex: u32,
@@ -180,6 +182,11 @@ impl Datapath {
         self.endpoints_mut()?
             .insert(ifindex, ep, 0)
             .map_err(map_err(maps::ENDPOINTS))?;
+        let (addr, neighbor) = plan::endpoint_neighbor(&ep);
+        self.apply_neighbors(plan::MapDiff {
+            upsert: vec![(addr, neighbor)],
+            remove: vec![],
+        })?;
         tc_program(&mut self.ebpf, ENDPOINT_PROGRAM)
     }
 
@@ -317,15 +324,23 @@ impl Datapath {
 
     /// Forgets the port `ifindex`; the veth, and its filter with it, is deleted by the caller.
     pub fn forget_endpoint(&mut self, ifindex: u32) -> Result<(), DatapathError> {
-        match self
-            .endpoints_mut()
-            .and_then(|mut m| m.remove(&ifindex).map_err(map_err(maps::ENDPOINTS)))
-        {
-            Err(DatapathError::Map {
-                source: MapError::KeyNotFound,
-                ..
-            }) => Ok(()),
-            other => other,
+        let mut endpoints = self.endpoints_mut()?;
+        let ep = match endpoints.get(&ifindex, 0) {
+            Ok(ep) => ep,
+            Err(MapError::KeyNotFound) => return Ok(()),
+            Err(e) => return Err(map_err(maps::ENDPOINTS)(e)),
+        };
+        endpoints
+            .remove(&ifindex)
+            .map_err(map_err(maps::ENDPOINTS))?;
+        // Only the entry this endpoint made: the address may have gone to another one since.
+        let (addr, neighbor) = plan::endpoint_neighbor(&ep);
+        let mut neighbors: HashMap<&mut MapData, [u8; 4], Neighbor> =
+            self.typed_mut(maps::NEIGHBORS)?;
+        match neighbors.get(&addr, 0) {
+            Ok(n) if n == neighbor => neighbors.remove(&addr).map_err(map_err(maps::NEIGHBORS)),
+            Ok(_) | Err(MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(map_err(maps::NEIGHBORS)(e)),
         }
     }
 
@@ -404,6 +419,19 @@ impl Datapath {
         self.apply(maps::ENDPOINTS, diff)
     }
 
+    /// The ARP responder's entries as they are in the kernel.
+    pub fn neighbors(&self) -> Result<BTreeMap<[u8; 4], Neighbor>, DatapathError> {
+        self.dump(maps::NEIGHBORS)
+    }
+
+    /// Overwrites or removes entries of the ARP responder.
+    pub fn apply_neighbors(
+        &mut self,
+        diff: plan::MapDiff<[u8; 4], Neighbor>,
+    ) -> Result<(), DatapathError> {
+        self.apply(maps::NEIGHBORS, diff)
+    }
+
     fn networks_mut(
         &mut self,
     ) -> Result<LpmTrie<&mut MapData, [u8; 4], NetworkInfo>, DatapathError> {
@@ -442,6 +470,43 @@ impl Datapath {
             map.remove(&key_of(k)).map_err(map_err(maps::NETWORKS))?;
         }
         Ok(())
+    }
+
+    /// Records a network: its subnet in the trie and its gateway for the ARP responder.
+    pub fn record_network(
+        &mut self,
+        subnet: Ipv4Net,
+        info: NetworkInfo,
+        gateway: ([u8; 4], Neighbor),
+    ) -> Result<(), DatapathError> {
+        self.apply_networks(plan::MapDiff {
+            upsert: vec![(subnet, info)],
+            remove: vec![],
+        })?;
+        self.apply_neighbors(plan::MapDiff {
+            upsert: vec![gateway],
+            remove: vec![],
+        })
+    }
+
+    /// Removes what [`Self::record_network`] wrote; entries already gone are no error. Tries
+    /// both and returns every error.
+    pub fn forget_network(&mut self, subnet: Ipv4Net, gateway: Ipv4Addr) -> Vec<DatapathError> {
+        let trie = match self.networks_mut() {
+            Ok(mut map) => match map.remove(&key_of(subnet)) {
+                Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+                Err(e) => Err(map_err(maps::NETWORKS)(e)),
+            },
+            Err(e) => Err(e),
+        };
+        let neighbors = self.apply_neighbors(plan::MapDiff {
+            upsert: vec![],
+            remove: vec![gateway.octets()],
+        });
+        [trie, neighbors]
+            .into_iter()
+            .filter_map(Result::err)
+            .collect()
     }
 
     /// Dropped packets per reason, summed over CPUs.

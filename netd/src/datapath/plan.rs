@@ -3,9 +3,12 @@
 use std::collections::BTreeMap;
 
 use ipnet::Ipv4Net;
-use netd_common::{Endpoint, NetworkInfo, ENDPOINT_FLAG_INTERNAL};
+use netd_common::{Endpoint, Neighbor, NetworkInfo, ENDPOINT_FLAG_INTERNAL};
 
-use crate::state::{EndpointState, Network, State};
+use crate::{
+    ipam,
+    state::{EndpointState, Network, State},
+};
 
 /// The map entry for one container interface.
 pub fn endpoint_entry(network: &Network, ep: &EndpointState) -> Endpoint {
@@ -28,6 +31,42 @@ pub fn network_entry(network: &Network) -> NetworkInfo {
         net_id: network.net_id,
         flags: 0,
     }
+}
+
+/// The MAC netd gives a network's bridge: that of its gateway address, fixed so that it does not
+/// follow the lowest port's as ports come and go (and what the ARP responder answers with).
+pub fn bridge_mac(network: &Network) -> [u8; 6] {
+    ipam::mac_for(network.gateway)
+}
+
+/// The ARP responder's entry for a network's gateway.
+pub fn gateway_neighbor(network: &Network) -> ([u8; 4], Neighbor) {
+    let neighbor = Neighbor {
+        mac: bridge_mac(network),
+        _pad: [0; 2],
+        net_id: network.net_id,
+    };
+    (network.gateway.octets(), neighbor)
+}
+
+/// The ARP responder's entry for a container interface, from its endpoint entry.
+pub fn endpoint_neighbor(ep: &Endpoint) -> ([u8; 4], Neighbor) {
+    let neighbor = Neighbor {
+        mac: ep.mac,
+        _pad: [0; 2],
+        net_id: ep.net_id,
+    };
+    (ep.addr, neighbor)
+}
+
+/// Every address the ARP responder answers for: each network's gateway and each running
+/// container interface.
+pub fn neighbors(state: &State) -> BTreeMap<[u8; 4], Neighbor> {
+    let gateways = state.networks.values().map(gateway_neighbor);
+    let containers = endpoints(state)
+        .into_values()
+        .map(|ep| endpoint_neighbor(&ep));
+    gateways.chain(containers).collect()
 }
 
 /// Every endpoint entry the state implies, keyed by host-side veth name.
@@ -128,10 +167,32 @@ mod tests {
     }
 
     #[test]
+    fn the_responder_answers_for_every_gateway_and_running_interface_on_its_network() {
+        let neighbors = neighbors(&state());
+        let at = |ip: [u8; 4]| neighbors[&ip];
+        assert_eq!(neighbors.len(), 5);
+        assert_eq!(at([10, 1, 0, 1]).mac, [0x02, 0x42, 10, 1, 0, 1]);
+        assert_eq!(at([10, 1, 0, 1]).net_id, 1);
+        assert_eq!(at([10, 2, 0, 1]).net_id, 2);
+        assert_eq!(at([10, 1, 0, 2]).mac, [0x02, 0x42, 10, 1, 0, 2]);
+        assert_eq!(at([10, 2, 0, 2]).net_id, 2);
+        assert_eq!(at([10, 2, 0, 3]).net_id, 2);
+    }
+
+    #[test]
+    fn a_bridge_has_its_gateways_mac_which_no_container_gets() {
+        let s = state();
+        let a = &s.networks["a"];
+        assert_eq!(bridge_mac(a), [0x02, 0x42, 10, 1, 0, 1]);
+        assert!(endpoints(&s).values().all(|ep| ep.mac != bridge_mac(a)));
+    }
+
+    #[test]
     fn stopped_containers_have_no_entries() {
         let mut s = state();
         s.containers.get_mut("db").unwrap().endpoints.clear();
         assert!(!endpoints(&s).contains_key("veth3"));
+        assert!(!neighbors(&s).contains_key(&[10, 2, 0, 3]));
     }
 
     #[test]

@@ -25,7 +25,8 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use netd_common::{
-    maps, Backend, DropReason, Endpoint, FlowKey, NatEntry, NetworkInfo, PortKey, PortStats, Uplink,
+    maps, Backend, DropReason, Endpoint, FlowKey, NatEntry, Neighbor, NetworkInfo, PortKey,
+    PortStats, Uplink,
 };
 
 /// Where the kernel mounts the BPF filesystem by convention.
@@ -235,6 +236,19 @@ impl Harness {
             0,
         )
         .expect("insert network");
+    }
+
+    /// Lets the ARP responder answer for `addr` on network `net_id` with `mac`.
+    pub fn add_neighbor(&mut self, addr: [u8; 4], mac: [u8; 6], net_id: u32) {
+        let mut map: HashMap<_, [u8; 4], Neighbor> =
+            HashMap::try_from(self.ebpf.map_mut(maps::NEIGHBORS).expect("neighbors map"))
+                .expect("neighbors map type");
+        let neighbor = Neighbor {
+            mac,
+            _pad: [0; 2],
+            net_id,
+        };
+        map.insert(addr, neighbor, 0).expect("insert neighbor");
     }
 
     /// Runs `program` once on `frame` and returns its verdict, or the error of the syscall (the
