@@ -1,6 +1,6 @@
-//! Bounds-checked reads of the headers the programs look at. Reads copy out of the skb
-//! (`bpf_skb_load_bytes`), so a short or non-linear packet is an error, never an out-of-bounds
-//! access.
+//! Bounds-checked reads of the headers the programs look at. A header in the skb's linear part
+//! is read in place (direct packet access, checked against `data_end`); one beyond it is copied
+//! out with `bpf_skb_load_bytes`. A short packet is an error, never an out-of-bounds access.
 use aya_ebpf::programs::TcContext;
 use netd_common::{FlowKey, EXPLAIN_MARK, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
 use network_types::{arp::ArpHdr, eth::EthHdr, ip::Ipv4Hdr};
@@ -12,17 +12,43 @@ pub const ETH_P_ARP: u16 = 0x0806_u16.to_be();
 /// Where the IPv4 header starts.
 pub const IP_OFF: usize = EthHdr::LEN;
 
+/// Where the L4 header starts after an IPv4 header without options.
+const L4_OFF: usize = IP_OFF + 20;
+
+/// A `T` at the constant offset `off`: read in place when it lies in the linear part (no helper
+/// call: headers almost always do), else copied out of the skb. The offset must be a constant
+/// for the verifier to follow the bounds check.
+#[inline(always)]
+pub fn read<T: Copy>(ctx: &TcContext, off: usize) -> Result<T, ()> {
+    let start = ctx.data();
+    if start + off + size_of::<T>() <= ctx.data_end() {
+        // SAFETY: checked against data_end just above; the read is unaligned.
+        return Ok(unsafe { ((start + off) as *const T).read_unaligned() });
+    }
+    ctx.load::<T>(off).map_err(|_| ())
+}
+
+/// A `T` at `rel` into the L4 header at `l4_off`: read in place behind an IPv4 header without
+/// options (the usual case, at a constant offset), else copied out of the skb.
+#[inline(always)]
+fn read_l4<T: Copy>(ctx: &TcContext, l4_off: usize, rel: usize) -> Result<T, ()> {
+    if l4_off == L4_OFF {
+        return read::<T>(ctx, L4_OFF + rel);
+    }
+    ctx.load::<T>(l4_off + rel).map_err(|_| ())
+}
+
 /// The Ethernet header.
 #[inline(always)]
 pub fn eth(ctx: &TcContext) -> Result<EthHdr, ()> {
-    ctx.load::<EthHdr>(0).map_err(|_| ())
+    read::<EthHdr>(ctx, 0)
 }
 
 /// The IPv4 header that follows the Ethernet header; rejects a version other than 4 or an IHL
 /// shorter than the fixed header.
 #[inline(always)]
 pub fn ipv4(ctx: &TcContext) -> Result<Ipv4Hdr, ()> {
-    let ip = ctx.load::<Ipv4Hdr>(IP_OFF).map_err(|_| ())?;
+    let ip = read::<Ipv4Hdr>(ctx, IP_OFF)?;
     if ip.vihl >> 4 != 4 || ip.vihl & 0x0f < 5 {
         return Err(());
     }
@@ -32,7 +58,7 @@ pub fn ipv4(ctx: &TcContext) -> Result<Ipv4Hdr, ()> {
 /// The ARP header that follows the Ethernet header; only Ethernet/IPv4 ARP is accepted.
 #[inline(always)]
 pub fn arp(ctx: &TcContext) -> Result<ArpHdr, ()> {
-    let arp = ctx.load::<ArpHdr>(EthHdr::LEN).map_err(|_| ())?;
+    let arp = read::<ArpHdr>(ctx, EthHdr::LEN)?;
     if arp.hlen != 6 || arp.plen != 4 || arp.ptype != [0x08, 0x00] {
         return Err(());
     }
@@ -110,18 +136,18 @@ pub fn flow(ctx: &TcContext, ip: &Ipv4Hdr) -> Result<Flow, ()> {
     }
     match flow.proto {
         IPPROTO_TCP | IPPROTO_UDP => {
-            let ports = ctx.load::<[u16; 2]>(l4_off).map_err(|_| ())?;
+            let ports = read_l4::<[u16; 2]>(ctx, l4_off, 0)?;
             flow.sport_be = ports[0];
             flow.dport_be = ports[1];
             if flow.proto == IPPROTO_TCP {
-                flow.tcp_flags = ctx.load::<u8>(l4_off + 13).map_err(|_| ())?;
+                flow.tcp_flags = read_l4::<u8>(ctx, l4_off, 13)?;
             }
             flow.translatable = true;
         }
         IPPROTO_ICMP => {
-            let icmp_type = ctx.load::<u8>(l4_off).map_err(|_| ())?;
+            let icmp_type = read_l4::<u8>(ctx, l4_off, 0)?;
             if icmp_type == ICMP_ECHO || icmp_type == ICMP_ECHO_REPLY {
-                let id = ctx.load::<u16>(l4_off + 4).map_err(|_| ())?;
+                let id = read_l4::<u16>(ctx, l4_off, 4)?;
                 flow.sport_be = id;
                 flow.dport_be = id;
                 flow.translatable = true;

@@ -16,6 +16,8 @@ use netd_common::{
     NAT_KIND_SNAT, ZONE_UPLINK_IN, ZONE_UPLINK_OUT,
 };
 
+use network_types::ip::Ipv4Hdr;
+
 use crate::{
     icmp,
     maps::{self, NETD_UPLINKS},
@@ -39,24 +41,21 @@ pub fn netd_uplink_egress(ctx: TcContext) -> i32 {
     }
 }
 
-/// The IPv4 flow of the packet: `Ok(None)` if it is not IPv4 at all (the host's business),
-/// `Err(source address)` if its IPv4 header is valid but what follows is cut short.
+/// The packet's IPv4 header; `None` if it is not IPv4 at all (the host's business).
 #[inline(always)]
-fn ipv4_flow(ctx: &TcContext) -> Result<Option<Flow>, [u8; 4]> {
-    let Ok(eth) = parse::eth(ctx) else {
-        return Ok(None);
-    };
+fn ipv4_header(ctx: &TcContext) -> Option<Ipv4Hdr> {
+    let eth = parse::eth(ctx).ok()?;
     if eth.ether_type != parse::ETH_P_IP {
-        return Ok(None);
+        return None;
     }
-    let Ok(ip) = parse::ipv4(ctx) else {
-        return Ok(None);
-    };
-    parse::flow(ctx, &ip).map(Some).map_err(|()| ip.src_addr)
+    parse::ipv4(ctx).ok()
 }
 
 fn try_ingress(ctx: &TcContext) -> Result<i32, DropReason> {
-    let Ok(Some(flow)) = ipv4_flow(ctx) else {
+    let Some(ip) = ipv4_header(ctx) else {
+        return Ok(TC_ACT_OK);
+    };
+    let Ok(flow) = parse::flow(ctx, &ip) else {
         return Ok(TC_ACT_OK);
     };
     if !flow.translatable {
@@ -105,21 +104,25 @@ fn try_ingress(ctx: &TcContext) -> Result<i32, DropReason> {
 }
 
 fn try_egress(ctx: &TcContext) -> Result<i32, DropReason> {
-    let flow = match ipv4_flow(ctx) {
-        Ok(Some(flow)) => flow,
-        Ok(None) => return Ok(TC_ACT_OK),
-        // A container's packet whose ports cannot be read cannot be translated, and must not
-        // leave with its private address either (the host forwards such packets as they are).
-        Err(saddr) if maps::network_of(saddr).is_some() => return Err(DropReason::Malformed),
-        Err(_) => return Ok(TC_ACT_OK),
+    let Some(ip) = ipv4_header(ctx) else {
+        return Ok(TC_ACT_OK);
     };
+    // Only packets from inside a netd subnet have anything to do here (every entry of this zone
+    // is keyed by a container's address): the host's own, and replies a container's port
+    // already translated and sent here, go on after this one lookup.
+    if maps::network_of(ip.src_addr).is_none() {
+        return Ok(TC_ACT_OK);
+    }
+    // A container's packet whose ports cannot be read cannot be translated, and must not leave
+    // with its private address either (the host forwards such packets as they are).
+    let flow = parse::flow(ctx, &ip).map_err(|()| DropReason::Malformed)?;
     if flow.translatable {
         if let Some(entry) = nat::lookup(&flow, ZONE_UPLINK_OUT) {
             nat::rewrite(ctx, &flow, &entry)?;
             return Ok(TC_ACT_OK);
         }
     }
-    if maps::network_of(flow.saddr).is_none() || translated_reply(&flow) {
+    if translated_reply(&flow) {
         return Ok(TC_ACT_OK);
     }
     // A container's packet on its way out: it must not leave with its private address.
