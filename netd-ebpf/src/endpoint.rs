@@ -18,7 +18,7 @@
 use aya_ebpf::{bindings::TC_ACT_OK, macros::classifier, programs::TcContext};
 use netd_common::{
     Backend, DropReason, Endpoint, FlowKey, NAT_FLAG_REDIRECT, NAT_FLAG_REPLY, NAT_KIND_HAIRPIN,
-    ZONE_ENDPOINT,
+    ZONE_ENDPOINT, ZONE_UPLINK_OUT,
 };
 
 use crate::{
@@ -56,22 +56,26 @@ fn ipv4(ctx: &TcContext, ep: &Endpoint, ifindex: u32) -> Result<i32, DropReason>
         return Err(DropReason::SpoofedIp);
     }
     let flow = parse::flow(ctx, &ip).map_err(|()| DropReason::Malformed)?;
-    if flow.translatable {
-        if let Some(entry) = nat::lookup(&flow, ZONE_ENDPOINT) {
-            nat::rewrite(ctx, &flow, &entry)?;
-            return nat::verdict(ctx, &flow, &entry);
-        }
-        if let Some(backend) = maps::published(flow.proto, flow.daddr, flow.dport_be) {
-            return hairpin(ctx, &flow, ep, ifindex, &backend);
-        }
-    }
     let dst = ip.dst_addr;
-    policy::destination(ep, maps::network_of(dst), policy::is_group(dst))?;
-    if flow.translatable {
-        if let Some(action) = nat::reply_to_uplink(ctx, &flow)? {
-            return Ok(action);
-        }
+    if !flow.translatable {
+        policy::destination(ep, maps::network_of(dst), policy::is_group(dst))?;
+        return Ok(TC_ACT_OK);
     }
+    // The reply of a published-port flow from outside, the busiest case, is looked up first: its
+    // tuple (this container to a remote client) is never that of a hairpin flow, which goes to
+    // a host address.
+    if let Some(reply) = nat::find(&flow, ZONE_UPLINK_OUT) {
+        policy::destination(ep, maps::network_of(dst), policy::is_group(dst))?;
+        return nat::reply_to_uplink(ctx, &flow, &reply);
+    }
+    if let Some(entry) = nat::lookup(&flow, ZONE_ENDPOINT) {
+        nat::rewrite(ctx, &flow, &entry)?;
+        return nat::verdict(ctx, &flow, &entry);
+    }
+    if let Some(backend) = maps::published(flow.proto, flow.daddr, flow.dport_be) {
+        return hairpin(ctx, &flow, ep, ifindex, &backend);
+    }
+    policy::destination(ep, maps::network_of(dst), policy::is_group(dst))?;
     Ok(TC_ACT_OK)
 }
 

@@ -20,7 +20,6 @@ use netd_common::{
     DropReason, FlowKey, NatEntry, PortKey, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, NAT_FLAG_NEIGH,
     NAT_FLAG_REDIRECT, NAT_FLAG_REPLY, NAT_KIND_DNAT, NAT_KIND_HAIRPIN, SNAT_PORT_MAX,
     SNAT_PORT_MIN, SNAT_RETRIES, TCP_SEEN_ACK, TCP_SEEN_FIN, TCP_SEEN_RST, TCP_SEEN_SYN,
-    ZONE_UPLINK_OUT,
 };
 
 use crate::{
@@ -330,9 +329,10 @@ pub fn verdict(ctx: &TcContext, flow: &Flow, entry: &NatEntry) -> Result<i32, Dr
     } else {
         eth.dst_addr
     };
-    ctx.store(0, &entry.dst_mac, 0)
-        .map_err(|_| DropReason::Malformed)?;
-    ctx.store(6, &src, 0).map_err(|_| DropReason::Malformed)?;
+    let mut macs = [0u8; 12];
+    macs[..6].copy_from_slice(&entry.dst_mac);
+    macs[6..].copy_from_slice(&src);
+    ctx.store(0, &macs, 0).map_err(|_| DropReason::Malformed)?;
     // SAFETY: a plain helper call; the return value is the action.
     Ok(unsafe { bpf_redirect_peer(entry.redirect_ifindex, 0) } as i32)
 }
@@ -344,28 +344,23 @@ fn leads_to(ifindex: u32, addr: [u8; 4]) -> bool {
     unsafe { NETD_ENDPOINTS.get(ifindex) }.is_some_and(|ep| ep.addr == addr)
 }
 
-/// A container's packet that is the reply of a published-port flow: translated here and sent
-/// straight out of the uplink the flow came in on (`NAT_FLAG_NEIGH`), the kernel choosing the
-/// next hop and its MAC. `None` when the packet is no such reply, or when routing would do more
-/// than pass it on (its TTL runs out, it does not fit the uplink's MTU, the uplink is gone):
-/// then it takes the host's path untouched and the uplink's egress translates it, as before.
+/// A container's packet that is the reply of a published-port flow (`hit`, its entry at the
+/// uplink's egress): translated here and sent straight out of the uplink the flow came in on
+/// (`NAT_FLAG_NEIGH`), the kernel choosing the next hop and its MAC. When routing would do more
+/// than pass it on (its TTL runs out, it does not fit the uplink's MTU, the uplink is gone), it
+/// takes the host's path untouched and the uplink's egress translates it, as before.
 #[inline(always)]
-pub fn reply_to_uplink(ctx: &TcContext, flow: &Flow) -> Result<Option<i32>, DropReason> {
-    let Some(hit) = find(flow, ZONE_UPLINK_OUT) else {
-        return Ok(None);
-    };
+pub fn reply_to_uplink(ctx: &TcContext, flow: &Flow, hit: &Hit) -> Result<i32, DropReason> {
     let uplink = hit.entry.redirect_ifindex;
     if hit.entry.flags & NAT_FLAG_NEIGH == 0 || flow.ttl <= 1 || !fits(ctx, uplink) {
-        return Ok(None);
+        return Ok(TC_ACT_OK);
     }
-    count(flow, &hit);
+    count(flow, hit);
     rewrite(ctx, flow, &hit.entry)?;
     hop(ctx, flow)?;
     // SAFETY: a plain helper call (no next hop given: the kernel looks it up); the return value
     // is the action.
-    Ok(Some(
-        unsafe { bpf_redirect_neigh(uplink, core::ptr::null_mut(), 0, 0) } as i32,
-    ))
+    Ok(unsafe { bpf_redirect_neigh(uplink, core::ptr::null_mut(), 0, 0) } as i32)
 }
 
 /// Whether the packet (each segment, if it is GSO) fits the MTU of the port `ifindex`, which
