@@ -104,6 +104,22 @@ impl Netlink {
         Ok(Self { handle })
     }
 
+    /// Creates a new network namespace pinned at `path`, runs `setup` inside it and opens a
+    /// connection there, all on the thread that made it (see [`netns::create_with`]).
+    pub fn in_new_netns(
+        path: &Path,
+        setup: impl FnOnce() -> Result<(), NetnsError> + Send,
+    ) -> Result<Self, NetlinkError> {
+        let runtime = tokio::runtime::Handle::current();
+        let (conn, handle, _) = netns::create_with(path, || {
+            setup()?;
+            let _guard = runtime.enter();
+            rtnetlink::new_connection().map_err(NetlinkError::Socket)
+        })?;
+        tokio::spawn(conn);
+        Ok(Self { handle })
+    }
+
     /// Index of the interface called `name`, if there is one.
     pub async fn link_index(&self, name: &str) -> Result<Option<u32>, NetlinkError> {
         let mut links = self

@@ -72,11 +72,20 @@ pub fn check(path: &Path) -> Result<(), NetnsError> {
 
 /// Creates a new network namespace and pins it at `path`.
 pub fn create(path: &Path) -> Result<(), NetnsError> {
+    create_with(path, || Ok::<(), NetnsError>(()))
+}
+
+/// Creates a new network namespace, pins it at `path` and runs `setup` inside it, on the thread
+/// that made it (no second thread has to enter it). If anything fails, the pin is removed again.
+pub fn create_with<T: Send, E: From<NetnsError> + Send>(
+    path: &Path,
+    setup: impl FnOnce() -> Result<T, E> + Send,
+) -> Result<T, E> {
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).map_err(io("create", dir))?;
     }
     fs::File::create(path).map_err(io("create", path))?;
-    let pinned = std::thread::scope(|s| {
+    let made = std::thread::scope(|s| {
         s.spawn(|| {
             unshare(CloneFlags::CLONE_NEWNET).map_err(sys("unshare for", path))?;
             let own = Path::new("/proc/thread-self/ns/net");
@@ -87,15 +96,16 @@ pub fn create(path: &Path) -> Result<(), NetnsError> {
                 MsFlags::MS_BIND,
                 None::<&str>,
             )
-            .map_err(sys("bind mount", path))
+            .map_err(sys("bind mount", path))?;
+            setup()
         })
         .join()
-        .map_err(|_| NetnsError::Thread)?
+        .map_err(|_| E::from(NetnsError::Thread))?
     });
-    if pinned.is_err() {
-        let _ = fs::remove_file(path); // best effort: the error that matters is returned below
+    if made.is_err() {
+        let _ = remove(path); // best effort: the error that matters is returned below
     }
-    pinned
+    made
 }
 
 /// Unpins and removes a namespace created by [`create`]; the kernel frees it once no process

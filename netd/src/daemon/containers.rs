@@ -180,13 +180,15 @@ impl Daemon {
         let mut endpoints = vec![];
         if matches!(c.mode, NetworkMode::Bridge | NetworkMode::None) {
             let path = self.netns_path(c);
-            if c.adopted_netns.is_none() {
-                netns::create(&path)?;
+            let inside = if c.adopted_netns.is_none() {
+                let inside = Netlink::in_new_netns(&path, no_ipv6)?;
                 undo.push(Step::RemoveNetns(path.clone()));
+                inside
             } else {
                 netns::check(&path)?;
-            }
-            let inside = prepare_netns(&path).await?;
+                Netlink::in_netns_after(&path, no_ipv6)?
+            };
+            inside.set_up(LOOPBACK_IFINDEX).await?;
             for a in &c.attachments {
                 let ifname = Self::next_ifname(&endpoints);
                 let default_route = !self.has_default_route(&endpoints);
@@ -492,16 +494,13 @@ fn mode_name(mode: &NetworkMode, first: Option<&str>) -> String {
     }
 }
 
-/// Loopback up and IPv6 off (netd networks are IPv4) in a container's namespace; returns a
-/// netlink connection there.
-async fn prepare_netns(path: &std::path::Path) -> OpResult<Netlink> {
-    // `all` also sets `default`, so interfaces made later start with IPv6 off too.
-    let nl = Netlink::in_netns_after(path, || {
-        netns::set_sysctl("net.ipv6.conf.all.disable_ipv6", "1")
-    })?;
-    let lo = nl.require_link("lo").await?;
-    nl.set_up(lo).await?;
-    Ok(nl)
+/// The loopback device's index: the same in every namespace.
+const LOOPBACK_IFINDEX: u32 = 1;
+
+/// IPv6 off in a container's namespace (netd networks are IPv4); run inside it. `all` also sets
+/// `default`, so interfaces made later start with IPv6 off too.
+fn no_ipv6() -> Result<(), netns::NetnsError> {
+    netns::set_sysctl("net.ipv6.conf.all.disable_ipv6", "1")
 }
 
 /// SIGTERM to every process in the namespace, SIGKILL to those left after a grace period.
