@@ -18,7 +18,7 @@ const LLVM_PACKAGES: [&str; 4] = [
 ];
 
 /// Runtime tools: (command, Debian package that provides it).
-const TOOLS: [(&str, &str); 8] = [
+const TOOLS: [(&str, &str); 9] = [
     ("socat", "socat"),
     ("dnsmasq", "dnsmasq-base"),
     ("dig", "dnsutils"),
@@ -27,6 +27,8 @@ const TOOLS: [(&str, &str); 8] = [
     ("bpftool", "bpftool"),
     ("nsenter", "util-linux"),
     ("ps", "procps"),
+    // A packet socket in a container counts the ARP frames it sees (tests/tests/neighbors.rs).
+    ("python3", "python3"),
 ];
 
 const BPFFS: &str = "/sys/fs/bpf";
