@@ -95,13 +95,7 @@ impl Netlink {
         setup: impl FnOnce() -> Result<(), NetnsError> + Send,
     ) -> Result<Self, NetlinkError> {
         let runtime = tokio::runtime::Handle::current();
-        let (conn, handle, _) = netns::run_in(path, || {
-            setup()?;
-            let _guard = runtime.enter();
-            rtnetlink::new_connection().map_err(NetlinkError::Socket)
-        })??;
-        tokio::spawn(conn);
-        Ok(Self { handle })
+        netns::run_in(path, || Self::open_here(&runtime, setup))?
     }
 
     /// Creates a new network namespace pinned at `path`, runs `setup` inside it and opens a
@@ -111,12 +105,19 @@ impl Netlink {
         setup: impl FnOnce() -> Result<(), NetnsError> + Send,
     ) -> Result<Self, NetlinkError> {
         let runtime = tokio::runtime::Handle::current();
-        let (conn, handle, _) = netns::create_with(path, || {
-            setup()?;
-            let _guard = runtime.enter();
-            rtnetlink::new_connection().map_err(NetlinkError::Socket)
-        })?;
-        tokio::spawn(conn);
+        netns::create_with(path, || Self::open_here(&runtime, setup))
+    }
+
+    /// Runs `setup`, then opens a connection, on the calling thread (inside the namespace the
+    /// connection is for: the socket stays there); the connection is driven on `runtime`.
+    fn open_here(
+        runtime: &tokio::runtime::Handle,
+        setup: impl FnOnce() -> Result<(), NetnsError>,
+    ) -> Result<Self, NetlinkError> {
+        setup()?;
+        let _guard = runtime.enter();
+        let (conn, handle, _) = rtnetlink::new_connection().map_err(NetlinkError::Socket)?;
+        runtime.spawn(conn);
         Ok(Self { handle })
     }
 
