@@ -204,7 +204,7 @@ impl Daemon {
         let bound = self.state.containers[&c.name].ports.clone();
         self.write_ports(&c.name, &bound, &[]).await?;
         self.write_files(&c.name)?;
-        self.save()
+        self.save_container(&c.name)
     }
 
     fn has_default_route(&self, endpoints: &[EndpointState]) -> bool {
@@ -255,7 +255,7 @@ impl Daemon {
         let entry = self.entry_mut(&c.name);
         entry.endpoints.clear();
         entry.status = Status::Exited;
-        if let Err(e) = self.save() {
+        if let Err(e) = self.save_container(&c.name) {
             errors.push(e.to_string());
         }
         errors

@@ -179,6 +179,15 @@ impl Daemon {
         self.store.commit(&self.state).map_err(OpError::from)
     }
 
+    /// Records the state on disk where only container `name` changed (start, stop, publish: the
+    /// requests whose cost must not grow with the number of containers).
+    pub fn save_container(&mut self, name: &str) -> OpResult<()> {
+        let key = crate::state::store::Key::Container(name.to_string());
+        self.store
+            .commit_only(&self.state, &[key])
+            .map_err(OpError::from)
+    }
+
     /// Puts the state back to what was last saved (after a failed request).
     pub fn restore_saved(&mut self) {
         self.state.clone_from(self.store.saved());

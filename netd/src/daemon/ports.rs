@@ -299,7 +299,7 @@ impl Daemon {
         entry.publish.extend(mappings);
         entry.ports.extend(&bound);
         let result = self.write_ports(&name, &bound, &[]).await;
-        self.finish(result).await
+        self.finish(&name, result).await
     }
 
     /// `container unpublish NAME SPEC`: removes the mappings the spec names.
@@ -317,12 +317,13 @@ impl Daemon {
             .publish
             .retain(|p| !matches(p) && !unbound.iter().any(|b| requested_as(p, b)));
         let result = self.write_ports(&name, &[], &unbound).await;
-        self.finish(result).await
+        self.finish(&name, result).await
     }
 
-    /// Saves a successful change, or restores the saved state and the port map on failure.
-    async fn finish(&mut self, result: OpResult<()>) -> OpResult<Reply> {
-        match result.and_then(|()| self.save()) {
+    /// Saves a successful change to container `name`, or restores the saved state and the port
+    /// map on failure.
+    async fn finish(&mut self, name: &str, result: OpResult<()>) -> OpResult<Reply> {
+        match result.and_then(|()| self.save_container(name)) {
             Ok(()) => Ok(Reply::Done),
             Err(e) => {
                 self.restore_saved();
