@@ -38,7 +38,7 @@ pub fn run(g: &mut Guard, tool: &str, r: &mut Results) -> Result<()> {
     let netns = v["netns"]
         .as_str()
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| g.dir.join("netd/run/netns").join(NAME));
+        .unwrap_or_else(|| g.run.join("netns").join(NAME));
 
     let n = g.loopback_ns("dns", &[AARDVARK_LISTEN, AARDVARK_CLIENT])?;
     let config = g.dir.join("aardvark");
