@@ -494,7 +494,10 @@ mod tests {
         assert_eq!(store.saved(), &state);
         let last = fs::read_to_string(tmp.0.join(JOURNAL)).unwrap();
         let last = last.lines().last().unwrap();
-        assert!(last.contains("\"other\"") && !last.contains("\"x\""), "{last}");
+        assert!(
+            last.contains("\"other\"") && !last.contains("\"x\""),
+            "{last}"
+        );
         drop(store);
         assert_eq!(Store::open(&tmp.0).unwrap().saved(), &state);
     }

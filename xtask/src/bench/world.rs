@@ -34,7 +34,7 @@ const WORLDS: [&str; 4] = ["netd", "dock", "plain", "dns"];
 const ROLES: [&str; 3] = ["c", "h", "s"];
 const BPFFS_DIR: &str = "/sys/fs/bpf/netd-bench";
 const CGROUP_NAME: &str = "netd-bench";
-/// A run's temp dir and run dir are `PREFIX<pid>`.
+/// A run's temp dir is `PREFIX<pid>`.
 const RUN_PREFIX: &str = "netd-bench.";
 /// The host namespace's uplink address (published ports answer there) and the client's.
 pub const UPLINK_IP: &str = "10.99.0.2";
@@ -55,9 +55,9 @@ pub fn ns(world: &str, role: &str) -> String {
 /// Owns everything the benchmark creates; removes it on drop.
 pub struct Guard {
     pub dir: PathBuf,
-    /// netd's run dir (socket, namespace files, hosts and resolv.conf files) on tmpfs under
-    /// `/run`, where netd keeps it by default: a file created on this machine's ext4 costs about
-    /// a millisecond, which a deployment does not pay.
+    /// netd's run dir (socket, namespace files, hosts and resolv.conf files): a tmpfs mounted
+    /// under `dir`, as `/run` is on a standard system. On this VM `/run` is a directory of the
+    /// root ext4, where creating a file can take a millisecond, a cost a deployment does not pay.
     pub run: PathBuf,
     namespaces: Vec<String>,
     background: Vec<(String, Child)>,
@@ -69,20 +69,24 @@ impl Guard {
     /// Removes what an interrupted earlier run left, then creates the temp dir.
     pub fn new() -> Result<Self> {
         remove_leftovers();
-        let name = format!("{RUN_PREFIX}{}", std::process::id());
-        let dir = std::env::temp_dir().join(&name);
-        let run = Path::new("/run").join(&name);
-        for d in [&dir, &run] {
-            fs::create_dir_all(d).with_context(|| format!("create {}", d.display()))?;
-        }
-        Ok(Guard {
+        let dir = std::env::temp_dir().join(format!("{RUN_PREFIX}{}", std::process::id()));
+        let run = dir.join("run");
+        fs::create_dir_all(&run).with_context(|| format!("create {}", run.display()))?;
+        let guard = Guard {
             dir,
             run,
             namespaces: Vec::new(),
             background: Vec::new(),
             daemon: None,
             netd: None,
-        })
+        };
+        util::output(
+            util::command("mount")
+                .args(["-t", "tmpfs", "-o", "mode=0755", "netd-bench"])
+                .arg(&guard.run),
+            "mount a tmpfs for netd's run dir",
+        )?;
+        Ok(guard)
     }
 
     /// Creates `nbench-WORLD-h` and `nbench-WORLD-c` joined by the uplink veth (10.99.0.2 on the
@@ -360,7 +364,6 @@ impl Guard {
             }
         }
         kill_processes_in(&netns);
-        unmount_under(&self.run);
         unmount_under(&self.dir);
         for n in self.namespaces.drain(..).rev() {
             if let Err(e) = ip(&["netns", "del", &n]) {
@@ -368,10 +371,8 @@ impl Guard {
             }
         }
         remove_bpffs_and_cgroup();
-        for dir in [&self.run, &self.dir] {
-            if let Err(e) = fs::remove_dir_all(dir) {
-                println!("cleanup: remove {}: {e}", dir.display());
-            }
+        if let Err(e) = fs::remove_dir_all(&self.dir) {
+            println!("cleanup: remove {}: {e}", self.dir.display());
         }
     }
 }
@@ -438,31 +439,29 @@ fn remove_leftovers() {
     remove_dirs_of_dead_runs();
 }
 
-/// The temp and run dirs of earlier runs whose process is gone (killed before its cleanup),
-/// with the namespace files mounted in them.
+/// The temp dirs of earlier runs whose process is gone (killed before its cleanup), with the
+/// tmpfs and namespace files mounted in them.
 fn remove_dirs_of_dead_runs() {
-    for parent in [std::env::temp_dir(), PathBuf::from("/run")] {
-        let Ok(entries) = fs::read_dir(&parent) else {
+    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(RUN_PREFIX))
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
             continue;
         };
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let Some(pid) = name
-                .to_str()
-                .and_then(|n| n.strip_prefix(RUN_PREFIX))
-                .and_then(|pid| pid.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            if Path::new("/proc").join(pid.to_string()).exists() {
-                continue;
-            }
-            let dir = entry.path();
-            println!("bench: removing {} left by an earlier run", dir.display());
-            unmount_under(&dir);
-            if let Err(e) = fs::remove_dir_all(&dir) {
-                println!("cleanup: remove {}: {e}", dir.display());
-            }
+        if Path::new("/proc").join(pid.to_string()).exists() {
+            continue;
+        }
+        let dir = entry.path();
+        println!("bench: removing {} left by an earlier run", dir.display());
+        unmount_under(&dir);
+        if let Err(e) = fs::remove_dir_all(&dir) {
+            println!("cleanup: remove {}: {e}", dir.display());
         }
     }
 }
