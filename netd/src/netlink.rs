@@ -2,7 +2,7 @@
 //! netd needs, each named for what it does. Every device netd creates carries the interface alias
 //! `netd:<owner>`, so that a restarted daemon can find (and reap) what it made.
 use std::{
-    net::{IpAddr, Ipv4Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     os::fd::AsRawFd,
     path::Path,
 };
@@ -11,9 +11,13 @@ use futures::TryStreamExt as _;
 use rtnetlink::{
     packet_route::{
         address::{AddressAttribute, AddressMessage},
-        link::{InfoData, InfoVeth, LinkAttribute, LinkMessage},
+        link::{
+            AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoVeth, LinkAttribute,
+            LinkMessage,
+        },
         neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState},
         route::{RouteAttribute, RouteMessage},
+        AddressFamily,
     },
     Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder,
 };
@@ -36,6 +40,8 @@ pub enum NetlinkError {
     },
     #[error("interface {0} does not exist")]
     NoSuchLink(String),
+    #[error("look up {name}: {source}")]
+    Lookup { name: String, source: nix::Error },
     #[error(transparent)]
     Netns(#[from] NetnsError),
 }
@@ -73,6 +79,9 @@ pub struct VethPeer<'a> {
 #[derive(Clone)]
 pub struct Netlink {
     handle: Handle,
+    /// The namespace is the process's own (every runtime thread lives there), so an interface
+    /// index is one `if_nametoindex` away instead of a link dump.
+    own_netns: bool,
 }
 
 impl Netlink {
@@ -80,49 +89,49 @@ impl Netlink {
     pub fn current() -> Result<Self, NetlinkError> {
         let (conn, handle, _) = rtnetlink::new_connection().map_err(NetlinkError::Socket)?;
         tokio::spawn(conn);
-        Ok(Self { handle })
+        Ok(Self {
+            handle,
+            own_netns: true,
+        })
     }
 
     /// A connection inside the namespace at `path` (the socket is opened there and stays there).
     pub fn in_netns(path: &Path) -> Result<Self, NetlinkError> {
-        Self::in_netns_after(path, || Ok(()))
-    }
-
-    /// Runs `setup` inside the namespace at `path`, then opens a connection there (one thread
-    /// enters the namespace for both).
-    pub fn in_netns_after(
-        path: &Path,
-        setup: impl FnOnce() -> Result<(), NetnsError> + Send,
-    ) -> Result<Self, NetlinkError> {
         let runtime = tokio::runtime::Handle::current();
-        netns::run_in(path, || Self::open_here(&runtime, setup))?
+        netns::run_in(path, || Self::open_here(&runtime))?
     }
 
-    /// Creates a new network namespace pinned at `path`, runs `setup` inside it and opens a
-    /// connection there, all on the thread that made it (see [`netns::create_with`]).
-    pub fn in_new_netns(
-        path: &Path,
-        setup: impl FnOnce() -> Result<(), NetnsError> + Send,
-    ) -> Result<Self, NetlinkError> {
+    /// Creates a new network namespace pinned at `path` and opens a connection there, on the
+    /// thread that made it (see [`netns::create_with`]).
+    pub fn in_new_netns(path: &Path) -> Result<Self, NetlinkError> {
         let runtime = tokio::runtime::Handle::current();
-        netns::create_with(path, || Self::open_here(&runtime, setup))
+        netns::create_with(path, || Self::open_here(&runtime))
     }
 
-    /// Runs `setup`, then opens a connection, on the calling thread (inside the namespace the
-    /// connection is for: the socket stays there); the connection is driven on `runtime`.
-    fn open_here(
-        runtime: &tokio::runtime::Handle,
-        setup: impl FnOnce() -> Result<(), NetnsError>,
-    ) -> Result<Self, NetlinkError> {
-        setup()?;
+    /// Opens a connection on the calling thread (inside the namespace the connection is for: the
+    /// socket stays there); the connection is driven on `runtime`.
+    fn open_here(runtime: &tokio::runtime::Handle) -> Result<Self, NetlinkError> {
         let _guard = runtime.enter();
         let (conn, handle, _) = rtnetlink::new_connection().map_err(NetlinkError::Socket)?;
         runtime.spawn(conn);
-        Ok(Self { handle })
+        Ok(Self {
+            handle,
+            own_netns: false,
+        })
     }
 
     /// Index of the interface called `name`, if there is one.
     pub async fn link_index(&self, name: &str) -> Result<Option<u32>, NetlinkError> {
+        if self.own_netns {
+            return match nix::net::if_::if_nametoindex(name) {
+                Ok(index) => Ok(Some(index)),
+                Err(nix::Error::ENODEV) => Ok(None),
+                Err(e) => Err(NetlinkError::Lookup {
+                    name: name.into(),
+                    source: e,
+                }),
+            };
+        }
         let mut links = self
             .handle
             .link()
@@ -166,7 +175,8 @@ impl Netlink {
         mac: [u8; 6],
     ) -> Result<u32, NetlinkError> {
         let msg = LinkBridge::new(name).address(mac.to_vec()).build();
-        self.add_tagged(msg, name, owner, "create bridge").await
+        self.add_tagged(msg, name, owner, "create bridge", &[])
+            .await
     }
 
     /// Creates a container's veth pair: the host end `host`, down, tagged as owned by `owner` and
@@ -193,18 +203,20 @@ impl Netlink {
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
             .controller(master)
             .build();
-        self.add_tagged(msg, host, owner, "create veth").await
+        self.add_tagged(msg, host, owner, "create veth", &[no_ipv6_addresses()])
+            .await
     }
 
-    /// Creates the device `msg` describes, called `name`, and marks it as netd's (the kernel
-    /// ignores an alias given at creation). A device that cannot be tagged would never be
-    /// reaped, so it is deleted at once.
+    /// Creates the device `msg` describes, called `name`, and marks it as netd's along with
+    /// `settings` (the kernel ignores an alias, and refuses IPv6 settings, given at creation).
+    /// A device that cannot be tagged would never be reaped, so it is deleted at once.
     async fn add_tagged(
         &self,
         msg: LinkMessage,
         name: &str,
         owner: &str,
         what: &'static str,
+        settings: &[LinkAttribute],
     ) -> Result<u32, NetlinkError> {
         self.handle
             .link()
@@ -213,10 +225,20 @@ impl Netlink {
             .await
             .map_err(req(what, name))?;
         let index = self.require_link(name).await?;
-        let tag = LinkUnspec::new_with_index(index)
-            .append_extra_attribute(alias(owner))
-            .build();
-        if let Err(e) = self.handle.link().set(tag).execute().await {
+        let tag = |settings: &[LinkAttribute]| {
+            let mut msg = LinkUnspec::new_with_index(index)
+                .append_extra_attribute(alias(owner))
+                .build();
+            msg.attributes.extend_from_slice(settings);
+            msg
+        };
+        let mut tagged = self.handle.link().set(tag(settings)).execute().await;
+        if matches!(&tagged, Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -libc::EAFNOSUPPORT)
+        {
+            // A device without IPv6 (its MTU is below 1280) has no IPv6 setting to take.
+            tagged = self.handle.link().set(tag(&[])).execute().await;
+        }
+        if let Err(e) = tagged {
             if let Err(del) = self.delete_link(name).await {
                 tracing::error!(%del, "cannot delete untagged device {name}");
             }
@@ -246,6 +268,34 @@ impl Netlink {
             .address(mac.to_vec())
             .build();
         self.set_link(msg, "set the MAC of", index).await
+    }
+
+    /// Turns IPv6 address generation off on a device that is still down: a container's interface,
+    /// whose networks are IPv4 only. (Writing `disable_ipv6` under `/proc/sys` would do more, but
+    /// a path lookup there walks one cached entry per namespace that made the same lookup: most
+    /// of a millisecond with a thousand containers.)
+    pub async fn turn_off_ipv6_addresses(&self, index: u32) -> Result<(), NetlinkError> {
+        let msg = LinkUnspec::new_with_index(index)
+            .append_extra_attribute(no_ipv6_addresses())
+            .build();
+        self.set_link(msg, "turn off IPv6 addresses of", index)
+            .await
+    }
+
+    /// Removes IPv6's `::1` from the loopback device (which gets it when it comes up), if there.
+    pub async fn remove_ipv6_loopback(&self, lo: u32) -> Result<(), NetlinkError> {
+        let mut msg = AddressMessage::default();
+        msg.header.family = AddressFamily::Inet6;
+        msg.header.prefix_len = 128;
+        msg.header.index = lo;
+        msg.attributes
+            .push(AddressAttribute::Address(Ipv6Addr::LOCALHOST.into()));
+        match self.handle.address().del(msg).execute().await {
+            Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -libc::EADDRNOTAVAIL => {
+                Ok(())
+            }
+            result => result.map_err(req("remove", "::1 from loopback")),
+        }
     }
 
     /// Sets a device up.
@@ -411,6 +461,15 @@ impl Netlink {
             Err(e) => Err(req("look up", index)(e)),
         }
     }
+}
+
+/// No IPv6 address generation: on a bridge port (the host end of a container's veth) an address
+/// serves nothing and bringing the port up would pay for making it (duplicate address
+/// detection, multicast joins).
+fn no_ipv6_addresses() -> LinkAttribute {
+    LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(
+        In6AddrGenMode::None,
+    )])])
 }
 
 fn alias(owner: &str) -> LinkAttribute {

@@ -436,3 +436,21 @@ fn alive(pid: &str) -> bool {
         state != Some(Some('Z'))
     })
 }
+
+#[test]
+fn containers_and_their_bridge_ports_have_no_ipv6_addresses_on_any_network() {
+    let Some(host) = Host::start() else { return };
+    host.container("web", &[]);
+    host.ok(&["network", "create", "net1"]);
+    host.ok(&["network", "connect", "net1", "web"]);
+    let inside = host.exec("web", &["busybox", "ip", "addr"]).stdout;
+    assert!(
+        inside.contains("eth1") && !inside.contains("inet6"),
+        "IPv4 only on lo, eth0 and eth1: {inside}"
+    );
+    let on_host = host.on_host(&["ip", "-6", "-o", "addr"]).stdout;
+    assert!(
+        on_host.contains("netd0") && !on_host.contains("veth"),
+        "no link-local address on the host ends of the veths: {on_host}"
+    );
+}

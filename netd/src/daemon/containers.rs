@@ -181,14 +181,15 @@ impl Daemon {
         if matches!(c.mode, NetworkMode::Bridge | NetworkMode::None) {
             let path = self.netns_path(c);
             let inside = if c.adopted_netns.is_none() {
-                let inside = Netlink::in_new_netns(&path, no_ipv6)?;
+                let inside = Netlink::in_new_netns(&path)?;
                 undo.push(Step::RemoveNetns(path.clone()));
                 inside
             } else {
                 netns::check(&path)?;
-                Netlink::in_netns_after(&path, no_ipv6)?
+                Netlink::in_netns(&path)?
             };
             inside.set_up(LOOPBACK_IFINDEX).await?;
+            inside.remove_ipv6_loopback(LOOPBACK_IFINDEX).await?;
             for a in &c.attachments {
                 let ifname = Self::next_ifname(&endpoints);
                 let default_route = !self.has_default_route(&endpoints);
@@ -496,12 +497,6 @@ fn mode_name(mode: &NetworkMode, first: Option<&str>) -> String {
 
 /// The loopback device's index: the same in every namespace.
 const LOOPBACK_IFINDEX: u32 = 1;
-
-/// IPv6 off in a container's namespace (netd networks are IPv4); run inside it. `all` also sets
-/// `default`, so interfaces made later start with IPv6 off too.
-fn no_ipv6() -> Result<(), netns::NetnsError> {
-    netns::set_sysctl("net.ipv6.conf.all.disable_ipv6", "1")
-}
 
 /// SIGTERM to every process in the namespace, SIGKILL to those left after a grace period.
 async fn kill_all(path: &std::path::Path) {

@@ -185,6 +185,7 @@ async fn configure_inside(
     let index = nl.require_link(ifname).await?;
     nl.add_address(index, ip, network.subnet.prefix_len())
         .await?;
+    nl.turn_off_ipv6_addresses(index).await?;
     nl.set_up(index).await?;
     if default_route && !network.internal {
         nl.add_default_route(network.gateway).await?;
