@@ -492,6 +492,9 @@ const METHOD: &str = "\
   ping-pong --tcp --full-rtt -m 64` (p50/p99 of the round trip). Connections/s: the xtask `connect` \
   helper (connect, 16-byte request, 64-byte answer, the server closes) with 2 threads against the \
   xtask `serve` helper in the container. DNS: the xtask `dns` helper, one outstanding query per thread.
+- netd keeps its state dir on the disk and its run dir (socket, namespace files, per-container \
+  hosts and resolv.conf) on a tmpfs, as `/var/lib` and `/run` are on a standard system (on this VM \
+  `/run` is a directory of the root ext4, where a file create can take a millisecond).
 - Each figure is the median of the rounds; a ratio is the median of the per-round ratios of a pair \
   measured back to back, the order of the variants alternating from round to round.
 - Not measured: per-packet cost with hardware counters (none on this machine; CPU per Gbit stands \
