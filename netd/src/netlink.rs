@@ -234,7 +234,7 @@ impl Netlink {
         };
         let mut tagged = self.handle.link().set(tag(settings)).execute().await;
         if matches!(&tagged, Err(e) if is_errno(e, libc::EAFNOSUPPORT)) {
-            // A device without IPv6 (its MTU is below 1280) has no IPv6 setting to take.
+            // A device without IPv6 (a kernel without it, an MTU below 1280) takes no IPv6 setting.
             tagged = self.handle.link().set(tag(&[])).execute().await;
         }
         if let Err(e) = tagged {
@@ -465,9 +465,9 @@ fn is_errno(e: &rtnetlink::Error, errno: i32) -> bool {
     matches!(e, rtnetlink::Error::NetlinkError(m) if m.raw_code() == -errno)
 }
 
-/// No IPv6 address generation: on a bridge port (the host end of a container's veth) an address
-/// serves nothing and bringing the port up would pay for making it (duplicate address
-/// detection, multicast joins).
+/// No IPv6 address generation, for both ends of a container's veth: netd's networks are IPv4, and
+/// on the host end, a bridge port, an address would serve nothing while bringing the port up
+/// would pay for making it (duplicate address detection, multicast joins).
 fn no_ipv6_addresses() -> LinkAttribute {
     LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(
         In6AddrGenMode::None,
