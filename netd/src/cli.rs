@@ -92,8 +92,15 @@ pub struct DaemonArgs {
     /// cgroup (v2) whose processes' connections to published ports are translated by socket
     /// hooks, which act only on sockets of the daemon's network namespace (default: the root of
     /// the cgroup2 hierarchy).
-    #[arg(long, env = "NETD_CGROUP")]
+    #[arg(long, env = "NETD_CGROUP", conflicts_with = "no_cgroup_hooks")]
     pub cgroup: Option<PathBuf>,
+    /// Attach no socket hooks: host processes then reach published ports only through container
+    /// addresses, not through 127.0.0.1 or the host's own addresses.
+    #[arg(long)]
+    pub no_cgroup_hooks: bool,
+    /// Group allowed to use the API socket (mode 0660); without it only root may (0600).
+    #[arg(long, short = 'G')]
+    pub group: Option<String>,
     /// Size of the NAT table in entries (two per translated flow); takes effect when the table is
     /// created (first start, or after --cleanup).
     #[arg(long, default_value_t = netd_common::DEFAULT_NAT_ENTRIES, value_parser = clap::value_parser!(u32).range(64..))]

@@ -7,6 +7,7 @@ pub mod datapath;
 pub mod dns;
 pub mod ipam;
 pub mod links;
+pub mod mountns;
 pub mod netlink;
 pub mod netns;
 pub mod ports;

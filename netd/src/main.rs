@@ -5,7 +5,7 @@ use clap::Parser as _;
 
 use netd::{
     cli::{Cli, Command},
-    client, daemon,
+    client, daemon, mountns,
 };
 
 fn main() -> ExitCode {
@@ -56,13 +56,22 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Daemon(args) => {
             init_tracing();
+            // Paths are made absolute where they were given, before the mount namespace (and
+            // with it the working directory) may change.
+            let mut config = daemon::Config::new(&args);
+            // Before the runtime starts threads: only a single-threaded process may move.
+            let settled = mountns::settle()?;
+            if let Some((pid, comm)) = &settled.joined {
+                tracing::info!(pid, comm = %comm, "joined the mount namespace the daemon was launched from: its own would die with it");
+            }
+            config.resolv_conf = settled.in_launch_ns(&config.resolv_conf);
             let runtime = tokio::runtime::Runtime::new()?;
-            let config = daemon::Config::new(&args);
             if args.cleanup {
                 runtime.block_on(daemon::cleanup(&config))?;
             } else {
-                runtime.block_on(daemon::run(&args))?;
+                runtime.block_on(daemon::run(&args, config))?;
             }
+            drop(settled);
             Ok(0)
         }
         Command::Network(cmd) => client::network(&cli.socket, cmd).map(|()| 0),

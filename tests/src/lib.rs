@@ -101,8 +101,30 @@ fn must(program: &str, args: &[&str]) {
     assert!(out.ok(), "{program} {args:?} failed: {}", out.stderr);
 }
 
+/// A child process of `parent`, if it has one.
+fn child_of(parent: u32) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.find_map(|e| {
+        let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let ppid: u32 = stat
+            .rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()?;
+        (ppid == parent).then_some(pid)
+    })
+}
+
 /// A background process that is killed and reaped when dropped.
 pub struct Background(Child);
+
+impl Background {
+    pub fn new(child: Child) -> Self {
+        Self(child)
+    }
+}
 
 impl Drop for Background {
     fn drop(&mut self) {
@@ -115,15 +137,31 @@ impl Drop for Background {
     }
 }
 
+/// How a test starts its daemon: each way users launch programs in a network namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Launch {
+    /// `nsenter --net=/run/netns/HOST`: the caller's mount namespace.
+    Nsenter,
+    /// `ip netns exec HOST`: a mount namespace of its own (slave of the caller's), a fresh
+    /// `/sys` without bpffs or cgroups, and `/etc/netns/HOST/resolv.conf` over
+    /// `/etc/resolv.conf` (the daemon gets no `--resolv-conf` then).
+    IpNetnsExec,
+    /// `unshare --mount --propagation private`, as a systemd unit with `PrivateMounts=yes`
+    /// (which makes it a slave) but stricter: nothing propagates either way.
+    PrivateMounts,
+    /// As in a container: new pid and mount namespaces (the daemon is pid 1 and sees no
+    /// ancestor), with bpffs and every cgroup hierarchy unmounted; no `--cgroup` given.
+    Container,
+}
+
 /// A throwaway host with a netd daemon.
 pub struct Host {
     pub name: String,
     pub dir: PathBuf,
     pub bpffs: PathBuf,
     daemon: Option<Child>,
-    /// Start the daemon with `ip netns exec` (private mount namespace, fresh /sys) instead of
-    /// `nsenter --net`.
-    private_mounts: bool,
+    /// How the daemon is started.
+    launch: Launch,
     /// Extra `netd daemon` arguments, used at every start.
     daemon_args: Vec<String>,
 }
@@ -131,21 +169,22 @@ pub struct Host {
 impl Host {
     /// A new host with its daemon running, or `None` when privileged tests are skipped.
     pub fn start() -> Option<Host> {
-        Self::start_with(false, &[])
+        Self::start_with(Launch::Nsenter, &[])
     }
 
     /// Like [`Host::start`], with extra `netd daemon` arguments.
     pub fn start_with_args(args: &[&str]) -> Option<Host> {
-        Self::start_with(false, args)
+        Self::start_with(Launch::Nsenter, args)
     }
 
     /// Like [`Host::start`], with the daemon in a private mount namespace as `ip netns exec`
     /// makes it.
     pub fn start_with_private_mounts() -> Option<Host> {
-        Self::start_with(true, &[])
+        Self::start_with(Launch::IpNetnsExec, &[])
     }
 
-    fn start_with(private_mounts: bool, args: &[&str]) -> Option<Host> {
+    /// Like [`Host::start`], with the daemon started the way `launch` says.
+    pub fn start_with(launch: Launch, args: &[&str]) -> Option<Host> {
         if !privileged() {
             return None;
         }
@@ -161,7 +200,7 @@ impl Host {
             dir,
             bpffs,
             daemon: None,
-            private_mounts,
+            launch,
             daemon_args: args.iter().map(|a| a.to_string()).collect(),
         };
         host.build_namespaces();
@@ -180,11 +219,13 @@ impl Host {
     fn build_namespaces(&self) {
         std::fs::create_dir_all(&self.dir).expect("test dir");
         std::fs::create_dir_all(self.cgroup()).expect("test cgroup");
-        std::fs::write(
-            self.dir.join("resolv.conf"),
-            format!("nameserver {OUTSIDE_IP}\n"),
-        )
-        .expect("resolv.conf");
+        let resolv_conf = format!("nameserver {OUTSIDE_IP}\n");
+        std::fs::write(self.dir.join("resolv.conf"), &resolv_conf).expect("resolv.conf");
+        if self.launch == Launch::IpNetnsExec {
+            std::fs::create_dir_all(self.etc_netns()).expect("/etc/netns dir");
+            std::fs::write(self.etc_netns().join("resolv.conf"), &resolv_conf)
+                .expect("/etc/netns resolv.conf");
+        }
         let (h, o) = (self.host_ns(), self.outside_ns());
         must("ip", &["netns", "add", &h]);
         must("ip", &["netns", "add", &o]);
@@ -220,11 +261,21 @@ impl Host {
         cgroup2_root().join(format!("netd-test-{}", self.name))
     }
 
+    /// Where `ip netns exec` finds files to mount over `/etc` in the host namespace.
+    fn etc_netns(&self) -> PathBuf {
+        Path::new("/etc/netns").join(self.host_ns())
+    }
+
+    /// How the daemon was started.
+    pub fn launch(&self) -> Launch {
+        self.launch
+    }
+
     fn dirs(&self) -> Vec<String> {
-        let mut dirs = match self.private_mounts {
-            // `ip netns exec` mounts a fresh /sys, without the cgroup hierarchy: no hooks then.
-            true => vec![],
-            false => vec!["--cgroup".into(), self.cgroup().display().to_string()],
+        let mut dirs = match self.launch {
+            // A container sees no cgroup hierarchy: the daemon mounts its own.
+            Launch::Container => vec![],
+            _ => vec!["--cgroup".into(), self.cgroup().display().to_string()],
         };
         dirs.extend([
             "--state-dir".into(),
@@ -250,20 +301,15 @@ impl Host {
             .append(true)
             .open(self.dir.join("daemon.log"))
             .expect("log");
-        let mut cmd = match self.private_mounts {
-            true => {
-                let mut cmd = Command::new("ip");
-                cmd.args(["netns", "exec", &self.host_ns()]);
-                cmd
-            }
-            false => self.in_host(),
-        };
+        let mut cmd = self.launcher();
         cmd.arg(netd_bin())
             .arg("daemon")
             .args(self.dirs())
-            .args(&self.daemon_args);
-        cmd.args(["--uplink", "uplink0", "--resolv-conf"])
-            .arg(self.dir.join("resolv.conf"));
+            .args(&self.daemon_args)
+            .args(["--uplink", "uplink0"]);
+        if self.launch != Launch::IpNetnsExec {
+            cmd.arg("--resolv-conf").arg(self.dir.join("resolv.conf"));
+        }
         cmd.env("RUST_LOG", "netd=debug,info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
@@ -287,11 +333,65 @@ impl Host {
         }
     }
 
+    /// The command that runs `netd` the way [`Launch`] says (`netd` and its arguments follow).
+    fn launcher(&self) -> Command {
+        let unshare = |cmd: &mut Command, extra: &[&str]| {
+            cmd.args(["unshare", "--mount", "--propagation", "private"])
+                .args(extra);
+        };
+        match self.launch {
+            Launch::Nsenter => self.in_host(),
+            Launch::IpNetnsExec => {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", &self.host_ns()]);
+                cmd
+            }
+            Launch::PrivateMounts => {
+                let mut cmd = self.in_host();
+                unshare(&mut cmd, &[]);
+                cmd
+            }
+            Launch::Container => {
+                // The script ends in `exec "$@"`: the daemon becomes the pid namespace's pid 1.
+                let script = "umount -l /sys/fs/bpf 2>/dev/null; umount -R -l /sys/fs/cgroup; \
+                              ! grep -qE ' (bpf|cgroup2?) ' /proc/self/mounts && exec \"$@\"";
+                let mut cmd = self.in_host();
+                unshare(
+                    &mut cmd,
+                    &["--pid", "--fork", "--kill-child", "--mount-proc"],
+                );
+                cmd.args(["sh", "-c", script, "container-init"]);
+                cmd
+            }
+        }
+    }
+
     /// Stops the daemon with `signal` ("TERM", "KILL") and waits for it to exit.
     pub fn stop_daemon(&mut self, signal: &str) {
+        if let Some(pid) = self.daemon_pid() {
+            run("kill", &[&format!("-{signal}"), &pid.to_string()]);
+        }
         if let Some(mut child) = self.daemon.take() {
-            run("kill", &[&format!("-{signal}"), &child.id().to_string()]);
             child.wait().expect("wait for daemon");
+        }
+    }
+
+    /// The daemon's pid (as the machine sees it): the launcher's own, or in a container the
+    /// child that `unshare --fork` made.
+    pub fn daemon_pid(&self) -> Option<u32> {
+        let launcher = self.daemon.as_ref()?.id();
+        if self.launch != Launch::Container {
+            return Some(launcher);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(pid) = child_of(launcher) {
+                return Some(pid);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            sleep(Duration::from_millis(20));
         }
     }
 
@@ -499,6 +599,9 @@ impl Drop for Host {
         for ns in [self.host_ns(), self.outside_ns()] {
             self.kill_namespace_processes(&ns);
             run("ip", &["netns", "del", &ns]);
+        }
+        if self.launch == Launch::IpNetnsExec {
+            let _ = std::fs::remove_dir_all(self.etc_netns());
         }
         if let Err(e) = std::fs::remove_dir(self.cgroup()) {
             eprintln!("cannot remove {}: {e}", self.cgroup().display());

@@ -1,6 +1,6 @@
 //! `netd daemon --cleanup`: remove everything a daemon installed (processes in the namespaces it
-//! made, its devices, namespace files, pins, state and run files), going on past errors and
-//! reporting every one.
+//! made, its devices, namespace files, pins, a cgroup2 mount of its own, state and run files),
+//! going on past errors and reporting every one. Refused while a daemon holds the directories.
 use std::{fs, io::ErrorKind, path::Path};
 
 use anyhow::anyhow;
@@ -10,6 +10,16 @@ use super::Config;
 use crate::{datapath, netlink::Netlink, netns};
 
 pub async fn cleanup(config: &Config) -> anyhow::Result<()> {
+    let mut locks = super::lock::DirLocks::default();
+    for (flag, dir) in [
+        ("--state-dir", &config.state_dir),
+        ("--run-dir", &config.run_dir),
+        ("--bpffs", &config.bpffs),
+    ] {
+        if dir.is_dir() {
+            locks.lock(flag, dir)?;
+        }
+    }
     if std::os::unix::net::UnixStream::connect(config.socket()).is_ok() {
         return Err(anyhow!(
             "a daemon is still serving {}: stop it first",
@@ -36,6 +46,7 @@ pub async fn cleanup(config: &Config) -> anyhow::Result<()> {
     }
     remove_dir(&config.containers_dir(), &mut errors);
     remove_dir(&config.netns_dir(), &mut errors);
+    errors.extend(super::hostfs::remove_own_cgroup2(&config.run_dir).err());
     if errors.is_empty() {
         return Ok(());
     }

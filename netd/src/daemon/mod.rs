@@ -7,7 +7,9 @@ pub mod error;
 mod explain;
 mod files;
 mod flows;
+mod hostfs;
 mod links;
+mod lock;
 mod maps;
 pub mod metrics;
 mod networks;
@@ -45,8 +47,13 @@ pub struct Config {
     pub uplinks: Vec<String>,
     pub default_subnet: Ipv4Net,
     pub resolv_conf: PathBuf,
-    /// Where the socket hooks go; `None` when there is no cgroup2 hierarchy.
+    /// Where the socket hooks go: `--cgroup` as given until [`run`] settles it (`None` then
+    /// means `--no-cgroup-hooks`).
     pub cgroup: Option<PathBuf>,
+    /// Whether socket hooks are attached at all (`--no-cgroup-hooks` turns them off).
+    pub cgroup_hooks: bool,
+    /// Group that may use the API socket besides root.
+    pub group: Option<String>,
     pub nat_entries: u32,
     pub timeouts: Timeouts,
 }
@@ -59,8 +66,10 @@ impl Config {
             bpffs: absolute(&args.bpffs),
             uplinks: args.uplink.clone(),
             default_subnet: args.default_subnet,
-            resolv_conf: args.resolv_conf.clone(),
-            cgroup: args.cgroup.clone().or_else(cgroup2_root),
+            resolv_conf: absolute(&args.resolv_conf),
+            cgroup: args.cgroup.as_deref().map(absolute),
+            cgroup_hooks: !args.no_cgroup_hooks,
+            group: args.group.clone(),
             nat_entries: args.nat_entries,
             timeouts: Timeouts::with(
                 args.nat_timeout_tcp,
@@ -83,15 +92,19 @@ impl Config {
     }
 }
 
-/// Where the cgroup2 hierarchy is mounted (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on
-/// hybrid systems).
-fn cgroup2_root() -> Option<PathBuf> {
-    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
-    mounts.lines().find_map(|line| {
-        let mut fields = line.split_whitespace();
-        let (_, target, kind) = (fields.next()?, fields.next()?, fields.next()?);
-        (kind == "cgroup2").then(|| PathBuf::from(target))
-    })
+/// The directories only one daemon may use at a time, with the flags that name them.
+pub fn lock_dirs(config: &Config) -> anyhow::Result<lock::DirLocks> {
+    let mut locks = lock::DirLocks::default();
+    for (flag, dir) in [
+        ("--state-dir", &config.state_dir),
+        ("--run-dir", &config.run_dir),
+    ] {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        locks.lock(flag, dir)?;
+    }
+    crate::datapath::ensure_bpffs(&config.bpffs)?;
+    locks.lock("--bpffs", &config.bpffs)?;
+    Ok(locks)
 }
 
 /// `path` made absolute against the working directory (left as is if that cannot be read).
@@ -118,12 +131,14 @@ pub struct Daemon {
     /// What `NETD_PORTS` holds, as this daemon last wrote it (`None`: read it from the kernel).
     pub ports_written:
         Option<std::collections::BTreeMap<netd_common::PortKey, netd_common::Backend>>,
+    /// This daemon's hold on its directories, released when it exits.
+    _locks: lock::DirLocks,
 }
 
 impl Daemon {
     /// Brings the daemon up: directories, forwarding, datapath, then reconciles the kernel with
     /// the saved state (adopting what a previous daemon left, reaping what a crash left half-made).
-    pub async fn start(config: Config) -> anyhow::Result<Self> {
+    pub async fn start(config: Config, locks: lock::DirLocks) -> anyhow::Result<Self> {
         for dir in [config.netns_dir(), config.containers_dir()] {
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
@@ -145,6 +160,7 @@ impl Daemon {
             uplinks: vec![],
             dns: Dns::new(resolv_conf),
             ports_written: None,
+            _locks: locks,
         };
         daemon
             .reconcile()
@@ -251,10 +267,15 @@ impl Daemon {
 }
 
 /// `netd daemon`: start, serve until SIGTERM or SIGINT, leave the datapath running.
-pub async fn run(args: &DaemonArgs) -> anyhow::Result<()> {
-    let config = Config::new(args);
-    let listener = server::bind(&config.socket())?;
-    let mut daemon = Daemon::start(config).await?;
+pub async fn run(args: &DaemonArgs, mut config: Config) -> anyhow::Result<()> {
+    let locks = lock_dirs(&config)?;
+    config.cgroup = hostfs::hook_cgroup(
+        config.cgroup.as_deref(),
+        config.cgroup_hooks,
+        &config.run_dir,
+    )?;
+    let listener = server::bind(&config.socket(), config.group.as_deref())?;
+    let mut daemon = Daemon::start(config, locks).await?;
     daemon
         .dp
         .set_config(netd_common::CONFIG_DEBUG, args.debug_bpf.into())?;

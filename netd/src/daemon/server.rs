@@ -32,14 +32,16 @@ const HOUSEKEEPING: std::time::Duration = std::time::Duration::from_secs(5);
 /// Largest request accepted.
 const MAX_REQUEST: u64 = 1 << 20;
 
-/// Binds the socket, refusing to start if another daemon answers on it.
-pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
+/// Binds the socket, refusing to start if another daemon answers on it. The socket is root's
+/// alone (0600), or also `group`'s (0660) when one is named, from the moment it exists.
+pub fn bind(path: &Path, group: Option<&str>) -> anyhow::Result<UnixListener> {
     if std::os::unix::net::UnixStream::connect(path).is_ok() {
         return Err(anyhow!(
             "another netd daemon is already serving {}",
             path.display()
         ));
     }
+    let gid = group.map(group_id).transpose()?;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
@@ -49,7 +51,33 @@ pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
         }
         _ => {}
     }
-    UnixListener::bind(path).with_context(|| format!("cannot listen on {}", path.display()))
+    // The mode a socket is created with comes from the umask alone; no other thread creates
+    // files while the daemon starts.
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    let listener = UnixListener::bind(path);
+    nix::sys::stat::umask(old);
+    let listener = listener.with_context(|| format!("cannot listen on {}", path.display()))?;
+    if let Some(gid) = gid {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::os::unix::fs::chown(path, None, Some(gid.as_raw()))
+            .and_then(|()| std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)))
+            .with_context(|| {
+                format!(
+                    "cannot give {} to group {}",
+                    path.display(),
+                    group.unwrap_or_default()
+                )
+            })?;
+    }
+    Ok(listener)
+}
+
+fn group_id(name: &str) -> anyhow::Result<nix::unistd::Gid> {
+    match nix::unistd::Group::from_name(name) {
+        Ok(Some(g)) => Ok(g.gid),
+        Ok(None) => Err(anyhow!("--group {name}: no such group")),
+        Err(e) => Err(anyhow!("--group {name}: {e}")),
+    }
 }
 
 /// Serves until SIGTERM or SIGINT. The datapath stays in place; a new daemon adopts it.

@@ -55,7 +55,7 @@ impl Daemon {
     /// Hooks host sockets of this namespace in the configured cgroup. Returns the link pins.
     pub(super) fn sync_cgroup(&mut self) -> OpResult<Vec<String>> {
         let Some(cgroup) = self.config.cgroup.clone() else {
-            tracing::warn!("no cgroup2 hierarchy: host processes reach published ports only through container addresses");
+            tracing::info!("--no-cgroup-hooks: host processes reach published ports only through container addresses");
             return Ok(vec![]);
         };
         let cookie = netns_cookie().map_err(|source| OpError::Io {

@@ -722,7 +722,7 @@ fn is_bpffs(path: &Path) -> bool {
 /// Creates `root` and mounts a bpffs there unless it already lies on one. Under a fresh sysfs
 /// (as `ip netns exec` gives) `/sys/fs/bpf` is an empty mount point: bpffs is mounted there
 /// first, as systemd does at boot.
-fn ensure_bpffs(root: &Path) -> Result<(), DatapathError> {
+pub fn ensure_bpffs(root: &Path) -> Result<(), DatapathError> {
     let sys_bpf = Path::new("/sys/fs/bpf");
     if root.starts_with(sys_bpf) && root != sys_bpf && sys_bpf.is_dir() && !is_bpffs(sys_bpf) {
         mount(
