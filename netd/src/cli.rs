@@ -30,6 +30,8 @@ pub enum Command {
     /// Manage containers.
     #[command(subcommand)]
     Container(ContainerCommand),
+    /// Create and start a container, then run CMD in it if one is given (`docker run`).
+    Run(RunArgs),
     /// Run a command inside a container's network namespace.
     Exec(ExecArgs),
     /// Look into the datapath's BPF maps.
@@ -254,6 +256,21 @@ pub struct ContainerCreateArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Run CMD in the background and print its PID.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Remove the container when CMD exits.
+    #[arg(long, conflicts_with = "detach", requires = "cmd")]
+    pub rm: bool,
+    #[command(flatten)]
+    pub create: ContainerCreateArgs,
+    /// The command to run in the container, after `--`.
+    #[arg(last = true)]
+    pub cmd: Vec<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct ExecArgs {
     /// Run in the background and print the PID.
     #[arg(short = 'd', long)]
@@ -336,6 +353,38 @@ mod tests {
         };
         assert!(a.detach);
         assert_eq!(a.cmd, ["sh", "-c", "echo hi"]);
+    }
+
+    #[test]
+    fn run_takes_create_flags_then_the_command() {
+        let cli = parse(&[
+            "run",
+            "--rm",
+            "-p",
+            "8080:80",
+            "--network",
+            "n1",
+            "web",
+            "--",
+            "sh",
+            "-c",
+            "true",
+        ])
+        .unwrap();
+        let Command::Run(a) = cli.command else {
+            panic!()
+        };
+        assert!(a.rm && !a.detach);
+        assert_eq!(
+            (a.create.name.as_str(), a.create.network.as_str()),
+            ("web", "n1")
+        );
+        assert_eq!(a.create.publish, ["8080:80"]);
+        assert_eq!(a.cmd, ["sh", "-c", "true"]);
+        assert!(
+            parse(&["run", "--rm", "web"]).is_err(),
+            "--rm needs a command"
+        );
     }
 
     #[test]

@@ -13,7 +13,10 @@ use anyhow::{anyhow, Context as _};
 
 use crate::{
     api::{ContainerCreate, NetworkCreate, Reply, Request, Response},
-    cli::{ContainerCommand, ExecArgs, Format, MapsCommand, NetworkCommand},
+    cli::{
+        ContainerCommand, ContainerCreateArgs, ExecArgs, Format, MapsCommand, NetworkCommand,
+        RunArgs,
+    },
 };
 
 /// Sends one request and returns the daemon's reply, or its error as ours.
@@ -90,20 +93,10 @@ pub fn network(socket: &Path, cmd: NetworkCommand) -> anyhow::Result<()> {
 pub fn container(socket: &Path, cmd: ContainerCommand) -> anyhow::Result<()> {
     match cmd {
         ContainerCommand::Create(a) => {
-            let req = ContainerCreate {
-                name: a.name,
-                network: a.network,
-                ip: a.ip,
-                aliases: a.aliases,
-                publish: a.publish,
-                publish_all: a.publish_all,
-                expose: a.expose,
-                links: a.links,
-                env: a.env,
-                hostname: a.hostname,
-                netns: a.netns,
-            };
-            print::created(request(socket, &Request::ContainerCreate(req))?);
+            print::created(request(
+                socket,
+                &Request::ContainerCreate(create_request(a)),
+            )?);
         }
         ContainerCommand::Start { name } => done(
             socket,
@@ -138,6 +131,62 @@ pub fn container(socket: &Path, cmd: ContainerCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn create_request(a: ContainerCreateArgs) -> ContainerCreate {
+    ContainerCreate {
+        name: a.name,
+        network: a.network,
+        ip: a.ip,
+        aliases: a.aliases,
+        publish: a.publish,
+        publish_all: a.publish_all,
+        expose: a.expose,
+        links: a.links,
+        env: a.env,
+        hostname: a.hostname,
+        netns: a.netns,
+    }
+}
+
+/// `netd run`: create, start (a container that cannot start is removed again, so a failed run
+/// leaves nothing), then run CMD in it if given and return its status; `--rm` removes the
+/// container when CMD ends.
+pub fn run(socket: &Path, args: RunArgs) -> anyhow::Result<i32> {
+    let name = args.create.name.clone();
+    let created = request(
+        socket,
+        &Request::ContainerCreate(create_request(args.create)),
+    )?;
+    if let Err(e) = request(socket, &Request::ContainerStart { name: name.clone() }) {
+        let undo = request(socket, &rm(&name));
+        return Err(match undo {
+            Ok(_) => e,
+            Err(u) => e.context(format!("and removing {name} again failed: {u}")),
+        });
+    }
+    if args.cmd.is_empty() {
+        print::created(created);
+        return Ok(0);
+    }
+    let exec_args = ExecArgs {
+        detach: args.detach,
+        env: vec![],
+        name: name.clone(),
+        cmd: args.cmd,
+    };
+    let status = exec(socket, exec_args);
+    if args.rm {
+        request(socket, &rm(&name))?;
+    }
+    status
+}
+
+fn rm(name: &str) -> Request {
+    Request::ContainerRm {
+        name: name.to_string(),
+        force: true,
+    }
 }
 
 /// Requests that print the name they acted on, as Docker's do.
