@@ -573,9 +573,9 @@ impl Host {
         run("ip", &all)
     }
 
-    /// Runs `netd daemon --cleanup` for this host.
+    /// Runs `netd daemon --cleanup` for this host, launched as the daemon was.
     pub fn cleanup(&self) -> Out {
-        let mut cmd = self.in_host();
+        let mut cmd = self.launcher();
         cmd.arg(netd_bin())
             .args(["daemon", "--cleanup"])
             .args(self.dirs());

@@ -461,12 +461,19 @@ fn run_creates_starts_and_runs_the_command_and_rm_removes_it_afterwards() {
     let addr = host.netd(&[
         "run", "--rm", "r1", "--", "busybox", "ip", "-o", "-4", "addr", "show", "eth0",
     ]);
-    assert!(addr.ok() && addr.stdout.contains("inet 172.17.0."), "{addr:?}");
+    assert!(
+        addr.ok() && addr.stdout.contains("inet 172.17.0."),
+        "{addr:?}"
+    );
     assert!(!host.ok(&["container", "ls"]).contains(" r1 "));
     let status = host.netd(&["run", "r2", "--", "sh", "-c", "exit 3"]);
     assert_eq!(status.status, 3, "run returns the command's status");
     let id = host.ok(&["run", "-p", "8080:80", "r3"]);
-    assert_eq!(id.trim().len(), 64, "run without a command prints the ID: {id}");
+    assert_eq!(
+        id.trim().len(),
+        64,
+        "run without a command prints the ID: {id}"
+    );
     let ls = host.ok(&["container", "ls"]);
     assert!(ls.contains(" r2 ") && ls.contains(" r3 "), "{ls}");
     assert!(host.fails(&["run", "r2"]).contains("r2"));

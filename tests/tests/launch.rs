@@ -101,6 +101,26 @@ fn containers_without_processes_survive_kill_9(launch: Launch) {
     assert_eq!(ls.matches(" running ").count(), 2, "{launch:?}: {ls}");
     assert!(!host.daemon_log().contains("marking it stopped"));
     assert!(host.reaches("c1", &c2));
+    host.stop_daemon("TERM");
+    let cleanup = host.cleanup();
+    assert!(cleanup.ok(), "{launch:?}: {cleanup:?}");
+    assert_cleaned_up(&host);
+}
+
+/// Nothing of the host's daemon is left, as the caller's mount namespace sees it.
+fn assert_cleaned_up(host: &Host) {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let dir = host.dir.display().to_string();
+    assert!(
+        !mountinfo.contains(&dir),
+        "mounts left under {dir}: {mountinfo}"
+    );
+    assert!(!host.bpffs.exists(), "{} is left", host.bpffs.display());
+    let devices = host.devices();
+    assert!(
+        devices.iter().all(|d| !d.contains("netd")),
+        "devices left: {devices:?}"
+    );
 }
 
 #[test]

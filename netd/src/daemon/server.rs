@@ -87,12 +87,11 @@ pub async fn serve(
     metrics: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<()> {
     let (events, _) = broadcast::channel::<Event>(4096);
-    match daemon.dp.take_events() {
-        Ok(ring) => {
-            tokio::spawn(read_events(ring, events.clone()));
-        }
-        Err(e) => tracing::warn!(%e, "no datapath events: netd monitor will stay silent"),
-    }
+    let ring = daemon
+        .dp
+        .take_events()
+        .context("cannot read the datapath's events (what `netd monitor` shows)")?;
+    tokio::spawn(read_events(ring, events.clone()));
     match daemon.dp.take_logger() {
         Ok(logger) => {
             tokio::spawn(read_logs(logger));
