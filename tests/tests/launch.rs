@@ -193,11 +193,36 @@ fn in_a_container_the_daemon_mounts_bpffs_and_cgroup2_itself() {
     assert_eq!(from_loopback(&host, 8080, false), "hi");
 }
 
-/// Runs a second daemon in `host`'s namespace with these directories, and returns its error.
-fn second_daemon(host: &Host, state: &Path, run_dir: &Path, bpffs: &Path) -> String {
+/// Directories for a second daemon beside `host`'s, removed when dropped.
+struct Spare {
+    dir: PathBuf,
+    bpffs: PathBuf,
+}
+
+impl Spare {
+    fn new(host: &Host) -> Self {
+        Self {
+            dir: host.dir.join("spare"),
+            bpffs: PathBuf::from(format!("{}-spare", host.bpffs.display())),
+        }
+    }
+}
+
+impl Drop for Spare {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_dir_all(&self.bpffs);
+    }
+}
+
+/// Runs a second daemon in `host`'s namespace with these directories and `--cgroup`, and
+/// returns its one-line error (a daemon that starts is killed after 20 s and fails the test).
+fn second_daemon(host: &Host, state: &Path, run_dir: &Path, bpffs: &Path, cgroup: &Path) -> String {
     let out = run(
-        "nsenter",
+        "timeout",
         &[
+            "20",
+            "nsenter",
             &format!("--net=/run/netns/{}", host.host_ns()),
             &netd_bin().display().to_string(),
             "daemon",
@@ -208,10 +233,13 @@ fn second_daemon(host: &Host, state: &Path, run_dir: &Path, bpffs: &Path) -> Str
             "--bpffs",
             &bpffs.display().to_string(),
             "--cgroup",
-            &host.cgroup().display().to_string(),
+            &cgroup.display().to_string(),
         ],
     );
-    assert!(!out.ok(), "a second daemon started");
+    assert!(
+        !out.ok() && out.status != 124,
+        "a second daemon started: {out:?}"
+    );
     let err = out.stderr.lines().last().unwrap_or_default().to_string();
     assert!(err.starts_with("Error: "), "{}", out.stderr);
     err
@@ -222,21 +250,25 @@ fn a_second_daemon_on_any_of_the_same_directories_is_refused_with_the_holders_pi
     let Some(host) = Host::start() else { return };
     let pid = host.daemon_pid().expect("daemon pid");
     let held = format!("another netd daemon (pid {pid}) holds");
-    let spare = host.dir.join("spare");
-    let spare_bpffs = PathBuf::from(format!("{}-spare", host.bpffs.display()));
+    let spare = Spare::new(&host);
     let (state, run_dir) = (host.dir.join("state"), host.dir.join("run"));
     let cases = [
-        (&state, &spare.join("run"), &spare_bpffs, "--state-dir"),
-        (&spare.join("state"), &run_dir, &spare_bpffs, "--run-dir"),
+        (&state, &spare.dir.join("run"), &spare.bpffs, "--state-dir"),
         (
-            &spare.join("state"),
-            &spare.join("run"),
+            &spare.dir.join("state"),
+            &run_dir,
+            &spare.bpffs,
+            "--run-dir",
+        ),
+        (
+            &spare.dir.join("state"),
+            &spare.dir.join("run"),
             &host.bpffs,
             "--bpffs",
         ),
     ];
     for (s, r, b, flag) in cases {
-        let err = second_daemon(&host, s, r, b);
+        let err = second_daemon(&host, s, r, b, &host.cgroup());
         assert!(
             err.starts_with(&format!("Error: {held} {flag} ")),
             "{flag}: {err}"
@@ -248,8 +280,6 @@ fn a_second_daemon_on_any_of_the_same_directories_is_refused_with_the_holders_pi
         "{cleanup:?}"
     );
     assert!(host.ok(&["network", "ls"]).contains("bridge"));
-    let _ = std::fs::remove_dir_all(&spare);
-    let _ = std::fs::remove_dir_all(&spare_bpffs);
 }
 
 #[test]
@@ -268,29 +298,12 @@ fn the_api_socket_is_for_root_alone_unless_a_group_is_named() {
 #[test]
 fn a_cgroup_that_is_not_cgroup2_is_an_error_at_start() {
     let Some(host) = Host::start() else { return };
-    let spare = host.dir.join("spare");
-    let out = run(
-        "nsenter",
-        &[
-            &format!("--net=/run/netns/{}", host.host_ns()),
-            &netd_bin().display().to_string(),
-            "daemon",
-            "--state-dir",
-            &spare.join("state").display().to_string(),
-            "--run-dir",
-            &spare.join("run").display().to_string(),
-            "--bpffs",
-            &format!("{}-spare", host.bpffs.display()),
-            "--cgroup",
-            "/tmp",
-        ],
-    );
-    assert!(!out.ok());
+    let spare = Spare::new(&host);
+    let (state, run_dir) = (spare.dir.join("state"), spare.dir.join("run"));
+    let err = second_daemon(&host, &state, &run_dir, &spare.bpffs, Path::new("/tmp"));
     assert_eq!(
-        out.stderr.lines().last(),
-        Some("Error: --cgroup /tmp is not a directory of a cgroup2 hierarchy"),
-        "{}",
-        out.stderr
+        err,
+        "Error: --cgroup /tmp is not a directory of a cgroup2 hierarchy"
     );
-    let _ = std::fs::remove_dir_all(format!("{}-spare", host.bpffs.display()));
+    assert!(!run_dir.join("netd.sock").exists(), "nothing is served");
 }
