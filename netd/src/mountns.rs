@@ -109,25 +109,21 @@ pub fn settle() -> Result<Settled, MountNsError> {
     if thread_count() != Some(1) {
         return Err(MountNsError::Threads);
     }
-    let open = |path: &str, flags: nix::fcntl::OFlag| {
-        nix::fcntl::open(
-            path,
-            flags | nix::fcntl::OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        )
-        .map(|fd| unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
-        .map_err(|e| MountNsError::Open {
-            path: path.into(),
-            source: e.into(),
-        })
+    let open = |path: &str, flags: i32| {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(flags)
+            .open(path)
+            .map(OwnedFd::from)
+            .map_err(|source| MountNsError::Open {
+                path: path.into(),
+                source,
+            })
     };
-    let launch_root = open(
-        "/",
-        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY,
-    )?;
-    let launch_ns = open("/proc/self/ns/mnt", nix::fcntl::OFlag::O_RDONLY)?;
-    let ns_path = format!("/proc/{}/ns/mnt", target.pid);
-    let ns = open(&ns_path, nix::fcntl::OFlag::O_RDONLY)?;
+    let launch_root = open("/", libc::O_PATH | libc::O_DIRECTORY)?;
+    let launch_ns = open("/proc/self/ns/mnt", 0)?;
+    let ns = open(&format!("/proc/{}/ns/mnt", target.pid), 0)?;
     setns(ns.as_fd(), CloneFlags::CLONE_NEWNS).map_err(|source| MountNsError::Join {
         pid: target.pid,
         comm: target.comm.clone(),
