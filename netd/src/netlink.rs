@@ -12,8 +12,8 @@ use rtnetlink::{
     packet_route::{
         address::{AddressAttribute, AddressMessage},
         link::{
-            AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoVeth, LinkAttribute,
-            LinkMessage,
+            AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoKind, InfoVeth, LinkAttribute,
+            LinkFlags, LinkInfo, LinkMessage,
         },
         neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState},
         route::{RouteAttribute, RouteMessage},
@@ -65,6 +65,22 @@ pub struct OwnedLink {
     pub name: String,
     /// What follows [`ALIAS_PREFIX`].
     pub owner: String,
+}
+
+/// One device of the namespace with what `netd check` compares: owner tag, kind, bridge, state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkState {
+    pub index: u32,
+    pub name: String,
+    /// What follows [`ALIAS_PREFIX`] in its alias, if netd tagged it.
+    pub owner: Option<String>,
+    /// `bridge`, `veth`, ... (`None` for devices without a kind, such as loopback).
+    pub kind: Option<String>,
+    /// Index of the bridge it is plugged into.
+    pub master: Option<u32>,
+    /// Administratively up.
+    pub up: bool,
+    pub mac: Option<[u8; 6]>,
 }
 
 /// The container end of a veth pair, as [`Netlink::create_veth_into`] makes it.
@@ -163,6 +179,44 @@ impl Netlink {
             .await
             .map_err(req("list", "links"))?;
         Ok(links.iter().filter_map(owned_link).collect())
+    }
+
+    /// Every device of the namespace, as [`LinkState`]s.
+    pub async fn links(&self) -> Result<Vec<LinkState>, NetlinkError> {
+        let links: Vec<LinkMessage> = self
+            .handle
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(req("list", "links"))?;
+        Ok(links.iter().filter_map(link_state).collect())
+    }
+
+    /// Every permanent IPv4 neighbour entry of the namespace, as (device index, address).
+    pub async fn all_pinned_neighbors(&self) -> Result<Vec<(u32, Ipv4Addr)>, NetlinkError> {
+        let entries: Vec<NeighbourMessage> = self
+            .handle
+            .neighbours()
+            .get()
+            .set_address_family(rtnetlink::packet_route::AddressFamily::Inet)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(req("list", "neighbours"))?;
+        Ok(entries
+            .iter()
+            .filter(|m| m.header.state == NeighbourState::Permanent)
+            .flat_map(|m| {
+                m.attributes.iter().filter_map(|a| match a {
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => {
+                        Some((m.header.ifindex, *ip))
+                    }
+                    _ => None,
+                })
+            })
+            .collect())
     }
 
     /// Creates a bridge (down) with the address `mac`, tagged as owned by `owner`. A bridge
@@ -483,6 +537,37 @@ fn link_name(link: &LinkMessage) -> Option<String> {
         LinkAttribute::IfName(n) => Some(n.clone()),
         _ => None,
     })
+}
+
+fn link_state(link: &LinkMessage) -> Option<LinkState> {
+    let mut state = LinkState {
+        index: link.header.index,
+        name: link_name(link)?,
+        owner: None,
+        kind: None,
+        master: None,
+        up: link.header.flags.contains(LinkFlags::Up),
+        mac: None,
+    };
+    for a in &link.attributes {
+        match a {
+            LinkAttribute::IfAlias(s) => {
+                state.owner = s.strip_prefix(ALIAS_PREFIX).map(str::to_string)
+            }
+            LinkAttribute::Controller(m) => state.master = Some(*m),
+            LinkAttribute::Address(mac) => state.mac = mac.as_slice().try_into().ok(),
+            LinkAttribute::LinkInfo(infos) => {
+                state.kind = infos.iter().find_map(|i| match i {
+                    LinkInfo::Kind(InfoKind::Bridge) => Some("bridge".to_string()),
+                    LinkInfo::Kind(InfoKind::Veth) => Some("veth".to_string()),
+                    LinkInfo::Kind(other) => Some(format!("{other:?}").to_lowercase()),
+                    _ => None,
+                })
+            }
+            _ => {}
+        }
+    }
+    Some(state)
 }
 
 fn owned_link(link: &LinkMessage) -> Option<OwnedLink> {

@@ -60,7 +60,7 @@ impl Daemon {
         }
         for c in broken {
             tracing::warn!(container = %c.name, "its namespace or devices are gone; marking it stopped");
-            for err in self.stop_steps(&c).await {
+            for err in self.stop_steps(&c).await? {
                 tracing::warn!(container = %c.name, %err, "teardown of a broken container");
             }
         }
