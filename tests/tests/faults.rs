@@ -19,10 +19,18 @@ use netd_tests::{kernel::Attached, netd_bin, Host, UPLINK_IP};
 use serde_json::Value;
 
 const SEED: u64 = 0x6e65_7464_0c0c_0012;
-const KILLS: u32 = 200;
+/// Kills per run (`NETD_FAULT_KILLS` overrides, for a quick look).
+fn kills() -> u32 {
+    std::env::var("NETD_FAULT_KILLS")
+        .ok()
+        .and_then(|k| k.parse().ok())
+        .unwrap_or(200)
+}
 /// Kills are spread over this much time after a request is sent (its client starting, the
-/// request itself, the reply).
-const MAX_DELAY: Duration = Duration::from_millis(30);
+/// request itself, the reply): half of them over the short window (most requests take a few
+/// milliseconds in a debug build), half over the long one (a container start with two networks).
+const SHORT_WINDOW: Duration = Duration::from_millis(10);
+const LONG_WINDOW: Duration = Duration::from_millis(40);
 /// How often the datapath is checked end to end.
 const DATAPATH_EVERY: u32 = 50;
 const NETWORKS: [&str; 2] = ["f1", "f2"];
@@ -121,23 +129,26 @@ impl Plan {
 }
 
 /// Sends `args` to the daemon, kills it `delay` later, waits for the client and restarts the
-/// daemon; returns how long the kill and restart took.
-fn kill_during(host: &mut Host, args: &[String], delay: Duration) -> Duration {
+/// daemon; returns how long the kill and restart took and whether the request had been answered
+/// before the kill.
+fn kill_during(host: &mut Host, args: &[String], delay: Duration) -> (Duration, bool) {
     let client = Command::new(netd_bin())
         .arg("--socket")
         .arg(host.socket())
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("start the client");
     sleep(delay);
     let started = Instant::now();
     host.stop_daemon("KILL");
-    client.wait_with_output().expect("client");
+    let out = client.wait_with_output().expect("client");
     host.start_daemon();
-    started.elapsed()
+    // A reply, success or refusal, came before the kill; anything else was cut short.
+    let answered = out.status.success() || !String::from_utf8_lossy(&out.stderr).contains("daemon");
+    (started.elapsed(), answered)
 }
 
 /// A pinned hash map of the host's daemon, read directly.
@@ -210,7 +221,12 @@ fn map_leaks(host: &Host, containers: &[Value], attached: &[Attached]) -> Vec<St
 fn unreachable(host: &Host, attached: &[Attached]) -> Vec<String> {
     attached
         .iter()
-        .filter(|a| !(0..3).any(|_| host.on_host(&["ping", "-c", "1", "-W", "1", &a.ip]).ok()))
+        .filter(|a| {
+            !(0..3).any(|_| {
+                host.on_host(&["busybox", "ping", "-c", "1", "-W", "1", &a.ip])
+                    .ok()
+            })
+        })
         .map(|a| {
             format!(
                 "{} on {} at {} does not answer",
@@ -300,29 +316,38 @@ fn the_daemon_killed_at_random_moments_leaves_nothing_half_made() {
     let mut by_kind: BTreeMap<String, u32> = BTreeMap::new();
     let mut restart = Duration::ZERO;
     let began = Instant::now();
-    let mut note = |leaks: &mut BTreeMap<String, String>, found: Vec<String>, during: &str| {
+    let mut answered = 0;
+    let note = |leaks: &mut BTreeMap<String, String>, found: Vec<String>, during: &str| {
         for f in found {
             leaks.entry(f).or_insert_with(|| during.to_string());
         }
     };
-    for kill in 1..=KILLS {
+    let total = kills();
+    for kill in 1..=total {
         let (networks, containers) = host.listed();
         let requests = plan.requests(&networks, &containers);
         let args = rng.pick(&requests).clone();
-        let delay = Duration::from_micros(rng.below(MAX_DELAY.as_micros() as usize) as u64);
+        let window = *rng.pick(&[SHORT_WINDOW, LONG_WINDOW]);
+        let delay = Duration::from_micros(rng.below(window.as_micros() as usize) as u64);
         *by_kind.entry(args[..2].join(" ")).or_default() += 1;
-        restart += kill_during(&mut host, &args, delay);
+        let (took, done) = kill_during(&mut host, &args, delay);
+        restart += took;
+        answered += u32::from(done);
         let during = format!("kill {kill} {delay:?} into `{}`", args.join(" "));
         note(&mut leaks, findings(&host), &during);
-        if kill % DATAPATH_EVERY == 0 {
+        if kill % DATAPATH_EVERY == 0 || kill == total {
             note(&mut leaks, datapath_works(&host), &during);
         }
     }
     let took = began.elapsed();
     println!(
-        "{KILLS} kills in {took:.1?} ({:.0?} per cycle, of which kill and restart {:.0?}); requests: {by_kind:?}",
-        took / KILLS,
-        restart / KILLS
+        "{total} kills in {took:.1?} ({:.0?} per cycle, of which kill and restart {:.0?}); requests: {by_kind:?}",
+        took / total,
+        restart / total
+    );
+    println!(
+        "requests answered before their kill: {answered}, cut short: {}",
+        total - answered
     );
     println!("leaks found: {}", leaks.len());
     for (leak, during) in &leaks {
