@@ -28,6 +28,14 @@ use crate::netns::{self, NetnsError};
 /// Prefix of the alias on every device netd owns.
 pub const ALIAS_PREFIX: &str = "netd:";
 
+/// The device group netd creates its devices in ("netd" in ASCII). Unlike the alias, which the
+/// kernel takes only on a device that exists, the group is given in the creating request: a
+/// device whose daemon was killed before tagging it is still known as netd's.
+pub const DEVICE_GROUP: u32 = 0x6e65_7464;
+
+/// The owner [`Netlink::owned_links`] gives a device of [`DEVICE_GROUP`] that was never tagged.
+pub const UNTAGGED_OWNER: &str = "(untagged)";
+
 #[derive(Debug, Error)]
 pub enum NetlinkError {
     #[error("cannot open a netlink socket: {0}")]
@@ -78,6 +86,8 @@ pub struct LinkState {
     pub kind: Option<String>,
     /// Index of the bridge it is plugged into.
     pub master: Option<u32>,
+    /// Its device group ([`DEVICE_GROUP`] for every device netd made).
+    pub group: u32,
     /// Administratively up.
     pub up: bool,
     pub mac: Option<[u8; 6]>,
@@ -261,17 +271,18 @@ impl Netlink {
             .await
     }
 
-    /// Creates the device `msg` describes, called `name`, and marks it as netd's along with
-    /// `settings` (the kernel ignores an alias, and refuses IPv6 settings, given at creation).
-    /// A device that cannot be tagged would never be reaped, so it is deleted at once.
+    /// Creates the device `msg` describes, called `name`, in [`DEVICE_GROUP`], and marks it as
+    /// netd's along with `settings` (the kernel ignores an alias, and refuses IPv6 settings,
+    /// given at creation). A device that cannot be tagged is deleted at once.
     async fn add_tagged(
         &self,
-        msg: LinkMessage,
+        mut msg: LinkMessage,
         name: &str,
         owner: &str,
         what: &'static str,
         settings: &[LinkAttribute],
     ) -> Result<u32, NetlinkError> {
+        msg.attributes.push(LinkAttribute::Group(DEVICE_GROUP));
         self.handle
             .link()
             .add(msg)
@@ -546,6 +557,7 @@ fn link_state(link: &LinkMessage) -> Option<LinkState> {
         owner: None,
         kind: None,
         master: None,
+        group: 0,
         up: link.header.flags.contains(LinkFlags::Up),
         mac: None,
     };
@@ -555,6 +567,7 @@ fn link_state(link: &LinkMessage) -> Option<LinkState> {
                 state.owner = s.strip_prefix(ALIAS_PREFIX).map(str::to_string)
             }
             LinkAttribute::Controller(m) => state.master = Some(*m),
+            LinkAttribute::Group(g) => state.group = *g,
             LinkAttribute::Address(mac) => state.mac = mac.as_slice().try_into().ok(),
             LinkAttribute::LinkInfo(infos) => {
                 state.kind = infos.iter().find_map(|i| match i {
@@ -570,11 +583,22 @@ fn link_state(link: &LinkMessage) -> Option<LinkState> {
     Some(state)
 }
 
+/// A device tagged as netd's, or one netd created but never tagged (a daemon killed between the
+/// two requests): in [`DEVICE_GROUP`] without an alias.
 fn owned_link(link: &LinkMessage) -> Option<OwnedLink> {
-    let owner = link.attributes.iter().find_map(|a| match a {
-        LinkAttribute::IfAlias(s) => s.strip_prefix(ALIAS_PREFIX).map(str::to_string),
+    let alias = link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::IfAlias(s) => Some(s.as_str()),
         _ => None,
-    })?;
+    });
+    let in_group = link
+        .attributes
+        .iter()
+        .any(|a| *a == LinkAttribute::Group(DEVICE_GROUP));
+    let owner = match alias {
+        Some(a) => a.strip_prefix(ALIAS_PREFIX)?.to_string(),
+        None if in_group => UNTAGGED_OWNER.to_string(),
+        None => return None,
+    };
     Some(OwnedLink {
         index: link.header.index,
         name: link_name(link)?,

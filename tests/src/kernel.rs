@@ -7,6 +7,9 @@ use serde_json::Value;
 
 use crate::{run, Host};
 
+/// The host namespace's uplink, made by the harness.
+const UPLINK: &str = "uplink0";
+
 /// One device of the host namespace, from `ip -j -d link`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Device {
@@ -115,6 +118,21 @@ impl Host {
             .collect();
         let found = self.netns_files();
         let mut leaks = vec![];
+        let known: BTreeSet<&str> = containers
+            .iter()
+            .filter_map(|c| c["name"].as_str())
+            .collect();
+        for e in std::fs::read_dir(self.dir.join("run/containers"))
+            .into_iter()
+            .flatten()
+        {
+            let name = e
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if !known.contains(name.as_str()) {
+                leaks.push(format!("files of container {name}, which does not exist"));
+            }
+        }
         for f in found.difference(&wanted) {
             leaks.push(format!("namespace file {f} without a running container"));
         }
@@ -189,6 +207,13 @@ fn device_leaks(networks: &[Value], containers: &[Value], devices: &[Device]) ->
         } else if alias.starts_with("netd:") || on_netd_bridge {
             leaks.push(format!(
                 "device {} ({alias:?}) is netd's but unexplained",
+                d.name
+            ));
+        } else if matches!(d.kind.as_deref(), Some("veth" | "bridge")) && d.name != UPLINK {
+            // The host namespace is the test's own: every other veth or bridge is netd's.
+            leaks.push(format!(
+                "{} {} (untagged) is explained by no network or container",
+                d.kind.as_deref().unwrap_or(""),
                 d.name
             ));
         }

@@ -18,7 +18,7 @@ use super::{error::OpResult, ports::desired_ports, Daemon};
 use crate::{
     api::{format_mac, CheckView, DifferenceView, Reply},
     datapath::{plan, uplink_pin, SOCK_PROGRAMS},
-    netlink::{LinkState, ALIAS_PREFIX},
+    netlink::{LinkState, ALIAS_PREFIX, DEVICE_GROUP},
     state::{NetworkMode, State, Status},
 };
 
@@ -65,6 +65,9 @@ pub struct Expected {
     pub netns_files: BTreeMap<String, String>,
     /// Namespaces adopted with `--netns` by running containers: path and container.
     pub adopted: BTreeMap<PathBuf, String>,
+    /// Containers the state has: the only ones that may have files under the run dir's
+    /// `containers/`.
+    pub containers: BTreeSet<String>,
     pub devices: BTreeMap<String, WantedDevice>,
     /// Endpoint entries by host-side veth.
     pub endpoints: BTreeMap<String, Endpoint>,
@@ -88,6 +91,8 @@ pub struct Observed {
     pub netns_files: BTreeMap<String, bool>,
     /// Adopted namespace paths that are namespaces.
     pub adopted_present: BTreeSet<PathBuf>,
+    /// Entries of the run dir's `containers/` (each container's hosts and resolv.conf).
+    pub container_files: BTreeSet<String>,
     pub links: Vec<LinkState>,
     pub endpoints: BTreeMap<u32, Endpoint>,
     pub networks: BTreeMap<Ipv4Net, NetworkInfo>,
@@ -119,6 +124,7 @@ impl Expected {
             uplinks: uplinks.to_vec(),
             cgroup_hooks,
             map_pins,
+            containers: state.containers.keys().cloned().collect(),
             ..Default::default()
         };
         for c in state.containers.values() {
@@ -263,6 +269,13 @@ fn diff_netns(want: &Expected, seen: &Observed) -> Vec<Difference> {
             ));
         }
     }
+    for dir in seen.container_files.difference(&want.containers) {
+        out.push(difference(
+            "files",
+            format!("containers/{dir}"),
+            "the files of a container the state does not have",
+        ));
+    }
     for (path, c) in &want.adopted {
         if !seen.adopted_present.contains(path) {
             out.push(difference(
@@ -291,6 +304,12 @@ fn diff_devices(want: &Expected, seen: &Observed) -> Vec<Difference> {
                     "device",
                     &link.name,
                     format!("tagged {ALIAS_PREFIX}{owner}, but nothing in the state has it"),
+                ));
+            } else if link.group == DEVICE_GROUP {
+                out.push(difference(
+                    "device",
+                    &link.name,
+                    "created by netd but never tagged",
                 ));
             } else if link.master.is_some_and(|m| netd_bridges.contains(&m)) {
                 out.push(difference(
@@ -772,6 +791,7 @@ impl Daemon {
             .collect();
         Ok(Observed {
             netns_files,
+            container_files: names_in(&self.config.containers_dir()),
             adopted_present,
             links: self.nl.links().await?,
             endpoints: self.dp.endpoints()?,
@@ -881,6 +901,7 @@ mod tests {
                 owner: Some(w.owner.clone()),
                 kind: Some(w.kind.into()),
                 master: w.master.as_ref().map(|m| index[m]),
+                group: DEVICE_GROUP,
                 up: true,
                 mac: w.mac,
             });
@@ -891,6 +912,7 @@ mod tests {
             owner: None,
             kind: None,
             master: None,
+            group: 0,
             up: true,
             mac: None,
         });
@@ -918,6 +940,7 @@ mod tests {
                 .extend(ips.iter().map(|ip| (index[bridge], *ip)));
         }
         seen.map_pins = want.map_pins.clone();
+        seen.container_files = want.containers.clone();
         seen
     }
 
@@ -940,15 +963,17 @@ mod tests {
     }
 
     #[test]
-    fn namespace_files_must_be_those_of_running_containers() {
+    fn namespace_files_are_those_of_running_containers_and_files_those_of_known_ones() {
         let want = expected(&state());
         let mut seen = kernel_for(&want);
         seen.netns_files.remove("db");
         seen.netns_files.insert("old".into(), true);
         seen.netns_files.insert("web".into(), false);
+        seen.container_files = ["old", "web", "gone"].map(String::from).into();
         assert_eq!(
             lines(&diff(&want, &seen)),
             [
+                "files containers/gone: the files of a container the state does not have",
                 "netns db: missing: container db is running",
                 "netns old: a namespace file that no running container owns",
                 "netns web: the file of running container web is not a namespace",
@@ -969,6 +994,7 @@ mod tests {
             owner: Some("container:gone".into()),
             kind: Some("veth".into()),
             master: Some(bridge),
+            group: DEVICE_GROUP,
             up: true,
             mac: None,
         });
@@ -978,10 +1004,22 @@ mod tests {
             owner: None,
             kind: Some("veth".into()),
             master: Some(bridge),
+            group: 0,
+            up: false,
+            mac: None,
+        });
+        seen.links.push(LinkState {
+            index: 97,
+            name: "br-half".into(),
+            owner: None,
+            kind: Some("bridge".into()),
+            master: None,
+            group: DEVICE_GROUP,
             up: false,
             mac: None,
         });
         let found = lines(&diff(&want, &seen));
+        assert!(found.contains(&"device br-half: created by netd but never tagged".into()));
         assert!(found.contains(&"device veth3: missing: it is container db on n2's".into()));
         assert!(found.contains(
             &"device vethdead: tagged netd:container:gone, but nothing in the state has it".into()
@@ -1104,6 +1142,7 @@ mod tests {
             owner: None,
             kind: Some("veth".into()),
             master: None,
+            group: 0,
             up: true,
             mac: None,
         });
@@ -1143,6 +1182,7 @@ mod tests {
             owner: None,
             kind: Some("veth".into()),
             master: None,
+            group: 0,
             up: true,
             mac: None,
         });
