@@ -510,7 +510,7 @@ fn mode_name(mode: &NetworkMode, first: Option<&str>) -> String {
 const LOOPBACK_IFINDEX: u32 = 1;
 
 /// SIGTERM to every process in the namespace, SIGKILL to those left after a grace period.
-async fn kill_all(path: &std::path::Path) {
+pub(super) async fn kill_all(path: &std::path::Path) {
     let signal_all = |sig| {
         for pid in netns::pids_in(path) {
             if let Err(e) = nix::sys::signal::kill(Pid::from_raw(pid), sig) {
