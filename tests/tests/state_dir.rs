@@ -102,12 +102,24 @@ fn a_full_state_disk_refuses_requests_changes_nothing_and_loses_nothing() {
     host.ok(&["container", "create", "new"]);
     host.ok(&["container", "publish", "kept", "8081:80"]);
     let after = snapshot(&host);
+    // A daemon killed on a full disk comes back (its journal cannot be folded into the object
+    // files now, and is kept), then once there is space again.
+    disk.fill();
     host.stop_daemon("KILL");
     host.start_daemon();
     assert_eq!(
         snapshot(&host),
         after,
         "everything committed is still there"
+    );
+    disk.free();
+    host.stop_daemon("KILL");
+    host.start_daemon();
+    assert_eq!(snapshot(&host), after, "and still after a start with space");
+    assert!(
+        host.daemon_log()
+            .contains("cannot compact the state journal"),
+        "the start on a full disk put compaction off"
     );
 }
 

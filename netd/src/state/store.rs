@@ -180,7 +180,11 @@ impl Store {
             journal_len,
         };
         store.convert_legacy()?;
-        store.compact()?;
+        if let Err(e) = store.compact() {
+            // The journal still holds everything (it is emptied only once every file is
+            // written): a full disk puts compaction off, it does not keep the daemon down.
+            tracing::warn!(%e, "cannot compact the state journal; it is kept as it is");
+        }
         Ok(store)
     }
 
@@ -282,7 +286,10 @@ impl Store {
         };
         let tmp = path.with_extension("json.tmp");
         let text = serde_json::to_vec_pretty(value).expect("state serialises");
-        fs::write(&tmp, text).map_err(err)?;
+        if let Err(e) = fs::write(&tmp, text) {
+            fs::remove_file(&tmp).ok(); // a partial file would only take space
+            return Err(err(e));
+        }
         fs::rename(&tmp, &path).map_err(err)
     }
 
@@ -642,6 +649,27 @@ mod tests {
             1,
             "a clean journal keeps nothing new"
         );
+    }
+
+    #[test]
+    fn a_store_whose_files_cannot_be_written_opens_with_its_journal_whole() {
+        let tmp = TempDir::new("readonly");
+        let mut store = Store::open(&tmp.0).unwrap();
+        let state = state_with(&["a"], &["x"]);
+        store.commit(&state).unwrap();
+        drop(store);
+        // The object file cannot be written (here its temporary name is taken by a directory;
+        // a full disk does the same); the journal can still be read.
+        let blocker = tmp.0.join(CONTAINERS).join("x.json.tmp");
+        fs::create_dir(&blocker).unwrap();
+        let opened = Store::open(&tmp.0);
+        fs::remove_dir(&blocker).unwrap();
+        let reopened = opened.expect("opens without compacting");
+        assert_eq!(reopened.saved(), &state);
+        assert_eq!(journal_lines(&tmp.0), 1, "the journal is kept");
+        drop(reopened);
+        assert_eq!(Store::open(&tmp.0).unwrap().saved(), &state);
+        assert_eq!(journal_lines(&tmp.0), 0, "compacted once it can be");
     }
 
     #[test]
