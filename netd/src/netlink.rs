@@ -592,8 +592,7 @@ fn owned_link(link: &LinkMessage) -> Option<OwnedLink> {
     });
     let in_group = link
         .attributes
-        .iter()
-        .any(|a| *a == LinkAttribute::Group(DEVICE_GROUP));
+        .contains(&LinkAttribute::Group(DEVICE_GROUP));
     let owner = match alias {
         Some(a) => a.strip_prefix(ALIAS_PREFIX)?.to_string(),
         None if in_group => UNTAGGED_OWNER.to_string(),

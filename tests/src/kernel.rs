@@ -218,7 +218,7 @@ fn device_leaks(networks: &[Value], containers: &[Value], devices: &[Device]) ->
             ));
         }
     }
-    for (bridge, _) in &bridges {
+    for bridge in bridges.keys() {
         match devices.iter().find(|d| &d.name == bridge) {
             None => leaks.push(format!("bridge {bridge} of a network is missing")),
             Some(d) if !d.up => leaks.push(format!("bridge {bridge} is down")),

@@ -334,9 +334,12 @@ struct BadLine {
     text: String,
 }
 
+/// What [`read_journal`] found: the entries in order and the lines that do not parse.
+type JournalRead = (Vec<Entry<Container, Network>>, Vec<BadLine>);
+
 /// The journal's entries in order, and the lines that do not parse (a write a crash cut short,
 /// or corruption): those are skipped, and the rest is recovered.
-fn read_journal(path: &Path) -> Result<(Vec<Entry<Container, Network>>, Vec<BadLine>), StateError> {
+fn read_journal(path: &Path) -> Result<JournalRead, StateError> {
     let bytes = match fs::read(path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((vec![], vec![])),
