@@ -226,6 +226,7 @@ pub fn diff(want: &Expected, seen: &Observed) -> Vec<Difference> {
         &seen.networks,
         |k| k.to_string(),
         |v| format!("net_id {}", v.net_id),
+        "no network has this subnet",
     ));
     out.extend(diff_entries(
         maps::NEIGHBORS,
@@ -233,6 +234,7 @@ pub fn diff(want: &Expected, seen: &Observed) -> Vec<Difference> {
         &seen.neighbors,
         |k| Ipv4Addr::from(*k).to_string(),
         |v| format!("{} net_id {}", format_mac(v.mac), v.net_id),
+        "neither a gateway nor a running container has this address",
     ));
     out.extend(diff_ports(want, seen));
     out.extend(diff_pinned(want, seen));
@@ -441,23 +443,26 @@ fn diff_endpoints(want: &Expected, seen: &Observed) -> Vec<Difference> {
     out
 }
 
-/// Entries of one map: missing, stale and different ones.
+/// Entries of one map: missing, stale (`stale` says why) and different ones. `value` may be
+/// empty where the key says all.
 fn diff_entries<K: Ord, V: PartialEq>(
     map: &str,
     want: &BTreeMap<K, V>,
     seen: &BTreeMap<K, V>,
     key: impl Fn(&K) -> String,
     value: impl Fn(&V) -> String,
+    stale: &str,
 ) -> Vec<Difference> {
     let area = format!("map {map}");
+    let join = |a: String, b: String| match (a.is_empty(), b.is_empty()) {
+        (true, _) => b,
+        (_, true) => a,
+        _ => format!("{a}: {b}"),
+    };
     let mut out = vec![];
     for (k, v) in seen {
         match want.get(k) {
-            None => out.push(difference(
-                &area,
-                key(k),
-                format!("{}: nothing in the state explains it", value(v)),
-            )),
+            None => out.push(difference(&area, key(k), join(value(v), stale.into()))),
             Some(w) if w != v => out.push(difference(
                 &area,
                 key(k),
@@ -468,7 +473,7 @@ fn diff_entries<K: Ord, V: PartialEq>(
     }
     for (k, w) in want {
         if !seen.contains_key(k) {
-            out.push(difference(&area, key(k), format!("missing: {}", value(w))));
+            out.push(difference(&area, key(k), join("missing".into(), value(w))));
         }
     }
     out
@@ -507,18 +512,14 @@ fn diff_ports(want: &Expected, seen: &Observed) -> Vec<Difference> {
             (*k, (veth, Backend { ifindex: 0, ..*b }))
         })
         .collect();
-    let mut out = diff_entries(maps::PORTS, &want.ports, &seen, port_text, |(veth, b)| {
-        backend_text(b, veth)
-    });
-    for d in &mut out {
-        if d.problem.ends_with("nothing in the state explains it") {
-            d.problem = d.problem.replace(
-                "nothing in the state explains it",
-                "no running container publishes it",
-            );
-        }
-    }
-    out
+    diff_entries(
+        maps::PORTS,
+        &want.ports,
+        &seen,
+        port_text,
+        |(veth, b)| backend_text(b, veth),
+        "no running container publishes it",
+    )
 }
 
 fn diff_pinned(want: &Expected, seen: &Observed) -> Vec<Difference> {
@@ -564,7 +565,8 @@ fn diff_host(want: &Expected, seen: &Observed) -> Vec<Difference> {
         &host,
         &local,
         |k| Ipv4Addr::from(*k).to_string(),
-        |_| "a host address".into(),
+        |_| String::new(),
+        "not an address of this namespace",
     );
     let mut wanted = BTreeMap::new();
     for name in &want.uplinks {
@@ -599,6 +601,7 @@ fn diff_host(want: &Expected, seen: &Observed) -> Vec<Difference> {
         &seen.uplinks,
         |i| format!("ifindex {i}"),
         |u| format!("SNAT to {}", Ipv4Addr::from(u.addr)),
+        "not an uplink of this daemon, or not its address",
     ));
     out
 }
@@ -729,12 +732,7 @@ fn port_owners(state: &State) -> Vec<Difference> {
                 if a != b && crate::ports::conflicts(ma, mb) {
                     out.push(difference(
                         "port",
-                        format!(
-                            "{} {}:{}",
-                            format!("{:?}", ma.proto).to_lowercase(),
-                            ma.host_ip,
-                            ma.host_port
-                        ),
+                        format!("{} {}:{}", ma.proto, ma.host_ip, ma.host_port),
                         format!("claimed by {a} and {b}"),
                     ));
                 }
@@ -1078,7 +1076,7 @@ mod tests {
         assert!(found
             .iter()
             .any(|l| l.starts_with("map NETD_NEIGHBORS 10.1.0.9:")
-                && l.ends_with("nothing in the state explains it")));
+                && l.ends_with("neither a gateway nor a running container has this address")));
     }
 
     #[test]
@@ -1192,8 +1190,8 @@ mod tests {
         assert_eq!(
             lines(&diff(&want, &seen)),
             [
-                "map NETD_LOCAL_ADDRS 10.99.0.2: missing: a host address",
-                "map NETD_LOCAL_ADDRS 10.99.0.9: a host address: nothing in the state explains it",
+                "map NETD_LOCAL_ADDRS 10.99.0.2: missing",
+                "map NETD_LOCAL_ADDRS 10.99.0.9: not an address of this namespace",
                 "map NETD_UPLINKS ifindex 2: missing: SNAT to 10.99.0.2",
             ]
         );
