@@ -18,7 +18,13 @@ use netd_common::{Backend, Endpoint, PortKey};
 use netd_tests::{kernel::Attached, netd_bin, Host, UPLINK_IP};
 use serde_json::Value;
 
-const SEED: u64 = 0x6e65_7464_0c0c_0012;
+/// The seed of requests and delays (`NETD_FAULT_SEED` overrides, to look further).
+fn seed() -> u64 {
+    std::env::var("NETD_FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x6e65_7464_0c0c_0012)
+}
 /// Kills per run (`NETD_FAULT_KILLS` overrides, for a quick look).
 fn kills() -> u32 {
     std::env::var("NETD_FAULT_KILLS")
@@ -306,7 +312,7 @@ fn the_daemon_killed_at_random_moments_leaves_nothing_half_made() {
         "TCP-LISTEN:9000,fork,reuseaddr",
         "SYSTEM:echo probe",
     ]);
-    let mut rng = Rng(SEED);
+    let mut rng = Rng(seed());
     let mut plan = Plan {
         next_port: 20000,
         published: BTreeMap::new(),
