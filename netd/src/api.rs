@@ -75,6 +75,8 @@ pub enum Request {
     MapsDump {
         map: Option<String>,
     },
+    /// Compare the saved state with the kernel.
+    Check,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -120,6 +122,27 @@ pub enum Reply {
     Maps(Vec<MapView>),
     Stats(StatsView),
     Explain(ExplainView),
+    Check(CheckView),
+}
+
+/// What `netd check` found: the size of the state and every difference from the kernel.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckView {
+    pub networks: usize,
+    pub containers: usize,
+    pub running: usize,
+    pub endpoints: usize,
+    pub ports: usize,
+    pub differences: Vec<DifferenceView>,
+}
+
+/// One difference between the state and the kernel (or within the state).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DifferenceView {
+    /// `netns`, `device`, `map NETD_*`, `neighbour`, `pin`, `ipam`, `port`, `uplink`.
+    pub area: String,
+    pub subject: String,
+    pub problem: String,
 }
 
 /// What the attached programs do with one synthetic packet.

@@ -56,6 +56,12 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
+    /// Compare the daemon's saved state with the kernel and print every difference (exit 1 if
+    /// there is any).
+    Check {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
     /// Stream flow and drop events from the datapath until interrupted.
     Monitor {
         #[arg(long)]

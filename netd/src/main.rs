@@ -94,6 +94,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         } => client::monitor(&cli.socket, container, port, drops, format).map(|()| 0),
         Command::Exec(args) => client::exec(&cli.socket, args),
         Command::Run(args) => client::run(&cli.socket, args),
+        Command::Check { format } => client::check(&cli.socket, format),
     }
 }
 

@@ -12,8 +12,8 @@ use rtnetlink::{
     packet_route::{
         address::{AddressAttribute, AddressMessage},
         link::{
-            AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoVeth, LinkAttribute,
-            LinkMessage,
+            AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoKind, InfoVeth, LinkAttribute,
+            LinkFlags, LinkInfo, LinkMessage,
         },
         neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState},
         route::{RouteAttribute, RouteMessage},
@@ -27,6 +27,14 @@ use crate::netns::{self, NetnsError};
 
 /// Prefix of the alias on every device netd owns.
 pub const ALIAS_PREFIX: &str = "netd:";
+
+/// The device group netd creates its devices in ("netd" in ASCII). Unlike the alias, which the
+/// kernel takes only on a device that exists, the group is given in the creating request: a
+/// device whose daemon was killed before tagging it is still known as netd's.
+pub const DEVICE_GROUP: u32 = 0x6e65_7464;
+
+/// The owner [`Netlink::owned_links`] gives a device of [`DEVICE_GROUP`] that was never tagged.
+pub const UNTAGGED_OWNER: &str = "(untagged)";
 
 #[derive(Debug, Error)]
 pub enum NetlinkError {
@@ -65,6 +73,24 @@ pub struct OwnedLink {
     pub name: String,
     /// What follows [`ALIAS_PREFIX`].
     pub owner: String,
+}
+
+/// One device of the namespace with what `netd check` compares: owner tag, kind, bridge, state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkState {
+    pub index: u32,
+    pub name: String,
+    /// What follows [`ALIAS_PREFIX`] in its alias, if netd tagged it.
+    pub owner: Option<String>,
+    /// `bridge`, `veth`, ... (`None` for devices without a kind, such as loopback).
+    pub kind: Option<String>,
+    /// Index of the bridge it is plugged into.
+    pub master: Option<u32>,
+    /// Its device group ([`DEVICE_GROUP`] for every device netd made).
+    pub group: u32,
+    /// Administratively up.
+    pub up: bool,
+    pub mac: Option<[u8; 6]>,
 }
 
 /// The container end of a veth pair, as [`Netlink::create_veth_into`] makes it.
@@ -165,6 +191,44 @@ impl Netlink {
         Ok(links.iter().filter_map(owned_link).collect())
     }
 
+    /// Every device of the namespace, as [`LinkState`]s.
+    pub async fn links(&self) -> Result<Vec<LinkState>, NetlinkError> {
+        let links: Vec<LinkMessage> = self
+            .handle
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(req("list", "links"))?;
+        Ok(links.iter().filter_map(link_state).collect())
+    }
+
+    /// Every permanent IPv4 neighbour entry of the namespace, as (device index, address).
+    pub async fn all_pinned_neighbors(&self) -> Result<Vec<(u32, Ipv4Addr)>, NetlinkError> {
+        let entries: Vec<NeighbourMessage> = self
+            .handle
+            .neighbours()
+            .get()
+            .set_address_family(rtnetlink::packet_route::AddressFamily::Inet)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(req("list", "neighbours"))?;
+        Ok(entries
+            .iter()
+            .filter(|m| m.header.state == NeighbourState::Permanent)
+            .flat_map(|m| {
+                m.attributes.iter().filter_map(|a| match a {
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => {
+                        Some((m.header.ifindex, *ip))
+                    }
+                    _ => None,
+                })
+            })
+            .collect())
+    }
+
     /// Creates a bridge (down) with the address `mac`, tagged as owned by `owner`. A bridge
     /// whose address was set keeps it; otherwise it takes the lowest of its ports' as they come
     /// and go.
@@ -207,17 +271,18 @@ impl Netlink {
             .await
     }
 
-    /// Creates the device `msg` describes, called `name`, and marks it as netd's along with
-    /// `settings` (the kernel ignores an alias, and refuses IPv6 settings, given at creation).
-    /// A device that cannot be tagged would never be reaped, so it is deleted at once.
+    /// Creates the device `msg` describes, called `name`, in [`DEVICE_GROUP`], and marks it as
+    /// netd's along with `settings` (the kernel ignores an alias, and refuses IPv6 settings,
+    /// given at creation). A device that cannot be tagged is deleted at once.
     async fn add_tagged(
         &self,
-        msg: LinkMessage,
+        mut msg: LinkMessage,
         name: &str,
         owner: &str,
         what: &'static str,
         settings: &[LinkAttribute],
     ) -> Result<u32, NetlinkError> {
+        msg.attributes.push(LinkAttribute::Group(DEVICE_GROUP));
         self.handle
             .link()
             .add(msg)
@@ -485,11 +550,54 @@ fn link_name(link: &LinkMessage) -> Option<String> {
     })
 }
 
+fn link_state(link: &LinkMessage) -> Option<LinkState> {
+    let mut state = LinkState {
+        index: link.header.index,
+        name: link_name(link)?,
+        owner: None,
+        kind: None,
+        master: None,
+        group: 0,
+        up: link.header.flags.contains(LinkFlags::Up),
+        mac: None,
+    };
+    for a in &link.attributes {
+        match a {
+            LinkAttribute::IfAlias(s) => {
+                state.owner = s.strip_prefix(ALIAS_PREFIX).map(str::to_string)
+            }
+            LinkAttribute::Controller(m) => state.master = Some(*m),
+            LinkAttribute::Group(g) => state.group = *g,
+            LinkAttribute::Address(mac) => state.mac = mac.as_slice().try_into().ok(),
+            LinkAttribute::LinkInfo(infos) => {
+                state.kind = infos.iter().find_map(|i| match i {
+                    LinkInfo::Kind(InfoKind::Bridge) => Some("bridge".to_string()),
+                    LinkInfo::Kind(InfoKind::Veth) => Some("veth".to_string()),
+                    LinkInfo::Kind(other) => Some(format!("{other:?}").to_lowercase()),
+                    _ => None,
+                })
+            }
+            _ => {}
+        }
+    }
+    Some(state)
+}
+
+/// A device tagged as netd's, or one netd created but never tagged (a daemon killed between the
+/// two requests): in [`DEVICE_GROUP`] without an alias.
 fn owned_link(link: &LinkMessage) -> Option<OwnedLink> {
-    let owner = link.attributes.iter().find_map(|a| match a {
-        LinkAttribute::IfAlias(s) => s.strip_prefix(ALIAS_PREFIX).map(str::to_string),
+    let alias = link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::IfAlias(s) => Some(s.as_str()),
         _ => None,
-    })?;
+    });
+    let in_group = link
+        .attributes
+        .contains(&LinkAttribute::Group(DEVICE_GROUP));
+    let owner = match alias {
+        Some(a) => a.strip_prefix(ALIAS_PREFIX)?.to_string(),
+        None if in_group => UNTAGGED_OWNER.to_string(),
+        None => return None,
+    };
     Some(OwnedLink {
         index: link.header.index,
         name: link_name(link)?,

@@ -279,3 +279,8 @@ pub fn exec(socket: &Path, args: ExecArgs) -> anyhow::Result<i32> {
     };
     exec::run(&info, &args)
 }
+
+/// `netd check`: prints every difference and returns 1 if there is any.
+pub fn check(socket: &Path, format: Format) -> anyhow::Result<i32> {
+    print::check(request(socket, &Request::Check)?, format)
+}

@@ -224,3 +224,25 @@ pub fn explain(reply: Reply, format: Format) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// One line per difference (or a one-line summary when there is none); the exit status.
+pub fn check(reply: Reply, format: Format) -> anyhow::Result<i32> {
+    let Reply::Check(view) = reply else {
+        return Err(unexpected());
+    };
+    let status = i32::from(!view.differences.is_empty());
+    if let Format::Json = format {
+        json(&view)?;
+        return Ok(status);
+    }
+    for d in &view.differences {
+        println!("{} {}: {}", d.area, d.subject, d.problem);
+    }
+    if view.differences.is_empty() {
+        println!(
+            "state and kernel agree: {} networks, {} containers ({} running), {} endpoints, {} published ports",
+            view.networks, view.containers, view.running, view.endpoints, view.ports
+        );
+    }
+    Ok(status)
+}

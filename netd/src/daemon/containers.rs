@@ -222,7 +222,7 @@ impl Daemon {
         if c.status != Status::Running {
             return Ok(Reply::Done);
         }
-        let errors = self.stop_steps(&c).await;
+        let errors = self.stop_steps(&c).await?;
         if !errors.is_empty() {
             return Err(OpError::Conflict(format!(
                 "stopping {} met errors: {}",
@@ -233,11 +233,21 @@ impl Daemon {
         Ok(Reply::Done)
     }
 
-    /// Ends the processes, unplugs every endpoint, drops a namespace netd made. The state records
-    /// the container as stopped even if some teardown step failed; every error is returned.
-    pub(super) async fn stop_steps(&mut self, c: &Container) -> Vec<String> {
+    /// Records the container as stopped, then ends the processes, unplugs every endpoint and
+    /// drops a namespace netd made. The record comes first: a state that cannot be written
+    /// refuses the stop before anything is torn down, and a daemon killed half-way leaves only
+    /// devices and files the state no longer has, which the next start removes. Teardown goes
+    /// on past errors; every error is returned.
+    pub(super) async fn stop_steps(&mut self, c: &Container) -> OpResult<Vec<String>> {
+        let entry = self.entry_mut(&c.name);
+        let bound = std::mem::take(&mut entry.ports);
+        entry.endpoints.clear();
+        entry.status = Status::Exited;
+        if let Err(e) = self.save_container(&c.name) {
+            self.restore_saved();
+            return Err(e);
+        }
         let mut errors = vec![];
-        let bound = std::mem::take(&mut self.entry_mut(&c.name).ports);
         if let Err(e) = self.write_ports(&c.name, &[], &bound).await {
             errors.push(e.to_string());
         }
@@ -253,13 +263,7 @@ impl Daemon {
                 errors.push(e.to_string());
             }
         }
-        let entry = self.entry_mut(&c.name);
-        entry.endpoints.clear();
-        entry.status = Status::Exited;
-        if let Err(e) = self.save_container(&c.name) {
-            errors.push(e.to_string());
-        }
-        errors
+        Ok(errors)
     }
 
     pub(super) async fn container_rm(&mut self, key: &str, force: bool) -> OpResult<Reply> {
@@ -285,7 +289,7 @@ impl Daemon {
                     c.name
                 )));
             }
-            let errors = self.stop_steps(&c).await;
+            let errors = self.stop_steps(&c).await?;
             if !errors.is_empty() {
                 return Err(OpError::Conflict(format!(
                     "stopping {} met errors: {}",
@@ -295,7 +299,10 @@ impl Daemon {
             }
         }
         self.state.containers.remove(&c.name);
-        self.save()?;
+        if let Err(e) = self.save() {
+            self.restore_saved();
+            return Err(e);
+        }
         self.remove_files(&c.name)?;
         Ok(Reply::Done)
     }
@@ -377,14 +384,18 @@ impl Daemon {
                 c.name
             )));
         }
+        // Recorded first, as a stop is (see `stop_steps`).
+        let entry = self.entry_mut(&c.name);
+        entry.endpoints.retain(|e| e.network != network);
+        entry.attachments.retain(|a| a.network != network);
+        if let Err(e) = self.save() {
+            self.restore_saved();
+            return Err(e);
+        }
         let mut errors = vec![];
         if let Some(ep) = c.endpoints.iter().find(|e| e.network == network) {
             errors = self.unplug(ep).await;
         }
-        let entry = self.entry_mut(&c.name);
-        entry.endpoints.retain(|e| e.network != network);
-        entry.attachments.retain(|a| a.network != network);
-        self.save()?;
         if c.status == Status::Running {
             self.write_files(&c.name)?;
         }
@@ -499,7 +510,7 @@ fn mode_name(mode: &NetworkMode, first: Option<&str>) -> String {
 const LOOPBACK_IFINDEX: u32 = 1;
 
 /// SIGTERM to every process in the namespace, SIGKILL to those left after a grace period.
-async fn kill_all(path: &std::path::Path) {
+pub(super) async fn kill_all(path: &std::path::Path) {
     let signal_all = |sig| {
         for pid in netns::pids_in(path) {
             if let Err(e) = nix::sys::signal::kill(Pid::from_raw(pid), sig) {

@@ -1,5 +1,6 @@
 //! The daemon: owns the state, the netlink connection and the loaded datapath, serves requests
 //! on its socket one at a time, and leaves the datapath in place when it stops.
+mod check;
 mod cleanup;
 mod containers;
 mod endpoint;
@@ -259,6 +260,7 @@ impl Daemon {
             Request::Explain { from, to, proto } => {
                 self.explain(&from, to, proto).await.map(Reply::Explain)
             }
+            Request::Check => self.check().await,
             Request::Monitor { .. } => Err(error::invalid(
                 "monitor streams; it is served by the socket server",
             )),

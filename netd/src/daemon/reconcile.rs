@@ -17,7 +17,8 @@ impl Daemon {
         self.drop_broken_containers().await?;
         self.ensure_bridges().await?;
         self.pin_neighbors().await?;
-        self.reap_netns_files();
+        self.reap_netns_files().await;
+        self.reap_container_files();
         self.sync_maps().await?;
         self.save()
     }
@@ -60,7 +61,7 @@ impl Daemon {
         }
         for c in broken {
             tracing::warn!(container = %c.name, "its namespace or devices are gone; marking it stopped");
-            for err in self.stop_steps(&c).await {
+            for err in self.stop_steps(&c).await? {
                 tracing::warn!(container = %c.name, %err, "teardown of a broken container");
             }
         }
@@ -120,8 +121,9 @@ impl Daemon {
         Ok(())
     }
 
-    /// Namespace files under the run dir that no running container owns.
-    fn reap_netns_files(&self) {
+    /// Namespace files under the run dir that no running container owns, and the processes
+    /// still in them (a stop recorded before a kill cut its teardown short).
+    async fn reap_netns_files(&self) {
         let owned: BTreeSet<_> = self
             .state
             .containers
@@ -135,8 +137,26 @@ impl Daemon {
         for path in entries.filter_map(|e| Some(e.ok()?.path())) {
             if !owned.contains(&path) {
                 tracing::warn!(path = %path.display(), "removing a namespace file left half-made");
+                super::containers::kill_all(&path).await;
                 if let Err(e) = netns::remove(&path) {
                     tracing::error!(%e, "cannot remove stray namespace file");
+                }
+            }
+        }
+    }
+
+    /// Files under the run dir's `containers/` of containers the state does not have (a removal
+    /// recorded before a kill cut it short).
+    fn reap_container_files(&self) {
+        let Ok(entries) = std::fs::read_dir(self.config.containers_dir()) else {
+            return;
+        };
+        for entry in entries.filter_map(Result::ok) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !self.state.containers.contains_key(&name) {
+                tracing::warn!(container = %name, "removing the files of a removed container");
+                if let Err(e) = self.remove_files(&name) {
+                    tracing::error!(%e, "cannot remove stray container files");
                 }
             }
         }

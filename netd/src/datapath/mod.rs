@@ -54,7 +54,7 @@ pub const UPLINK_EGRESS: &str = "netd_uplink_egress";
 const TC_PROGRAMS: [&str; 3] = [ENDPOINT_PROGRAM, UPLINK_INGRESS, UPLINK_EGRESS];
 
 /// The cgroup socket hooks, with their pin names.
-const SOCK_PROGRAMS: [&str; 4] = [
+pub const SOCK_PROGRAMS: [&str; 4] = [
     "netd_sock_connect4",
     "netd_sock_sendmsg4",
     "netd_sock_getpeername4",

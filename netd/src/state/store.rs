@@ -150,8 +150,18 @@ impl Store {
         }
         let journal_path = dir.join(JOURNAL);
         let mut saved = snapshot.clone();
-        for entry in read_journal(&journal_path)? {
+        let (entries, bad) = read_journal(&journal_path)?;
+        for entry in entries {
             replay(&mut saved, entry);
+        }
+        if !bad.is_empty() {
+            let kept = keep_bad_lines(&journal_path, &bad)?;
+            tracing::error!(
+                "{}: {} line(s) did not parse and were skipped; kept in {}",
+                journal_path.display(),
+                bad.len(),
+                kept.display()
+            );
         }
         let journal = fs::OpenOptions::new()
             .create(true)
@@ -170,7 +180,11 @@ impl Store {
             journal_len,
         };
         store.convert_legacy()?;
-        store.compact()?;
+        if let Err(e) = store.compact() {
+            // The journal still holds everything (it is emptied only once every file is
+            // written): a full disk puts compaction off, it does not keep the daemon down.
+            tracing::warn!(%e, "cannot compact the state journal; it is kept as it is");
+        }
         Ok(store)
     }
 
@@ -272,7 +286,10 @@ impl Store {
         };
         let tmp = path.with_extension("json.tmp");
         let text = serde_json::to_vec_pretty(value).expect("state serialises");
-        fs::write(&tmp, text).map_err(err)?;
+        if let Err(e) = fs::write(&tmp, text) {
+            fs::remove_file(&tmp).ok(); // a partial file would only take space
+            return Err(err(e));
+        }
         fs::rename(&tmp, &path).map_err(err)
     }
 
@@ -310,12 +327,22 @@ fn record(saved: &mut State, key: &Key, state: &State) {
     }
 }
 
-/// The journal's entries in order. A line that does not parse is a write a crash cut short if
-/// it is the last one (ignored), and corruption anywhere else.
-fn read_journal(path: &Path) -> Result<Vec<Entry<Container, Network>>, StateError> {
-    let text = match fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(vec![]),
+/// A journal line that does not parse: its number (from 1) and text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct BadLine {
+    number: usize,
+    text: String,
+}
+
+/// What [`read_journal`] found: the entries in order and the lines that do not parse.
+type JournalRead = (Vec<Entry<Container, Network>>, Vec<BadLine>);
+
+/// The journal's entries in order, and the lines that do not parse (a write a crash cut short,
+/// or corruption): those are skipped, and the rest is recovered.
+fn read_journal(path: &Path) -> Result<JournalRead, StateError> {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((vec![], vec![])),
         Err(source) => {
             return Err(StateError::Read {
                 path: path.into(),
@@ -323,23 +350,54 @@ fn read_journal(path: &Path) -> Result<Vec<Entry<Container, Network>>, StateErro
             })
         }
     };
-    let lines: Vec<&str> = text.lines().collect();
-    let mut entries = Vec::with_capacity(lines.len());
-    for (i, line) in lines.iter().enumerate() {
-        match serde_json::from_str(line) {
+    let mut entries = vec![];
+    let mut bad = vec![];
+    for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match serde_json::from_slice(line) {
             Ok(entry) => entries.push(entry),
-            Err(_) if i + 1 == lines.len() => {
-                tracing::warn!("ignoring the last line of {}: cut short", path.display());
-            }
-            Err(source) => {
-                return Err(StateError::Parse {
-                    path: path.into(),
-                    source,
-                })
+            Err(e) => {
+                tracing::error!(
+                    "{}:{}: skipping a journal line that does not parse ({e})",
+                    path.display(),
+                    i + 1
+                );
+                bad.push(BadLine {
+                    number: i + 1,
+                    text: String::from_utf8_lossy(line).into_owned(),
+                });
             }
         }
     }
-    Ok(entries)
+    Ok((entries, bad))
+}
+
+/// Keeps the journal lines that did not parse in `journal.jsonl.corrupt-<seconds>` next to the
+/// journal (as `LINE_NUMBER<TAB>TEXT`), before compaction empties the journal; returns its path.
+fn keep_bad_lines(journal: &Path, bad: &[BadLine]) -> Result<PathBuf, StateError> {
+    let mut name = journal.as_os_str().to_owned();
+    name.push(format!(".corrupt-{}", super::now()));
+    let path = PathBuf::from(name);
+    let text: String = bad
+        .iter()
+        .map(|b| format!("{}\t{}\n", b.number, b.text))
+        .collect();
+    let mut file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(|source| StateError::Write {
+            path: path.clone(),
+            source,
+        })?;
+    file.write_all(text.as_bytes())
+        .map_err(|source| StateError::Write {
+            path: path.clone(),
+            source,
+        })?;
+    Ok(path)
 }
 
 /// Every `NAME.json` under `dir`, by name; temporary files a crash left are removed.
@@ -532,28 +590,110 @@ mod tests {
         assert_eq!(Store::open(&tmp.0).unwrap().saved(), &state);
     }
 
+    /// The side files that keep the journal lines that did not parse, and their text.
+    fn kept_lines(dir: &Path) -> Vec<String> {
+        let mut texts = vec![];
+        for e in fs::read_dir(dir).unwrap() {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            if name.starts_with("journal.jsonl.corrupt-") {
+                texts.push(fs::read_to_string(dir.join(name)).unwrap());
+            }
+        }
+        texts
+    }
+
     #[test]
-    fn a_journal_line_cut_short_by_a_crash_is_ignored() {
+    fn a_journal_line_cut_short_by_a_crash_is_skipped_and_kept_aside() {
         let tmp = TempDir::new("torn");
         let mut store = Store::open(&tmp.0).unwrap();
         let kept = state_with(&["a"], &["x"]);
         store.commit(&kept).unwrap();
         let next = state_with(&["a"], &["x", "y"]);
         let line = entry_line(&changed(&kept, &next), &next);
-        store.journal.write_all(&line[..line.len() / 2]).unwrap();
+        let torn = &line[..line.len() / 2];
+        store.journal.write_all(torn).unwrap();
         drop(store);
         assert_eq!(Store::open(&tmp.0).unwrap().saved(), &kept);
+        let side = kept_lines(&tmp.0);
+        assert_eq!(
+            side,
+            [format!("2\t{}\n", String::from_utf8_lossy(torn))],
+            "the torn line is kept with its number"
+        );
     }
 
     #[test]
-    fn a_bad_journal_line_before_the_last_is_corruption() {
+    fn a_bad_journal_line_before_the_last_is_skipped_and_the_rest_recovered() {
         let tmp = TempDir::new("badline");
         let mut store = Store::open(&tmp.0).unwrap();
-        store.journal.write_all(b"{\n").unwrap();
-        store.commit(&state_with(&["a"], &[])).unwrap();
+        let first = state_with(&["a"], &["x"]);
+        store.commit(&first).unwrap();
+        store.journal.write_all(b"{\"containers\":{\"x\n").unwrap();
+        store.journal.write_all(b"not json at all\n").unwrap();
+        let mut last = state_with(&["a", "b"], &["x", "y"]);
+        last.containers.get_mut("x").unwrap().hostname = "later".into();
+        store.commit(&last).unwrap();
         drop(store);
-        let err = Store::open(&tmp.0).unwrap_err().to_string();
-        assert!(err.contains("journal.jsonl is corrupt"), "{err}");
+        let reopened = Store::open(&tmp.0).unwrap();
+        assert_eq!(
+            reopened.saved(),
+            &last,
+            "lines before and after are replayed"
+        );
+        assert_eq!(
+            kept_lines(&tmp.0),
+            ["2\t{\"containers\":{\"x\n3\tnot json at all\n"]
+        );
+        assert_eq!(journal_lines(&tmp.0), 0, "compacted after recovery");
+        drop(reopened);
+        assert_eq!(Store::open(&tmp.0).unwrap().saved(), &last);
+        assert_eq!(
+            kept_lines(&tmp.0).len(),
+            1,
+            "a clean journal keeps nothing new"
+        );
+    }
+
+    #[test]
+    fn a_store_whose_files_cannot_be_written_opens_with_its_journal_whole() {
+        let tmp = TempDir::new("readonly");
+        let mut store = Store::open(&tmp.0).unwrap();
+        let state = state_with(&["a"], &["x"]);
+        store.commit(&state).unwrap();
+        drop(store);
+        // The object file cannot be written (here its temporary name is taken by a directory;
+        // a full disk does the same); the journal can still be read.
+        let blocker = tmp.0.join(CONTAINERS).join("x.json.tmp");
+        fs::create_dir(&blocker).unwrap();
+        let opened = Store::open(&tmp.0);
+        fs::remove_dir(&blocker).unwrap();
+        let reopened = opened.expect("opens without compacting");
+        assert_eq!(reopened.saved(), &state);
+        assert_eq!(journal_lines(&tmp.0), 1, "the journal is kept");
+        drop(reopened);
+        assert_eq!(Store::open(&tmp.0).unwrap().saved(), &state);
+        assert_eq!(journal_lines(&tmp.0), 0, "compacted once it can be");
+    }
+
+    #[test]
+    fn a_journal_line_that_cannot_be_written_changes_nothing() {
+        let tmp = TempDir::new("full");
+        let mut store = Store::open(&tmp.0).unwrap();
+        let first = state_with(&["a"], &["x"]);
+        store.commit(&first).unwrap();
+        // A journal that refuses writes, as a full disk does.
+        store.journal = fs::File::open(tmp.0.join(JOURNAL)).unwrap();
+        let err = store
+            .commit(&state_with(&["a"], &["x", "y"]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("cannot write ") && err.contains("journal.jsonl"),
+            "{err}"
+        );
+        assert_eq!(store.saved(), &first);
+        drop(store);
+        assert_eq!(Store::open(&tmp.0).unwrap().saved(), &first);
     }
 
     #[test]
