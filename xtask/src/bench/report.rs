@@ -1,7 +1,8 @@
 //! The report: `target/bench/report.md` with the machine, kernel, date and command, PASS/FAIL
-//! against every target of issue 6 (with the likely cause of each failure), every figure as
-//! ratios to plain routing and to Docker's path (absolute medians as context, every round's
-//! value listed), the scale and memory figures, what failed, and PNG charts next to it.
+//! against every target of issues 6 and 12 (with the likely cause of each failure), every figure
+//! as ratios to plain routing and to Docker's path (absolute medians as context, every round's
+//! value listed), the scale and memory figures, the load phase, what failed, and PNG charts next
+//! to it. A `--only load` run reports the load phase alone.
 
 use std::{fmt::Write as _, path::Path};
 
@@ -9,8 +10,9 @@ use anyhow::{Context as _, Result};
 
 use super::{
     charts::{self, fmt},
+    load,
     measure::{median, Figure},
-    monitor, Results,
+    monitor, Phase, Results,
 };
 
 /// One target of the issue and how the run fared.
@@ -192,6 +194,273 @@ fn targets(r: &Results) -> Vec<Target> {
     ]
 }
 
+fn target_table(md: &mut String, ts: &[Target]) {
+    let _ = writeln!(md, "| target | measured | result |\n|---|---:|---|");
+    for t in ts {
+        let _ = writeln!(md, "| {} | {} | {} |", t.what, t.shown, t.verdict());
+    }
+    let failed: Vec<&Target> = ts.iter().filter(|t| t.verdict() == "FAIL").collect();
+    if !failed.is_empty() {
+        let _ = writeln!(
+            md,
+            "\nLikely causes of the failures (not tuned here; they steer the datapath work):\n"
+        );
+        for t in failed {
+            let _ = writeln!(md, "- **{}** ({}): {}", t.what, t.shown, t.cause);
+        }
+    }
+}
+
+/// The targets of issue 12's load phase.
+fn load_targets(r: &Results) -> Vec<Target> {
+    let Some(l) = &r.load else {
+        return Vec::new();
+    };
+    let quick = if r.quick { "quick: " } else { "" };
+    let hold = l.hold.as_ref().ok();
+    let overflow = l.overflow.as_ref().ok();
+    vec![
+        Target {
+            what: "10,000 concurrent connections through one published port held 60 s: 0 errors",
+            measured: hold.map(|h| h.held.errors() as f64),
+            shown: hold.map_or("n/a".into(), |h| {
+                format!(
+                    "{quick}{} errors ({} of {} opened in {} s, held {} s)",
+                    h.held.errors(),
+                    h.held.opened,
+                    h.held.asked,
+                    fmt(h.held.setup_secs),
+                    h.hold_secs
+                )
+            }),
+            limit: 0.0,
+            at_most: true,
+            cause: hold.map_or(String::new(), |h| {
+                format!(
+                    "Failures by cause: {}. A connection that did not open hit the SYN backlog, \
+                     the client's ports or the NAT table; one that broke while held lost its NAT \
+                     entries or a packet (see the load section).",
+                    h.held.causes()
+                )
+            }),
+        },
+        Target {
+            what: "NAT overflow: 0 old flows broken",
+            measured: overflow.map(|o| o.old_broken() as f64),
+            shown: overflow.map_or("n/a".into(), |o| {
+                format!(
+                    "{quick}{} of {} broken ({:.0}x the table of {} inserted)",
+                    o.old_broken(),
+                    o.old_in.asked + o.old_out.asked,
+                    o.inserted() as f64 / f64::from(o.table),
+                    o.table
+                )
+            }),
+            limit: 0.0,
+            at_most: true,
+            cause: overflow.map_or(String::new(), overflow_cause),
+        },
+    ]
+}
+
+/// Why old flows broke in the overflow, from what the run saw.
+fn overflow_cause(o: &load::OverflowOutcome) -> String {
+    format!(
+        "NETD_NAT is a BPF_MAP_TYPE_LRU_HASH: when it is full, every insert of a new flow's entries \
+         evicts what the kernel's LRU approximation deems least recently used, whatever the flow's \
+         state. The new flows inserted a table's worth of entries every {} ms, while an old flow \
+         touches its two entries once a second, so by the time it pings again its entries are \
+         among the oldest and are evicted: of the old flows' {} entries {} were left after the \
+         churn. A flow that loses an entry is not repaired: the client's next packet to the \
+         published port makes a new pair only if the inbound entry is gone (the reply entry may \
+         be missing alone), and a container reply without its entry leaves through egress SNAT \
+         with a new port (the client answers it with a reset); an SNAT flow that loses its reply \
+         entry has the server's answers delivered to the host, which resets them, and one that \
+         loses its outbound entry is given a new port. Broken by cause: in {}; out {}.",
+        fmt(o.turnover_ms()),
+        o.old_entries_before,
+        o.old_entries_after,
+        o.old_in.causes(),
+        o.old_out.causes()
+    )
+}
+
+/// The report of a `--only load` run: the load targets and section.
+fn write_load_only(r: &Results, dir: &Path, mut md: String) -> Result<()> {
+    let _ = writeln!(
+        md,
+        "- Only the load phase ran (`--only load`), in the netd world alone; the other figures are \
+         in the full run's report."
+    );
+    let _ = writeln!(md, "\n## Targets (issue 12)\n");
+    target_table(&mut md, &load_targets(r));
+    load_section(&mut md, r);
+    if !r.notes.is_empty() {
+        let _ = writeln!(md, "\n## What failed during the run\n");
+        for n in &r.notes {
+            let _ = writeln!(md, "- {n}");
+        }
+    }
+    let path = dir.join("report.md");
+    std::fs::write(&path, md).with_context(|| format!("write {}", path.display()))
+}
+
+/// The "Load" section (issue 12).
+fn load_section(md: &mut String, r: &Results) {
+    let Some(l) = &r.load else {
+        return;
+    };
+    let p = l.plan;
+    let _ = writeln!(md, "\n## Load\n");
+    let _ = writeln!(
+        md,
+        "{} connections from the client namespace to one published port (10.99.0.2:7000 -> a \
+         container's tokio `hold-serve` helper), all opened by one `hold` helper process (at most \
+         256 connects in flight), then held for {} s; each connection sends an 8-byte sequence \
+         number every second (phases spread over the second) and checks the answer (its \
+         complement) within 5 s. An error is a connection that did not open within 10 s, or that \
+         saw a reset, a timeout, a wrong answer or an early close.",
+        p.conns, p.hold_secs
+    );
+    match &l.hold {
+        Err(e) => {
+            let _ = writeln!(md, "\nNot measured: {e}");
+        }
+        Ok(h) => {
+            let x = &h.held;
+            let _ = writeln!(md, "\n| what | value |\n|---|---:|");
+            for (what, v) in [
+                (
+                    "connections opened / asked",
+                    format!("{} / {}", x.opened, x.asked),
+                ),
+                ("time to open them all", format!("{} s", fmt(x.setup_secs))),
+                ("held for", format!("{} s", h.hold_secs)),
+                ("pings answered", x.exchanges.to_string()),
+                ("errors (connections)", x.errors().to_string()),
+                ("errors by cause", x.causes()),
+                (
+                    "ping round trip p50 / p99 / max",
+                    format!(
+                        "{} / {} / {} ms",
+                        fmt(x.rtt_p50_ms),
+                        fmt(x.rtt_p99_ms),
+                        fmt(x.rtt_max_ms)
+                    ),
+                ),
+                (
+                    "netd RSS before / while held",
+                    format!("{} / {} MiB", fmt(h.rss_before_mib), fmt(h.rss_held_mib)),
+                ),
+                (
+                    "NAT entries while held: of these flows / all",
+                    format!("{} / {}", h.nat_held, h.nat_total),
+                ),
+            ] {
+                let _ = writeln!(md, "| {what} | {v} |");
+            }
+        }
+    }
+    let _ = writeln!(md, "\n### NAT table overflow\n");
+    let _ = writeln!(
+        md,
+        "A fresh daemon with `--nat-entries {}` (its containers and maps from before removed). \
+         {} old flows through the published port (client namespace -> 10.99.0.2:7000, DNAT) and \
+         {} through egress SNAT (the container -> a `hold-serve` on 10.99.0.1:7001) ping once a \
+         second; meanwhile the `connect` helper makes short connections as fast as it can for {} \
+         s, {} threads through a published port (10.99.0.2:8080) and {} out of the container \
+         (10.99.0.1:81), each a new flow of two NAT entries; the old flows go on {} s after \
+         that. The old flows' NAT entries (keys with port 7000 or 7001) are counted before and \
+         after the churn.",
+        p.nat_entries,
+        p.old_flows,
+        p.old_flows,
+        p.churn_secs,
+        p.churn_threads_in,
+        p.churn_threads_out,
+        10
+    );
+    match &l.overflow {
+        Err(e) => {
+            let _ = writeln!(md, "\nNot measured: {e}");
+        }
+        Ok(o) => {
+            let drops: Vec<String> = o
+                .drops
+                .iter()
+                .filter(|(_, n)| n != "0")
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect();
+            let _ = writeln!(md, "\n| what | value |\n|---|---:|");
+            for (what, v) in [
+                ("NAT table size (entries)", o.table.to_string()),
+                (
+                    "new flows: through the published port / out of the container",
+                    format!(
+                        "{} / {} in {} s",
+                        o.churn_in.conns + o.churn_in.errors,
+                        o.churn_out.conns + o.churn_out.errors,
+                        fmt(o.churn_in.secs.max(o.churn_out.secs))
+                    ),
+                ),
+                (
+                    "NAT entries inserted by new flows",
+                    format!(
+                        "{} ({:.0}x the table; a table's worth every {} ms)",
+                        o.inserted(),
+                        o.inserted() as f64 / f64::from(o.table),
+                        fmt(o.turnover_ms())
+                    ),
+                ),
+                (
+                    "new-flow failures: in / out",
+                    format!("{} / {}", o.churn_in.errors, o.churn_out.errors),
+                ),
+                (
+                    "old flows broken: published port",
+                    format!(
+                        "{} of {} ({})",
+                        o.old_in.errors(),
+                        o.old_in.asked,
+                        o.old_in.causes()
+                    ),
+                ),
+                (
+                    "old flows broken: egress SNAT",
+                    format!(
+                        "{} of {} ({})",
+                        o.old_out.errors(),
+                        o.old_out.asked,
+                        o.old_out.causes()
+                    ),
+                ),
+                (
+                    "old flows' pings answered",
+                    (o.old_in.exchanges + o.old_out.exchanges).to_string(),
+                ),
+                (
+                    "old flows' NAT entries before / after the churn",
+                    format!("{} / {}", o.old_entries_before, o.old_entries_after),
+                ),
+                ("NAT entries after the churn", o.total_after.to_string()),
+                (
+                    "datapath drops after the churn",
+                    if drops.is_empty() {
+                        "none".into()
+                    } else {
+                        drops.join(", ")
+                    },
+                ),
+            ] {
+                let _ = writeln!(md, "| {what} | {v} |");
+            }
+            if o.old_broken() > 0 {
+                let _ = writeln!(md, "\n**Old flows broke.** {}", overflow_cause(o));
+            }
+        }
+    }
+}
+
 fn machine() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
@@ -262,10 +531,11 @@ fn figure_table(md: &mut String, f: &Figure, refs: &[&str]) {
 pub fn write(r: &Results, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     let mut md = String::new();
-    let command = if r.quick {
-        "cargo xtask bench --quick"
-    } else {
-        "cargo xtask bench"
+    let command = match (r.quick, r.only) {
+        (true, None) => "cargo xtask bench --quick",
+        (false, None) => "cargo xtask bench",
+        (true, Some(Phase::Load)) => "cargo xtask bench --quick --only load",
+        (false, Some(Phase::Load)) => "cargo xtask bench --only load",
     };
     let _ = writeln!(md, "# netd benchmarks\n");
     let _ = writeln!(md, "- Machine: {}", machine());
@@ -280,6 +550,9 @@ pub fn write(r: &Results, dir: &Path) -> Result<()> {
         "- Command: `{command}` (as root, from the workspace root), {} s",
         r.elapsed.as_secs()
     );
+    if r.only.is_some() {
+        return write_load_only(r, dir, md);
+    }
     let p = r.plan;
     let _ = writeln!(
         md,
@@ -294,22 +567,10 @@ pub fn write(r: &Results, dir: &Path) -> Result<()> {
         if r.quick { " **Quick mode**: short rounds, no scale or monitoring-overhead figures; the figures are indicative only." } else { "" }
     );
 
-    let _ = writeln!(md, "\n## Targets (issue 6)\n");
-    let _ = writeln!(md, "| target | measured | result |\n|---|---:|---|");
-    let ts = targets(r);
-    for t in &ts {
-        let _ = writeln!(md, "| {} | {} | {} |", t.what, t.shown, t.verdict());
-    }
-    let failed: Vec<&Target> = ts.iter().filter(|t| t.verdict() == "FAIL").collect();
-    if !failed.is_empty() {
-        let _ = writeln!(
-            md,
-            "\nLikely causes of the failures (not tuned here; they steer the datapath work):\n"
-        );
-        for t in failed {
-            let _ = writeln!(md, "- **{}** ({}): {}", t.what, t.shown, t.cause);
-        }
-    }
+    let _ = writeln!(md, "\n## Targets (issues 6 and 12)\n");
+    let mut ts = targets(r);
+    ts.extend(load_targets(r));
+    target_table(&mut md, &ts);
 
     let sections: [(&str, &str, &[&str], &[&str]); 3] = [
         (
@@ -355,6 +616,7 @@ pub fn write(r: &Results, dir: &Path) -> Result<()> {
     }
 
     monitoring(&mut md, r);
+    load_section(&mut md, r);
 
     if r.figure("scale.cps.10").is_some() {
         let _ = writeln!(md, "\n## Scale\n");
