@@ -7,8 +7,8 @@
 //! noticed. The client opens all its connections (a bounded number of connects in flight), prints
 //! a `ready` line with the setup time, then has every connection exchange one ping per interval
 //! (their phases spread over the interval) until the hold time is over, and prints a `done` line:
-//! how many exchanges completed and how many connections broke, by cause. A connection stops at
-//! its first failure, so each is counted once.
+//! how many exchanges completed and how many connections broke, by cause, with the local ports of
+//! those that broke. A connection stops at its first failure, so each is counted once.
 
 use std::{
     collections::BTreeMap,
@@ -79,21 +79,35 @@ pub fn answer(seq: u64) -> u64 {
     !seq
 }
 
-/// Raises this process's open-file limit as far as the kernel allows.
-fn raise_nofile() -> Result<()> {
+/// Raises this process's open-file limit as far as it may: to the kernel's `fs.nr_open` with
+/// CAP_SYS_RESOURCE, else to the hard limit. Returns the soft limit now in force.
+fn raise_nofile() -> Result<u64> {
     let max = std::fs::read_to_string("/proc/sys/fs/nr_open")
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(NOFILE);
-    let lim = libc::rlimit {
-        rlim_cur: max,
-        rlim_max: max,
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
     };
-    // SAFETY: setrlimit with a valid struct.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("raise RLIMIT_NOFILE");
+    // SAFETY: getrlimit and setrlimit with a valid struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return Err(std::io::Error::last_os_error()).context("read RLIMIT_NOFILE");
+        }
+        let all = libc::rlimit {
+            rlim_cur: max.max(lim.rlim_max),
+            rlim_max: max.max(lim.rlim_max),
+        };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &all) == 0 {
+            return Ok(all.rlim_cur);
+        }
+        lim.rlim_cur = lim.rlim_max;
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+            return Err(std::io::Error::last_os_error()).context("raise RLIMIT_NOFILE");
+        }
     }
-    Ok(())
+    Ok(lim.rlim_cur)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -167,6 +181,8 @@ async fn ping(stream: &mut TcpStream, seq: u64) -> Result<Duration, Failure> {
 
 /// What one held connection did.
 struct Held {
+    /// The connection's local port, to find its NAT entries.
+    port: u16,
     exchanges: u64,
     rtt_us: Vec<u32>,
     failure: Option<Failure>,
@@ -181,6 +197,7 @@ async fn keep(
     until: time::Instant,
 ) -> Held {
     let mut held = Held {
+        port: stream.local_addr().map_or(0, |a| a.port()),
         exchanges: 0,
         rtt_us: Vec::new(),
         failure: None,
@@ -222,7 +239,11 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 
 /// `hold ADDR CONNS SECS INTERVAL_MS`.
 pub fn hold(addr: SocketAddr, conns: usize, secs: f64, interval_ms: u64) -> Result<ExitCode> {
-    raise_nofile()?;
+    let nofile = raise_nofile()?;
+    anyhow::ensure!(
+        conns as u64 + 64 <= nofile,
+        "{conns} connections need more file descriptors than the limit of {nofile}"
+    );
     runtime()?.block_on(async move {
         let start = Instant::now();
         let slots = Arc::new(Semaphore::new(CONNECTS_IN_FLIGHT));
@@ -256,19 +277,20 @@ pub fn hold(addr: SocketAddr, conns: usize, secs: f64, interval_ms: u64) -> Resu
             let offset = interval.mul_f64(i as f64 / opened.max(1) as f64);
             holding.spawn(keep(s, i as u64, offset, interval, until));
         }
-        let (mut exchanges, mut rtt, mut broken) = (0u64, Vec::new(), 0u64);
+        let (mut exchanges, mut rtt, mut broken) = (0u64, Vec::new(), Vec::new());
         while let Some(h) = holding.join_next().await {
             let h = h?;
             exchanges += h.exchanges;
             rtt.extend(h.rtt_us);
             if let Some(f) = h.failure {
-                broken += 1;
+                broken.push(h.port);
                 *failures.entry(f.name()).or_default() += 1;
             }
         }
         rtt.sort_unstable();
         print(json!({
-            "event": "done", "opened": opened, "setup_secs": setup, "broken": broken,
+            "event": "done", "opened": opened, "setup_secs": setup, "broken": broken.len(),
+            "broken_ports": broken,
             "exchanges": exchanges, "failures": failures,
             "rtt_p50_ms": percentile(&rtt, 0.5), "rtt_p99_ms": percentile(&rtt, 0.99),
             "rtt_max_ms": percentile(&rtt, 1.0),

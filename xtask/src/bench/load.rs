@@ -16,12 +16,15 @@
 //! drop counters read, as evidence when they do not.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     fs::File,
     io::{BufRead as _, BufReader},
     net::SocketAddrV4,
     process::{Child, Command, Stdio},
-    sync::mpsc,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        mpsc, Mutex,
+    },
     thread,
     time::{Duration, Instant},
 };
@@ -47,6 +50,8 @@ const OUTSIDE_CHURN_PORT: u16 = 81;
 /// (5 s) within it.
 const TAIL: Duration = Duration::from_secs(10);
 const PING_INTERVAL_MS: u64 = 1000;
+/// How often the NAT table is read during the churn.
+const SAMPLE_EVERY: Duration = Duration::from_millis(250);
 
 /// Sizes and times of the load phase.
 #[derive(Debug, Clone, Copy)]
@@ -101,6 +106,8 @@ pub struct Held {
     pub rtt_p50_ms: f64,
     pub rtt_p99_ms: f64,
     pub rtt_max_ms: f64,
+    /// Local ports of the connections that broke.
+    pub broken_ports: Vec<u16>,
 }
 
 impl Held {
@@ -123,6 +130,15 @@ impl Held {
             rtt_p50_ms: f("rtt_p50_ms"),
             rtt_p99_ms: f("rtt_p99_ms"),
             rtt_max_ms: f("rtt_max_ms"),
+            broken_ports: v["broken_ports"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|p| p.as_u64())
+                        .map(|p| p as u16)
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
     }
 
@@ -181,6 +197,11 @@ pub struct OverflowOutcome {
     pub total_after: usize,
     /// Datapath drop counters after the churn: (reason, packets).
     pub drops: Vec<(String, String)>,
+    /// What the NAT table held of each old flow, sampled during the churn.
+    pub sightings: Sightings,
+    /// Of the broken old flows: (seen with the forward entry only, the reply entry only,
+    /// neither, always both).
+    pub broken_seen: [usize; 4],
 }
 
 impl OverflowOutcome {
@@ -372,31 +393,163 @@ fn container(g: &Guard, name: &str, ports: &[String], servers: &[Vec<&str>]) -> 
     Ok(())
 }
 
-/// The keys of the NAT table, as (source, destination) of each entry's flow.
-fn nat_keys(g: &Guard) -> Result<Vec<(SocketAddrV4, SocketAddrV4)>> {
+/// One NAT entry as `netd maps dump nat` shows it.
+#[derive(Debug, Clone)]
+struct NatRow {
+    zone: String,
+    from: SocketAddrV4,
+    to: SocketAddrV4,
+    /// The destination the entry rewrites to.
+    rewritten_to: SocketAddrV4,
+    tcp: String,
+}
+
+fn flow_pair(text: &str) -> Result<(SocketAddrV4, SocketAddrV4)> {
+    let (a, b) = text
+        .split_once(" -> ")
+        .with_context(|| format!("maps_dump: flow {text}"))?;
+    Ok((a.parse()?, b.parse()?))
+}
+
+/// The NAT table, through the daemon.
+fn nat_rows(g: &Guard) -> Result<Vec<NatRow>> {
     let maps = g.api(json!({"op": "maps_dump", "map": "nat"}))?;
     let view = maps.get(0).context("maps_dump: no NAT view")?;
-    let col = view["columns"]
+    let columns = view["columns"]
         .as_array()
-        .and_then(|c| c.iter().position(|c| c == "flow"))
-        .context("maps_dump: no flow column")?;
+        .context("maps_dump: no columns")?;
+    let col = |name: &str| {
+        columns
+            .iter()
+            .position(|c| c == name)
+            .with_context(|| format!("maps_dump: no {name} column"))
+    };
+    let (zone, flow, rewritten, tcp) = (col("zone")?, col("flow")?, col("rewritten")?, col("tcp")?);
     let rows = view["rows"].as_array().context("maps_dump: no rows")?;
     rows.iter()
         .map(|row| {
-            let flow = row[col].as_str().context("maps_dump: flow")?;
-            let (a, b) = flow
-                .split_once(" -> ")
-                .with_context(|| format!("maps_dump: flow {flow}"))?;
-            Ok((a.parse()?, b.parse()?))
+            let text = |i: usize| row[i].as_str().unwrap_or_default().to_string();
+            let (from, to) = flow_pair(&text(flow))?;
+            let (_, rewritten_to) = flow_pair(&text(rewritten))?;
+            Ok(NatRow {
+                zone: text(zone),
+                from,
+                to,
+                rewritten_to,
+                tcp: text(tcp),
+            })
         })
         .collect()
 }
 
 /// Entries whose key has one of `ports` on either side.
-fn count_ports(keys: &[(SocketAddrV4, SocketAddrV4)], ports: &[u16]) -> usize {
-    keys.iter()
-        .filter(|(a, b)| ports.contains(&a.port()) || ports.contains(&b.port()))
+fn count_ports(rows: &[NatRow], ports: &[u16]) -> usize {
+    rows.iter()
+        .filter(|r| ports.contains(&r.from.port()) || ports.contains(&r.to.port()))
         .count()
+}
+
+/// An old flow of the overflow part: through egress SNAT or the published port, and the port
+/// of the side that opened it (the client's, or the container's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct OldFlow {
+    out: bool,
+    port: u16,
+}
+
+/// The established old flows whose forward entry `rows` holds.
+fn old_flows(rows: &[NatRow]) -> Vec<OldFlow> {
+    rows.iter()
+        .filter(|r| r.tcp == "established")
+        .filter_map(|r| match (r.zone.as_str(), r.to.port()) {
+            ("uplink-in", HOLD_PORT) => Some(OldFlow {
+                out: false,
+                port: r.from.port(),
+            }),
+            ("uplink-out", OUTSIDE_HOLD_PORT) => Some(OldFlow {
+                out: true,
+                port: r.from.port(),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Whether `rows` hold the flow's (forward, reply) entries. Published port: the forward entry
+/// is keyed client -> 10.99.0.2:7000 at the uplink's ingress, the reply entry container:7000 ->
+/// client at its egress. SNAT: the forward entry container -> 10.99.0.1:7001 at the egress, the
+/// reply entry 10.99.0.1:7001 -> the SNAT port at the ingress, rewriting to the container's port.
+fn entries_of(rows: &[NatRow], f: OldFlow) -> (bool, bool) {
+    let (fwd_zone, rev_zone, server) = if f.out {
+        ("uplink-out", "uplink-in", OUTSIDE_HOLD_PORT)
+    } else {
+        ("uplink-in", "uplink-out", HOLD_PORT)
+    };
+    let fwd = rows
+        .iter()
+        .any(|r| r.zone == fwd_zone && r.from.port() == f.port && r.to.port() == server);
+    let rev = rows.iter().any(|r| {
+        let back_to = if f.out {
+            r.rewritten_to.port()
+        } else {
+            r.to.port()
+        };
+        r.zone == rev_zone && r.from.port() == server && back_to == f.port
+    });
+    (fwd, rev)
+}
+
+/// Old flows seen, in at least one sample, with one entry of the two or none.
+#[derive(Debug, Clone, Default)]
+pub struct Sightings {
+    pub samples: usize,
+    pub tracked: usize,
+    forward_only: BTreeSet<OldFlow>,
+    reply_only: BTreeSet<OldFlow>,
+    neither: BTreeSet<OldFlow>,
+}
+
+impl Sightings {
+    fn add(&mut self, rows: &[NatRow], flows: &[OldFlow]) {
+        self.samples += 1;
+        self.tracked = flows.len();
+        for &f in flows {
+            match entries_of(rows, f) {
+                (true, false) => self.forward_only.insert(f),
+                (false, true) => self.reply_only.insert(f),
+                (false, false) => self.neither.insert(f),
+                (true, true) => false,
+            };
+        }
+    }
+
+    /// (forward only, reply only, neither) counts of flows.
+    pub fn counts(&self) -> [usize; 3] {
+        [
+            self.forward_only.len(),
+            self.reply_only.len(),
+            self.neither.len(),
+        ]
+    }
+
+    /// For `broken` flows: how many were seen with the forward entry only, the reply entry
+    /// only, neither, or always both.
+    fn of(&self, broken: &[OldFlow]) -> [usize; 4] {
+        let mut n = [0; 4];
+        for f in broken {
+            let i = if self.forward_only.contains(f) {
+                0
+            } else if self.reply_only.contains(f) {
+                1
+            } else if self.neither.contains(f) {
+                2
+            } else {
+                3
+            };
+            n[i] += 1;
+        }
+        n
+    }
 }
 
 fn rss_mib(g: &Guard) -> f64 {
@@ -435,7 +588,7 @@ fn hold(g: &mut Guard, tool: &str, plan: &Plan) -> Result<HoldOutcome> {
     // Halfway through the hold, every connection has pinged at least once.
     thread::sleep(Duration::from_secs_f64(plan.hold_secs / 2.0));
     let rss_held_mib = rss_mib(g);
-    let keys = nat_keys(g)?;
+    let keys = nat_rows(g)?;
     let held = client.done(Duration::from_secs_f64(plan.hold_secs + 60.0))?;
     println!(
         "bench: load: held {} connections {} s: {} exchanges, {} broken ({})",
@@ -556,10 +709,20 @@ fn overflow(g: &mut Guard, tool: &str, plan: &Plan) -> Result<OverflowOutcome> {
             );
         }
     }
-    let old_ports = [HOLD_PORT, OUTSIDE_HOLD_PORT];
-    let old_entries_before = count_ports(&nat_keys(g)?, &old_ports);
+    let before = nat_rows(g)?;
+    let flows = old_flows(&before);
     let g: &Guard = g;
+    let churning = AtomicBool::new(true);
+    let sightings = Mutex::new(Sightings::default());
     let (churn_in, churn_out) = thread::scope(|s| {
+        s.spawn(|| {
+            while churning.load(Ordering::Relaxed) {
+                if let Ok(rows) = nat_rows(g) {
+                    sightings.lock().expect("sightings").add(&rows, &flows);
+                }
+                thread::sleep(SAMPLE_EVERY);
+            }
+        });
         let a = s.spawn(|| {
             churn(
                 g,
@@ -580,26 +743,48 @@ fn overflow(g: &mut Guard, tool: &str, plan: &Plan) -> Result<OverflowOutcome> {
                 plan.churn_threads_out,
             )
         });
-        (
+        let r = (
             a.join().map_err(|_| anyhow!("churn thread panicked")),
             b.join().map_err(|_| anyhow!("churn thread panicked")),
-        )
+        );
+        churning.store(false, Ordering::Relaxed);
+        r
     });
     let (churn_in, churn_out) = (churn_in??, churn_out??);
-    let keys = nat_keys(g)?;
+    let after = nat_rows(g)?;
     let drops = drops(g).unwrap_or_default();
     let wait = TAIL + Duration::from_secs(60);
     let (old_in, old_out) = (old_in.done(wait)?, old_out.done(wait)?);
+    let sightings = sightings.into_inner().expect("sightings");
+    let broken: Vec<OldFlow> = old_in
+        .broken_ports
+        .iter()
+        .map(|&port| OldFlow { out: false, port })
+        .chain(
+            old_out
+                .broken_ports
+                .iter()
+                .map(|&port| OldFlow { out: true, port }),
+        )
+        .collect();
     let o = OverflowOutcome {
         table: plan.nat_entries,
         old_in,
         old_out,
         churn_in,
         churn_out,
-        old_entries_before,
-        old_entries_after: count_ports(&keys, &old_ports),
-        total_after: keys.len(),
+        old_entries_before: 2 * flows.len(),
+        old_entries_after: flows
+            .iter()
+            .map(|&f| {
+                let (a, b) = entries_of(&after, f);
+                usize::from(a) + usize::from(b)
+            })
+            .sum(),
+        total_after: after.len(),
         drops,
+        broken_seen: sightings.of(&broken),
+        sightings,
     };
     println!(
         "bench: load: {} NAT entries inserted into a table of {} ({:.0}x); old flows broken: {} \
@@ -660,14 +845,64 @@ mod tests {
         assert!((o.turnover_ms() - 1024.0).abs() < 1e-6);
     }
 
+    fn row(zone: &str, flow: &str, rewritten: &str) -> NatRow {
+        let (from, to) = flow_pair(flow).unwrap();
+        NatRow {
+            zone: zone.into(),
+            from,
+            to,
+            rewritten_to: flow_pair(rewritten).unwrap().1,
+            tcp: "established".into(),
+        }
+    }
+
     #[test]
-    fn old_flows_are_found_by_their_ports_on_either_side() {
-        let k = |a: &str, b: &str| (a.parse().unwrap(), b.parse().unwrap());
-        let keys = vec![
-            k("10.99.0.1:40000", "10.99.0.2:7000"),
-            k("172.17.0.2:7000", "10.99.0.1:40000"),
-            k("10.99.0.1:40001", "10.99.0.2:8080"),
+    fn an_old_flows_two_entries_are_found_on_both_paths() {
+        let rows = vec![
+            // Published port: the client's port 40000, both entries.
+            row(
+                "uplink-in",
+                "10.99.0.1:40000 -> 10.99.0.2:7000",
+                "10.99.0.1:40000 -> 172.17.0.2:7000",
+            ),
+            row(
+                "uplink-out",
+                "172.17.0.2:7000 -> 10.99.0.1:40000",
+                "10.99.0.2:7000 -> 10.99.0.1:40000",
+            ),
+            // SNAT: the container's port 50000 leaving as 33000, its reply entry gone.
+            row(
+                "uplink-out",
+                "172.17.0.2:50000 -> 10.99.0.1:7001",
+                "10.99.0.2:33000 -> 10.99.0.1:7001",
+            ),
+            // A short flow.
+            row(
+                "uplink-in",
+                "10.99.0.1:40001 -> 10.99.0.2:8080",
+                "10.99.0.1:40001 -> 172.17.0.2:80",
+            ),
         ];
-        assert_eq!(count_ports(&keys, &[7000]), 2);
+        let flows = old_flows(&rows);
+        assert_eq!(
+            flows,
+            [
+                OldFlow {
+                    out: false,
+                    port: 40000
+                },
+                OldFlow {
+                    out: true,
+                    port: 50000
+                }
+            ]
+        );
+        assert_eq!(entries_of(&rows, flows[0]), (true, true));
+        assert_eq!(entries_of(&rows, flows[1]), (true, false));
+        let mut seen = Sightings::default();
+        seen.add(&rows, &flows);
+        assert_eq!(seen.counts(), [1, 0, 0]);
+        assert_eq!(seen.of(&flows), [1, 0, 0, 1]);
+        assert_eq!(count_ports(&rows, &[7000]), 2);
     }
 }

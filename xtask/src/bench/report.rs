@@ -265,21 +265,32 @@ fn load_targets(r: &Results) -> Vec<Target> {
 
 /// Why old flows broke in the overflow, from what the run saw.
 fn overflow_cause(o: &load::OverflowOutcome) -> String {
+    let [fwd, rev, none] = o.sightings.counts();
+    let [bf, br, bn, bb] = o.broken_seen;
     format!(
-        "NETD_NAT is a BPF_MAP_TYPE_LRU_HASH: when it is full, every insert of a new flow's entries \
-         evicts what the kernel's LRU approximation deems least recently used, whatever the flow's \
-         state. The new flows inserted a table's worth of entries every {} ms, while an old flow \
-         touches its two entries once a second, so by the time it pings again its entries are \
-         among the oldest and are evicted: of the old flows' {} entries {} were left after the \
-         churn. A flow that loses an entry is not repaired: the client's next packet to the \
-         published port makes a new pair only if the inbound entry is gone (the reply entry may \
-         be missing alone), and a container reply without its entry leaves through egress SNAT \
-         with a new port (the client answers it with a reset); an SNAT flow that loses its reply \
-         entry has the server's answers delivered to the host, which resets them, and one that \
-         loses its outbound entry is given a new port. Broken by cause: in {}; out {}.",
+        "NETD_NAT is a BPF_MAP_TYPE_LRU_HASH: when it is full, each insert of a new flow's entries \
+         evicts entries the kernel's LRU approximation deems least recently used, whatever their \
+         flow's state, one entry at a time. The new flows inserted a table's worth of entries \
+         every {} ms, while an old flow touches its two entries once a second, so its entries are \
+         evicted between two pings: in {} samples during the churn, of {} old flows {fwd} were \
+         seen with their forward entry only, {rev} with their reply entry only and {none} with \
+         neither; {} of their {} entries were left at its end. A flow that lost both entries is \
+         made again by its opener's next packet (the same translation: the published port's \
+         backend, or the SNAT port that hashing picks first, now free), so it lives on. A flow \
+         that lost one entry is not repaired: its opener's packet hits the remaining forward \
+         entry and nothing re-creates the reply entry, so the answer of a published-port flow \
+         leaves through egress SNAT with a new port and the client resets it, and that of an \
+         SNAT flow reaches the host, which resets it; with the reply entry alone left, an SNAT \
+         flow's next packet finds its port taken (by that very entry) and leaves with another. \
+         Of the {} broken flows {bf} had been seen with the forward entry only, {br} with the \
+         reply entry only, {bn} with neither and {bb} always with both (a sample every 250 ms \
+         misses short gaps). Causes: published port {}; egress SNAT {}.",
         fmt(o.turnover_ms()),
-        o.old_entries_before,
+        o.sightings.samples,
+        o.sightings.tracked,
         o.old_entries_after,
+        o.old_entries_before,
+        o.old_broken(),
         o.old_in.causes(),
         o.old_out.causes()
     )
@@ -437,6 +448,23 @@ fn load_section(md: &mut String, r: &Results) {
                 (
                     "old flows' pings answered",
                     (o.old_in.exchanges + o.old_out.exchanges).to_string(),
+                ),
+                (
+                    "old flows seen with the forward entry only / the reply entry only / neither",
+                    {
+                        let [f, r, n] = o.sightings.counts();
+                        format!(
+                            "{f} / {r} / {n} of {} ({} samples during the churn)",
+                            o.sightings.tracked, o.sightings.samples
+                        )
+                    },
+                ),
+                (
+                    "broken old flows seen with the forward entry only / the reply entry only / neither / always both",
+                    {
+                        let [f, r, n, b] = o.broken_seen;
+                        format!("{f} / {r} / {n} / {b}")
+                    },
                 ),
                 (
                     "old flows' NAT entries before / after the churn",
