@@ -199,9 +199,9 @@ pub struct OverflowOutcome {
     pub drops: Vec<(String, String)>,
     /// What the NAT table held of each old flow, sampled during the churn.
     pub sightings: Sightings,
-    /// Of the broken old flows: (seen with the forward entry only, the reply entry only,
-    /// neither, always both).
+    /// [`Sightings::counts`] among the broken old flows and among the others.
     pub broken_seen: [usize; 4],
+    pub intact_seen: [usize; 4],
 }
 
 impl OverflowOutcome {
@@ -399,8 +399,10 @@ struct NatRow {
     zone: String,
     from: SocketAddrV4,
     to: SocketAddrV4,
-    /// The destination the entry rewrites to.
+    /// The source and destination the entry rewrites to.
+    rewritten_from: SocketAddrV4,
     rewritten_to: SocketAddrV4,
+    kind: String,
     tcp: String,
 }
 
@@ -424,18 +426,26 @@ fn nat_rows(g: &Guard) -> Result<Vec<NatRow>> {
             .position(|c| c == name)
             .with_context(|| format!("maps_dump: no {name} column"))
     };
-    let (zone, flow, rewritten, tcp) = (col("zone")?, col("flow")?, col("rewritten")?, col("tcp")?);
+    let (zone, flow, rewritten, kind, tcp) = (
+        col("zone")?,
+        col("flow")?,
+        col("rewritten")?,
+        col("kind")?,
+        col("tcp")?,
+    );
     let rows = view["rows"].as_array().context("maps_dump: no rows")?;
     rows.iter()
         .map(|row| {
             let text = |i: usize| row[i].as_str().unwrap_or_default().to_string();
             let (from, to) = flow_pair(&text(flow))?;
-            let (_, rewritten_to) = flow_pair(&text(rewritten))?;
+            let (rewritten_from, rewritten_to) = flow_pair(&text(rewritten))?;
             Ok(NatRow {
                 zone: text(zone),
                 from,
                 to,
+                rewritten_from,
                 rewritten_to,
+                kind: text(kind),
                 tcp: text(tcp),
             })
         })
@@ -457,22 +467,46 @@ struct OldFlow {
     port: u16,
 }
 
-/// The established old flows whose forward entry `rows` holds.
-fn old_flows(rows: &[NatRow]) -> Vec<OldFlow> {
+/// The established old flows whose forward entry `rows` holds, with the SNAT port of those
+/// through egress SNAT.
+fn old_flows(rows: &[NatRow]) -> BTreeMap<OldFlow, u16> {
     rows.iter()
         .filter(|r| r.tcp == "established")
         .filter_map(|r| match (r.zone.as_str(), r.to.port()) {
-            ("uplink-in", HOLD_PORT) => Some(OldFlow {
-                out: false,
-                port: r.from.port(),
-            }),
-            ("uplink-out", OUTSIDE_HOLD_PORT) => Some(OldFlow {
-                out: true,
-                port: r.from.port(),
-            }),
+            ("uplink-in", HOLD_PORT) => Some((
+                OldFlow {
+                    out: false,
+                    port: r.from.port(),
+                },
+                0,
+            )),
+            ("uplink-out", OUTSIDE_HOLD_PORT) => Some((
+                OldFlow {
+                    out: true,
+                    port: r.from.port(),
+                },
+                r.rewritten_from.port(),
+            )),
             _ => None,
         })
         .collect()
+}
+
+/// Whether `rows` show the flow translated wrongly: a published-port flow whose container reply
+/// left through egress SNAT (an SNAT entry from the container's port 7000 to the client's
+/// port), or an SNAT flow given a port other than `snat_port`.
+fn mistranslated(rows: &[NatRow], f: OldFlow, snat_port: u16) -> bool {
+    rows.iter().any(|r| {
+        r.zone == "uplink-out"
+            && r.kind == "snat"
+            && if f.out {
+                r.from.port() == f.port
+                    && r.to.port() == OUTSIDE_HOLD_PORT
+                    && r.rewritten_from.port() != snat_port
+            } else {
+                r.from.port() == HOLD_PORT && r.to.port() == f.port
+            }
+    })
 }
 
 /// Whether `rows` hold the flow's (forward, reply) entries. Published port: the forward entry
@@ -480,26 +514,28 @@ fn old_flows(rows: &[NatRow]) -> Vec<OldFlow> {
 /// client at its egress. SNAT: the forward entry container -> 10.99.0.1:7001 at the egress, the
 /// reply entry 10.99.0.1:7001 -> the SNAT port at the ingress, rewriting to the container's port.
 fn entries_of(rows: &[NatRow], f: OldFlow) -> (bool, bool) {
-    let (fwd_zone, rev_zone, server) = if f.out {
-        ("uplink-out", "uplink-in", OUTSIDE_HOLD_PORT)
+    let (fwd_zone, rev_zone, server, kind) = if f.out {
+        ("uplink-out", "uplink-in", OUTSIDE_HOLD_PORT, "snat")
     } else {
-        ("uplink-in", "uplink-out", HOLD_PORT)
+        ("uplink-in", "uplink-out", HOLD_PORT, "dnat")
     };
-    let fwd = rows
-        .iter()
-        .any(|r| r.zone == fwd_zone && r.from.port() == f.port && r.to.port() == server);
+    let reply_kind = format!("{kind}-reply");
+    let fwd = rows.iter().any(|r| {
+        r.zone == fwd_zone && r.kind == kind && r.from.port() == f.port && r.to.port() == server
+    });
     let rev = rows.iter().any(|r| {
         let back_to = if f.out {
             r.rewritten_to.port()
         } else {
             r.to.port()
         };
-        r.zone == rev_zone && r.from.port() == server && back_to == f.port
+        r.zone == rev_zone && r.kind == reply_kind && r.from.port() == server && back_to == f.port
     });
     (fwd, rev)
 }
 
-/// Old flows seen, in at least one sample, with one entry of the two or none.
+/// Old flows seen, in at least one sample, with one entry of the two, with none, or translated
+/// wrongly ([`mistranslated`]).
 #[derive(Debug, Clone, Default)]
 pub struct Sightings {
     pub samples: usize,
@@ -507,48 +543,56 @@ pub struct Sightings {
     forward_only: BTreeSet<OldFlow>,
     reply_only: BTreeSet<OldFlow>,
     neither: BTreeSet<OldFlow>,
+    wrong: BTreeSet<OldFlow>,
 }
 
 impl Sightings {
-    fn add(&mut self, rows: &[NatRow], flows: &[OldFlow]) {
+    fn add(&mut self, rows: &[NatRow], flows: &BTreeMap<OldFlow, u16>) {
         self.samples += 1;
         self.tracked = flows.len();
-        for &f in flows {
+        for (&f, &snat_port) in flows {
             match entries_of(rows, f) {
                 (true, false) => self.forward_only.insert(f),
                 (false, true) => self.reply_only.insert(f),
                 (false, false) => self.neither.insert(f),
                 (true, true) => false,
             };
+            if mistranslated(rows, f, snat_port) {
+                self.wrong.insert(f);
+            }
         }
     }
 
-    /// (forward only, reply only, neither) counts of flows.
-    pub fn counts(&self) -> [usize; 3] {
+    /// Flows seen with the forward entry only, the reply entry only, neither, translated
+    /// wrongly.
+    #[cfg(test)]
+    fn counts(&self) -> [usize; 4] {
+        self.among(&self.all())
+    }
+
+    #[cfg(test)]
+    fn all(&self) -> Vec<OldFlow> {
+        let mut all: BTreeSet<OldFlow> = BTreeSet::new();
+        for set in [
+            &self.forward_only,
+            &self.reply_only,
+            &self.neither,
+            &self.wrong,
+        ] {
+            all.extend(set.iter().copied());
+        }
+        all.into_iter().collect()
+    }
+
+    /// The same counts among `flows`.
+    fn among(&self, flows: &[OldFlow]) -> [usize; 4] {
+        let n = |set: &BTreeSet<OldFlow>| flows.iter().filter(|f| set.contains(f)).count();
         [
-            self.forward_only.len(),
-            self.reply_only.len(),
-            self.neither.len(),
+            n(&self.forward_only),
+            n(&self.reply_only),
+            n(&self.neither),
+            n(&self.wrong),
         ]
-    }
-
-    /// For `broken` flows: how many were seen with the forward entry only, the reply entry
-    /// only, neither, or always both.
-    fn of(&self, broken: &[OldFlow]) -> [usize; 4] {
-        let mut n = [0; 4];
-        for f in broken {
-            let i = if self.forward_only.contains(f) {
-                0
-            } else if self.reply_only.contains(f) {
-                1
-            } else if self.neither.contains(f) {
-                2
-            } else {
-                3
-            };
-            n[i] += 1;
-        }
-        n
     }
 }
 
@@ -767,6 +811,11 @@ fn overflow(g: &mut Guard, tool: &str, plan: &Plan) -> Result<OverflowOutcome> {
                 .map(|&port| OldFlow { out: true, port }),
         )
         .collect();
+    let intact: Vec<OldFlow> = flows
+        .keys()
+        .filter(|f| !broken.contains(f))
+        .copied()
+        .collect();
     let o = OverflowOutcome {
         table: plan.nat_entries,
         old_in,
@@ -775,7 +824,7 @@ fn overflow(g: &mut Guard, tool: &str, plan: &Plan) -> Result<OverflowOutcome> {
         churn_out,
         old_entries_before: 2 * flows.len(),
         old_entries_after: flows
-            .iter()
+            .keys()
             .map(|&f| {
                 let (a, b) = entries_of(&after, f);
                 usize::from(a) + usize::from(b)
@@ -783,7 +832,8 @@ fn overflow(g: &mut Guard, tool: &str, plan: &Plan) -> Result<OverflowOutcome> {
             .sum(),
         total_after: after.len(),
         drops,
-        broken_seen: sightings.of(&broken),
+        broken_seen: sightings.among(&broken),
+        intact_seen: sightings.among(&intact),
         sightings,
     };
     println!(
@@ -845,64 +895,82 @@ mod tests {
         assert!((o.turnover_ms() - 1024.0).abs() < 1e-6);
     }
 
-    fn row(zone: &str, flow: &str, rewritten: &str) -> NatRow {
+    fn row(zone: &str, kind: &str, flow: &str, rewritten: &str) -> NatRow {
         let (from, to) = flow_pair(flow).unwrap();
+        let (rewritten_from, rewritten_to) = flow_pair(rewritten).unwrap();
         NatRow {
             zone: zone.into(),
             from,
             to,
-            rewritten_to: flow_pair(rewritten).unwrap().1,
+            rewritten_from,
+            rewritten_to,
+            kind: kind.into(),
             tcp: "established".into(),
         }
     }
 
     #[test]
     fn an_old_flows_two_entries_are_found_on_both_paths() {
-        let rows = vec![
+        let mut rows = vec![
             // Published port: the client's port 40000, both entries.
             row(
                 "uplink-in",
+                "dnat",
                 "10.99.0.1:40000 -> 10.99.0.2:7000",
                 "10.99.0.1:40000 -> 172.17.0.2:7000",
             ),
             row(
                 "uplink-out",
+                "dnat-reply",
                 "172.17.0.2:7000 -> 10.99.0.1:40000",
                 "10.99.0.2:7000 -> 10.99.0.1:40000",
             ),
             // SNAT: the container's port 50000 leaving as 33000, its reply entry gone.
             row(
                 "uplink-out",
+                "snat",
                 "172.17.0.2:50000 -> 10.99.0.1:7001",
                 "10.99.0.2:33000 -> 10.99.0.1:7001",
             ),
             // A short flow.
             row(
                 "uplink-in",
+                "dnat",
                 "10.99.0.1:40001 -> 10.99.0.2:8080",
                 "10.99.0.1:40001 -> 172.17.0.2:80",
             ),
         ];
         let flows = old_flows(&rows);
-        assert_eq!(
-            flows,
-            [
-                OldFlow {
-                    out: false,
-                    port: 40000
-                },
-                OldFlow {
-                    out: true,
-                    port: 50000
-                }
-            ]
+        let (pub_flow, snat_flow) = (
+            OldFlow {
+                out: false,
+                port: 40000,
+            },
+            OldFlow {
+                out: true,
+                port: 50000,
+            },
         );
-        assert_eq!(entries_of(&rows, flows[0]), (true, true));
-        assert_eq!(entries_of(&rows, flows[1]), (true, false));
+        assert_eq!(flows, BTreeMap::from([(pub_flow, 0), (snat_flow, 33000)]));
+        assert_eq!(entries_of(&rows, pub_flow), (true, true));
+        assert_eq!(entries_of(&rows, snat_flow), (true, false));
+        assert!(!mistranslated(&rows, pub_flow, 0));
+        // The published-port flow's reply entry is evicted and the container's answer leaves
+        // through SNAT.
+        rows.remove(1);
+        rows.push(row(
+            "uplink-out",
+            "snat",
+            "172.17.0.2:7000 -> 10.99.0.1:40000",
+            "10.99.0.2:41234 -> 10.99.0.1:40000",
+        ));
+        assert!(mistranslated(&rows, pub_flow, 0));
+        assert!(!mistranslated(&rows, snat_flow, 33000));
+        assert!(mistranslated(&rows, snat_flow, 33001));
         let mut seen = Sightings::default();
         seen.add(&rows, &flows);
-        assert_eq!(seen.counts(), [1, 0, 0]);
-        assert_eq!(seen.of(&flows), [1, 0, 0, 1]);
+        assert_eq!(seen.among(&[pub_flow]), [1, 0, 0, 1]);
+        assert_eq!(seen.counts(), [2, 0, 0, 1]);
         assert_eq!(count_ports(&rows, &[7000]), 2);
     }
 }

@@ -263,31 +263,54 @@ fn load_targets(r: &Results) -> Vec<Target> {
     ]
 }
 
+/// What the NAT table held of the old flows during the churn, broken ones and the others apart.
+fn sightings_table(md: &mut String, o: &load::OverflowOutcome) {
+    let broken = o.old_broken() as usize;
+    let intact = o.sightings.tracked.saturating_sub(broken);
+    let _ = writeln!(
+        md,
+        "\nThe NAT table read {} times during the churn (every 250 ms; a read walks the table while \
+         it changes): old flows seen at least once\n\n| seen | broken ({broken}) | intact ({intact}) |\n\
+         |---|---:|---:|",
+        o.sightings.samples
+    );
+    for (i, what) in [
+        "with the forward entry only",
+        "with the reply entry only",
+        "with neither entry",
+        "translated wrongly (the container's reply through SNAT, or a new SNAT port)",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let _ = writeln!(
+            md,
+            "| {what} | {} | {} |",
+            o.broken_seen[i], o.intact_seen[i]
+        );
+    }
+}
+
 /// Why old flows broke in the overflow, from what the run saw.
 fn overflow_cause(o: &load::OverflowOutcome) -> String {
-    let [fwd, rev, none] = o.sightings.counts();
-    let [bf, br, bn, bb] = o.broken_seen;
+    let [fwd, rev, none, wrong] = o.broken_seen;
     format!(
         "NETD_NAT is a BPF_MAP_TYPE_LRU_HASH: when it is full, each insert of a new flow's entries \
-         evicts entries the kernel's LRU approximation deems least recently used, whatever their \
-         flow's state, one entry at a time. The new flows inserted a table's worth of entries \
-         every {} ms, while an old flow touches its two entries once a second, so its entries are \
-         evicted between two pings: in {} samples during the churn, of {} old flows {fwd} were \
-         seen with their forward entry only, {rev} with their reply entry only and {none} with \
-         neither; {} of their {} entries were left at its end. A flow that lost both entries is \
-         made again by its opener's next packet (the same translation: the published port's \
-         backend, or the SNAT port that hashing picks first, now free), so it lives on. A flow \
-         that lost one entry is not repaired: its opener's packet hits the remaining forward \
-         entry and nothing re-creates the reply entry, so the answer of a published-port flow \
-         leaves through egress SNAT with a new port and the client resets it, and that of an \
-         SNAT flow reaches the host, which resets it; with the reply entry alone left, an SNAT \
-         flow's next packet finds its port taken (by that very entry) and leaves with another. \
-         Of the {} broken flows {bf} had been seen with the forward entry only, {br} with the \
-         reply entry only, {bn} with neither and {bb} always with both (a sample every 250 ms \
-         misses short gaps). Causes: published port {}; egress SNAT {}.",
+         evicts entries that the kernel's LRU approximation deems least recently used, whatever \
+         their flow's state, one entry at a time. The new flows inserted a table's worth of \
+         entries every {} ms while an old flow touches its two entries once a second, so old \
+         flows lose entries between two pings ({} of their {} entries were left at the end of \
+         the churn). A flow that lost both entries is made again by its opener's next packet (the \
+         same translation: the published port's backend, or the SNAT port that hashing picks \
+         first, free again), so it lives on. A flow that lost one entry is not repaired: a \
+         published-port flow without its reply entry has the container's answer leave through \
+         egress SNAT with a new source port, which the client resets; an SNAT flow without its \
+         forward entry finds its port taken (by its own reply entry) and leaves with another, \
+         which the server resets; without its reply entry the server's answers reach the host, \
+         which resets them. Of the {} broken flows, {fwd} were seen with their forward entry \
+         only, {rev} with their reply entry only, {none} with neither, and {wrong} translated \
+         wrongly. Causes seen by the clients: published port {}; egress SNAT {}.",
         fmt(o.turnover_ms()),
-        o.sightings.samples,
-        o.sightings.tracked,
         o.old_entries_after,
         o.old_entries_before,
         o.old_broken(),
@@ -450,23 +473,6 @@ fn load_section(md: &mut String, r: &Results) {
                     (o.old_in.exchanges + o.old_out.exchanges).to_string(),
                 ),
                 (
-                    "old flows seen with the forward entry only / the reply entry only / neither",
-                    {
-                        let [f, r, n] = o.sightings.counts();
-                        format!(
-                            "{f} / {r} / {n} of {} ({} samples during the churn)",
-                            o.sightings.tracked, o.sightings.samples
-                        )
-                    },
-                ),
-                (
-                    "broken old flows seen with the forward entry only / the reply entry only / neither / always both",
-                    {
-                        let [f, r, n, b] = o.broken_seen;
-                        format!("{f} / {r} / {n} / {b}")
-                    },
-                ),
-                (
                     "old flows' NAT entries before / after the churn",
                     format!("{} / {}", o.old_entries_before, o.old_entries_after),
                 ),
@@ -482,6 +488,7 @@ fn load_section(md: &mut String, r: &Results) {
             ] {
                 let _ = writeln!(md, "| {what} | {v} |");
             }
+            sightings_table(md, o);
             if o.old_broken() > 0 {
                 let _ = writeln!(md, "\n**Old flows broke.** {}", overflow_cause(o));
             }
