@@ -302,14 +302,20 @@ fn overflow_cause(o: &load::OverflowOutcome) -> String {
          flows lose entries between two pings ({} of their {} entries were left at the end of \
          the churn). A flow that lost both entries is made again by its opener's next packet (the \
          same translation: the published port's backend, or the SNAT port that hashing picks \
-         first, free again), so it lives on. A flow that lost one entry is not repaired: a \
-         published-port flow without its reply entry has the container's answer leave through \
-         egress SNAT with a new source port, which the client resets; an SNAT flow without its \
-         forward entry finds its port taken (by its own reply entry) and leaves with another, \
-         which the server resets; without its reply entry the server's answers reach the host, \
-         which resets them. Of the {} broken flows, {fwd} were seen with their forward entry \
-         only, {rev} with their reply entry only, {none} with neither, and {wrong} translated \
-         wrongly. Causes seen by the clients: published port {}; egress SNAT {}.",
+         first, free again), so it lives on. A flow that lost one entry is not repaired. A \
+         published-port flow that keeps its forward entry but loses its reply entry has the \
+         container's answer miss at the container's port, take the host's path and leave through \
+         egress SNAT with a new source port (an SNAT entry under the very key of the lost reply \
+         entry); the client resets that unknown port, the SNAT entry carries the reset back to the \
+         server's socket, and the client's next packet meets the closed socket and gets a reset \
+         too. An SNAT flow that loses its forward entry finds its first port taken (by its own \
+         reply entry) and leaves with another, which the server resets; one that loses its reply \
+         entry has the server's answer reach the host, which resets it. Of the {} broken flows, \
+         {wrong} were caught translated wrongly (none of the intact ones were); {fwd} were seen \
+         with their forward entry only, {rev} with their reply entry only and {none} with \
+         neither (lone entries are seen in intact flows too, briefly, and a broken flow's entries \
+         are no longer used and go; the wrong translation is what sets the broken ones apart). Causes seen by the clients: published port {}; egress \
+         SNAT {}.",
         fmt(o.turnover_ms()),
         o.old_entries_after,
         o.old_entries_before,
