@@ -1579,6 +1579,106 @@ fn a_probe_is_redirected_like_a_packet_and_writes_nothing() {
     assert_eq!(h.port_packets(published_port(IPPROTO_TCP)), 1);
 }
 
+// --- 8. A flow that lost one of its two entries -------------------------------------------------
+//
+// The NAT table is an LRU hash: when it is full, it evicts single entries, so a live flow can
+// lose one direction's entry and keep the other. The next packet of the side that opened the
+// flow puts the lost reply entry back; an egress flow that lost its outbound entry keeps its port.
+
+#[test]
+fn published_flow_whose_reply_entry_was_evicted_gets_it_back_from_its_next_packet() {
+    let Some(mut h) =
+        uplink("published_flow_whose_reply_entry_was_evicted_gets_it_back_from_its_next_packet")
+    else {
+        return;
+    };
+    redirected(&h, UPLINK_INGRESS, &tcp_frame(CLIENT_TO_HOST, SYN, &[]));
+    let rev_key = CLIENT_TO_BACKEND
+        .reversed()
+        .key(IPPROTO_TCP, ZONE_UPLINK_OUT);
+    let made = h
+        .nat_get(&rev_key)
+        .expect("the first packet made the reply entry");
+    h.nat_remove(&rev_key);
+
+    let out = redirected(
+        &h,
+        UPLINK_INGRESS,
+        &tcp_frame(CLIENT_TO_HOST, ACK | PSH, b"ping"),
+    );
+    assert_frame(
+        &out,
+        &into_backend(tcp_frame(CLIENT_TO_BACKEND, ACK | PSH, b"ping")),
+        false,
+    );
+    assert_eq!(nat_keys(&h).len(), 2, "the pair again, nothing else");
+    let back = assert_entry(
+        &h,
+        rev_key,
+        CLIENT_TO_HOST.reversed(),
+        NAT_KIND_DNAT,
+        NAT_FLAG_REPLY | NAT_FLAG_NEIGH,
+    );
+    assert_eq!(
+        back.redirect_ifindex, made.redirect_ifindex,
+        "replies leave by the same uplink as before"
+    );
+}
+
+#[test]
+fn egress_flow_whose_reply_entry_was_evicted_gets_it_back_from_its_next_packet() {
+    let Some(mut h) =
+        uplink("egress_flow_whose_reply_entry_was_evicted_gets_it_back_from_its_next_packet")
+    else {
+        return;
+    };
+    let t = CONTAINER_TO_SERVER;
+    let port = snat_new_flow(&h, t, IPPROTO_TCP, &|t| tcp_frame(t, SYN, &[]));
+    let translated = Tuple::new(HOST_IP, port, SERVER_IP, 80);
+    h.nat_remove(&translated.reversed().key(IPPROTO_TCP, ZONE_UPLINK_IN));
+
+    let out = pass(&h, UPLINK_EGRESS, &tcp_frame(t, ACK | PSH, b"ping"));
+    assert_frame(&out, &tcp_frame(translated, ACK | PSH, b"ping"), false);
+    assert_entry(
+        &h,
+        translated.reversed().key(IPPROTO_TCP, ZONE_UPLINK_IN),
+        t.reversed(),
+        NAT_KIND_SNAT,
+        NAT_FLAG_REPLY,
+    );
+    // The server's answer finds the container again.
+    let out = pass(
+        &h,
+        UPLINK_INGRESS,
+        &tcp_frame(translated.reversed(), ACK | PSH, b"pong"),
+    );
+    assert_frame(&out, &tcp_frame(t.reversed(), ACK | PSH, b"pong"), false);
+    assert_eq!(h.nat_entries().len(), 2);
+}
+
+#[test]
+fn egress_flow_whose_outbound_entry_was_evicted_keeps_its_port() {
+    let Some(mut h) = uplink("egress_flow_whose_outbound_entry_was_evicted_keeps_its_port") else {
+        return;
+    };
+    let t = CONTAINER_TO_SERVER;
+    let port = snat_new_flow(&h, t, IPPROTO_TCP, &|t| tcp_frame(t, SYN, &[]));
+    h.nat_remove(&t.key(IPPROTO_TCP, ZONE_UPLINK_OUT));
+
+    // Its own reply entry holds the port: the flow gets that port again, not the next one.
+    let out = pass(&h, UPLINK_EGRESS, &tcp_frame(t, ACK | PSH, b"ping"));
+    let translated = Tuple::new(HOST_IP, port, SERVER_IP, 80);
+    assert_frame(&out, &tcp_frame(translated, ACK | PSH, b"ping"), false);
+    assert_entry(
+        &h,
+        t.key(IPPROTO_TCP, ZONE_UPLINK_OUT),
+        translated,
+        NAT_KIND_SNAT,
+        0,
+    );
+    assert_eq!(h.nat_entries().len(), 2);
+}
+
 // --- The test's own checksum code -----------------------------------------------------------------
 
 #[test]

@@ -46,9 +46,6 @@ const OUTSIDE_HOLD_PORT: u16 = 7001;
 const CHURN_PORT: u16 = 8080;
 const CHURN_CONTAINER_PORT: u16 = 80;
 const OUTSIDE_CHURN_PORT: u16 = 81;
-/// How long old flows are held after the churn stopped: a ping lost during the churn times out
-/// (5 s) within it.
-const TAIL: Duration = Duration::from_secs(10);
 const PING_INTERVAL_MS: u64 = 1000;
 /// How often the NAT table is read during the churn.
 const SAMPLE_EVERY: Duration = Duration::from_millis(250);
@@ -62,6 +59,9 @@ pub struct Plan {
     /// Old flows per path (published port, egress SNAT).
     pub old_flows: usize,
     pub churn_secs: f64,
+    /// How long old flows are held after the churn stopped: a ping lost during the churn times
+    /// out (5 s) within it.
+    pub tail_secs: f64,
     /// `connect` threads: through the published port, and out of the container.
     pub churn_threads_in: usize,
     pub churn_threads_out: usize,
@@ -72,10 +72,11 @@ impl Plan {
         if quick {
             Plan {
                 conns: 1_000,
-                hold_secs: 3.0,
+                hold_secs: 2.0,
                 nat_entries: 4096,
                 old_flows: 64,
-                churn_secs: 3.0,
+                churn_secs: 2.0,
+                tail_secs: 6.0,
                 churn_threads_in: 2,
                 churn_threads_out: 1,
             }
@@ -86,6 +87,7 @@ impl Plan {
                 nat_entries: 4096,
                 old_flows: 256,
                 churn_secs: 30.0,
+                tail_secs: 10.0,
                 churn_threads_in: 2,
                 churn_threads_out: 1,
             }
@@ -723,7 +725,7 @@ fn overflow(g: &mut Guard, tool: &str, plan: &Plan) -> Result<OverflowOutcome> {
         g.must(&mut { probe }, Duration::from_secs(20))
             .with_context(|| format!("the short-connection server at {addr} does not answer"))?;
     }
-    let secs = plan.churn_secs + TAIL.as_secs_f64();
+    let secs = plan.churn_secs + plan.tail_secs;
     let mut old_in = start_hold(
         g,
         tool,
@@ -797,7 +799,7 @@ fn overflow(g: &mut Guard, tool: &str, plan: &Plan) -> Result<OverflowOutcome> {
     let (churn_in, churn_out) = (churn_in??, churn_out??);
     let after = nat_rows(g)?;
     let drops = drops(g).unwrap_or_default();
-    let wait = TAIL + Duration::from_secs(60);
+    let wait = Duration::from_secs_f64(plan.tail_secs + 60.0);
     let (old_in, old_out) = (old_in.done(wait)?, old_out.done(wait)?);
     let sightings = sightings.into_inner().expect("sightings");
     let broken: Vec<OldFlow> = old_in

@@ -418,7 +418,7 @@ fn load_section(md: &mut String, r: &Results) {
         p.churn_secs,
         p.churn_threads_in,
         p.churn_threads_out,
-        10
+        p.tail_secs
     );
     match &l.overflow {
         Err(e) => {
