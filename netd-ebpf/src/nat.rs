@@ -170,40 +170,8 @@ pub fn insert_pair(
     Ok(())
 }
 
-/// Whether the table lacks `key`: the partner of an entry a packet just matched, which an LRU
-/// table may have evicted alone (it evicts entries, not flows). A probe changes nothing.
-#[inline(always)]
-pub fn lost(flow: &Flow, key: &FlowKey) -> bool {
-    // SAFETY: presence only.
-    !flow.dry && unsafe { NETD_NAT.get(key) }.is_none()
-}
-
-/// Puts back the partner entry of a live flow (see [`lost`]); if another packet put one there
-/// first, that one stays.
-#[inline(always)]
-pub fn put_back(key: &FlowKey, entry: &NatEntry) {
-    let _ = NETD_NAT.insert(key, entry, BPF_NOEXIST as u64);
-}
-
-/// Whether the entry under `key` is `rev` itself: the reply entry of this very flow, left
-/// behind when the table evicted the flow's other entry alone.
-#[inline(always)]
-fn is_own_reply(key: &FlowKey, rev: &NatEntry) -> bool {
-    // SAFETY: copied out at once.
-    unsafe { NETD_NAT.get(key) }.is_some_and(|e| {
-        e.kind == rev.kind
-            && e.flags == rev.flags
-            && e.saddr == rev.saddr
-            && e.sport_be == rev.sport_be
-            && e.daddr == rev.daddr
-            && e.dport_be == rev.dport_be
-    })
-}
-
 /// Claims a free SNAT port for replies to `addr` by inserting the reply entry under a key that
-/// must not exist yet; tries up to `SNAT_RETRIES` ports starting at a hash of the flow. A port
-/// whose reply entry is already this flow's own (the table lost only the outbound entry) is
-/// the flow's port again, so the flow goes on with the port it had.
+/// must not exist yet; tries up to `SNAT_RETRIES` ports starting at a hash of the flow.
 #[inline(always)]
 pub fn claim_port(flow: &Flow, rev_key: &mut FlowKey, rev: &NatEntry) -> Result<u16, DropReason> {
     let range = (SNAT_PORT_MAX - SNAT_PORT_MIN) as u32 + 1;
@@ -223,7 +191,7 @@ pub fn claim_port(flow: &Flow, rev_key: &mut FlowKey, rev: &NatEntry) -> Result<
             true => unsafe { NETD_NAT.get(*rev_key) }.is_none(),
             false => NETD_NAT.insert(*rev_key, rev, BPF_NOEXIST as u64).is_ok(),
         };
-        if free || is_own_reply(rev_key, rev) {
+        if free {
             return Ok(port_be);
         }
     }

@@ -12,8 +12,8 @@
 //! port the client used. Replies the container's port already translated pass untouched.
 use aya_ebpf::{bindings::TC_ACT_OK, macros::classifier, programs::TcContext};
 use netd_common::{
-    DropReason, FlowKey, NatEntry, NAT_FLAG_NEIGH, NAT_FLAG_REDIRECT, NAT_FLAG_REPLY,
-    NAT_KIND_DNAT, NAT_KIND_SNAT, ZONE_UPLINK_IN, ZONE_UPLINK_OUT,
+    DropReason, FlowKey, NAT_FLAG_NEIGH, NAT_FLAG_REDIRECT, NAT_FLAG_REPLY, NAT_KIND_DNAT,
+    NAT_KIND_SNAT, ZONE_UPLINK_IN, ZONE_UPLINK_OUT,
 };
 
 use network_types::ip::Ipv4Hdr;
@@ -65,9 +65,6 @@ fn try_ingress(ctx: &TcContext) -> Result<i32, DropReason> {
         return Ok(TC_ACT_OK);
     }
     if let Some(entry) = nat::lookup(&flow, ZONE_UPLINK_IN) {
-        if entry.kind == NAT_KIND_DNAT && entry.flags & NAT_FLAG_REPLY == 0 {
-            restore_dnat_reply(ctx, &flow, &entry);
-        }
         nat::rewrite(ctx, &flow, &entry)?;
         return nat::verdict(ctx, &flow, &entry);
     }
@@ -121,12 +118,6 @@ fn try_egress(ctx: &TcContext) -> Result<i32, DropReason> {
     let flow = parse::flow(ctx, &ip).map_err(|()| DropReason::Malformed)?;
     if flow.translatable {
         if let Some(entry) = nat::lookup(&flow, ZONE_UPLINK_OUT) {
-            if entry.kind == NAT_KIND_SNAT
-                && entry.flags & NAT_FLAG_REPLY == 0
-                && flow.proto != netd_common::IPPROTO_ICMP
-            {
-                restore_snat_reply(&flow, &entry);
-            }
             nat::rewrite(ctx, &flow, &entry)?;
             return Ok(TC_ACT_OK);
         }
@@ -145,63 +136,6 @@ fn try_egress(ctx: &TcContext) -> Result<i32, DropReason> {
         };
     }
     snat(ctx, &flow)
-}
-
-/// Puts back the reply entry of the published-port flow whose inbound entry `fwd` the packet
-/// matched, if the NAT table lost it (an LRU table evicts single entries when it is full):
-/// without it the container's answer would leave through egress SNAT with another port, and
-/// the client would reset the flow. The entry is the one the flow's first packet made.
-#[inline(always)]
-fn restore_dnat_reply(ctx: &TcContext, flow: &Flow, fwd: &NatEntry) {
-    let rev_key = FlowKey {
-        saddr: fwd.daddr,
-        daddr: flow.saddr,
-        sport_be: fwd.dport_be,
-        dport_be: flow.sport_be,
-        ..flow.key(ZONE_UPLINK_OUT)
-    };
-    if !nat::lost(flow, &rev_key) {
-        return;
-    }
-    let rev_to = FlowKey {
-        saddr: flow.daddr,
-        sport_be: flow.dport_be,
-        ..rev_key
-    };
-    let mut rev = nat::entry(
-        flow,
-        NAT_KIND_DNAT,
-        NAT_FLAG_REPLY | NAT_FLAG_NEIGH,
-        &rev_to,
-    );
-    rev.redirect_ifindex = nat::ifindex(ctx);
-    nat::put_back(&rev_key, &rev);
-}
-
-/// Puts back the reply entry of the egress flow whose outbound entry `fwd` the packet matched,
-/// if the NAT table lost it: without it the server's answers would reach the host, which
-/// resets them. TCP and UDP (an echo flow is short).
-#[inline(always)]
-fn restore_snat_reply(flow: &Flow, fwd: &NatEntry) {
-    let rev_key = FlowKey {
-        saddr: flow.daddr,
-        daddr: fwd.saddr,
-        sport_be: flow.dport_be,
-        dport_be: fwd.sport_be,
-        ..flow.key(ZONE_UPLINK_IN)
-    };
-    if !nat::lost(flow, &rev_key) {
-        return;
-    }
-    let rev_to = FlowKey {
-        daddr: flow.saddr,
-        dport_be: flow.sport_be,
-        ..rev_key
-    };
-    nat::put_back(
-        &rev_key,
-        &nat::entry(flow, NAT_KIND_SNAT, NAT_FLAG_REPLY, &rev_to),
-    );
 }
 
 /// Whether the packet is the reply of a published-port flow that a container's port already
