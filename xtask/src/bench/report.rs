@@ -295,27 +295,26 @@ fn sightings_table(md: &mut String, o: &load::OverflowOutcome) {
 fn overflow_cause(o: &load::OverflowOutcome) -> String {
     let [fwd, rev, none, wrong] = o.broken_seen;
     format!(
-        "NETD_NAT is a BPF_MAP_TYPE_LRU_HASH: when it is full, each insert of a new flow's entries \
-         evicts entries that the kernel's LRU approximation deems least recently used, whatever \
-         their flow's state, one entry at a time. The new flows inserted a table's worth of \
-         entries every {} ms while an old flow touches its two entries once a second, so old \
-         flows lose entries between two pings ({} of their {} entries were left at the end of \
-         the churn). A flow that lost both entries is made again by its opener's next packet (the \
-         same translation: the published port's backend, or the SNAT port that hashing picks \
-         first, free again), so it lives on. A flow that lost one entry is not repaired. A \
-         published-port flow that keeps its forward entry but loses its reply entry has the \
-         container's answer miss at the container's port, take the host's path and leave through \
-         egress SNAT with a new source port (an SNAT entry under the very key of the lost reply \
-         entry); the client resets that unknown port, the SNAT entry carries the reset back to the \
-         server's socket, and the client's next packet meets the closed socket and gets a reset \
-         too. An SNAT flow that loses its forward entry finds its first port taken (by its own \
-         reply entry) and leaves with another, which the server resets; one that loses its reply \
-         entry has the server's answer reach the host, which resets it. Of the {} broken flows, \
-         {wrong} were caught translated wrongly (none of the intact ones were); {fwd} were seen \
-         with their forward entry only, {rev} with their reply entry only and {none} with \
-         neither (lone entries are seen in intact flows too, briefly, and a broken flow's entries \
-         are no longer used and go; the wrong translation is what sets the broken ones apart). Causes seen by the clients: published port {}; egress \
-         SNAT {}.",
+        "NETD_NAT is a BPF_MAP_TYPE_LRU_HASH: once it is full, every insert of a new flow's entry \
+         evicts one. The kernel's LRU is approximate (free nodes handed to each CPU 128 at a time, \
+         a reference bit in place of an order, and a forced eviction that ignores the bit when \
+         the nodes it scanned were all referenced), so under this churn (a table's worth of \
+         entries every {} ms) entries of live flows go too, even ones used milliseconds before: \
+         {} of the old flows' {} entries were left at the end of the churn. It evicts entries, \
+         not flows. A flow that lost its forward entry is made again by its opener's next packet \
+         (the same translation) and lives on. A flow that lost its reply entry breaks at the \
+         responder's next packet: a published-port flow's container answer (or delayed ACK) \
+         misses at the container's port, takes the host's path and leaves through egress SNAT \
+         with a new source port; the client resets that unknown port, the new SNAT entry carries \
+         the reset to the server's socket, and the client's next packet meets the closed socket. \
+         An SNAT flow that lost its reply entry has the server's answer reach the host, which \
+         resets it; one that lost its outbound entry finds its port taken by its own reply entry \
+         and leaves with another. Of the {} broken flows, {wrong} were caught translated wrongly \
+         (an SNAT entry from the container's port 7000, or a new SNAT port; none of the intact \
+         flows were), {fwd} were seen with their forward entry only, {rev} with their reply \
+         entry only and {none} with neither (lone entries are seen in intact flows too, and a \
+         broken flow's entries go once unused). Causes seen by the clients: published port {}; \
+         egress SNAT {}.",
         fmt(o.turnover_ms()),
         o.old_entries_after,
         o.old_entries_before,
@@ -605,7 +604,7 @@ pub fn write(r: &Results, dir: &Path) -> Result<()> {
         md,
         "- The machine has no hardware performance counters and is shared: compare the ratios within \
          this run, not absolute numbers across runs.{}",
-        if r.quick { " **Quick mode**: short rounds, no scale or monitoring-overhead figures; the figures are indicative only." } else { "" }
+        if r.quick { " **Quick mode**: short rounds, no scale or monitoring-overhead figures, the load phase in short form (1,000 connections held 2 s, a 2 s churn); the figures are indicative only." } else { "" }
     );
 
     let _ = writeln!(md, "\n## Targets (issues 6 and 12)\n");
@@ -800,6 +799,10 @@ const METHOD: &str = "\
   `/run` is a directory of the root ext4, where a file create can take a millisecond).
 - Each figure is the median of the rounds; a ratio is the median of the per-round ratios of a pair \
   measured back to back, the order of the variants alternating from round to round.
+- Load (issue 12), last, in the netd world: the `hold` and `hold-serve` helpers (tokio, one \
+  process each side) hold the connections; the overflow part replaces the daemon by one with \
+  `--nat-entries 4096` (`netd daemon --cleanup` first) and reads the NAT table through the \
+  daemon's `maps_dump` request. `cargo xtask bench --only load` runs this phase alone.
 - Not measured: per-packet cost with hardware counters (none on this machine; CPU per Gbit stands \
   in), Docker's own container attach time (needs dockerd), IPv6, UDP throughput.";
 
