@@ -211,6 +211,19 @@ fn target_table(md: &mut String, ts: &[Target]) {
     }
 }
 
+/// A count with thousands separators: 10,000.
+fn n(v: u64) -> String {
+    let digits = v.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// The targets of issue 12's load phase.
 fn load_targets(r: &Results) -> Vec<Target> {
     let Some(l) = &r.load else {
@@ -227,8 +240,8 @@ fn load_targets(r: &Results) -> Vec<Target> {
                 format!(
                     "{quick}{} errors ({} of {} opened in {} s, held {} s)",
                     h.held.errors(),
-                    h.held.opened,
-                    h.held.asked,
+                    n(h.held.opened),
+                    n(h.held.asked as u64),
                     fmt(h.held.setup_secs),
                     h.hold_secs
                 )
@@ -253,7 +266,7 @@ fn load_targets(r: &Results) -> Vec<Target> {
                     o.old_broken(),
                     o.old_in.asked + o.old_out.asked,
                     o.inserted() as f64 / f64::from(o.table),
-                    o.table
+                    n(u64::from(o.table))
                 )
             }),
             limit: 0.0,
@@ -359,7 +372,8 @@ fn load_section(md: &mut String, r: &Results) {
          number every second (phases spread over the second) and checks the answer (its \
          complement) within 5 s. An error is a connection that did not open within 10 s, or that \
          saw a reset, a timeout, a wrong answer or an early close.",
-        p.conns, p.hold_secs
+        n(p.conns as u64),
+        p.hold_secs
     );
     match &l.hold {
         Err(e) => {
@@ -371,11 +385,11 @@ fn load_section(md: &mut String, r: &Results) {
             for (what, v) in [
                 (
                     "connections opened / asked",
-                    format!("{} / {}", x.opened, x.asked),
+                    format!("{} / {}", n(x.opened), n(x.asked as u64)),
                 ),
                 ("time to open them all", format!("{} s", fmt(x.setup_secs))),
                 ("held for", format!("{} s", h.hold_secs)),
-                ("pings answered", x.exchanges.to_string()),
+                ("pings answered", n(x.exchanges)),
                 ("errors (connections)", x.errors().to_string()),
                 ("errors by cause", x.causes()),
                 (
@@ -432,13 +446,13 @@ fn load_section(md: &mut String, r: &Results) {
                 .collect();
             let _ = writeln!(md, "\n| what | value |\n|---|---:|");
             for (what, v) in [
-                ("NAT table size (entries)", o.table.to_string()),
+                ("NAT table size (entries)", n(u64::from(o.table))),
                 (
                     "new flows: through the published port / out of the container",
                     format!(
                         "{} / {} in {} s",
-                        o.churn_in.conns + o.churn_in.errors,
-                        o.churn_out.conns + o.churn_out.errors,
+                        n(o.churn_in.conns + o.churn_in.errors),
+                        n(o.churn_out.conns + o.churn_out.errors),
                         fmt(o.churn_in.secs.max(o.churn_out.secs))
                     ),
                 ),
@@ -446,7 +460,7 @@ fn load_section(md: &mut String, r: &Results) {
                     "NAT entries inserted by new flows",
                     format!(
                         "{} ({:.0}x the table; a table's worth every {} ms)",
-                        o.inserted(),
+                        n(o.inserted()),
                         o.inserted() as f64 / f64::from(o.table),
                         fmt(o.turnover_ms())
                     ),
@@ -475,7 +489,7 @@ fn load_section(md: &mut String, r: &Results) {
                 ),
                 (
                     "old flows' pings answered",
-                    (o.old_in.exchanges + o.old_out.exchanges).to_string(),
+                    n(o.old_in.exchanges + o.old_out.exchanges),
                 ),
                 (
                     "old flows' NAT entries before / after the churn",
@@ -846,4 +860,17 @@ pub fn for_docs(report: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::n;
+
+    #[test]
+    fn counts_are_grouped_by_thousands() {
+        assert_eq!(n(7), "7");
+        assert_eq!(n(1_000), "1,000");
+        assert_eq!(n(597_505), "597,505");
+        assert_eq!(n(10_000_000), "10,000,000");
+    }
 }
