@@ -52,6 +52,10 @@ enum Verb {
         /// Short rounds, no scale figures (about a minute; what CI runs).
         #[arg(long)]
         quick: bool,
+        /// Run one phase alone in the netd world (`load`; with --quick its short form); the
+        /// report goes to target/bench/report.md only.
+        #[arg(long, value_name = "PHASE")]
+        only: Option<String>,
         /// Internal: a load generator or server run inside the benchmark's namespaces.
         #[arg(long, hide = true, num_args = 1.., allow_hyphen_values = true)]
         helper: Vec<String>,
@@ -76,6 +80,10 @@ fn dispatch(verb: Verb) -> anyhow::Result<ExitCode> {
         Verb::Run { args } => run::run(&args).map(|()| ExitCode::SUCCESS),
         Verb::Test { args } => test::test(&args).map(|()| ExitCode::SUCCESS),
         Verb::Demo => demo::demo(),
-        Verb::Bench { quick, helper } => bench::main(quick, &helper),
+        Verb::Bench {
+            quick,
+            only,
+            helper,
+        } => bench::main(quick, only.as_deref(), &helper),
     }
 }

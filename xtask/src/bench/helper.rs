@@ -9,6 +9,8 @@
 //! - `probe ADDR`: waits up to 10 s for one such exchange to succeed (is the path up?).
 //! - `dns ADDR NAME SECS THREADS [BIND_IP]`: closed-loop DNS A queries over UDP (one outstanding
 //!   per thread); prints answered queries, losses and the latency percentiles.
+//! - `hold-serve PORT` and `hold ADDR CONNS SECS INTERVAL_MS`: long-lived connections with a
+//!   periodic checked ping, for the load phase ([`super::hold`]).
 
 use std::{
     io::{Read as _, Write as _},
@@ -38,6 +40,13 @@ pub fn main(args: &[String]) -> Result<ExitCode> {
         "serve" => serve(arg(1)?.parse()?),
         "connect" => connect(arg(1)?.parse()?, arg(2)?.parse()?, arg(3)?.parse()?),
         "probe" => probe(arg(1)?.parse()?),
+        "hold-serve" => super::hold::serve(arg(1)?.parse()?),
+        "hold" => super::hold::hold(
+            arg(1)?.parse()?,
+            arg(2)?.parse()?,
+            arg(3)?.parse()?,
+            arg(4)?.parse()?,
+        ),
         "dns" => dns(
             arg(1)?.parse()?,
             arg(2)?,

@@ -7,14 +7,19 @@
 //! from a client namespace through the uplink (published port vs Docker's DNAT vs plain routing)
 //! and from host processes (netd's socket hooks vs docker-proxy vs direct vs loopback); the
 //! embedded DNS server against aardvark-dns ([`dns`]); with the full run also the datapath cost
-//! of a connected `netd monitor` ([`monitor`], issue 5) and the scale figures ([`scale`]). Writes
-//! `target/bench/report.md` and PNG charts ([`report`], [`charts`]); the full run copies the
-//! report to `docs/benchmarks.md`. The exit status is 0 when the measurements ran, whatever the
-//! targets say (the report says PASS/FAIL per target).
+//! of a connected `netd monitor` ([`monitor`], issue 5) and the scale figures ([`scale`]); last
+//! the load phase ([`load`], issue 12: many held connections through one published port, and a
+//! NAT table overflowed by new flows while old ones are checked). `--only load` builds the netd
+//! world and runs the load phase alone. Writes `target/bench/report.md` and PNG charts
+//! ([`report`], [`charts`]); the full run copies the report to `docs/benchmarks.md`. The exit
+//! status is 0 when the measurements ran, whatever the targets say (the report says PASS/FAIL
+//! per target).
 
 mod charts;
 mod dns;
 mod helper;
+mod hold;
+mod load;
 mod measure;
 mod monitor;
 mod report;
@@ -23,7 +28,7 @@ mod variants;
 mod world;
 
 use std::{
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::ExitCode,
     time::{Duration, Instant},
 };
@@ -37,6 +42,8 @@ use world::Guard;
 /// Everything one run measured, for the report.
 pub struct Results {
     pub quick: bool,
+    /// The one phase run (`--only`), if not all.
+    pub only: Option<Phase>,
     pub plan: Plan,
     pub figures: Vec<Figure>,
     /// Single values: (what, value, unit).
@@ -45,6 +52,25 @@ pub struct Results {
     pub notes: Vec<String>,
     pub elapsed: Duration,
     pub started: Instant,
+    /// The load phase's figures.
+    pub load: Option<load::Outcome>,
+}
+
+/// A phase that `--only` runs alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Load,
+}
+
+impl std::str::FromStr for Phase {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "load" => Ok(Phase::Load),
+            other => bail!("no phase {other:?} to run alone; there is: load"),
+        }
+    }
 }
 
 impl Results {
@@ -111,10 +137,11 @@ impl Results {
 }
 
 /// `cargo xtask bench`: the helper modes when `--helper` is given, else the benchmark.
-pub fn main(quick: bool, helper_args: &[String]) -> Result<ExitCode> {
+pub fn main(quick: bool, only: Option<&str>, helper_args: &[String]) -> Result<ExitCode> {
     if !helper_args.is_empty() {
         return helper::main(helper_args);
     }
+    let only: Option<Phase> = only.map(str::parse).transpose()?;
     let netd = match std::env::var_os("NETD_BIN") {
         Some(bin) => {
             prereqs::ensure()?;
@@ -152,67 +179,33 @@ pub fn main(quick: bool, helper_args: &[String]) -> Result<ExitCode> {
     };
     let mut results = Results {
         quick,
+        only,
         plan,
         figures: Vec::new(),
         scalars: Vec::new(),
         notes: Vec::new(),
         elapsed: Duration::ZERO,
         started,
+        load: None,
     };
     {
         let mut g = Guard::new()?;
         let tool = g.dir.join("xtask-bench");
         std::fs::copy(std::env::current_exe()?, &tool).context("copy the xtask binary")?;
         let tool = tool.display().to_string();
-        println!(
-            "bench: building the worlds ({:.0?} so far)",
-            started.elapsed()
-        );
-        variants::netd(&mut g, &netd, &tool)?;
-        variants::docker(&mut g, &tool)?;
-        variants::plain(&mut g, &tool)?;
-        let remote = variants::remote_endpoints();
-        let local = variants::local_endpoints(&g);
-        for e in remote.iter().chain(&local) {
-            measure::probe(&g, &tool, e)?;
-        }
-        println!(
-            "bench: every path answers ({:.0?} so far)",
-            started.elapsed()
-        );
-        for round in 0..plan.rounds {
-            check_interrupt()?;
-            println!("bench: round {} of {}", round + 1, plan.rounds);
-            rounds(&g, &tool, &mut results, "remote", &remote, round)?;
-            rounds(&g, &tool, &mut results, "local", &local, round)?;
-        }
-        println!("bench: rounds done after {:.0?}", started.elapsed());
-        check_interrupt()?;
-        dns::run(&mut g, &tool, &mut results)?;
-        println!("bench: DNS done after {:.0?}", started.elapsed());
-        check_interrupt()?;
-        if !quick {
-            // Before the scale figures, with the measured container's 3 ports only.
-            let e = remote
-                .iter()
-                .find(|e| e.variant == "netd")
-                .context("netd endpoint")?;
-            monitor::run(&g, &tool, &mut results, e)?;
-            println!(
-                "bench: monitoring overhead done after {:.0?}",
-                started.elapsed()
-            );
-        }
-        scale::memory(&g, &mut results, "3 published ports, 1 container");
-        if !quick {
-            scale::run(&mut g, &tool, &mut results)?;
+        if only == Some(Phase::Load) {
+            g.uplink_pair("netd")?;
+            g.start_netd(&netd, &[])?;
+            load::run(&mut g, &tool, &mut results, quick)?;
+        } else {
+            all_phases(&mut g, &netd, &tool, &mut results)?;
         }
     }
     results.elapsed = started.elapsed();
     let out = util::target_dir().join("bench");
     report::write(&results, &out)?;
     println!("bench: report {}", out.join("report.md").display());
-    if !quick {
+    if !quick && only.is_none() {
         let docs = util::workspace_root().join("docs/benchmarks.md");
         std::fs::create_dir_all(util::workspace_root().join("docs"))?;
         let md = std::fs::read_to_string(out.join("report.md"))?;
@@ -221,6 +214,59 @@ pub fn main(quick: bool, helper_args: &[String]) -> Result<ExitCode> {
         println!("bench: copied to {}", docs.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Every phase, in order, on the worlds of `g`.
+fn all_phases(g: &mut Guard, netd: &Path, tool: &str, results: &mut Results) -> Result<()> {
+    let (quick, started, plan) = (results.quick, results.started, results.plan);
+    println!(
+        "bench: building the worlds ({:.0?} so far)",
+        started.elapsed()
+    );
+    variants::netd(g, netd, tool)?;
+    variants::docker(g, tool)?;
+    variants::plain(g, tool)?;
+    let remote = variants::remote_endpoints();
+    let local = variants::local_endpoints(g);
+    for e in remote.iter().chain(&local) {
+        measure::probe(g, tool, e)?;
+    }
+    println!(
+        "bench: every path answers ({:.0?} so far)",
+        started.elapsed()
+    );
+    for round in 0..plan.rounds {
+        check_interrupt()?;
+        println!("bench: round {} of {}", round + 1, plan.rounds);
+        rounds(g, tool, results, "remote", &remote, round)?;
+        rounds(g, tool, results, "local", &local, round)?;
+    }
+    println!("bench: rounds done after {:.0?}", started.elapsed());
+    check_interrupt()?;
+    dns::run(g, tool, results)?;
+    println!("bench: DNS done after {:.0?}", started.elapsed());
+    check_interrupt()?;
+    if !quick {
+        // Before the scale figures, with the measured container's 3 ports only.
+        let e = remote
+            .iter()
+            .find(|e| e.variant == "netd")
+            .context("netd endpoint")?;
+        monitor::run(g, tool, results, e)?;
+        println!(
+            "bench: monitoring overhead done after {:.0?}",
+            started.elapsed()
+        );
+    }
+    scale::memory(g, results, "3 published ports, 1 container");
+    if !quick {
+        scale::run(g, tool, results)?;
+    }
+    check_interrupt()?;
+    // Last: its overflow part replaces the daemon.
+    load::run(g, tool, results, quick)?;
+    println!("bench: load done after {:.0?}", started.elapsed());
+    Ok(())
 }
 
 fn check_interrupt() -> Result<()> {

@@ -1,7 +1,8 @@
 //! The report: `target/bench/report.md` with the machine, kernel, date and command, PASS/FAIL
-//! against every target of issue 6 (with the likely cause of each failure), every figure as
-//! ratios to plain routing and to Docker's path (absolute medians as context, every round's
-//! value listed), the scale and memory figures, what failed, and PNG charts next to it.
+//! against every target of issues 6 and 12 (with the likely cause of each failure), every figure
+//! as ratios to plain routing and to Docker's path (absolute medians as context, every round's
+//! value listed), the scale and memory figures, the load phase, what failed, and PNG charts next
+//! to it. A `--only load` run reports the load phase alone.
 
 use std::{fmt::Write as _, path::Path};
 
@@ -9,8 +10,9 @@ use anyhow::{Context as _, Result};
 
 use super::{
     charts::{self, fmt},
+    load,
     measure::{median, Figure},
-    monitor, Results,
+    monitor, Phase, Results,
 };
 
 /// One target of the issue and how the run fared.
@@ -192,6 +194,327 @@ fn targets(r: &Results) -> Vec<Target> {
     ]
 }
 
+fn target_table(md: &mut String, ts: &[Target]) {
+    let _ = writeln!(md, "| target | measured | result |\n|---|---:|---|");
+    for t in ts {
+        let _ = writeln!(md, "| {} | {} | {} |", t.what, t.shown, t.verdict());
+    }
+    let failed: Vec<&Target> = ts.iter().filter(|t| t.verdict() == "FAIL").collect();
+    if !failed.is_empty() {
+        let _ = writeln!(
+            md,
+            "\nLikely causes of the failures (not tuned here; they steer the datapath work):\n"
+        );
+        for t in failed {
+            let _ = writeln!(md, "- **{}** ({}): {}", t.what, t.shown, t.cause);
+        }
+    }
+}
+
+/// A count with thousands separators: 10,000.
+fn n(v: u64) -> String {
+    let digits = v.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The targets of issue 12's load phase.
+fn load_targets(r: &Results) -> Vec<Target> {
+    let Some(l) = &r.load else {
+        return Vec::new();
+    };
+    let quick = if r.quick { "quick: " } else { "" };
+    let hold = l.hold.as_ref().ok();
+    let overflow = l.overflow.as_ref().ok();
+    vec![
+        Target {
+            what: "10,000 concurrent connections through one published port held 60 s: 0 errors",
+            measured: hold.map(|h| h.held.errors() as f64),
+            shown: hold.map_or("n/a".into(), |h| {
+                format!(
+                    "{quick}{} errors ({} of {} opened in {} s, held {} s)",
+                    h.held.errors(),
+                    n(h.held.opened),
+                    n(h.held.asked as u64),
+                    fmt(h.held.setup_secs),
+                    h.hold_secs
+                )
+            }),
+            limit: 0.0,
+            at_most: true,
+            cause: hold.map_or(String::new(), |h| {
+                format!(
+                    "Failures by cause: {}. A connection that did not open hit the SYN backlog, \
+                     the client's ports or the NAT table; one that broke while held lost its NAT \
+                     entries or a packet (see the load section).",
+                    h.held.causes()
+                )
+            }),
+        },
+        Target {
+            what: "NAT overflow: 0 old flows broken",
+            measured: overflow.map(|o| o.old_broken() as f64),
+            shown: overflow.map_or("n/a".into(), |o| {
+                format!(
+                    "{quick}{} of {} broken ({:.0}x the table of {} inserted)",
+                    o.old_broken(),
+                    o.old_in.asked + o.old_out.asked,
+                    o.inserted() as f64 / f64::from(o.table),
+                    n(u64::from(o.table))
+                )
+            }),
+            limit: 0.0,
+            at_most: true,
+            cause: overflow.map_or(String::new(), overflow_cause),
+        },
+    ]
+}
+
+/// What the NAT table held of the old flows during the churn, broken ones and the others apart.
+fn sightings_table(md: &mut String, o: &load::OverflowOutcome) {
+    let broken = o.old_broken() as usize;
+    let intact = o.sightings.tracked.saturating_sub(broken);
+    let _ = writeln!(
+        md,
+        "\nThe NAT table read {} times during the churn (every 250 ms; a read walks the table while \
+         it changes): old flows seen at least once\n\n| seen | broken ({broken}) | intact ({intact}) |\n\
+         |---|---:|---:|",
+        o.sightings.samples
+    );
+    for (i, what) in [
+        "with the forward entry only",
+        "with the reply entry only",
+        "with neither entry",
+        "translated wrongly (the container's reply through SNAT, or a new SNAT port)",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let _ = writeln!(
+            md,
+            "| {what} | {} | {} |",
+            o.broken_seen[i], o.intact_seen[i]
+        );
+    }
+}
+
+/// Why old flows broke in the overflow, from what the run saw.
+fn overflow_cause(o: &load::OverflowOutcome) -> String {
+    let [fwd, rev, none, wrong] = o.broken_seen;
+    format!(
+        "NETD_NAT is a BPF_MAP_TYPE_LRU_HASH: once it is full, every insert of a new flow's entry \
+         evicts one. The kernel's LRU is approximate (free nodes handed to each CPU 128 at a time, \
+         a reference bit in place of an order, and a forced eviction that ignores the bit when \
+         the nodes it scanned were all referenced), so under this churn (a table's worth of \
+         entries every {} ms) entries of live flows go too, even ones used milliseconds before: \
+         {} of the old flows' {} entries were left at the end of the churn. It evicts entries, \
+         not flows. A flow that lost its forward entry is made again by its opener's next packet \
+         (the same translation) and lives on. A flow that lost its reply entry breaks at the \
+         responder's next packet: a published-port flow's container answer (or delayed ACK) \
+         misses at the container's port, takes the host's path and leaves through egress SNAT \
+         with a new source port; the client resets that unknown port, the new SNAT entry carries \
+         the reset to the server's socket, and the client's next packet meets the closed socket. \
+         An SNAT flow that lost its reply entry has the server's answer reach the host, which \
+         resets it; one that lost its outbound entry finds its port taken by its own reply entry \
+         and leaves with another. Of the {} broken flows, {wrong} were caught translated wrongly \
+         (an SNAT entry from the container's port 7000, or a new SNAT port; none of the intact \
+         flows were), {fwd} were seen with their forward entry only, {rev} with their reply \
+         entry only and {none} with neither (lone entries are seen in intact flows too, and a \
+         broken flow's entries go once unused). Causes seen by the clients: published port {}; \
+         egress SNAT {}.",
+        fmt(o.turnover_ms()),
+        o.old_entries_after,
+        o.old_entries_before,
+        o.old_broken(),
+        o.old_in.causes(),
+        o.old_out.causes()
+    )
+}
+
+/// The report of a `--only load` run: the load targets and section.
+fn write_load_only(r: &Results, dir: &Path, mut md: String) -> Result<()> {
+    let _ = writeln!(
+        md,
+        "- Only the load phase ran (`--only load`), in the netd world alone; the other figures are \
+         in the full run's report."
+    );
+    let _ = writeln!(md, "\n## Targets (issue 12)\n");
+    target_table(&mut md, &load_targets(r));
+    load_section(&mut md, r);
+    if !r.notes.is_empty() {
+        let _ = writeln!(md, "\n## What failed during the run\n");
+        for n in &r.notes {
+            let _ = writeln!(md, "- {n}");
+        }
+    }
+    let path = dir.join("report.md");
+    std::fs::write(&path, md).with_context(|| format!("write {}", path.display()))
+}
+
+/// The "Load" section (issue 12).
+fn load_section(md: &mut String, r: &Results) {
+    let Some(l) = &r.load else {
+        return;
+    };
+    let p = l.plan;
+    let _ = writeln!(md, "\n## Load\n");
+    let _ = writeln!(
+        md,
+        "{} connections from the client namespace to one published port (10.99.0.2:7000 -> a \
+         container's tokio `hold-serve` helper), all opened by one `hold` helper process (at most \
+         256 connects in flight), then held for {} s; each connection sends an 8-byte sequence \
+         number every second (phases spread over the second) and checks the answer (its \
+         complement) within 5 s. An error is a connection that did not open within 10 s, or that \
+         saw a reset, a timeout, a wrong answer or an early close.",
+        n(p.conns as u64),
+        p.hold_secs
+    );
+    match &l.hold {
+        Err(e) => {
+            let _ = writeln!(md, "\nNot measured: {e}");
+        }
+        Ok(h) => {
+            let x = &h.held;
+            let _ = writeln!(md, "\n| what | value |\n|---|---:|");
+            for (what, v) in [
+                (
+                    "connections opened / asked",
+                    format!("{} / {}", n(x.opened), n(x.asked as u64)),
+                ),
+                ("time to open them all", format!("{} s", fmt(x.setup_secs))),
+                ("held for", format!("{} s", h.hold_secs)),
+                ("pings answered", n(x.exchanges)),
+                ("errors (connections)", x.errors().to_string()),
+                ("errors by cause", x.causes()),
+                (
+                    "ping round trip p50 / p99 / max",
+                    format!(
+                        "{} / {} / {} ms",
+                        fmt(x.rtt_p50_ms),
+                        fmt(x.rtt_p99_ms),
+                        fmt(x.rtt_max_ms)
+                    ),
+                ),
+                (
+                    "netd RSS before / while held",
+                    format!("{} / {} MiB", fmt(h.rss_before_mib), fmt(h.rss_held_mib)),
+                ),
+                (
+                    "NAT entries while held: of these flows / all",
+                    format!("{} / {}", h.nat_held, h.nat_total),
+                ),
+            ] {
+                let _ = writeln!(md, "| {what} | {v} |");
+            }
+        }
+    }
+    let _ = writeln!(md, "\n### NAT table overflow\n");
+    let _ = writeln!(
+        md,
+        "A fresh daemon with `--nat-entries {}` (its containers and maps from before removed). \
+         {} old flows through the published port (client namespace -> 10.99.0.2:7000, DNAT) and \
+         {} through egress SNAT (the container -> a `hold-serve` on 10.99.0.1:7001) ping once a \
+         second; meanwhile the `connect` helper makes short connections as fast as it can for {} \
+         s, {} threads through a published port (10.99.0.2:8080) and {} out of the container \
+         (10.99.0.1:81), each a new flow of two NAT entries; the old flows go on {} s after \
+         that. The old flows' NAT entries (keys with port 7000 or 7001) are counted before and \
+         after the churn.",
+        p.nat_entries,
+        p.old_flows,
+        p.old_flows,
+        p.churn_secs,
+        p.churn_threads_in,
+        p.churn_threads_out,
+        p.tail_secs
+    );
+    match &l.overflow {
+        Err(e) => {
+            let _ = writeln!(md, "\nNot measured: {e}");
+        }
+        Ok(o) => {
+            let drops: Vec<String> = o
+                .drops
+                .iter()
+                .filter(|(_, n)| n != "0")
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect();
+            let _ = writeln!(md, "\n| what | value |\n|---|---:|");
+            for (what, v) in [
+                ("NAT table size (entries)", n(u64::from(o.table))),
+                (
+                    "new flows: through the published port / out of the container",
+                    format!(
+                        "{} / {} in {} s",
+                        n(o.churn_in.conns + o.churn_in.errors),
+                        n(o.churn_out.conns + o.churn_out.errors),
+                        fmt(o.churn_in.secs.max(o.churn_out.secs))
+                    ),
+                ),
+                (
+                    "NAT entries inserted by new flows",
+                    format!(
+                        "{} ({:.0}x the table; a table's worth every {} ms)",
+                        n(o.inserted()),
+                        o.inserted() as f64 / f64::from(o.table),
+                        fmt(o.turnover_ms())
+                    ),
+                ),
+                (
+                    "new-flow failures: in / out",
+                    format!("{} / {}", o.churn_in.errors, o.churn_out.errors),
+                ),
+                (
+                    "old flows broken: published port",
+                    format!(
+                        "{} of {} ({})",
+                        o.old_in.errors(),
+                        o.old_in.asked,
+                        o.old_in.causes()
+                    ),
+                ),
+                (
+                    "old flows broken: egress SNAT",
+                    format!(
+                        "{} of {} ({})",
+                        o.old_out.errors(),
+                        o.old_out.asked,
+                        o.old_out.causes()
+                    ),
+                ),
+                (
+                    "old flows' pings answered",
+                    n(o.old_in.exchanges + o.old_out.exchanges),
+                ),
+                (
+                    "old flows' NAT entries before / after the churn",
+                    format!("{} / {}", o.old_entries_before, o.old_entries_after),
+                ),
+                ("NAT entries after the churn", o.total_after.to_string()),
+                (
+                    "datapath drops after the churn",
+                    if drops.is_empty() {
+                        "none".into()
+                    } else {
+                        drops.join(", ")
+                    },
+                ),
+            ] {
+                let _ = writeln!(md, "| {what} | {v} |");
+            }
+            sightings_table(md, o);
+            if o.old_broken() > 0 {
+                let _ = writeln!(md, "\n**Old flows broke.** {}", overflow_cause(o));
+            }
+        }
+    }
+}
+
 fn machine() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
@@ -262,10 +585,11 @@ fn figure_table(md: &mut String, f: &Figure, refs: &[&str]) {
 pub fn write(r: &Results, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     let mut md = String::new();
-    let command = if r.quick {
-        "cargo xtask bench --quick"
-    } else {
-        "cargo xtask bench"
+    let command = match (r.quick, r.only) {
+        (true, None) => "cargo xtask bench --quick",
+        (false, None) => "cargo xtask bench",
+        (true, Some(Phase::Load)) => "cargo xtask bench --quick --only load",
+        (false, Some(Phase::Load)) => "cargo xtask bench --only load",
     };
     let _ = writeln!(md, "# netd benchmarks\n");
     let _ = writeln!(md, "- Machine: {}", machine());
@@ -280,6 +604,9 @@ pub fn write(r: &Results, dir: &Path) -> Result<()> {
         "- Command: `{command}` (as root, from the workspace root), {} s",
         r.elapsed.as_secs()
     );
+    if r.only.is_some() {
+        return write_load_only(r, dir, md);
+    }
     let p = r.plan;
     let _ = writeln!(
         md,
@@ -291,25 +618,13 @@ pub fn write(r: &Results, dir: &Path) -> Result<()> {
         md,
         "- The machine has no hardware performance counters and is shared: compare the ratios within \
          this run, not absolute numbers across runs.{}",
-        if r.quick { " **Quick mode**: short rounds, no scale or monitoring-overhead figures; the figures are indicative only." } else { "" }
+        if r.quick { " **Quick mode**: short rounds, no scale or monitoring-overhead figures, the load phase in short form (1,000 connections held 2 s, a 2 s churn); the figures are indicative only." } else { "" }
     );
 
-    let _ = writeln!(md, "\n## Targets (issue 6)\n");
-    let _ = writeln!(md, "| target | measured | result |\n|---|---:|---|");
-    let ts = targets(r);
-    for t in &ts {
-        let _ = writeln!(md, "| {} | {} | {} |", t.what, t.shown, t.verdict());
-    }
-    let failed: Vec<&Target> = ts.iter().filter(|t| t.verdict() == "FAIL").collect();
-    if !failed.is_empty() {
-        let _ = writeln!(
-            md,
-            "\nLikely causes of the failures (not tuned here; they steer the datapath work):\n"
-        );
-        for t in failed {
-            let _ = writeln!(md, "- **{}** ({}): {}", t.what, t.shown, t.cause);
-        }
-    }
+    let _ = writeln!(md, "\n## Targets (issues 6 and 12)\n");
+    let mut ts = targets(r);
+    ts.extend(load_targets(r));
+    target_table(&mut md, &ts);
 
     let sections: [(&str, &str, &[&str], &[&str]); 3] = [
         (
@@ -355,6 +670,7 @@ pub fn write(r: &Results, dir: &Path) -> Result<()> {
     }
 
     monitoring(&mut md, r);
+    load_section(&mut md, r);
 
     if r.figure("scale.cps.10").is_some() {
         let _ = writeln!(md, "\n## Scale\n");
@@ -497,6 +813,10 @@ const METHOD: &str = "\
   `/run` is a directory of the root ext4, where a file create can take a millisecond).
 - Each figure is the median of the rounds; a ratio is the median of the per-round ratios of a pair \
   measured back to back, the order of the variants alternating from round to round.
+- Load (issue 12), last, in the netd world: the `hold` and `hold-serve` helpers (tokio, one \
+  process each side) hold the connections; the overflow part replaces the daemon by one with \
+  `--nat-entries 4096` (`netd daemon --cleanup` first) and reads the NAT table through the \
+  daemon's `maps_dump` request. `cargo xtask bench --only load` runs this phase alone.
 - Not measured: per-packet cost with hardware counters (none on this machine; CPU per Gbit stands \
   in), Docker's own container attach time (needs dockerd), IPv6, UDP throughput.";
 
@@ -540,4 +860,17 @@ pub fn for_docs(report: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::n;
+
+    #[test]
+    fn counts_are_grouped_by_thousands() {
+        assert_eq!(n(7), "7");
+        assert_eq!(n(1_000), "1,000");
+        assert_eq!(n(597_505), "597,505");
+        assert_eq!(n(10_000_000), "10,000,000");
+    }
 }

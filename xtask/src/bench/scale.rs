@@ -206,7 +206,7 @@ pub fn memory(g: &Guard, r: &mut Results, label: &str) {
     }
 }
 
-fn rss_kib(pid: u32) -> Option<f64> {
+pub fn rss_kib(pid: u32) -> Option<f64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()

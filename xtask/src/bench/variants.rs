@@ -40,7 +40,7 @@ fn servers(tool: &str) -> [Vec<String>; 3] {
 /// servers started with `netd exec -d`.
 pub fn netd(g: &mut Guard, netd: &Path, tool: &str) -> Result<()> {
     g.uplink_pair("netd")?;
-    g.start_netd(netd)?;
+    g.start_netd(netd, &[])?;
     let mut create = vec!["container", "create"];
     let specs: Vec<String> = MAPPINGS.iter().map(|(h, c)| format!("{h}:{c}")).collect();
     for s in &specs {

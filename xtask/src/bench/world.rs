@@ -244,8 +244,9 @@ impl Guard {
     }
 
     /// Starts `netd daemon` in `nbench-netd-h` (with `nsenter --net`, as the demo does) with its
-    /// own dirs, bpffs dir and cgroup, the uplink `uplink0`; waits until it answers.
-    pub fn start_netd(&mut self, netd: &Path) -> Result<()> {
+    /// own dirs, bpffs dir and cgroup, the uplink `uplink0` and `extra` flags; waits until it
+    /// answers.
+    pub fn start_netd(&mut self, netd: &Path, extra: &[&str]) -> Result<()> {
         fs::create_dir_all(cgroup_dir())?;
         fs::write(
             self.dir.join("resolv.conf"),
@@ -255,6 +256,7 @@ impl Guard {
         let log = File::create(self.dir.join("daemon.log"))?;
         let mut cmd = self.netd_daemon(&["--uplink", "uplink0", "--resolv-conf"]);
         cmd.arg(self.dir.join("resolv.conf"))
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -280,6 +282,37 @@ impl Guard {
             }
             thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Stops the netd daemon (SIGTERM, then SIGKILL after a timeout) and removes everything it
+    /// installed with `netd daemon --cleanup` (containers, devices, pins, state).
+    pub fn stop_netd(&mut self) -> Result<()> {
+        let Some(mut child) = self.daemon.take() else {
+            return Ok(());
+        };
+        // SAFETY: kill(2) on our own, not yet reaped child.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
+            thread::sleep(Duration::from_millis(50));
+        }
+        child.kill().ok();
+        child.wait().ok();
+        let mut cleanup = self.netd_daemon(&["--cleanup"]);
+        let out = util::run_captured(&mut cleanup, Duration::from_secs(60), &self.dir)
+            .context("netd daemon --cleanup")?;
+        if !out.success() {
+            bail!("netd daemon --cleanup failed: {}", out.stderr.trim());
+        }
+        Ok(())
+    }
+
+    /// A fresh daemon with `extra` flags in place of the running one (whose containers,
+    /// devices, maps and state are removed first).
+    pub fn restart_netd(&mut self, extra: &[&str]) -> Result<()> {
+        let netd = self.netd.clone().context("netd was never started")?;
+        self.stop_netd()?;
+        self.start_netd(&netd, extra)
     }
 
     pub fn daemon_log_tail(&self) -> String {
@@ -344,24 +377,8 @@ impl Guard {
         if let Ok(entries) = fs::read_dir(self.run.join("netns")) {
             netns.extend(entries.flatten().filter_map(|e| netns_id(&e.path())));
         }
-        if let Some(mut child) = self.daemon.take() {
-            // SAFETY: kill(2) on our own, not yet reaped child.
-            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-            let deadline = Instant::now() + STOP_TIMEOUT;
-            while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
-                thread::sleep(Duration::from_millis(50));
-            }
-            child.kill().ok();
-            child.wait().ok();
-            let mut cleanup = self.netd_daemon(&["--cleanup"]);
-            match util::run_captured(&mut cleanup, Duration::from_secs(60), &self.dir) {
-                Ok(out) if out.success() => {}
-                Ok(out) => println!(
-                    "cleanup: netd daemon --cleanup failed: {}",
-                    out.stderr.trim()
-                ),
-                Err(e) => println!("cleanup: netd daemon --cleanup: {e:#}"),
-            }
+        if let Err(e) = self.stop_netd() {
+            println!("cleanup: {e:#}");
         }
         kill_processes_in(&netns);
         unmount_under(&self.dir);
