@@ -443,24 +443,11 @@ impl Netlink {
 
     /// The IPv4 addresses pinned on the device `index` (its permanent neighbour entries).
     pub async fn pinned_neighbors(&self, index: u32) -> Result<Vec<Ipv4Addr>, NetlinkError> {
-        let entries: Vec<NeighbourMessage> = self
-            .handle
-            .neighbours()
-            .get()
-            .set_address_family(rtnetlink::packet_route::AddressFamily::Inet)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(req("list", "neighbours"))?;
-        Ok(entries
-            .iter()
-            .filter(|m| m.header.ifindex == index && m.header.state == NeighbourState::Permanent)
-            .flat_map(|m| {
-                m.attributes.iter().filter_map(|a| match a {
-                    NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => Some(*ip),
-                    _ => None,
-                })
-            })
+        Ok(self
+            .all_pinned_neighbors()
+            .await?
+            .into_iter()
+            .filter_map(|(i, ip)| (i == index).then_some(ip))
             .collect())
     }
 
