@@ -84,7 +84,7 @@ pub struct DaemonArgs {
     #[arg(long, env = "NETD_UPLINK", value_delimiter = ',')]
     pub uplink: Vec<String>,
     /// Subnet of the default network `bridge`.
-    #[arg(long, default_value = "172.17.0.0/16")]
+    #[arg(long, default_value = "172.17.0.0/16", value_parser = crate::ipam::parse_default_subnet)]
     pub default_subnet: Ipv4Net,
     /// Where the upstream DNS servers are read from.
     #[arg(long, env = "NETD_RESOLV_CONF", default_value = "/etc/resolv.conf")]
