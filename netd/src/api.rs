@@ -345,17 +345,19 @@ mod props {
             any::<bool>(),
             texts(),
         )
-            .prop_map(|(name, driver, subnet, gateway, ip_range, internal, options)| {
-                Request::NetworkCreate(NetworkCreate {
-                    name,
-                    driver,
-                    subnet,
-                    gateway,
-                    ip_range,
-                    internal,
-                    options,
-                })
-            });
+            .prop_map(
+                |(name, driver, subnet, gateway, ip_range, internal, options)| {
+                    Request::NetworkCreate(NetworkCreate {
+                        name,
+                        driver,
+                        subnet,
+                        gateway,
+                        ip_range,
+                        internal,
+                        options,
+                    })
+                },
+            );
         let container_create = (
             (text(), text(), proptest::option::of(addr()), texts()),
             (texts(), any::<bool>(), texts(), texts(), texts()),
@@ -545,6 +547,9 @@ mod props {
     #[test]
     fn a_control_character_in_a_refused_request_stays_escaped() {
         let e = decode_request(b"{\"op\":\"a\\nb\"}").unwrap_err();
-        assert!(e.starts_with("malformed request: unknown variant `a\\nb`"), "{e}");
+        assert!(
+            e.starts_with("malformed request: unknown variant `a\\nb`"),
+            "{e}"
+        );
     }
 }

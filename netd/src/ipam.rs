@@ -285,7 +285,10 @@ mod tests {
                             Ipv4Net::new(Ipv4Addr::from(first + o), p).unwrap().trunc()
                         }),
                     };
-                    let used = used.into_iter().map(|o| Ipv4Addr::from(first + o)).collect();
+                    let used = used
+                        .into_iter()
+                        .map(|o| Ipv4Addr::from(first + o))
+                        .collect();
                     (pool, used, Ipv4Addr::from(cursor))
                 })
         }

@@ -867,7 +867,8 @@ mod props {
         prop_assert!(!text.contains('\n') && !text.contains('\r'), "{text:?}");
         if !spec.is_empty() {
             prop_assert!(
-                text.contains(&format!("{spec:?}")) || text.contains(&*spec.escape_debug().to_string()),
+                text.contains(&format!("{spec:?}"))
+                    || text.contains(&*spec.escape_debug().to_string()),
                 "{text} does not name {spec:?}"
             );
         }

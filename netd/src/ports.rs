@@ -1402,12 +1402,15 @@ mod props {
     /// must give, computed from the parts rather than by the parser's own steps.
     fn valid_spec() -> impl Strategy<Value = (String, Vec<PortMapping>)> {
         (host_ip(), proptest::option::of(range(0)), range(1), proto())
-            .prop_filter("host and container ranges must fit", |(_, host, (_, c), _)| {
-                host.as_ref().is_none_or(|(_, h)| {
-                    (h.start == h.end || h.start != 0)
-                        && (c.start == c.end || h.end - h.start == c.end - c.start)
-                })
-            })
+            .prop_filter(
+                "host and container ranges must fit",
+                |(_, host, (_, c), _)| {
+                    host.as_ref().is_none_or(|(_, h)| {
+                        (h.start == h.end || h.start != 0)
+                            && (c.start == c.end || h.end - h.start == c.end - c.start)
+                    })
+                },
+            )
             .prop_map(|((ip_text, ip), host, (c_text, c), (p_text, proto))| {
                 let host_text = host.as_ref().map_or("", |(t, _)| t.as_str());
                 let spec = match (&ip_text, &host) {
@@ -1450,7 +1453,10 @@ mod props {
     fn check_error(spec: &str, e: &PortSpecError) -> Result<(), TestCaseError> {
         let text = e.to_string();
         prop_assert!(!text.contains('\n'), "two lines: {text}");
-        prop_assert!(text.contains(&format!("{spec:?}")), "{text} does not quote {spec:?}");
+        prop_assert!(
+            text.contains(&format!("{spec:?}")),
+            "{text} does not quote {spec:?}"
+        );
         prop_assert!(
             text.starts_with("invalid port spec ") || text.starts_with("invalid expose spec "),
             "{text}"
@@ -1594,11 +1600,23 @@ mod props {
             Just((0, None)),
             (0u16..=24, 0u16..6).prop_map(|(s, n)| {
                 let start = s.max(1);
-                (0, Some(HostRange { start, end: (start + n).min(24) }))
+                (
+                    0,
+                    Some(HostRange {
+                        start,
+                        end: (start + n).min(24),
+                    }),
+                )
             }),
         ];
-        (ip_any(), host, 1u16..100, proto_any()).prop_map(|(host_ip, (host_port, host_range), c, proto)| {
-            PortMapping { host_ip, host_port, container_port: c, proto, host_range }
-        })
+        (ip_any(), host, 1u16..100, proto_any()).prop_map(
+            |(host_ip, (host_port, host_range), c, proto)| PortMapping {
+                host_ip,
+                host_port,
+                container_port: c,
+                proto,
+                host_range,
+            },
+        )
     }
 }

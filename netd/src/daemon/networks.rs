@@ -404,8 +404,11 @@ mod props {
             // Near the default pools, where overlaps are likely.
             (0u8..40, 16u8..=31)
                 .prop_map(|(b, p)| Ipv4Net::new(Ipv4Addr::new(172, b, 0, 0), p).unwrap()),
-            (0u8..=255, 20u8..=32)
-                .prop_map(|(c, p)| Ipv4Net::new(Ipv4Addr::new(192, 168, c, 0), p).unwrap()),
+            (0u8..=255, 20u8..=32).prop_map(|(c, p)| Ipv4Net::new(
+                Ipv4Addr::new(192, 168, c, 0),
+                p
+            )
+            .unwrap()),
         ]
     }
 
@@ -418,9 +421,9 @@ mod props {
         )
             .prop_map(|(subnet, gateway, range)| {
                 let inside = |seed: u32| match subnet {
-                    Some(s) => Ipv4Addr::from(
-                        u32::from(s.network()) | (seed & !u32::from(s.netmask())),
-                    ),
+                    Some(s) => {
+                        Ipv4Addr::from(u32::from(s.network()) | (seed & !u32::from(s.netmask())))
+                    }
                     None => Ipv4Addr::from(seed),
                 };
                 NetworkCreate {

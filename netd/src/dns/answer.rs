@@ -115,7 +115,12 @@ pub fn answer(
 
 /// A response to `request` with `code` and `answers`, with an EDNS record if the request had
 /// one (RFC 6891 6.1.1), truncated if it does not fit `transport`.
-fn reply(request: &Message, code: ResponseCode, answers: Vec<Record>, transport: Transport) -> Answer {
+fn reply(
+    request: &Message,
+    code: ResponseCode,
+    answers: Vec<Record>,
+    transport: Transport,
+) -> Answer {
     let mut resp = Message::response(request.metadata.id, request.metadata.op_code);
     resp.metadata.response_code = code;
     resp.metadata.recursion_desired = request.metadata.recursion_desired;
@@ -337,7 +342,12 @@ mod props {
             ("db".into(), "data".into(), "10.2.0.2".into(), vec![]),
         ];
         for i in 0..CROWD {
-            rows.push((format!("c{i}"), "app".into(), format!("10.1.1.{i}"), vec!["crowd"]));
+            rows.push((
+                format!("c{i}"),
+                "app".into(),
+                format!("10.1.1.{i}"),
+                vec!["crowd"],
+            ));
         }
         let rows: Vec<(&str, &str, &str, &[&str])> = rows
             .iter()
@@ -347,18 +357,37 @@ mod props {
     }
 
     fn asker() -> impl Strategy<Value = Option<&'static str>> {
-        proptest::sample::select(vec![None, Some("web"), Some("db"), Some("c7"), Some("nobody")])
+        proptest::sample::select(vec![
+            None,
+            Some("web"),
+            Some("db"),
+            Some("c7"),
+            Some("nobody"),
+        ])
     }
 
     fn name() -> impl Strategy<Value = Name> {
         let known = proptest::sample::select(vec![
-            "web.", "WWW.", "www", "db.", "crowd.", "Crowd.", "c3.", "example.org.",
-            "2.0.1.10.in-addr.arpa.", "2.0.2.10.IN-ADDR.arpa.", "7.1.1.10.in-addr.arpa.",
-            "9.9.9.in-addr.arpa.", "in-addr.arpa.", ".",
+            "web.",
+            "WWW.",
+            "www",
+            "db.",
+            "crowd.",
+            "Crowd.",
+            "c3.",
+            "example.org.",
+            "2.0.1.10.in-addr.arpa.",
+            "2.0.2.10.IN-ADDR.arpa.",
+            "7.1.1.10.in-addr.arpa.",
+            "9.9.9.in-addr.arpa.",
+            "in-addr.arpa.",
+            ".",
         ])
         .prop_map(|n| Name::from_ascii(n).unwrap());
         let random = proptest::collection::vec("[a-zA-Z0-9_-]{1,12}", 1..5)
-            .prop_filter_map("a valid name", |labels| Name::from_ascii(labels.join(".")).ok());
+            .prop_filter_map("a valid name", |labels| {
+                Name::from_ascii(labels.join(".")).ok()
+            });
         prop_oneof![3 => known, 1 => random]
     }
 
@@ -432,8 +461,13 @@ mod props {
     }
 
     /// A reply must be a response to the query: its id, and within what its transport carries.
-    fn check_reply(query: &[u8], reply: &[u8], transport: Transport) -> Result<Message, TestCaseError> {
-        let m = Message::from_vec(reply).map_err(|e| TestCaseError::fail(format!("reply does not decode: {e}")))?;
+    fn check_reply(
+        query: &[u8],
+        reply: &[u8],
+        transport: Transport,
+    ) -> Result<Message, TestCaseError> {
+        let m = Message::from_vec(reply)
+            .map_err(|e| TestCaseError::fail(format!("reply does not decode: {e}")))?;
         prop_assert!(query.len() >= 2);
         prop_assert_eq!(m.metadata.id, u16::from_be_bytes([query[0], query[1]]));
         prop_assert_eq!(m.metadata.message_type, MessageType::Response);
@@ -442,7 +476,12 @@ mod props {
             (Transport::Udp, Ok(q)) => usize::from(q.max_payload().min(MAX_UDP_PAYLOAD)),
             (Transport::Udp, Err(_)) => 512,
         };
-        prop_assert!(reply.len() <= limit, "{} bytes over {:?}", reply.len(), transport);
+        prop_assert!(
+            reply.len() <= limit,
+            "{} bytes over {:?}",
+            reply.len(),
+            transport
+        );
         Ok(m)
     }
 
@@ -537,7 +576,10 @@ mod props {
     #[test]
     fn a_crowd_over_plain_udp_is_truncated_and_whole_over_tcp_or_edns() {
         let mut q = Message::query();
-        q.add_query(Query::query(Name::from_ascii("crowd.").unwrap(), RecordType::A));
+        q.add_query(Query::query(
+            Name::from_ascii("crowd.").unwrap(),
+            RecordType::A,
+        ));
         let plain = q.to_vec().unwrap();
         let udp = match answer(&names(), Some("web"), &plain, 0, Transport::Udp) {
             Answer::Reply(b) => b,
@@ -549,11 +591,20 @@ mod props {
             Answer::Reply(b) => Message::from_vec(&b).unwrap(),
             other => panic!("{other:?}"),
         };
-        assert_eq!((tcp.answers.len(), tcp.metadata.truncation), (CROWD as usize, false));
+        assert_eq!(
+            (tcp.answers.len(), tcp.metadata.truncation),
+            (CROWD as usize, false)
+        );
         let mut edns = Edns::new();
         edns.set_max_payload(4096);
         q.set_edns(edns);
-        let big = match answer(&names(), Some("web"), &q.to_vec().unwrap(), 0, Transport::Udp) {
+        let big = match answer(
+            &names(),
+            Some("web"),
+            &q.to_vec().unwrap(),
+            0,
+            Transport::Udp,
+        ) {
             Answer::Reply(b) => Message::from_vec(&b).unwrap(),
             other => panic!("{other:?}"),
         };
