@@ -263,7 +263,7 @@ mod tests {
         /// A small network (so that exhaustion is common) with its gateway, range, used
         /// addresses and cursor.
         fn case() -> impl Strategy<Value = (Pool, Vec<Ipv4Addr>, Ipv4Addr)> {
-            (any::<u32>(), 23u8..=30)
+            (any::<u32>(), 25u8..=30)
                 .prop_flat_map(|(base, prefix)| {
                     let subnet = Ipv4Net::new(base.into(), prefix).unwrap().trunc();
                     let size = 1u32 << (32 - prefix);
