@@ -48,7 +48,7 @@ use std::collections::BTreeMap;
 use common_bpf::*;
 use netd_common::{
     Backend, Endpoint, FlowKey, NatEntry, PortKey, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP,
-    ZONE_UPLINK_IN, ZONE_UPLINK_OUT,
+    ZONE_ENDPOINT, ZONE_UPLINK_IN, ZONE_UPLINK_OUT,
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -101,8 +101,12 @@ struct Target {
     port: u16,
 }
 
-/// The published ports: (protocol, host address or 0.0.0.0, port) -> backend and its port.
-fn published_ports() -> Vec<((u8, [u8; 4], u16), Target, u32)> {
+/// A published port: (protocol, host address or 0.0.0.0, port), its backend, and the backend's
+/// host-side port.
+type Published = ((u8, [u8; 4], u16), Target, u32);
+
+/// The published ports.
+fn published_ports() -> Vec<Published> {
     vec![
         (
             (IPPROTO_TCP, HOST, 8080),
@@ -514,14 +518,24 @@ impl Generator {
                 p.extend_from_slice(&payload);
                 ip_frame(src_mac, dst_mac, &p)
             }
-            _ => {
-                let t = Tuple {
+            kind => {
+                let mut t = Tuple {
                     src,
                     dst,
                     proto: pick(rng, &[IPPROTO_TCP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP]),
                     sport: some_port(rng),
                     dport: some_port(rng),
                 };
+                if kind < 10 && program != Program::UplinkEgress {
+                    // Straight at a published port, on the address it is bound to or any.
+                    let ((proto, addr, port), _, _) = pick(rng, &published_ports());
+                    t.dst = if addr == [0; 4] {
+                        pick(rng, &[HOST, A_GW, B_GW])
+                    } else {
+                        addr
+                    };
+                    (t.proto, t.dport) = (proto, port);
+                }
                 let l4 = l4_message(rng, &t);
                 let mut p = ipv4_header(t.src, t.dst, t.proto, l4.len());
                 p.extend_from_slice(&l4);
@@ -627,11 +641,12 @@ fn mutate(rng: &mut StdRng, frame: &mut Vec<u8>) {
 
 // --- The invariants --------------------------------------------------------------------------
 
-/// What is known before a run: the NAT entries the input's tuple matches.
+/// What is known before a run: the NAT entries the input's tuple matches, at each hook.
 struct Before {
     drops: u64,
     uplink_in: Option<NatEntry>,
     uplink_out: Option<NatEntry>,
+    endpoint: Option<NatEntry>,
 }
 
 /// Whether `BPF_PROG_TEST_RUN` refuses the frame by its own rules (see the module docs).
@@ -655,14 +670,49 @@ fn check_verdict(program: Program, verdict: u32) -> Result<(), String> {
     }
 }
 
-/// Whether a packet that got through went where the published port `input` leads.
-fn translated_to(input: &Packet, out: &Packet) -> bool {
-    published(input.proto, input.dst, input.dport)
-        .is_some_and(|t| out.dst == t.addr && out.dport == t.port)
+/// The tuple a packet that got through must carry: (source, source port, destination,
+/// destination port); ports are compared for TCP and UDP only (ICMP echo identifiers follow
+/// the entry's ports, which this does not model).
+type Expected = ([u8; 4], u16, [u8; 4], u16);
+
+fn tuple(p: &Packet) -> Expected {
+    (p.src, p.sport, p.dst, p.dport)
 }
 
-fn check_endpoint(frame: &[u8], out: &[u8], before: &Before) -> Result<(), String> {
-    let input = parse(frame);
+fn entry_tuple(e: &NatEntry) -> Expected {
+    (
+        e.saddr,
+        u16::from_be(e.sport_be),
+        e.daddr,
+        u16::from_be(e.dport_be),
+    )
+}
+
+fn check_tuple(what: &str, input: &Packet, out: &Packet, want: Expected) -> Result<(), String> {
+    let got = tuple(out);
+    let same = match input.proto {
+        IPPROTO_TCP | IPPROTO_UDP => got == want,
+        _ => (got.0, got.2) == (want.0, want.2),
+    };
+    match same {
+        true => Ok(()),
+        false => Err(format!(
+            "{what}: expected {want:?}, got {got:?} (input {input:?})"
+        )),
+    }
+}
+
+/// A published port's translation: the backend, from the same source (a container reaching
+/// its own port comes from its gateway).
+fn hairpin_tuple(input: &Packet, t: Target) -> Expected {
+    let src = match t.addr == input.src {
+        true => A_GW,
+        false => input.src,
+    };
+    (src, input.sport, t.addr, t.port)
+}
+
+fn check_endpoint(frame: &[u8], out: &[u8], verdict: u32, before: &Before) -> Result<(), String> {
     match ether_type(out) {
         Some(ETH_P_IP) | Some(ETH_P_ARP) => {}
         other => return Err(format!("a frame of EtherType {other:x?} got through")),
@@ -678,27 +728,54 @@ fn check_endpoint(frame: &[u8], out: &[u8], before: &Before) -> Result<(), Strin
         return Ok(());
     }
     let out_p = parse(out).ok_or("an IPv4 frame the programs cannot parse got through")?;
+    let input = parse(frame).ok_or("got through as IPv4 though it did not parse as IPv4")?;
     if out_p.src != A1 && !is_local(out_p.src) {
         return Err(format!("got through with source {:?}", out_p.src));
     }
-    let input = input.ok_or("got through as IPv4 though it did not parse as IPv4")?;
+    let published = published(input.proto, input.dst, input.dport);
     if let Some(net) = network_of(out_p.dst).filter(|n| *n != A_NET) {
-        let hairpin = input.translatable && translated_to(&input, &out_p) && out_p.src == A1;
+        let hairpin = input.translatable
+            && before.uplink_out.is_none()
+            && published.is_some_and(|t| tuple(&out_p) == hairpin_tuple(&input, t));
         if !hairpin {
             return Err(format!(
                 "crossed from network A to network {net}: {input:?} -> {out_p:?}"
             ));
         }
     }
-    if input.translatable
-        && published(input.proto, input.dst, input.dport).is_some()
-        && before.uplink_out.is_none()
-        && !translated_to(&input, &out_p)
-    {
-        return Err(format!(
-            "a published port left untranslated: {input:?} -> {out_p:?}"
-        ));
-    }
+    // Every packet that gets through is translated exactly as the hook's rules say.
+    match (
+        input.translatable,
+        before.uplink_out,
+        before.endpoint,
+        published,
+    ) {
+        (false, ..) => check_tuple(
+            "not translatable, so unchanged",
+            &input,
+            &out_p,
+            tuple(&input),
+        ),
+        (true, Some(e), ..) if verdict == TC_ACT_REDIRECT => check_tuple(
+            "a reply sent out of the uplink",
+            &input,
+            &out_p,
+            entry_tuple(&e),
+        ),
+        (true, Some(_), ..) => {
+            check_tuple("a reply left to the host", &input, &out_p, tuple(&input))
+        }
+        (true, None, Some(e), _) => check_tuple("a hairpin flow", &input, &out_p, entry_tuple(&e)),
+        (true, None, None, Some(t)) => check_tuple(
+            "a published port left untranslated",
+            &input,
+            &out_p,
+            hairpin_tuple(&input, t),
+        ),
+        (true, None, None, None) => {
+            check_tuple("nothing to translate", &input, &out_p, tuple(&input))
+        }
+    }?;
     check_checksum(&input, &out_p)
 }
 
@@ -706,32 +783,42 @@ fn check_uplink_ingress(frame: &[u8], out: &[u8], before: &Before) -> Result<(),
     let (Some(input), Some(out_p)) = (parse(frame), parse(out)) else {
         return Ok(()); // not IPv4: the host's business
     };
+    let icmp_error = matches!(input.icmp_type, Some(3 | 11 | 12));
     if network_of(out_p.dst).is_some() && !is_local(out_p.dst) {
-        let to_backend = input.translatable && translated_to(&input, &out_p);
-        let by_entry = before
-            .uplink_in
-            .is_some_and(|e| e.daddr == out_p.dst && e.dport_be == out_p.dport.to_be());
-        let icmp_error = matches!(input.icmp_type, Some(3 | 11 | 12)) && is_local(input.dst);
-        if !(to_backend || by_entry || icmp_error) {
+        let by_rule = input.translatable || (icmp_error && is_local(input.dst));
+        if !by_rule || tuple(&input) == tuple(&out_p) {
             return Err(format!(
                 "reached container address {:?} untranslated: {input:?} -> {out_p:?}",
                 out_p.dst
             ));
         }
     }
-    if input.translatable
-        && published(input.proto, input.dst, input.dport).is_some()
-        && before.uplink_in.is_none()
-        && !translated_to(&input, &out_p)
-    {
-        return Err(format!(
-            "a published port left untranslated: {input:?} -> {out_p:?}"
-        ));
-    }
+    let published = published(input.proto, input.dst, input.dport);
+    match (input.translatable, before.uplink_in, published) {
+        // An ICMP error about a translated flow, addressed to the host: its outer destination
+        // becomes the original sender (checked above to be no stranger).
+        (false, ..) if icmp_error && is_local(input.dst) => Ok(()),
+        (false, ..) => check_tuple(
+            "not translatable, so unchanged",
+            &input,
+            &out_p,
+            tuple(&input),
+        ),
+        (true, Some(e), _) => {
+            check_tuple("a flow in the NAT table", &input, &out_p, entry_tuple(&e))
+        }
+        (true, None, Some(t)) => check_tuple(
+            "a published port left untranslated",
+            &input,
+            &out_p,
+            (input.src, input.sport, t.addr, t.port),
+        ),
+        (true, None, None) => check_tuple("nothing to translate", &input, &out_p, tuple(&input)),
+    }?;
     check_checksum(&input, &out_p)
 }
 
-fn check_uplink_egress(frame: &[u8], out: &[u8]) -> Result<(), String> {
+fn check_uplink_egress(frame: &[u8], out: &[u8], before: &Before) -> Result<(), String> {
     let Some(out_p) = parse(out) else {
         return Ok(());
     };
@@ -741,10 +828,22 @@ fn check_uplink_egress(frame: &[u8], out: &[u8]) -> Result<(), String> {
             out_p.src
         ));
     }
-    match parse(frame) {
-        Some(input) => check_checksum(&input, &out_p),
-        None => Ok(()),
-    }
+    let Some(input) = parse(frame) else {
+        return Ok(());
+    };
+    match (input.translatable, before.uplink_out) {
+        (true, Some(e)) => check_tuple("a flow in the NAT table", &input, &out_p, entry_tuple(&e)),
+        // A new flow from a container leaves with the uplink's address, to where it was going.
+        _ if tuple(&input) != tuple(&out_p) => {
+            let ok = out_p.src == HOST && out_p.dst == input.dst && network_of(input.src).is_some();
+            match ok || (input.icmp_type.is_some() && !input.translatable) {
+                true => Ok(()),
+                false => Err(format!("translated unasked: {input:?} -> {out_p:?}")),
+            }
+        }
+        _ => Ok(()),
+    }?;
+    check_checksum(&input, &out_p)
 }
 
 fn check_checksum(input: &Packet, out: &Packet) -> Result<(), String> {
@@ -783,6 +882,7 @@ fn run_one(h: &Harness, program: Program, frame: &[u8], tally: &mut Tally) -> Op
         drops: total_drops(h),
         uplink_in: input.and_then(|p| h.nat_get(&p.key(ZONE_UPLINK_IN))),
         uplink_out: input.and_then(|p| h.nat_get(&p.key(ZONE_UPLINK_OUT))),
+        endpoint: input.and_then(|p| h.nat_get(&p.key(ZONE_ENDPOINT))),
     };
     let result = h.try_run_out(program.name(), frame);
     let drops = total_drops(h) - before.drops;
@@ -809,9 +909,9 @@ fn run_one(h: &Harness, program: Program, frame: &[u8], tally: &mut Tally) -> Op
                     return Ok(());
                 }
                 match program {
-                    Program::Endpoint => check_endpoint(frame, &out, &before),
+                    Program::Endpoint => check_endpoint(frame, &out, verdict, &before),
                     Program::UplinkIngress => check_uplink_ingress(frame, &out, &before),
-                    Program::UplinkEgress => check_uplink_egress(frame, &out),
+                    Program::UplinkEgress => check_uplink_egress(frame, &out, &before),
                 }
             });
             checked.map(|()| match verdict {
