@@ -33,6 +33,10 @@
 //!   as the entry says, or an ICMP error to a host address about such a flow; a translatable
 //!   packet to a published port is translated to its backend unless a NAT entry claims its tuple.
 //! * Uplink egress: no packet leaves with a container's address as source.
+//! * Every packet that gets through carries exactly the tuple the hook's rules give it: unchanged
+//!   when nothing applies, the NAT entry's when its tuple has one (read before the run), the
+//!   backend's for a new flow to a published port, the uplink's address for a container's new
+//!   flow out.
 //! * A packet whose IPv4 header checksum was right still has a right one after any rewrite.
 //!
 //! Frames: `NETD_FUZZ_FRAMES` per program (default 1,000: a few seconds), from the fixed seed
