@@ -541,6 +541,11 @@ mod props {
             prop_assert!(e.starts_with("request too large"), "{}", e);
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     #[test]
     fn a_request_of_exactly_the_limit_is_read() {
@@ -548,7 +553,9 @@ mod props {
         bytes.resize(MAX_REQUEST, b' ');
         assert!(decode_request(&bytes).is_ok());
         bytes.push(b' ');
-        assert!(decode_request(&bytes).unwrap_err().starts_with("request too large"));
+        assert!(decode_request(&bytes)
+            .unwrap_err()
+            .starts_with("request too large"));
     }
 
     #[test]

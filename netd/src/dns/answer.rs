@@ -318,6 +318,44 @@ mod tests {
             (0x1234, ResponseCode::FormErr)
         );
     }
+
+    #[test]
+    fn a_crowd_over_plain_udp_is_truncated_and_whole_over_tcp_or_edns() {
+        let mut q = Message::query();
+        q.add_query(Query::query(
+            Name::from_ascii("crowd.").unwrap(),
+            RecordType::A,
+        ));
+        let plain = q.to_vec().unwrap();
+        let udp = match super::answer(&props::names(), Some("web"), &plain, 0, Transport::Udp) {
+            Answer::Reply(b) => b,
+            other => panic!("{other:?}"),
+        };
+        let m = Message::from_vec(&udp).unwrap();
+        assert!(udp.len() <= 512 && m.metadata.truncation && m.answers.is_empty());
+        let tcp = match super::answer(&props::names(), Some("web"), &plain, 0, Transport::Tcp) {
+            Answer::Reply(b) => Message::from_vec(&b).unwrap(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            (tcp.answers.len(), tcp.metadata.truncation),
+            (props::CROWD as usize, false)
+        );
+        let mut edns = Edns::new();
+        edns.set_max_payload(4096);
+        q.set_edns(edns);
+        let big = match super::answer(
+            &props::names(),
+            Some("web"),
+            &q.to_vec().unwrap(),
+            0,
+            Transport::Udp,
+        ) {
+            Answer::Reply(b) => Message::from_vec(&b).unwrap(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(big.answers.len(), props::CROWD as usize);
+    }
 }
 
 /// Property tests of query handling: arbitrary bytes and arbitrary well-formed queries never
@@ -333,9 +371,10 @@ mod props {
     use super::*;
 
     /// How many containers share the alias `crowd` (more than 512 bytes of A records).
-    const CROWD: u8 = 120;
+    pub(super) const CROWD: u8 = 120;
 
-    fn names() -> Names {
+    /// The names of the properties: three containers, and a crowd behind one alias.
+    pub(super) fn names() -> Names {
         let mut rows: Vec<(String, String, String, Vec<&str>)> = vec![
             ("web".into(), "app".into(), "10.1.0.2".into(), vec!["www"]),
             ("web2".into(), "app".into(), "10.1.0.3".into(), vec!["www"]),
@@ -571,43 +610,5 @@ mod props {
             wanted.sort();
             prop_assert_eq!(given, wanted);
         }
-    }
-
-    #[test]
-    fn a_crowd_over_plain_udp_is_truncated_and_whole_over_tcp_or_edns() {
-        let mut q = Message::query();
-        q.add_query(Query::query(
-            Name::from_ascii("crowd.").unwrap(),
-            RecordType::A,
-        ));
-        let plain = q.to_vec().unwrap();
-        let udp = match answer(&names(), Some("web"), &plain, 0, Transport::Udp) {
-            Answer::Reply(b) => b,
-            other => panic!("{other:?}"),
-        };
-        let m = Message::from_vec(&udp).unwrap();
-        assert!(udp.len() <= 512 && m.metadata.truncation && m.answers.is_empty());
-        let tcp = match answer(&names(), Some("web"), &plain, 0, Transport::Tcp) {
-            Answer::Reply(b) => Message::from_vec(&b).unwrap(),
-            other => panic!("{other:?}"),
-        };
-        assert_eq!(
-            (tcp.answers.len(), tcp.metadata.truncation),
-            (CROWD as usize, false)
-        );
-        let mut edns = Edns::new();
-        edns.set_max_payload(4096);
-        q.set_edns(edns);
-        let big = match answer(
-            &names(),
-            Some("web"),
-            &q.to_vec().unwrap(),
-            0,
-            Transport::Udp,
-        ) {
-            Answer::Reply(b) => Message::from_vec(&b).unwrap(),
-            other => panic!("{other:?}"),
-        };
-        assert_eq!(big.answers.len(), CROWD as usize);
     }
 }
