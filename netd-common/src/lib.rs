@@ -344,7 +344,8 @@ pub enum DropReason {
     SpoofedMac = 2,
     /// Source IPv4 address (IP or ARP sender) is not the container's own.
     SpoofedIp = 3,
-    /// Destination belongs to a network the container is not on.
+    /// Destination belongs to a network the container is not on; at an uplink, a container
+    /// address reached from outside other than through a published port.
     Isolation = 4,
     /// The container's network is `--internal` and the destination is outside its subnet.
     Internal = 5,

@@ -82,6 +82,17 @@ pub fn translate_error(
     let Some(q) = quoted(ctx, flow) else {
         return Ok(false);
     };
+    // An error comes back to whoever sent the quoted packet (inbound: the host address the
+    // packet left with), and leaves from whoever received it (outbound: the container). Any
+    // other error is not about this flow, whatever it quotes: it must not be steered into a
+    // container.
+    let about_us = match inbound {
+        true => flow.daddr == q.saddr,
+        false => flow.saddr == q.daddr,
+    };
+    if !about_us {
+        return Ok(false);
+    }
     // The quoted packet went one way; the NAT entry that undoes it is keyed by the other.
     let key = FlowKey {
         saddr: q.daddr,

@@ -5,7 +5,8 @@
 //! and delivered straight into the container (`bpf_redirect_peer` to its veth, past the host's
 //! routing and the bridge; see [`nat::verdict`]). The entry of the reply direction names this
 //! uplink, so that the container's port sends replies straight back out of it
-//! ([`nat::reply_to_uplink`]).
+//! ([`nat::reply_to_uplink`]). Anything else addressed to a container (not to a host address)
+//! is dropped as isolation: from outside, containers are reached through published ports only.
 //!
 //! Egress: containers' packets leave with the uplink's address and a free port (SNAT), and
 //! replies of published-port flows that took the host's path leave with the host address and
@@ -56,20 +57,22 @@ fn try_ingress(ctx: &TcContext) -> Result<i32, DropReason> {
         return Ok(TC_ACT_OK);
     };
     let Ok(flow) = parse::flow(ctx, &ip) else {
-        return Ok(TC_ACT_OK);
+        return host_only(ip.dst_addr);
     };
     if !flow.translatable {
         // ICMP errors about translated flows go to whoever sent the quoted packet; fragments
         // and other protocols addressed to the host stay with the host.
-        icmp::translate_error(ctx, &flow, ZONE_UPLINK_IN, true)?;
-        return Ok(TC_ACT_OK);
+        if icmp::translate_error(ctx, &flow, ZONE_UPLINK_IN, true)? {
+            return Ok(TC_ACT_OK);
+        }
+        return host_only(flow.daddr);
     }
     if let Some(entry) = nat::lookup(&flow, ZONE_UPLINK_IN) {
         nat::rewrite(ctx, &flow, &entry)?;
         return nat::verdict(ctx, &flow, &entry);
     }
     let Some(backend) = maps::published(flow.proto, flow.daddr, flow.dport_be) else {
-        return Ok(TC_ACT_OK);
+        return host_only(flow.daddr);
     };
     let to = FlowKey {
         daddr: backend.addr,
@@ -101,6 +104,19 @@ fn try_ingress(ctx: &TcContext) -> Result<i32, DropReason> {
     nat::insert_pair(ctx, &flow, &flow.key(ZONE_UPLINK_IN), &fwd, &rev_key, &rev)?;
     nat::rewrite(ctx, &flow, &fwd)?;
     nat::verdict(ctx, &flow, &fwd)
+}
+
+/// A packet from outside that no translation claimed: the host's if it is addressed to the
+/// host, dropped if it is addressed to a container. Containers are reached from outside only
+/// through their published ports, as with Docker 28 (whose raw-table rules drop direct access);
+/// without this, the host's forwarding (which netd turns on) would route anyone with a route to
+/// a netd subnet straight to every container port.
+#[inline(always)]
+fn host_only(daddr: [u8; 4]) -> Result<i32, DropReason> {
+    if maps::network_of(daddr).is_some() && !maps::is_local(daddr) {
+        return Err(DropReason::Isolation);
+    }
+    Ok(TC_ACT_OK)
 }
 
 fn try_egress(ctx: &TcContext) -> Result<i32, DropReason> {

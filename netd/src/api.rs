@@ -274,3 +274,319 @@ pub fn format_mac(mac: [u8; 6]) -> String {
         .collect::<Vec<_>>()
         .join(":")
 }
+
+/// Largest request the daemon reads; a longer one is refused whole.
+pub const MAX_REQUEST: usize = 1 << 20;
+
+/// Decodes one request as the daemon received it (everything the client sent before closing
+/// its side), or says in one line why it cannot.
+pub fn decode_request(bytes: &[u8]) -> Result<Request, String> {
+    if bytes.len() > MAX_REQUEST {
+        return Err(format!(
+            "request too large: more than {MAX_REQUEST} bytes (1 MiB)"
+        ));
+    }
+    serde_json::from_slice(bytes).map_err(|e| format!("malformed request: {}", one_line(&e)))
+}
+
+/// `text` with control characters (newlines among them) escaped, so that an error quoting
+/// what a client sent stays on one line.
+pub fn one_line(text: &impl std::fmt::Display) -> String {
+    text.to_string()
+        .chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = match c.is_control() {
+                true => c.escape_default().collect(),
+                false => vec![c],
+            };
+            escaped
+        })
+        .collect()
+}
+
+/// Property tests of the decoder: arbitrary bytes and arbitrary JSON never panic and are refused
+/// in one line, oversized input is refused whatever it holds, and every request a client can
+/// send decodes to itself. `PROPTEST_CASES` sets the number of cases.
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    use super::*;
+
+    /// The `op` names of [`Request`], as a client writes them.
+    const OPS: [&str; 23] = [
+        "network_create",
+        "network_ls",
+        "network_inspect",
+        "network_rm",
+        "network_connect",
+        "network_disconnect",
+        "container_create",
+        "container_start",
+        "container_stop",
+        "container_rm",
+        "container_ls",
+        "container_inspect",
+        "stats",
+        "explain",
+        "monitor",
+        "container_publish",
+        "container_unpublish",
+        "container_port",
+        "exec",
+        "maps_dump",
+        "check",
+        "run",
+        "nonsense",
+    ];
+
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof!["[a-z0-9_.:/-]{0,12}", any::<String>()]
+    }
+
+    fn net() -> impl Strategy<Value = Ipv4Net> {
+        (any::<[u8; 4]>(), 0u8..=32).prop_map(|(a, p)| Ipv4Net::new(a.into(), p).unwrap())
+    }
+
+    fn addr() -> impl Strategy<Value = Ipv4Addr> {
+        any::<[u8; 4]>().prop_map(Ipv4Addr::from)
+    }
+
+    fn texts() -> impl Strategy<Value = Vec<String>> {
+        proptest::collection::vec(text(), 0..3)
+    }
+
+    /// Every request a client can send (the data-carrying ones with arbitrary contents).
+    fn request() -> impl Strategy<Value = Request> {
+        let network_create = (
+            text(),
+            text(),
+            proptest::option::of(net()),
+            proptest::option::of(addr()),
+            proptest::option::of(net()),
+            any::<bool>(),
+            texts(),
+        )
+            .prop_map(
+                |(name, driver, subnet, gateway, ip_range, internal, options)| {
+                    Request::NetworkCreate(NetworkCreate {
+                        name,
+                        driver,
+                        subnet,
+                        gateway,
+                        ip_range,
+                        internal,
+                        options,
+                    })
+                },
+            );
+        let container_create = (
+            (text(), text(), proptest::option::of(addr()), texts()),
+            (texts(), any::<bool>(), texts(), texts(), texts()),
+            (proptest::option::of(text()), proptest::option::of(text())),
+        )
+            .prop_map(
+                |(
+                    (name, network, ip, aliases),
+                    (publish, publish_all, expose, links, env),
+                    (hostname, netns),
+                )| {
+                    Request::ContainerCreate(ContainerCreate {
+                        name,
+                        network,
+                        ip,
+                        aliases,
+                        publish,
+                        publish_all,
+                        expose,
+                        links,
+                        env,
+                        hostname,
+                        netns: netns.map(PathBuf::from),
+                    })
+                },
+            );
+        let proto = prop_oneof![
+            Just(crate::ports::Proto::Tcp),
+            Just(crate::ports::Proto::Udp)
+        ];
+        prop_oneof![
+            network_create,
+            container_create,
+            Just(Request::NetworkLs),
+            Just(Request::ContainerLs),
+            texts().prop_map(|names| Request::NetworkInspect { names }),
+            texts().prop_map(|names| Request::NetworkRm { names }),
+            (text(), text(), proptest::option::of(addr()), texts()).prop_map(
+                |(network, container, ip, aliases)| Request::NetworkConnect {
+                    network,
+                    container,
+                    ip,
+                    aliases
+                }
+            ),
+            (text(), text())
+                .prop_map(|(network, container)| Request::NetworkDisconnect { network, container }),
+            text().prop_map(|name| Request::ContainerStart { name }),
+            text().prop_map(|name| Request::ContainerStop { name }),
+            (text(), any::<bool>()).prop_map(|(name, force)| Request::ContainerRm { name, force }),
+            text().prop_map(|name| Request::ContainerInspect { name }),
+            proptest::option::of(text()).prop_map(|container| Request::Stats { container }),
+            (text(), addr(), any::<u16>(), proto).prop_map(|(from, ip, port, proto)| {
+                Request::Explain {
+                    from,
+                    to: std::net::SocketAddrV4::new(ip, port),
+                    proto,
+                }
+            }),
+            (
+                proptest::option::of(text()),
+                proptest::option::of(any::<u16>()),
+                any::<bool>()
+            )
+                .prop_map(|(container, port, drops_only)| Request::Monitor {
+                    container,
+                    port,
+                    drops_only
+                }),
+            (text(), text()).prop_map(|(name, spec)| Request::ContainerPublish { name, spec }),
+            (text(), text()).prop_map(|(name, spec)| Request::ContainerUnpublish { name, spec }),
+            text().prop_map(|name| Request::ContainerPort { name }),
+            text().prop_map(|name| Request::Exec { name }),
+            proptest::option::of(text()).prop_map(|map| Request::MapsDump { map }),
+        ]
+    }
+
+    /// JSON of any shape, with objects that often look like requests.
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            text().prop_map(Value::String),
+            "[0-9.]{1,18}(/[0-9]{1,3})?".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            let key = prop_oneof![
+                Just("op".to_string()),
+                Just("name".to_string()),
+                Just("subnet".to_string()),
+                Just("ip".to_string()),
+                Just("to".to_string()),
+                Just("names".to_string()),
+                "[a-z_]{1,10}",
+            ];
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                (
+                    proptest::sample::select(&OPS[..]),
+                    proptest::collection::btree_map(key, inner, 0..5)
+                )
+                    .prop_map(|(op, fields)| {
+                        let mut object: serde_json::Map<String, Value> =
+                            fields.into_iter().collect();
+                        object.entry("op").or_insert_with(|| op.into());
+                        Value::Object(object)
+                    }),
+            ]
+        })
+    }
+
+    fn check_refusal(e: &str) -> Result<(), TestCaseError> {
+        prop_assert!(!e.contains('\n') && !e.contains('\r'), "{e:?}");
+        prop_assert!(
+            e.starts_with("malformed request: ") || e.starts_with("request too large"),
+            "{e}"
+        );
+        Ok(())
+    }
+
+    /// A decoded request is the request encoded: the same JSON again.
+    fn check_round_trip(bytes: &[u8], request: &Request) -> Result<(), TestCaseError> {
+        let again = serde_json::to_vec(request).unwrap();
+        let decoded = decode_request(&again).map_err(TestCaseError::fail)?;
+        prop_assert_eq!(
+            serde_json::to_value(&decoded).unwrap(),
+            serde_json::to_value(request).unwrap(),
+            "{}",
+            String::from_utf8_lossy(bytes)
+        );
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn every_request_a_client_sends_decodes_to_itself(request in request()) {
+            let bytes = serde_json::to_vec(&request).unwrap();
+            let decoded = decode_request(&bytes).map_err(TestCaseError::fail)?;
+            prop_assert_eq!(
+                serde_json::to_value(&decoded).unwrap(),
+                serde_json::to_value(&request).unwrap()
+            );
+        }
+
+        #[test]
+        fn arbitrary_bytes_decode_or_are_refused_in_one_line(
+            bytes in prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..256),
+                // A request cut short, or with a byte changed.
+                (request(), any::<usize>(), any::<u8>(), any::<bool>()).prop_map(|(r, at, b, cut)| {
+                    let mut bytes = serde_json::to_vec(&r).unwrap();
+                    let at = at % bytes.len();
+                    match cut { true => bytes.truncate(at), false => bytes[at] = b }
+                    bytes
+                }),
+            ]
+        ) {
+            match decode_request(&bytes) {
+                Ok(request) => check_round_trip(&bytes, &request)?,
+                Err(e) => check_refusal(&e)?,
+            }
+        }
+
+        #[test]
+        fn arbitrary_json_decodes_or_is_refused_in_one_line(value in json()) {
+            let bytes = serde_json::to_vec(&value).unwrap();
+            match decode_request(&bytes) {
+                Ok(request) => check_round_trip(&bytes, &request)?,
+                Err(e) => check_refusal(&e)?,
+            }
+        }
+
+        #[test]
+        fn oversized_input_is_refused_whatever_it_holds(request in request(), extra in 1usize..4096) {
+            // A valid request, padded past the limit: refused before it is parsed.
+            let mut bytes = serde_json::to_vec(&request).unwrap();
+            bytes.resize(MAX_REQUEST + extra, b' ');
+            let e = decode_request(&bytes).unwrap_err();
+            prop_assert!(e.starts_with("request too large"), "{}", e);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_of_exactly_the_limit_is_read() {
+        let mut bytes = serde_json::to_vec(&Request::ContainerLs).unwrap();
+        bytes.resize(MAX_REQUEST, b' ');
+        assert!(decode_request(&bytes).is_ok());
+        bytes.push(b' ');
+        assert!(decode_request(&bytes)
+            .unwrap_err()
+            .starts_with("request too large"));
+    }
+
+    #[test]
+    fn a_control_character_in_a_refused_request_stays_escaped() {
+        let e = decode_request(b"{\"op\":\"a\\nb\"}").unwrap_err();
+        assert!(
+            e.starts_with("malformed request: unknown variant `a\\nb`"),
+            "{e}"
+        );
+    }
+}

@@ -92,7 +92,7 @@ pub struct DaemonArgs {
     #[arg(long, env = "NETD_UPLINK", value_delimiter = ',')]
     pub uplink: Vec<String>,
     /// Subnet of the default network `bridge`.
-    #[arg(long, default_value = "172.17.0.0/16")]
+    #[arg(long, default_value = "172.17.0.0/16", value_parser = crate::ipam::parse_default_subnet)]
     pub default_subnet: Ipv4Net,
     /// Where the upstream DNS servers are read from.
     #[arg(long, env = "NETD_RESOLV_CONF", default_value = "/etc/resolv.conf")]
@@ -400,5 +400,64 @@ mod tests {
         };
         assert_eq!(d.default_subnet.to_string(), "172.17.0.0/16");
         assert!(!d.cleanup);
+    }
+}
+
+/// Property tests of the address options as the command line parses them: any text is taken
+/// exactly when the address type parses it, to the same value, and never panics.
+/// `PROPTEST_CASES` sets the number of cases.
+#[cfg(test)]
+mod props {
+    use clap::Parser as _;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("netd").chain(args.iter().copied()))
+    }
+
+    /// Text that is often an address or a CIDR, sometimes nearly.
+    fn address_text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            (any::<[u8; 4]>(), proptest::option::of(0u8..=40)).prop_map(|(a, p)| match p {
+                Some(p) => format!("{}/{p}", std::net::Ipv4Addr::from(a)),
+                None => std::net::Ipv4Addr::from(a).to_string(),
+            }),
+            "[0-9./:a-f-]{0,20}",
+            any::<String>().prop_filter("not a flag", |s| !s.starts_with('-')),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn network_addresses_are_taken_exactly_when_they_parse(text in address_text()) {
+            let create = |flag: &str| match parse(&["network", "create", flag, &text, "n"]) {
+                Ok(Cli { command: Command::Network(NetworkCommand::Create(a)), .. }) => Some(a),
+                Ok(other) => panic!("{other:?}"),
+                Err(_) => None,
+            };
+            let net = text.parse::<Ipv4Net>().ok();
+            prop_assert_eq!(create("--subnet").map(|a| a.subnet), net.map(Some));
+            prop_assert_eq!(create("--ip-range").map(|a| a.ip_range), net.map(Some));
+            let ip = text.parse::<Ipv4Addr>().ok();
+            prop_assert_eq!(create("--gateway").map(|a| a.gateway), ip.map(Some));
+            let connect = parse(&["network", "connect", "--ip", &text, "n", "c"]).ok().map(|c| match c.command {
+                Command::Network(NetworkCommand::Connect { ip, .. }) => ip,
+                other => panic!("{other:?}"),
+            });
+            prop_assert_eq!(connect, ip.map(Some));
+        }
+
+        #[test]
+        fn the_default_subnet_is_taken_only_with_room_in_it(text in address_text()) {
+            let got = match parse(&["daemon", "--default-subnet", &text]) {
+                Ok(Cli { command: Command::Daemon(d), .. }) => Some(d.default_subnet),
+                Ok(other) => panic!("{other:?}"),
+                Err(_) => None,
+            };
+            let want = text.parse::<Ipv4Net>().ok().filter(|n| n.prefix_len() <= 30).map(|n| n.trunc());
+            prop_assert_eq!(got, want);
+        }
     }
 }

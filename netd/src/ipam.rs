@@ -83,6 +83,20 @@ impl Pool {
     }
 }
 
+/// `--default-subnet CIDR`: the default network's subnet, host bits dropped; it needs room for a
+/// gateway and a container, so /30 or shorter.
+pub fn parse_default_subnet(text: &str) -> Result<Ipv4Net, String> {
+    let net: Ipv4Net = text
+        .parse()
+        .map_err(|e| format!("{:?} is not an IPv4 CIDR: {e}", text))?;
+    if net.prefix_len() > 30 {
+        return Err(format!(
+            "subnet {net} is too small: the prefix must be /30 or shorter"
+        ));
+    }
+    Ok(net.trunc())
+}
+
 /// The default gateway of a subnet: its first host address.
 pub fn default_gateway(subnet: Ipv4Net) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(subnet.network()) + 1)
@@ -236,5 +250,104 @@ mod tests {
         let c: Ipv4Net = "11.0.0.0/16".parse().unwrap();
         assert!(overlaps(a, b) && overlaps(b, a));
         assert!(!overlaps(a, c));
+    }
+
+    /// Property tests: allocation is serial and never hands out a reserved, used or foreign
+    /// address; it fails only when there is none; the default subnet option refuses what has no
+    /// room. `PROPTEST_CASES` sets the number of cases.
+    mod props {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// A small network (so that exhaustion is common) with its gateway, range, used
+        /// addresses and cursor.
+        fn case() -> impl Strategy<Value = (Pool, Vec<Ipv4Addr>, Ipv4Addr)> {
+            (any::<u32>(), 25u8..=30)
+                .prop_flat_map(|(base, prefix)| {
+                    let subnet = Ipv4Net::new(base.into(), prefix).unwrap().trunc();
+                    let size = 1u32 << (32 - prefix);
+                    let first = u32::from(subnet.network());
+                    (
+                        Just(subnet),
+                        1..size - 1,
+                        proptest::option::of((0..size, prefix..=32)),
+                        proptest::collection::vec(0..size, 0..size as usize),
+                        prop_oneof![(0..size).prop_map(move |o| first + o), any::<u32>()],
+                    )
+                })
+                .prop_map(|(subnet, gw, range, used, cursor)| {
+                    let first = u32::from(subnet.network());
+                    let pool = Pool {
+                        subnet,
+                        gateway: Ipv4Addr::from(first + gw),
+                        range: range.map(|(o, p)| {
+                            Ipv4Net::new(Ipv4Addr::from(first + o), p).unwrap().trunc()
+                        }),
+                    };
+                    let used = used
+                        .into_iter()
+                        .map(|o| Ipv4Addr::from(first + o))
+                        .collect();
+                    (pool, used, Ipv4Addr::from(cursor))
+                })
+        }
+
+        proptest! {
+            #[test]
+            fn allocation_is_serial_and_hands_out_only_free_addresses((pool, used, cursor) in case()) {
+                let range = pool.range.unwrap_or(pool.subnet);
+                let free = |ip: &Ipv4Addr| !pool.is_reserved(*ip) && !used.contains(ip);
+                // The range in the order the allocator walks it: after the cursor, wrapping.
+                let all: Vec<Ipv4Addr> = range.hosts().chain([range.network(), range.broadcast()])
+                    .collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+                let start = match all.iter().position(|ip| *ip == cursor) {
+                    Some(i) => i + 1,
+                    None => 0,
+                };
+                let walk: Vec<Ipv4Addr> = all.iter().cycle().skip(start).take(all.len()).copied().collect();
+                match pool.allocate(&used, cursor) {
+                    Ok(ip) => {
+                        prop_assert!(range.contains(&ip) && pool.subnet.contains(&ip));
+                        prop_assert!(free(&ip), "{} is reserved or in use", ip);
+                        prop_assert_eq!(walk.iter().find(|ip| free(ip)), Some(&ip), "not the next free one");
+                        prop_assert_eq!(pool.check_static(ip, &used), Ok(()));
+                    }
+                    Err(e) => {
+                        prop_assert_eq!(e, IpamError::Exhausted(range));
+                        prop_assert!(!walk.iter().any(free));
+                    }
+                }
+            }
+
+            #[test]
+            fn a_static_address_is_accepted_exactly_when_it_is_free((pool, used, ip) in case()) {
+                let ok = pool.subnet.contains(&ip) && !pool.is_reserved(ip) && !used.contains(&ip);
+                let got = pool.check_static(ip, &used);
+                prop_assert_eq!(got.is_ok(), ok, "{:?}", got);
+                if let Err(e) = got {
+                    prop_assert!(e.to_string().contains(&ip.to_string()));
+                }
+            }
+
+            #[test]
+            fn the_default_subnet_option_has_room_for_a_gateway_and_a_container(
+                text in prop_oneof![
+                    (any::<[u8; 4]>(), 0u8..=40).prop_map(|(a, p)| format!("{}/{p}", Ipv4Addr::from(a))),
+                    any::<String>(),
+                ]
+            ) {
+                match parse_default_subnet(&text) {
+                    Ok(net) => {
+                        prop_assert_eq!(net.addr(), net.network());
+                        let gw = default_gateway(net);
+                        prop_assert!(net.contains(&gw) && gw != net.network() && gw != net.broadcast());
+                        let pool = Pool { subnet: net, gateway: gw, range: None };
+                        prop_assert!(pool.allocate(&[], gw).is_ok());
+                    }
+                    Err(e) => prop_assert!(!e.contains('\n'), "{:?}", e),
+                }
+            }
+        }
     }
 }

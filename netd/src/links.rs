@@ -83,8 +83,8 @@ pub enum LinkError {
     /// Docker's message for `--link ""`.
     #[error("empty string specified for links")]
     Empty,
-    /// Docker's message for more than one colon.
-    #[error("bad format for links: {0}")]
+    /// Docker's message for more than one colon (control characters escaped: one line).
+    #[error("bad format for links: {}", .0.escape_debug())]
     BadFormat(String),
     /// `:alias`.
     #[error("invalid link {0:?}: empty container name")]
@@ -385,6 +385,9 @@ mod tests {
         let e = parse_link("a:b:c").unwrap_err();
         assert_eq!(e.to_string(), "bad format for links: a:b:c");
         assert!(matches!(parse_link("::"), Err(LinkError::BadFormat(_))));
+        // Found by the property tests: a newline in the spec made a two-line error.
+        let e = parse_link("a\nb:c:d").unwrap_err();
+        assert_eq!(e.to_string(), "bad format for links: a\\nb:c:d");
     }
 
     #[test]
@@ -843,5 +846,75 @@ mod tests {
         let after = linked("db", new_ip, &[(80, "tcp")], &[]);
         assert_eq!(hosts_line("db", &after), "172.17.0.9\tdb 6e5cdeb2d300");
         assert!(before.contains(&"DB_PORT=tcp://172.17.0.5:80".to_string()));
+    }
+}
+
+/// Property tests of `--link`: what parses prints back as itself, what must be refused is, and
+/// every refusal is one line. `PROPTEST_CASES` sets the number of cases.
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A name or alias Docker users write.
+    fn part() -> impl Strategy<Value = String> {
+        "[a-zA-Z0-9][a-zA-Z0-9_.-]{0,20}"
+    }
+
+    fn check_error(spec: &str, e: &LinkError) -> Result<(), TestCaseError> {
+        let text = e.to_string();
+        prop_assert!(!text.contains('\n') && !text.contains('\r'), "{text:?}");
+        if !spec.is_empty() {
+            prop_assert!(
+                text.contains(&format!("{spec:?}"))
+                    || text.contains(&*spec.escape_debug().to_string()),
+                "{text} does not name {spec:?}"
+            );
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn name_and_alias_round_trip(name in part(), alias in proptest::option::of(part()), slash in any::<bool>()) {
+            let lead = if slash { "/" } else { "" };
+            let spec = match &alias {
+                Some(a) => format!("{lead}{name}:{a}"),
+                None => format!("{lead}{name}"),
+            };
+            let parsed = parse_link(&spec).unwrap();
+            prop_assert_eq!(&parsed.name, &name);
+            prop_assert_eq!(&parsed.alias, alias.as_ref().unwrap_or(&name));
+            prop_assert_eq!(parse_link(&parsed.to_string()), Ok(parsed));
+        }
+
+        #[test]
+        fn dockers_stored_form_keeps_the_last_path_component(name in part(), this in part(), alias in part()) {
+            let parsed = parse_link(&format!("/{name}:/{this}/{alias}")).unwrap();
+            prop_assert_eq!(parsed, LinkSpec { name, alias });
+        }
+
+        #[test]
+        fn any_text_parses_to_a_usable_link_or_one_line_error(
+            spec in prop_oneof!["[a-z:/ \\t\\n.\\x00-]{0,12}", any::<String>()]
+        ) {
+            match parse_link(&spec) {
+                Ok(link) => {
+                    for p in [&link.name, &link.alias] {
+                        prop_assert!(!p.is_empty());
+                        prop_assert!(!p.chars().any(|c| c.is_whitespace() || c.is_control() || c == '/' || c == ':'));
+                    }
+                    prop_assert_eq!(parse_link(&link.to_string()), Ok(link));
+                }
+                Err(e) => check_error(&spec, &e)?,
+            }
+        }
+
+        #[test]
+        fn more_than_one_colon_is_refused(parts in proptest::collection::vec("[a-z]{0,4}", 3..6)) {
+            let spec = parts.join(":");
+            prop_assert_eq!(parse_link(&spec), Err(LinkError::BadFormat(spec.clone())));
+        }
     }
 }

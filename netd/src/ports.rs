@@ -1344,3 +1344,279 @@ mod tests {
         assert!(serde_json::from_str::<Proto>(r#""sctp""#).is_err());
     }
 }
+
+/// Property tests: generated specs parse to what Docker's grammar says, every parsed mapping
+/// prints as a spec that parses back to itself, arbitrary text never panics and fails with a
+/// one-line error that quotes it, and the allocator's answers hold whatever the request.
+/// `PROPTEST_CASES` sets the number of cases (`cargo xtask fuzz` raises it).
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A port number as a user may write it (sometimes with leading zeros).
+    fn written(port: u16) -> impl Strategy<Value = String> {
+        (0usize..3).prop_map(move |zeros| format!("{}{port}", "0".repeat(zeros)))
+    }
+
+    /// `N` or `START-END` (start <= end), with the range it stands for.
+    fn range(min: u16) -> impl Strategy<Value = (String, Range)> {
+        prop_oneof![
+            (min..=u16::MAX).prop_map(|p| (p, p)),
+            (min..=u16::MAX, 0u16..64).prop_map(|(s, n)| (s, s.saturating_add(n))),
+        ]
+        .prop_flat_map(|(start, end)| {
+            let text = if start == end {
+                written(start).boxed()
+            } else {
+                (written(start), written(end))
+                    .prop_map(|(a, b)| format!("{a}-{b}"))
+                    .boxed()
+            };
+            text.prop_map(move |t| (t, Range { start, end }))
+        })
+    }
+
+    /// `/tcp`, `/UDP`, `/` or nothing, with the protocol it means.
+    fn proto() -> impl Strategy<Value = (String, Proto)> {
+        prop_oneof![
+            Just((String::new(), Proto::Tcp)),
+            Just(("/".to_string(), Proto::Tcp)),
+            "(?i:tcp)".prop_map(|p| (format!("/{p}"), Proto::Tcp)),
+            "(?i:udp)".prop_map(|p| (format!("/{p}"), Proto::Udp)),
+        ]
+    }
+
+    /// The host IP part: absent, empty, dotted or bracketed, with the address it means.
+    fn host_ip() -> impl Strategy<Value = (Option<String>, Ipv4Addr)> {
+        prop_oneof![
+            Just((None, Ipv4Addr::UNSPECIFIED)),
+            Just((Some(String::new()), Ipv4Addr::UNSPECIFIED)),
+            any::<[u8; 4]>().prop_map(|o| (Some(Ipv4Addr::from(o).to_string()), o.into())),
+            any::<[u8; 4]>().prop_map(|o| (Some(format!("[{}]", Ipv4Addr::from(o))), o.into())),
+        ]
+    }
+
+    /// A spec that follows the grammar and whose ranges fit together, with the mappings it
+    /// must give, computed from the parts rather than by the parser's own steps.
+    fn valid_spec() -> impl Strategy<Value = (String, Vec<PortMapping>)> {
+        (host_ip(), proptest::option::of(range(0)), range(1), proto())
+            .prop_filter(
+                "host and container ranges must fit",
+                |(_, host, (_, c), _)| {
+                    host.as_ref().is_none_or(|(_, h)| {
+                        (h.start == h.end || h.start != 0)
+                            && (c.start == c.end || h.end - h.start == c.end - c.start)
+                    })
+                },
+            )
+            .prop_map(|((ip_text, ip), host, (c_text, c), (p_text, proto))| {
+                let host_text = host.as_ref().map_or("", |(t, _)| t.as_str());
+                let spec = match (&ip_text, &host) {
+                    (Some(ip), _) => format!("{ip}:{host_text}:{c_text}{p_text}"),
+                    (None, Some(_)) => format!("{host_text}:{c_text}{p_text}"),
+                    (None, None) => format!("{c_text}{p_text}"),
+                };
+                let one = |host_port, container_port, host_range| PortMapping {
+                    host_ip: ip,
+                    host_port,
+                    container_port,
+                    proto,
+                    host_range,
+                };
+                let ports = c.start..=c.end;
+                let expected = match host.map(|(_, h)| h) {
+                    None => ports.map(|cp| one(0, cp, None)).collect(),
+                    Some(h) if h.end - h.start == c.end - c.start => ports
+                        .map(|cp| one(h.start + (cp - c.start), cp, None))
+                        .collect(),
+                    Some(h) => vec![one(
+                        0,
+                        c.start,
+                        Some(HostRange {
+                            start: h.start,
+                            end: h.end,
+                        }),
+                    )],
+                };
+                (spec, expected)
+            })
+    }
+
+    /// Text near the grammar: digits, separators, brackets, letters of protocols and addresses.
+    fn near_grammar() -> impl Strategy<Value = String> {
+        "[0-9:/.\\-\\[\\]%a-fptucdsU ]{0,28}"
+    }
+
+    /// Every error is one line, names the spec exactly as given, and says it is a port spec.
+    fn check_error(spec: &str, e: &PortSpecError) -> Result<(), TestCaseError> {
+        let text = e.to_string();
+        prop_assert!(!text.contains('\n'), "two lines: {text}");
+        prop_assert!(
+            text.contains(&format!("{spec:?}")),
+            "{text} does not quote {spec:?}"
+        );
+        prop_assert!(
+            text.starts_with("invalid port spec ") || text.starts_with("invalid expose spec "),
+            "{text}"
+        );
+        Ok(())
+    }
+
+    /// What parses is canonical: each mapping prints as a spec that gives exactly it back, and
+    /// survives the state file's JSON.
+    fn check_parsed(mappings: &[PortMapping]) -> Result<(), TestCaseError> {
+        prop_assert!(!mappings.is_empty());
+        for m in mappings {
+            prop_assert!(m.container_port != 0);
+            prop_assert!(m.host_range.is_none() || m.host_port == 0);
+            let printed = m.to_string();
+            prop_assert_eq!(parse_publish(&printed), Ok(vec![*m]), "{}", printed);
+            let json = serde_json::to_string(m).unwrap();
+            prop_assert_eq!(&serde_json::from_str::<PortMapping>(&json).unwrap(), m);
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn specs_of_the_grammar_parse_to_their_mappings((spec, expected) in valid_spec()) {
+            let got = parse_publish(&spec);
+            prop_assert_eq!(got.as_ref(), Ok(&expected), "{}", spec);
+            check_parsed(&expected)?;
+        }
+
+        #[test]
+        fn any_text_parses_canonically_or_fails_with_one_line(
+            spec in prop_oneof![near_grammar(), any::<String>()]
+        ) {
+            match parse_publish(&spec) {
+                Ok(mappings) => check_parsed(&mappings)?,
+                Err(e) => check_error(&spec, &e)?,
+            }
+            match parse_expose(&spec) {
+                Ok(ports) => {
+                    prop_assert!(!ports.is_empty() && ports.iter().all(|p| p.port != 0));
+                    prop_assert!(!spec.contains(':'));
+                    let printed = ports[0].to_string();
+                    prop_assert_eq!(&parse_expose(&printed).unwrap()[..], &ports[..1]);
+                }
+                Err(e) => check_error(&spec, &e)?,
+            }
+        }
+
+        #[test]
+        fn a_zero_or_too_large_container_port_is_refused(
+            prefix in "(|[0-9]{1,5}:|127\\.0\\.0\\.1:[0-9]{0,5}:)",
+            bad in prop_oneof![Just("0".to_string()), Just("00".to_string()),
+                               (65536u32..10_000_000).prop_map(|n| n.to_string())],
+            suffix in "(|/tcp|/udp)",
+        ) {
+            let spec = format!("{prefix}{bad}{suffix}");
+            match parse_publish(&spec) {
+                Err(PortSpecError::ZeroPort { side: Side::Container, .. })
+                | Err(PortSpecError::OutOfRange { side: Side::Container, .. }) => {}
+                // A bad host port may be noticed first, with its own error.
+                Err(PortSpecError::OutOfRange { side: Side::Host, .. }) => {}
+                other => prop_assert!(false, "{spec:?} gave {other:?}"),
+            }
+        }
+
+        #[test]
+        fn mismatched_ranges_are_refused(
+            h in 1u16..60000, hn in 1u16..50, c in 1u16..60000, cn in 1u16..50,
+        ) {
+            prop_assume!(hn != cn);
+            let spec = format!("{h}-{}:{c}-{}", h + hn, c + cn);
+            prop_assert!(
+                matches!(parse_publish(&spec), Err(PortSpecError::RangeMismatch { .. })),
+                "{}", spec
+            );
+        }
+
+        #[test]
+        fn allocation_gives_free_distinct_ports_or_proves_there_are_none(
+            request in proptest::collection::vec(mapping_request(), 1..10),
+            taken in proptest::collection::btree_set((proto_any(), ip_any(), 1u16..=24), 0..16),
+        ) {
+            let is_taken = |proto: Proto, ip: Ipv4Addr, port: u16| {
+                taken.iter().any(|(p, tip, tport)| {
+                    *p == proto && *tport == port
+                        && (*tip == ip || tip.is_unspecified() || ip.is_unspecified())
+                })
+            };
+            let mut mappings = request.clone();
+            let result = allocate(&mut mappings, is_taken, 10..=24);
+            for (i, (m, asked)) in mappings.iter().zip(&request).enumerate() {
+                if !asked.needs_allocation() {
+                    prop_assert_eq!(m, asked, "a fixed mapping changed");
+                    continue;
+                }
+                if m.needs_allocation() {
+                    // Not reached, or the one that failed: the first such must have had no port.
+                    prop_assert!(result.is_err());
+                    let range = asked.host_range.map_or(10..=24, |r| r.start..=r.end);
+                    let blocked = range.clone().filter(|&p| p != 0).all(|port| {
+                        let c = PortMapping { host_port: port, host_range: None, ..*asked };
+                        is_taken(c.proto, c.host_ip, port)
+                            || mappings.iter().enumerate().any(|(j, o)| j != i && conflicts(&c, o))
+                    });
+                    prop_assert!(blocked, "{} failed with a free port in {:?}", asked, range);
+                    break;
+                }
+                let range = asked.host_range.map_or(10..=24, |r| r.start..=r.end);
+                prop_assert!(range.contains(&m.host_port) && m.host_port != 0, "{}", m);
+                prop_assert!(m.host_range.is_none());
+                prop_assert!(!is_taken(m.proto, m.host_ip, m.host_port), "{} is taken", m);
+                for (j, other) in mappings.iter().enumerate() {
+                    prop_assert!(j == i || !conflicts(m, other), "{} conflicts with {}", m, other);
+                }
+            }
+            if let Err(e) = result {
+                prop_assert!(matches!(e, PortSpecError::NoFreePort { .. }), "{e}");
+                prop_assert!(mappings.iter().any(PortMapping::needs_allocation));
+            }
+        }
+    }
+
+    fn proto_any() -> impl Strategy<Value = Proto> {
+        prop_oneof![Just(Proto::Tcp), Just(Proto::Udp)]
+    }
+
+    fn ip_any() -> impl Strategy<Value = Ipv4Addr> {
+        prop_oneof![
+            Just(Ipv4Addr::UNSPECIFIED),
+            Just(Ipv4Addr::LOCALHOST),
+            Just(Ipv4Addr::new(10, 0, 0, 1)),
+        ]
+    }
+
+    /// A mapping as a request brings it: fixed, ephemeral or from a host range, over a port
+    /// space small enough for collisions to be common.
+    fn mapping_request() -> impl Strategy<Value = PortMapping> {
+        let host = prop_oneof![
+            (1u16..=24).prop_map(|p| (p, None)),
+            Just((0, None)),
+            (0u16..=24, 0u16..6).prop_map(|(s, n)| {
+                let start = s.max(1);
+                (
+                    0,
+                    Some(HostRange {
+                        start,
+                        end: (start + n).min(24),
+                    }),
+                )
+            }),
+        ];
+        (ip_any(), host, 1u16..100, proto_any()).prop_map(
+            |(host_ip, (host_port, host_range), c, proto)| PortMapping {
+                host_ip,
+                host_port,
+                container_port: c,
+                proto,
+                host_range,
+            },
+        )
+    }
+}

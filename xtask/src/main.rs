@@ -6,6 +6,7 @@
 mod bench;
 mod build;
 mod demo;
+mod fuzz;
 mod lab;
 mod prereqs;
 mod run;
@@ -45,6 +46,12 @@ enum Verb {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Fuzz the parsers, the API decoder, the DNS server and the BPF programs for a while.
+    Fuzz {
+        /// Total time, shared by property tests, the BPF fuzzer and the libFuzzer targets.
+        #[arg(long, default_value_t = 10.0)]
+        minutes: f64,
+    },
     /// Walk through netd's scenarios with real traffic in throwaway namespaces.
     Demo,
     /// Benchmark netd against Docker's iptables datapath, docker-proxy and plain routing.
@@ -80,6 +87,7 @@ fn dispatch(verb: Verb) -> anyhow::Result<ExitCode> {
         Verb::Run { args } => run::run(&args).map(|()| ExitCode::SUCCESS),
         Verb::Test { args } => test::test(&args).map(|()| ExitCode::SUCCESS),
         Verb::Demo => demo::demo(),
+        Verb::Fuzz { minutes } => fuzz::fuzz(minutes),
         Verb::Bench {
             quick,
             only,

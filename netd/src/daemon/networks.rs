@@ -51,15 +51,13 @@ impl Daemon {
         if let Some(key) = options.keys().find(|k| *k != OPT_BRIDGE_NAME) {
             return Err(invalid(format!("unsupported network option {key:?}")));
         }
-        let subnet = self.pick_subnet(req)?;
-        let gateway = check_gateway(subnet, req)?;
-        if let Some(range) = req.ip_range {
-            if req.subnet.is_none() || !subnet.contains(&range) {
-                return Err(invalid(format!(
-                    "ip-range {range} must lie inside the network's --subnet"
-                )));
-            }
-        }
+        let taken: Vec<(&str, Ipv4Net)> = self
+            .state
+            .networks
+            .values()
+            .map(|n| (n.name.as_str(), n.subnet))
+            .collect();
+        let (subnet, gateway) = plan_addresses(req, &taken)?;
         let id = new_id();
         let bridge = match options.get(OPT_BRIDGE_NAME) {
             Some(b) => self.check_bridge_name(b)?,
@@ -82,42 +80,8 @@ impl Daemon {
         })
     }
 
-    fn pick_subnet(&self, req: &NetworkCreate) -> OpResult<Ipv4Net> {
-        let taken: Vec<Ipv4Net> = self.state.networks.values().map(|n| n.subnet).collect();
-        let Some(subnet) = req.subnet else {
-            return Ok(ipam::auto_subnet(&taken)?);
-        };
-        if subnet.network() != subnet.addr() {
-            return Err(invalid(format!(
-                "invalid subnet {subnet}: host bits are set (did you mean {}?)",
-                subnet.trunc()
-            )));
-        }
-        if subnet.prefix_len() > 30 {
-            return Err(invalid(format!(
-                "subnet {subnet} is too small: the prefix must be /30 or shorter"
-            )));
-        }
-        if let Some(other) = self
-            .state
-            .networks
-            .values()
-            .find(|n| ipam::overlaps(n.subnet, subnet))
-        {
-            return Err(conflict(format!(
-                "subnet {subnet} overlaps with network {} ({})",
-                other.name, other.subnet
-            )));
-        }
-        Ok(subnet)
-    }
-
     fn check_bridge_name(&self, name: &str) -> OpResult<String> {
-        if name.is_empty() || name.len() > 15 || name.contains(['/', ' ']) {
-            return Err(invalid(format!(
-                "invalid bridge name {name:?}: 1 to 15 characters, no '/' or space"
-            )));
-        }
+        validate::device_name("bridge", name)?;
         if self.state.networks.values().any(|n| n.bridge == name) {
             return Err(conflict(format!(
                 "bridge {name} is already used by another network"
@@ -345,6 +309,51 @@ impl Daemon {
     }
 }
 
+/// The subnet and gateway of a new network, from the request and the (name, subnet) of every
+/// network there is; the `--ip-range` must lie inside the subnet. Pure, so that every rule can be
+/// checked without a daemon.
+fn plan_addresses(
+    req: &NetworkCreate,
+    taken: &[(&str, Ipv4Net)],
+) -> OpResult<(Ipv4Net, std::net::Ipv4Addr)> {
+    let subnet = pick_subnet(req, taken)?;
+    let gateway = check_gateway(subnet, req)?;
+    if let Some(range) = req.ip_range {
+        if req.subnet.is_none() || !subnet.contains(&range) {
+            return Err(invalid(format!(
+                "ip-range {range} must lie inside the network's --subnet"
+            )));
+        }
+    }
+    Ok((subnet, gateway))
+}
+
+/// The requested subnet (no host bits, room for a gateway and a container, overlapping no other
+/// network), or the first free default pool.
+fn pick_subnet(req: &NetworkCreate, taken: &[(&str, Ipv4Net)]) -> OpResult<Ipv4Net> {
+    let Some(subnet) = req.subnet else {
+        let taken: Vec<Ipv4Net> = taken.iter().map(|(_, s)| *s).collect();
+        return Ok(ipam::auto_subnet(&taken)?);
+    };
+    if subnet.network() != subnet.addr() {
+        return Err(invalid(format!(
+            "invalid subnet {subnet}: host bits are set (did you mean {}?)",
+            subnet.trunc()
+        )));
+    }
+    if subnet.prefix_len() > 30 {
+        return Err(invalid(format!(
+            "subnet {subnet} is too small: the prefix must be /30 or shorter"
+        )));
+    }
+    if let Some((name, other)) = taken.iter().find(|(_, s)| ipam::overlaps(*s, subnet)) {
+        return Err(conflict(format!(
+            "subnet {subnet} overlaps with network {name} ({other})"
+        )));
+    }
+    Ok(subnet)
+}
+
 /// The gateway: given (inside the subnet, not its network or broadcast address) or the first host.
 fn check_gateway(subnet: Ipv4Net, req: &NetworkCreate) -> OpResult<std::net::Ipv4Addr> {
     let Some(gw) = req.gateway else {
@@ -375,5 +384,108 @@ fn mode_view(name: &str) -> NetworkView {
         options: BTreeMap::new(),
         containers: BTreeMap::new(),
         created: 0,
+    }
+}
+
+/// Property tests of a new network's addresses: whatever the request and the networks there
+/// are, the plan is a usable subnet of its own with a usable gateway, or a one-line refusal.
+/// `PROPTEST_CASES` sets the number of cases.
+#[cfg(test)]
+mod props {
+    use std::net::Ipv4Addr;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn net() -> impl Strategy<Value = Ipv4Net> {
+        prop_oneof![
+            (any::<[u8; 4]>(), 0u8..=32).prop_map(|(a, p)| Ipv4Net::new(a.into(), p).unwrap()),
+            // Near the default pools, where overlaps are likely.
+            (0u8..40, 16u8..=31)
+                .prop_map(|(b, p)| Ipv4Net::new(Ipv4Addr::new(172, b, 0, 0), p).unwrap()),
+            (0u8..=255, 20u8..=32).prop_map(|(c, p)| Ipv4Net::new(
+                Ipv4Addr::new(192, 168, c, 0),
+                p
+            )
+            .unwrap()),
+        ]
+    }
+
+    /// A request's addressing: a subnet, maybe host bits, a gateway and a range near it.
+    fn request() -> impl Strategy<Value = NetworkCreate> {
+        (
+            proptest::option::of(net()),
+            proptest::option::of((any::<u32>(), any::<bool>())),
+            proptest::option::of((any::<u32>(), 0u8..=32, any::<bool>())),
+        )
+            .prop_map(|(subnet, gateway, range)| {
+                let inside = |seed: u32| match subnet {
+                    Some(s) => {
+                        Ipv4Addr::from(u32::from(s.network()) | (seed & !u32::from(s.netmask())))
+                    }
+                    None => Ipv4Addr::from(seed),
+                };
+                NetworkCreate {
+                    name: "n".into(),
+                    driver: "bridge".into(),
+                    subnet,
+                    gateway: gateway.map(|(g, near)| if near { inside(g) } else { g.into() }),
+                    ip_range: range.map(|(r, p, near)| {
+                        let a = if near { inside(r) } else { r.into() };
+                        Ipv4Net::new(a, p.max(subnet.map_or(0, |s| s.prefix_len()))).unwrap()
+                    }),
+                    internal: false,
+                    options: vec![],
+                }
+            })
+    }
+
+    /// The networks there are: the default bridge, and a few more that do not overlap.
+    fn existing() -> impl Strategy<Value = Vec<Ipv4Net>> {
+        proptest::collection::vec(net(), 0..5).prop_map(|nets| {
+            let mut taken = vec!["172.17.0.0/16".parse::<Ipv4Net>().unwrap()];
+            for n in nets.into_iter().map(|n| n.trunc()) {
+                if taken.iter().all(|t| !ipam::overlaps(*t, n)) {
+                    taken.push(n);
+                }
+            }
+            taken
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn a_planned_network_has_a_usable_subnet_and_gateway_of_its_own(
+            req in request(), existing in existing()
+        ) {
+            let names: Vec<String> = (0..existing.len()).map(|i| format!("net{i}")).collect();
+            let taken: Vec<(&str, Ipv4Net)> =
+                names.iter().map(String::as_str).zip(existing.iter().copied()).collect();
+            match plan_addresses(&req, &taken) {
+                Ok((subnet, gateway)) => {
+                    prop_assert_eq!(subnet.network(), subnet.addr(), "host bits in {}", subnet);
+                    prop_assert!(subnet.prefix_len() <= 30);
+                    prop_assert!(existing.iter().all(|t| !ipam::overlaps(*t, subnet)));
+                    prop_assert!(subnet.contains(&gateway));
+                    prop_assert!(gateway != subnet.network() && gateway != subnet.broadcast());
+                    prop_assert_eq!(gateway, req.gateway.unwrap_or(ipam::default_gateway(subnet)));
+                    if let Some(s) = req.subnet {
+                        prop_assert_eq!(s, subnet);
+                    }
+                    if let Some(range) = req.ip_range {
+                        prop_assert!(subnet.contains(&range.network()) && subnet.contains(&range.broadcast()));
+                    }
+                }
+                Err(e) => {
+                    let text = e.to_string();
+                    prop_assert!(!text.contains('\n') && !text.is_empty(), "{}", text);
+                    // Only a request that names something wrong, or a full address space, fails.
+                    let refusable = req.subnet.is_some() || req.gateway.is_some() || req.ip_range.is_some()
+                        || matches!(e, OpError::Ipam(ipam::IpamError::NoSubnet));
+                    prop_assert!(refusable, "{}", text);
+                }
+            }
+        }
     }
 }

@@ -15,7 +15,7 @@ use netd_common::{Event, CONFIG_EVENTS, EVENTS_DROPS, EVENTS_FLOWS};
 use tokio::{io::unix::AsyncFd, sync::broadcast};
 
 use super::{maps::monotonic_ns, observe, Daemon};
-use crate::api::{Reply, Request, Response};
+use crate::api::{decode_request, Reply, Request, Response, MAX_REQUEST};
 
 /// The daemon and the events the datapath reports.
 struct Shared {
@@ -28,9 +28,6 @@ const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How often expired flows are removed and host addresses refreshed.
 const HOUSEKEEPING: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Largest request accepted.
-const MAX_REQUEST: u64 = 1 << 20;
 
 /// Binds the socket, refusing to start if another daemon answers on it. The socket is root's
 /// alone (0600), or also `group`'s (0660) when one is named, from the moment it exists.
@@ -145,11 +142,12 @@ pub async fn serve(
 
 async fn serve_one(mut stream: UnixStream, shared: Arc<Shared>) -> anyhow::Result<()> {
     let mut buf = Vec::new();
+    // One byte more than a request may have, so that a longer one is seen and refused.
     (&mut stream)
-        .take(MAX_REQUEST)
+        .take(MAX_REQUEST as u64 + 1)
         .read_to_end(&mut buf)
         .await?;
-    let response: Response = match serde_json::from_slice::<Request>(&buf) {
+    let response: Response = match decode_request(&buf) {
         Ok(Request::Monitor {
             container,
             port,
@@ -165,7 +163,7 @@ async fn serve_one(mut stream: UnixStream, shared: Arc<Shared>) -> anyhow::Resul
             daemon.refresh_link_hosts();
             result
         }
-        Err(e) => Err(format!("malformed request: {e}")),
+        Err(e) => Err(e),
     };
     stream.write_all(&serde_json::to_vec(&response)?).await?;
     stream.shutdown().await?;

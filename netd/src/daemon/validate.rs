@@ -34,6 +34,24 @@ pub fn hostname(name: &str) -> OpResult<()> {
     Ok(())
 }
 
+/// A network device name the kernel accepts (`dev_valid_name`): 1 to 15 bytes, not `.` or `..`,
+/// no `/`, `:` or whitespace; and no NUL, which would end the name early in netlink.
+pub fn device_name(kind: &str, name: &str) -> OpResult<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 15
+        && name != "."
+        && name != ".."
+        && !name
+            .bytes()
+            .any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace() || b == 0x0b || b == 0);
+    if !ok {
+        return Err(invalid(format!(
+            "invalid {kind} name {name:?}: 1 to 15 bytes, not . or .., no '/', ':' or whitespace"
+        )));
+    }
+    Ok(())
+}
+
 /// `KEY=VALUE` pairs; a missing `=` or empty key is refused.
 pub fn key_values(what: &str, items: &[String]) -> OpResult<BTreeMap<String, String>> {
     items
@@ -75,5 +93,83 @@ mod tests {
         assert_eq!(kv["b"], "");
         assert!(key_values("option", &["novalue".into()]).is_err());
         assert!(key_values("option", &["=v".into()]).is_err());
+    }
+
+    /// Property tests: device names are what the kernel takes, names what Docker takes, and
+    /// every refusal is one line. `PROPTEST_CASES` sets the number of cases.
+    mod props {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// The kernel's `dev_valid_name` (net/core/dev.c), byte for byte: C's `isspace` is
+        /// space, \t, \n, \v, \f and \r; a NUL ends the name early.
+        fn kernel_accepts(name: &[u8]) -> bool {
+            let name = name.split(|&b| b == 0).next().unwrap_or_default();
+            !name.is_empty()
+                && name.len() < 16
+                && name != b"."
+                && name != b".."
+                && !name
+                    .iter()
+                    .any(|&b| b == b'/' || b == b':' || b" \t\n\x0b\x0c\r".contains(&b))
+        }
+
+        fn one_line(e: &crate::daemon::error::OpError) -> Result<(), TestCaseError> {
+            let text = e.to_string();
+            prop_assert!(!text.contains('\n') && !text.contains('\r'), "{:?}", text);
+            Ok(())
+        }
+
+        proptest! {
+            #[test]
+            fn device_names_are_what_the_kernel_accepts(name in prop_oneof![
+                "[a-z0-9./: \t\n\x0b\x0c-]{0,17}", any::<String>()
+            ]) {
+                let ours = device_name("bridge", &name);
+                // A NUL would cut the name short in the kernel: it is refused.
+                let kernel = !name.contains('\0') && kernel_accepts(name.as_bytes());
+                prop_assert_eq!(ours.is_ok(), kernel, "{:?}", name);
+                if let Err(e) = &ours {
+                    one_line(e)?;
+                }
+            }
+
+            #[test]
+            fn names_follow_dockers_pattern_and_fail_in_one_line(name in prop_oneof![
+                "[a-zA-Z0-9_.-]{0,130}", any::<String>()
+            ]) {
+                let docker = name.len() <= 128
+                    && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+                let got = super::name("container", &name);
+                prop_assert_eq!(got.is_ok(), docker, "{:?}", name);
+                if let Err(e) = &got {
+                    one_line(e)?;
+                }
+                if let Err(e) = &hostname(&name) {
+                    one_line(e)?;
+                }
+            }
+
+            #[test]
+            fn key_values_keep_everything_after_the_first_equals(
+                items in proptest::collection::vec(any::<String>(), 0..4)
+            ) {
+                match key_values("option", &items) {
+                    Ok(kv) => for item in &items {
+                        let (k, _) = item.split_once('=').unwrap();
+                        prop_assert!(!k.is_empty());
+                        // The last of several equal keys wins.
+                        let last = items.iter().rev().find_map(|i| i.split_once('=').filter(|(kk, _)| kk == &k)).unwrap().1;
+                        prop_assert_eq!(kv.get(k).map(String::as_str), Some(last));
+                    },
+                    Err(e) => {
+                        prop_assert!(items.iter().any(|i| i.split_once('=').is_none_or(|(k, _)| k.is_empty())));
+                        one_line(&e)?;
+                    }
+                }
+            }
+        }
     }
 }

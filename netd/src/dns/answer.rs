@@ -4,7 +4,7 @@
 use std::net::Ipv4Addr;
 
 use hickory_proto::{
-    op::{Message, MessageType, OpCode, ResponseCode},
+    op::{Edns, Message, MessageType, OpCode, ResponseCode},
     rr::{
         rdata::{A, PTR},
         Name, RData, Record, RecordType,
@@ -15,6 +15,30 @@ use super::names::Names;
 
 /// TTL of the records netd owns (Docker's embedded server uses 600).
 const TTL: u32 = 600;
+
+/// Largest UDP reply the server sends, whatever a client's EDNS allows (it also reads queries
+/// of at most this size).
+pub const MAX_UDP_PAYLOAD: u16 = 4096;
+
+/// How a query came in, which bounds the reply's size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// 512 bytes, or what the query's EDNS record allows, up to [`MAX_UDP_PAYLOAD`]; a longer
+    /// reply is sent truncated (TC set, no records) so that the client asks again over TCP.
+    Udp,
+    /// Length-prefixed: up to 65,535 bytes.
+    Tcp,
+}
+
+impl Transport {
+    /// The largest reply to `request` this transport carries.
+    pub fn limit(self, request: &Message) -> usize {
+        match self {
+            Transport::Udp => usize::from(request.max_payload().min(MAX_UDP_PAYLOAD)),
+            Transport::Tcp => usize::from(u16::MAX),
+        }
+    }
+}
 
 /// What to do with a query.
 #[derive(Debug, PartialEq)]
@@ -27,16 +51,28 @@ pub enum Answer {
     Ignore,
 }
 
-/// The answer to `query` from `asker`; `rotation` picks the first of several addresses.
-pub fn answer(names: &Names, asker: Option<&str>, query: &[u8], rotation: usize) -> Answer {
+/// The answer to `query` from `asker`, arrived over `transport`; `rotation` picks the first of
+/// several addresses. A response is never answered (two servers would answer each other
+/// forever).
+pub fn answer(
+    names: &Names,
+    asker: Option<&str>,
+    query: &[u8],
+    rotation: usize,
+    transport: Transport,
+) -> Answer {
     let Ok(request) = Message::from_vec(query) else {
         return formerr(query);
     };
-    if request.metadata.message_type != MessageType::Query
-        || request.metadata.op_code != OpCode::Query
-        || request.queries.len() != 1
-    {
-        return reply(&request, ResponseCode::NotImp, vec![]);
+    if request.metadata.message_type != MessageType::Query {
+        return Answer::Ignore;
+    }
+    let reply = |code, answers| reply(&request, code, answers, transport);
+    if request.metadata.op_code != OpCode::Query {
+        return reply(ResponseCode::NotImp, vec![]);
+    }
+    if request.queries.len() != 1 {
+        return reply(ResponseCode::FormErr, vec![]);
     }
     let Some(asker) = asker else {
         return Answer::Forward;
@@ -47,7 +83,6 @@ pub fn answer(names: &Names, asker: Option<&str>, query: &[u8], rotation: usize)
         RecordType::PTR => match ptr_address(&name).and_then(|ip| names.reverse(asker, ip)) {
             Some(target) => match Name::from_ascii(format!("{target}.")) {
                 Ok(target) => reply(
-                    &request,
                     ResponseCode::NoError,
                     vec![Record::from_rdata(
                         q.name().clone(),
@@ -71,15 +106,21 @@ pub fn answer(names: &Names, asker: Option<&str>, query: &[u8], rotation: usize)
                     // The name exists, with no record of this type (netd networks are IPv4).
                     _ => vec![],
                 };
-                reply(&request, ResponseCode::NoError, records)
+                reply(ResponseCode::NoError, records)
             }
             None => Answer::Forward,
         },
     }
 }
 
-/// A response to `request` with `code` and `answers`.
-fn reply(request: &Message, code: ResponseCode, answers: Vec<Record>) -> Answer {
+/// A response to `request` with `code` and `answers`, with an EDNS record if the request had
+/// one (RFC 6891 6.1.1), truncated if it does not fit `transport`.
+fn reply(
+    request: &Message,
+    code: ResponseCode,
+    answers: Vec<Record>,
+    transport: Transport,
+) -> Answer {
     let mut resp = Message::response(request.metadata.id, request.metadata.op_code);
     resp.metadata.response_code = code;
     resp.metadata.recursion_desired = request.metadata.recursion_desired;
@@ -87,7 +128,23 @@ fn reply(request: &Message, code: ResponseCode, answers: Vec<Record>) -> Answer 
     resp.metadata.authoritative = true;
     resp.queries = request.queries.clone();
     resp.answers = answers;
-    resp.to_vec().map(Answer::Reply).unwrap_or(Answer::Ignore)
+    if request.edns.is_some() {
+        let mut edns = Edns::new();
+        edns.set_max_payload(MAX_UDP_PAYLOAD);
+        resp.set_edns(edns);
+    }
+    let Ok(bytes) = resp.to_vec() else {
+        return Answer::Ignore;
+    };
+    if bytes.len() <= transport.limit(request) {
+        return Answer::Reply(bytes);
+    }
+    resp.metadata.truncation = true;
+    resp.answers.clear();
+    match resp.to_vec() {
+        Ok(bytes) if bytes.len() <= transport.limit(request) => Answer::Reply(bytes),
+        _ => Answer::Ignore,
+    }
 }
 
 /// FORMERR for a message whose header is readable but whose body is not; nothing otherwise.
@@ -121,6 +178,11 @@ mod tests {
     use hickory_proto::op::Query;
 
     use super::*;
+
+    /// The answer over UDP, where most queries come.
+    fn answer(names: &Names, asker: Option<&str>, query: &[u8], rotation: usize) -> Answer {
+        super::answer(names, asker, query, rotation, Transport::Udp)
+    }
 
     fn names() -> Names {
         Names::for_tests(&[
@@ -255,5 +317,298 @@ mod tests {
             (m.metadata.id, m.metadata.response_code),
             (0x1234, ResponseCode::FormErr)
         );
+    }
+
+    #[test]
+    fn a_crowd_over_plain_udp_is_truncated_and_whole_over_tcp_or_edns() {
+        let mut q = Message::query();
+        q.add_query(Query::query(
+            Name::from_ascii("crowd.").unwrap(),
+            RecordType::A,
+        ));
+        let plain = q.to_vec().unwrap();
+        let udp = match super::answer(&props::names(), Some("web"), &plain, 0, Transport::Udp) {
+            Answer::Reply(b) => b,
+            other => panic!("{other:?}"),
+        };
+        let m = Message::from_vec(&udp).unwrap();
+        assert!(udp.len() <= 512 && m.metadata.truncation && m.answers.is_empty());
+        let tcp = match super::answer(&props::names(), Some("web"), &plain, 0, Transport::Tcp) {
+            Answer::Reply(b) => Message::from_vec(&b).unwrap(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            (tcp.answers.len(), tcp.metadata.truncation),
+            (props::CROWD as usize, false)
+        );
+        let mut edns = Edns::new();
+        edns.set_max_payload(4096);
+        q.set_edns(edns);
+        let big = match super::answer(
+            &props::names(),
+            Some("web"),
+            &q.to_vec().unwrap(),
+            0,
+            Transport::Udp,
+        ) {
+            Answer::Reply(b) => Message::from_vec(&b).unwrap(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(big.answers.len(), props::CROWD as usize);
+    }
+}
+
+/// Property tests of query handling: arbitrary bytes and arbitrary well-formed queries never
+/// panic; every reply is a DNS response with the query's id and question that fits its transport
+/// (truncated, with TC set, when the records do not); names netd owns are answered with exactly
+/// their addresses, others forwarded, responses never answered. `PROPTEST_CASES` sets the number
+/// of cases.
+#[cfg(test)]
+mod props {
+    use hickory_proto::op::Query;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// How many containers share the alias `crowd` (more than 512 bytes of A records).
+    pub(super) const CROWD: u8 = 120;
+
+    /// The names of the properties: three containers, and a crowd behind one alias.
+    pub(super) fn names() -> Names {
+        let mut rows: Vec<(String, String, String, Vec<&str>)> = vec![
+            ("web".into(), "app".into(), "10.1.0.2".into(), vec!["www"]),
+            ("web2".into(), "app".into(), "10.1.0.3".into(), vec!["www"]),
+            ("db".into(), "data".into(), "10.2.0.2".into(), vec![]),
+        ];
+        for i in 0..CROWD {
+            rows.push((
+                format!("c{i}"),
+                "app".into(),
+                format!("10.1.1.{i}"),
+                vec!["crowd"],
+            ));
+        }
+        let rows: Vec<(&str, &str, &str, &[&str])> = rows
+            .iter()
+            .map(|(c, n, ip, a)| (c.as_str(), n.as_str(), ip.as_str(), a.as_slice()))
+            .collect();
+        Names::for_tests(&rows)
+    }
+
+    fn asker() -> impl Strategy<Value = Option<&'static str>> {
+        proptest::sample::select(vec![
+            None,
+            Some("web"),
+            Some("db"),
+            Some("c7"),
+            Some("nobody"),
+        ])
+    }
+
+    fn name() -> impl Strategy<Value = Name> {
+        let known = proptest::sample::select(vec![
+            "web.",
+            "WWW.",
+            "www",
+            "db.",
+            "crowd.",
+            "Crowd.",
+            "c3.",
+            "example.org.",
+            "2.0.1.10.in-addr.arpa.",
+            "2.0.2.10.IN-ADDR.arpa.",
+            "7.1.1.10.in-addr.arpa.",
+            "9.9.9.in-addr.arpa.",
+            "in-addr.arpa.",
+            ".",
+        ])
+        .prop_map(|n| Name::from_ascii(n).unwrap());
+        let random = proptest::collection::vec("[a-zA-Z0-9_-]{1,12}", 1..5)
+            .prop_filter_map("a valid name", |labels| {
+                Name::from_ascii(labels.join(".")).ok()
+            });
+        prop_oneof![3 => known, 1 => random]
+    }
+
+    fn record_type() -> impl Strategy<Value = RecordType> {
+        prop_oneof![
+            Just(RecordType::A),
+            Just(RecordType::AAAA),
+            Just(RecordType::PTR),
+            Just(RecordType::ANY),
+            Just(RecordType::MX),
+            Just(RecordType::TXT),
+            any::<u16>().prop_map(RecordType::from),
+        ]
+    }
+
+    /// A query as a stub resolver (or something stranger) builds it.
+    fn message() -> impl Strategy<Value = Message> {
+        (
+            any::<u16>(),
+            prop_oneof![8 => Just(MessageType::Query), 1 => Just(MessageType::Response)],
+            prop_oneof![
+                8 => Just(OpCode::Query),
+                1 => Just(OpCode::Status),
+                1 => Just(OpCode::Notify),
+                1 => Just(OpCode::Update)
+            ],
+            proptest::collection::vec((name(), record_type()), 0..3),
+            prop_oneof![Just(None), any::<u16>().prop_map(Some)],
+            any::<bool>(),
+        )
+            .prop_map(|(id, kind, op, queries, edns, rd)| {
+                let mut m = Message::new(id, kind, op);
+                m.metadata.recursion_desired = rd;
+                for (n, t) in queries {
+                    m.add_query(Query::query(n, t));
+                }
+                if let Some(size) = edns {
+                    let mut e = Edns::new();
+                    e.set_max_payload(size);
+                    m.set_edns(e);
+                }
+                m
+            })
+    }
+
+    /// Bytes of a query, sometimes cut short or with bytes changed.
+    fn bytes() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..64),
+            (
+                message(),
+                proptest::collection::vec((any::<usize>(), any::<u8>()), 0..4),
+                proptest::option::of(any::<usize>())
+            )
+                .prop_map(|(m, changes, cut)| {
+                    let mut b = m.to_vec().unwrap();
+                    for (at, v) in changes {
+                        let at = at % b.len();
+                        b[at] = v;
+                    }
+                    if let Some(cut) = cut {
+                        b.truncate(cut % (b.len() + 1));
+                    }
+                    b
+                }),
+        ]
+    }
+
+    fn transport() -> impl Strategy<Value = Transport> {
+        prop_oneof![Just(Transport::Udp), Just(Transport::Tcp)]
+    }
+
+    /// A reply must be a response to the query: its id, and within what its transport carries.
+    fn check_reply(
+        query: &[u8],
+        reply: &[u8],
+        transport: Transport,
+    ) -> Result<Message, TestCaseError> {
+        let m = Message::from_vec(reply)
+            .map_err(|e| TestCaseError::fail(format!("reply does not decode: {e}")))?;
+        prop_assert!(query.len() >= 2);
+        prop_assert_eq!(m.metadata.id, u16::from_be_bytes([query[0], query[1]]));
+        prop_assert_eq!(m.metadata.message_type, MessageType::Response);
+        let limit = match (transport, Message::from_vec(query)) {
+            (Transport::Tcp, _) => usize::from(u16::MAX),
+            (Transport::Udp, Ok(q)) => usize::from(q.max_payload().min(MAX_UDP_PAYLOAD)),
+            (Transport::Udp, Err(_)) => 512,
+        };
+        prop_assert!(
+            reply.len() <= limit,
+            "{} bytes over {:?}",
+            reply.len(),
+            transport
+        );
+        Ok(m)
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_get_a_valid_reply_with_their_id_or_none(
+            query in bytes(), asker in asker(), rotation in any::<usize>(), transport in transport()
+        ) {
+            match answer(&names(), asker, &query, rotation, transport) {
+                Answer::Reply(reply) => {
+                    prop_assert!(query.len() >= 12, "a reply to {} bytes", query.len());
+                    prop_assert!(query[2] & 0x80 == 0, "a reply to a response");
+                    check_reply(&query, &reply, transport)?;
+                }
+                Answer::Forward => prop_assert!(Message::from_vec(&query).is_ok()),
+                Answer::Ignore => {}
+            }
+        }
+
+        #[test]
+        fn well_formed_queries_are_answered_by_the_rules(
+            query in message(), asker in asker(), rotation in any::<usize>(), transport in transport()
+        ) {
+            let names = names();
+            let bytes = query.to_vec().unwrap();
+            // What the server sees: names on the wire are absolute.
+            let query = Message::from_vec(&bytes).unwrap();
+            let got = answer(&names, asker, &bytes, rotation, transport);
+            if query.metadata.message_type == MessageType::Response {
+                prop_assert_eq!(got, Answer::Ignore);
+                return Ok(());
+            }
+            let expect_code = |m: &Message, code| -> Result<(), TestCaseError> {
+                prop_assert_eq!(m.metadata.response_code, code);
+                prop_assert!(m.answers.is_empty());
+                Ok(())
+            };
+            if query.metadata.op_code != OpCode::Query || query.queries.len() != 1 {
+                let Answer::Reply(reply) = got else {
+                    return Err(TestCaseError::fail(format!("no error reply: {got:?}")));
+                };
+                let m = check_reply(&bytes, &reply, transport)?;
+                let code = match query.metadata.op_code {
+                    OpCode::Query => ResponseCode::FormErr,
+                    _ => ResponseCode::NotImp,
+                };
+                return expect_code(&m, code);
+            }
+            let Some(asker) = asker else {
+                prop_assert_eq!(got, Answer::Forward);
+                return Ok(());
+            };
+            let q = &query.queries[0];
+            let owned = match q.query_type() {
+                RecordType::PTR => ptr_address(&q.name().to_ascii())
+                    .and_then(|ip| names.reverse(asker, ip))
+                    .map(|target| vec![target.to_string()]),
+                _ => names.lookup(asker, &q.name().to_ascii()).map(|addrs| {
+                    match q.query_type() {
+                        RecordType::A | RecordType::ANY => addrs.iter().map(Ipv4Addr::to_string).collect(),
+                        _ => vec![],
+                    }
+                }),
+            };
+            let Some(mut wanted) = owned else {
+                prop_assert_eq!(got, Answer::Forward);
+                return Ok(());
+            };
+            let Answer::Reply(reply) = got else {
+                return Err(TestCaseError::fail(format!("{q} is ours but got {got:?}")));
+            };
+            let m = check_reply(&bytes, &reply, transport)?;
+            prop_assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+            prop_assert_eq!(&m.queries, &query.queries);
+            prop_assert_eq!(m.edns.is_some(), query.edns.is_some());
+            if m.metadata.truncation {
+                prop_assert_eq!(transport, Transport::Udp);
+                prop_assert!(m.answers.is_empty());
+                return Ok(());
+            }
+            let mut given: Vec<String> = m.answers.iter().map(|r| match &r.data {
+                RData::A(a) => a.0.to_string(),
+                RData::PTR(p) => p.0.to_ascii().trim_end_matches('.').to_string(),
+                other => format!("unexpected {other:?}"),
+            }).collect();
+            given.sort();
+            wanted.sort();
+            prop_assert_eq!(given, wanted);
+        }
     }
 }

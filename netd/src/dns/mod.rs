@@ -26,7 +26,7 @@ use tokio::{
 };
 
 use self::{
-    answer::{answer, Answer},
+    answer::{answer, Answer, Transport, MAX_UDP_PAYLOAD},
     names::Names,
     upstream::Upstream,
 };
@@ -170,8 +170,14 @@ fn bind_in(path: &Path) -> std::io::Result<(std::net::UdpSocket, std::net::TcpLi
 }
 
 impl Shared {
-    /// The reply to one query from `source`.
-    async fn respond(&self, asker: &Asker, source: SocketAddr, query: &[u8]) -> Option<Vec<u8>> {
+    /// The reply to one query from `source`, which came over `transport`.
+    async fn respond(
+        &self,
+        asker: &Asker,
+        source: SocketAddr,
+        query: &[u8],
+        transport: Transport,
+    ) -> Option<Vec<u8>> {
         let who = match (asker, source.ip()) {
             (Asker::Container(name), _) => Some(name.clone()),
             (Asker::BySource, std::net::IpAddr::V4(ip)) => {
@@ -182,7 +188,7 @@ impl Shared {
         let rotation = self.rotation.fetch_add(1, Ordering::Relaxed);
         let decided = {
             let names = self.names.read().ok()?;
-            answer(&names, who.as_deref(), query, rotation)
+            answer(&names, who.as_deref(), query, rotation, transport)
         };
         let c = &self.counters;
         c.queries.fetch_add(1, Ordering::Relaxed);
@@ -221,7 +227,7 @@ fn servfail(query: &[u8]) -> Option<Vec<u8>> {
 }
 
 async fn serve_udp(shared: Arc<Shared>, asker: Asker, socket: Arc<UdpSocket>) {
-    let mut buf = vec![0u8; 4096];
+    let mut buf = vec![0u8; usize::from(MAX_UDP_PAYLOAD)];
     loop {
         let Ok((n, source)) = socket.recv_from(&mut buf).await else {
             continue;
@@ -229,7 +235,7 @@ async fn serve_udp(shared: Arc<Shared>, asker: Asker, socket: Arc<UdpSocket>) {
         let query = buf[..n].to_vec();
         let (shared, asker, socket) = (shared.clone(), asker.clone(), socket.clone());
         tokio::spawn(async move {
-            if let Some(reply) = shared.respond(&asker, source, &query).await {
+            if let Some(reply) = shared.respond(&asker, source, &query, Transport::Udp).await {
                 if let Err(e) = socket.send_to(&reply, source).await {
                     tracing::debug!(%e, %source, "cannot send a DNS reply");
                 }
@@ -267,7 +273,7 @@ async fn serve_tcp_conn(
         if stream.read_exact(&mut query).await.is_err() {
             return;
         }
-        let Some(reply) = shared.respond(&asker, source, &query).await else {
+        let Some(reply) = shared.respond(&asker, source, &query, Transport::Tcp).await else {
             continue;
         };
         let Ok(len) = u16::try_from(reply.len()) else {
