@@ -166,9 +166,12 @@ pub fn run_captured(cmd: &mut Command, timeout: Duration, scratch: &Path) -> Res
     })
 }
 
-/// Creates a file in `dir` and unlinks it at once; the handle stays usable.
+/// Creates a file in `dir` and unlinks it at once; the handle stays usable. Each call gets a
+/// name of its own: threads that capture commands at once must not share (or unlink) a file.
 fn scratch_file(dir: &Path, what: &str) -> Result<File> {
-    let path = dir.join(format!(".{what}.{}", std::process::id()));
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = dir.join(format!(".{what}.{}.{n}", std::process::id()));
     let file = File::options()
         .read(true)
         .write(true)
