@@ -180,28 +180,33 @@ impl Netlink {
 
     /// Every device whose alias marks it as netd's.
     pub async fn owned_links(&self) -> Result<Vec<OwnedLink>, NetlinkError> {
-        let links: Vec<LinkMessage> = self
-            .handle
-            .link()
-            .get()
-            .execute()
-            .try_collect()
-            .await
-            .map_err(req("list", "links"))?;
-        Ok(links.iter().filter_map(owned_link).collect())
+        Ok(self
+            .link_messages()
+            .await?
+            .iter()
+            .filter_map(owned_link)
+            .collect())
     }
 
     /// Every device of the namespace, as [`LinkState`]s.
     pub async fn links(&self) -> Result<Vec<LinkState>, NetlinkError> {
-        let links: Vec<LinkMessage> = self
-            .handle
+        Ok(self
+            .link_messages()
+            .await?
+            .iter()
+            .filter_map(link_state)
+            .collect())
+    }
+
+    /// One dump of the namespace's devices.
+    async fn link_messages(&self) -> Result<Vec<LinkMessage>, NetlinkError> {
+        self.handle
             .link()
             .get()
             .execute()
             .try_collect()
             .await
-            .map_err(req("list", "links"))?;
-        Ok(links.iter().filter_map(link_state).collect())
+            .map_err(req("list", "links"))
     }
 
     /// Every permanent IPv4 neighbour entry of the namespace, as (device index, address).
