@@ -204,6 +204,8 @@ pub struct NetworkView {
     pub name: String,
     pub id: String,
     pub driver: String,
+    /// `local` (one host's) or `global` (a cluster's), as Docker's.
+    pub scope: String,
     pub subnet: Option<Ipv4Net>,
     pub gateway: Option<Ipv4Addr>,
     pub ip_range: Option<Ipv4Net>,

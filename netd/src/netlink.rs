@@ -13,13 +13,13 @@ use rtnetlink::{
         address::{AddressAttribute, AddressMessage},
         link::{
             AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoKind, InfoVeth, LinkAttribute,
-            LinkFlags, LinkInfo, LinkMessage,
+            LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
         },
         neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState},
         route::{RouteAttribute, RouteMessage},
         AddressFamily,
     },
-    Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder,
+    Handle, LinkBridge, LinkMacVlan, LinkUnspec, LinkVeth, LinkVlan, RouteMessageBuilder,
 };
 use thiserror::Error;
 
@@ -93,7 +93,8 @@ pub struct LinkState {
     pub mac: Option<[u8; 6]>,
 }
 
-/// The container end of a veth pair, as [`Netlink::create_veth_into`] makes it.
+/// A device made straight inside a container's namespace: the container end of a veth pair
+/// ([`Netlink::create_veth_into`]) or a macvlan device ([`Netlink::create_macvlan_into`]).
 #[derive(Debug, Clone, Copy)]
 pub struct VethPeer<'a> {
     pub name: &'a str,
@@ -274,6 +275,50 @@ impl Netlink {
             .build();
         self.add_tagged(msg, host, owner, "create veth", &[no_ipv6_addresses()])
             .await
+    }
+
+    /// Creates a macvlan device on the parent `parent` in `mode`, made directly in the namespace
+    /// at `peer.netns` as `peer.name` with address `peer.mac` (down, IPv6 addresses off as on a
+    /// veth peer). The namespace is netd's, so the device needs no tag.
+    pub async fn create_macvlan_into(
+        &self,
+        parent: u32,
+        mode: MacVlanMode,
+        peer: &VethPeer<'_>,
+    ) -> Result<(), NetlinkError> {
+        let netns = std::fs::File::open(peer.netns).map_err(|source| NetnsError::Io {
+            what: "open",
+            path: peer.netns.into(),
+            source,
+        })?;
+        let mut msg = LinkMacVlan::new(peer.name, parent, mode)
+            .address(peer.mac.to_vec())
+            .setns_by_fd(netns.as_raw_fd())
+            .build();
+        msg.attributes.push(LinkAttribute::Group(DEVICE_GROUP));
+        self.handle
+            .link()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(req("create macvlan", peer.name))
+    }
+
+    /// Creates the 802.1q sub-interface `name` of `base` for VLAN `vid`, tagged as owned by
+    /// `owner`, and sets it up (its parent's state is the user's). Returns its index.
+    pub async fn create_vlan(
+        &self,
+        name: &str,
+        base: u32,
+        vid: u16,
+        owner: &str,
+    ) -> Result<u32, NetlinkError> {
+        let msg = LinkVlan::new(name, base, vid).build();
+        let index = self
+            .add_tagged(msg, name, owner, "create vlan", &[])
+            .await?;
+        self.set_up(index).await?;
+        Ok(index)
     }
 
     /// Creates the device `msg` describes, called `name`, in [`DEVICE_GROUP`], and marks it as

@@ -55,17 +55,10 @@ pub fn networks(reply: Reply, format: Format) -> anyhow::Result<()> {
         .iter()
         .map(|n| {
             let id = n.id.chars().take(12).collect();
-            let subnet = n.subnet.map(|s| s.to_string()).unwrap_or_default();
-            vec![
-                id,
-                n.name.clone(),
-                n.driver.clone(),
-                subnet,
-                n.bridge.clone().unwrap_or_default(),
-            ]
+            vec![id, n.name.clone(), n.driver.clone(), n.scope.clone()]
         })
         .collect();
-    table(&["NETWORK ID", "NAME", "DRIVER", "SUBNET", "BRIDGE"], rows);
+    table(&["NETWORK ID", "NAME", "DRIVER", "SCOPE"], rows);
     Ok(())
 }
 

@@ -19,7 +19,7 @@ use crate::{
     api::{format_mac, CheckView, DifferenceView, Reply},
     datapath::{plan, uplink_pin, SOCK_PROGRAMS},
     netlink::{LinkState, ALIAS_PREFIX, DEVICE_GROUP},
-    state::{NetworkMode, State, Status},
+    state::{DriverConfig, Network, NetworkMode, State, Status},
 };
 
 /// One way in which the kernel (or the state itself) is not what the state says.
@@ -109,6 +109,29 @@ pub struct Observed {
 }
 
 impl Expected {
+    /// The host devices network `n`'s driver made: a bridge (with nothing pinned on it yet),
+    /// or the 802.1q parent a macvlan network made.
+    fn add_network_devices(&mut self, n: &Network) {
+        let (device, kind, mac) = match &n.driver {
+            DriverConfig::Bridge(b) => (b.device.clone(), "bridge", Some(plan::bridge_mac(n))),
+            DriverConfig::Macvlan(m) if m.made_parent.is_some() => (m.parent.clone(), "vlan", None),
+            DriverConfig::Macvlan(_) => return,
+        };
+        if kind == "bridge" {
+            self.pinned.insert(device.clone(), BTreeSet::new());
+        }
+        self.devices.insert(
+            device,
+            WantedDevice {
+                owner: format!("network:{}", n.id),
+                kind,
+                master: None,
+                mac,
+                what: format!("network {}", n.name),
+            },
+        );
+    }
+
     /// What `state` implies (`uplinks` and `cgroup_hooks` as the daemon runs, `map_pins` the
     /// pinned maps of the eBPF object).
     pub fn from_state(
@@ -138,25 +161,21 @@ impl Expected {
             };
         }
         for n in state.networks.values() {
-            want.devices.insert(
-                n.bridge.clone(),
-                WantedDevice {
-                    owner: format!("network:{}", n.id),
-                    kind: "bridge",
-                    master: None,
-                    mac: Some(plan::bridge_mac(n)),
-                    what: format!("network {}", n.name),
-                },
-            );
-            want.pinned.insert(n.bridge.clone(), BTreeSet::new());
+            want.add_network_devices(n);
         }
         for (c, ep) in state.endpoints() {
-            let bridge = state.networks.get(&ep.network).map(|n| n.bridge.clone());
+            let bridge = state
+                .networks
+                .get(&ep.network)
+                .and_then(|n| n.bridge().map(String::from));
             if let Some(b) = &bridge {
                 want.pinned.entry(b.clone()).or_default().insert(ep.ip);
             }
+            let Some(veth) = &ep.host_veth else {
+                continue;
+            };
             want.devices.insert(
-                ep.host_veth.clone(),
+                veth.clone(),
                 WantedDevice {
                     owner: format!("container:{}", c.id),
                     kind: "veth",
@@ -655,7 +674,9 @@ pub fn state_problems(state: &State) -> Vec<Difference> {
                 .entry((ep.network.as_str(), ep.ip))
                 .or_default()
                 .push(&c.name);
-            veths.entry(&ep.host_veth).or_default().push(&c.name);
+            if let Some(veth) = &ep.host_veth {
+                veths.entry(veth).or_default().push(&c.name);
+            }
             out.extend(address_problem(state, &c.name, &ep.network, ep.ip));
         }
     }

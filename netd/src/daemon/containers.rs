@@ -255,8 +255,9 @@ impl Daemon {
         if own_netns && c.adopted_netns.is_none() {
             kill_all(&self.netns_path(c)).await;
         }
+        let netns = self.netns_path(c);
         for ep in &c.endpoints {
-            errors.extend(self.unplug(ep).await);
+            errors.extend(self.unplug(ep, &netns).await);
         }
         if own_netns && c.adopted_netns.is_none() {
             if let Err(e) = netns::remove(&self.netns_path(c)) {
@@ -394,7 +395,7 @@ impl Daemon {
         }
         let mut errors = vec![];
         if let Some(ep) = c.endpoints.iter().find(|e| e.network == network) {
-            errors = self.unplug(ep).await;
+            errors = self.unplug(ep, &self.netns_path(&c)).await;
         }
         if c.status == Status::Running {
             self.write_files(&c.name)?;
@@ -421,7 +422,7 @@ impl Daemon {
                     gateway: ep.and(net).map(|n| n.gateway),
                     mac_address: ep.map(|e| format_mac(e.mac)),
                     interface: ep.map(|e| e.ifname.clone()),
-                    host_interface: ep.map(|e| e.host_veth.clone()),
+                    host_interface: ep.and_then(|e| e.host_veth.clone()),
                     aliases: a.aliases.clone(),
                 };
                 (a.network.clone(), view)

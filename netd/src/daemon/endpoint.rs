@@ -1,32 +1,24 @@
-//! Plugging a container into a network and unplugging it: a veth pair with the host end on the
-//! network's bridge and `ethN` inside, an address from IPAM, a Docker-style MAC (`02:42` and the
-//! IPv4 bytes), the default route via the gateway, and the endpoint program on the host end.
-//!
-//! The container's address is pinned to its MAC on the bridge (a permanent neighbour entry): the
-//! endpoint program answers the containers' ARP requests itself, so the host never learns their
-//! MACs from them, and it must not flood the bridge to ask either (with a thousand ports, the
-//! answer would be lost behind the copies of the question).
-//!
-//! The host end comes up last, after its map entry and program are in place, so no frame from
-//! the container ever reaches the bridge unchecked.
-use std::{net::Ipv4Addr, path::Path};
+//! Plugging a container into a network and unplugging it: the parts every driver shares (an
+//! address from IPAM, a Docker-style MAC (`02:42` and the IPv4 bytes), which endpoint carries the
+//! default route), then the network's driver makes the devices ([`super::drivers`]).
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    path::Path,
+};
+
+use ipnet::{IpNet, Ipv4Net};
 
 use super::{
-    error::{conflict, invalid, OpResult},
-    undo::{Step, Undo},
+    drivers::{self, EndpointSpec},
+    error::{invalid, OpResult},
+    undo::Undo,
     Daemon,
 };
 use crate::{
-    datapath::plan,
     ipam,
-    netlink::{Netlink, VethPeer},
+    netlink::Netlink,
     state::{Attachment, EndpointState, Network},
 };
-
-/// A host-side veth name that is not taken: `veth` and seven hex digits.
-fn veth_name() -> String {
-    format!("veth{:07x}", rand::random::<u32>() & 0x0fff_ffff)
-}
 
 impl Daemon {
     /// The address for `attachment`: the requested one if free, else the next free one.
@@ -62,86 +54,52 @@ impl Daemon {
         let network = self.network(&attachment.network)?.clone();
         let ip = self.address_for(&network, attachment)?;
         let mac = ipam::mac_for(ip);
-        let bridge = self.nl.require_link(&network.bridge).await?;
-        let peer = VethPeer {
-            name: ifname,
-            mac,
+        let address = Ipv4Net::new(ip, network.subnet.prefix_len()).expect("prefix from a subnet");
+        let spec = EndpointSpec {
+            container_id,
             netns,
+            inside,
+            ifname,
+            address: IpNet::V4(address),
+            mac,
+            default_gateway: (default_route && !network.internal)
+                .then_some(IpAddr::V4(network.gateway)),
         };
-        let owner = format!("container:{container_id}");
-        let (host_veth, host_index) = self.create_veth_pair(&owner, bridge, &peer, undo).await?;
-        configure_inside(inside, ifname, ip, &network, default_route).await?;
-        let ep = EndpointState {
+        let mut env = drivers::Env {
+            nl: &self.nl,
+            dp: &mut self.dp,
+        };
+        let host_veth = drivers::ops(&network.driver)
+            .attach(&mut env, &network, &spec, undo)
+            .await?;
+        self.cursors.insert(network.name.clone(), ip);
+        Ok(EndpointState {
             network: network.name.clone(),
             ifname: ifname.into(),
-            host_veth: host_veth.clone(),
+            host_veth,
             ip,
             mac,
+        })
+    }
+
+    /// Takes an endpoint of the container whose namespace is at `netns` out, through its
+    /// network's driver. Goes on past errors.
+    pub(super) async fn unplug(&mut self, ep: &EndpointState, netns: &Path) -> Vec<String> {
+        let Some(network) = self.state.networks.get(&ep.network).cloned() else {
+            // Its network's record is gone: only its own host device is left to remove.
+            let veth = ep.host_veth.as_deref().unwrap_or_default();
+            return match self.nl.delete_link(veth).await {
+                Err(e) if !veth.is_empty() => vec![e.to_string()],
+                _ => vec![],
+            };
         };
-        self.dp
-            .attach_endpoint(&host_veth, host_index, plan::endpoint_entry(&network, &ep))?;
-        undo.push(Step::ForgetEndpoint(host_index));
-        self.nl.pin_neighbor(bridge, ip, mac).await?;
-        undo.push(Step::UnpinNeighbor(bridge, ip));
-        self.nl.set_up(host_index).await?;
-        self.cursors.insert(network.name.clone(), ip);
-        Ok(ep)
-    }
-
-    /// Creates the veth pair under a free host-side name; returns the name and its index.
-    async fn create_veth_pair(
-        &self,
-        owner: &str,
-        bridge: u32,
-        peer: &VethPeer<'_>,
-        undo: &mut Undo,
-    ) -> OpResult<(String, u32)> {
-        for _ in 0..8 {
-            let host = veth_name();
-            match self.nl.create_veth_into(&host, owner, bridge, peer).await {
-                Ok(index) => {
-                    undo.push(Step::DeleteLink(host.clone()));
-                    return Ok((host, index));
-                }
-                Err(e) if e.already_exists() => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(conflict("could not find a free veth name after 8 attempts"))
-    }
-
-    /// Takes an endpoint out: its map entry, its address pinned on the bridge and the veth pair
-    /// (the filter goes with it). Goes on past errors.
-    pub(super) async fn unplug(&mut self, ep: &EndpointState) -> Vec<String> {
-        let mut errors = vec![];
-        if let Err(e) = self.unpin_neighbor(ep).await {
-            errors.push(e.to_string());
-        }
-        match self.nl.link_index(&ep.host_veth).await {
-            Ok(Some(index)) => {
-                if let Err(e) = self.dp.forget_endpoint(index) {
-                    errors.push(e.to_string());
-                }
-            }
-            Ok(None) => {}
-            Err(e) => errors.push(e.to_string()),
-        }
-        if let Err(e) = self.nl.delete_link(&ep.host_veth).await {
-            errors.push(e.to_string());
-        }
-        errors
-    }
-
-    /// Removes the endpoint's address pinned on its network's bridge (nothing to do if the bridge
-    /// is gone).
-    async fn unpin_neighbor(&self, ep: &EndpointState) -> OpResult<()> {
-        let Some(network) = self.state.networks.get(&ep.network) else {
-            return Ok(());
+        let mut env = drivers::Env {
+            nl: &self.nl,
+            dp: &mut self.dp,
         };
-        if let Some(bridge) = self.nl.link_index(&network.bridge).await? {
-            self.nl.unpin_neighbor(bridge, ep.ip).await?;
-        }
-        Ok(())
+        drivers::ops(&network.driver)
+            .detach(&mut env, &network, ep, netns)
+            .await
     }
 
     /// The lowest `ethN` the container does not use yet.
@@ -172,23 +130,4 @@ impl Daemon {
         }
         Ok(())
     }
-}
-
-/// Inside the container: address, up, route.
-async fn configure_inside(
-    nl: &Netlink,
-    ifname: &str,
-    ip: Ipv4Addr,
-    network: &Network,
-    default_route: bool,
-) -> OpResult<()> {
-    let index = nl.require_link(ifname).await?;
-    nl.add_address(index, ip, network.subnet.prefix_len())
-        .await?;
-    nl.turn_off_ipv6_addresses(index).await?;
-    nl.set_up(index).await?;
-    if default_route && !network.internal {
-        nl.add_default_route(network.gateway).await?;
-    }
-    Ok(())
 }

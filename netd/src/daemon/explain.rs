@@ -121,9 +121,20 @@ impl Daemon {
         }
         let c = self.container(from)?;
         let ep = c.endpoints.first().filter(|_| c.status == Status::Running).ok_or_else(|| conflict(format!("container {} has no interface to send from (not running, or not on a bridge network)", c.name)))?;
+        let veth = ep.host_veth.clone().ok_or_else(|| {
+            conflict(format!(
+                "container {}'s traffic on {} does not pass netd's programs (a {} network)",
+                c.name,
+                ep.network,
+                self.state
+                    .networks
+                    .get(&ep.network)
+                    .map_or("", |n| n.driver.name())
+            ))
+        })?;
         Ok(Source::Container {
             name: c.name.clone(),
-            veth: ep.host_veth.clone(),
+            veth,
             ip: ep.ip,
             mac: ep.mac,
         })

@@ -154,11 +154,11 @@ impl Daemon {
         let owners: BTreeMap<&str, (&str, &str)> = self
             .state
             .endpoints()
-            .map(|(c, ep)| {
-                (
-                    ep.host_veth.as_str(),
+            .filter_map(|(c, ep)| {
+                Some((
+                    ep.host_veth.as_deref()?,
                     (c.name.as_str(), ep.network.as_str()),
-                )
+                ))
             })
             .collect();
         let names = self

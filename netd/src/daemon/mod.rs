@@ -3,6 +3,7 @@
 mod check;
 mod cleanup;
 mod containers;
+mod drivers;
 mod endpoint;
 pub mod error;
 mod explain;

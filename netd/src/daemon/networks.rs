@@ -1,25 +1,24 @@
-//! Network requests: create, list, inspect, remove. A network is a Linux bridge with the gateway
-//! address on it and an entry in the datapath's subnet trie.
+//! Network requests: create, list, inspect, remove. What a network is on the host is its driver's
+//! business ([`super::drivers`]); here are the rules every network follows (names, subnets,
+//! gateways, removal only when no container is on it).
 use std::collections::BTreeMap;
 
 use ipnet::Ipv4Net;
 
 use super::{
+    drivers,
     error::{conflict, invalid, OpError, OpResult},
-    undo::{Step, Undo},
+    undo::Undo,
     validate, Daemon,
 };
 use crate::{
     api::{format_mac, NetworkCreate, NetworkMember, NetworkView, Reply},
-    datapath::plan,
     ipam,
-    state::{now, Network},
+    state::{now, BridgeConfig, DriverConfig, Network},
 };
 
 /// Names that are not networks but modes.
 const RESERVED: [&str; 3] = ["bridge", "host", "none"];
-/// The option that names the bridge device, as Docker spells it.
-const OPT_BRIDGE_NAME: &str = "com.docker.network.bridge.name";
 /// Name of the default network and its device.
 pub const DEFAULT_NETWORK: &str = "bridge";
 pub const DEFAULT_BRIDGE: &str = "netd0";
@@ -41,38 +40,30 @@ impl Daemon {
                 req.name
             )));
         }
-        if req.driver != "bridge" {
-            return Err(invalid(format!(
-                "unsupported network driver {:?}: netd supports \"bridge\"",
-                req.driver
-            )));
-        }
         let options = validate::key_values("option", &req.options)?;
-        if let Some(key) = options.keys().find(|k| *k != OPT_BRIDGE_NAME) {
-            return Err(invalid(format!("unsupported network option {key:?}")));
-        }
-        let taken: Vec<(&str, Ipv4Net)> = self
-            .state
-            .networks
-            .values()
+        let id = new_id();
+        let networks: Vec<&Network> = self.state.networks.values().collect();
+        let driver = drivers::plan(&drivers::PlanInput {
+            driver: &req.driver,
+            id: &id,
+            options: &options,
+            internal: req.internal,
+            networks: &networks,
+        })?;
+        let taken: Vec<(&str, Ipv4Net)> = networks
+            .iter()
             .map(|n| (n.name.as_str(), n.subnet))
             .collect();
         let (subnet, gateway) = plan_addresses(req, &taken)?;
-        let id = new_id();
-        let bridge = match options.get(OPT_BRIDGE_NAME) {
-            Some(b) => self.check_bridge_name(b)?,
-            None => format!("br-{}", &id[..12]),
-        };
         Ok(Network {
             name: req.name.clone(),
             id,
-            driver: req.driver.clone(),
+            driver,
             subnet,
             gateway,
             ip_range: req.ip_range,
             internal: req.internal,
             options,
-            bridge,
             net_id: self.state.free_net_id(),
             default: false,
             user_subnet: req.subnet.is_some(),
@@ -80,24 +71,8 @@ impl Daemon {
         })
     }
 
-    fn check_bridge_name(&self, name: &str) -> OpResult<String> {
-        validate::device_name("bridge", name)?;
-        if self.state.networks.values().any(|n| n.bridge == name) {
-            return Err(conflict(format!(
-                "bridge {name} is already used by another network"
-            )));
-        }
-        Ok(name.to_string())
-    }
-
     pub(super) async fn network_create(&mut self, req: NetworkCreate) -> OpResult<Reply> {
         let network = self.plan_network(&req)?;
-        if self.nl.link_index(&network.bridge).await?.is_some() {
-            return Err(conflict(format!(
-                "interface {} already exists on the host",
-                network.bridge
-            )));
-        }
         let id = network.id.clone();
         self.install_network(network).await?;
         // The gateway is a new host address: published ports answer on it at once.
@@ -105,10 +80,10 @@ impl Daemon {
         Ok(Reply::Created(id))
     }
 
-    /// Creates the bridge and the trie entry, records the network; undoes all on failure.
+    /// Has the driver make the network, records it; undoes all on failure.
     pub(super) async fn install_network(&mut self, network: Network) -> OpResult<()> {
         let mut undo = Undo::default();
-        let result = self.install_network_steps(&network, &mut undo).await;
+        let result = self.install_network_steps(network.clone(), &mut undo).await;
         if let Err(e) = result {
             for err in undo.rollback(self).await {
                 tracing::error!(%err, "rollback of network {} incomplete", network.name);
@@ -120,36 +95,20 @@ impl Daemon {
         Ok(())
     }
 
-    async fn install_network_steps(&mut self, network: &Network, undo: &mut Undo) -> OpResult<()> {
-        self.create_bridge(network, undo).await?;
-        undo.push(Step::ForgetNetwork(network.subnet, network.gateway));
-        self.dp.record_network(
-            network.subnet,
-            plan::network_entry(network),
-            plan::gateway_neighbor(network),
-        )?;
-        self.state
-            .networks
-            .insert(network.name.clone(), network.clone());
+    async fn install_network_steps(
+        &mut self,
+        mut network: Network,
+        undo: &mut Undo,
+    ) -> OpResult<()> {
+        let mut env = drivers::Env {
+            nl: &self.nl,
+            dp: &mut self.dp,
+        };
+        network.driver = drivers::ops(&network.driver)
+            .create(&mut env, &network, undo)
+            .await?;
+        self.state.networks.insert(network.name.clone(), network);
         self.save()
-    }
-
-    /// The bridge device with the gateway address, up.
-    pub(super) async fn create_bridge(&self, network: &Network, undo: &mut Undo) -> OpResult<()> {
-        let index = self
-            .nl
-            .create_bridge(
-                &network.bridge,
-                &format!("network:{}", network.id),
-                plan::bridge_mac(network),
-            )
-            .await?;
-        undo.push(Step::DeleteLink(network.bridge.clone()));
-        self.nl
-            .add_address(index, network.gateway, network.subnet.prefix_len())
-            .await?;
-        self.nl.set_up(index).await?;
-        Ok(())
     }
 
     /// The default network `bridge`, created on first start.
@@ -159,13 +118,17 @@ impl Daemon {
         Network {
             name: DEFAULT_NETWORK.into(),
             id: new_id(),
-            driver: "bridge".into(),
+            driver: DriverConfig::Bridge(BridgeConfig {
+                device: DEFAULT_BRIDGE.into(),
+            }),
             subnet,
             gateway,
             ip_range: None,
             internal: false,
-            options: BTreeMap::from([(OPT_BRIDGE_NAME.to_string(), DEFAULT_BRIDGE.to_string())]),
-            bridge: DEFAULT_BRIDGE.into(),
+            options: BTreeMap::from([(
+                drivers::OPT_BRIDGE_NAME.to_string(),
+                DEFAULT_BRIDGE.to_string(),
+            )]),
             net_id: self.state.free_net_id(),
             default: true,
             user_subnet: false,
@@ -184,15 +147,13 @@ impl Daemon {
                 self.restore_saved();
                 return Err(e);
             }
-            let mut errors: Vec<String> = self
-                .dp
-                .forget_network(network.subnet, network.gateway)
-                .iter()
-                .map(ToString::to_string)
-                .collect();
-            if let Err(e) = self.nl.delete_link(&network.bridge).await {
-                errors.push(e.to_string());
-            }
+            let mut env = drivers::Env {
+                nl: &self.nl,
+                dp: &mut self.dp,
+            };
+            let errors = drivers::ops(&network.driver)
+                .delete(&mut env, &network)
+                .await;
             if !errors.is_empty() {
                 return Err(OpError::Conflict(format!(
                     "removing network {name} met errors: {}",
@@ -296,12 +257,13 @@ impl Daemon {
         NetworkView {
             name: n.name.clone(),
             id: n.id.clone(),
-            driver: n.driver.clone(),
+            driver: n.driver.name().into(),
+            scope: "local".into(),
             subnet: Some(n.subnet),
             gateway: Some(n.gateway),
             ip_range: n.ip_range,
             internal: n.internal,
-            bridge: Some(n.bridge.clone()),
+            bridge: n.bridge().map(Into::into),
             options: n.options.clone(),
             containers,
             created: n.created,
@@ -376,6 +338,7 @@ fn mode_view(name: &str) -> NetworkView {
         name: name.into(),
         id: name.into(),
         driver: if name == "host" { "host" } else { "null" }.into(),
+        scope: "local".into(),
         subnet: None,
         gateway: None,
         ip_range: None,

@@ -18,7 +18,11 @@ impl Daemon {
         let name = nix::net::if_::if_indextoname(ifindex)
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|_| format!("if{ifindex}"));
-        match self.state.endpoints().find(|(_, ep)| ep.host_veth == name) {
+        match self
+            .state
+            .endpoints()
+            .find(|(_, ep)| ep.host_veth.as_deref() == Some(&name))
+        {
             Some((c, _)) => (name, Some(c.name.clone())),
             None => (name, None),
         }

@@ -53,7 +53,7 @@ pub fn desired_ports(state: &State, ifindex: &BTreeMap<String, u32>) -> BTreeMap
         let Some(net) = state.networks.get(&ep.network) else {
             continue;
         };
-        let Some(&index) = ifindex.get(&ep.host_veth) else {
+        let Some(&index) = ep.host_veth.as_ref().and_then(|v| ifindex.get(v)) else {
             continue;
         };
         let to = backend(ep, net, index);
@@ -135,6 +135,14 @@ impl Daemon {
                     net.name
                 )));
             }
+            if !super::drivers::ops(&net.driver).publishes_ports() {
+                return Err(invalid(format!(
+                    "network {} is a {} network: its containers are on the parent's wire and \
+                     publish no ports (reach them at their own addresses)",
+                    net.name,
+                    net.driver.name()
+                )));
+            }
         }
         Ok(())
     }
@@ -207,7 +215,7 @@ impl Daemon {
             .containers
             .values()
             .filter(|c| c.status == Status::Running && !c.ports.is_empty())
-            .filter_map(|c| c.endpoints.first().map(|ep| ep.host_veth.clone()))
+            .filter_map(|c| c.endpoints.first()?.host_veth.clone())
             .collect();
         let mut ifindex = BTreeMap::new();
         for veth in publishing {
@@ -268,7 +276,14 @@ impl Daemon {
             ))
         })?;
         let net = self.network(&ep.network)?;
-        let ifindex = self.nl.require_link(&ep.host_veth).await?;
+        let veth = ep.host_veth.as_deref().ok_or_else(|| {
+            invalid(format!(
+                "{name} is on {} network {}, which cannot publish ports",
+                net.driver.name(),
+                net.name
+            ))
+        })?;
+        let ifindex = self.nl.require_link(veth).await?;
         Ok(backend(ep, net, ifindex))
     }
 

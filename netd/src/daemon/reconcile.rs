@@ -2,21 +2,23 @@
 //! running is adopted (maps reused, the new program swapped into pinned links); what a crash left
 //! half-made (devices tagged as netd's but not in the state, stray namespace files, map entries
 //! and link pins) is removed; containers whose devices vanished are marked stopped.
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::Path,
+};
 
-use super::{error::OpResult, undo::Undo, Daemon};
+use super::{drivers, error::OpResult, Daemon};
 use crate::{
     datapath::plan,
     netns,
-    state::{NetworkMode, Status},
+    state::{EndpointState, NetworkMode, Status},
 };
 
 impl Daemon {
     pub(super) async fn reconcile(&mut self) -> OpResult<()> {
         self.reap_devices().await?;
         self.drop_broken_containers().await?;
-        self.ensure_bridges().await?;
-        self.pin_neighbors().await?;
+        self.adopt_networks().await?;
         self.reap_netns_files().await;
         self.reap_container_files();
         self.sync_maps().await?;
@@ -29,8 +31,12 @@ impl Daemon {
             .state
             .networks
             .values()
-            .map(|n| n.bridge.clone())
-            .chain(self.state.endpoints().map(|(_, ep)| ep.host_veth.clone()))
+            .flat_map(|n| drivers::ops(&n.driver).host_devices())
+            .chain(
+                self.state
+                    .endpoints()
+                    .filter_map(|(_, ep)| ep.host_veth.clone()),
+            )
             .collect();
         for link in self.nl.owned_links().await? {
             if !known.contains(&link.name) {
@@ -44,81 +50,79 @@ impl Daemon {
     /// Running containers whose namespace or devices are gone are marked stopped.
     async fn drop_broken_containers(&mut self) -> OpResult<()> {
         let mut broken = vec![];
-        for c in self
+        let running: Vec<_> = self
             .state
             .containers
             .values()
             .filter(|c| c.status == Status::Running)
-        {
+            .cloned()
+            .collect();
+        for c in &running {
             let own = matches!(c.mode, NetworkMode::Bridge | NetworkMode::None);
-            let mut ok = !own || self.netns_path(c).exists();
+            let netns = self.netns_path(c);
+            let mut ok = !own || netns.exists();
             for ep in &c.endpoints {
-                ok &= self.nl.link_index(&ep.host_veth).await?.is_some();
+                ok &= self.endpoint_alive(ep, &netns).await?;
             }
             if !ok {
-                broken.push(c.clone());
+                broken.push(c);
             }
         }
         for c in broken {
             tracing::warn!(container = %c.name, "its namespace or devices are gone; marking it stopped");
-            for err in self.stop_steps(&c).await? {
+            for err in self.stop_steps(c).await? {
                 tracing::warn!(container = %c.name, %err, "teardown of a broken container");
             }
         }
         Ok(())
     }
 
-    /// Every network has its bridge (the default network is created on first start).
-    async fn ensure_bridges(&mut self) -> OpResult<()> {
+    /// Every network has what its driver made for it, matched to the endpoints on it (the
+    /// default network is created on first start).
+    async fn adopt_networks(&mut self) -> OpResult<()> {
         if !self
             .state
             .networks
             .contains_key(super::networks::DEFAULT_NETWORK)
         {
             let network = self.default_network();
-            if self.nl.link_index(&network.bridge).await?.is_some() {
-                self.nl.delete_link(&network.bridge).await?;
+            for device in drivers::ops(&network.driver).host_devices() {
+                self.nl.delete_link(&device).await?;
             }
             self.install_network(network).await?;
         }
         let networks: Vec<_> = self.state.networks.values().cloned().collect();
         for network in networks {
-            match self.nl.link_index(&network.bridge).await? {
-                // A bridge an older netd made without a fixed address gets the one the ARP
-                // responder answers with.
-                Some(index) => self.nl.set_mac(index, plan::bridge_mac(&network)).await?,
-                None => {
-                    tracing::warn!(network = %network.name, "bridge missing; creating it again");
-                    let mut undo = Undo::default();
-                    self.create_bridge(&network, &mut undo).await?;
-                    undo.commit();
-                }
-            }
+            let endpoints: Vec<_> = self
+                .state
+                .endpoints()
+                .filter(|(_, ep)| ep.network == network.name)
+                .map(|(_, ep)| ep.clone())
+                .collect();
+            let mut env = drivers::Env {
+                nl: &self.nl,
+                dp: &mut self.dp,
+            };
+            drivers::ops(&network.driver)
+                .adopt(&mut env, &network, &endpoints.iter().collect::<Vec<_>>())
+                .await?;
         }
         Ok(())
     }
 
-    /// Each bridge has exactly the addresses of its running containers pinned (see
-    /// [`super::endpoint`]).
-    async fn pin_neighbors(&self) -> OpResult<()> {
-        for network in self.state.networks.values() {
-            let bridge = self.nl.require_link(&network.bridge).await?;
-            let wanted: BTreeMap<_, _> = self
-                .state
-                .endpoints()
-                .filter(|(_, ep)| ep.network == network.name)
-                .map(|(_, ep)| (ep.ip, ep.mac))
-                .collect();
-            for ip in self.nl.pinned_neighbors(bridge).await? {
-                if !wanted.contains_key(&ip) {
-                    self.nl.unpin_neighbor(bridge, ip).await?;
-                }
-            }
-            for (ip, mac) in wanted {
-                self.nl.pin_neighbor(bridge, ip, mac).await?;
-            }
-        }
-        Ok(())
+    /// Whether the devices of an endpoint (of a container whose namespace is at `netns`) are all
+    /// there; one whose network is gone is not.
+    async fn endpoint_alive(&mut self, ep: &EndpointState, netns: &Path) -> OpResult<bool> {
+        let Some(network) = self.state.networks.get(&ep.network) else {
+            return Ok(false);
+        };
+        let env = drivers::Env {
+            nl: &self.nl,
+            dp: &mut self.dp,
+        };
+        drivers::ops(&network.driver)
+            .endpoint_alive(&env, ep, netns)
+            .await
     }
 
     /// Namespace files under the run dir that no running container owns, and the processes

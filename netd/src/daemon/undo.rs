@@ -9,6 +9,8 @@ use crate::netns;
 #[derive(Debug)]
 pub enum Step {
     DeleteLink(String),
+    /// A device inside a container's namespace (namespace path, device name).
+    DeleteLinkIn(PathBuf, String),
     RemoveNetns(PathBuf),
     ForgetEndpoint(u32),
     /// A container address pinned on a bridge (bridge index, address).
@@ -37,6 +39,11 @@ impl Undo {
             match step {
                 Step::DeleteLink(name) => {
                     if let Err(e) = daemon.nl.delete_link(&name).await {
+                        errors.push(e.to_string());
+                    }
+                }
+                Step::DeleteLinkIn(netns, name) => {
+                    if let Err(e) = super::drivers::delete_inside(&netns, &name).await {
                         errors.push(e.to_string());
                     }
                 }

@@ -62,31 +62,36 @@ pub fn endpoint_neighbor(ep: &Endpoint) -> ([u8; 4], Neighbor) {
 /// Every address the ARP responder answers for: each network's gateway and each running
 /// container interface.
 pub fn neighbors(state: &State) -> BTreeMap<[u8; 4], Neighbor> {
-    let gateways = state.networks.values().map(gateway_neighbor);
+    let gateways = bridge_networks(state).map(gateway_neighbor);
     let containers = endpoints(state)
         .into_values()
         .map(|ep| endpoint_neighbor(&ep));
     gateways.chain(containers).collect()
 }
 
-/// Every endpoint entry the state implies, keyed by host-side veth name.
+/// Every endpoint entry the state implies, keyed by host-side veth name (endpoints without one,
+/// such as macvlan's, pass no program).
 pub fn endpoints(state: &State) -> BTreeMap<String, Endpoint> {
     state
         .endpoints()
         .filter_map(|(_, ep)| {
             let network = state.networks.get(&ep.network)?;
-            Some((ep.host_veth.clone(), endpoint_entry(network, ep)))
+            Some((ep.host_veth.clone()?, endpoint_entry(network, ep)))
         })
         .collect()
 }
 
-/// Every subnet entry the state implies.
+/// Every subnet entry the state implies: those of networks behind a bridge, whose traffic the
+/// programs see.
 pub fn networks(state: &State) -> BTreeMap<Ipv4Net, NetworkInfo> {
-    state
-        .networks
-        .values()
+    bridge_networks(state)
         .map(|n| (n.subnet, network_entry(n)))
         .collect()
+}
+
+/// The networks the datapath programs serve.
+fn bridge_networks(state: &State) -> impl Iterator<Item = &Network> {
+    state.networks.values().filter(|n| n.bridge().is_some())
 }
 
 /// Changes that turn one map content into another.

@@ -3,8 +3,11 @@
 //! Only completed operations are recorded. Whatever a crash leaves half-made is found at the next
 //! start by the tags netd puts on what it creates (interface aliases, netns files, pins) and is
 //! removed, so the recorded state and the kernel agree again.
+mod driver;
 mod runs;
 pub mod store;
+
+pub use driver::{BridgeConfig, DriverConfig, MacvlanConfig, MacvlanMode, VlanParent};
 
 use std::{collections::BTreeMap, net::Ipv4Addr, path::PathBuf};
 
@@ -23,19 +26,19 @@ pub struct State {
     pub containers: BTreeMap<String, Container>,
 }
 
-/// A bridge network.
+/// A network: addressing every driver shares, and the driver's own configuration.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(from = "driver::NetworkRecord")]
 pub struct Network {
     pub name: String,
     pub id: String,
-    pub driver: String,
+    /// The driver and what it made for the network.
+    pub driver: DriverConfig,
     pub subnet: Ipv4Net,
     pub gateway: Ipv4Addr,
     pub ip_range: Option<Ipv4Net>,
     pub internal: bool,
     pub options: BTreeMap<String, String>,
-    /// Bridge device name.
-    pub bridge: String,
     /// Identifier inside the datapath maps (never 0).
     pub net_id: u32,
     /// Set for the default `bridge` network: no name resolution, no `--ip`.
@@ -46,6 +49,14 @@ pub struct Network {
 }
 
 impl Network {
+    /// The bridge device, for a bridge network.
+    pub fn bridge(&self) -> Option<&str> {
+        match &self.driver {
+            DriverConfig::Bridge(b) => Some(&b.device),
+            _ => None,
+        }
+    }
+
     pub fn pool(&self) -> Pool {
         Pool {
             subnet: self.subnet,
@@ -84,8 +95,9 @@ pub struct EndpointState {
     pub network: String,
     /// Interface name inside the container (`eth0`, `eth1`, ...).
     pub ifname: String,
-    /// Host-side veth on the network's bridge.
-    pub host_veth: String,
+    /// Host-side veth on the network's bridge (none for a driver without one, such as macvlan).
+    #[serde(default)]
+    pub host_veth: Option<String>,
     pub ip: Ipv4Addr,
     pub mac: [u8; 6],
 }
@@ -192,13 +204,14 @@ pub mod testing {
         Network {
             name: name.into(),
             id: format!("{name:0>64}"),
-            driver: "bridge".into(),
+            driver: DriverConfig::Bridge(BridgeConfig {
+                device: format!("br-{name}"),
+            }),
             subnet,
             gateway: crate::ipam::default_gateway(subnet),
             ip_range: None,
             internal: false,
             options: BTreeMap::new(),
-            bridge: format!("br-{name}"),
             net_id,
             default: false,
             user_subnet: false,
@@ -239,7 +252,7 @@ pub mod testing {
                     EndpointState {
                         network: n.to_string(),
                         ifname: format!("eth{i}"),
-                        host_veth: veth.to_string(),
+                        host_veth: Some(veth.to_string()),
                         ip,
                         mac: [0x02, 0x42, o[0], o[1], o[2], o[3]],
                     }

@@ -1,0 +1,314 @@
+//! The bridge driver: a Linux bridge with the gateway address on it, an entry in the datapath's
+//! subnet trie, and for each container a veth pair with the host end on the bridge and the
+//! endpoint program on it.
+//!
+//! The container's address is pinned to its MAC on the bridge (a permanent neighbour entry): the
+//! endpoint program answers the containers' ARP requests itself, so the host never learns their
+//! MACs from them, and it must not flood the bridge to ask either (with a thousand ports, the
+//! answer would be lost behind the copies of the question).
+//!
+//! The host end comes up last, after its map entry and program are in place, so no frame from
+//! the container ever reaches the bridge unchecked.
+use std::{collections::BTreeSet, path::Path};
+
+use async_trait::async_trait;
+
+use super::{configure_inside, only_options, v4, Driver, EndpointSpec, Env, PlanInput};
+use crate::{
+    daemon::{
+        error::{conflict, OpResult},
+        undo::{Step, Undo},
+        validate,
+    },
+    datapath::plan,
+    netlink::VethPeer,
+    state::{BridgeConfig, DriverConfig, EndpointState, Network},
+};
+
+/// The option that names the bridge device, as Docker spells it.
+pub const OPT_BRIDGE_NAME: &str = "com.docker.network.bridge.name";
+
+/// The bridge device: the one `-o com.docker.network.bridge.name` names (no other network's),
+/// or `br-` and the start of the network's ID.
+pub fn plan(input: &PlanInput<'_>) -> OpResult<DriverConfig> {
+    only_options("bridge", input.options, &[OPT_BRIDGE_NAME])?;
+    let device = match input.options.get(OPT_BRIDGE_NAME) {
+        Some(name) => {
+            validate::device_name("bridge", name)?;
+            if input.networks.iter().any(|n| n.bridge() == Some(name)) {
+                return Err(conflict(format!(
+                    "bridge {name} is already used by another network"
+                )));
+            }
+            name.clone()
+        }
+        None => format!("br-{}", &input.id[..12.min(input.id.len())]),
+    };
+    Ok(DriverConfig::Bridge(BridgeConfig { device }))
+}
+
+/// A host-side veth name that is not taken: `veth` and seven hex digits.
+fn veth_name() -> String {
+    format!("veth{:07x}", rand::random::<u32>() & 0x0fff_ffff)
+}
+
+#[async_trait]
+impl Driver for BridgeConfig {
+    async fn create(
+        &self,
+        env: &mut Env<'_>,
+        network: &Network,
+        undo: &mut Undo,
+    ) -> OpResult<DriverConfig> {
+        if env.nl.link_index(&self.device).await?.is_some() {
+            return Err(conflict(format!(
+                "interface {} already exists on the host",
+                self.device
+            )));
+        }
+        self.create_device(env, network, undo).await?;
+        undo.push(Step::ForgetNetwork(network.subnet, network.gateway));
+        env.dp.record_network(
+            network.subnet,
+            plan::network_entry(network),
+            plan::gateway_neighbor(network),
+        )?;
+        Ok(DriverConfig::Bridge(self.clone()))
+    }
+
+    async fn delete(&self, env: &mut Env<'_>, network: &Network) -> Vec<String> {
+        let mut errors: Vec<String> = env
+            .dp
+            .forget_network(network.subnet, network.gateway)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        if let Err(e) = env.nl.delete_link(&self.device).await {
+            errors.push(e.to_string());
+        }
+        errors
+    }
+
+    async fn attach(
+        &self,
+        env: &mut Env<'_>,
+        network: &Network,
+        spec: &EndpointSpec<'_>,
+        undo: &mut Undo,
+    ) -> OpResult<Option<String>> {
+        let bridge = env.nl.require_link(&self.device).await?;
+        let peer = VethPeer {
+            name: spec.ifname,
+            mac: spec.mac,
+            netns: spec.netns,
+        };
+        let owner = format!("container:{}", spec.container_id);
+        let (host_veth, host_index) = create_veth_pair(env, &owner, bridge, &peer, undo).await?;
+        configure_inside(spec).await?;
+        let ip = v4(spec.address.addr())?;
+        let ep = EndpointState {
+            network: network.name.clone(),
+            ifname: spec.ifname.into(),
+            host_veth: Some(host_veth.clone()),
+            ip,
+            mac: spec.mac,
+        };
+        env.dp
+            .attach_endpoint(&host_veth, host_index, plan::endpoint_entry(network, &ep))?;
+        undo.push(Step::ForgetEndpoint(host_index));
+        env.nl.pin_neighbor(bridge, ip, spec.mac).await?;
+        undo.push(Step::UnpinNeighbor(bridge, ip));
+        env.nl.set_up(host_index).await?;
+        Ok(Some(host_veth))
+    }
+
+    async fn detach(
+        &self,
+        env: &mut Env<'_>,
+        _network: &Network,
+        ep: &EndpointState,
+        _netns: &Path,
+    ) -> Vec<String> {
+        let mut errors = vec![];
+        match env.nl.link_index(&self.device).await {
+            Ok(Some(bridge)) => {
+                if let Err(e) = env.nl.unpin_neighbor(bridge, ep.ip).await {
+                    errors.push(e.to_string());
+                }
+            }
+            Ok(None) => {}
+            Err(e) => errors.push(e.to_string()),
+        }
+        let Some(veth) = &ep.host_veth else {
+            return errors;
+        };
+        match env.nl.link_index(veth).await {
+            Ok(Some(index)) => {
+                if let Err(e) = env.dp.forget_endpoint(index) {
+                    errors.push(e.to_string());
+                }
+            }
+            Ok(None) => {}
+            Err(e) => errors.push(e.to_string()),
+        }
+        if let Err(e) = env.nl.delete_link(veth).await {
+            errors.push(e.to_string());
+        }
+        errors
+    }
+
+    async fn adopt(
+        &self,
+        env: &mut Env<'_>,
+        network: &Network,
+        endpoints: &[&EndpointState],
+    ) -> OpResult<()> {
+        let bridge = match env.nl.link_index(&self.device).await? {
+            // A bridge an older netd made without a fixed address gets the one the ARP
+            // responder answers with.
+            Some(index) => {
+                env.nl.set_mac(index, plan::bridge_mac(network)).await?;
+                index
+            }
+            None => {
+                tracing::warn!(network = %network.name, "bridge missing; creating it again");
+                let mut undo = Undo::default();
+                let index = self.create_device(env, network, &mut undo).await?;
+                undo.commit();
+                index
+            }
+        };
+        // Exactly the addresses of its running containers are pinned on it.
+        let wanted: BTreeSet<_> = endpoints.iter().map(|ep| (ep.ip, ep.mac)).collect();
+        for ip in env.nl.pinned_neighbors(bridge).await? {
+            if !wanted.iter().any(|(w, _)| *w == ip) {
+                env.nl.unpin_neighbor(bridge, ip).await?;
+            }
+        }
+        for (ip, mac) in wanted {
+            env.nl.pin_neighbor(bridge, ip, mac).await?;
+        }
+        Ok(())
+    }
+
+    async fn endpoint_alive(
+        &self,
+        env: &Env<'_>,
+        ep: &EndpointState,
+        _netns: &Path,
+    ) -> OpResult<bool> {
+        Ok(match &ep.host_veth {
+            Some(veth) => env.nl.link_index(veth).await?.is_some(),
+            None => false,
+        })
+    }
+
+    fn host_devices(&self) -> Vec<String> {
+        vec![self.device.clone()]
+    }
+
+    fn publishes_ports(&self) -> bool {
+        true
+    }
+}
+
+impl BridgeConfig {
+    /// The bridge device with the gateway address, up; returns its index.
+    async fn create_device(
+        &self,
+        env: &Env<'_>,
+        network: &Network,
+        undo: &mut Undo,
+    ) -> OpResult<u32> {
+        let index = env
+            .nl
+            .create_bridge(
+                &self.device,
+                &format!("network:{}", network.id),
+                plan::bridge_mac(network),
+            )
+            .await?;
+        undo.push(Step::DeleteLink(self.device.clone()));
+        env.nl
+            .add_address(index, network.gateway, network.subnet.prefix_len())
+            .await?;
+        env.nl.set_up(index).await?;
+        Ok(index)
+    }
+}
+
+/// Creates the veth pair under a free host-side name; returns the name and its index.
+async fn create_veth_pair(
+    env: &Env<'_>,
+    owner: &str,
+    bridge: u32,
+    peer: &VethPeer<'_>,
+    undo: &mut Undo,
+) -> OpResult<(String, u32)> {
+    for _ in 0..8 {
+        let host = veth_name();
+        match env.nl.create_veth_into(&host, owner, bridge, peer).await {
+            Ok(index) => {
+                undo.push(Step::DeleteLink(host.clone()));
+                return Ok((host, index));
+            }
+            Err(e) if e.already_exists() => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(conflict("could not find a free veth name after 8 attempts"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::state::testing;
+
+    fn input<'a>(
+        options: &'a BTreeMap<String, String>,
+        networks: &'a [&'a Network],
+    ) -> PlanInput<'a> {
+        PlanInput {
+            driver: "bridge",
+            id: "0123456789abcdef",
+            options,
+            internal: false,
+            networks,
+        }
+    }
+
+    #[test]
+    fn a_bridge_is_named_after_the_network_id_unless_an_option_names_it() {
+        let none = BTreeMap::new();
+        assert_eq!(
+            plan(&input(&none, &[])).unwrap(),
+            DriverConfig::Bridge(BridgeConfig {
+                device: "br-0123456789ab".into()
+            })
+        );
+        let named = BTreeMap::from([(OPT_BRIDGE_NAME.to_string(), "docker1".to_string())]);
+        assert_eq!(
+            plan(&input(&named, &[])).unwrap(),
+            DriverConfig::Bridge(BridgeConfig {
+                device: "docker1".into()
+            })
+        );
+    }
+
+    #[test]
+    fn a_bridge_name_another_network_has_or_an_unknown_option_is_refused() {
+        let web = testing::network("web", "172.18.0.0/16", 2);
+        let taken = BTreeMap::from([(OPT_BRIDGE_NAME.to_string(), "br-web".to_string())]);
+        assert_eq!(
+            plan(&input(&taken, &[&web])).unwrap_err().to_string(),
+            "bridge br-web is already used by another network"
+        );
+        let parent = BTreeMap::from([("parent".to_string(), "eth1".to_string())]);
+        assert!(plan(&input(&parent, &[]))
+            .unwrap_err()
+            .to_string()
+            .starts_with("unsupported option \"parent\" for the bridge driver"));
+    }
+}

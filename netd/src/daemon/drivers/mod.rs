@@ -1,0 +1,205 @@
+//! Network drivers behind one seam. A driver turns a network's [`DriverConfig`] into devices:
+//! what the network needs on the host ([`Driver::create`]), and for each container an endpoint
+//! inside its namespace ([`Driver::attach`]). The daemon keeps everything drivers share: names,
+//! IPAM, the state and its journal, DNS, published ports, and the order of steps with their undo.
+//!
+//! Planning a network is pure ([`plan`]): the request and the networks there are in, the
+//! driver's configuration or a one-line refusal out, checked by unit tests without root.
+mod bridge;
+mod macvlan;
+
+pub use bridge::OPT_BRIDGE_NAME;
+pub use macvlan::delete_inside;
+
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, Ipv4Addr},
+    path::Path,
+};
+
+use async_trait::async_trait;
+use ipnet::IpNet;
+
+use super::{
+    error::{invalid, OpResult},
+    undo::Undo,
+};
+use crate::{
+    datapath::Datapath,
+    netlink::Netlink,
+    state::{DriverConfig, EndpointState, Network},
+};
+
+/// The drivers `network create -d` accepts.
+pub const NAMES: [&str; 2] = ["bridge", "macvlan"];
+
+/// What a driver works with: the host's netlink connection and the datapath.
+pub struct Env<'a> {
+    pub nl: &'a Netlink,
+    pub dp: &'a mut Datapath,
+}
+
+/// One endpoint to make, as the daemon decided it: which container, where, and its addressing.
+pub struct EndpointSpec<'a> {
+    pub container_id: &'a str,
+    /// The container's namespace, and a connection inside it.
+    pub netns: &'a Path,
+    pub inside: &'a Netlink,
+    /// The device's name inside (`eth0`, ...).
+    pub ifname: &'a str,
+    /// The container's address with the network's prefix length.
+    pub address: IpNet,
+    pub mac: [u8; 6],
+    /// The gateway of the default route, if this endpoint carries it.
+    pub default_gateway: Option<IpAddr>,
+}
+
+/// A network driver. Implemented by each driver's configuration type, so a network's record
+/// leads straight to its driver ([`ops`]).
+#[async_trait]
+pub trait Driver: Send + Sync {
+    /// Makes what the network needs on the host, each step recorded in `undo`, and returns the
+    /// configuration to record (with what the driver found or made filled in).
+    async fn create(
+        &self,
+        env: &mut Env<'_>,
+        network: &Network,
+        undo: &mut Undo,
+    ) -> OpResult<DriverConfig>;
+
+    /// Removes what `create` made. Goes on past errors and returns them all.
+    async fn delete(&self, env: &mut Env<'_>, network: &Network) -> Vec<String>;
+
+    /// Makes the endpoint's device inside the container (with its address up), and whatever
+    /// the driver keeps on the host for it, each step recorded in `undo`. Returns the host-side
+    /// device, if the driver has one.
+    async fn attach(
+        &self,
+        env: &mut Env<'_>,
+        network: &Network,
+        spec: &EndpointSpec<'_>,
+        undo: &mut Undo,
+    ) -> OpResult<Option<String>>;
+
+    /// Takes an endpoint out (the container's namespace at `netns` may be gone already). Goes on
+    /// past errors and returns them all.
+    async fn detach(
+        &self,
+        env: &mut Env<'_>,
+        network: &Network,
+        ep: &EndpointState,
+        netns: &Path,
+    ) -> Vec<String>;
+
+    /// After a restart, makes what the network had on the host there again where it is missing
+    /// and matches it to the endpoints the state has on it.
+    async fn adopt(
+        &self,
+        env: &mut Env<'_>,
+        network: &Network,
+        endpoints: &[&EndpointState],
+    ) -> OpResult<()>;
+
+    /// Whether the endpoint's devices are all still there.
+    async fn endpoint_alive(
+        &self,
+        env: &Env<'_>,
+        ep: &EndpointState,
+        netns: &Path,
+    ) -> OpResult<bool>;
+
+    /// Host devices that belong to the network (those netd tagged and must not reap).
+    fn host_devices(&self) -> Vec<String>;
+
+    /// Whether containers on the network can publish ports on the host.
+    fn publishes_ports(&self) -> bool;
+}
+
+/// The driver of a network.
+pub fn ops(config: &DriverConfig) -> &dyn Driver {
+    match config {
+        DriverConfig::Bridge(c) => c,
+        DriverConfig::Macvlan(c) => c,
+    }
+}
+
+/// What a new network's driver is given to plan with.
+pub struct PlanInput<'a> {
+    pub driver: &'a str,
+    /// The new network's ID.
+    pub id: &'a str,
+    pub options: &'a BTreeMap<String, String>,
+    pub internal: bool,
+    /// Every network there is.
+    pub networks: &'a [&'a Network],
+}
+
+/// The configuration of a new network's driver, or why there cannot be one.
+pub fn plan(input: &PlanInput<'_>) -> OpResult<DriverConfig> {
+    match input.driver {
+        "bridge" => bridge::plan(input),
+        "macvlan" => macvlan::plan(input),
+        other => Err(invalid(format!(
+            "unsupported network driver {other:?}: netd supports {}",
+            NAMES.map(|n| format!("{n:?}")).join(", ")
+        ))),
+    }
+}
+
+/// Refuses any option a driver does not know.
+fn only_options(driver: &str, options: &BTreeMap<String, String>, known: &[&str]) -> OpResult<()> {
+    match options.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(key) => Err(invalid(format!(
+            "unsupported option {key:?} for the {driver} driver (it takes {})",
+            known.join(", ")
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The IPv4 address of `ip`, for the parts of netd that are IPv4-only yet.
+fn v4(ip: IpAddr) -> OpResult<Ipv4Addr> {
+    match ip {
+        IpAddr::V4(v4) => Ok(v4),
+        IpAddr::V6(v6) => Err(invalid(format!(
+            "{v6}: IPv6 endpoints are not supported yet"
+        ))),
+    }
+}
+
+/// Inside the container: the address on the device, the device up, the default route.
+async fn configure_inside(spec: &EndpointSpec<'_>) -> OpResult<()> {
+    let nl = spec.inside;
+    let index = nl.require_link(spec.ifname).await?;
+    nl.add_address(index, v4(spec.address.addr())?, spec.address.prefix_len())
+        .await?;
+    nl.turn_off_ipv6_addresses(index).await?;
+    nl.set_up(index).await?;
+    if let Some(gateway) = spec.default_gateway {
+        nl.add_default_route(v4(gateway)?).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_driver_is_refused_naming_those_there_are() {
+        let options = BTreeMap::new();
+        let err = plan(&PlanInput {
+            driver: "overlay",
+            id: "ab",
+            options: &options,
+            internal: false,
+            networks: &[],
+        })
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "unsupported network driver \"overlay\": netd supports \"bridge\", \"macvlan\""
+        );
+    }
+}
