@@ -39,7 +39,26 @@ pub mod maps {
     /// `HashMap<[u8; 4] /* network order */, Neighbor>`: the MAC of every gateway and container
     /// address, for answering containers' ARP requests without flooding the bridge.
     pub const NEIGHBORS: &str = "NETD_NEIGHBORS";
+    /// `HashMap<u32 /* ifindex */, VlanPort>`: the inner end of each eBPF 802.1q sub-interface,
+    /// and the trunk and VLAN its frames leave by.
+    pub const VLAN_TAG: &str = "NETD_VLAN_TAG";
+    /// `HashMap<VlanPort /* trunk, VLAN */, u32 /* ifindex */>`: where a trunk's tagged frames go
+    /// (the inner end of their sub-interface).
+    pub const VLAN_UNTAG: &str = "NETD_VLAN_UNTAG";
 }
+
+/// Maximum number of eBPF 802.1q sub-interfaces.
+pub const MAX_VLANS: u32 = 4096;
+
+/// A trunk interface and a VLAN on it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct VlanPort {
+    pub trunk: u32,
+    pub vid: u16,
+    pub _pad: u16,
+}
+const _: () = assert!(size_of::<VlanPort>() == 8);
 
 /// Maximum number of container endpoints (bridge ports) the maps hold.
 pub const MAX_ENDPOINTS: u32 = 16384;
@@ -415,6 +434,7 @@ mod pod {
     unsafe impl aya::Pod for super::Uplink {}
     unsafe impl aya::Pod for super::SockOrig {}
     unsafe impl aya::Pod for super::Event {}
+    unsafe impl aya::Pod for super::VlanPort {}
     unsafe impl aya::Pod for super::DropKey {}
     unsafe impl aya::Pod for super::RateState {}
     unsafe impl aya::Pod for super::PortStats {}

@@ -10,6 +10,8 @@
 //! - [`nat`]: flow lookup, rewriting with checksum updates, new translations, and the redirects
 //!   that let translated packets skip the host.
 //! - [`sock`]: cgroup socket hooks that send host processes straight to published ports.
+//! - [`subif`] and [`trunk`]: TC ingress of an eBPF 802.1q sub-interface and of its trunk
+//!   (VLAN parents of macvlan networks on a kernel without 802.1q).
 //! - [`parse`]: bounds-checked header access.
 //! - [`maps`]: the maps both programs and the daemon share (pinned by name under `--bpffs`).
 //! - [`policy`]: the pure decisions, kept apart from packet access.
@@ -26,6 +28,8 @@ mod nat;
 mod parse;
 mod policy;
 mod sock;
+mod subif;
+mod trunk;
 mod uplink;
 
 #[cfg(not(test))]

@@ -7,8 +7,8 @@ use aya_ebpf::{
 };
 use netd_common::{
     Backend, DropKey, DropReason, Endpoint, FlowKey, NatEntry, Neighbor, NetworkInfo, PortKey,
-    PortStats, RateState, SockOrig, Uplink, CONFIG_LEN, DEFAULT_NAT_ENTRIES, MAX_ENDPOINTS,
-    MAX_LOCAL_ADDRS, MAX_NEIGHBORS, MAX_NETWORKS, MAX_PORTS, MAX_UPLINKS,
+    PortStats, RateState, SockOrig, Uplink, VlanPort, CONFIG_LEN, DEFAULT_NAT_ENTRIES,
+    MAX_ENDPOINTS, MAX_LOCAL_ADDRS, MAX_NEIGHBORS, MAX_NETWORKS, MAX_PORTS, MAX_UPLINKS, MAX_VLANS,
 };
 
 /// Host-side veth ifindex -> the container endpoint behind it.
@@ -141,6 +141,16 @@ pub static NETD_CONFIG: Pinned<{ btf::ARRAY }, u32, u64, { CONFIG_LEN as usize }
 /// Host sockets whose destination was translated, by socket cookie.
 #[btf_map(name = "NETD_SOCK_ORIG")]
 pub static NETD_SOCK_ORIG: Pinned<{ btf::LRU_HASH }, u64, SockOrig, 65536> = Pinned::new();
+
+/// The inner end of each eBPF 802.1q sub-interface -> its trunk and VLAN.
+#[btf_map(name = "NETD_VLAN_TAG")]
+pub static NETD_VLAN_TAG: Pinned<{ btf::HASH }, u32, VlanPort, { MAX_VLANS as usize }> =
+    Pinned::new();
+
+/// (trunk, VLAN) -> the inner end of its sub-interface.
+#[btf_map(name = "NETD_VLAN_UNTAG")]
+pub static NETD_VLAN_UNTAG: Pinned<{ btf::HASH }, VlanPort, u32, { MAX_VLANS as usize }> =
+    Pinned::new();
 
 /// A setting, 0 if unset.
 #[inline(always)]

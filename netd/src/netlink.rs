@@ -59,6 +59,11 @@ impl NetlinkError {
     pub fn already_exists(&self) -> bool {
         matches!(self, NetlinkError::Request { source, .. } if is_errno(source, libc::EEXIST))
     }
+
+    /// The kernel answered EOPNOTSUPP (a device kind it was built without).
+    pub fn unsupported(&self) -> bool {
+        matches!(self, NetlinkError::Request { source, .. } if is_errno(source, libc::EOPNOTSUPP))
+    }
 }
 
 fn req(op: &'static str, target: impl ToString) -> impl FnOnce(rtnetlink::Error) -> NetlinkError {
@@ -319,6 +324,35 @@ impl Netlink {
             .await?;
         self.set_up(index).await?;
         Ok(index)
+    }
+
+    /// Creates a veth pair `name` and `peer` here, both down and tagged as owned by `owner`.
+    /// Returns their indexes.
+    pub async fn create_veth_pair(
+        &self,
+        name: &str,
+        peer: &str,
+        owner: &str,
+    ) -> Result<(u32, u32), NetlinkError> {
+        let mut peer_msg = LinkUnspec::new_with_name(peer).build();
+        peer_msg.attributes.push(LinkAttribute::Group(DEVICE_GROUP));
+        let msg = LinkVeth::new(name, peer)
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
+            .build();
+        let index = self
+            .add_tagged(msg, name, owner, "create veth", &[no_ipv6_addresses()])
+            .await?;
+        let peer_index = self.require_link(peer).await?;
+        let tag = LinkUnspec::new_with_index(peer_index)
+            .append_extra_attribute(alias(owner))
+            .build();
+        if let Err(e) = self.set_link(tag, "tag", peer).await {
+            if let Err(del) = self.delete_link(name).await {
+                tracing::error!(%del, "cannot delete untagged device {name}");
+            }
+            return Err(e);
+        }
+        Ok((index, peer_index))
     }
 
     /// Creates the device `msg` describes, called `name`, in [`DEVICE_GROUP`], and marks it as

@@ -616,5 +616,7 @@ impl Drop for Host {
     }
 }
 
+/// Several hosts on one underlay.
+pub mod fabric;
 /// Reading the host's kernel from outside the daemon, to find leaks.
 pub mod kernel;

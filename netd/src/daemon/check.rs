@@ -19,7 +19,7 @@ use crate::{
     api::{format_mac, CheckView, DifferenceView, Reply},
     datapath::{plan, uplink_pin, SOCK_PROGRAMS},
     netlink::{LinkState, ALIAS_PREFIX, DEVICE_GROUP},
-    state::{DriverConfig, Network, NetworkMode, State, Status},
+    state::{DriverConfig, Network, NetworkMode, State, Status, VlanKind},
 };
 
 /// One way in which the kernel (or the state itself) is not what the state says.
@@ -82,6 +82,8 @@ pub struct Expected {
     pub cgroup_hooks: bool,
     /// Map pins the eBPF object declares.
     pub map_pins: BTreeSet<String>,
+    /// Link pins of eBPF 802.1q sub-interfaces.
+    pub vlan_pins: BTreeSet<String>,
 }
 
 /// What the kernel holds, as [`Daemon::observe`] read it.
@@ -112,24 +114,36 @@ impl Expected {
     /// The host devices network `n`'s driver made: a bridge (with nothing pinned on it yet),
     /// or the 802.1q parent a macvlan network made.
     fn add_network_devices(&mut self, n: &Network) {
-        let (device, kind, mac) = match &n.driver {
-            DriverConfig::Bridge(b) => (b.device.clone(), "bridge", Some(plan::bridge_mac(n))),
-            DriverConfig::Macvlan(m) if m.made_parent.is_some() => (m.parent.clone(), "vlan", None),
-            DriverConfig::Macvlan(_) => return,
-        };
-        if kind == "bridge" {
-            self.pinned.insert(device.clone(), BTreeSet::new());
-        }
-        self.devices.insert(
-            device,
-            WantedDevice {
-                owner: format!("network:{}", n.id),
-                kind,
-                master: None,
-                mac,
-                what: format!("network {}", n.name),
+        let devices = match &n.driver {
+            DriverConfig::Bridge(b) => {
+                self.pinned.insert(b.device.clone(), BTreeSet::new());
+                vec![(b.device.clone(), "bridge", Some(plan::bridge_mac(n)))]
+            }
+            DriverConfig::Macvlan(m) => match &m.made_parent {
+                None => vec![],
+                Some(v) => match &v.kind {
+                    VlanKind::Kernel => vec![(m.parent.clone(), "vlan", None)],
+                    VlanKind::Ebpf { inner } => {
+                        vec![
+                            (m.parent.clone(), "veth", None),
+                            (inner.clone(), "veth", None),
+                        ]
+                    }
+                },
             },
-        );
+        };
+        for (device, kind, mac) in devices {
+            self.devices.insert(
+                device,
+                WantedDevice {
+                    owner: format!("network:{}", n.id),
+                    kind,
+                    master: None,
+                    mac,
+                    what: format!("network {}", n.name),
+                },
+            );
+        }
     }
 
     /// What `state` implies (`uplinks` and `cgroup_hooks` as the daemon runs, `map_pins` the
@@ -144,6 +158,7 @@ impl Expected {
             endpoints: plan::endpoints(state),
             networks: plan::networks(state),
             neighbors: plan::neighbors(state),
+            vlan_pins: plan::vlan_pins(state),
             uplinks: uplinks.to_vec(),
             cgroup_hooks,
             map_pins,
@@ -229,6 +244,7 @@ impl Expected {
         if self.cgroup_hooks {
             pins.extend(SOCK_PROGRAMS.iter().map(|p| p.to_string()));
         }
+        pins.extend(self.vlan_pins.iter().cloned());
         pins
     }
 }

@@ -186,7 +186,9 @@ impl Daemon {
             .state
             .networks
             .values()
-            .filter(|n| !n.default)
+            // A gateway that is a host address (a bridge's; a macvlan network's is a router
+            // outside the host).
+            .filter(|n| !n.default && n.bridge().is_some())
             .map(|n| n.gateway)
             .collect();
         self.dns.update(names, &containers, &gateways);

@@ -186,6 +186,7 @@ impl Daemon {
             .apply_neighbors(plan::diff(&current, &plan::neighbors(&self.state)))?;
         let mut uplink_pins = self.sync_uplinks().await?;
         uplink_pins.extend(self.sync_cgroup()?);
+        uplink_pins.extend(plan::vlan_pins(&self.state));
         self.sync_local_addrs().await?;
         self.sync_ports().await?;
         // Endpoints have filters now; any other pin is an uplink's that is gone, or an endpoint

@@ -9,6 +9,14 @@ use crate::netns;
 #[derive(Debug)]
 pub enum Step {
     DeleteLink(String),
+    /// An eBPF 802.1q sub-interface's programs and map entries.
+    DetachVlan {
+        trunk: String,
+        trunk_index: u32,
+        inner: String,
+        inner_index: u32,
+        vid: u16,
+    },
     /// A device inside a container's namespace (namespace path, device name).
     DeleteLinkIn(PathBuf, String),
     RemoveNetns(PathBuf),
@@ -46,6 +54,20 @@ impl Undo {
                     if let Err(e) = super::drivers::delete_inside(&netns, &name).await {
                         errors.push(e.to_string());
                     }
+                }
+                Step::DetachVlan {
+                    trunk,
+                    trunk_index,
+                    inner,
+                    inner_index,
+                    vid,
+                } => {
+                    let soft = crate::datapath::SoftVlan {
+                        trunk: (&trunk, trunk_index),
+                        inner: (&inner, inner_index),
+                        vid,
+                    };
+                    errors.extend(daemon.dp.detach_vlan(soft).iter().map(ToString::to_string));
                 }
                 Step::RemoveNetns(path) => {
                     if let Err(e) = netns::remove(&path) {

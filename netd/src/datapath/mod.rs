@@ -36,7 +36,9 @@ use aya::{
     Ebpf, EbpfError, EbpfLoader, Pod,
 };
 use ipnet::Ipv4Net;
-use netd_common::{maps, DropReason, Endpoint, Neighbor, NetworkInfo, Uplink, CONFIG_NETNS_COOKIE};
+use netd_common::{
+    maps, DropReason, Endpoint, Neighbor, NetworkInfo, Uplink, VlanPort, CONFIG_NETNS_COOKIE,
+};
 use nix::{
     mount::{mount, umount2, MntFlags, MsFlags},
     sys::statfs::{statfs, BPF_FS_MAGIC},
@@ -51,7 +53,16 @@ pub const ENDPOINT_PROGRAM: &str = "netd_endpoint_ingress";
 /// The programs on the uplinks.
 pub const UPLINK_INGRESS: &str = "netd_uplink_ingress";
 pub const UPLINK_EGRESS: &str = "netd_uplink_egress";
-const TC_PROGRAMS: [&str; 3] = [ENDPOINT_PROGRAM, UPLINK_INGRESS, UPLINK_EGRESS];
+/// The programs of eBPF 802.1q sub-interfaces: on the inner end, and on the trunk.
+pub const SUBIF_PROGRAM: &str = "netd_subif";
+pub const TRUNK_PROGRAM: &str = "netd_trunk";
+const TC_PROGRAMS: [&str; 5] = [
+    ENDPOINT_PROGRAM,
+    UPLINK_INGRESS,
+    UPLINK_EGRESS,
+    SUBIF_PROGRAM,
+    TRUNK_PROGRAM,
+];
 
 /// The cgroup socket hooks, with their pin names.
 pub const SOCK_PROGRAMS: [&str; 4] = [
@@ -60,6 +71,21 @@ pub const SOCK_PROGRAMS: [&str; 4] = [
     "netd_sock_getpeername4",
     "netd_sock_recvmsg4",
 ];
+
+/// Pin names of the links of an eBPF sub-interface: the trunk's (shared by its VLANs) and the
+/// inner end's.
+pub fn vlan_pins(trunk: &str, inner: &str) -> [String; 2] {
+    [format!("trunk-{trunk}"), format!("subif-{inner}")]
+}
+
+/// One eBPF 802.1q sub-interface, as the datapath sees it: the trunk and the inner end of the
+/// veth pair (name and index each), and the VLAN.
+#[derive(Debug, Clone, Copy)]
+pub struct SoftVlan<'a> {
+    pub trunk: (&'a str, u32),
+    pub inner: (&'a str, u32),
+    pub vid: u16,
+}
 
 /// Pin name of an uplink's link in one direction (`in` or `out`).
 pub fn uplink_pin(iface: &str, dir: &str) -> String {
@@ -320,6 +346,71 @@ impl Datapath {
             source: io::Error::other(e),
         })?;
         Ok(())
+    }
+
+    /// Joins an eBPF sub-interface to its VLAN: the map entries both ways, then the programs on
+    /// the inner end and on the trunk (whose link the trunk's other VLANs share).
+    pub fn attach_vlan(&mut self, vlan: SoftVlan<'_>) -> Result<(), DatapathError> {
+        let port = VlanPort {
+            trunk: vlan.trunk.1,
+            vid: vlan.vid,
+            _pad: 0,
+        };
+        let mut tag: HashMap<&mut MapData, u32, VlanPort> = self.typed_mut(maps::VLAN_TAG)?;
+        tag.insert(vlan.inner.1, port, 0)
+            .map_err(map_err(maps::VLAN_TAG))?;
+        let mut untag: HashMap<&mut MapData, VlanPort, u32> = self.typed_mut(maps::VLAN_UNTAG)?;
+        untag
+            .insert(port, vlan.inner.1, 0)
+            .map_err(map_err(maps::VLAN_UNTAG))?;
+        let [trunk_pin, inner_pin] = vlan_pins(vlan.trunk.0, vlan.inner.0);
+        self.attach_tc(
+            SUBIF_PROGRAM,
+            vlan.inner.0,
+            TcAttachType::Ingress,
+            &inner_pin,
+        )?;
+        self.attach_tc(
+            TRUNK_PROGRAM,
+            vlan.trunk.0,
+            TcAttachType::Ingress,
+            &trunk_pin,
+        )
+    }
+
+    /// Takes an eBPF sub-interface out of its VLAN (the caller deletes its devices), and the
+    /// trunk's program too once no other sub-interface uses it. Goes on past errors.
+    pub fn detach_vlan(&mut self, vlan: SoftVlan<'_>) -> Vec<DatapathError> {
+        let mut errors = vec![];
+        let port = VlanPort {
+            trunk: vlan.trunk.1,
+            vid: vlan.vid,
+            _pad: 0,
+        };
+        match self.typed_mut::<HashMap<&mut MapData, u32, VlanPort>>(maps::VLAN_TAG) {
+            Ok(mut tag) => match tag.remove(&vlan.inner.1) {
+                Ok(()) | Err(MapError::KeyNotFound) => {}
+                Err(e) => errors.push(map_err(maps::VLAN_TAG)(e)),
+            },
+            Err(e) => errors.push(e),
+        }
+        match self.typed_mut::<HashMap<&mut MapData, VlanPort, u32>>(maps::VLAN_UNTAG) {
+            Ok(mut untag) => match untag.remove(&port) {
+                Ok(()) | Err(MapError::KeyNotFound) => {}
+                Err(e) => errors.push(map_err(maps::VLAN_UNTAG)(e)),
+            },
+            Err(e) => errors.push(e),
+        }
+        let [trunk_pin, inner_pin] = vlan_pins(vlan.trunk.0, vlan.inner.0);
+        errors.extend(self.unpin_link(&inner_pin).err());
+        let trunk_shared = self
+            .typed::<HashMap<&MapData, VlanPort, u32>>(maps::VLAN_UNTAG)
+            .map(|m| m.keys().flatten().any(|k| k.trunk == vlan.trunk.1))
+            .unwrap_or(true);
+        if !trunk_shared {
+            errors.extend(self.unpin_link(&trunk_pin).err());
+        }
+        errors
     }
 
     /// Forgets the port `ifindex`; the veth, and its filter with it, is deleted by the caller.

@@ -7,7 +7,7 @@ use netd_common::{Endpoint, Neighbor, NetworkInfo, ENDPOINT_FLAG_INTERNAL};
 
 use crate::{
     ipam,
-    state::{EndpointState, Network, State},
+    state::{DriverConfig, EndpointState, MacvlanConfig, Network, State, VlanKind},
 };
 
 /// The map entry for one container interface.
@@ -86,6 +86,25 @@ pub fn endpoints(state: &State) -> BTreeMap<String, Endpoint> {
 pub fn networks(state: &State) -> BTreeMap<Ipv4Net, NetworkInfo> {
     bridge_networks(state)
         .map(|n| (n.subnet, network_entry(n)))
+        .collect()
+}
+
+/// The link pins of every eBPF 802.1q sub-interface the state has (the trunk's once).
+pub fn vlan_pins(state: &State) -> std::collections::BTreeSet<String> {
+    state
+        .networks
+        .values()
+        .filter_map(|n| match &n.driver {
+            DriverConfig::Macvlan(MacvlanConfig {
+                made_parent: Some(vlan),
+                ..
+            }) => match &vlan.kind {
+                VlanKind::Ebpf { inner } => Some(super::vlan_pins(&vlan.base, inner)),
+                VlanKind::Kernel => None,
+            },
+            _ => None,
+        })
+        .flatten()
         .collect()
 }
 

@@ -47,6 +47,21 @@ pub struct MacvlanConfig {
 pub struct VlanParent {
     pub base: String,
     pub vid: u16,
+    /// How it was made (planned as the kernel's; the kernel may lack 802.1q).
+    #[serde(default)]
+    pub kind: VlanKind,
+}
+
+/// How an 802.1q sub-interface is made.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum VlanKind {
+    /// The kernel's 802.1q driver.
+    #[default]
+    Kernel,
+    /// A veth pair, the sub-interface and `inner`, with netd's programs tagging what it sends
+    /// onto the base and untagging the base's frames of its VLAN into it.
+    Ebpf { inner: String },
 }
 
 /// How macvlan devices on one parent reach each other (`-o macvlan_mode`), as the kernel names it.
@@ -161,6 +176,9 @@ mod tests {
             made_parent: Some(VlanParent {
                 base: "eth1".into(),
                 vid: 1,
+                kind: VlanKind::Ebpf {
+                    inner: "nvl001abcdef0".into(),
+                },
             }),
         });
         let text = serde_json::to_string(&n).unwrap();

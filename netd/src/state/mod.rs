@@ -7,7 +7,7 @@ mod driver;
 mod runs;
 pub mod store;
 
-pub use driver::{BridgeConfig, DriverConfig, MacvlanConfig, MacvlanMode, VlanParent};
+pub use driver::{BridgeConfig, DriverConfig, MacvlanConfig, MacvlanMode, VlanKind, VlanParent};
 
 use std::{collections::BTreeMap, net::Ipv4Addr, path::PathBuf};
 

@@ -20,9 +20,12 @@ use crate::{
         undo::{Step, Undo},
         validate,
     },
+    datapath::SoftVlan,
     netlink::{Netlink, VethPeer},
     netns,
-    state::{DriverConfig, EndpointState, MacvlanConfig, MacvlanMode, Network, VlanParent},
+    state::{
+        DriverConfig, EndpointState, MacvlanConfig, MacvlanMode, Network, VlanKind, VlanParent,
+    },
 };
 
 /// The option naming the parent interface, and the one choosing the mode, as Docker spells them.
@@ -84,6 +87,7 @@ fn vlan_of(parent: &str) -> OpResult<Option<VlanParent>> {
     Ok(Some(VlanParent {
         base: base.into(),
         vid,
+        kind: VlanKind::Kernel,
     }))
 }
 
@@ -128,28 +132,36 @@ impl Driver for MacvlanConfig {
                 self.parent
             )));
         };
-        let base = env.nl.link_index(&vlan.base).await?.ok_or_else(|| {
-            OpError::NotFound(format!(
-                "interface {} (the base of parent {}) does not exist",
-                vlan.base, self.parent
-            ))
-        })?;
-        let owner = format!("network:{}", network.id);
-        env.nl
-            .create_vlan(&self.parent, base, vlan.vid, &owner)
-            .await?;
-        undo.push(Step::DeleteLink(self.parent.clone()));
-        Ok(DriverConfig::Macvlan(self.clone()))
+        let made = self.make_parent(env, network, vlan, undo).await?;
+        Ok(DriverConfig::Macvlan(MacvlanConfig {
+            made_parent: Some(made),
+            ..self.clone()
+        }))
     }
 
     async fn delete(&self, env: &mut Env<'_>, _network: &Network) -> Vec<String> {
-        if self.made_parent.is_none() {
+        let Some(vlan) = &self.made_parent else {
             return vec![];
+        };
+        let mut errors = vec![];
+        if let VlanKind::Ebpf { inner } = &vlan.kind {
+            match self.soft_indexes(env, vlan, inner).await {
+                Ok(Some((trunk, inner_index))) => {
+                    let soft = SoftVlan {
+                        trunk: (&vlan.base, trunk),
+                        inner: (inner, inner_index),
+                        vid: vlan.vid,
+                    };
+                    errors.extend(env.dp.detach_vlan(soft).iter().map(ToString::to_string));
+                }
+                Ok(None) => {}
+                Err(e) => errors.push(e.to_string()),
+            }
         }
-        match env.nl.delete_link(&self.parent).await {
-            Ok(()) => vec![],
-            Err(e) => vec![e.to_string()],
+        if let Err(e) = env.nl.delete_link(&self.parent).await {
+            errors.push(e.to_string());
         }
+        errors
     }
 
     async fn attach(
@@ -195,18 +207,30 @@ impl Driver for MacvlanConfig {
         network: &Network,
         _endpoints: &[&EndpointState],
     ) -> OpResult<()> {
-        if env.nl.link_index(&self.parent).await?.is_some() {
-            return Ok(());
-        }
-        match &self.made_parent {
-            Some(_) => {
+        let present = env.nl.link_index(&self.parent).await?.is_some();
+        match (&self.made_parent, present) {
+            (Some(vlan), true) => {
+                if let VlanKind::Ebpf { inner } = &vlan.kind {
+                    // The current programs, and the map entries, in place.
+                    if let Some((trunk, inner_index)) = self.soft_indexes(env, vlan, inner).await? {
+                        env.dp.attach_vlan(SoftVlan {
+                            trunk: (&vlan.base, trunk),
+                            inner: (inner, inner_index),
+                            vid: vlan.vid,
+                        })?;
+                    }
+                }
+                Ok(())
+            }
+            (Some(vlan), false) => {
                 tracing::warn!(network = %network.name, parent = %self.parent, "802.1q parent missing; creating it again");
                 let mut undo = Undo::default();
-                let made = self.create(env, network, &mut undo).await;
+                let made = self.make_parent(env, network, vlan, &mut undo).await;
                 undo.commit();
                 made.map(drop)
             }
-            None => {
+            (None, true) => Ok(()),
+            (None, false) => {
                 tracing::warn!(network = %network.name, parent = %self.parent, "parent interface missing: containers cannot join the network until it is back");
                 Ok(())
             }
@@ -227,14 +251,93 @@ impl Driver for MacvlanConfig {
     }
 
     fn host_devices(&self) -> Vec<String> {
-        self.made_parent
-            .iter()
-            .map(|_| self.parent.clone())
-            .collect()
+        let Some(vlan) = &self.made_parent else {
+            return vec![];
+        };
+        match &vlan.kind {
+            VlanKind::Kernel => vec![self.parent.clone()],
+            VlanKind::Ebpf { inner } => vec![self.parent.clone(), inner.clone()],
+        }
     }
 
     fn publishes_ports(&self) -> bool {
         false
+    }
+}
+
+impl MacvlanConfig {
+    /// Makes the 802.1q parent `vlan`: the kernel's sub-interface, or where the kernel has no
+    /// 802.1q, netd's own (a veth pair and two programs). Returns how it was made.
+    async fn make_parent(
+        &self,
+        env: &mut Env<'_>,
+        network: &Network,
+        vlan: &VlanParent,
+        undo: &mut Undo,
+    ) -> OpResult<VlanParent> {
+        let base = env.nl.link_index(&vlan.base).await?.ok_or_else(|| {
+            OpError::NotFound(format!(
+                "interface {} (the base of parent {}) does not exist",
+                vlan.base, self.parent
+            ))
+        })?;
+        let owner = format!("network:{}", network.id);
+        match env
+            .nl
+            .create_vlan(&self.parent, base, vlan.vid, &owner)
+            .await
+        {
+            Ok(_) => {
+                undo.push(Step::DeleteLink(self.parent.clone()));
+                return Ok(VlanParent {
+                    kind: VlanKind::Kernel,
+                    ..vlan.clone()
+                });
+            }
+            Err(e) if e.unsupported() => {}
+            Err(e) => return Err(e.into()),
+        }
+        let inner = format!(
+            "nvl{:03x}{:07x}",
+            vlan.vid,
+            rand::random::<u32>() & 0x0fff_ffff
+        );
+        let (outer_index, inner_index) = env
+            .nl
+            .create_veth_pair(&self.parent, &inner, &owner)
+            .await?;
+        undo.push(Step::DeleteLink(self.parent.clone()));
+        let soft = SoftVlan {
+            trunk: (&vlan.base, base),
+            inner: (&inner, inner_index),
+            vid: vlan.vid,
+        };
+        env.dp.attach_vlan(soft)?;
+        undo.push(Step::DetachVlan {
+            trunk: vlan.base.clone(),
+            trunk_index: base,
+            inner: inner.clone(),
+            inner_index,
+            vid: vlan.vid,
+        });
+        env.nl.set_up(inner_index).await?;
+        env.nl.set_up(outer_index).await?;
+        Ok(VlanParent {
+            kind: VlanKind::Ebpf { inner },
+            ..vlan.clone()
+        })
+    }
+
+    /// The indexes of an eBPF parent's trunk and inner end, if both are there.
+    async fn soft_indexes(
+        &self,
+        env: &Env<'_>,
+        vlan: &VlanParent,
+        inner: &str,
+    ) -> OpResult<Option<(u32, u32)>> {
+        let trunk = env.nl.link_index(&vlan.base).await?;
+        let inner = env.nl.link_index(inner).await?;
+        Ok(trunk.zip(inner))
     }
 }
 
@@ -302,7 +405,8 @@ mod tests {
             m.made_parent,
             Some(VlanParent {
                 base: "eth1".into(),
-                vid: 1
+                vid: 1,
+                kind: VlanKind::Kernel,
             })
         );
     }
