@@ -52,7 +52,9 @@ pub fn demo() -> Result<ExitCode> {
     let mut lab = Lab::new(netd)?;
     lab.create_world()?;
     lab.start_daemon()?;
+    lab.start_second_host()?;
     println!("\n`netd` below stands for `{}`", lab.client_prefix());
+    println!("`netd2` is the second host's client (scene m)");
     let mut demo = Demo {
         lab: &lab,
         records: Vec::new(),
@@ -154,6 +156,22 @@ enum Verdict {
     Skip,
 }
 
+/// Which of the demo's two hosts a step runs on.
+#[derive(Clone, Copy)]
+enum Site {
+    One,
+    Two,
+}
+
+impl std::fmt::Display for Site {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Site::One => "host1",
+            Site::Two => "host2",
+        })
+    }
+}
+
 struct Demo<'l> {
     lab: &'l Lab,
     records: Vec<(String, Verdict)>,
@@ -178,6 +196,105 @@ impl Demo<'_> {
         self.names_on_default_bridge();
         self.legacy_links();
         self.observability(db.as_deref());
+        self.macvlan_across_hosts();
+    }
+
+    /// (m) Seed 003: macvlan networks on two hosts whose `eth1` share a switch, one on `eth1`
+    /// and one on the 802.1q sub-interface `eth1.1`, isolated from each other at layer 2.
+    fn macvlan_across_hosts(&mut self) {
+        section("(m) macvlan networks across two hosts (netd-demo-host and netd-demo-host2)");
+        let networks = [
+            ("mac_net1", "172.21.0.0/24", "172.21.0.1", "eth1"),
+            ("mac_net2", "172.22.0.0/24", "172.22.0.1", "eth1.1"),
+        ];
+        for host in [Site::One, Site::Two] {
+            for (name, subnet, gateway, parent) in networks {
+                let parent = format!("parent={parent}");
+                let gateway = format!("--gateway={gateway}");
+                let args = [
+                    "network", "create", "-d", "macvlan", "--subnet", subnet, &gateway, "-o",
+                    &parent, name,
+                ];
+                self.step_on(
+                    host,
+                    &format!("{host}: create {name} on {parent}"),
+                    &args,
+                    Expect::Success,
+                );
+            }
+        }
+        self.step_on(
+            Site::One,
+            "host1: network ls",
+            &["network", "ls"],
+            Expect::PrintsAll(&["macvlan", "local"]),
+        );
+        let containers = [
+            (Site::One, "m11", "mac_net1", "172.21.0.11"),
+            (Site::Two, "m12", "mac_net1", "172.21.0.12"),
+            (Site::One, "m21", "mac_net2", "172.22.0.21"),
+            (Site::Two, "m22", "mac_net2", "172.22.0.22"),
+        ];
+        for (host, name, network, ip) in containers {
+            let args = ["run", "-d", "--network", network, "--ip", ip, name];
+            self.step_on(
+                host,
+                &format!("{host}: run {name} on {network} at {ip}"),
+                &args,
+                Expect::Success,
+            );
+        }
+        let ping = |from: &str, ip: &str| {
+            [
+                "exec", from, "--", "busybox", "ping", "-c", "1", "-W", "2", ip,
+            ]
+            .map(String::from)
+        };
+        for (host, from, ip, expect) in [
+            (Site::One, "m11", "172.21.0.12", Expect::Success),
+            (Site::Two, "m22", "172.22.0.21", Expect::Success),
+            (Site::One, "m11", "172.22.0.22", Expect::Failure),
+        ] {
+            let args = ping(from, ip);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            self.step_on(
+                host,
+                &format!("{host}: {from} pings {ip} on the other host"),
+                &args,
+                expect,
+            );
+        }
+        let publish = [
+            "container",
+            "create",
+            "--network",
+            "mac_net1",
+            "-p",
+            "8080:80",
+            "mp",
+        ];
+        self.step_on(
+            Site::One,
+            "host1: publishing a port on macvlan is refused",
+            &publish,
+            Expect::FailsWith("publish no ports"),
+        );
+    }
+
+    /// [`Demo::step`] on one of the two hosts.
+    fn step_on(
+        &mut self,
+        host: Site,
+        title: &str,
+        args: &[&str],
+        expect: Expect,
+    ) -> Option<Captured> {
+        let (client, mut cmd) = match host {
+            Site::One => ("netd", self.lab.client(args)),
+            Site::Two => ("netd2", self.lab.client2(args)),
+        };
+        let shown = format!("{client} {}", shell_words(args.iter().copied()));
+        self.check(title, &shown, &mut cmd, expect)
     }
 
     /// (a) Containers on the default network `bridge` reach each other.

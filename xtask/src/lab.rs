@@ -25,7 +25,14 @@ use crate::util::{self, Captured};
 
 pub const HOST_NS: &str = "netd-demo-host";
 pub const OUT_NS: &str = "netd-demo-out";
+/// A second host for the scenes across hosts (seed 003), and the switch between the hosts'
+/// `eth1`.
+pub const HOST2_NS: &str = "netd-demo-host2";
+pub const LAN_NS: &str = "netd-demo-lan";
 const BPFFS_DIR: &str = "/sys/fs/bpf/netd-demo";
+const BPFFS2_DIR: &str = "/sys/fs/bpf/netd-demo2";
+/// Each host's port on the switch, as the seed names it.
+pub const LAN_PORT: &str = "eth1";
 const UPLINK: &str = "uplink0";
 /// The host namespace's address on the uplink: where published ports answer from outside.
 pub const UPLINK_IP: &str = "10.99.0.2";
@@ -68,6 +75,8 @@ pub struct Lab {
     namespaces: Vec<&'static str>,
     daemon: Option<Child>,
     daemon_started: bool,
+    /// The second host's daemon, once [`Lab::start_second_host`] ran.
+    daemon2: Option<Child>,
     /// Servers started with [`Lab::spawn_background`], stopped first on the way out.
     background: RefCell<Vec<(String, Child)>>,
 }
@@ -85,6 +94,7 @@ impl Lab {
             namespaces: Vec::new(),
             daemon: None,
             daemon_started: false,
+            daemon2: None,
             background: RefCell::new(Vec::new()),
         })
     }
@@ -129,6 +139,80 @@ impl Lab {
         self.daemon = Some(child);
         self.daemon_started = true;
         self.wait_ready()
+    }
+
+    /// A second host (`netd-demo-host2`, its own daemon and dirs, no uplink) and a switch
+    /// (`netd-demo-lan`) with both hosts' `eth1` on it.
+    pub fn start_second_host(&mut self) -> Result<()> {
+        for ns in [HOST2_NS, LAN_NS] {
+            setup_ip(&["netns", "add", ns])?;
+            self.namespaces.push(ns);
+        }
+        setup_ip(&["-n", LAN_NS, "link", "add", "lan0", "type", "bridge"])?;
+        setup_ip(&["-n", LAN_NS, "link", "set", "lan0", "up"])?;
+        for (ns, port) in [(HOST_NS, "port1"), (HOST2_NS, "port2")] {
+            setup_ip(&[
+                "-n", LAN_NS, "link", "add", port, "type", "veth", "peer", "name", LAN_PORT,
+                "netns", ns,
+            ])?;
+            setup_ip(&["-n", LAN_NS, "link", "set", port, "master", "lan0", "up"])?;
+            setup_ip(&["-n", ns, "link", "set", LAN_PORT, "up"])?;
+            setup_ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        }
+        let log_path = self.dir.join("daemon2.log");
+        let log =
+            File::create(&log_path).with_context(|| format!("create {}", log_path.display()))?;
+        let mut cmd = self.nsenter_daemon2(&["--no-cgroup-hooks", "--resolv-conf"]);
+        cmd.arg(self.dir.join("resolv.conf"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0);
+        println!("setup: $ {} > {}", util::describe(&cmd), log_path.display());
+        self.daemon2 = Some(cmd.spawn().context("setup: start the second daemon")?);
+        self.wait_answers(&self.client2(&["network", "ls"]), "the second daemon")
+    }
+
+    /// `netd --socket SOCKET2 ARGS...`: the second host's client.
+    pub fn client2(&self, args: &[&str]) -> Command {
+        let mut cmd = util::command(&self.netd);
+        cmd.arg("--socket").arg(self.socket2()).args(args);
+        cmd
+    }
+
+    fn socket2(&self) -> PathBuf {
+        self.dir.join("host2/run/netd.sock")
+    }
+
+    /// The second host's daemon command, as [`Self::nsenter_daemon`] for the first.
+    fn nsenter_daemon2(&self, extra: &[&str]) -> Command {
+        let dir = self.dir.join("host2");
+        let mut cmd = util::command("nsenter");
+        cmd.arg(format!("--net=/run/netns/{HOST2_NS}"))
+            .arg(&self.netd)
+            .arg("daemon")
+            .arg("--state-dir")
+            .arg(dir.join("state"))
+            .arg("--run-dir")
+            .arg(dir.join("run"))
+            .args(["--bpffs", BPFFS2_DIR])
+            .args(extra);
+        cmd
+    }
+
+    /// Waits until `probe` succeeds (a daemon answers).
+    fn wait_answers(&self, probe: &Command, what: &str) -> Result<()> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while Instant::now() < deadline {
+            let mut cmd = util::command(probe.get_program());
+            cmd.args(probe.get_args());
+            if util::run_captured(&mut cmd, Duration::from_secs(2), &self.dir)?.success() {
+                println!("setup: {what} answers: ok");
+                return Ok(());
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
+        bail!("setup: {what} did not answer within {READY_TIMEOUT:?}")
     }
 
     /// `netd --socket SOCKET ARGS...`, run directly on the machine.
@@ -254,12 +338,19 @@ impl Lab {
         if self.daemon_started {
             self.cleanup_daemon();
         }
+        if let Some(child) = self.daemon2.take() {
+            stop_child(child, "second daemon");
+            let mut cmd = self.nsenter_daemon2(&["--cleanup"]);
+            let what = util::describe(&cmd);
+            let result = util::output(&mut cmd, "cleanup").map(drop);
+            report("cleanup", &what, result);
+        }
         kill_processes_in(&netns);
         unmount_under(&self.dir);
         for ns in self.namespaces.drain(..).rev() {
             report("cleanup", &format!("ip netns del {ns}"), delete_netns(ns));
         }
-        remove_bpffs_dir("cleanup: netd --cleanup left");
+        remove_bpffs_dirs("cleanup: netd --cleanup left");
         remove_cgroup("cleanup");
         let removed = fs::remove_dir_all(&self.dir).map_err(anyhow::Error::from);
         report(
@@ -276,8 +367,10 @@ impl Lab {
             .iter()
             .map(|ns| Path::new("/run/netns").join(ns))
             .collect();
-        if let Ok(entries) = fs::read_dir(self.dir.join("run/netns")) {
-            paths.extend(entries.flatten().map(|e| e.path()));
+        for run in ["run/netns", "host2/run/netns"] {
+            if let Ok(entries) = fs::read_dir(self.dir.join(run)) {
+                paths.extend(entries.flatten().map(|e| e.path()));
+            }
         }
         paths.iter().filter_map(|p| netns_id(p)).collect()
     }
@@ -298,23 +391,9 @@ impl Lab {
     }
 
     fn stop_daemon(&mut self) {
-        let Some(mut child) = self.daemon.take() else {
-            return;
-        };
-        let pid = child.id();
-        // SAFETY: kill(2) on our own child's pid; it has not been reaped yet.
-        unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = child.try_wait() {
-                println!("cleanup: stop daemon (pid {pid}, SIGTERM): ok ({status})");
-                return;
-            }
-            thread::sleep(Duration::from_millis(50));
+        if let Some(child) = self.daemon.take() {
+            stop_child(child, "daemon");
         }
-        child.kill().ok();
-        child.wait().ok();
-        println!("cleanup: stop daemon (pid {pid}): did not stop on SIGTERM within {STOP_TIMEOUT:?}, killed");
     }
 
     fn cleanup_daemon(&self) {
@@ -374,7 +453,7 @@ fn delete_netns(ns: &str) -> Result<()> {
 
 /// Deletes the demo namespaces and bpffs dir that an interrupted earlier run left behind.
 fn remove_leftovers() {
-    for ns in [HOST_NS, OUT_NS] {
+    for ns in [HOST_NS, OUT_NS, HOST2_NS, LAN_NS] {
         let path = Path::new("/run/netns").join(ns);
         if let Some(id) = netns_id(&path) {
             kill_processes_in(&HashSet::from([id]));
@@ -385,7 +464,7 @@ fn remove_leftovers() {
             );
         }
     }
-    remove_bpffs_dir("setup: an earlier run left");
+    remove_bpffs_dirs("setup: an earlier run left");
     remove_cgroup("setup: an earlier run left");
 }
 
@@ -433,11 +512,33 @@ fn remove_cgroup(why: &str) {
     report(why, &format!("remove cgroup {}", cgroup.display()), removed);
 }
 
-fn remove_bpffs_dir(why: &str) {
-    if Path::new(BPFFS_DIR).exists() {
-        let removed = fs::remove_dir_all(BPFFS_DIR).map_err(anyhow::Error::from);
-        report(why, &format!("{BPFFS_DIR} behind; removing it"), removed);
+fn remove_bpffs_dirs(why: &str) {
+    for dir in [BPFFS_DIR, BPFFS2_DIR] {
+        if Path::new(dir).exists() {
+            let removed = fs::remove_dir_all(dir).map_err(anyhow::Error::from);
+            report(why, &format!("{dir} behind; removing it"), removed);
+        }
     }
+}
+
+/// Stops a daemon: SIGTERM, then SIGKILL if it does not exit within [`STOP_TIMEOUT`].
+fn stop_child(mut child: Child, what: &str) {
+    let pid = child.id();
+    // SAFETY: kill(2) on our own child's pid; it has not been reaped yet.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            println!("cleanup: stop {what} (pid {pid}, SIGTERM): ok ({status})");
+            return;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().ok();
+    child.wait().ok();
+    println!(
+        "cleanup: stop {what} (pid {pid}): did not stop on SIGTERM within {STOP_TIMEOUT:?}, killed"
+    );
 }
 
 fn netns_id(path: &Path) -> Option<NetnsId> {

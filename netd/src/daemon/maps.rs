@@ -4,18 +4,28 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use netd_common::{
-    maps, Backend, FlowKey, NatEntry, PortKey, Uplink, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP,
-    NAT_FLAG_REPLY, NAT_KIND_DNAT, NAT_KIND_HAIRPIN, NAT_KIND_SNAT, TCP_SEEN_ACK, TCP_SEEN_FIN,
-    TCP_SEEN_RST, ZONE_UPLINK_IN, ZONE_UPLINK_OUT,
+    maps, Backend, FlowKey, NatEntry, PortKey, Uplink, VlanPort, IPPROTO_ICMP, IPPROTO_TCP,
+    IPPROTO_UDP, NAT_FLAG_REPLY, NAT_KIND_DNAT, NAT_KIND_HAIRPIN, NAT_KIND_SNAT, TCP_SEEN_ACK,
+    TCP_SEEN_FIN, TCP_SEEN_RST, ZONE_UPLINK_IN, ZONE_UPLINK_OUT,
 };
 
 use super::{error::OpError, error::OpResult, Daemon};
-use crate::api::{format_mac, MapView};
+use crate::{
+    api::{format_mac, MapView},
+    state::{DriverConfig, VlanKind},
+};
+
+/// An interface's name, or `?` if it is gone.
+fn if_name(ifindex: u32) -> String {
+    nix::net::if_::if_indextoname(ifindex)
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "?".into())
+}
 
 impl Daemon {
     pub(super) fn maps_dump(&self, only: Option<&str>) -> OpResult<Vec<MapView>> {
         type Render = fn(&Daemon) -> OpResult<MapView>;
-        let all: [(&str, Render); 8] = [
+        let all: [(&str, Render); 10] = [
             (maps::ENDPOINTS, Self::endpoints_view),
             (maps::NETWORKS, Self::networks_view),
             (maps::NEIGHBORS, Self::neighbors_view),
@@ -24,6 +34,8 @@ impl Daemon {
             (maps::UPLINKS, Self::uplinks_view),
             (maps::LOCAL_ADDRS, Self::local_addrs_view),
             (maps::DROPS, Self::drops_view),
+            (maps::VLAN_TAG, Self::vlan_tag_view),
+            (maps::VLAN_UNTAG, Self::vlan_untag_view),
         ];
         let named = |m: &str, n: &str| {
             m.eq_ignore_ascii_case(n) || m.trim_start_matches("NETD_").eq_ignore_ascii_case(n)
@@ -129,6 +141,49 @@ impl Daemon {
             })
             .collect();
         Ok(self.view(maps::UPLINKS, &["ifindex", "uplink", "snat address"], rows))
+    }
+
+    /// The network whose eBPF 802.1q parent has the inner end `inner`.
+    fn vlan_network(&self, inner: &str) -> String {
+        self.state
+            .networks
+            .values()
+            .find(|n| match &n.driver {
+                DriverConfig::Macvlan(m) => m
+                    .made_parent
+                    .as_ref()
+                    .is_some_and(|v| matches!(&v.kind, VlanKind::Ebpf { inner: i } if i == inner)),
+                _ => false,
+            })
+            .map_or_else(|| "?".into(), |n| n.name.clone())
+    }
+
+    fn vlan_tag_view(&self) -> OpResult<MapView> {
+        let rows = self
+            .dp
+            .dump::<u32, VlanPort>(maps::VLAN_TAG)?
+            .into_iter()
+            .map(|(inner, port)| {
+                let inner = if_name(inner);
+                let network = self.vlan_network(&inner);
+                vec![inner, if_name(port.trunk), port.vid.to_string(), network]
+            })
+            .collect();
+        Ok(self.view(
+            maps::VLAN_TAG,
+            &["inner end", "trunk", "vlan", "network"],
+            rows,
+        ))
+    }
+
+    fn vlan_untag_view(&self) -> OpResult<MapView> {
+        let rows = self
+            .dp
+            .dump::<VlanPort, u32>(maps::VLAN_UNTAG)?
+            .into_iter()
+            .map(|(port, inner)| vec![if_name(port.trunk), port.vid.to_string(), if_name(inner)])
+            .collect();
+        Ok(self.view(maps::VLAN_UNTAG, &["trunk", "vlan", "inner end"], rows))
     }
 
     fn local_addrs_view(&self) -> OpResult<MapView> {
