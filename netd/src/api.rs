@@ -206,6 +206,10 @@ pub struct NetworkView {
     pub driver: String,
     /// `local` (one host's) or `global` (a cluster's), as Docker's.
     pub scope: String,
+    /// The host devices netd made for the network (its bridge, an 802.1q parent), each tagged
+    /// `netd:network:ID`.
+    #[serde(default)]
+    pub devices: Vec<String>,
     pub subnet: Option<Ipv4Net>,
     pub gateway: Option<Ipv4Addr>,
     pub ip_range: Option<Ipv4Net>,

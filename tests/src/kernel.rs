@@ -7,8 +7,9 @@ use serde_json::Value;
 
 use crate::{run, Host};
 
-/// The host namespace's uplink, made by the harness.
-const UPLINK: &str = "uplink0";
+/// Devices of the host namespace that tests make themselves: the uplink, and an underlay port
+/// (`eth1`, the parent of macvlan networks) with its peer where a test has no fabric.
+const TEST_DEVICES: [&str; 3] = ["uplink0", "eth1", "eth1p"];
 
 /// One device of the host namespace, from `ip -j -d link`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,6 +167,18 @@ fn device_leaks(networks: &[Value], containers: &[Value], devices: &[Device]) ->
             ))
         })
         .collect();
+    // Every device netd made for a network (its bridge, an 802.1q parent) and the network's ID.
+    let made: BTreeMap<String, String> = networks
+        .iter()
+        .flat_map(|n| {
+            let id = n["id"].as_str().unwrap_or("").to_string();
+            n["devices"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(move |d| Some((d.as_str()?.to_string(), id.clone())))
+        })
+        .collect();
     let bridge_of: BTreeMap<String, String> = networks
         .iter()
         .filter_map(|n| {
@@ -182,8 +195,8 @@ fn device_leaks(networks: &[Value], containers: &[Value], devices: &[Device]) ->
         let alias = d.alias.as_deref().unwrap_or("");
         let on_netd_bridge = d.master.as_ref().is_some_and(|m| bridges.contains_key(m));
         if let Some(id) = alias.strip_prefix("netd:network:") {
-            if bridges.get(&d.name).map(String::as_str) != Some(id) {
-                leaks.push(format!("bridge {} ({alias}) belongs to no network", d.name));
+            if made.get(&d.name).map(String::as_str) != Some(id) {
+                leaks.push(format!("device {} ({alias}) belongs to no network", d.name));
             }
         } else if let Some(id) = alias.strip_prefix("netd:container:") {
             match by_veth.get(d.name.as_str()) {
@@ -209,7 +222,9 @@ fn device_leaks(networks: &[Value], containers: &[Value], devices: &[Device]) ->
                 "device {} ({alias:?}) is netd's but unexplained",
                 d.name
             ));
-        } else if matches!(d.kind.as_deref(), Some("veth" | "bridge")) && d.name != UPLINK {
+        } else if matches!(d.kind.as_deref(), Some("veth" | "bridge"))
+            && !TEST_DEVICES.contains(&d.name.as_str())
+        {
             // The host namespace is the test's own: every other veth or bridge is netd's.
             leaks.push(format!(
                 "{} {} (untagged) is explained by no network or container",

@@ -1,5 +1,6 @@
 //! Fault injection: the daemon is killed with SIGKILL at random moments while it serves
 //! container create/start/stop/rm, network connect, publish/unpublish and network create/rm
+//! (bridge and macvlan networks)
 //! (random requests and delays from a fixed seed), then restarted. After every restart
 //! `netd check` must find nothing, and, looked at from outside the daemon, no device, namespace
 //! file or map entry may be left that no network or running container explains, and every
@@ -39,7 +40,41 @@ const SHORT_WINDOW: Duration = Duration::from_millis(10);
 const LONG_WINDOW: Duration = Duration::from_millis(40);
 /// How often the datapath is checked end to end.
 const DATAPATH_EVERY: u32 = 50;
-const NETWORKS: [&str; 2] = ["f1", "f2"];
+/// The networks the loop creates and removes: two bridges, and two macvlan networks, one on
+/// `eth1` and one on the 802.1q sub-interface `eth1.7`, which netd makes with its network (on a
+/// kernel without 802.1q, from a veth pair and two programs) and removes with it.
+const NETWORKS: [(&str, &[&str]); 4] = [
+    ("f1", &[]),
+    ("f2", &[]),
+    (
+        "m1",
+        &[
+            "-d",
+            "macvlan",
+            "--subnet",
+            "172.31.1.0/24",
+            "-o",
+            "parent=eth1",
+        ],
+    ),
+    (
+        "m2",
+        &[
+            "-d",
+            "macvlan",
+            "--subnet",
+            "172.31.2.0/24",
+            "-o",
+            "parent=eth1.7",
+        ],
+    ),
+];
+
+fn is_macvlan(network: &str) -> bool {
+    NETWORKS
+        .iter()
+        .any(|(n, args)| *n == network && args.contains(&"macvlan"))
+}
 const CONTAINERS: [&str; 4] = ["c0", "c1", "c2", "c3"];
 /// The port the long-lived probe publishes.
 const PROBE_PORT: u16 = 8999;
@@ -81,9 +116,14 @@ impl Plan {
         let mut out: Vec<Vec<String>> = vec![];
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         let net = |name: &str| networks.iter().find(|n| n["name"] == name);
-        for n in NETWORKS {
+        for (n, args) in NETWORKS {
             match net(n) {
-                None => out.push(s(&["network", "create", n])),
+                None => {
+                    let mut create = s(&["network", "create"]);
+                    create.extend(s(args));
+                    create.push(n.to_string());
+                    out.push(create);
+                }
                 Some(v) if v["containers"].as_object().is_none_or(|c| c.is_empty()) => {
                     out.push(s(&["network", "rm", n]))
                 }
@@ -91,13 +131,18 @@ impl Plan {
             }
         }
         let present: Vec<&str> = std::iter::once("bridge")
-            .chain(NETWORKS.into_iter().filter(|n| net(n).is_some()))
+            .chain(
+                NETWORKS
+                    .map(|(n, _)| n)
+                    .into_iter()
+                    .filter(|n| net(n).is_some()),
+            )
             .collect();
         for (i, c) in CONTAINERS.iter().enumerate() {
             let Some(v) = containers.iter().find(|v| v["name"] == *c) else {
                 let network = present[i % present.len()];
                 let mut create = s(&["container", "create", "--network", network]);
-                if i % 2 == 0 {
+                if i % 2 == 0 && !is_macvlan(network) {
                     let spec = self.port();
                     self.published
                         .entry(c.to_string())
@@ -302,6 +347,11 @@ fn the_daemon_killed_at_random_moments_leaves_nothing_half_made() {
     let Some(mut host) = Host::start_with(Launch::IpNetnsExec, &[]) else {
         return;
     };
+    // The macvlan networks' parent: any Ethernet device will do.
+    host.on_host(&[
+        "ip", "link", "add", "eth1", "type", "veth", "peer", "name", "eth1p",
+    ]);
+    host.on_host(&["ip", "link", "set", "eth1", "up"]);
     host.container("probe-a", &[]);
     host.container("probe-b", &["-p", &format!("{PROBE_PORT}:9000")]);
     host.ok(&[
@@ -354,7 +404,9 @@ fn the_daemon_killed_at_random_moments_leaves_nothing_half_made() {
         let args = rng.pick(kind).to_vec();
         let window = *rng.pick(&[SHORT_WINDOW, LONG_WINDOW]);
         let delay = Duration::from_micros(rng.below(window.as_micros() as usize) as u64);
-        *by_kind.entry(args[..2].join(" ")).or_default() += 1;
+        let on_macvlan = args.iter().any(|a| a == "macvlan" || is_macvlan(a));
+        let kind = args[..2].join(" ") + if on_macvlan { " (macvlan)" } else { "" };
+        *by_kind.entry(kind).or_default() += 1;
         let (took, done) = kill_during(&mut host, &args, delay);
         restart += took;
         answered += u32::from(done);
