@@ -45,7 +45,20 @@ pub mod maps {
     /// `HashMap<VlanPort /* trunk, VLAN */, u32 /* ifindex */>`: where a trunk's tagged frames go
     /// (the inner end of their sub-interface).
     pub const VLAN_UNTAG: &str = "NETD_VLAN_UNTAG";
+    /// `HashMap<MacvlanKey, Endpoint>`: the MAC of every container macvlan device, and the
+    /// address a frame from it may carry.
+    pub const MACVLAN: &str = "NETD_MACVLAN";
 }
+
+/// A container's macvlan device, by the MAC netd gave it (unique on a host: it is made of the
+/// device's IPv4 address, and macvlan subnets do not overlap).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MacvlanKey {
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+const _: () = assert!(size_of::<MacvlanKey>() == 8);
 
 /// Maximum number of eBPF 802.1q sub-interfaces.
 pub const MAX_VLANS: u32 = 4096;
@@ -435,6 +448,7 @@ mod pod {
     unsafe impl aya::Pod for super::SockOrig {}
     unsafe impl aya::Pod for super::Event {}
     unsafe impl aya::Pod for super::VlanPort {}
+    unsafe impl aya::Pod for super::MacvlanKey {}
     unsafe impl aya::Pod for super::DropKey {}
     unsafe impl aya::Pod for super::RateState {}
     unsafe impl aya::Pod for super::PortStats {}

@@ -10,6 +10,7 @@
 //! - [`nat`]: flow lookup, rewriting with checksum updates, new translations, and the redirects
 //!   that let translated packets skip the host.
 //! - [`sock`]: cgroup socket hooks that send host processes straight to published ports.
+//! - [`macvlan`]: TC egress of a container's macvlan device: anti-spoofing.
 //! - [`subif`] and [`trunk`]: TC ingress of an eBPF 802.1q sub-interface and of its trunk
 //!   (VLAN parents of macvlan networks on a kernel without 802.1q).
 //! - [`parse`]: bounds-checked header access.
@@ -23,6 +24,7 @@ mod btf;
 mod endpoint;
 mod events;
 mod icmp;
+mod macvlan;
 mod maps;
 mod nat;
 mod parse;

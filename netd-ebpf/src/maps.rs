@@ -6,8 +6,8 @@ use aya_ebpf::{
     maps::{lpm_trie::Key, PerCpuArray, RingBuf},
 };
 use netd_common::{
-    Backend, DropKey, DropReason, Endpoint, FlowKey, NatEntry, Neighbor, NetworkInfo, PortKey,
-    PortStats, RateState, SockOrig, Uplink, VlanPort, CONFIG_LEN, DEFAULT_NAT_ENTRIES,
+    Backend, DropKey, DropReason, Endpoint, FlowKey, MacvlanKey, NatEntry, Neighbor, NetworkInfo,
+    PortKey, PortStats, RateState, SockOrig, Uplink, VlanPort, CONFIG_LEN, DEFAULT_NAT_ENTRIES,
     MAX_ENDPOINTS, MAX_LOCAL_ADDRS, MAX_NEIGHBORS, MAX_NETWORKS, MAX_PORTS, MAX_UPLINKS, MAX_VLANS,
 };
 
@@ -150,6 +150,11 @@ pub static NETD_VLAN_TAG: Pinned<{ btf::HASH }, u32, VlanPort, { MAX_VLANS as us
 /// (trunk, VLAN) -> the inner end of its sub-interface.
 #[btf_map(name = "NETD_VLAN_UNTAG")]
 pub static NETD_VLAN_UNTAG: Pinned<{ btf::HASH }, VlanPort, u32, { MAX_VLANS as usize }> =
+    Pinned::new();
+
+/// Each container macvlan device -> the addresses it may send from.
+#[btf_map(name = "NETD_MACVLAN")]
+pub static NETD_MACVLAN: Pinned<{ btf::HASH }, MacvlanKey, Endpoint, { MAX_ENDPOINTS as usize }> =
     Pinned::new();
 
 /// A setting, 0 if unset.

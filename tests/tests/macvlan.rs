@@ -305,3 +305,57 @@ fn macvlan_containers_outlive_a_killed_daemon_and_cleanup_removes_only_what_netd
     );
     assert!(h2.blocked("b22", "172.22.0.21"));
 }
+
+#[test]
+fn a_macvlan_container_cannot_send_from_an_address_that_is_not_its_own() {
+    let Some(fabric) = Fabric::start() else {
+        return;
+    };
+    let [h1, h2] = <[Host; 2]>::try_from(fabric.hosts(2)).ok().unwrap();
+    for host in [&h1, &h2] {
+        macvlan(host, "mac_net1", "172.21.0.0/24", "172.21.0.1", "eth1");
+    }
+    run_on(&h1, "web", "mac_net1", "172.21.0.11");
+    run_on(&h2, "far", "mac_net1", "172.21.0.12");
+    assert!(h1.reaches("web", "172.21.0.12"));
+    // Another address on its device: nothing from it leaves, not even the ARP answer for it.
+    h1.exec(
+        "web",
+        &["ip", "addr", "add", "172.21.0.99/24", "dev", "eth0"],
+    );
+    assert!(h2.blocked("far", "172.21.0.99"));
+    let spoofed = [
+        "busybox",
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "1",
+        "-I",
+        "172.21.0.99",
+        "172.21.0.12",
+    ];
+    assert!(!h1.exec("web", &spoofed).ok());
+    assert!(
+        h1.reaches("web", "172.21.0.12"),
+        "its own address still works"
+    );
+    // Another MAC: nothing leaves at all.
+    h1.exec(
+        "web",
+        &["ip", "link", "set", "eth0", "address", "02:42:ac:15:00:63"],
+    );
+    assert!(h1.blocked("web", "172.21.0.12"));
+    // A restarted daemon keeps the guard (and `netd check` knows its pin).
+    let mut h1 = h1;
+    h1.stop_daemon("KILL");
+    h1.start_daemon();
+    let check = h1.netd(&["check"]);
+    assert!(check.ok(), "{check:?}");
+    h1.exec(
+        "web",
+        &["ip", "link", "set", "eth0", "address", "02:42:ac:15:00:0b"],
+    );
+    assert!(h1.reaches("web", "172.21.0.12"));
+    assert!(h2.blocked("far", "172.21.0.99"));
+}

@@ -82,7 +82,7 @@ pub struct Expected {
     pub cgroup_hooks: bool,
     /// Map pins the eBPF object declares.
     pub map_pins: BTreeSet<String>,
-    /// Link pins of eBPF 802.1q sub-interfaces.
+    /// Link pins of eBPF 802.1q sub-interfaces and of containers' macvlan devices.
     pub vlan_pins: BTreeSet<String>,
 }
 
@@ -158,7 +158,10 @@ impl Expected {
             endpoints: plan::endpoints(state),
             networks: plan::networks(state),
             neighbors: plan::neighbors(state),
-            vlan_pins: plan::vlan_pins(state),
+            vlan_pins: plan::vlan_pins(state)
+                .into_iter()
+                .chain(plan::macvlan_pins(state))
+                .collect(),
             uplinks: uplinks.to_vec(),
             cgroup_hooks,
             map_pins,

@@ -257,7 +257,7 @@ impl Daemon {
         }
         let netns = self.netns_path(c);
         for ep in &c.endpoints {
-            errors.extend(self.unplug(ep, &netns).await);
+            errors.extend(self.unplug(&c.id, ep, &netns).await);
         }
         if own_netns && c.adopted_netns.is_none() {
             if let Err(e) = netns::remove(&self.netns_path(c)) {
@@ -395,7 +395,7 @@ impl Daemon {
         }
         let mut errors = vec![];
         if let Some(ep) = c.endpoints.iter().find(|e| e.network == network) {
-            errors = self.unplug(ep, &self.netns_path(&c)).await;
+            errors = self.unplug(&c.id, ep, &self.netns_path(&c)).await;
         }
         if c.status == Status::Running {
             self.write_files(&c.name)?;

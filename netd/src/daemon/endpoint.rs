@@ -82,9 +82,14 @@ impl Daemon {
         })
     }
 
-    /// Takes an endpoint of the container whose namespace is at `netns` out, through its
-    /// network's driver. Goes on past errors.
-    pub(super) async fn unplug(&mut self, ep: &EndpointState, netns: &Path) -> Vec<String> {
+    /// Takes an endpoint of container `container_id`, whose namespace is at `netns`, out through
+    /// its network's driver. Goes on past errors.
+    pub(super) async fn unplug(
+        &mut self,
+        container_id: &str,
+        ep: &EndpointState,
+        netns: &Path,
+    ) -> Vec<String> {
         let Some(network) = self.state.networks.get(&ep.network).cloned() else {
             // Its network's record is gone: only its own host device is left to remove.
             let veth = ep.host_veth.as_deref().unwrap_or_default();
@@ -98,7 +103,15 @@ impl Daemon {
             dp: &mut self.dp,
         };
         drivers::ops(&network.driver)
-            .detach(&mut env, &network, ep, netns)
+            .detach(
+                &mut env,
+                &network,
+                &drivers::Placed {
+                    ep,
+                    container_id,
+                    netns,
+                },
+            )
             .await
     }
 

@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use netd_common::{
-    maps, Backend, FlowKey, NatEntry, PortKey, Uplink, VlanPort, IPPROTO_ICMP, IPPROTO_TCP,
-    IPPROTO_UDP, NAT_FLAG_REPLY, NAT_KIND_DNAT, NAT_KIND_HAIRPIN, NAT_KIND_SNAT, TCP_SEEN_ACK,
-    TCP_SEEN_FIN, TCP_SEEN_RST, ZONE_UPLINK_IN, ZONE_UPLINK_OUT,
+    maps, Backend, FlowKey, MacvlanKey, NatEntry, PortKey, Uplink, VlanPort, IPPROTO_ICMP,
+    IPPROTO_TCP, IPPROTO_UDP, NAT_FLAG_REPLY, NAT_KIND_DNAT, NAT_KIND_HAIRPIN, NAT_KIND_SNAT,
+    TCP_SEEN_ACK, TCP_SEEN_FIN, TCP_SEEN_RST, ZONE_UPLINK_IN, ZONE_UPLINK_OUT,
 };
 
 use super::{error::OpError, error::OpResult, Daemon};
@@ -25,7 +25,7 @@ fn if_name(ifindex: u32) -> String {
 impl Daemon {
     pub(super) fn maps_dump(&self, only: Option<&str>) -> OpResult<Vec<MapView>> {
         type Render = fn(&Daemon) -> OpResult<MapView>;
-        let all: [(&str, Render); 10] = [
+        let all: [(&str, Render); 11] = [
             (maps::ENDPOINTS, Self::endpoints_view),
             (maps::NETWORKS, Self::networks_view),
             (maps::NEIGHBORS, Self::neighbors_view),
@@ -36,6 +36,7 @@ impl Daemon {
             (maps::DROPS, Self::drops_view),
             (maps::VLAN_TAG, Self::vlan_tag_view),
             (maps::VLAN_UNTAG, Self::vlan_untag_view),
+            (maps::MACVLAN, Self::macvlan_view),
         ];
         let named = |m: &str, n: &str| {
             m.eq_ignore_ascii_case(n) || m.trim_start_matches("NETD_").eq_ignore_ascii_case(n)
@@ -184,6 +185,23 @@ impl Daemon {
             .map(|(port, inner)| vec![if_name(port.trunk), port.vid.to_string(), if_name(inner)])
             .collect();
         Ok(self.view(maps::VLAN_UNTAG, &["trunk", "vlan", "inner end"], rows))
+    }
+
+    fn macvlan_view(&self) -> OpResult<MapView> {
+        let owners = self.owners();
+        let rows = self
+            .dp
+            .dump::<MacvlanKey, netd_common::Endpoint>(maps::MACVLAN)?
+            .into_iter()
+            .map(|(k, ep)| {
+                vec![
+                    format_mac(k.mac),
+                    Ipv4Addr::from(ep.addr).to_string(),
+                    owners.get(&ep.addr).cloned().unwrap_or_else(|| "?".into()),
+                ]
+            })
+            .collect();
+        Ok(self.view(maps::MACVLAN, &["mac", "address", "container"], rows))
     }
 
     fn local_addrs_view(&self) -> OpResult<MapView> {

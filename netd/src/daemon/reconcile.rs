@@ -4,7 +4,7 @@
 //! and link pins) is removed; containers whose devices vanished are marked stopped.
 use std::{
     collections::{BTreeMap, BTreeSet},
-    path::Path,
+    path::{Path, PathBuf},
 };
 
 use super::{drivers, error::OpResult, Daemon};
@@ -62,7 +62,7 @@ impl Daemon {
             let netns = self.netns_path(c);
             let mut ok = !own || netns.exists();
             for ep in &c.endpoints {
-                ok &= self.endpoint_alive(ep, &netns).await?;
+                ok &= self.endpoint_alive(&c.id, ep, &netns).await?;
             }
             if !ok {
                 broken.push(c);
@@ -93,26 +93,39 @@ impl Daemon {
         }
         let networks: Vec<_> = self.state.networks.values().cloned().collect();
         for network in networks {
-            let endpoints: Vec<_> = self
+            let endpoints: Vec<(EndpointState, String, PathBuf)> = self
                 .state
                 .endpoints()
                 .filter(|(_, ep)| ep.network == network.name)
-                .map(|(_, ep)| ep.clone())
+                .map(|(c, ep)| (ep.clone(), c.id.clone(), self.netns_path(c)))
+                .collect();
+            let placed: Vec<drivers::Placed> = endpoints
+                .iter()
+                .map(|(ep, id, netns)| drivers::Placed {
+                    ep,
+                    container_id: id,
+                    netns,
+                })
                 .collect();
             let mut env = drivers::Env {
                 nl: &self.nl,
                 dp: &mut self.dp,
             };
             drivers::ops(&network.driver)
-                .adopt(&mut env, &network, &endpoints.iter().collect::<Vec<_>>())
+                .adopt(&mut env, &network, &placed)
                 .await?;
         }
         Ok(())
     }
 
-    /// Whether the devices of an endpoint (of a container whose namespace is at `netns`) are all
-    /// there; one whose network is gone is not.
-    async fn endpoint_alive(&mut self, ep: &EndpointState, netns: &Path) -> OpResult<bool> {
+    /// Whether the devices of an endpoint (of container `container_id`, whose namespace is at
+    /// `netns`) are all there; one whose network is gone is not.
+    async fn endpoint_alive(
+        &mut self,
+        container_id: &str,
+        ep: &EndpointState,
+        netns: &Path,
+    ) -> OpResult<bool> {
         let Some(network) = self.state.networks.get(&ep.network) else {
             return Ok(false);
         };
@@ -120,8 +133,13 @@ impl Daemon {
             nl: &self.nl,
             dp: &mut self.dp,
         };
+        let at = drivers::Placed {
+            ep,
+            container_id,
+            netns,
+        };
         drivers::ops(&network.driver)
-            .endpoint_alive(&env, ep, netns)
+            .endpoint_alive(&env, &at)
             .await
     }
 
@@ -187,6 +205,15 @@ impl Daemon {
         let mut uplink_pins = self.sync_uplinks().await?;
         uplink_pins.extend(self.sync_cgroup()?);
         uplink_pins.extend(plan::vlan_pins(&self.state));
+        let macvlan_pins = plan::macvlan_pins(&self.state);
+        let guarded = plan::macvlan_entries(&self.state);
+        for err in self
+            .dp
+            .prune_macvlan(|e| guarded.contains(e), &macvlan_pins)
+        {
+            tracing::warn!(%err, "removing stale macvlan anti-spoofing state");
+        }
+        uplink_pins.extend(macvlan_pins);
         self.sync_local_addrs().await?;
         self.sync_ports().await?;
         // Endpoints have filters now; any other pin is an uplink's that is gone, or an endpoint

@@ -17,6 +17,8 @@ pub enum Step {
         inner_index: u32,
         vid: u16,
     },
+    /// A macvlan device's anti-spoofing entry and link pin.
+    ForgetMacvlan(netd_common::Endpoint, String),
     /// A device inside a container's namespace (namespace path, device name).
     DeleteLinkIn(PathBuf, String),
     RemoveNetns(PathBuf),
@@ -68,6 +70,15 @@ impl Undo {
                         vid,
                     };
                     errors.extend(daemon.dp.detach_vlan(soft).iter().map(ToString::to_string));
+                }
+                Step::ForgetMacvlan(ep, pin) => {
+                    errors.extend(
+                        daemon
+                            .dp
+                            .forget_macvlan(&ep, &pin)
+                            .iter()
+                            .map(ToString::to_string),
+                    );
                 }
                 Step::RemoveNetns(path) => {
                     if let Err(e) = netns::remove(&path) {

@@ -58,7 +58,7 @@ impl Daemon {
             tracing::info!("--no-cgroup-hooks: host processes reach published ports only through container addresses");
             return Ok(vec![]);
         };
-        let cookie = netns_cookie().map_err(|source| OpError::Io {
+        let cookie = crate::netns::cookie().map_err(|source| OpError::Io {
             what: "read the netns cookie of",
             path: "this namespace".into(),
             source,
@@ -80,27 +80,4 @@ impl Daemon {
             .apply(maps::LOCAL_ADDRS, plan::diff(&current, &wanted))?;
         Ok(())
     }
-}
-
-/// The cookie the kernel gives the calling thread's network namespace (`SO_NETNS_COOKIE`).
-fn netns_cookie() -> std::io::Result<u64> {
-    use std::os::fd::AsRawFd as _;
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0")
-        .or_else(|_| std::net::UdpSocket::bind("0.0.0.0:0"))?;
-    let mut cookie = 0u64;
-    let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `cookie`, which is that large.
-    let rc = unsafe {
-        libc::getsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_NETNS_COOKIE,
-            (&mut cookie as *mut u64).cast(),
-            &mut len,
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(cookie)
 }

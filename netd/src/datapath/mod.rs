@@ -37,7 +37,8 @@ use aya::{
 };
 use ipnet::Ipv4Net;
 use netd_common::{
-    maps, DropReason, Endpoint, Neighbor, NetworkInfo, Uplink, VlanPort, CONFIG_NETNS_COOKIE,
+    maps, DropReason, Endpoint, MacvlanKey, Neighbor, NetworkInfo, Uplink, VlanPort,
+    CONFIG_NETNS_COOKIE,
 };
 use nix::{
     mount::{mount, umount2, MntFlags, MsFlags},
@@ -56,7 +57,10 @@ pub const UPLINK_EGRESS: &str = "netd_uplink_egress";
 /// The programs of eBPF 802.1q sub-interfaces: on the inner end, and on the trunk.
 pub const SUBIF_PROGRAM: &str = "netd_subif";
 pub const TRUNK_PROGRAM: &str = "netd_trunk";
-const TC_PROGRAMS: [&str; 5] = [
+/// The program on a container's macvlan device (egress, inside its namespace).
+pub const MACVLAN_PROGRAM: &str = "netd_macvlan_egress";
+const TC_PROGRAMS: [&str; 6] = [
+    MACVLAN_PROGRAM,
     ENDPOINT_PROGRAM,
     UPLINK_INGRESS,
     UPLINK_EGRESS,
@@ -71,6 +75,17 @@ pub const SOCK_PROGRAMS: [&str; 4] = [
     "netd_sock_getpeername4",
     "netd_sock_recvmsg4",
 ];
+
+/// Link pins of containers' macvlan devices start with this.
+pub const MACVLAN_PIN_PREFIX: &str = "mv-";
+
+/// Pin name of the anti-spoofing link on container `container_id`'s macvlan device `ifname`.
+pub fn macvlan_pin(container_id: &str, ifname: &str) -> String {
+    format!(
+        "{MACVLAN_PIN_PREFIX}{}-{ifname}",
+        &container_id[..12.min(container_id.len())]
+    )
+}
 
 /// Pin names of the links of an eBPF sub-interface: the trunk's (shared by its VLANs) and the
 /// inner end's.
@@ -120,6 +135,14 @@ pub enum DatapathError {
     },
     #[error("the eBPF object has no {0}")]
     Missing(&'static str),
+    #[error(transparent)]
+    Netns(#[from] crate::netns::NetnsError),
+    #[error("macvlan device {ifname} in {netns}: {source}")]
+    Macvlan {
+        ifname: String,
+        netns: PathBuf,
+        source: io::Error,
+    },
     #[error("pinned map {name} was made by another netd version ({found}; this one needs {wanted}): stop the daemon and run `netd daemon --cleanup` first")]
     PinMismatch {
         name: String,
@@ -409,6 +432,80 @@ impl Datapath {
             .unwrap_or(true);
         if !trunk_shared {
             errors.extend(self.unpin_link(&trunk_pin).err());
+        }
+        errors
+    }
+
+    /// Puts the anti-spoofing program on the macvlan device `ifname` inside the namespace at
+    /// `netns` (its egress: what the container sends), pinned as `pin`, with the addresses the
+    /// device may send from (`ep`).
+    pub fn attach_macvlan(
+        &mut self,
+        netns: &Path,
+        ifname: &str,
+        ep: Endpoint,
+        pin: &str,
+    ) -> Result<(), DatapathError> {
+        let failed = |source: io::Error| DatapathError::Macvlan {
+            ifname: ifname.into(),
+            netns: netns.into(),
+            source,
+        };
+        crate::netns::run_in(netns, || {
+            nix::net::if_::if_nametoindex(ifname).map_err(|e| failed(io::Error::from(e)))?;
+            let key = MacvlanKey {
+                mac: ep.mac,
+                _pad: [0; 2],
+            };
+            let mut map: HashMap<&mut MapData, MacvlanKey, Endpoint> =
+                self.typed_mut(maps::MACVLAN)?;
+            map.insert(key, ep, 0).map_err(map_err(maps::MACVLAN))?;
+            self.attach_tc(MACVLAN_PROGRAM, ifname, TcAttachType::Egress, pin)
+        })?
+    }
+
+    /// Takes the anti-spoofing entry allowing `ep` and the link pinned as `pin` away (a device
+    /// gone, or going). Goes on past errors.
+    pub fn forget_macvlan(&mut self, ep: &Endpoint, pin: &str) -> Vec<DatapathError> {
+        let mut errors = self.remove_macvlan_entries(|e| e != ep);
+        errors.extend(self.unpin_link(pin).err());
+        errors
+    }
+
+    /// Removes the anti-spoofing entries of every macvlan device that `keep` rejects (by the
+    /// addresses they allow) and the link pins under `links/` that start with `mv-` and are
+    /// not in `pins`. Goes on past errors.
+    pub fn prune_macvlan(
+        &mut self,
+        keep: impl Fn(&Endpoint) -> bool,
+        pins: &std::collections::BTreeSet<String>,
+    ) -> Vec<DatapathError> {
+        let mut errors = self.remove_macvlan_entries(keep);
+        for pin in self.pinned_links().unwrap_or_default() {
+            if pin.starts_with(MACVLAN_PIN_PREFIX) && !pins.contains(&pin) {
+                errors.extend(self.unpin_link(&pin).err());
+            }
+        }
+        errors
+    }
+
+    fn remove_macvlan_entries(&mut self, keep: impl Fn(&Endpoint) -> bool) -> Vec<DatapathError> {
+        let mut errors = vec![];
+        match self.typed_mut::<HashMap<&mut MapData, MacvlanKey, Endpoint>>(maps::MACVLAN) {
+            Ok(mut map) => {
+                let stale: Vec<MacvlanKey> = map
+                    .iter()
+                    .flatten()
+                    .filter(|(_, ep)| !keep(ep))
+                    .map(|(k, _)| k)
+                    .collect();
+                for key in stale {
+                    if let Err(e) = map.remove(&key) {
+                        errors.push(map_err(maps::MACVLAN)(e));
+                    }
+                }
+            }
+            Err(e) => errors.push(e),
         }
         errors
     }

@@ -108,6 +108,35 @@ pub fn vlan_pins(state: &State) -> std::collections::BTreeSet<String> {
         .collect()
 }
 
+/// The link pins of every running container's macvlan devices (their anti-spoofing programs).
+pub fn macvlan_pins(state: &State) -> std::collections::BTreeSet<String> {
+    state
+        .endpoints()
+        .filter(|(_, ep)| {
+            state
+                .networks
+                .get(&ep.network)
+                .is_some_and(|n| matches!(n.driver, DriverConfig::Macvlan(_)))
+        })
+        .map(|(c, ep)| super::macvlan_pin(&c.id, &ep.ifname))
+        .collect()
+}
+
+/// The anti-spoofing entries of every running container's macvlan devices (the addresses each
+/// may send from; the key, its namespace and index there, is read where it lives).
+pub fn macvlan_entries(state: &State) -> Vec<Endpoint> {
+    state
+        .endpoints()
+        .filter_map(|(_, ep)| {
+            let network = state.networks.get(&ep.network)?;
+            matches!(network.driver, DriverConfig::Macvlan(_)).then(|| Endpoint {
+                flags: 0,
+                ..endpoint_entry(network, ep)
+            })
+        })
+        .collect()
+}
+
 /// The networks the datapath programs serve.
 fn bridge_networks(state: &State) -> impl Iterator<Item = &Network> {
     state.networks.values().filter(|n| n.bridge().is_some())

@@ -9,11 +9,11 @@
 //!
 //! The host end comes up last, after its map entry and program are in place, so no frame from
 //! the container ever reaches the bridge unchecked.
-use std::{collections::BTreeSet, path::Path};
+use std::collections::BTreeSet;
 
 use async_trait::async_trait;
 
-use super::{configure_inside, only_options, v4, Driver, EndpointSpec, Env, PlanInput};
+use super::{configure_inside, only_options, v4, Driver, EndpointSpec, Env, Placed, PlanInput};
 use crate::{
     daemon::{
         error::{conflict, OpResult},
@@ -122,13 +122,8 @@ impl Driver for BridgeConfig {
         Ok(Some(host_veth))
     }
 
-    async fn detach(
-        &self,
-        env: &mut Env<'_>,
-        _network: &Network,
-        ep: &EndpointState,
-        _netns: &Path,
-    ) -> Vec<String> {
+    async fn detach(&self, env: &mut Env<'_>, _network: &Network, at: &Placed<'_>) -> Vec<String> {
+        let ep = at.ep;
         let mut errors = vec![];
         match env.nl.link_index(&self.device).await {
             Ok(Some(bridge)) => {
@@ -161,7 +156,7 @@ impl Driver for BridgeConfig {
         &self,
         env: &mut Env<'_>,
         network: &Network,
-        endpoints: &[&EndpointState],
+        endpoints: &[Placed<'_>],
     ) -> OpResult<()> {
         let bridge = match env.nl.link_index(&self.device).await? {
             // A bridge an older netd made without a fixed address gets the one the ARP
@@ -179,7 +174,7 @@ impl Driver for BridgeConfig {
             }
         };
         // Exactly the addresses of its running containers are pinned on it.
-        let wanted: BTreeSet<_> = endpoints.iter().map(|ep| (ep.ip, ep.mac)).collect();
+        let wanted: BTreeSet<_> = endpoints.iter().map(|p| (p.ep.ip, p.ep.mac)).collect();
         for ip in env.nl.pinned_neighbors(bridge).await? {
             if !wanted.iter().any(|(w, _)| *w == ip) {
                 env.nl.unpin_neighbor(bridge, ip).await?;
@@ -191,13 +186,8 @@ impl Driver for BridgeConfig {
         Ok(())
     }
 
-    async fn endpoint_alive(
-        &self,
-        env: &Env<'_>,
-        ep: &EndpointState,
-        _netns: &Path,
-    ) -> OpResult<bool> {
-        Ok(match &ep.host_veth {
+    async fn endpoint_alive(&self, env: &Env<'_>, at: &Placed<'_>) -> OpResult<bool> {
+        Ok(match &at.ep.host_veth {
             Some(veth) => env.nl.link_index(veth).await?.is_some(),
             None => false,
         })

@@ -11,21 +11,20 @@
 use std::path::Path;
 
 use async_trait::async_trait;
+use netd_common::Endpoint;
 use rtnetlink::packet_route::link::MacVlanMode as KernelMode;
 
-use super::{configure_inside, only_options, Driver, EndpointSpec, Env, PlanInput};
+use super::{configure_inside, only_options, Driver, EndpointSpec, Env, Placed, PlanInput};
 use crate::{
     daemon::{
         error::{conflict, invalid, OpError, OpResult},
         undo::{Step, Undo},
         validate,
     },
-    datapath::SoftVlan,
+    datapath::{macvlan_pin, SoftVlan},
     netlink::{Netlink, VethPeer},
     netns,
-    state::{
-        DriverConfig, EndpointState, MacvlanConfig, MacvlanMode, Network, VlanKind, VlanParent,
-    },
+    state::{DriverConfig, MacvlanConfig, MacvlanMode, Network, VlanKind, VlanParent},
 };
 
 /// The option naming the parent interface, and the one choosing the mode, as Docker spells them.
@@ -167,7 +166,7 @@ impl Driver for MacvlanConfig {
     async fn attach(
         &self,
         env: &mut Env<'_>,
-        _network: &Network,
+        network: &Network,
         spec: &EndpointSpec<'_>,
         undo: &mut Undo,
     ) -> OpResult<Option<String>> {
@@ -184,29 +183,80 @@ impl Driver for MacvlanConfig {
             spec.netns.to_path_buf(),
             spec.ifname.into(),
         ));
+        // Checked before it comes up: no frame leaves unchecked.
+        let entry = guard_entry(network, spec.address.addr(), spec.mac)?;
+        let pin = macvlan_pin(spec.container_id, spec.ifname);
+        env.dp
+            .attach_macvlan(spec.netns, spec.ifname, entry, &pin)?;
+        undo.push(Step::ForgetMacvlan(entry, pin));
         configure_inside(spec).await?;
         Ok(None)
     }
 
-    async fn detach(
-        &self,
-        _env: &mut Env<'_>,
-        _network: &Network,
-        ep: &EndpointState,
-        netns: &Path,
-    ) -> Vec<String> {
-        match delete_inside(netns, &ep.ifname).await {
-            Ok(()) => vec![],
+    async fn detach(&self, env: &mut Env<'_>, network: &Network, at: &Placed<'_>) -> Vec<String> {
+        let (ep, netns) = (at.ep, at.netns);
+        let mut errors: Vec<String> = match guard_entry(network, ep.ip.into(), ep.mac) {
+            Ok(entry) => env
+                .dp
+                .forget_macvlan(&entry, &macvlan_pin(at.container_id, &ep.ifname))
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
             Err(e) => vec![e.to_string()],
+        };
+        if let Err(e) = delete_inside(netns, &ep.ifname).await {
+            errors.push(e.to_string());
         }
+        errors
     }
 
     async fn adopt(
         &self,
         env: &mut Env<'_>,
         network: &Network,
-        _endpoints: &[&EndpointState],
+        endpoints: &[Placed<'_>],
     ) -> OpResult<()> {
+        self.adopt_parent(env, network).await?;
+        // The current program, and its entry, on every container's device.
+        for at in endpoints {
+            if netns::check(at.netns).is_err() {
+                continue;
+            }
+            let entry = guard_entry(network, at.ep.ip.into(), at.ep.mac)?;
+            let pin = macvlan_pin(at.container_id, &at.ep.ifname);
+            env.dp
+                .attach_macvlan(at.netns, &at.ep.ifname, entry, &pin)?;
+        }
+        Ok(())
+    }
+
+    async fn endpoint_alive(&self, _env: &Env<'_>, at: &Placed<'_>) -> OpResult<bool> {
+        if !at.netns.exists() {
+            return Ok(false);
+        }
+        let inside = Netlink::in_netns(at.netns)?;
+        Ok(inside.link_index(&at.ep.ifname).await?.is_some())
+    }
+
+    fn host_devices(&self) -> Vec<String> {
+        let Some(vlan) = &self.made_parent else {
+            return vec![];
+        };
+        match &vlan.kind {
+            VlanKind::Kernel => vec![self.parent.clone()],
+            VlanKind::Ebpf { inner } => vec![self.parent.clone(), inner.clone()],
+        }
+    }
+
+    fn publishes_ports(&self) -> bool {
+        false
+    }
+}
+
+impl MacvlanConfig {
+    /// The parent as recorded: an 802.1q parent netd made is made again if it is missing, and
+    /// an eBPF one gets the current programs.
+    async fn adopt_parent(&self, env: &mut Env<'_>, network: &Network) -> OpResult<()> {
         let present = env.nl.link_index(&self.parent).await?.is_some();
         match (&self.made_parent, present) {
             (Some(vlan), true) => {
@@ -235,33 +285,6 @@ impl Driver for MacvlanConfig {
                 Ok(())
             }
         }
-    }
-
-    async fn endpoint_alive(
-        &self,
-        _env: &Env<'_>,
-        ep: &EndpointState,
-        netns: &Path,
-    ) -> OpResult<bool> {
-        if !netns.exists() {
-            return Ok(false);
-        }
-        let inside = Netlink::in_netns(netns)?;
-        Ok(inside.link_index(&ep.ifname).await?.is_some())
-    }
-
-    fn host_devices(&self) -> Vec<String> {
-        let Some(vlan) = &self.made_parent else {
-            return vec![];
-        };
-        match &vlan.kind {
-            VlanKind::Kernel => vec![self.parent.clone()],
-            VlanKind::Ebpf { inner } => vec![self.parent.clone(), inner.clone()],
-        }
-    }
-
-    fn publishes_ports(&self) -> bool {
-        false
     }
 }
 
@@ -339,6 +362,17 @@ impl MacvlanConfig {
         let inner = env.nl.link_index(inner).await?;
         Ok(trunk.zip(inner))
     }
+}
+
+/// The anti-spoofing entry of a macvlan device: the addresses it may send from.
+fn guard_entry(network: &Network, ip: std::net::IpAddr, mac: [u8; 6]) -> OpResult<Endpoint> {
+    Ok(Endpoint {
+        addr: super::v4(ip)?.octets(),
+        mac,
+        _pad: [0; 2],
+        net_id: network.net_id,
+        flags: 0,
+    })
 }
 
 /// Deletes the device `ifname` inside the namespace at `netns`; a namespace or device that is

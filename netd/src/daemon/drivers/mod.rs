@@ -54,6 +54,14 @@ pub struct EndpointSpec<'a> {
     pub default_gateway: Option<IpAddr>,
 }
 
+/// An endpoint the state has, with where it lives: its container's ID and namespace.
+pub struct Placed<'a> {
+    pub ep: &'a EndpointState,
+    pub container_id: &'a str,
+    /// The container's namespace (it may be gone already).
+    pub netns: &'a Path,
+}
+
 /// A network driver. Implemented by each driver's configuration type, so a network's record
 /// leads straight to its driver ([`ops`]).
 #[async_trait]
@@ -81,15 +89,8 @@ pub trait Driver: Send + Sync {
         undo: &mut Undo,
     ) -> OpResult<Option<String>>;
 
-    /// Takes an endpoint out (the container's namespace at `netns` may be gone already). Goes on
-    /// past errors and returns them all.
-    async fn detach(
-        &self,
-        env: &mut Env<'_>,
-        network: &Network,
-        ep: &EndpointState,
-        netns: &Path,
-    ) -> Vec<String>;
+    /// Takes an endpoint out. Goes on past errors and returns them all.
+    async fn detach(&self, env: &mut Env<'_>, network: &Network, at: &Placed<'_>) -> Vec<String>;
 
     /// After a restart, makes what the network had on the host there again where it is missing
     /// and matches it to the endpoints the state has on it.
@@ -97,16 +98,11 @@ pub trait Driver: Send + Sync {
         &self,
         env: &mut Env<'_>,
         network: &Network,
-        endpoints: &[&EndpointState],
+        endpoints: &[Placed<'_>],
     ) -> OpResult<()>;
 
     /// Whether the endpoint's devices are all still there.
-    async fn endpoint_alive(
-        &self,
-        env: &Env<'_>,
-        ep: &EndpointState,
-        netns: &Path,
-    ) -> OpResult<bool>;
+    async fn endpoint_alive(&self, env: &Env<'_>, at: &Placed<'_>) -> OpResult<bool>;
 
     /// Host devices that belong to the network (those netd tagged and must not reap).
     fn host_devices(&self) -> Vec<String>;
