@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use netd_common::{
-    maps, Backend, FlowKey, NatEntry, PortKey, Uplink, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP,
+    maps, Backend, PortKey, Uplink, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP,
     NAT_FLAG_REPLY, NAT_KIND_DNAT, NAT_KIND_HAIRPIN, NAT_KIND_SNAT, TCP_SEEN_ACK, TCP_SEEN_FIN,
     TCP_SEEN_RST, ZONE_UPLINK_IN, ZONE_UPLINK_OUT,
 };
@@ -26,7 +26,11 @@ impl Daemon {
             (maps::DROPS, Self::drops_view),
         ];
         let named = |m: &str, n: &str| {
-            m.eq_ignore_ascii_case(n) || m.trim_start_matches("NETD_").eq_ignore_ascii_case(n)
+            // One view shows both NAT tables.
+            let also = (m == maps::NAT).then_some(maps::NAT_NEW);
+            [Some(m), also].into_iter().flatten().any(|m| {
+                m.eq_ignore_ascii_case(n) || m.trim_start_matches("NETD_").eq_ignore_ascii_case(n)
+            })
         };
         let chosen: Vec<_> = all
             .iter()
@@ -73,14 +77,17 @@ impl Daemon {
         ))
     }
 
+    /// Both NAT tables, each entry with the table it is in (`assured`: `NETD_NAT`; `new`:
+    /// `NETD_NAT_NEW`, not assured yet or closing).
     fn nat_view(&self) -> OpResult<MapView> {
         let now = monotonic_ns();
         let rows = self
             .dp
-            .dump::<FlowKey, NatEntry>(maps::NAT)?
+            .nat_entries()?
             .into_iter()
-            .map(|(k, e)| {
+            .map(|(k, (table, e))| {
                 vec![
+                    table.name().into(),
                     zone_name(k.zone).into(),
                     proto_name(k.proto).into(),
                     flow_text(k.saddr, k.sport_be, k.daddr, k.dport_be),
@@ -97,6 +104,7 @@ impl Daemon {
         Ok(self.view(
             maps::NAT,
             &[
+                "table",
                 "zone",
                 "proto",
                 "flow",

@@ -20,7 +20,7 @@ use std::{
 };
 
 use aya::{
-    maps::{lpm_trie::Key, HashMap, LpmTrie, PerCpuArray, PerCpuHashMap},
+    maps::{lpm_trie::Key, HashMap, LpmTrie, MapData, PerCpuArray, PerCpuHashMap},
     programs::{ProgramError, SchedClassifier, TestRun, TestRunOptions},
     Ebpf, EbpfLoader,
 };
@@ -398,43 +398,60 @@ impl Harness {
         }
     }
 
-    /// Every entry of the NAT table, sorted by key.
-    pub fn nat_entries(&self) -> Vec<(FlowKey, NatEntry)> {
-        let map: HashMap<_, FlowKey, NatEntry> =
-            HashMap::try_from(self.ebpf.map(maps::NAT).expect("nat map")).expect("nat map type");
-        let mut entries: Vec<_> = map
+    /// One NAT table: `maps::NAT` (assured flows) or `maps::NAT_NEW` (new and closing ones).
+    fn nat_table(&self, name: &str) -> HashMap<&MapData, FlowKey, NatEntry> {
+        HashMap::try_from(self.ebpf.map(name).expect("nat map")).expect("nat map type")
+    }
+
+    fn nat_table_mut(&mut self, name: &str) -> HashMap<&mut MapData, FlowKey, NatEntry> {
+        HashMap::try_from(self.ebpf.map_mut(name).expect("nat map")).expect("nat map type")
+    }
+
+    /// Every entry of one NAT table, sorted by key.
+    pub fn nat_table_entries(&self, name: &str) -> Vec<(FlowKey, NatEntry)> {
+        let mut entries: Vec<_> = self
+            .nat_table(name)
             .iter()
-            .map(|r| r.expect("iterate the NAT table"))
+            .map(|r| r.expect("iterate a NAT table"))
             .collect();
         entries.sort_by_key(|(k, _)| *k);
         entries
     }
 
-    /// The NAT entry under `key`, if any.
+    /// Every entry of both NAT tables (assured and new), sorted by key.
+    pub fn nat_entries(&self) -> Vec<(FlowKey, NatEntry)> {
+        let mut entries = self.nat_table_entries(maps::NAT);
+        entries.extend(self.nat_table_entries(maps::NAT_NEW));
+        entries.sort_by_key(|(k, _)| *k);
+        entries
+    }
+
+    /// The NAT entry under `key` in either table (the assured one first), if any.
     pub fn nat_get(&self, key: &FlowKey) -> Option<NatEntry> {
-        let map: HashMap<_, FlowKey, NatEntry> =
-            HashMap::try_from(self.ebpf.map(maps::NAT).expect("nat map")).expect("nat map type");
-        match map.get(key, 0) {
-            Ok(entry) => Some(entry),
-            Err(aya::maps::MapError::KeyNotFound) => None,
-            Err(e) => panic!("read NAT entry {key:?}: {}", error_chain(&e)),
-        }
+        [maps::NAT, maps::NAT_NEW]
+            .iter()
+            .find_map(|name| match self.nat_table(name).get(key, 0) {
+                Ok(entry) => Some(entry),
+                Err(aya::maps::MapError::KeyNotFound) => None,
+                Err(e) => panic!("read NAT entry {key:?}: {}", error_chain(&e)),
+            })
     }
 
-    /// Inserts (or replaces) the NAT entry under `key`.
+    /// Inserts (or replaces) the NAT entry under `key` in the new table, where the datapath
+    /// puts a new flow's entries.
     pub fn nat_insert(&mut self, key: FlowKey, entry: NatEntry) {
-        let mut map: HashMap<_, FlowKey, NatEntry> =
-            HashMap::try_from(self.ebpf.map_mut(maps::NAT).expect("nat map"))
-                .expect("nat map type");
-        map.insert(key, entry, 0).expect("insert NAT entry");
+        self.nat_table_mut(maps::NAT_NEW)
+            .insert(key, entry, 0)
+            .expect("insert NAT entry");
     }
 
-    /// Removes the NAT entry under `key` (which must exist).
+    /// Removes the NAT entry under `key` (which must exist) from whichever table holds it.
     pub fn nat_remove(&mut self, key: &FlowKey) {
-        let mut map: HashMap<_, FlowKey, NatEntry> =
-            HashMap::try_from(self.ebpf.map_mut(maps::NAT).expect("nat map"))
-                .expect("nat map type");
-        map.remove(key).expect("remove NAT entry");
+        let removed = [maps::NAT, maps::NAT_NEW]
+            .iter()
+            .filter(|name| self.nat_table_mut(name).remove(key).is_ok())
+            .count();
+        assert!(removed > 0, "no NAT entry under {key:?} to remove");
     }
 }
 
