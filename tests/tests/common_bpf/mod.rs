@@ -186,10 +186,18 @@ impl Harness {
     /// Loads netd's object with its maps pinned in a fresh directory and loads (without
     /// attaching) the classifier `program`. `None` when the test is skipped (not root).
     pub fn new(test: &str, program: &str) -> Option<Self> {
+        Self::with_nat_entries(test, program, netd_common::DEFAULT_NAT_ENTRIES)
+    }
+
+    /// As [`Harness::new`], with NAT tables of `nat_entries` entries each (as the daemon's
+    /// `--nat-entries`).
+    pub fn with_nat_entries(test: &str, program: &str, nat_entries: u32) -> Option<Self> {
         require_root(test)?;
         let pins = PinDir::new(test);
         let mut ebpf = EbpfLoader::new()
             .default_map_pin_directory(pins.path())
+            .map_max_entries(maps::NAT, nat_entries)
+            .map_max_entries(maps::NAT_NEW, nat_entries)
             .load(netd::datapath::EBPF_OBJECT)
             .expect("load the netd eBPF object");
         let prog: &mut SchedClassifier = ebpf
@@ -443,6 +451,24 @@ impl Harness {
         self.nat_table_mut(maps::NAT_NEW)
             .insert(key, entry, 0)
             .expect("insert NAT entry");
+    }
+
+    /// Inserts (or replaces) the NAT entry under `key` in the table `name`.
+    pub fn nat_insert_into(&mut self, name: &str, key: FlowKey, entry: NatEntry) {
+        self.nat_table_mut(name)
+            .insert(key, entry, 0)
+            .unwrap_or_else(|e| panic!("insert into {name}: {}", error_chain(&e)));
+    }
+
+    /// The `NAT_STAT_*` counter `index`, summed over CPUs.
+    pub fn nat_stat(&self, index: u32) -> u64 {
+        let map: PerCpuArray<_, u64> =
+            PerCpuArray::try_from(self.ebpf.map(maps::NAT_STATS).expect("nat stats map"))
+                .expect("nat stats map type");
+        map.get(&index, 0)
+            .expect("read a NAT counter")
+            .iter()
+            .sum()
     }
 
     /// Removes the NAT entry under `key` (which must exist) from whichever table holds it.
