@@ -15,12 +15,13 @@ use crate::api::{format_mac, MapView};
 impl Daemon {
     pub(super) fn maps_dump(&self, only: Option<&str>) -> OpResult<Vec<MapView>> {
         type Render = fn(&Daemon) -> OpResult<MapView>;
-        let all: [(&str, Render); 8] = [
+        let all: [(&str, Render); 9] = [
             (maps::ENDPOINTS, Self::endpoints_view),
             (maps::NETWORKS, Self::networks_view),
             (maps::NEIGHBORS, Self::neighbors_view),
             (maps::PORTS, Self::ports_view),
             (maps::NAT, Self::nat_view),
+            (maps::NAT_STATS, Self::nat_stats_view),
             (maps::UPLINKS, Self::uplinks_view),
             (maps::LOCAL_ADDRS, Self::local_addrs_view),
             (maps::DROPS, Self::drops_view),
@@ -269,6 +270,20 @@ impl Daemon {
             .map(|(reason, n)| vec![reason.name().into(), n.to_string()])
             .collect();
         Ok(self.view(maps::DROPS, &["reason", "packets"], rows))
+    }
+
+    /// Flows moved between the NAT tables, summed over CPUs.
+    fn nat_stats_view(&self) -> OpResult<MapView> {
+        let [promoted, demoted, full] = self.dp.nat_moves()?;
+        let rows = [
+            ("promoted to assured", promoted),
+            ("demoted when closing", demoted),
+            ("left new: assured table full", full),
+        ]
+        .into_iter()
+        .map(|(what, n)| vec![what.to_string(), n.to_string()])
+        .collect();
+        Ok(self.view(maps::NAT_STATS, &["move", "flows"], rows))
     }
 }
 
