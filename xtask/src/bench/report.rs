@@ -388,6 +388,29 @@ fn write_load_only(r: &Results, dir: &Path, mut md: String) -> Result<()> {
     std::fs::write(&path, md).with_context(|| format!("write {}", path.display()))
 }
 
+/// The report of a `--only conns` run: the short-connection figure alone.
+fn write_conns_only(r: &Results, dir: &Path, mut md: String) -> Result<()> {
+    let p = r.plan;
+    let _ = writeln!(
+        md,
+        "- Only the short connections ran (`--only conns`): {} paired rounds in alternating \
+         order of {} s with {} client threads, netd's published port against plain routing; \
+         compare the ratio, the machine is shared.",
+        p.rounds, p.conn_secs, p.conn_threads
+    );
+    if let Some(f) = r.figure("remote.cps") {
+        figure_table(&mut md, f, &["plain"]);
+    }
+    if !r.notes.is_empty() {
+        let _ = writeln!(md, "\n## What failed during the run\n");
+        for n in &r.notes {
+            let _ = writeln!(md, "- {n}");
+        }
+    }
+    let path = dir.join("report.md");
+    std::fs::write(&path, md).with_context(|| format!("write {}", path.display()))
+}
+
 /// The "Load" section (issue 12).
 fn load_section(md: &mut String, r: &Results) {
     let Some(l) = &r.load else {
@@ -641,6 +664,8 @@ pub fn write(r: &Results, dir: &Path) -> Result<()> {
         (false, None) => "cargo xtask bench",
         (true, Some(Phase::Load)) => "cargo xtask bench --quick --only load",
         (false, Some(Phase::Load)) => "cargo xtask bench --only load",
+        (true, Some(Phase::Conns)) => "cargo xtask bench --quick --only conns",
+        (false, Some(Phase::Conns)) => "cargo xtask bench --only conns",
     };
     let _ = writeln!(md, "# netd benchmarks\n");
     let _ = writeln!(md, "- Machine: {}", machine());
@@ -655,8 +680,10 @@ pub fn write(r: &Results, dir: &Path) -> Result<()> {
         "- Command: `{command}` (as root, from the workspace root), {} s",
         r.elapsed.as_secs()
     );
-    if r.only.is_some() {
-        return write_load_only(r, dir, md);
+    match r.only {
+        Some(Phase::Load) => return write_load_only(r, dir, md),
+        Some(Phase::Conns) => return write_conns_only(r, dir, md),
+        None => {}
     }
     let p = r.plan;
     let _ = writeln!(
