@@ -154,9 +154,7 @@ pub fn reverse_key(key: &FlowKey, entry: &NatEntry) -> FlowKey {
 pub fn may_assure(proto: u8, packet_seen: u8, this: &NatEntry) -> bool {
     let forward = this.flags & NAT_FLAG_REPLY == 0;
     match proto {
-        IPPROTO_TCP => {
-            forward && packet_seen == TCP_SEEN_ACK && this.tcp_seen & TCP_CLOSING == 0
-        }
+        IPPROTO_TCP => forward && packet_seen == TCP_SEEN_ACK && this.tcp_seen & TCP_CLOSING == 0,
         _ => !forward,
     }
 }

@@ -1080,7 +1080,10 @@ fn new_flow_is_dropped_when_all_candidate_ports_are_taken() {
 
 /// The keys of one NAT table.
 fn table_keys(h: &Harness, name: &str) -> Vec<FlowKey> {
-    h.nat_table_entries(name).into_iter().map(|(k, _)| k).collect()
+    h.nat_table_entries(name)
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect()
 }
 
 /// Runs the TCP handshake of the SNAT flow `t` (SYN out, SYN-ACK in, ACK out); returns the keys
@@ -1098,7 +1101,11 @@ fn snat_handshake(h: &Harness, t: Tuple) -> (Vec<FlowKey>, u16) {
         UPLINK_INGRESS,
         &tcp_frame(translated.reversed(), SYN | ACK, &[]),
     );
-    assert_eq!(table_keys(h, maps::NAT_NEW), keys, "the SYN-ACK alone assures nothing");
+    assert_eq!(
+        table_keys(h, maps::NAT_NEW),
+        keys,
+        "the SYN-ACK alone assures nothing"
+    );
     pass(h, UPLINK_EGRESS, &tcp_frame(t, ACK, &[]));
     (keys, port)
 }
@@ -1112,7 +1119,10 @@ fn a_tcp_flow_is_assured_by_its_handshake_and_new_again_when_it_closes() {
     let t = CONTAINER_TO_SERVER;
     let (keys, port) = snat_handshake(&h, t);
     assert_eq!(table_keys(&h, maps::NAT), keys, "assured after the ACK");
-    assert!(table_keys(&h, maps::NAT_NEW).is_empty(), "moved, not copied");
+    assert!(
+        table_keys(&h, maps::NAT_NEW).is_empty(),
+        "moved, not copied"
+    );
     assert_eq!(h.nat_stat(NAT_STAT_PROMOTED), 1);
     // Data still flows through the assured entries, and is counted there.
     let out = pass(&h, UPLINK_EGRESS, &tcp_frame(t, ACK | PSH, b"hello"));
@@ -1126,7 +1136,11 @@ fn a_tcp_flow_is_assured_by_its_handshake_and_new_again_when_it_closes() {
         UPLINK_INGRESS,
         &tcp_frame(translated.reversed(), FIN | ACK, &[]),
     );
-    assert!(table_keys(&h, maps::NAT).is_empty(), "{:?}", h.nat_entries());
+    assert!(
+        table_keys(&h, maps::NAT).is_empty(),
+        "{:?}",
+        h.nat_entries()
+    );
     assert_eq!(table_keys(&h, maps::NAT_NEW), keys);
     assert_eq!(h.nat_stat(NAT_STAT_DEMOTED), 1);
     // The closing flow is still translated, and the last ACK does not assure it again.
@@ -1146,7 +1160,11 @@ fn a_udp_flow_is_assured_by_its_first_reply() {
     pass(&h, UPLINK_EGRESS, &udp_frame(t, b"q again", true));
     assert!(table_keys(&h, maps::NAT).is_empty(), "one way only");
     let translated = Tuple::new(HOST_IP, port, t.dst, t.dport);
-    pass(&h, UPLINK_INGRESS, &udp_frame(translated.reversed(), b"a", true));
+    pass(
+        &h,
+        UPLINK_INGRESS,
+        &udp_frame(translated.reversed(), b"a", true),
+    );
     assert_eq!(table_keys(&h, maps::NAT).len(), 2, "{:?}", h.nat_entries());
     assert!(table_keys(&h, maps::NAT_NEW).is_empty());
 }
@@ -1178,13 +1196,18 @@ fn with_the_assured_table_full_an_established_flow_stays_new_and_is_counted() {
     h.set_uplink(TEST_RUN_IFINDEX, HOST_IP);
     // One slot left: room for one direction of a flow, not both.
     for i in 0..63u16 {
-        let key = Tuple::new([192, 0, 2, 1], 1000 + i, HOST_IP, 2000).key(IPPROTO_UDP, ZONE_UPLINK_IN);
+        let key =
+            Tuple::new([192, 0, 2, 1], 1000 + i, HOST_IP, 2000).key(IPPROTO_UDP, ZONE_UPLINK_IN);
         h.nat_insert_into(maps::NAT, key, occupying_entry());
     }
     let t = CONTAINER_TO_SERVER;
     let (keys, port) = snat_handshake(&h, t);
     assert_eq!(table_keys(&h, maps::NAT_NEW), keys, "both entries stay new");
-    assert_eq!(table_keys(&h, maps::NAT).len(), 63, "no half pair left behind");
+    assert_eq!(
+        table_keys(&h, maps::NAT).len(),
+        63,
+        "no half pair left behind"
+    );
     assert_eq!(h.nat_stat(NAT_STAT_ASSURED_FULL), 1);
     assert_eq!(h.nat_stat(NAT_STAT_PROMOTED), 0);
     // The flow works on from the new table.

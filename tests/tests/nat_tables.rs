@@ -105,7 +105,11 @@ fn a_flow_with_traffic_both_ways_is_assured_and_an_unanswered_one_stays_new() {
     let answered = (0..30).any(|_| {
         host.exec(
             "client",
-            &["sh", "-c", &format!("echo hi | socat -T1 - UDP:{OUTSIDE_IP}:9997")],
+            &[
+                "sh",
+                "-c",
+                &format!("echo hi | socat -T1 - UDP:{OUTSIDE_IP}:9997"),
+            ],
         )
         .stdout
         .contains("hi")
@@ -117,13 +121,19 @@ fn a_flow_with_traffic_both_ways_is_assured_and_an_unanswered_one_stays_new() {
     // Nothing listens on 9998: the outside answers with an ICMP error, not with UDP.
     host.exec(
         "client",
-        &["sh", "-c", &format!("echo x | socat -T1 - UDP:{OUTSIDE_IP}:9998")],
+        &[
+            "sh",
+            "-c",
+            &format!("echo x | socat -T1 - UDP:{OUTSIDE_IP}:9998"),
+        ],
     );
     let unanswered = wait_for(&host, 9998, "the unanswered flow is recorded", |rows| {
         rows.len() == 2
     });
     assert!(
-        unanswered.iter().all(|r| r.table == "new" && r.proto == "udp"),
+        unanswered
+            .iter()
+            .all(|r| r.table == "new" && r.proto == "udp"),
         "{unanswered:#?}"
     );
 }

@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use netd_common::{
-    maps, Backend, PortKey, Uplink, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP,
-    NAT_FLAG_REPLY, NAT_KIND_DNAT, NAT_KIND_HAIRPIN, NAT_KIND_SNAT, TCP_SEEN_ACK, TCP_SEEN_FIN,
-    TCP_SEEN_RST, ZONE_UPLINK_IN, ZONE_UPLINK_OUT,
+    maps, Backend, PortKey, Uplink, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, NAT_FLAG_REPLY,
+    NAT_KIND_DNAT, NAT_KIND_HAIRPIN, NAT_KIND_SNAT, TCP_SEEN_ACK, TCP_SEEN_FIN, TCP_SEEN_RST,
+    ZONE_UPLINK_IN, ZONE_UPLINK_OUT,
 };
 
 use super::{error::OpError, error::OpResult, Daemon};

@@ -274,8 +274,17 @@ mod tests {
         assert_eq!(gone, vec![(fwd.0, Table::Assured), (rev.0, Table::New)]);
         let fresh = merged(
             BTreeMap::from([fwd]),
-            BTreeMap::from([(rev.0, NatEntry { last_ns: 20 * SEC, ..rev.1 })]),
+            BTreeMap::from([(
+                rev.0,
+                NatEntry {
+                    last_ns: 20 * SEC,
+                    ..rev.1
+                },
+            )]),
         );
-        assert!(expired(&fresh, 31 * SEC, &t).is_empty(), "the fresher half keeps both");
+        assert!(
+            expired(&fresh, 31 * SEC, &t).is_empty(),
+            "the fresher half keeps both"
+        );
     }
 }

@@ -383,8 +383,10 @@ impl Datapath {
     /// table is read first, so that an entry promoted meanwhile is still seen).
     pub fn nat_entries(
         &self,
-    ) -> Result<BTreeMap<netd_common::FlowKey, (conntrack::Table, netd_common::NatEntry)>, DatapathError>
-    {
+    ) -> Result<
+        BTreeMap<netd_common::FlowKey, (conntrack::Table, netd_common::NatEntry)>,
+        DatapathError,
+    > {
         let new = self.dump(maps::NAT_NEW)?;
         Ok(conntrack::merged(self.dump(maps::NAT)?, new))
     }

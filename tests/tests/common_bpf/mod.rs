@@ -465,10 +465,7 @@ impl Harness {
         let map: PerCpuArray<_, u64> =
             PerCpuArray::try_from(self.ebpf.map(maps::NAT_STATS).expect("nat stats map"))
                 .expect("nat stats map type");
-        map.get(&index, 0)
-            .expect("read a NAT counter")
-            .iter()
-            .sum()
+        map.get(&index, 0).expect("read a NAT counter").iter().sum()
     }
 
     /// Removes the NAT entry under `key` (which must exist) from whichever table holds it.

@@ -562,12 +562,7 @@ fn load_section(md: &mut String, r: &Results) {
                 ),
                 (
                     "flows promoted / demoted / left new (assured table full)",
-                    format!(
-                        "{} / {} / {}",
-                        n(o.moves[0]),
-                        n(o.moves[1]),
-                        n(o.moves[2])
-                    ),
+                    format!("{} / {} / {}", n(o.moves[0]), n(o.moves[1]), n(o.moves[2])),
                 ),
                 (
                     "datapath drops after the churn",
