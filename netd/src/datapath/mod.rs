@@ -743,7 +743,7 @@ fn check_pins(dir: &Path) -> Result<(), DatapathError> {
         );
         if wanted != found {
             let show = |(t, k, v, n): (u32, u32, u32, u32)| {
-                format!("type {t}, key {k} B, value {v} B, {n} entries")
+                format!("{}, key {k} B, value {v} B, {n} entries", map_type_name(t))
             };
             return Err(DatapathError::PinMismatch {
                 name: name.clone(),
@@ -753,6 +753,21 @@ fn check_pins(dir: &Path) -> Result<(), DatapathError> {
         }
     }
     Ok(())
+}
+
+/// A kernel map type as `bpftool` names it (the types netd's object uses), else its number.
+fn map_type_name(t: u32) -> String {
+    let name = match t {
+        1 => "hash",
+        2 => "array",
+        5 => "percpu_hash",
+        6 => "percpu_array",
+        9 => "lru_hash",
+        11 => "lpm_trie",
+        27 => "ringbuf",
+        _ => return format!("map type {t}"),
+    };
+    name.to_string()
 }
 
 fn is_bpffs(path: &Path) -> bool {
