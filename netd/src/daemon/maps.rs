@@ -278,12 +278,12 @@ impl Daemon {
         let rows = [
             ("promoted to assured", promoted),
             ("demoted when closing", demoted),
-            ("left new: assured table full", full),
+            ("promotions refused: assured table full", full),
         ]
         .into_iter()
         .map(|(what, n)| vec![what.to_string(), n.to_string()])
         .collect();
-        Ok(self.view(maps::NAT_STATS, &["move", "flows"], rows))
+        Ok(self.view(maps::NAT_STATS, &["move", "count"], rows))
     }
 }
 

@@ -185,7 +185,7 @@ impl Collector for Snapshot {
         counter(
             &mut enc,
             "netd_nat_moves",
-            "Flows moved to the assured NAT table, back when closing, or left new as it was full",
+            "Flows moved to the assured NAT table and back when closing, and promotions refused as it was full",
             &[
                 moves("promoted", promoted),
                 moves("demoted", demoted),

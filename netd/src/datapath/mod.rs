@@ -392,7 +392,8 @@ impl Datapath {
     }
 
     /// The `NAT_STAT_*` counters summed over CPUs: flows promoted to the assured table, demoted
-    /// from it, and left in the new table because the assured one was full.
+    /// from it, and promotions refused because the assured one was full (the flow stays new and
+    /// tries again at its next packet that could assure it).
     pub fn nat_moves(&self) -> Result<[u64; 3], DatapathError> {
         let stats: PerCpuArray<&MapData, u64> = self.typed(maps::NAT_STATS)?;
         let read = |i: u32| -> Result<u64, DatapathError> {

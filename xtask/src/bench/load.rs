@@ -200,7 +200,7 @@ pub struct OverflowOutcome {
     pub old_assured_after: usize,
     pub total_after: usize,
     pub assured_after: usize,
-    /// Flows moved between the NAT tables during the phase: promoted, demoted, left new
+    /// Flows moved between the NAT tables during the phase: promoted, demoted; promotions refused
     /// because the assured table was full.
     pub moves: [u64; 3],
     /// Datapath drop counters after the churn: (reason, packets).
@@ -882,7 +882,8 @@ fn overflow(g: &mut Guard, tool: &str, plan: &Plan) -> Result<OverflowOutcome> {
     Ok(o)
 }
 
-/// Flows moved between the NAT tables so far: promoted, demoted, left new (assured table full).
+/// Flows moved between the NAT tables so far: promoted, demoted; promotions refused (assured
+/// table full).
 fn nat_moves(g: &Guard) -> Result<[u64; 3]> {
     let maps = g.api(json!({"op": "maps_dump", "map": "nat_stats"}))?;
     let rows = maps[0]["rows"].as_array().context("maps_dump: no rows")?;

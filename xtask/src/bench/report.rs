@@ -315,7 +315,7 @@ fn overflow_design(o: &load::OverflowOutcome) -> String {
          moves an assured pair back). Every insert of a new flow goes to NETD_NAT_NEW, so the \
          kernel's approximate LRU evicts only flows that are not assured; an old, established \
          flow is out of its reach. During the phase {} flows were promoted, {} demoted on \
-         FIN/RST and {} left in the new table because the assured one was full; after the churn \
+         FIN/RST and {} promotions refused because the assured one was full; after the churn \
          {} of the old flows' {} entries were in the assured table, and {} of the {} entries of \
          both tables.",
         n(u64::from(o.table)),
@@ -561,7 +561,7 @@ fn load_section(md: &mut String, r: &Results) {
                     format!("{} / {}", o.total_after, o.assured_after),
                 ),
                 (
-                    "flows promoted / demoted / left new (assured table full)",
+                    "flows promoted / demoted / promotions refused (assured table full)",
                     format!("{} / {} / {}", n(o.moves[0]), n(o.moves[1]), n(o.moves[2])),
                 ),
                 (
