@@ -18,8 +18,14 @@ pub mod maps {
     pub const DROPS: &str = "NETD_DROPS";
     /// `HashMap<PortKey, Backend>`: published ports.
     pub const PORTS: &str = "NETD_PORTS";
-    /// `LruHashMap<FlowKey, NatEntry>`: translated flows, one entry per direction.
+    /// `HashMap<FlowKey, NatEntry>`: assured translated flows (see [`super::assures`]), one
+    /// entry per direction; never evicted, emptied only by the daemon's expiry.
     pub const NAT: &str = "NETD_NAT";
+    /// `LruHashMap<FlowKey, NatEntry>`: translated flows not assured yet, and closing ones; when
+    /// it is full, a new flow evicts one of these, never an assured flow.
+    pub const NAT_NEW: &str = "NETD_NAT_NEW";
+    /// `PerCpuArray<u64>` indexed by `NAT_STAT_*`: moves between the two NAT tables.
+    pub const NAT_STATS: &str = "NETD_NAT_STATS";
     /// `HashMap<u32 /* ifindex */, Uplink>`: uplink interfaces and their SNAT address.
     pub const UPLINKS: &str = "NETD_UPLINKS";
     /// `HashMap<[u8; 4], u32>`: every IPv4 address of the host namespace (value: flags, 0).
@@ -81,7 +87,8 @@ pub const MAX_NETWORKS: u32 = 1024;
 pub const MAX_NEIGHBORS: u32 = MAX_ENDPOINTS + MAX_NETWORKS;
 /// Maximum number of published ports.
 pub const MAX_PORTS: u32 = 65536;
-/// Default size of the NAT table (entries, two per flow); the daemon may override it.
+/// Default size of each NAT table, assured and new (entries, two per flow); the daemon may
+/// override it.
 pub const DEFAULT_NAT_ENTRIES: u32 = 262144;
 /// Maximum number of uplinks and of host addresses.
 pub const MAX_UPLINKS: u32 = 64;
@@ -142,6 +149,75 @@ pub const TCP_SEEN_SYN: u8 = 1 << 0;
 pub const TCP_SEEN_FIN: u8 = 1 << 1;
 pub const TCP_SEEN_RST: u8 = 1 << 2;
 pub const TCP_SEEN_ACK: u8 = 1 << 3;
+
+/// Counters of [`maps::NAT_STATS`]: pairs moved to the assured table, pairs moved back when
+/// their flow closes, and promotions refused because the assured table was full (the flow
+/// stays in the new table, evictable).
+pub const NAT_STAT_PROMOTED: u32 = 0;
+pub const NAT_STAT_DEMOTED: u32 = 1;
+pub const NAT_STAT_ASSURED_FULL: u32 = 2;
+pub const NAT_STATS_LEN: u32 = 4;
+
+/// The key of the other direction of the flow whose entry under `key` is `entry`: the entry's
+/// rewritten tuple, reversed, at the hook where that direction is looked up.
+#[inline(always)]
+pub fn reverse_key(key: &FlowKey, entry: &NatEntry) -> FlowKey {
+    let zone = match key.zone {
+        ZONE_UPLINK_IN => ZONE_UPLINK_OUT,
+        ZONE_UPLINK_OUT => ZONE_UPLINK_IN,
+        _ => ZONE_ENDPOINT,
+    };
+    FlowKey {
+        saddr: entry.daddr,
+        daddr: entry.saddr,
+        sport_be: entry.dport_be,
+        dport_be: entry.sport_be,
+        proto: key.proto,
+        zone,
+        _pad: [0; 2],
+    }
+}
+
+/// Whether a packet whose flags fold to `packet_seen` (`TCP_SEEN_*`), having matched `this`
+/// (already counted), may make its flow assured: the cheap half of [`assures`], which needs no
+/// look-up of the other direction. TCP: the opener's pure ACK (no SYN, FIN or RST) on a flow
+/// not closing in this direction. UDP and ICMP: any packet of the reply direction.
+#[inline(always)]
+pub fn may_assure(proto: u8, packet_seen: u8, this: &NatEntry) -> bool {
+    let forward = this.flags & NAT_FLAG_REPLY == 0;
+    match proto {
+        IPPROTO_TCP => forward && packet_seen == TCP_SEEN_ACK && this.tcp_seen & TCP_CLOSING == 0,
+        _ => !forward,
+    }
+}
+
+/// Whether the flow is assured (as Linux conntrack's `IPS_ASSURED`) once a packet that
+/// [`may_assure`] matched `this`, `other` being the entry of the other direction. TCP: the
+/// handshake completed (the reply direction has seen SYN and ACK, this ACK is the opener's
+/// third) and neither direction is closing. UDP and ICMP: traffic has been seen both ways.
+#[inline(always)]
+pub fn assures(proto: u8, packet_seen: u8, this: &NatEntry, other: &NatEntry) -> bool {
+    if !may_assure(proto, packet_seen, this) {
+        return false;
+    }
+    match proto {
+        IPPROTO_TCP => {
+            other.tcp_seen & (TCP_SEEN_SYN | TCP_SEEN_ACK) == TCP_SEEN_SYN | TCP_SEEN_ACK
+                && other.tcp_seen & TCP_CLOSING == 0
+        }
+        _ => this.packets > 0 && other.packets > 0,
+    }
+}
+
+/// Whether a packet whose flags fold to `packet_seen` closes an assured flow (FIN or RST): its
+/// pair goes back to the new table, where closing flows are evictable.
+#[inline(always)]
+pub fn closes(proto: u8, packet_seen: u8) -> bool {
+    proto == IPPROTO_TCP && packet_seen & TCP_CLOSING != 0
+}
+
+/// `TCP_SEEN_*` bits of a closing connection.
+pub const TCP_CLOSING: u8 = TCP_SEEN_FIN | TCP_SEEN_RST;
 
 /// The tuple a matching packet is rewritten to, and the flow's bookkeeping.
 #[repr(C)]
@@ -465,5 +541,106 @@ mod tests {
             assert_eq!(DropReason::from_index(i as u32), Some(*reason));
         }
         assert_eq!(DropReason::from_index(DropReason::COUNT), None);
+    }
+
+    /// The forward and reply entries of a TCP flow, with the flags each direction has seen.
+    fn tcp_pair(fwd_seen: u8, rev_seen: u8) -> (NatEntry, NatEntry) {
+        let fwd = NatEntry {
+            saddr: [10, 99, 0, 2],
+            daddr: [10, 99, 0, 1],
+            sport_be: 33000u16.to_be(),
+            dport_be: 80u16.to_be(),
+            kind: NAT_KIND_SNAT,
+            flags: 0,
+            tcp_seen: fwd_seen,
+            _pad: 0,
+            redirect_ifindex: 0,
+            dst_mac: [0; 6],
+            _pad2: [0; 2],
+            created_ns: 0,
+            last_ns: 0,
+            packets: 1,
+            bytes: 60,
+        };
+        let rev = NatEntry {
+            flags: NAT_FLAG_REPLY,
+            tcp_seen: rev_seen,
+            packets: u64::from(rev_seen != 0),
+            ..fwd
+        };
+        (fwd, rev)
+    }
+
+    const SYN: u8 = TCP_SEEN_SYN;
+    const ACK: u8 = TCP_SEEN_ACK;
+
+    #[test]
+    fn a_tcp_flow_is_assured_by_the_openers_ack_after_the_syn_ack() {
+        let (fwd, rev) = tcp_pair(SYN | ACK, SYN | ACK);
+        assert!(assures(IPPROTO_TCP, ACK, &fwd, &rev));
+        let (fwd, unanswered) = tcp_pair(SYN | ACK, 0);
+        assert!(
+            !assures(IPPROTO_TCP, ACK, &fwd, &unanswered),
+            "no SYN-ACK yet"
+        );
+        let (fwd, rev) = tcp_pair(SYN, SYN | ACK);
+        assert!(!assures(IPPROTO_TCP, SYN, &fwd, &rev), "a repeated SYN");
+        assert!(
+            !assures(IPPROTO_TCP, SYN | ACK, &rev, &fwd),
+            "the SYN-ACK itself"
+        );
+        let (fwd, rev) = tcp_pair(SYN | ACK, SYN | ACK);
+        assert!(
+            !assures(IPPROTO_TCP, ACK, &rev, &fwd),
+            "the responder's ACK"
+        );
+    }
+
+    #[test]
+    fn a_closing_tcp_flow_is_never_assured_and_fin_or_rst_closes_one() {
+        for closing in [TCP_SEEN_FIN, TCP_SEEN_RST] {
+            let (fwd, rev) = tcp_pair(SYN | ACK | closing, SYN | ACK);
+            assert!(!assures(IPPROTO_TCP, ACK, &fwd, &rev));
+            let (fwd, rev) = tcp_pair(SYN | ACK, SYN | ACK | closing);
+            assert!(!assures(IPPROTO_TCP, ACK, &fwd, &rev));
+            assert!(closes(IPPROTO_TCP, ACK | closing));
+        }
+        assert!(!closes(IPPROTO_TCP, ACK));
+        assert!(!closes(IPPROTO_UDP, TCP_SEEN_FIN), "UDP has no flags");
+    }
+
+    #[test]
+    fn udp_and_icmp_flows_are_assured_by_a_reply() {
+        for proto in [IPPROTO_UDP, IPPROTO_ICMP] {
+            let (fwd, mut rev) = tcp_pair(0, 0);
+            assert!(!assures(proto, 0, &fwd, &rev), "the opener again");
+            rev.packets = 1;
+            assert!(assures(proto, 0, &rev, &fwd));
+        }
+    }
+
+    #[test]
+    fn the_reverse_of_the_reverse_key_is_the_key() {
+        let (fwd, rev) = tcp_pair(0, 0);
+        let key = FlowKey {
+            saddr: [172, 17, 0, 2],
+            daddr: [10, 99, 0, 1],
+            sport_be: 40000u16.to_be(),
+            dport_be: 80u16.to_be(),
+            proto: IPPROTO_TCP,
+            zone: ZONE_UPLINK_OUT,
+            _pad: [0; 2],
+        };
+        let back = reverse_key(&key, &fwd);
+        assert_eq!(back.zone, ZONE_UPLINK_IN);
+        assert_eq!((back.saddr, back.dport_be), (fwd.daddr, fwd.sport_be));
+        let rev = NatEntry {
+            saddr: key.daddr,
+            daddr: key.saddr,
+            sport_be: key.dport_be,
+            dport_be: key.sport_be,
+            ..rev
+        };
+        assert_eq!(reverse_key(&back, &rev), key);
     }
 }

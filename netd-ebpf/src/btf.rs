@@ -80,7 +80,6 @@ impl<const TYPE: usize, K, V, const MAX: usize, const FLAGS: usize> Pinned<TYPE,
         }
     }
 
-    #[allow(dead_code)]
     #[inline(always)]
     pub fn remove(&self, key: impl core::borrow::Borrow<K>) -> Result<(), i64> {
         // SAFETY: a map helper with valid pointers.

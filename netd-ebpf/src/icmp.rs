@@ -6,10 +6,7 @@
 use aya_ebpf::programs::TcContext;
 use netd_common::{DropReason, FlowKey, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
 
-use crate::{
-    maps::NETD_NAT,
-    parse::{Flow, IP_OFF},
-};
+use crate::parse::{Flow, IP_OFF};
 
 const ICMP_DEST_UNREACH: u8 = 3;
 const ICMP_TIME_EXCEEDED: u8 = 11;
@@ -103,8 +100,7 @@ pub fn translate_error(
         zone,
         _pad: [0; 2],
     };
-    // SAFETY: copied out at once.
-    let Some(entry) = (unsafe { NETD_NAT.get(key) }).copied() else {
+    let Some(entry) = crate::nat::get(&key) else {
         return Ok(false);
     };
     let icmp_csum = flow.l4_off + 2;

@@ -9,6 +9,7 @@ use netd_common::{
     Backend, DropKey, DropReason, Endpoint, FlowKey, MacvlanKey, NatEntry, Neighbor, NetworkInfo,
     PortKey, PortStats, RateState, SockOrig, Uplink, VlanPort, CONFIG_LEN, DEFAULT_NAT_ENTRIES,
     MAX_ENDPOINTS, MAX_LOCAL_ADDRS, MAX_NEIGHBORS, MAX_NETWORKS, MAX_PORTS, MAX_UPLINKS, MAX_VLANS,
+    NAT_STATS_LEN,
 };
 
 /// Host-side veth ifindex -> the container endpoint behind it.
@@ -115,14 +116,35 @@ pub static NETD_EVENTS_RL: PerCpuArray<RateState> = PerCpuArray::pinned(1, 0);
 pub static NETD_PORTS: Pinned<{ btf::HASH }, PortKey, Backend, { MAX_PORTS as usize }> =
     Pinned::new();
 
-/// Translated flows, one entry per direction and hook (the zone is part of the key).
+/// Assured translated flows, one entry per direction and hook (the zone is part of the key). A
+/// plain hash: a full table refuses new flows (they stay in [`NETD_NAT_NEW`]) and evicts none.
 #[btf_map(name = "NETD_NAT")]
-pub static NETD_NAT: Pinned<
+pub static NETD_NAT: Pinned<{ btf::HASH }, FlowKey, NatEntry, { DEFAULT_NAT_ENTRIES as usize }> =
+    Pinned::new();
+
+/// Translated flows not assured yet, and closing ones: the kernel's LRU evicts these, and only
+/// these, when new flows need room.
+#[btf_map(name = "NETD_NAT_NEW")]
+pub static NETD_NAT_NEW: Pinned<
     { btf::LRU_HASH },
     FlowKey,
     NatEntry,
     { DEFAULT_NAT_ENTRIES as usize },
 > = Pinned::new();
+
+/// Moves between the NAT tables (`NAT_STAT_*`), per CPU.
+#[btf_map(name = "NETD_NAT_STATS")]
+pub static NETD_NAT_STATS: Pinned<{ btf::PERCPU_ARRAY }, u32, u64, { NAT_STATS_LEN as usize }> =
+    Pinned::new();
+
+/// Counts one move between the NAT tables.
+#[inline(always)]
+pub fn count_nat(stat: u32) {
+    if let Some(counter) = NETD_NAT_STATS.get_ptr_mut(stat) {
+        // SAFETY: per-CPU slot, nothing else on this CPU writes it while we run.
+        unsafe { *counter += 1 };
+    }
+}
 
 /// Uplink ifindex -> the address egress is translated to.
 #[btf_map(name = "NETD_UPLINKS")]

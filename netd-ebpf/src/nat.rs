@@ -8,6 +8,14 @@
 //! (`bpf_redirect_neigh`, [`reply_to_uplink`]), each taking the one hop off the TTL that routing
 //! would. Where routing would do more (the TTL runs out, the reply does not fit the uplink's MTU,
 //! the container's port changed), the packet takes the host's path as before.
+//!
+//! Flows live in two tables, as Linux conntrack's ASSURED bit and early drop: a new flow's pair
+//! goes into `NETD_NAT_NEW` (an LRU hash, evictable), and moves to `NETD_NAT` (a plain hash,
+//! never evicted) once the flow is assured ([`netd_common::assures`]: a TCP handshake completed,
+//! UDP or ICMP traffic both ways). A FIN or RST moves an assured pair back, so that closing
+//! flows are evictable again. Look-ups try the assured table first (the established case costs
+//! one look-up); a move inserts into the target table before it deletes from the source, so a
+//! concurrent look-up finds the entry in one or the other.
 use aya_ebpf::{
     bindings::{
         bpf_check_mtu_flags::BPF_MTU_CHK_SEGS, bpf_check_mtu_ret::BPF_MTU_CHK_RET_SUCCESS,
@@ -17,13 +25,14 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use netd_common::{
-    DropReason, FlowKey, NatEntry, PortKey, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, NAT_FLAG_NEIGH,
-    NAT_FLAG_REDIRECT, NAT_FLAG_REPLY, NAT_KIND_DNAT, NAT_KIND_HAIRPIN, SNAT_PORT_MAX,
+    assures, closes, may_assure, reverse_key, DropReason, FlowKey, NatEntry, PortKey, IPPROTO_ICMP,
+    IPPROTO_TCP, IPPROTO_UDP, NAT_FLAG_NEIGH, NAT_FLAG_REDIRECT, NAT_FLAG_REPLY, NAT_KIND_DNAT,
+    NAT_KIND_HAIRPIN, NAT_STAT_ASSURED_FULL, NAT_STAT_DEMOTED, NAT_STAT_PROMOTED, SNAT_PORT_MAX,
     SNAT_PORT_MIN, SNAT_RETRIES, TCP_SEEN_ACK, TCP_SEEN_FIN, TCP_SEEN_RST, TCP_SEEN_SYN,
 };
 
 use crate::{
-    maps::{NETD_ENDPOINTS, NETD_NAT},
+    maps::{count_nat, NETD_ENDPOINTS, NETD_NAT, NETD_NAT_NEW},
     parse::{Flow, IP_OFF},
 };
 
@@ -40,35 +49,112 @@ const IP_DST_OFF: usize = IP_OFF + 16;
 pub struct Hit {
     ptr: *mut NatEntry,
     pub entry: NatEntry,
+    zone: u8,
+    /// Found in the assured table.
+    assured: bool,
 }
 
-/// The entry for `flow` at the hook of `zone`, as it is now.
+/// The entry for `flow` at the hook of `zone`, as it is now: assured flows first.
 #[inline(always)]
 pub fn find(flow: &Flow, zone: u8) -> Option<Hit> {
-    let ptr = NETD_NAT.get_ptr_mut(flow.key(zone))?;
+    let key = flow.key(zone);
+    let (ptr, assured) = match NETD_NAT.get_ptr_mut(key) {
+        Some(ptr) => (ptr, true),
+        None => (NETD_NAT_NEW.get_ptr_mut(key)?, false),
+    };
     // SAFETY: the pointer is valid for this program run; the value is copied out at once.
     Some(Hit {
         ptr,
         entry: unsafe { *ptr },
+        zone,
+        assured,
     })
 }
 
-/// Counts the packet on the entry it matched (and on its published port), unless it is a probe.
+/// The entry under `key` in either table (assured first), copied out; nothing is counted.
+#[inline(always)]
+pub fn get(key: &FlowKey) -> Option<NatEntry> {
+    // SAFETY: copied out at once.
+    unsafe { NETD_NAT.get(key).or_else(|| NETD_NAT_NEW.get(key)) }.copied()
+}
+
+/// Counts the packet on the entry it matched (and on its published port), unless it is a probe;
+/// then moves the flow between the tables if the packet assured or closed it.
 #[inline(always)]
 pub fn count(flow: &Flow, hit: &Hit) {
     if flow.dry {
         return;
     }
     let entry = hit.ptr;
+    let seen = tcp_seen(flow.tcp_flags);
     // SAFETY: the pointer is valid for this program run; concurrent updates of the counters
     // may race, which only makes them approximate.
-    unsafe {
+    let now = unsafe {
         (*entry).last_ns = bpf_ktime_get_ns();
         (*entry).packets += 1;
         (*entry).bytes += flow.len as u64;
-        (*entry).tcp_seen |= tcp_seen(flow.tcp_flags);
-    }
+        (*entry).tcp_seen |= seen;
+        &*entry
+    };
     account(flow, &hit.entry, false);
+    if hit.assured {
+        if closes(flow.proto, seen) {
+            demote(&flow.key(hit.zone), now);
+        }
+    } else if may_assure(flow.proto, seen, now) {
+        promote(flow.proto, seen, &flow.key(hit.zone), now);
+    }
+}
+
+/// Moves the pair of `this` (the entry under `key`, just counted) to the assured table if the
+/// packet assured its flow; when that table is full the flow stays where it is, and is counted.
+#[inline(always)]
+fn promote(proto: u8, seen: u8, key: &FlowKey, this: &NatEntry) {
+    let other_key = reverse_key(key, this);
+    // SAFETY: the entry is read here and copied by the insert below, nothing else.
+    let Some(other) = (unsafe { NETD_NAT_NEW.get(other_key) }) else {
+        return;
+    };
+    if !assures(proto, seen, this, other) {
+        return;
+    }
+    if NETD_NAT.insert(other_key, other, 0).is_err() {
+        count_nat(NAT_STAT_ASSURED_FULL);
+        return;
+    }
+    if NETD_NAT.insert(key, this, 0).is_err() {
+        let _ = NETD_NAT.remove(other_key); // no half pair: both stay in the new table
+        count_nat(NAT_STAT_ASSURED_FULL);
+        return;
+    }
+    let _ = NETD_NAT_NEW.remove(key);
+    let _ = NETD_NAT_NEW.remove(other_key);
+    count_nat(NAT_STAT_PROMOTED);
+}
+
+/// Moves the pair of `this` (the entry under `key`, just counted) back to the new table: its
+/// flow is closing. The LRU insert makes room by evicting if it must.
+#[inline(always)]
+fn demote(key: &FlowKey, this: &NatEntry) {
+    let other_key = reverse_key(key, this);
+    // SAFETY: the entry is only copied by the insert below.
+    let other = unsafe { NETD_NAT.get(other_key) };
+    if let Some(other) = other {
+        if NETD_NAT_NEW.insert(other_key, other, 0).is_err() {
+            return;
+        }
+    }
+    if NETD_NAT_NEW.insert(key, this, 0).is_err() {
+        if other.is_some() {
+            let _ = NETD_NAT_NEW.remove(other_key);
+        }
+        return;
+    }
+    let _ = NETD_NAT.remove(key);
+    if other.is_some() {
+        let _ = NETD_NAT.remove(other_key);
+    }
+    count_nat(NAT_STAT_DEMOTED);
 }
 
 /// The entry for `flow` at the hook of `zone`, with the packet counted.
@@ -146,7 +232,8 @@ pub fn entry(flow: &Flow, kind: u8, flags: u8, to: &FlowKey) -> NatEntry {
     }
 }
 
-/// Records both directions of a new flow: `fwd` for the packet in hand, `rev` for its replies.
+/// Records both directions of a new flow in the new table: `fwd` for the packet in hand, `rev`
+/// for its replies. Both or neither.
 #[inline(always)]
 pub fn insert_pair(
     ctx: &TcContext,
@@ -159,19 +246,21 @@ pub fn insert_pair(
     if flow.dry {
         return Ok(());
     }
-    NETD_NAT
+    NETD_NAT_NEW
         .insert(rev_key, rev, 0)
         .map_err(|_| DropReason::NatTableFull)?;
-    NETD_NAT
-        .insert(fwd_key, fwd, 0)
-        .map_err(|_| DropReason::NatTableFull)?;
+    if NETD_NAT_NEW.insert(fwd_key, fwd, 0).is_err() {
+        let _ = NETD_NAT_NEW.remove(rev_key);
+        return Err(DropReason::NatTableFull);
+    }
     account(flow, fwd, true);
     crate::events::new_flow(ifindex(ctx), flow, fwd_key, fwd);
     Ok(())
 }
 
-/// Claims a free SNAT port for replies to `addr` by inserting the reply entry under a key that
-/// must not exist yet; tries up to `SNAT_RETRIES` ports starting at a hash of the flow.
+/// Claims a free SNAT port for replies to `addr` by inserting the reply entry into the new table
+/// under a key that must not exist yet in either table; tries up to `SNAT_RETRIES` ports
+/// starting at a hash of the flow.
 #[inline(always)]
 pub fn claim_port(flow: &Flow, rev_key: &mut FlowKey, rev: &NatEntry) -> Result<u16, DropReason> {
     let range = (SNAT_PORT_MAX - SNAT_PORT_MIN) as u32 + 1;
@@ -186,11 +275,15 @@ pub fn claim_port(flow: &Flow, rev_key: &mut FlowKey, rev: &NatEntry) -> Result<
         if flow.proto == IPPROTO_ICMP {
             rev_key.sport_be = port_be;
         }
-        let free = match flow.dry {
-            // SAFETY: presence only.
-            true => unsafe { NETD_NAT.get(*rev_key) }.is_none(),
-            false => NETD_NAT.insert(*rev_key, rev, BPF_NOEXIST as u64).is_ok(),
-        };
+        // SAFETY: presence only.
+        let free = unsafe { NETD_NAT.get(*rev_key) }.is_none()
+            && match flow.dry {
+                // SAFETY: as above.
+                true => unsafe { NETD_NAT_NEW.get(*rev_key) }.is_none(),
+                false => NETD_NAT_NEW
+                    .insert(*rev_key, rev, BPF_NOEXIST as u64)
+                    .is_ok(),
+            };
         if free {
             return Ok(port_be);
         }

@@ -169,9 +169,7 @@ fn translated_reply(flow: &Flow) -> bool {
         dport_be: flow.sport_be,
         ..flow.key(ZONE_UPLINK_IN)
     };
-    // SAFETY: copied out at once.
-    unsafe { maps::NETD_NAT.get(request) }
-        .is_some_and(|e| e.kind == NAT_KIND_DNAT && e.flags & NAT_FLAG_REPLY == 0)
+    nat::get(&request).is_some_and(|e| e.kind == NAT_KIND_DNAT && e.flags & NAT_FLAG_REPLY == 0)
 }
 
 /// Gives a new egress flow the uplink's address and a free port.
@@ -206,9 +204,13 @@ fn snat(ctx: &TcContext, flow: &Flow) -> Result<i32, DropReason> {
     }
     let fwd = nat::entry(flow, NAT_KIND_SNAT, 0, &to);
     if !flow.dry {
-        maps::NETD_NAT
+        if maps::NETD_NAT_NEW
             .insert(flow.key(ZONE_UPLINK_OUT), fwd, 0)
-            .map_err(|_| DropReason::NatTableFull)?;
+            .is_err()
+        {
+            let _ = maps::NETD_NAT_NEW.remove(rev_key); // the claimed port, free again
+            return Err(DropReason::NatTableFull);
+        }
         crate::events::new_flow(ifindex, flow, &flow.key(ZONE_UPLINK_OUT), &fwd);
     }
     nat::rewrite(ctx, flow, &fwd)?;

@@ -109,8 +109,10 @@ pub struct DaemonArgs {
     /// Group allowed to use the API socket (mode 0660); without it only root may (0600).
     #[arg(long, short = 'G')]
     pub group: Option<String>,
-    /// Size of the NAT table in entries (two per translated flow); takes effect when the table is
-    /// created (first start, or after --cleanup).
+    /// Size of each of the two NAT tables in entries (two per translated flow): assured flows
+    /// (handshake done, or traffic both ways; never evicted) and new or closing ones (evicted
+    /// oldest first when full). Takes effect when the tables are created (first start, or after
+    /// --cleanup).
     #[arg(long, default_value_t = netd_common::DEFAULT_NAT_ENTRIES, value_parser = clap::value_parser!(u32).range(64..))]
     pub nat_entries: u32,
     /// Seconds an established TCP flow through NAT may stay idle (default one day).

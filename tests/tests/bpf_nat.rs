@@ -33,10 +33,11 @@ mod common_bpf;
 
 use common_bpf::*;
 use netd_common::{
-    Backend, DropReason, Endpoint, FlowKey, NatEntry, PortKey, IPPROTO_ICMP, IPPROTO_TCP,
+    maps, Backend, DropReason, Endpoint, FlowKey, NatEntry, PortKey, IPPROTO_ICMP, IPPROTO_TCP,
     IPPROTO_UDP, NAT_FLAG_NEIGH, NAT_FLAG_REDIRECT, NAT_FLAG_REPLY, NAT_KIND_DNAT,
-    NAT_KIND_HAIRPIN, NAT_KIND_SNAT, SNAT_PORT_MAX, SNAT_PORT_MIN, SNAT_RETRIES, TCP_SEEN_SYN,
-    ZONE_ENDPOINT, ZONE_UPLINK_IN, ZONE_UPLINK_OUT,
+    NAT_KIND_HAIRPIN, NAT_KIND_SNAT, NAT_STAT_ASSURED_FULL, NAT_STAT_DEMOTED, NAT_STAT_PROMOTED,
+    SNAT_PORT_MAX, SNAT_PORT_MIN, SNAT_RETRIES, TCP_SEEN_SYN, ZONE_ENDPOINT, ZONE_UPLINK_IN,
+    ZONE_UPLINK_OUT,
 };
 
 const NET_ID: u32 = 1;
@@ -73,6 +74,7 @@ const CLIENT_PORT: u16 = 51000;
 const SYN: u8 = 0x02;
 const ACK: u8 = 0x10;
 const PSH: u8 = 0x08;
+const FIN: u8 = 0x01;
 
 // ICMP types.
 const ICMP_ECHO_REPLY: u8 = 0;
@@ -1072,6 +1074,146 @@ fn new_flow_is_dropped_when_all_candidate_ports_are_taken() {
         DropReason::NatPortExhausted,
     );
     assert_eq!(h.drops(DropReason::NatPortExhausted), 2);
+}
+
+// --- 4b. Assured and new flows ------------------------------------------------------------------
+
+/// The keys of one NAT table.
+fn table_keys(h: &Harness, name: &str) -> Vec<FlowKey> {
+    h.nat_table_entries(name)
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect()
+}
+
+/// Runs the TCP handshake of the SNAT flow `t` (SYN out, SYN-ACK in, ACK out); returns the keys
+/// of its two entries and the SNAT port.
+fn snat_handshake(h: &Harness, t: Tuple) -> (Vec<FlowKey>, u16) {
+    let port = snat_new_flow(h, t, IPPROTO_TCP, &|t| tcp_frame(t, SYN, &[]));
+    let translated = Tuple::new(HOST_IP, port, t.dst, t.dport);
+    let keys = sorted(vec![
+        t.key(IPPROTO_TCP, ZONE_UPLINK_OUT),
+        translated.reversed().key(IPPROTO_TCP, ZONE_UPLINK_IN),
+    ]);
+    assert_eq!(table_keys(h, maps::NAT_NEW), keys, "a new flow starts new");
+    pass(
+        h,
+        UPLINK_INGRESS,
+        &tcp_frame(translated.reversed(), SYN | ACK, &[]),
+    );
+    assert_eq!(
+        table_keys(h, maps::NAT_NEW),
+        keys,
+        "the SYN-ACK alone assures nothing"
+    );
+    pass(h, UPLINK_EGRESS, &tcp_frame(t, ACK, &[]));
+    (keys, port)
+}
+
+#[test]
+fn a_tcp_flow_is_assured_by_its_handshake_and_new_again_when_it_closes() {
+    let Some(h) = uplink("a_tcp_flow_is_assured_by_its_handshake_and_new_again_when_it_closes")
+    else {
+        return;
+    };
+    let t = CONTAINER_TO_SERVER;
+    let (keys, port) = snat_handshake(&h, t);
+    assert_eq!(table_keys(&h, maps::NAT), keys, "assured after the ACK");
+    assert!(
+        table_keys(&h, maps::NAT_NEW).is_empty(),
+        "moved, not copied"
+    );
+    assert_eq!(h.nat_stat(NAT_STAT_PROMOTED), 1);
+    // Data still flows through the assured entries, and is counted there.
+    let out = pass(&h, UPLINK_EGRESS, &tcp_frame(t, ACK | PSH, b"hello"));
+    let translated = Tuple::new(HOST_IP, port, SERVER_IP, 80);
+    assert_frame(&out, &tcp_frame(translated, ACK | PSH, b"hello"), false);
+    let fwd = h.nat_get(&t.key(IPPROTO_TCP, ZONE_UPLINK_OUT)).unwrap();
+    assert_eq!(fwd.packets, 3, "SYN, ACK and the data");
+    // The server closes: the pair is evictable again.
+    pass(
+        &h,
+        UPLINK_INGRESS,
+        &tcp_frame(translated.reversed(), FIN | ACK, &[]),
+    );
+    assert!(
+        table_keys(&h, maps::NAT).is_empty(),
+        "{:?}",
+        h.nat_entries()
+    );
+    assert_eq!(table_keys(&h, maps::NAT_NEW), keys);
+    assert_eq!(h.nat_stat(NAT_STAT_DEMOTED), 1);
+    // The closing flow is still translated, and the last ACK does not assure it again.
+    let out = pass(&h, UPLINK_EGRESS, &tcp_frame(t, ACK, &[]));
+    assert_frame(&out, &tcp_frame(translated, ACK, &[]), false);
+    assert!(table_keys(&h, maps::NAT).is_empty());
+    assert_eq!(h.nat_stat(NAT_STAT_PROMOTED), 1);
+}
+
+#[test]
+fn a_udp_flow_is_assured_by_its_first_reply() {
+    let Some(h) = uplink("a_udp_flow_is_assured_by_its_first_reply") else {
+        return;
+    };
+    let t = CONTAINER_TO_SERVER;
+    let port = snat_new_flow(&h, t, IPPROTO_UDP, &|t| udp_frame(t, b"q", true));
+    pass(&h, UPLINK_EGRESS, &udp_frame(t, b"q again", true));
+    assert!(table_keys(&h, maps::NAT).is_empty(), "one way only");
+    let translated = Tuple::new(HOST_IP, port, t.dst, t.dport);
+    pass(
+        &h,
+        UPLINK_INGRESS,
+        &udp_frame(translated.reversed(), b"a", true),
+    );
+    assert_eq!(table_keys(&h, maps::NAT).len(), 2, "{:?}", h.nat_entries());
+    assert!(table_keys(&h, maps::NAT_NEW).is_empty());
+}
+
+#[test]
+fn snat_skips_a_port_held_by_an_assured_flow() {
+    let Some(mut h) = uplink("snat_skips_a_port_held_by_an_assured_flow") else {
+        return;
+    };
+    let t = CONTAINER_TO_SERVER;
+    let candidates = snat_candidates(t, IPPROTO_TCP);
+    h.nat_insert_into(
+        maps::NAT,
+        snat_reply_key(t, IPPROTO_TCP, candidates[0]),
+        occupying_entry(),
+    );
+    let port = snat_new_flow(&h, t, IPPROTO_TCP, &|t| tcp_frame(t, SYN, &[]));
+    assert_eq!(port, candidates[1]);
+}
+
+#[test]
+fn with_the_assured_table_full_an_established_flow_stays_new_and_is_counted() {
+    let test = "with_the_assured_table_full_an_established_flow_stays_new_and_is_counted";
+    let Some(mut h) = Harness::with_nat_entries(test, UPLINK_INGRESS, 64) else {
+        return;
+    };
+    h.load_program(UPLINK_EGRESS);
+    common_setup(&mut h);
+    h.set_uplink(TEST_RUN_IFINDEX, HOST_IP);
+    // One slot left: room for one direction of a flow, not both.
+    for i in 0..63u16 {
+        let key =
+            Tuple::new([192, 0, 2, 1], 1000 + i, HOST_IP, 2000).key(IPPROTO_UDP, ZONE_UPLINK_IN);
+        h.nat_insert_into(maps::NAT, key, occupying_entry());
+    }
+    let t = CONTAINER_TO_SERVER;
+    let (keys, port) = snat_handshake(&h, t);
+    assert_eq!(table_keys(&h, maps::NAT_NEW), keys, "both entries stay new");
+    assert_eq!(
+        table_keys(&h, maps::NAT).len(),
+        63,
+        "no half pair left behind"
+    );
+    assert_eq!(h.nat_stat(NAT_STAT_ASSURED_FULL), 1);
+    assert_eq!(h.nat_stat(NAT_STAT_PROMOTED), 0);
+    // The flow works on from the new table.
+    let out = pass(&h, UPLINK_EGRESS, &tcp_frame(t, ACK | PSH, b"hi"));
+    let translated = Tuple::new(HOST_IP, port, SERVER_IP, 80);
+    assert_frame(&out, &tcp_frame(translated, ACK | PSH, b"hi"), false);
 }
 
 // --- 5. Never forwarded untranslated ------------------------------------------------------------

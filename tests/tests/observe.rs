@@ -175,6 +175,12 @@ fn metrics_are_served_over_http_in_prometheus_text() {
     assert_eq!(value("netd_containers{status=\"running\"}"), 3.0);
     assert_eq!(value("netd_networks"), 2.0);
     assert!(value("netd_nat_capacity") > 0.0);
+    assert!(value("netd_nat_assured_entries") >= 0.0);
+    assert_eq!(
+        value("netd_nat_moves_total{move=\"assured-full\"}"),
+        0.0,
+        "the assured table has room"
+    );
     let missing = host.on_host(&["busybox", "wget", "-qO-", "http://127.0.0.1:9400/nothing"]);
     assert!(!missing.ok(), "only /metrics is served");
 }

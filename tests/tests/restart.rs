@@ -253,3 +253,33 @@ fn two_daemons_on_one_machine_do_not_affect_each_other() {
         "one daemon's cleanup leaves the other alone"
     );
 }
+
+#[test]
+fn a_nat_table_pinned_by_an_older_netd_is_refused_with_its_type() {
+    let Some(mut host) = Host::start() else {
+        return;
+    };
+    host.stop_daemon("TERM");
+    // Before the assured table, NETD_NAT was an LRU hash of the same key and value sizes.
+    let pin = host.bpffs.join("maps/NETD_NAT");
+    std::fs::remove_file(&pin).expect("remove the NAT table's pin");
+    let pin = pin.display().to_string();
+    let made = run(
+        "bpftool",
+        &[
+            "map", "create", &pin, "type", "lru_hash", "key", "16", "value", "64", "entries",
+            "262144", "name", "NETD_NAT",
+        ],
+    );
+    assert!(made.ok(), "{made:?}");
+    let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| host.start_daemon()));
+    assert!(
+        started.is_err(),
+        "the daemon adopted a NAT table of another type"
+    );
+    let log = host.daemon_log();
+    assert!(
+        log.contains("NETD_NAT") && log.contains("lru_hash") && log.contains("--cleanup"),
+        "{log}"
+    );
+}

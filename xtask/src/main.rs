@@ -59,8 +59,9 @@ enum Verb {
         /// Short rounds, no scale figures (about a minute; what CI runs).
         #[arg(long)]
         quick: bool,
-        /// Run one phase alone in the netd world (`load`; with --quick its short form); the
-        /// report goes to target/bench/report.md only.
+        /// Run one phase alone (`load`: the load phase in the netd world; `conns`: short
+        /// connections through netd's published port and plain routing; with --quick their
+        /// short forms); the report goes to target/bench/report.md only.
         #[arg(long, value_name = "PHASE")]
         only: Option<String>,
         /// Internal: a load generator or server run inside the benchmark's namespaces.

@@ -16,7 +16,7 @@ use super::{
 };
 use crate::{
     api::{ExplainView, Hop},
-    datapath::{ENDPOINT_PROGRAM, UPLINK_EGRESS, UPLINK_INGRESS},
+    datapath::{conntrack::Table, ENDPOINT_PROGRAM, UPLINK_EGRESS, UPLINK_INGRESS},
     ports::Proto,
     state::Status,
 };
@@ -192,10 +192,10 @@ impl Daemon {
         let Some(key) = flow_key(frame, zone) else {
             return found;
         };
-        if let Ok(nat) = self.dp.dump::<FlowKey, NatEntry>(maps::NAT) {
+        if let Ok(nat) = self.dp.nat_entries() {
             let rewrite = |e: &NatEntry| flow_text(e.saddr, e.sport_be, e.daddr, e.dport_be);
-            if let Some(e) = nat.get(&key) {
-                found.push(format!("NETD_NAT: rewrite to {}", rewrite(e)));
+            if let Some((table, e)) = nat.get(&key) {
+                found.push(format!("{}: rewrite to {}", table_text(*table), rewrite(e)));
             }
             // The container's port also translates replies of published-port flows itself.
             let reply_key = FlowKey {
@@ -204,10 +204,11 @@ impl Daemon {
             };
             let reply = nat
                 .get(&reply_key)
-                .filter(|e| e.flags & NAT_FLAG_NEIGH != 0);
-            if let (ZONE_ENDPOINT, Some(e)) = (zone, reply) {
+                .filter(|(_, e)| e.flags & NAT_FLAG_NEIGH != 0);
+            if let (ZONE_ENDPOINT, Some((table, e))) = (zone, reply) {
                 found.push(format!(
-                    "NETD_NAT: published-port reply, rewrite to {} and leave by ifindex {}",
+                    "{}: published-port reply, rewrite to {} and leave by ifindex {}",
+                    table_text(*table),
                     rewrite(e),
                     e.redirect_ifindex
                 ));
@@ -326,5 +327,13 @@ fn describe(frame: &[u8]) -> String {
             if proto == 6 { "tcp" } else { "udp" }
         ),
         None => format!("{} bytes, not TCP/UDP over IPv4", frame.len()),
+    }
+}
+
+/// The NAT table an entry was found in, as `explain` names it.
+fn table_text(table: Table) -> &'static str {
+    match table {
+        Table::Assured => "NETD_NAT (assured)",
+        Table::New => "NETD_NAT_NEW (not assured yet, or closing)",
     }
 }

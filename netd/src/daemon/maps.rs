@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use netd_common::{
-    maps, Backend, FlowKey, MacvlanKey, NatEntry, PortKey, Uplink, VlanPort, IPPROTO_ICMP,
-    IPPROTO_TCP, IPPROTO_UDP, NAT_FLAG_REPLY, NAT_KIND_DNAT, NAT_KIND_HAIRPIN, NAT_KIND_SNAT,
-    TCP_SEEN_ACK, TCP_SEEN_FIN, TCP_SEEN_RST, ZONE_UPLINK_IN, ZONE_UPLINK_OUT,
+    maps, Backend, MacvlanKey, PortKey, Uplink, VlanPort, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP,
+    NAT_FLAG_REPLY, NAT_KIND_DNAT, NAT_KIND_HAIRPIN, NAT_KIND_SNAT, TCP_SEEN_ACK, TCP_SEEN_FIN,
+    TCP_SEEN_RST, ZONE_UPLINK_IN, ZONE_UPLINK_OUT,
 };
 
 use super::{error::OpError, error::OpResult, Daemon};
@@ -25,12 +25,13 @@ fn if_name(ifindex: u32) -> String {
 impl Daemon {
     pub(super) fn maps_dump(&self, only: Option<&str>) -> OpResult<Vec<MapView>> {
         type Render = fn(&Daemon) -> OpResult<MapView>;
-        let all: [(&str, Render); 11] = [
+        let all: [(&str, Render); 12] = [
             (maps::ENDPOINTS, Self::endpoints_view),
             (maps::NETWORKS, Self::networks_view),
             (maps::NEIGHBORS, Self::neighbors_view),
             (maps::PORTS, Self::ports_view),
             (maps::NAT, Self::nat_view),
+            (maps::NAT_STATS, Self::nat_stats_view),
             (maps::UPLINKS, Self::uplinks_view),
             (maps::LOCAL_ADDRS, Self::local_addrs_view),
             (maps::DROPS, Self::drops_view),
@@ -39,7 +40,11 @@ impl Daemon {
             (maps::MACVLAN, Self::macvlan_view),
         ];
         let named = |m: &str, n: &str| {
-            m.eq_ignore_ascii_case(n) || m.trim_start_matches("NETD_").eq_ignore_ascii_case(n)
+            // One view shows both NAT tables.
+            let also = (m == maps::NAT).then_some(maps::NAT_NEW);
+            [Some(m), also].into_iter().flatten().any(|m| {
+                m.eq_ignore_ascii_case(n) || m.trim_start_matches("NETD_").eq_ignore_ascii_case(n)
+            })
         };
         let chosen: Vec<_> = all
             .iter()
@@ -86,14 +91,17 @@ impl Daemon {
         ))
     }
 
+    /// Both NAT tables, each entry with the table it is in (`assured`: `NETD_NAT`; `new`:
+    /// `NETD_NAT_NEW`, not assured yet or closing).
     fn nat_view(&self) -> OpResult<MapView> {
         let now = monotonic_ns();
         let rows = self
             .dp
-            .dump::<FlowKey, NatEntry>(maps::NAT)?
+            .nat_entries()?
             .into_iter()
-            .map(|(k, e)| {
+            .map(|(k, (table, e))| {
                 vec![
+                    table.name().into(),
                     zone_name(k.zone).into(),
                     proto_name(k.proto).into(),
                     flow_text(k.saddr, k.sport_be, k.daddr, k.dport_be),
@@ -110,6 +118,7 @@ impl Daemon {
         Ok(self.view(
             maps::NAT,
             &[
+                "table",
                 "zone",
                 "proto",
                 "flow",
@@ -334,6 +343,20 @@ impl Daemon {
             .map(|(reason, n)| vec![reason.name().into(), n.to_string()])
             .collect();
         Ok(self.view(maps::DROPS, &["reason", "packets"], rows))
+    }
+
+    /// Flows moved between the NAT tables, summed over CPUs.
+    fn nat_stats_view(&self) -> OpResult<MapView> {
+        let [promoted, demoted, full] = self.dp.nat_moves()?;
+        let rows = [
+            ("promoted to assured", promoted),
+            ("demoted when closing", demoted),
+            ("promotions refused: assured table full", full),
+        ]
+        .into_iter()
+        .map(|(what, n)| vec![what.to_string(), n.to_string()])
+        .collect();
+        Ok(self.view(maps::NAT_STATS, &["move", "count"], rows))
     }
 }
 

@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, convert::Infallible, net::SocketAddr, sync::Arc
 use http_body_util::Full;
 use hyper::{body::Bytes, server::conn::http1, service::service_fn, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use netd_common::{maps, FlowKey, NatEntry, PortKey, PortStats};
+use netd_common::{maps, PortKey, PortStats};
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeMetric},
@@ -16,6 +16,7 @@ use prometheus_client::{
 use tokio::{net::TcpListener, sync::Mutex};
 
 use super::{error::OpResult, Daemon};
+use crate::datapath::conntrack::Table;
 
 /// `PORT` means 127.0.0.1:PORT; anything else must be an address with a port.
 pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
@@ -35,7 +36,10 @@ struct Snapshot {
     drops: Vec<(String, u64)>,
     ports: Vec<(Labels, PortStats)>,
     nat_entries: i64,
+    nat_assured: i64,
     nat_capacity: i64,
+    /// `NAT_STAT_*` counters: promoted, demoted, refused by a full assured table.
+    nat_moves: [u64; 3],
     dns: [u64; 4],
     containers: BTreeMap<String, i64>,
     networks: i64,
@@ -70,6 +74,7 @@ impl Daemon {
                 (labels, s)
             })
             .collect();
+        let nat = self.dp.nat_entries()?;
         let mut containers = BTreeMap::new();
         for c in self.state.containers.values() {
             *containers
@@ -79,8 +84,10 @@ impl Daemon {
         Ok(Snapshot {
             drops,
             ports,
-            nat_entries: self.dp.dump::<FlowKey, NatEntry>(maps::NAT)?.len() as i64,
+            nat_entries: nat.len() as i64,
+            nat_assured: nat.values().filter(|(t, _)| *t == Table::Assured).count() as i64,
             nat_capacity: self.config.nat_entries as i64,
+            nat_moves: self.dp.nat_moves()?,
             dns: self.dns.counters(),
             containers,
             networks: self.state.networks.len() as i64,
@@ -158,14 +165,32 @@ impl Collector for Snapshot {
         gauge(
             &mut enc,
             "netd_nat_entries",
-            "Entries in the NAT table (two per flow)",
+            "Entries in the NAT tables, assured and new (two per flow)",
             &[(vec![], self.nat_entries)],
         )?;
         gauge(
             &mut enc,
+            "netd_nat_assured_entries",
+            "Entries in the assured NAT table (never evicted)",
+            &[(vec![], self.nat_assured)],
+        )?;
+        gauge(
+            &mut enc,
             "netd_nat_capacity",
-            "Size of the NAT table",
+            "Size of each NAT table (assured, and new)",
             &[(vec![], self.nat_capacity)],
+        )?;
+        let [promoted, demoted, full] = self.nat_moves;
+        let moves = |m: &str, n| (vec![("move".to_string(), m.to_string())], n);
+        counter(
+            &mut enc,
+            "netd_nat_moves",
+            "Flows moved to the assured NAT table and back when closing, and promotions refused as it was full",
+            &[
+                moves("promoted", promoted),
+                moves("demoted", demoted),
+                moves("assured-full", full),
+            ],
         )?;
         let [queries, local, forwarded, failures] = self.dns;
         counter(

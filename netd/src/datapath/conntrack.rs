@@ -1,11 +1,13 @@
 //! Expiry of translated flows. The kernel records when each direction last saw a packet and
-//! which TCP flags went by; this pure function decides which flows are over, so that the LRU
-//! table holds live flows and new ones find room (and SNAT ports come free).
+//! which TCP flags went by; these pure functions decide which flows are over, so that the NAT
+//! tables hold live flows and new ones find room (and SNAT ports come free). A flow is in one of
+//! two tables (assured, or new and closing; see `netd-ebpf/src/nat.rs`), and for a moment in
+//! both while the datapath moves it: expiry looks at the two as one.
 use std::{collections::BTreeMap, time::Duration};
 
+pub use netd_common::reverse_key;
 use netd_common::{
     FlowKey, NatEntry, IPPROTO_TCP, IPPROTO_UDP, TCP_SEEN_ACK, TCP_SEEN_FIN, TCP_SEEN_RST,
-    ZONE_ENDPOINT, ZONE_UPLINK_IN, ZONE_UPLINK_OUT,
 };
 
 /// How long a flow may stay idle, by protocol and state.
@@ -54,22 +56,33 @@ impl Default for Timeouts {
     }
 }
 
-/// The key of the other direction of the flow `key` belongs to.
-pub fn reverse_key(key: &FlowKey, entry: &NatEntry) -> FlowKey {
-    let zone = match key.zone {
-        ZONE_UPLINK_IN => ZONE_UPLINK_OUT,
-        ZONE_UPLINK_OUT => ZONE_UPLINK_IN,
-        _ => ZONE_ENDPOINT,
-    };
-    FlowKey {
-        saddr: entry.daddr,
-        daddr: entry.saddr,
-        sport_be: entry.dport_be,
-        dport_be: entry.sport_be,
-        proto: key.proto,
-        zone,
-        _pad: [0; 2],
+/// Which NAT table an entry is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    /// `NETD_NAT`: assured flows, never evicted.
+    Assured,
+    /// `NETD_NAT_NEW`: flows not assured yet and closing ones, evicted when it is full.
+    New,
+}
+
+impl Table {
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Assured => "assured",
+            Table::New => "new",
+        }
     }
+}
+
+/// Both tables as one, each key once with the table it is in: the assured one's entry if a
+/// move put it in both (the datapath looks there first, and deletes the other copy next).
+pub fn merged(
+    assured: BTreeMap<FlowKey, NatEntry>,
+    new: BTreeMap<FlowKey, NatEntry>,
+) -> BTreeMap<FlowKey, (Table, NatEntry)> {
+    let mut all: BTreeMap<_, _> = new.into_iter().map(|(k, e)| (k, (Table::New, e))).collect();
+    all.extend(assured.into_iter().map(|(k, e)| (k, (Table::Assured, e))));
+    all
 }
 
 /// How long this flow may be idle, given both of its directions.
@@ -91,31 +104,41 @@ pub fn timeout(proto: u8, a: &NatEntry, b: Option<&NatEntry>, t: &Timeouts) -> D
     }
 }
 
-/// Keys of every entry whose flow has been idle longer than its timeout at `now_ns`. Both
-/// directions of an expired flow are returned; an entry whose partner is gone expires alone.
-pub fn expired(entries: &BTreeMap<FlowKey, NatEntry>, now_ns: u64, t: &Timeouts) -> Vec<FlowKey> {
+/// Keys of every entry whose flow has been idle longer than its timeout at `now_ns`, with the
+/// table each is in. Both directions of an expired flow are returned, wherever each is; an
+/// entry whose partner is gone expires alone.
+pub fn expired(
+    entries: &BTreeMap<FlowKey, (Table, NatEntry)>,
+    now_ns: u64,
+    t: &Timeouts,
+) -> Vec<(FlowKey, Table)> {
     entries
         .iter()
-        .filter(|(key, entry)| {
-            let other = entries.get(&reverse_key(key, entry));
+        .filter(|(key, (_, entry))| {
+            let other = entries.get(&reverse_key(key, entry)).map(|(_, e)| e);
             let last = entry.last_ns.max(other.map_or(0, |o| o.last_ns));
             let idle = Duration::from_nanos(now_ns.saturating_sub(last));
             idle > timeout(key.proto, entry, other, t)
         })
-        .map(|(key, _)| *key)
+        .map(|(key, (table, _))| (*key, *table))
         .collect()
 }
 
 #[cfg(test)]
 mod tests {
-    use netd_common::{IPPROTO_ICMP, NAT_FLAG_REPLY, NAT_KIND_SNAT, TCP_SEEN_SYN};
+    use netd_common::{IPPROTO_ICMP, NAT_FLAG_REPLY, NAT_KIND_SNAT, TCP_SEEN_SYN, ZONE_UPLINK_OUT};
 
     use super::*;
 
     const SEC: u64 = 1_000_000_000;
 
-    /// An SNAT flow 172.17.0.2:40000 -> 10.99.0.1:80 leaving as 10.99.0.2:33000.
-    fn snat_flow(proto: u8, fwd_last: u64, rev_last: u64) -> BTreeMap<FlowKey, NatEntry> {
+    /// An SNAT flow 172.17.0.2:40000 -> 10.99.0.1:80 leaving as 10.99.0.2:33000, not assured.
+    fn snat_flow(proto: u8, fwd_last: u64, rev_last: u64) -> BTreeMap<FlowKey, (Table, NatEntry)> {
+        merged(BTreeMap::new(), snat_pair(proto, fwd_last, rev_last))
+    }
+
+    /// The two entries of [`snat_flow`].
+    fn snat_pair(proto: u8, fwd_last: u64, rev_last: u64) -> BTreeMap<FlowKey, NatEntry> {
         let fwd_key = FlowKey {
             saddr: [172, 17, 0, 2],
             daddr: [10, 99, 0, 1],
@@ -158,7 +181,7 @@ mod tests {
 
     #[test]
     fn the_reverse_of_the_reverse_is_the_forward_key() {
-        let flow = snat_flow(IPPROTO_TCP, 1, 1);
+        let flow = snat_pair(IPPROTO_TCP, 1, 1);
         for (key, entry) in &flow {
             let rev = reverse_key(key, entry);
             assert!(flow.contains_key(&rev), "{rev:?}");
@@ -189,18 +212,18 @@ mod tests {
         let t = Timeouts::default();
         let mut flow = snat_flow(IPPROTO_TCP, SEC, SEC);
         flow.values_mut()
-            .for_each(|e| e.tcp_seen = TCP_SEEN_SYN | TCP_SEEN_ACK);
+            .for_each(|(_, e)| e.tcp_seen = TCP_SEEN_SYN | TCP_SEEN_ACK);
         assert!(
             expired(&flow, 3600 * SEC, &t).is_empty(),
             "established lives long"
         );
-        flow.values_mut().next().unwrap().tcp_seen |= TCP_SEEN_FIN;
+        flow.values_mut().next().unwrap().1.tcp_seen |= TCP_SEEN_FIN;
         assert_eq!(
             expired(&flow, 62 * SEC, &t).len(),
             2,
             "closing goes after 60 s"
         );
-        flow.values_mut().next().unwrap().tcp_seen |= TCP_SEEN_RST;
+        flow.values_mut().next().unwrap().1.tcp_seen |= TCP_SEEN_RST;
         assert_eq!(
             expired(&flow, 12 * SEC, &t).len(),
             2,
@@ -221,5 +244,47 @@ mod tests {
         let first = *flow.keys().next().unwrap();
         flow.remove(&first);
         assert_eq!(expired(&flow, 31 * SEC, &t).len(), 1);
+    }
+
+    #[test]
+    fn an_entry_in_both_tables_is_the_assured_one_and_listed_once() {
+        let new = snat_pair(IPPROTO_UDP, SEC, SEC);
+        let mut assured = new.clone();
+        assured.values_mut().for_each(|e| e.packets = 7);
+        let first = *new.keys().next().unwrap();
+        assured.remove(&first);
+        let all = merged(assured, new);
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[&first].0, Table::New);
+        let (_, (table, entry)) = all.iter().find(|(k, _)| **k != first).unwrap();
+        assert_eq!((*table, entry.packets), (Table::Assured, 7));
+    }
+
+    #[test]
+    fn a_flow_split_across_the_tables_expires_as_one_from_each() {
+        let t = Timeouts::default();
+        let pair = snat_pair(IPPROTO_UDP, 0, 0);
+        let (fwd, rev) = {
+            let mut it = pair.clone().into_iter();
+            (it.next().unwrap(), it.next().unwrap())
+        };
+        let all = merged(BTreeMap::from([fwd]), BTreeMap::from([rev]));
+        let mut gone = expired(&all, 31 * SEC, &t);
+        gone.sort_by_key(|(k, _)| *k);
+        assert_eq!(gone, vec![(fwd.0, Table::Assured), (rev.0, Table::New)]);
+        let fresh = merged(
+            BTreeMap::from([fwd]),
+            BTreeMap::from([(
+                rev.0,
+                NatEntry {
+                    last_ns: 20 * SEC,
+                    ..rev.1
+                },
+            )]),
+        );
+        assert!(
+            expired(&fresh, 31 * SEC, &t).is_empty(),
+            "the fresher half keeps both"
+        );
     }
 }

@@ -168,7 +168,7 @@ pub struct Datapath {
 
 impl Datapath {
     /// Mounts bpffs at `root` if needed, loads the object (reusing pinned maps) and the programs.
-    /// `nat_entries` sizes the NAT table when it is created.
+    /// `nat_entries` sizes each NAT table (assured and new) when it is created.
     pub fn open(root: &Path, nat_entries: u32) -> Result<Self, DatapathError> {
         ensure_bpffs(root)?;
         for dir in [root.join("maps"), root.join("links")] {
@@ -178,6 +178,7 @@ impl Datapath {
         let mut ebpf = EbpfLoader::new()
             .default_map_pin_directory(root.join("maps"))
             .map_max_entries(maps::NAT, nat_entries)
+            .map_max_entries(maps::NAT_NEW, nat_entries)
             .load(EBPF_OBJECT)?;
         for name in TC_PROGRAMS {
             tc_program(&mut ebpf, name)?
@@ -566,6 +567,37 @@ impl Datapath {
         T::try_from(map).map_err(map_err(name))
     }
 
+    /// Every translated flow's entries, from both NAT tables, with the table each is in (the new
+    /// table is read first, so that an entry promoted meanwhile is still seen).
+    pub fn nat_entries(
+        &self,
+    ) -> Result<
+        BTreeMap<netd_common::FlowKey, (conntrack::Table, netd_common::NatEntry)>,
+        DatapathError,
+    > {
+        let new = self.dump(maps::NAT_NEW)?;
+        Ok(conntrack::merged(self.dump(maps::NAT)?, new))
+    }
+
+    /// The `NAT_STAT_*` counters summed over CPUs: flows promoted to the assured table, demoted
+    /// from it, and promotions refused because the assured one was full (the flow stays new and
+    /// tries again at its next packet that could assure it).
+    pub fn nat_moves(&self) -> Result<[u64; 3], DatapathError> {
+        let stats: PerCpuArray<&MapData, u64> = self.typed(maps::NAT_STATS)?;
+        let read = |i: u32| -> Result<u64, DatapathError> {
+            Ok(stats
+                .get(&i, 0)
+                .map_err(map_err(maps::NAT_STATS))?
+                .iter()
+                .sum())
+        };
+        Ok([
+            read(netd_common::NAT_STAT_PROMOTED)?,
+            read(netd_common::NAT_STAT_DEMOTED)?,
+            read(netd_common::NAT_STAT_ASSURED_FULL)?,
+        ])
+    }
+
     /// Every entry of the hash map `name`, as it is in the kernel.
     pub fn dump<K: Pod + Ord, V: Pod>(
         &self,
@@ -883,16 +915,25 @@ fn check_pins(dir: &Path) -> Result<(), DatapathError> {
         let Ok(pinned) = aya::maps::MapInfo::from_pin(dir.join(name)) else {
             continue;
         };
-        // The NAT table keeps the size it was created with (`--nat-entries` sizes new tables).
-        let entries = if name == maps::NAT {
+        // The NAT tables keep the size they were created with (`--nat-entries` sizes new ones).
+        let entries = if name == maps::NAT || name == maps::NAT_NEW {
             pinned.max_entries()
         } else {
             def.max_entries()
         };
-        let wanted = (def.key_size(), def.value_size(), entries);
-        let found = (pinned.key_size(), pinned.value_size(), pinned.max_entries());
+        // The type too: NETD_NAT was an LRU hash before it held only assured flows.
+        let pinned_type = pinned.map_type().map_or(u32::MAX, |t| t as u32);
+        let wanted = (def.map_type(), def.key_size(), def.value_size(), entries);
+        let found = (
+            pinned_type,
+            pinned.key_size(),
+            pinned.value_size(),
+            pinned.max_entries(),
+        );
         if wanted != found {
-            let show = |(k, v, n): (u32, u32, u32)| format!("key {k} B, value {v} B, {n} entries");
+            let show = |(t, k, v, n): (u32, u32, u32, u32)| {
+                format!("{}, key {k} B, value {v} B, {n} entries", map_type_name(t))
+            };
             return Err(DatapathError::PinMismatch {
                 name: name.clone(),
                 found: show(found),
@@ -901,6 +942,21 @@ fn check_pins(dir: &Path) -> Result<(), DatapathError> {
         }
     }
     Ok(())
+}
+
+/// A kernel map type as `bpftool` names it (the types netd's object uses), else its number.
+fn map_type_name(t: u32) -> String {
+    let name = match t {
+        1 => "hash",
+        2 => "array",
+        5 => "percpu_hash",
+        6 => "percpu_array",
+        9 => "lru_hash",
+        11 => "lpm_trie",
+        27 => "ringbuf",
+        _ => return format!("map type {t}"),
+    };
+    name.to_string()
 }
 
 fn is_bpffs(path: &Path) -> bool {

@@ -20,7 +20,7 @@ use std::{
 };
 
 use aya::{
-    maps::{lpm_trie::Key, HashMap, LpmTrie, PerCpuArray, PerCpuHashMap},
+    maps::{lpm_trie::Key, HashMap, LpmTrie, MapData, PerCpuArray, PerCpuHashMap},
     programs::{ProgramError, SchedClassifier, TestRun, TestRunOptions},
     Ebpf, EbpfLoader,
 };
@@ -186,10 +186,18 @@ impl Harness {
     /// Loads netd's object with its maps pinned in a fresh directory and loads (without
     /// attaching) the classifier `program`. `None` when the test is skipped (not root).
     pub fn new(test: &str, program: &str) -> Option<Self> {
+        Self::with_nat_entries(test, program, netd_common::DEFAULT_NAT_ENTRIES)
+    }
+
+    /// As [`Harness::new`], with NAT tables of `nat_entries` entries each (as the daemon's
+    /// `--nat-entries`).
+    pub fn with_nat_entries(test: &str, program: &str, nat_entries: u32) -> Option<Self> {
         require_root(test)?;
         let pins = PinDir::new(test);
         let mut ebpf = EbpfLoader::new()
             .default_map_pin_directory(pins.path())
+            .map_max_entries(maps::NAT, nat_entries)
+            .map_max_entries(maps::NAT_NEW, nat_entries)
             .load(netd::datapath::EBPF_OBJECT)
             .expect("load the netd eBPF object");
         let prog: &mut SchedClassifier = ebpf
@@ -398,43 +406,75 @@ impl Harness {
         }
     }
 
-    /// Every entry of the NAT table, sorted by key.
-    pub fn nat_entries(&self) -> Vec<(FlowKey, NatEntry)> {
-        let map: HashMap<_, FlowKey, NatEntry> =
-            HashMap::try_from(self.ebpf.map(maps::NAT).expect("nat map")).expect("nat map type");
-        let mut entries: Vec<_> = map
+    /// One NAT table: `maps::NAT` (assured flows) or `maps::NAT_NEW` (new and closing ones).
+    fn nat_table(&self, name: &str) -> HashMap<&MapData, FlowKey, NatEntry> {
+        HashMap::try_from(self.ebpf.map(name).expect("nat map")).expect("nat map type")
+    }
+
+    fn nat_table_mut(&mut self, name: &str) -> HashMap<&mut MapData, FlowKey, NatEntry> {
+        HashMap::try_from(self.ebpf.map_mut(name).expect("nat map")).expect("nat map type")
+    }
+
+    /// Every entry of one NAT table, sorted by key.
+    pub fn nat_table_entries(&self, name: &str) -> Vec<(FlowKey, NatEntry)> {
+        let mut entries: Vec<_> = self
+            .nat_table(name)
             .iter()
-            .map(|r| r.expect("iterate the NAT table"))
+            .map(|r| r.expect("iterate a NAT table"))
             .collect();
         entries.sort_by_key(|(k, _)| *k);
         entries
     }
 
-    /// The NAT entry under `key`, if any.
+    /// Every entry of both NAT tables (assured and new), sorted by key.
+    pub fn nat_entries(&self) -> Vec<(FlowKey, NatEntry)> {
+        let mut entries = self.nat_table_entries(maps::NAT);
+        entries.extend(self.nat_table_entries(maps::NAT_NEW));
+        entries.sort_by_key(|(k, _)| *k);
+        entries
+    }
+
+    /// The NAT entry under `key` in either table (the assured one first), if any.
     pub fn nat_get(&self, key: &FlowKey) -> Option<NatEntry> {
-        let map: HashMap<_, FlowKey, NatEntry> =
-            HashMap::try_from(self.ebpf.map(maps::NAT).expect("nat map")).expect("nat map type");
-        match map.get(key, 0) {
-            Ok(entry) => Some(entry),
-            Err(aya::maps::MapError::KeyNotFound) => None,
-            Err(e) => panic!("read NAT entry {key:?}: {}", error_chain(&e)),
-        }
+        [maps::NAT, maps::NAT_NEW]
+            .iter()
+            .find_map(|name| match self.nat_table(name).get(key, 0) {
+                Ok(entry) => Some(entry),
+                Err(aya::maps::MapError::KeyNotFound) => None,
+                Err(e) => panic!("read NAT entry {key:?}: {}", error_chain(&e)),
+            })
     }
 
-    /// Inserts (or replaces) the NAT entry under `key`.
+    /// Inserts (or replaces) the NAT entry under `key` in the new table, where the datapath
+    /// puts a new flow's entries.
     pub fn nat_insert(&mut self, key: FlowKey, entry: NatEntry) {
-        let mut map: HashMap<_, FlowKey, NatEntry> =
-            HashMap::try_from(self.ebpf.map_mut(maps::NAT).expect("nat map"))
-                .expect("nat map type");
-        map.insert(key, entry, 0).expect("insert NAT entry");
+        self.nat_table_mut(maps::NAT_NEW)
+            .insert(key, entry, 0)
+            .expect("insert NAT entry");
     }
 
-    /// Removes the NAT entry under `key` (which must exist).
+    /// Inserts (or replaces) the NAT entry under `key` in the table `name`.
+    pub fn nat_insert_into(&mut self, name: &str, key: FlowKey, entry: NatEntry) {
+        self.nat_table_mut(name)
+            .insert(key, entry, 0)
+            .unwrap_or_else(|e| panic!("insert into {name}: {}", error_chain(&e)));
+    }
+
+    /// The `NAT_STAT_*` counter `index`, summed over CPUs.
+    pub fn nat_stat(&self, index: u32) -> u64 {
+        let map: PerCpuArray<_, u64> =
+            PerCpuArray::try_from(self.ebpf.map(maps::NAT_STATS).expect("nat stats map"))
+                .expect("nat stats map type");
+        map.get(&index, 0).expect("read a NAT counter").iter().sum()
+    }
+
+    /// Removes the NAT entry under `key` (which must exist) from whichever table holds it.
     pub fn nat_remove(&mut self, key: &FlowKey) {
-        let mut map: HashMap<_, FlowKey, NatEntry> =
-            HashMap::try_from(self.ebpf.map_mut(maps::NAT).expect("nat map"))
-                .expect("nat map type");
-        map.remove(key).expect("remove NAT entry");
+        let removed = [maps::NAT, maps::NAT_NEW]
+            .iter()
+            .filter(|name| self.nat_table_mut(name).remove(key).is_ok())
+            .count();
+        assert!(removed > 0, "no NAT entry under {key:?} to remove");
     }
 }
 

@@ -196,7 +196,13 @@ pub struct OverflowOutcome {
     /// NAT entries of the old flows before and after the churn, and all entries after it.
     pub old_entries_before: usize,
     pub old_entries_after: usize,
+    /// Of those, in the assured table; all entries after the churn, and the assured ones.
+    pub old_assured_after: usize,
     pub total_after: usize,
+    pub assured_after: usize,
+    /// Flows moved between the NAT tables during the phase: promoted, demoted; promotions refused
+    /// because the assured table was full.
+    pub moves: [u64; 3],
     /// Datapath drop counters after the churn: (reason, packets).
     pub drops: Vec<(String, String)>,
     /// What the NAT table held of each old flow, sampled during the churn.
@@ -406,6 +412,8 @@ struct NatRow {
     rewritten_to: SocketAddrV4,
     kind: String,
     tcp: String,
+    /// `assured` (`NETD_NAT`) or `new` (`NETD_NAT_NEW`).
+    table: String,
 }
 
 fn flow_pair(text: &str) -> Result<(SocketAddrV4, SocketAddrV4)> {
@@ -435,6 +443,7 @@ fn nat_rows(g: &Guard) -> Result<Vec<NatRow>> {
         col("kind")?,
         col("tcp")?,
     );
+    let table = col("table").ok();
     let rows = view["rows"].as_array().context("maps_dump: no rows")?;
     rows.iter()
         .map(|row| {
@@ -449,6 +458,7 @@ fn nat_rows(g: &Guard) -> Result<Vec<NatRow>> {
                 rewritten_to,
                 kind: text(kind),
                 tcp: text(tcp),
+                table: table.map(text).unwrap_or_default(),
             })
         })
         .collect()
@@ -799,6 +809,7 @@ fn overflow(g: &mut Guard, tool: &str, plan: &Plan) -> Result<OverflowOutcome> {
     let (churn_in, churn_out) = (churn_in??, churn_out??);
     let after = nat_rows(g)?;
     let drops = drops(g).unwrap_or_default();
+    let moves = nat_moves(g).unwrap_or_default();
     let wait = Duration::from_secs_f64(plan.tail_secs + 60.0);
     let (old_in, old_out) = (old_in.done(wait)?, old_out.done(wait)?);
     let sightings = sightings.into_inner().expect("sightings");
@@ -832,15 +843,31 @@ fn overflow(g: &mut Guard, tool: &str, plan: &Plan) -> Result<OverflowOutcome> {
                 usize::from(a) + usize::from(b)
             })
             .sum(),
+        old_assured_after: {
+            let assured: Vec<NatRow> = after
+                .iter()
+                .filter(|r| r.table == "assured")
+                .cloned()
+                .collect();
+            flows
+                .keys()
+                .map(|&f| {
+                    let (a, b) = entries_of(&assured, f);
+                    usize::from(a) + usize::from(b)
+                })
+                .sum()
+        },
         total_after: after.len(),
+        assured_after: after.iter().filter(|r| r.table == "assured").count(),
         drops,
+        moves,
         broken_seen: sightings.among(&broken),
         intact_seen: sightings.among(&intact),
         sightings,
     };
     println!(
         "bench: load: {} NAT entries inserted into a table of {} ({:.0}x); old flows broken: {} \
-         of {} (in: {}; out: {}); old flows' entries {} before, {} after",
+         of {} (in: {}; out: {}); old flows' entries {} before, {} after ({} assured)",
         o.inserted(),
         o.table,
         o.inserted() as f64 / f64::from(o.table),
@@ -849,9 +876,25 @@ fn overflow(g: &mut Guard, tool: &str, plan: &Plan) -> Result<OverflowOutcome> {
         o.old_in.causes(),
         o.old_out.causes(),
         o.old_entries_before,
-        o.old_entries_after
+        o.old_entries_after,
+        o.old_assured_after
     );
     Ok(o)
+}
+
+/// Flows moved between the NAT tables so far: promoted, demoted; promotions refused (assured
+/// table full).
+fn nat_moves(g: &Guard) -> Result<[u64; 3]> {
+    let maps = g.api(json!({"op": "maps_dump", "map": "nat_stats"}))?;
+    let rows = maps[0]["rows"].as_array().context("maps_dump: no rows")?;
+    let mut moves = [0; 3];
+    for (slot, row) in moves.iter_mut().zip(rows) {
+        *slot = row[1]
+            .as_str()
+            .and_then(|n| n.parse().ok())
+            .context("maps_dump: a NAT move count")?;
+    }
+    Ok(moves)
 }
 
 /// The datapath's drop counters: (reason, packets).
@@ -908,6 +951,7 @@ mod tests {
             rewritten_to,
             kind: kind.into(),
             tcp: "established".into(),
+            table: "assured".into(),
         }
     }
 

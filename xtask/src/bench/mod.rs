@@ -10,7 +10,8 @@
 //! of a connected `netd monitor` ([`monitor`], issue 5) and the scale figures ([`scale`]); last
 //! the load phase ([`load`], issue 12: many held connections through one published port, and a
 //! NAT table overflowed by new flows while old ones are checked). `--only load` builds the netd
-//! world and runs the load phase alone. Writes `target/bench/report.md` and PNG charts
+//! world and runs the load phase alone; `--only conns` builds the netd and plain worlds and runs
+//! their short-connection rounds alone. Writes `target/bench/report.md` and PNG charts
 //! ([`report`], [`charts`]); the full run copies the report to `docs/benchmarks.md`. The exit
 //! status is 0 when the measurements ran, whatever the targets say (the report says PASS/FAIL
 //! per target).
@@ -60,6 +61,8 @@ pub struct Results {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     Load,
+    /// Short connections per second alone, netd's published port against plain routing.
+    Conns,
 }
 
 impl std::str::FromStr for Phase {
@@ -68,7 +71,8 @@ impl std::str::FromStr for Phase {
     fn from_str(s: &str) -> Result<Self> {
         match s {
             "load" => Ok(Phase::Load),
-            other => bail!("no phase {other:?} to run alone; there is: load"),
+            "conns" => Ok(Phase::Conns),
+            other => bail!("no phase {other:?} to run alone; there are: load, conns"),
         }
     }
 }
@@ -193,12 +197,14 @@ pub fn main(quick: bool, only: Option<&str>, helper_args: &[String]) -> Result<E
         let tool = g.dir.join("xtask-bench");
         std::fs::copy(std::env::current_exe()?, &tool).context("copy the xtask binary")?;
         let tool = tool.display().to_string();
-        if only == Some(Phase::Load) {
-            g.uplink_pair("netd")?;
-            g.start_netd(&netd, &[])?;
-            load::run(&mut g, &tool, &mut results, quick)?;
-        } else {
-            all_phases(&mut g, &netd, &tool, &mut results)?;
+        match only {
+            Some(Phase::Load) => {
+                g.uplink_pair("netd")?;
+                g.start_netd(&netd, &[])?;
+                load::run(&mut g, &tool, &mut results, quick)?;
+            }
+            Some(Phase::Conns) => conns_only(&mut g, &netd, &tool, &mut results)?,
+            None => all_phases(&mut g, &netd, &tool, &mut results)?,
         }
     }
     results.elapsed = started.elapsed();
@@ -266,6 +272,41 @@ fn all_phases(g: &mut Guard, netd: &Path, tool: &str, results: &mut Results) -> 
     // Last: its overflow part replaces the daemon.
     load::run(g, tool, results, quick)?;
     println!("bench: load done after {:.0?}", started.elapsed());
+    Ok(())
+}
+
+/// `--only conns`: the short-connection rounds through the uplink, netd's published port and
+/// plain routing only (the new-flow path of the datapath, without the other measures).
+fn conns_only(g: &mut Guard, netd: &Path, tool: &str, results: &mut Results) -> Result<()> {
+    variants::netd(g, netd, tool)?;
+    variants::plain(g, tool)?;
+    let remote: Vec<Endpoint> = variants::remote_endpoints()
+        .into_iter()
+        .filter(|e| e.variant != "docker")
+        .collect();
+    for e in &remote {
+        measure::probe(g, tool, e)?;
+    }
+    let p = results.plan;
+    for round in 0..p.rounds {
+        check_interrupt()?;
+        println!("bench: round {} of {}", round + 1, p.rounds);
+        let mut order: Vec<&Endpoint> = remote.iter().collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for e in order {
+            let v = measure::conns(g, tool, e, p.conn_secs, p.conn_threads);
+            results.record(
+                "remote.cps",
+                "Short connections, client namespace through the uplink",
+                "conn/s",
+                true,
+                e.variant,
+                v,
+            );
+        }
+    }
     Ok(())
 }
 

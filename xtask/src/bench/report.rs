@@ -304,33 +304,64 @@ fn sightings_table(md: &mut String, o: &load::OverflowOutcome) {
     }
 }
 
+/// How the NAT tables took the overflow: the design, and what the run saw of it.
+fn overflow_design(o: &load::OverflowOutcome) -> String {
+    let [promoted, demoted, full] = o.moves;
+    format!(
+        "The NAT state is two tables of {} entries each, as Linux conntrack's ASSURED bit and \
+         early drop: NETD_NAT, a BPF_MAP_TYPE_HASH that never evicts, holds assured flows (the \
+         opener's ACK after the SYN-ACK for TCP, traffic both ways for UDP and ICMP); \
+         NETD_NAT_NEW, a BPF_MAP_TYPE_LRU_HASH, holds new flows and closing ones (a FIN or RST \
+         moves an assured pair back). Every insert of a new flow goes to NETD_NAT_NEW, so the \
+         kernel's approximate LRU evicts only flows that are not assured; an old, established \
+         flow is out of its reach. During the phase {} flows were promoted, {} demoted on \
+         FIN/RST and {} promotions refused because the assured one was full; after the churn \
+         {} of the old flows' {} entries were in the assured table, and {} of the {} entries of \
+         both tables.",
+        n(u64::from(o.table)),
+        n(promoted),
+        n(demoted),
+        n(full),
+        o.old_assured_after,
+        o.old_entries_before,
+        n(o.assured_after as u64),
+        n(o.total_after as u64),
+    )
+}
+
 /// Why old flows broke in the overflow, from what the run saw.
 fn overflow_cause(o: &load::OverflowOutcome) -> String {
     let [fwd, rev, none, wrong] = o.broken_seen;
+    let [_, _, full] = o.moves;
+    let missing = o.old_entries_before.saturating_sub(o.old_assured_after);
+    let tables = if missing > 0 && full > 0 {
+        format!(
+            "{missing} of the old flows' {} entries were not in the assured table after the \
+             churn, and {} promotions were refused because it was full: such flows stay in the \
+             LRU table, where new flows evict them.",
+            o.old_entries_before,
+            n(full)
+        )
+    } else if missing > 0 {
+        format!(
+            "{missing} of the old flows' {} entries were not in the assured table after the \
+             churn, with no promotion refused: those flows were not assured by the rule (no \
+             opener's ACK after the SYN-ACK was counted), or a FIN/RST demoted them, and the LRU \
+             table evicted them.",
+            o.old_entries_before
+        )
+    } else {
+        format!(
+            "All {} entries of the old flows were in the assured table after the churn, so no \
+             eviction took them; the flows broke for another reason.",
+            o.old_entries_before
+        )
+    };
     format!(
-        "NETD_NAT is a BPF_MAP_TYPE_LRU_HASH: once it is full, every insert of a new flow's entry \
-         evicts one. The kernel's LRU is approximate (free nodes handed to each CPU 128 at a time, \
-         a reference bit in place of an order, and a forced eviction that ignores the bit when \
-         the nodes it scanned were all referenced), so under this churn (a table's worth of \
-         entries every {} ms) entries of live flows go too, even ones used milliseconds before: \
-         {} of the old flows' {} entries were left at the end of the churn. It evicts entries, \
-         not flows. A flow that lost its forward entry is made again by its opener's next packet \
-         (the same translation) and lives on. A flow that lost its reply entry breaks at the \
-         responder's next packet: a published-port flow's container answer (or delayed ACK) \
-         misses at the container's port, takes the host's path and leaves through egress SNAT \
-         with a new source port; the client resets that unknown port, the new SNAT entry carries \
-         the reset to the server's socket, and the client's next packet meets the closed socket. \
-         An SNAT flow that lost its reply entry has the server's answer reach the host, which \
-         resets it; one that lost its outbound entry finds its port taken by its own reply entry \
-         and leaves with another. Of the {} broken flows, {wrong} were caught translated wrongly \
-         (an SNAT entry from the container's port 7000, or a new SNAT port; none of the intact \
-         flows were), {fwd} were seen with their forward entry only, {rev} with their reply \
-         entry only and {none} with neither (lone entries are seen in intact flows too, and a \
-         broken flow's entries go once unused). Causes seen by the clients: published port {}; \
-         egress SNAT {}.",
-        fmt(o.turnover_ms()),
-        o.old_entries_after,
-        o.old_entries_before,
+        "{tables} Of the {} broken flows, {wrong} were caught translated wrongly (an SNAT entry \
+         from the container's port 7000, or a new SNAT port), {fwd} were seen with their forward \
+         entry only, {rev} with their reply entry only and {none} with neither. Causes seen by \
+         the clients: published port {}; egress SNAT {}.",
         o.old_broken(),
         o.old_in.causes(),
         o.old_out.causes()
@@ -347,6 +378,29 @@ fn write_load_only(r: &Results, dir: &Path, mut md: String) -> Result<()> {
     let _ = writeln!(md, "\n## Targets (issue 12)\n");
     target_table(&mut md, &load_targets(r));
     load_section(&mut md, r);
+    if !r.notes.is_empty() {
+        let _ = writeln!(md, "\n## What failed during the run\n");
+        for n in &r.notes {
+            let _ = writeln!(md, "- {n}");
+        }
+    }
+    let path = dir.join("report.md");
+    std::fs::write(&path, md).with_context(|| format!("write {}", path.display()))
+}
+
+/// The report of a `--only conns` run: the short-connection figure alone.
+fn write_conns_only(r: &Results, dir: &Path, mut md: String) -> Result<()> {
+    let p = r.plan;
+    let _ = writeln!(
+        md,
+        "- Only the short connections ran (`--only conns`): {} paired rounds in alternating \
+         order of {} s with {} client threads, netd's published port against plain routing; \
+         compare the ratio, the machine is shared.",
+        p.rounds, p.conn_secs, p.conn_threads
+    );
+    if let Some(f) = r.figure("remote.cps") {
+        figure_table(&mut md, f, &["plain"]);
+    }
     if !r.notes.is_empty() {
         let _ = writeln!(md, "\n## What failed during the run\n");
         for n in &r.notes {
@@ -446,7 +500,10 @@ fn load_section(md: &mut String, r: &Results) {
                 .collect();
             let _ = writeln!(md, "\n| what | value |\n|---|---:|");
             for (what, v) in [
-                ("NAT table size (entries)", n(u64::from(o.table))),
+                (
+                    "NAT table size (entries, each of assured and new)",
+                    n(u64::from(o.table)),
+                ),
                 (
                     "new flows: through the published port / out of the container",
                     format!(
@@ -495,7 +552,18 @@ fn load_section(md: &mut String, r: &Results) {
                     "old flows' NAT entries before / after the churn",
                     format!("{} / {}", o.old_entries_before, o.old_entries_after),
                 ),
-                ("NAT entries after the churn", o.total_after.to_string()),
+                (
+                    "old flows' NAT entries in the assured table after the churn",
+                    o.old_assured_after.to_string(),
+                ),
+                (
+                    "NAT entries after the churn: all / assured",
+                    format!("{} / {}", o.total_after, o.assured_after),
+                ),
+                (
+                    "flows promoted / demoted / promotions refused (assured table full)",
+                    format!("{} / {} / {}", n(o.moves[0]), n(o.moves[1]), n(o.moves[2])),
+                ),
                 (
                     "datapath drops after the churn",
                     if drops.is_empty() {
@@ -508,6 +576,7 @@ fn load_section(md: &mut String, r: &Results) {
                 let _ = writeln!(md, "| {what} | {v} |");
             }
             sightings_table(md, o);
+            let _ = writeln!(md, "\n{}", overflow_design(o));
             if o.old_broken() > 0 {
                 let _ = writeln!(md, "\n**Old flows broke.** {}", overflow_cause(o));
             }
@@ -590,6 +659,8 @@ pub fn write(r: &Results, dir: &Path) -> Result<()> {
         (false, None) => "cargo xtask bench",
         (true, Some(Phase::Load)) => "cargo xtask bench --quick --only load",
         (false, Some(Phase::Load)) => "cargo xtask bench --only load",
+        (true, Some(Phase::Conns)) => "cargo xtask bench --quick --only conns",
+        (false, Some(Phase::Conns)) => "cargo xtask bench --only conns",
     };
     let _ = writeln!(md, "# netd benchmarks\n");
     let _ = writeln!(md, "- Machine: {}", machine());
@@ -604,8 +675,10 @@ pub fn write(r: &Results, dir: &Path) -> Result<()> {
         "- Command: `{command}` (as root, from the workspace root), {} s",
         r.elapsed.as_secs()
     );
-    if r.only.is_some() {
-        return write_load_only(r, dir, md);
+    match r.only {
+        Some(Phase::Load) => return write_load_only(r, dir, md),
+        Some(Phase::Conns) => return write_conns_only(r, dir, md),
+        None => {}
     }
     let p = r.plan;
     let _ = writeln!(
