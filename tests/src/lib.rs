@@ -96,6 +96,27 @@ pub fn run(program: &str, args: &[&str]) -> Out {
         .into()
 }
 
+/// Waits until `done` holds, looking every 20 ms; panics naming `what` if it does not within
+/// `timeout`. Tests wait for what they need, never for a fixed time.
+pub fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
+        sleep(Duration::from_millis(20));
+    }
+}
+
+/// How long a server started in the background may take to listen on a loaded machine.
+pub const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The `ss` filter of sockets listening on (`tcp` or `udp`) `port`.
+fn listening_args(proto: &str, port: u16) -> Vec<String> {
+    let flags = if proto == "udp" { "-Hlun" } else { "-Hltn" };
+    ["ss", flags, "sport", "=", &format!(":{port}")]
+        .map(String::from)
+        .to_vec()
+}
+
 fn must(program: &str, args: &[&str]) {
     let out = run(program, args);
     assert!(out.ok(), "{program} {args:?} failed: {}", out.stderr);
@@ -486,6 +507,28 @@ impl Host {
     /// Whether a ping from `container` to `ip` goes unanswered.
     pub fn blocked(&self, container: &str, ip: &str) -> bool {
         !self.ping(container, ip)
+    }
+
+    /// Waits until something in `container` listens on `proto` (`tcp`, `udp`) `port`.
+    pub fn wait_listening(&self, container: &str, proto: &str, port: u16) {
+        let args = listening_args(proto, port);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        wait_until(
+            &format!("{container} listening on {port}/{proto}"),
+            LISTEN_TIMEOUT,
+            || !self.exec(container, &args).stdout.trim().is_empty(),
+        );
+    }
+
+    /// Waits until something in the outside namespace listens on `proto` `port`.
+    pub fn wait_listening_outside(&self, proto: &str, port: u16) {
+        let args = listening_args(proto, port);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        wait_until(
+            &format!("the outside listening on {port}/{proto}"),
+            LISTEN_TIMEOUT,
+            || !self.outside(&args).stdout.trim().is_empty(),
+        );
     }
 
     /// Runs a command in the host namespace (outside any container).

@@ -101,7 +101,7 @@ fn a_flow_with_traffic_both_ways_is_assured_and_an_unanswered_one_stays_new() {
     let Some(host) = Host::start() else { return };
     host.container("client", &[]);
     let _echo = host.outside_background(&["socat", "UDP-RECVFROM:9997,fork", "EXEC:cat"]);
-    sleep(Duration::from_millis(300));
+    host.wait_listening_outside("udp", 9997);
     let answered = (0..30).any(|_| {
         host.exec(
             "client",

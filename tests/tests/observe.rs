@@ -155,7 +155,7 @@ fn metrics_are_served_over_http_in_prometheus_text() {
         "TCP-LISTEN:80,fork,reuseaddr",
         "SYSTEM:echo hi",
     ]);
-    sleep(Duration::from_millis(300));
+    host.wait_listening("web", "tcp", 80);
     host.outside(&["socat", "-T2", "-", &format!("TCP:{UPLINK_IP}:8080")]);
     spoof(&host, &host.ip("web", "bridge"));
     host.exec("asker", &["dig", "+short", "+time=1", "+tries=1", "web"]);

@@ -24,7 +24,7 @@ fn peer_echo(host: &Host, container: &str, port: u16) {
         &listen,
         "SYSTEM:echo $SOCAT_PEERADDR",
     ]);
-    sleep(Duration::from_millis(300));
+    host.wait_listening(container, "tcp", port);
 }
 
 /// Calls `f` until it returns `expected` (a server started with `exec -d` may need a moment to
@@ -154,7 +154,7 @@ fn egress_leaves_with_the_uplink_address_and_replies_come_back() {
         "TCP-LISTEN:9999,fork,reuseaddr",
         "SYSTEM:echo $SOCAT_PEERADDR",
     ]);
-    sleep(Duration::from_millis(300));
+    host.wait_listening_outside("tcp", 9999);
     assert_eq!(
         until(UPLINK_IP, || from_container(
             &host, "client", OUTSIDE_IP, 9999
@@ -179,7 +179,7 @@ fn udp_ports_are_published_too() {
         "UDP-RECVFROM:53,fork",
         "SYSTEM:echo pong-$SOCAT_PEERADDR",
     ]);
-    sleep(Duration::from_millis(300));
+    host.wait_listening("dns", "udp", 53);
     let out = host.outside(&[
         "sh",
         "-c",
@@ -406,7 +406,7 @@ fn publish_and_unpublish_change_a_running_container_and_leave_its_connections_al
         host.ok(&["container", "port", "svc"]),
         "80/tcp -> 0.0.0.0:9090\n"
     );
-    sleep(Duration::from_millis(200));
+    host.wait_listening("svc", "tcp", 80);
     let stream = outside_stream(&host, 9090, 20);
     sleep(Duration::from_millis(700));
     host.ok(&["container", "unpublish", "svc", "9090:80"]);
@@ -452,7 +452,8 @@ fn published_and_egress_connections_survive_a_daemon_kill_and_restart() {
         "EXEC:cat",
     ]);
     let _echo = host.outside_background(&["socat", "TCP-LISTEN:7777,fork,reuseaddr", "EXEC:cat"]);
-    sleep(Duration::from_millis(300));
+    host.wait_listening("svc", "tcp", 80);
+    host.wait_listening_outside("tcp", 7777);
     let inbound = outside_stream(&host, 9090, 25);
     let script =
         "for i in $(seq 1 25); do echo out$i; sleep 0.1; done | socat -T3 - TCP:10.99.0.1:7777";

@@ -54,7 +54,7 @@ fn restart_keeps_a_live_stream(signal: &str) {
     host.ok(&[
         "exec", "-d", "srv", "--", "busybox", "nc", "-ll", "-p", "9000", "-e", "cat",
     ]);
-    sleep(Duration::from_millis(300));
+    host.wait_listening("srv", "tcp", 9000);
     let before = host.ok(&["container", "ls", "--format", "json"]);
     let filters_before = endpoint_filters(&host);
     let client = live_stream(&host, "cli", &srv, 30);
