@@ -1,18 +1,17 @@
-//! Several hosts on one underlay: a "fabric" namespace with a bridge, and one port on it per
-//! host (`eth1` in the host's namespace), as two machines plugged into one switch. Each host is
+//! Several hosts on one underlay ([`netd_world::fabric`]): a "fabric" namespace with a bridge,
+//! and one port on it per host (`eth1` in the host's namespace), as machines on one switch. Each host is
 //! a full [`Host`] with its own daemon, dirs and outside namespace. Dropping the [`Fabric`]
 //! deletes its namespace, and with it every host's underlay port.
 use std::sync::atomic::Ordering;
 
-use super::{must, run, Host, NEXT};
+use super::{run, Host, NEXT};
 
 /// The underlay's switch.
 pub struct Fabric {
     pub ns: String,
 }
 
-/// The name of each host's underlay port, as the seeds call it.
-pub const UNDERLAY_PORT: &str = "eth1";
+pub use netd_world::UNDERLAY_PORT;
 
 impl Fabric {
     /// An empty switch, or `None` when privileged tests are skipped.
@@ -25,16 +24,8 @@ impl Fabric {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::SeqCst)
         );
-        must("ip", &["netns", "add", &ns]);
-        let fabric = Fabric { ns };
-        for args in [
-            &["link", "set", "lo", "up"][..],
-            &["link", "add", "fab0", "type", "bridge"],
-            &["link", "set", "fab0", "up"],
-        ] {
-            fabric.ip(args);
-        }
-        Some(fabric)
+        netd_world::fabric(&ns).expect("the fabric");
+        Some(Fabric { ns })
     }
 
     /// `count` hosts, each with its daemon running and `eth1` on this switch (up, no address).
@@ -51,27 +42,7 @@ impl Fabric {
     /// Gives `host` an `eth1` port on this switch.
     pub fn plug(&self, host: &Host) {
         let port = format!("{}s", host.name);
-        let h = host.host_ns();
-        self.ip(&[
-            "link",
-            "add",
-            &port,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            UNDERLAY_PORT,
-            "netns",
-            &h,
-        ]);
-        self.ip(&["link", "set", &port, "master", "fab0", "up"]);
-        must("ip", &["-n", &h, "link", "set", UNDERLAY_PORT, "up"]);
-    }
-
-    fn ip(&self, args: &[&str]) {
-        let mut all = vec!["-n", self.ns.as_str()];
-        all.extend_from_slice(args);
-        must("ip", &all);
+        netd_world::plug(&self.ns, &port, &host.host_ns()).expect("a port on the fabric");
     }
 }
 

@@ -16,8 +16,7 @@ use serde_json::Value;
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
 /// Address of the host's uplink and of the outside end.
-pub const UPLINK_IP: &str = "10.99.0.2";
-pub const OUTSIDE_IP: &str = "10.99.0.1";
+pub use netd_world::{OUTSIDE_IP, UPLINK_IP};
 
 /// The `netd` binary under test: `$NETD_BIN`, or the workspace's debug build.
 pub fn netd_bin() -> PathBuf {
@@ -98,11 +97,9 @@ pub fn run(program: &str, args: &[&str]) -> Out {
 
 /// Waits until `done` holds, looking every 20 ms; panics naming `what` if it does not within
 /// `timeout`. Tests wait for what they need, never for a fixed time.
-pub fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
-        sleep(Duration::from_millis(20));
+pub fn wait_until(what: &str, timeout: Duration, done: impl FnMut() -> bool) {
+    if let Err(e) = netd_world::wait_until(what, timeout, done) {
+        panic!("{e}");
     }
 }
 
@@ -115,11 +112,6 @@ fn listening_args(proto: &str, port: u16) -> Vec<String> {
     ["ss", flags, "sport", "=", &format!(":{port}")]
         .map(String::from)
         .to_vec()
-}
-
-fn must(program: &str, args: &[&str]) {
-    let out = run(program, args);
-    assert!(out.ok(), "{program} {args:?} failed: {}", out.stderr);
 }
 
 /// A child process of `parent`, if it has one.
@@ -247,33 +239,7 @@ impl Host {
             std::fs::write(self.etc_netns().join("resolv.conf"), &resolv_conf)
                 .expect("/etc/netns resolv.conf");
         }
-        let (h, o) = (self.host_ns(), self.outside_ns());
-        must("ip", &["netns", "add", &h]);
-        must("ip", &["netns", "add", &o]);
-        let up = format!("{}u", self.name);
-        let out = format!("{}p", self.name);
-        must(
-            "ip",
-            &[
-                "link", "add", &up, "netns", &h, "type", "veth", "peer", "name", &out, "netns", &o,
-            ],
-        );
-        for (ns, dev, new, addr) in [
-            (&h, &up, "uplink0", UPLINK_IP),
-            (&o, &out, "outside0", OUTSIDE_IP),
-        ] {
-            must("ip", &["-n", ns, "link", "set", dev, "name", new]);
-            must(
-                "ip",
-                &["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", new],
-            );
-            must("ip", &["-n", ns, "link", "set", new, "up"]);
-            must("ip", &["-n", ns, "link", "set", "lo", "up"]);
-        }
-        must(
-            "ip",
-            &["-n", &h, "route", "add", "default", "via", OUTSIDE_IP],
-        );
+        netd_world::uplink_pair(&self.host_ns(), &self.outside_ns()).expect("the host's world");
     }
 
     /// The test's own cgroup (under the cgroup2 root), where the daemon hooks host sockets and

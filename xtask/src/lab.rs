@@ -31,39 +31,14 @@ pub const HOST2_NS: &str = "netd-demo-host2";
 pub const LAN_NS: &str = "netd-demo-lan";
 const BPFFS_DIR: &str = "/sys/fs/bpf/netd-demo";
 const BPFFS2_DIR: &str = "/sys/fs/bpf/netd-demo2";
-/// Each host's port on the switch, as the seed names it.
-pub const LAN_PORT: &str = "eth1";
-const UPLINK: &str = "uplink0";
-/// The host namespace's address on the uplink: where published ports answer from outside.
-pub const UPLINK_IP: &str = "10.99.0.2";
-/// The outside namespace's address, the world's end of the uplink.
-pub const OUTSIDE_IP: &str = "10.99.0.1";
+
+use netd_world::UPLINK;
+/// The host namespace's address on the uplink (where published ports answer from outside), and
+/// the outside namespace's, the world's end of the uplink.
+pub use netd_world::{OUTSIDE_IP, UPLINK_IP};
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The setup commands, run in order after both namespaces exist.
-const WIRING: [&[&str]; 8] = [
-    &["-n", HOST_NS, "link", "set", "lo", "up"],
-    &["-n", OUT_NS, "link", "set", "lo", "up"],
-    &[
-        "-n", HOST_NS, "link", "add", UPLINK, "type", "veth", "peer", "name", "outside0", "netns",
-        OUT_NS,
-    ],
-    &["-n", HOST_NS, "addr", "add", "10.99.0.2/24", "dev", UPLINK],
-    &[
-        "-n",
-        OUT_NS,
-        "addr",
-        "add",
-        "10.99.0.1/24",
-        "dev",
-        "outside0",
-    ],
-    &["-n", HOST_NS, "link", "set", UPLINK, "up"],
-    &["-n", OUT_NS, "link", "set", "outside0", "up"],
-    &["-n", HOST_NS, "route", "add", "default", "via", OUTSIDE_IP],
-];
 
 /// Identity of a network namespace: (device, inode) of its nsfs file.
 type NetnsId = (u64, u64);
@@ -101,13 +76,9 @@ impl Lab {
 
     /// Creates both namespaces, the uplink veth between them and the daemon's resolv.conf.
     pub fn create_world(&mut self) -> Result<()> {
-        for ns in [HOST_NS, OUT_NS] {
-            setup_ip(&["netns", "add", ns])?;
-            self.namespaces.push(ns);
-        }
-        for args in WIRING {
-            setup_ip(args)?;
-        }
+        self.namespaces.extend([HOST_NS, OUT_NS]);
+        netd_world::uplink_pair(HOST_NS, OUT_NS).context("setup: the demo's world")?;
+        println!("setup: {HOST_NS} and {OUT_NS} joined by {UPLINK} ({UPLINK_IP}) and outside0 ({OUTSIDE_IP}): ok");
         let mut ping = util::command("ip");
         ping.args([
             "netns", "exec", HOST_NS, "busybox", "ping", "-c", "1", "-W", "2", OUTSIDE_IP,
@@ -144,20 +115,12 @@ impl Lab {
     /// A second host (`netd-demo-host2`, its own daemon and dirs, no uplink) and a switch
     /// (`netd-demo-lan`) with both hosts' `eth1` on it.
     pub fn start_second_host(&mut self) -> Result<()> {
-        for ns in [HOST2_NS, LAN_NS] {
-            setup_ip(&["netns", "add", ns])?;
-            self.namespaces.push(ns);
-        }
-        setup_ip(&["-n", LAN_NS, "link", "add", "lan0", "type", "bridge"])?;
-        setup_ip(&["-n", LAN_NS, "link", "set", "lan0", "up"])?;
+        self.namespaces.extend([HOST2_NS, LAN_NS]);
+        setup_ip(&["netns", "add", HOST2_NS])?;
+        netd_world::fabric(LAN_NS).context("setup: the switch")?;
         for (ns, port) in [(HOST_NS, "port1"), (HOST2_NS, "port2")] {
-            setup_ip(&[
-                "-n", LAN_NS, "link", "add", port, "type", "veth", "peer", "name", LAN_PORT,
-                "netns", ns,
-            ])?;
-            setup_ip(&["-n", LAN_NS, "link", "set", port, "master", "lan0", "up"])?;
-            setup_ip(&["-n", ns, "link", "set", LAN_PORT, "up"])?;
-            setup_ip(&["-n", ns, "link", "set", "lo", "up"])?;
+            netd_world::plug(LAN_NS, port, ns).context("setup: a port on the switch")?;
+            println!("setup: {ns}'s eth1 on the switch {LAN_NS}: ok");
         }
         let log_path = self.dir.join("daemon2.log");
         let log =
@@ -202,17 +165,15 @@ impl Lab {
 
     /// Waits until `probe` succeeds (a daemon answers).
     fn wait_answers(&self, probe: &Command, what: &str) -> Result<()> {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        while Instant::now() < deadline {
+        let answers = || {
             let mut cmd = util::command(probe.get_program());
             cmd.args(probe.get_args());
-            if util::run_captured(&mut cmd, Duration::from_secs(2), &self.dir)?.success() {
-                println!("setup: {what} answers: ok");
-                return Ok(());
-            }
-            thread::sleep(Duration::from_millis(200));
-        }
-        bail!("setup: {what} did not answer within {READY_TIMEOUT:?}")
+            util::run_captured(&mut cmd, Duration::from_secs(2), &self.dir)
+                .is_ok_and(|out| out.success())
+        };
+        netd_world::wait_until(&format!("setup: {what} answers"), READY_TIMEOUT, answers)?;
+        println!("setup: {what} answers: ok");
+        Ok(())
     }
 
     /// `netd --socket SOCKET ARGS...`, run directly on the machine.

@@ -37,8 +37,7 @@ const CGROUP_NAME: &str = "netd-bench";
 /// A run's temp dir is `PREFIX<pid>`.
 const RUN_PREFIX: &str = "netd-bench.";
 /// The host namespace's uplink address (published ports answer there) and the client's.
-pub const UPLINK_IP: &str = "10.99.0.2";
-pub const CLIENT_IP: &str = "10.99.0.1";
+pub use netd_world::{OUTSIDE_IP as CLIENT_IP, UPLINK_IP};
 /// The bridge of the reproduced Docker and plain worlds, and their container.
 pub const BRIDGE: &str = "docker0";
 pub const BRIDGE_IP: &str = "172.17.0.1";
@@ -94,36 +93,8 @@ impl Guard {
     /// reuses TIME_WAIT ports and has the whole ephemeral range, for the short-connection loop.
     pub fn uplink_pair(&mut self, world: &str) -> Result<()> {
         let (h, c) = (ns(world, "h"), ns(world, "c"));
-        self.add_ns(&h)?;
-        self.add_ns(&c)?;
-        let peer = format!("nbu{world}");
-        ip(&[
-            "-n", &h, "link", "add", "uplink0", "type", "veth", "peer", "name", &peer, "netns", &c,
-        ])?;
-        ip(&["-n", &c, "link", "set", &peer, "name", "outside0"])?;
-        ip(&[
-            "-n",
-            &h,
-            "addr",
-            "add",
-            &format!("{UPLINK_IP}/24"),
-            "dev",
-            "uplink0",
-        ])?;
-        ip(&[
-            "-n",
-            &c,
-            "addr",
-            "add",
-            &format!("{CLIENT_IP}/24"),
-            "dev",
-            "outside0",
-        ])?;
-        for (n, dev) in [(&h, "uplink0"), (&c, "outside0")] {
-            ip(&["-n", n, "link", "set", dev, "up"])?;
-            ip(&["-n", n, "link", "set", "lo", "up"])?;
-        }
-        ip(&["-n", &h, "route", "add", "default", "via", CLIENT_IP])?;
+        self.namespaces.extend([h.clone(), c.clone()]);
+        netd_world::uplink_pair(&h, &c).context("bench setup")?;
         sysctl(&c, "net.ipv4.tcp_tw_reuse", "1")?;
         sysctl(&c, "net.ipv4.ip_local_port_range", "1024 65535")?;
         sysctl(&h, "net.ipv4.ip_local_port_range", "1024 65535")?;
