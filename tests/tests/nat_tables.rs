@@ -74,6 +74,8 @@ fn an_established_flow_is_assured_and_leaves_the_assured_table_when_it_closes() 
     let Some(host) = Host::start() else { return };
     host.container("client", &[]);
     let _echo = host.outside_background(&["socat", "TCP-LISTEN:9999,reuseaddr", "EXEC:cat"]);
+    // A connection tried before the server listens would be reset and leave a second flow.
+    host.wait_listening_outside("tcp", 9999);
     // The client holds the connection open until the stop file exists, then closes it.
     let stop = format!("/tmp/netd-nat-tables-{}", std::process::id());
     let _ = std::fs::remove_file(&stop);
