@@ -114,7 +114,7 @@ pub async fn serve(
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let sweeper = daemon.daemon.lock().await.nat_sweeper()?;
-    sweep_nat(sweeper).context("cannot start the NAT sweeper")?;
+    tokio::spawn(sweep_nat(sweeper));
     let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
     loop {
         tokio::select! {
@@ -274,33 +274,26 @@ async fn set_events(shared: &Shared, bits: u64) {
     }
 }
 
-/// Expires NAT entries every [`HOUSEKEEPING`] on a thread of its own, off the daemon's lock and
-/// the async workers, at the idle scheduling class: a sweep reads both tables entry by entry
-/// (two syscalls each, up to a million with full tables), and nothing about expiry is urgent
-/// enough to take a core from the traffic and the clients the host serves.
-fn sweep_nat(mut sweeper: super::flows::NatSweeper) -> std::io::Result<()> {
-    std::thread::Builder::new()
-        .name("netd-nat-sweep".into())
-        .spawn(move || {
-            idle_priority();
-            loop {
-                std::thread::sleep(HOUSEKEEPING);
-                match sweeper.sweep() {
-                    Ok(0) => {}
-                    Ok(n) => tracing::debug!(expired = n, "NAT entries expired"),
-                    Err(e) => tracing::warn!(%e, "NAT sweep failed"),
-                }
-            }
+/// Expires NAT entries every [`HOUSEKEEPING`], off the daemon's lock and the async workers.
+async fn sweep_nat(mut sweeper: super::flows::NatSweeper) {
+    let mut every = tokio::time::interval(HOUSEKEEPING);
+    loop {
+        every.tick().await;
+        let swept = tokio::task::spawn_blocking(move || {
+            let result = sweeper.sweep();
+            (sweeper, result)
         })
-        .map(drop)
-}
-
-/// Moves the calling thread to `SCHED_IDLE`; a thread that cannot stays as it is.
-fn idle_priority() {
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: sched_setscheduler on the calling thread (0) with a valid parameter.
-    if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0 {
-        tracing::warn!(e = %std::io::Error::last_os_error(), "the NAT sweeper keeps its priority");
+        .await;
+        let Ok((back, result)) = swept else {
+            tracing::error!("the NAT sweeper panicked; flows no longer expire");
+            return;
+        };
+        sweeper = back;
+        match result {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(expired = n, "NAT entries expired"),
+            Err(e) => tracing::warn!(%e, "NAT sweep failed"),
+        }
     }
 }
 
