@@ -122,17 +122,26 @@ pub fn macvlan_pins(state: &State) -> std::collections::BTreeSet<String> {
         .collect()
 }
 
-/// The anti-spoofing entries of every running container's macvlan devices (the addresses each
-/// may send from; the key, its namespace and index there, is read where it lives).
+/// The anti-spoofing entry of a macvlan device at `ip` with `mac` on `network`: the address a
+/// frame from that MAC may carry.
+pub fn macvlan_entry(network: &Network, ip: std::net::Ipv4Addr, mac: [u8; 6]) -> Endpoint {
+    Endpoint {
+        addr: ip.octets(),
+        mac,
+        _pad: [0; 2],
+        net_id: network.net_id,
+        flags: 0,
+    }
+}
+
+/// The anti-spoofing entries of every running container's macvlan devices.
 pub fn macvlan_entries(state: &State) -> Vec<Endpoint> {
     state
         .endpoints()
         .filter_map(|(_, ep)| {
             let network = state.networks.get(&ep.network)?;
-            matches!(network.driver, DriverConfig::Macvlan(_)).then(|| Endpoint {
-                flags: 0,
-                ..endpoint_entry(network, ep)
-            })
+            matches!(network.driver, DriverConfig::Macvlan(_))
+                .then(|| macvlan_entry(network, ep.ip, ep.mac))
         })
         .collect()
 }

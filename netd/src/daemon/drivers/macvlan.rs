@@ -11,7 +11,6 @@
 use std::path::Path;
 
 use async_trait::async_trait;
-use netd_common::Endpoint;
 use rtnetlink::packet_route::link::MacVlanMode as KernelMode;
 
 use super::{configure_inside, only_options, Driver, EndpointSpec, Env, Placed, PlanInput};
@@ -21,7 +20,7 @@ use crate::{
         undo::{Step, Undo},
         validate,
     },
-    datapath::{macvlan_pin, SoftVlan},
+    datapath::{macvlan_pin, plan, SoftVlan},
     netlink::{Netlink, VethPeer},
     netns,
     state::{DriverConfig, MacvlanConfig, MacvlanMode, Network, VlanKind, VlanParent},
@@ -184,7 +183,7 @@ impl Driver for MacvlanConfig {
             spec.ifname.into(),
         ));
         // Checked before it comes up: no frame leaves unchecked.
-        let entry = guard_entry(network, spec.address.addr(), spec.mac)?;
+        let entry = plan::macvlan_entry(network, super::v4(spec.address.addr())?, spec.mac);
         let pin = macvlan_pin(spec.container_id, spec.ifname);
         env.dp
             .attach_macvlan(spec.netns, spec.ifname, entry, &pin)?;
@@ -195,15 +194,13 @@ impl Driver for MacvlanConfig {
 
     async fn detach(&self, env: &mut Env<'_>, network: &Network, at: &Placed<'_>) -> Vec<String> {
         let (ep, netns) = (at.ep, at.netns);
-        let mut errors: Vec<String> = match guard_entry(network, ep.ip.into(), ep.mac) {
-            Ok(entry) => env
-                .dp
-                .forget_macvlan(&entry, &macvlan_pin(at.container_id, &ep.ifname))
-                .iter()
-                .map(ToString::to_string)
-                .collect(),
-            Err(e) => vec![e.to_string()],
-        };
+        let entry = plan::macvlan_entry(network, ep.ip, ep.mac);
+        let mut errors: Vec<String> = env
+            .dp
+            .forget_macvlan(&entry, &macvlan_pin(at.container_id, &ep.ifname))
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         if let Err(e) = delete_inside(netns, &ep.ifname).await {
             errors.push(e.to_string());
         }
@@ -222,7 +219,7 @@ impl Driver for MacvlanConfig {
             if netns::check(at.netns).is_err() {
                 continue;
             }
-            let entry = guard_entry(network, at.ep.ip.into(), at.ep.mac)?;
+            let entry = plan::macvlan_entry(network, at.ep.ip, at.ep.mac);
             let pin = macvlan_pin(at.container_id, &at.ep.ifname);
             env.dp
                 .attach_macvlan(at.netns, &at.ep.ifname, entry, &pin)?;
@@ -362,17 +359,6 @@ impl MacvlanConfig {
         let inner = env.nl.link_index(inner).await?;
         Ok(trunk.zip(inner))
     }
-}
-
-/// The anti-spoofing entry of a macvlan device: the addresses it may send from.
-fn guard_entry(network: &Network, ip: std::net::IpAddr, mac: [u8; 6]) -> OpResult<Endpoint> {
-    Ok(Endpoint {
-        addr: super::v4(ip)?.octets(),
-        mac,
-        _pad: [0; 2],
-        net_id: network.net_id,
-        flags: 0,
-    })
 }
 
 /// Deletes the device `ifname` inside the namespace at `netns`; a namespace or device that is
