@@ -54,7 +54,59 @@ pub mod maps {
     /// `HashMap<MacvlanKey, Endpoint>`: the MAC of every container macvlan device, and the
     /// address a frame from it may carry.
     pub const MACVLAN: &str = "NETD_MACVLAN";
+    /// `HashMap<[u8; 4] /* container address */, Tunnel>`: overlay endpoints on other hosts, and
+    /// the host and VNI their frames are encapsulated to.
+    pub const TUNNEL: &str = "NETD_TUNNEL";
+    /// `HashMap<[u8; 4] /* container address */, OverlayPort>`: overlay endpoints on this host,
+    /// where a decapsulated frame for them goes.
+    pub const OVERLAY_PORTS: &str = "NETD_OVERLAY_PORTS";
+    /// `PerCpuArray<u64>` indexed by `TUNNEL_STAT_*`: frames encapsulated and decapsulated.
+    pub const TUNNEL_STATS: &str = "NETD_TUNNEL_STATS";
 }
+
+/// Where frames for an overlay endpoint on another host go: that host's underlay address and
+/// the network's VNI. `net_id` is the overlay network's id on this host (for isolation); `mac`
+/// is the endpoint's, which the ARP responder answers with (the map is the daemon's record of
+/// the other hosts' endpoints across its restarts).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tunnel {
+    /// The remote host's underlay IPv4 address, network byte order.
+    pub host: [u8; 4],
+    pub vni: u32,
+    pub net_id: u32,
+    pub mac: [u8; 6],
+    /// Explicit padding; always zero.
+    pub _pad: [u8; 2],
+}
+const _: () = assert!(size_of::<Tunnel>() == 20);
+
+/// An overlay endpoint on this host: the host side of its veth (a decapsulated frame goes to
+/// its peer), the VNI of its network (frames of other VNIs are refused) and its MAC.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OverlayPort {
+    pub ifindex: u32,
+    pub vni: u32,
+    pub mac: [u8; 6],
+    /// Explicit padding; always zero.
+    pub _pad: [u8; 2],
+}
+const _: () = assert!(size_of::<OverlayPort>() == 16);
+
+/// Maximum number of overlay endpoints on other hosts the tunnel map holds.
+pub const MAX_TUNNELS: u32 = 65536;
+
+/// Counters of [`maps::TUNNEL_STATS`].
+pub const TUNNEL_STAT_ENCAP: u32 = 0;
+pub const TUNNEL_STAT_DECAP: u32 = 1;
+pub const TUNNEL_STATS_LEN: u32 = 4;
+
+/// The VXLAN UDP port (IANA), as Docker's overlay and flannel use.
+pub const VXLAN_PORT: u16 = 4789;
+/// What VXLAN adds to a frame on an IPv4 underlay: outer IPv4 (20), UDP (8), VXLAN (8) and the
+/// inner Ethernet header (14). An overlay container's MTU is the underlay's minus this.
+pub const VXLAN_OVERHEAD: u32 = 50;
 
 /// A container's macvlan device, by the MAC netd gave it (unique on a host: it is made of the
 /// device's IPv4 address, and macvlan subnets do not overlap).
@@ -289,6 +341,8 @@ pub const CONFIG_EVENTS_RATE: u32 = 2;
 pub const CONFIG_PROBE_DROP: u32 = 3;
 /// Non-zero: the programs log what they drop through aya-log (`netd daemon --debug-bpf`).
 pub const CONFIG_DEBUG: u32 = 4;
+/// The ifindex of the host's VXLAN device (0: no overlay; frames for remote endpoints drop).
+pub const CONFIG_VXLAN_IFINDEX: u32 = 5;
 pub const CONFIG_LEN: u32 = 8;
 
 /// Write an event for every dropped packet.
@@ -393,6 +447,9 @@ const _: () = assert!(size_of::<Uplink>() == 8);
 
 /// The endpoint's network is `--internal`: nothing may leave its subnet.
 pub const ENDPOINT_FLAG_INTERNAL: u32 = 1 << 0;
+/// The endpoint's network is an overlay: its packets to endpoints on other hosts are
+/// encapsulated ([`maps::TUNNEL`]).
+pub const ENDPOINT_FLAG_OVERLAY: u32 = 1 << 1;
 
 /// A container's interface as seen from its host-side bridge port.
 ///
@@ -528,6 +585,8 @@ mod pod {
     unsafe impl aya::Pod for super::DropKey {}
     unsafe impl aya::Pod for super::RateState {}
     unsafe impl aya::Pod for super::PortStats {}
+    unsafe impl aya::Pod for super::Tunnel {}
+    unsafe impl aya::Pod for super::OverlayPort {}
 }
 
 #[cfg(test)]

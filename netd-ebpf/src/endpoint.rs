@@ -6,6 +6,9 @@
 //! ARP requests for the container's gateway or for another container on its network are
 //! answered here, without flooding the bridge ([`arp`](crate::arp)).
 //!
+//! On an overlay network, a packet for an endpoint on another host goes into the VXLAN tunnel
+//! ([`tunnel::encap`]) before anything else: no translation ever applies between containers.
+//!
 //! A container reaching a published port through a host address (hairpin) is translated here,
 //! before the host stack: the destination becomes the backend; a container reaching its own
 //! published port also gets its gateway as source, and both directions are delivered straight
@@ -17,14 +20,14 @@
 //! uplink's egress translates them.
 use aya_ebpf::{bindings::TC_ACT_OK, macros::classifier, programs::TcContext};
 use netd_common::{
-    Backend, DropReason, Endpoint, FlowKey, NAT_FLAG_REDIRECT, NAT_FLAG_REPLY, NAT_KIND_HAIRPIN,
-    ZONE_ENDPOINT, ZONE_UPLINK_OUT,
+    Backend, DropReason, Endpoint, FlowKey, ENDPOINT_FLAG_OVERLAY, NAT_FLAG_REDIRECT,
+    NAT_FLAG_REPLY, NAT_KIND_HAIRPIN, ZONE_ENDPOINT, ZONE_UPLINK_OUT,
 };
 
 use crate::{
     maps, nat,
     parse::{self, Flow},
-    policy,
+    policy, tunnel,
 };
 
 #[classifier]
@@ -54,6 +57,12 @@ fn ipv4(ctx: &TcContext, ep: &Endpoint, ifindex: u32) -> Result<i32, DropReason>
     let ip = parse::ipv4(ctx).map_err(|()| DropReason::Malformed)?;
     if ip.src_addr != ep.addr {
         return Err(DropReason::SpoofedIp);
+    }
+    if ep.flags & ENDPOINT_FLAG_OVERLAY != 0 {
+        if let Some(to) = tunnel::remote(ip.dst_addr) {
+            policy::destination(ep, Some(to.net_id), false)?;
+            return tunnel::encap(ctx, &to);
+        }
     }
     let flow = parse::flow(ctx, &ip).map_err(|()| DropReason::Malformed)?;
     let dst = ip.dst_addr;

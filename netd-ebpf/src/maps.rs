@@ -7,9 +7,9 @@ use aya_ebpf::{
 };
 use netd_common::{
     Backend, DropKey, DropReason, Endpoint, FlowKey, MacvlanKey, NatEntry, Neighbor, NetworkInfo,
-    PortKey, PortStats, RateState, SockOrig, Uplink, VlanPort, CONFIG_LEN, DEFAULT_NAT_ENTRIES,
-    MAX_ENDPOINTS, MAX_LOCAL_ADDRS, MAX_NEIGHBORS, MAX_NETWORKS, MAX_PORTS, MAX_UPLINKS, MAX_VLANS,
-    NAT_STATS_LEN,
+    OverlayPort, PortKey, PortStats, RateState, SockOrig, Tunnel, Uplink, VlanPort, CONFIG_LEN,
+    DEFAULT_NAT_ENTRIES, MAX_ENDPOINTS, MAX_LOCAL_ADDRS, MAX_NEIGHBORS, MAX_NETWORKS, MAX_PORTS,
+    MAX_TUNNELS, MAX_UPLINKS, MAX_VLANS, NAT_STATS_LEN, TUNNEL_STATS_LEN,
 };
 
 /// Host-side veth ifindex -> the container endpoint behind it.
@@ -178,6 +178,38 @@ pub static NETD_VLAN_UNTAG: Pinned<{ btf::HASH }, VlanPort, u32, { MAX_VLANS as 
 #[btf_map(name = "NETD_MACVLAN")]
 pub static NETD_MACVLAN: Pinned<{ btf::HASH }, MacvlanKey, Endpoint, { MAX_ENDPOINTS as usize }> =
     Pinned::new();
+
+/// Overlay endpoints on other hosts (address, network order) -> their host and VNI.
+#[btf_map(name = "NETD_TUNNEL")]
+pub static NETD_TUNNEL: Pinned<{ btf::HASH }, [u8; 4], Tunnel, { MAX_TUNNELS as usize }> =
+    Pinned::new();
+
+/// Overlay endpoints on this host (address, network order) -> their port and VNI.
+#[btf_map(name = "NETD_OVERLAY_PORTS")]
+pub static NETD_OVERLAY_PORTS: Pinned<
+    { btf::HASH },
+    [u8; 4],
+    OverlayPort,
+    { MAX_ENDPOINTS as usize },
+> = Pinned::new();
+
+/// Frames encapsulated and decapsulated (`TUNNEL_STAT_*`), per CPU.
+#[btf_map(name = "NETD_TUNNEL_STATS")]
+pub static NETD_TUNNEL_STATS: Pinned<
+    { btf::PERCPU_ARRAY },
+    u32,
+    u64,
+    { TUNNEL_STATS_LEN as usize },
+> = Pinned::new();
+
+/// Counts one frame into or out of the tunnel.
+#[inline(always)]
+pub fn count_tunnel(stat: u32) {
+    if let Some(counter) = NETD_TUNNEL_STATS.get_ptr_mut(stat) {
+        // SAFETY: per-CPU slot, nothing else on this CPU writes it while we run.
+        unsafe { *counter += 1 };
+    }
+}
 
 /// A setting, 0 if unset.
 #[inline(always)]

@@ -138,6 +138,19 @@ pub struct DaemonArgs {
     /// Remove everything this daemon installed, then exit.
     #[arg(long)]
     pub cleanup: bool,
+    /// The etcd cluster that the daemons of several hosts share for overlay networks:
+    /// `etcd://HOST:PORT[,HOST:PORT...]`.
+    #[arg(long, env = "NETD_CLUSTER_STORE")]
+    pub cluster_store: Option<String>,
+    /// This host's underlay address, where other hosts send its overlay traffic (default: the
+    /// first uplink's address).
+    #[arg(long, env = "NETD_ADVERTISE_ADDR", requires = "cluster_store")]
+    pub advertise_addr: Option<std::net::IpAddr>,
+    /// Seconds a host's endpoints outlive it in the cluster store: a host that has not renewed
+    /// its lease for this long is gone, and the other hosts stop sending to its containers.
+    /// 15 minutes, as Cilium's kvstore lease.
+    #[arg(long, default_value_t = 900, value_parser = clap::value_parser!(u64).range(2..=86400), requires = "cluster_store")]
+    pub cluster_lease_ttl: u64,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -123,9 +123,27 @@ pub fn auto_subnet(taken: &[Ipv4Net]) -> Result<Ipv4Net, IpamError> {
         .ok_or(IpamError::NoSubnet)
 }
 
+/// The first /24 of 10.0.0.0/8 that overlaps none of `taken`: where overlay networks get their
+/// subnet when none is given, as Docker's default address pool for them.
+pub fn auto_overlay_subnet(taken: &[Ipv4Net]) -> Result<Ipv4Net, IpamError> {
+    (0u32..1 << 16)
+        .map(|i| {
+            Ipv4Net::new(Ipv4Addr::from(0x0a00_0000 | (i << 8)), 24).expect("a /24 is a prefix")
+        })
+        .find(|candidate| taken.iter().all(|t| !overlaps(*candidate, *t)))
+        .ok_or(IpamError::NoSubnet)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overlay_subnets_are_the_free_24s_of_ten_slash_eight() {
+        let taken: Vec<Ipv4Net> = vec!["10.0.0.0/24".parse().unwrap(), "10.0.1.128/25".parse().unwrap()];
+        assert_eq!(auto_overlay_subnet(&taken), Ok("10.0.2.0/24".parse().unwrap()));
+        assert_eq!(auto_overlay_subnet(&["10.0.0.0/8".parse().unwrap()]), Err(IpamError::NoSubnet));
+    }
 
     fn pool(subnet: &str) -> Pool {
         let subnet: Ipv4Net = subnet.parse().unwrap();

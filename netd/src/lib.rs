@@ -1,6 +1,7 @@
 //! netd: Docker-style container networking with an eBPF datapath.
 pub mod api;
 pub mod cli;
+pub mod cluster;
 pub mod client;
 pub mod daemon;
 pub mod datapath;

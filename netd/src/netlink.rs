@@ -19,7 +19,7 @@ use rtnetlink::{
         route::{RouteAttribute, RouteMessage},
         AddressFamily,
     },
-    Handle, LinkBridge, LinkMacVlan, LinkUnspec, LinkVeth, LinkVlan, RouteMessageBuilder,
+    Handle, LinkBridge, LinkMacVlan, LinkUnspec, LinkVeth, LinkVlan, LinkVxlan, RouteMessageBuilder,
 };
 use thiserror::Error;
 
@@ -105,6 +105,8 @@ pub struct VethPeer<'a> {
     pub name: &'a str,
     pub mac: [u8; 6],
     pub netns: &'a Path,
+    /// The MTU of both ends of a veth pair (the kernel's default if `None`).
+    pub mtu: Option<u32>,
 }
 
 /// A netlink connection bound to one network namespace.
@@ -270,13 +272,16 @@ impl Netlink {
             path: peer.netns.into(),
             source,
         })?;
-        let peer_msg = LinkUnspec::new_with_name(peer.name)
+        let mut peer_msg = LinkUnspec::new_with_name(peer.name)
             .address(peer.mac.to_vec())
-            .setns_by_fd(netns.as_raw_fd())
-            .build();
-        let msg = LinkVeth::new(host, peer.name)
-            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
-            .controller(master)
+            .setns_by_fd(netns.as_raw_fd());
+        let mut msg = LinkVeth::new(host, peer.name).controller(master);
+        if let Some(mtu) = peer.mtu {
+            peer_msg = peer_msg.mtu(mtu);
+            msg = msg.mtu(mtu);
+        }
+        let msg = msg
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg.build())))
             .build();
         self.add_tagged(msg, host, owner, "create veth", &[no_ipv6_addresses()])
             .await
@@ -324,6 +329,50 @@ impl Netlink {
             .await?;
         self.set_up(index).await?;
         Ok(index)
+    }
+
+    /// Creates an external (`collect_md`) VXLAN device on UDP `port`, without learning, tagged
+    /// as owned by `owner`, and sets it up: the tunnel program chooses each frame's remote and
+    /// VNI. Returns its index.
+    pub async fn create_vxlan(
+        &self,
+        name: &str,
+        owner: &str,
+        port: u16,
+        mtu: u32,
+    ) -> Result<u32, NetlinkError> {
+        let msg = LinkVxlan::new(name, 0)
+            .port(port)
+            .learning(false)
+            .collect_metadata(true)
+            .mtu(mtu)
+            .build();
+        let index = self
+            .add_tagged(msg, name, owner, "create vxlan", &[])
+            .await?;
+        self.set_up(index).await?;
+        Ok(index)
+    }
+
+    /// Sets a device's MTU.
+    pub async fn set_mtu(&self, index: u32, mtu: u32) -> Result<(), NetlinkError> {
+        let msg = LinkUnspec::new_with_index(index).mtu(mtu).build();
+        self.set_link(msg, "set the MTU of", index).await
+    }
+
+    /// The MTU of the device with index `index`.
+    pub async fn mtu(&self, index: u32) -> Result<Option<u32>, NetlinkError> {
+        let mut links = self.handle.link().get().match_index(index).execute();
+        match links.try_next().await {
+            Ok(link) => Ok(link.and_then(|l| {
+                l.attributes.iter().find_map(|a| match a {
+                    LinkAttribute::Mtu(mtu) => Some(*mtu),
+                    _ => None,
+                })
+            })),
+            Err(e) if is_errno(&e, libc::ENODEV) => Ok(None),
+            Err(e) => Err(req("look up", index)(e)),
+        }
     }
 
     /// Creates a veth pair `name` and `peer` here, both down and tagged as owned by `owner`.

@@ -12,14 +12,18 @@ use std::{
 };
 
 use ipnet::Ipv4Net;
-use netd_common::{maps, Backend, Endpoint, Neighbor, NetworkInfo, PortKey, Uplink};
+use netd_common::{
+    maps, Backend, Endpoint, Neighbor, NetworkInfo, OverlayPort, PortKey, Tunnel, Uplink,
+};
 
 use super::{error::OpResult, ports::desired_ports, Daemon};
 use crate::{
     api::{format_mac, CheckView, DifferenceView, Reply},
     datapath::{plan, uplink_pin, SOCK_PROGRAMS},
     netlink::{LinkState, ALIAS_PREFIX, DEVICE_GROUP},
-    state::{DriverConfig, Network, NetworkMode, State, Status, VlanKind},
+    state::{
+        BridgeConfig, DriverConfig, Network, NetworkMode, OverlayConfig, State, Status, VlanKind,
+    },
 };
 
 /// One way in which the kernel (or the state itself) is not what the state says.
@@ -84,6 +88,10 @@ pub struct Expected {
     pub map_pins: BTreeSet<String>,
     /// Link pins of eBPF 802.1q sub-interfaces and of containers' macvlan devices.
     pub vlan_pins: BTreeSet<String>,
+    /// Other hosts' overlay endpoints (as the daemon's view of the cluster store has them) and
+    /// this host's (where decapsulated frames go, by address: the port by veth name).
+    pub remotes: BTreeMap<[u8; 4], Tunnel>,
+    pub overlay_ports: BTreeMap<[u8; 4], (String, OverlayPort)>,
 }
 
 /// What the kernel holds, as [`Daemon::observe`] read it.
@@ -108,6 +116,8 @@ pub struct Observed {
     pub uplinks: BTreeMap<u32, Uplink>,
     pub link_pins: BTreeSet<String>,
     pub map_pins: BTreeSet<String>,
+    pub remotes: BTreeMap<[u8; 4], Tunnel>,
+    pub overlay_ports: BTreeMap<[u8; 4], OverlayPort>,
 }
 
 impl Expected {
@@ -115,9 +125,10 @@ impl Expected {
     /// or the 802.1q parent a macvlan network made.
     fn add_network_devices(&mut self, n: &Network) {
         let devices = match &n.driver {
-            DriverConfig::Bridge(b) => {
-                self.pinned.insert(b.device.clone(), BTreeSet::new());
-                vec![(b.device.clone(), "bridge", Some(plan::bridge_mac(n)))]
+            DriverConfig::Bridge(BridgeConfig { device })
+            | DriverConfig::Overlay(OverlayConfig { device, .. }) => {
+                self.pinned.insert(device.clone(), BTreeSet::new());
+                vec![(device.clone(), "bridge", Some(plan::bridge_mac(n)))]
             }
             DriverConfig::Macvlan(m) => match &m.made_parent {
                 None => vec![],
@@ -157,7 +168,7 @@ impl Expected {
         let mut want = Expected {
             endpoints: plan::endpoints(state),
             networks: plan::networks(state),
-            neighbors: plan::neighbors(state),
+            neighbors: plan::neighbors(state, &BTreeMap::new()),
             vlan_pins: plan::vlan_pins(state)
                 .into_iter()
                 .chain(plan::macvlan_pins(state))
@@ -192,6 +203,14 @@ impl Expected {
             let Some(veth) = &ep.host_veth else {
                 continue;
             };
+            if let Some(port) = state
+                .networks
+                .get(&ep.network)
+                .and_then(|n| plan::overlay_port(n, ep, 0))
+            {
+                want.overlay_ports
+                    .insert(ep.ip.octets(), (veth.clone(), port));
+            }
             want.devices.insert(
                 veth.clone(),
                 WantedDevice {
@@ -229,6 +248,27 @@ impl Expected {
             );
         }
         want
+    }
+
+    /// With the cluster store: the VXLAN device and its program's pin, the other hosts'
+    /// endpoints `remotes` in the tunnel map and the ARP responder.
+    pub fn add_cluster(&mut self, remotes: BTreeMap<[u8; 4], Tunnel>) {
+        self.devices.insert(
+            super::overlay::VXLAN_DEVICE.into(),
+            WantedDevice {
+                owner: "cluster".into(),
+                kind: "vxlan",
+                master: None,
+                mac: None,
+                what: "the overlay tunnel".into(),
+            },
+        );
+        self.vlan_pins.insert(crate::datapath::TUNNEL_PIN.into());
+        for (addr, t) in &remotes {
+            let (k, v) = plan::remote_neighbor(*addr, t);
+            self.neighbors.insert(k, v);
+        }
+        self.remotes = remotes;
     }
 
     /// The link pins the daemon keeps: both directions of each uplink that has an address, and
@@ -274,6 +314,15 @@ pub fn diff(want: &Expected, seen: &Observed) -> Vec<Difference> {
         |v| format!("{} net_id {}", format_mac(v.mac), v.net_id),
         "neither a gateway nor a running container has this address",
     ));
+    out.extend(diff_entries(
+        maps::TUNNEL,
+        &want.remotes,
+        &seen.remotes,
+        |k| Ipv4Addr::from(*k).to_string(),
+        |v| format!("host {} vni {} net_id {}", Ipv4Addr::from(v.host), v.vni, v.net_id),
+        "the cluster store has no such endpoint of another host",
+    ));
+    out.extend(diff_overlay_ports(want, seen));
     out.extend(diff_ports(want, seen));
     out.extend(diff_pinned(want, seen));
     out.extend(diff_host(want, seen));
@@ -523,6 +572,35 @@ fn port_text(k: &PortKey) -> String {
         "{proto} {}:{}",
         Ipv4Addr::from(k.addr),
         u16::from_be(k.port_be)
+    )
+}
+
+/// Decapsulation entries, with the port by name.
+fn diff_overlay_ports(want: &Expected, seen: &Observed) -> Vec<Difference> {
+    let names: BTreeMap<u32, &str> = seen
+        .links
+        .iter()
+        .map(|l| (l.index, l.name.as_str()))
+        .collect();
+    let text = |(veth, p): &(String, OverlayPort)| format!("{veth} vni {}", p.vni);
+    let seen: BTreeMap<[u8; 4], (String, OverlayPort)> = seen
+        .overlay_ports
+        .iter()
+        .map(|(a, p)| {
+            let veth = names.get(&p.ifindex).map_or_else(
+                || format!("ifindex {} (no such device)", p.ifindex),
+                |n| n.to_string(),
+            );
+            (*a, (veth, OverlayPort { ifindex: 0, ..*p }))
+        })
+        .collect();
+    diff_entries(
+        maps::OVERLAY_PORTS,
+        &want.overlay_ports,
+        &seen,
+        |k| Ipv4Addr::from(*k).to_string(),
+        text,
+        "no running overlay container has this address",
     )
 }
 
@@ -846,17 +924,23 @@ impl Daemon {
             uplinks: self.dp.dump(maps::UPLINKS)?,
             link_pins: names_in(&self.config.bpffs.join("links")),
             map_pins: names_in(&self.config.bpffs.join("maps")),
+            remotes: self.dp.remotes()?,
+            overlay_ports: self.dp.overlay_ports()?,
         })
     }
 
     /// `netd check`: the state's own problems and every difference from the kernel.
     pub(super) async fn check(&self) -> OpResult<Reply> {
-        let want = Expected::from_state(
+        let mut want = Expected::from_state(
             &self.state,
             &self.uplinks,
             self.config.cgroup.is_some(),
             pinned_map_names(),
         );
+        if let Some(cluster) = &self.cluster {
+            let me = std::net::IpAddr::V4(cluster.advertise);
+            want.add_cluster(super::overlay::remote_tunnels(&self.state, &self.cluster_view, me));
+        }
         let seen = self.observe(&want).await?;
         let mut differences = state_problems(&self.state);
         differences.extend(diff(&want, &seen));

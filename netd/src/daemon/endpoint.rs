@@ -52,7 +52,12 @@ impl Daemon {
         undo: &mut Undo,
     ) -> OpResult<EndpointState> {
         let network = self.network(&attachment.network)?.clone();
-        let ip = self.address_for(&network, attachment)?;
+        let ip = if network.is_global() {
+            self.claim_address(&network, attachment, container_id, undo)
+                .await?
+        } else {
+            self.address_for(&network, attachment)?
+        };
         let mac = ipam::mac_for(ip);
         let address = Ipv4Net::new(ip, network.subnet.prefix_len()).expect("prefix from a subnet");
         let spec = EndpointSpec {
@@ -102,7 +107,7 @@ impl Daemon {
             nl: &self.nl,
             dp: &mut self.dp,
         };
-        drivers::ops(&network.driver)
+        let mut errors = drivers::ops(&network.driver)
             .detach(
                 &mut env,
                 &network,
@@ -112,7 +117,11 @@ impl Daemon {
                     netns,
                 },
             )
-            .await
+            .await;
+        if network.is_global() {
+            errors.extend(self.release_address(&network, ep.ip).await);
+        }
+        errors
     }
 
     /// The lowest `ethN` the container does not use yet.

@@ -17,6 +17,9 @@ pub enum OpError {
     /// The request is well-formed but conflicts with what exists.
     #[error("{0}")]
     Conflict(String),
+    /// Something the request needs is not answering (the cluster store).
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Ipam(#[from] IpamError),
     #[error(transparent)]

@@ -16,6 +16,7 @@ mod maps;
 pub mod metrics;
 mod networks;
 mod observe;
+mod overlay;
 mod ports;
 mod reconcile;
 mod server;
@@ -58,6 +59,10 @@ pub struct Config {
     pub group: Option<String>,
     pub nat_entries: u32,
     pub timeouts: Timeouts,
+    /// `--cluster-store`, `--advertise-addr` and `--cluster-lease-ttl`.
+    pub cluster_store: Option<String>,
+    pub advertise_addr: Option<std::net::IpAddr>,
+    pub cluster_lease_ttl: std::time::Duration,
 }
 
 impl Config {
@@ -78,6 +83,9 @@ impl Config {
                 args.nat_timeout_udp,
                 args.nat_timeout_icmp,
             ),
+            cluster_store: args.cluster_store.clone(),
+            advertise_addr: args.advertise_addr,
+            cluster_lease_ttl: std::time::Duration::from_secs(args.cluster_lease_ttl),
         }
     }
 
@@ -133,6 +141,12 @@ pub struct Daemon {
     /// What `NETD_PORTS` holds, as this daemon last wrote it (`None`: read it from the kernel).
     pub ports_written:
         Option<std::collections::BTreeMap<netd_common::PortKey, netd_common::Backend>>,
+    /// The cluster store, with `--cluster-store`.
+    pub cluster: Option<crate::cluster::Cluster>,
+    /// The cluster as the store last said (other hosts' networks and endpoints).
+    pub cluster_view: crate::cluster::records::Snapshot,
+    /// The MTU of overlay networks' devices on this host (the underlay's minus VXLAN's).
+    pub overlay_mtu: u32,
     /// This daemon's hold on its directories, released when it exits.
     _locks: lock::DirLocks,
 }
@@ -162,8 +176,15 @@ impl Daemon {
             uplinks: vec![],
             dns: Dns::new(resolv_conf),
             ports_written: None,
+            cluster: None,
+            cluster_view: Default::default(),
+            overlay_mtu: 0,
             _locks: locks,
         };
+        daemon
+            .join_cluster()
+            .await
+            .context("cannot join the cluster store")?;
         daemon
             .reconcile()
             .await
@@ -174,7 +195,10 @@ impl Daemon {
 
     /// Points the DNS server at the current names, containers and gateways.
     pub fn refresh_dns(&mut self) {
-        let names = Names::from_state(&self.state);
+        let mut names = Names::from_state(&self.state);
+        for (network, e, ip) in self.remote_names() {
+            names.add_remote(&network, &e.container, &e.container_id, &e.aliases, ip);
+        }
         let containers: Vec<(String, PathBuf)> = self
             .state
             .containers

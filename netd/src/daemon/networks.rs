@@ -32,14 +32,17 @@ pub fn new_id() -> String {
 
 impl Daemon {
     /// Turns a create request into a complete network, or says what is wrong with it.
-    fn plan_network(&self, req: &NetworkCreate) -> OpResult<Network> {
-        validate::name("network", &req.name)?;
-        if RESERVED.contains(&req.name.as_str()) || self.state.networks.contains_key(&req.name) {
-            return Err(conflict(format!(
-                "network with name {} already exists",
-                req.name
-            )));
+    /// Refuses a name that is not valid or that a network (or a mode) has.
+    pub(super) fn check_new_name(&self, name: &str) -> OpResult<()> {
+        validate::name("network", name)?;
+        if RESERVED.contains(&name) || self.state.networks.contains_key(name) {
+            return Err(conflict(format!("network with name {name} already exists")));
         }
+        Ok(())
+    }
+
+    fn plan_network(&self, req: &NetworkCreate) -> OpResult<Network> {
+        self.check_new_name(&req.name)?;
         let options = validate::key_values("option", &req.options)?;
         let id = new_id();
         let networks: Vec<&Network> = self.state.networks.values().collect();
@@ -54,7 +57,7 @@ impl Daemon {
             .iter()
             .map(|n| (n.name.as_str(), n.subnet))
             .collect();
-        let (subnet, gateway) = plan_addresses(req, &taken)?;
+        let (subnet, gateway) = plan_addresses(req, &taken, ipam::auto_subnet)?;
         Ok(Network {
             name: req.name.clone(),
             id,
@@ -72,6 +75,9 @@ impl Daemon {
     }
 
     pub(super) async fn network_create(&mut self, req: NetworkCreate) -> OpResult<Reply> {
+        if req.driver == "overlay" {
+            return self.overlay_create(&req).await;
+        }
         let network = self.plan_network(&req)?;
         let id = network.id.clone();
         self.install_network(network).await?;
@@ -141,28 +147,42 @@ impl Daemon {
             self.check_removable(name)?;
         }
         for name in names {
-            let network = self.state.networks.remove(name).expect("checked above");
-            self.cursors.remove(name);
-            if let Err(e) = self.save() {
-                self.restore_saved();
-                return Err(e);
+            let network = self.network(name)?.clone();
+            if network.is_global() {
+                self.withdraw_overlay(&network).await?;
             }
-            let mut env = drivers::Env {
-                nl: &self.nl,
-                dp: &mut self.dp,
-            };
-            let errors = drivers::ops(&network.driver)
-                .delete(&mut env, &network)
-                .await;
-            if !errors.is_empty() {
-                return Err(OpError::Conflict(format!(
-                    "removing network {name} met errors: {}",
-                    errors.join("; ")
-                )));
-            }
+            self.remove_network(&network.name).await?;
         }
         self.sync_local_addrs().await?;
         Ok(Reply::Done)
+    }
+
+    /// Takes network `name` out of the state and has its driver remove what it made.
+    pub(super) async fn remove_network(&mut self, name: &str) -> OpResult<()> {
+        let network = self
+            .state
+            .networks
+            .remove(name)
+            .expect("checked by the caller");
+        self.cursors.remove(name);
+        if let Err(e) = self.save() {
+            self.restore_saved();
+            return Err(e);
+        }
+        let mut env = drivers::Env {
+            nl: &self.nl,
+            dp: &mut self.dp,
+        };
+        let errors = drivers::ops(&network.driver)
+            .delete(&mut env, &network)
+            .await;
+        if !errors.is_empty() {
+            return Err(OpError::Conflict(format!(
+                "removing network {name} met errors: {}",
+                errors.join("; ")
+            )));
+        }
+        Ok(())
     }
 
     fn check_removable(&self, name: &str) -> OpResult<()> {
@@ -258,7 +278,7 @@ impl Daemon {
             name: n.name.clone(),
             id: n.id.clone(),
             driver: n.driver.name().into(),
-            scope: "local".into(),
+            scope: if n.is_global() { "global" } else { "local" }.into(),
             devices: drivers::ops(&n.driver).host_devices(),
             subnet: Some(n.subnet),
             gateway: Some(n.gateway),
@@ -272,14 +292,18 @@ impl Daemon {
     }
 }
 
+/// Where a network without `--subnet` gets one: the first free subnet of a pool.
+pub(super) type AutoSubnet = fn(&[Ipv4Net]) -> Result<Ipv4Net, ipam::IpamError>;
+
 /// The subnet and gateway of a new network, from the request and the (name, subnet) of every
 /// network there is; the `--ip-range` must lie inside the subnet. Pure, so that every rule can be
 /// checked without a daemon.
-fn plan_addresses(
+pub(super) fn plan_addresses(
     req: &NetworkCreate,
     taken: &[(&str, Ipv4Net)],
+    pool: AutoSubnet,
 ) -> OpResult<(Ipv4Net, std::net::Ipv4Addr)> {
-    let subnet = pick_subnet(req, taken)?;
+    let subnet = pick_subnet(req, taken, pool)?;
     let gateway = check_gateway(subnet, req)?;
     if let Some(range) = req.ip_range {
         if req.subnet.is_none() || !subnet.contains(&range) {
@@ -293,10 +317,14 @@ fn plan_addresses(
 
 /// The requested subnet (no host bits, room for a gateway and a container, overlapping no other
 /// network), or the first free default pool.
-fn pick_subnet(req: &NetworkCreate, taken: &[(&str, Ipv4Net)]) -> OpResult<Ipv4Net> {
+fn pick_subnet(
+    req: &NetworkCreate,
+    taken: &[(&str, Ipv4Net)],
+    pool: AutoSubnet,
+) -> OpResult<Ipv4Net> {
     let Some(subnet) = req.subnet else {
         let taken: Vec<Ipv4Net> = taken.iter().map(|(_, s)| *s).collect();
-        return Ok(ipam::auto_subnet(&taken)?);
+        return Ok(pool(&taken)?);
     };
     if subnet.network() != subnet.addr() {
         return Err(invalid(format!(
@@ -427,7 +455,7 @@ mod props {
             let names: Vec<String> = (0..existing.len()).map(|i| format!("net{i}")).collect();
             let taken: Vec<(&str, Ipv4Net)> =
                 names.iter().map(String::as_str).zip(existing.iter().copied()).collect();
-            match plan_addresses(&req, &taken) {
+            match plan_addresses(&req, &taken, ipam::auto_subnet) {
                 Ok((subnet, gateway)) => {
                     prop_assert_eq!(subnet.network(), subnet.addr(), "host bits in {}", subnet);
                     prop_assert!(subnet.prefix_len() <= 30);

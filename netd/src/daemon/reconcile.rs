@@ -37,6 +37,11 @@ impl Daemon {
                     .endpoints()
                     .filter_map(|(_, ep)| ep.host_veth.clone()),
             )
+            .chain(
+                self.cluster
+                    .is_some()
+                    .then(|| super::overlay::VXLAN_DEVICE.to_string()),
+            )
             .collect();
         for link in self.nl.owned_links().await? {
             if !known.contains(&link.name) {
@@ -189,22 +194,39 @@ impl Daemon {
     async fn sync_maps(&mut self) -> OpResult<()> {
         let wanted = plan::endpoints(&self.state);
         let mut by_index = BTreeMap::new();
+        let mut index_of = BTreeMap::new();
         for (veth, entry) in &wanted {
             let index = self.nl.require_link(veth).await?;
             self.dp.reattach_endpoint(veth, index, *entry)?;
             by_index.insert(index, *entry);
+            index_of.insert(veth.clone(), index);
         }
         let current = self.dp.endpoints()?;
         self.dp.apply_endpoints(plan::diff(&current, &by_index))?;
+        let current = self.dp.overlay_ports()?;
+        self.dp.apply_overlay_ports(plan::diff(
+            &current,
+            &plan::overlay_ports(&self.state, &index_of),
+        ))?;
         let current = self.dp.networks()?;
         self.dp
             .apply_networks(plan::diff(&current, &plan::networks(&self.state)))?;
+        // Other hosts' endpoints stay as the tunnel map has them (the cluster store's watch
+        // brings them up to date), but not those of networks that are gone.
+        let remotes = self.dp.remotes()?;
+        let live = plan::live_remotes(&self.state, &remotes);
+        self.dp.apply_remotes(plan::diff(&remotes, &live))?;
         let current = self.dp.neighbors()?;
-        self.dp
-            .apply_neighbors(plan::diff(&current, &plan::neighbors(&self.state)))?;
+        self.dp.apply_neighbors(plan::diff(
+            &current,
+            &plan::neighbors(&self.state, &live),
+        ))?;
         let mut uplink_pins = self.sync_uplinks().await?;
         uplink_pins.extend(self.sync_cgroup()?);
         uplink_pins.extend(plan::vlan_pins(&self.state));
+        if self.cluster.is_some() {
+            uplink_pins.push(crate::datapath::TUNNEL_PIN.to_string());
+        }
         let macvlan_pins = plan::macvlan_pins(&self.state);
         let guarded = plan::macvlan_entries(&self.state);
         for err in self
@@ -229,3 +251,4 @@ impl Daemon {
         Ok(())
     }
 }
+

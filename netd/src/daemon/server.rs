@@ -95,10 +95,14 @@ pub async fn serve(
         }
         Err(e) => tracing::warn!(%e, "no eBPF log records"),
     }
+    let cluster = daemon.cluster.clone();
     let shared = Arc::new(Shared {
         daemon: Arc::new(Mutex::new(daemon)),
         events,
     });
+    if let Some(cluster) = cluster {
+        tokio::spawn(super::overlay::follow(cluster, shared.daemon.clone()));
+    }
     if let Some(addr) = metrics {
         let listener = tokio::net::TcpListener::bind(addr)
             .await

@@ -27,6 +27,10 @@ pub enum Step {
     UnpinNeighbor(u32, std::net::Ipv4Addr),
     /// A network's subnet and gateway entries (subnet, gateway address).
     ForgetNetwork(ipnet::Ipv4Net, std::net::Ipv4Addr),
+    /// An overlay endpoint's decapsulation entry (its address).
+    ForgetOverlayPort(std::net::Ipv4Addr),
+    /// An address claimed in the cluster store (network ID, address).
+    ReleaseAddress(String, std::net::IpAddr),
 }
 
 #[derive(Debug, Default)]
@@ -97,6 +101,22 @@ impl Undo {
                 Step::UnpinNeighbor(bridge, ip) => {
                     if let Err(e) = daemon.nl.unpin_neighbor(bridge, ip).await {
                         errors.push(e.to_string());
+                    }
+                }
+                Step::ForgetOverlayPort(ip) => {
+                    let diff = crate::datapath::plan::MapDiff {
+                        upsert: vec![],
+                        remove: vec![ip.octets()],
+                    };
+                    if let Err(e) = daemon.dp.apply_overlay_ports(diff) {
+                        errors.push(e.to_string());
+                    }
+                }
+                Step::ReleaseAddress(network, ip) => {
+                    if let Some(cluster) = &daemon.cluster {
+                        if let Err(e) = cluster.release(&network, ip).await {
+                            errors.push(e.to_string());
+                        }
                     }
                 }
                 Step::ForgetEndpoint(ifindex) => {

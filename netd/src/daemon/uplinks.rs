@@ -13,7 +13,7 @@ use crate::datapath::{plan, uplink_pin};
 
 impl Daemon {
     /// `--uplink` if given, else every interface that carries a default route.
-    async fn uplink_names(&self) -> OpResult<Vec<String>> {
+    pub(super) async fn uplink_names(&self) -> OpResult<Vec<String>> {
         if !self.config.uplinks.is_empty() {
             return Ok(self.config.uplinks.clone());
         }

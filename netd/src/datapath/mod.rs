@@ -12,6 +12,9 @@
 //! replaces its program in place (same priority and handle), so traffic never passes unchecked.
 pub mod conntrack;
 pub mod plan;
+mod tunnel;
+
+pub use tunnel::TUNNEL_PIN;
 
 use std::{
     collections::BTreeMap,
@@ -59,7 +62,10 @@ pub const SUBIF_PROGRAM: &str = "netd_subif";
 pub const TRUNK_PROGRAM: &str = "netd_trunk";
 /// The program on a container's macvlan device (egress, inside its namespace).
 pub const MACVLAN_PROGRAM: &str = "netd_macvlan_egress";
-const TC_PROGRAMS: [&str; 6] = [
+/// The program on the host's VXLAN device (ingress: decapsulated overlay frames).
+pub const TUNNEL_PROGRAM: &str = "netd_tunnel_ingress";
+const TC_PROGRAMS: [&str; 7] = [
+    TUNNEL_PROGRAM,
     MACVLAN_PROGRAM,
     ENDPOINT_PROGRAM,
     UPLINK_INGRESS,

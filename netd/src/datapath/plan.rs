@@ -3,7 +3,10 @@
 use std::collections::BTreeMap;
 
 use ipnet::Ipv4Net;
-use netd_common::{Endpoint, Neighbor, NetworkInfo, ENDPOINT_FLAG_INTERNAL};
+use netd_common::{
+    Endpoint, Neighbor, NetworkInfo, OverlayPort, Tunnel, ENDPOINT_FLAG_INTERNAL,
+    ENDPOINT_FLAG_OVERLAY,
+};
 
 use crate::{
     ipam,
@@ -17,12 +20,40 @@ pub fn endpoint_entry(network: &Network, ep: &EndpointState) -> Endpoint {
         mac: ep.mac,
         _pad: [0; 2],
         net_id: network.net_id,
-        flags: if network.internal {
-            ENDPOINT_FLAG_INTERNAL
-        } else {
-            0
-        },
+        flags: endpoint_flags(network),
     }
+}
+
+fn endpoint_flags(network: &Network) -> u32 {
+    let mut flags = 0;
+    if network.internal {
+        flags |= ENDPOINT_FLAG_INTERNAL;
+    }
+    if network.is_global() {
+        flags |= ENDPOINT_FLAG_OVERLAY;
+    }
+    flags
+}
+
+/// The decapsulation entry of an overlay endpoint on this host whose host-side port is
+/// `ifindex`.
+pub fn overlay_port(network: &Network, ep: &EndpointState, ifindex: u32) -> Option<OverlayPort> {
+    Some(OverlayPort {
+        ifindex,
+        vni: network.vni()?,
+        mac: ep.mac,
+        _pad: [0; 2],
+    })
+}
+
+/// The ARP responder's entry for an overlay endpoint on another host.
+pub fn remote_neighbor(addr: [u8; 4], tunnel: &Tunnel) -> ([u8; 4], Neighbor) {
+    let neighbor = Neighbor {
+        mac: tunnel.mac,
+        _pad: [0; 2],
+        net_id: tunnel.net_id,
+    };
+    (addr, neighbor)
 }
 
 /// The trie entry for one network.
@@ -59,14 +90,52 @@ pub fn endpoint_neighbor(ep: &Endpoint) -> ([u8; 4], Neighbor) {
     (ep.addr, neighbor)
 }
 
-/// Every address the ARP responder answers for: each network's gateway and each running
-/// container interface.
-pub fn neighbors(state: &State) -> BTreeMap<[u8; 4], Neighbor> {
+/// Every address the ARP responder answers for: each network's gateway, each running
+/// container interface, and each overlay endpoint on another host (`remotes`, the tunnel map).
+pub fn neighbors(
+    state: &State,
+    remotes: &BTreeMap<[u8; 4], Tunnel>,
+) -> BTreeMap<[u8; 4], Neighbor> {
     let gateways = bridge_networks(state).map(gateway_neighbor);
     let containers = endpoints(state)
         .into_values()
         .map(|ep| endpoint_neighbor(&ep));
-    gateways.chain(containers).collect()
+    let remote = remotes.iter().map(|(a, t)| remote_neighbor(*a, t));
+    gateways.chain(remote).chain(containers).collect()
+}
+
+/// The tunnel entries of `remotes` that still belong to an overlay network of the state (by
+/// its id on this host and its VNI).
+pub fn live_remotes(
+    state: &State,
+    remotes: &BTreeMap<[u8; 4], Tunnel>,
+) -> BTreeMap<[u8; 4], Tunnel> {
+    remotes
+        .iter()
+        .filter(|(_, t)| {
+            state
+                .networks
+                .values()
+                .any(|n| n.net_id == t.net_id && n.vni() == Some(t.vni))
+        })
+        .map(|(a, t)| (*a, *t))
+        .collect()
+}
+
+/// The decapsulation entry of every running overlay endpoint, given the index of each
+/// host-side port by name.
+pub fn overlay_ports(
+    state: &State,
+    index_of: &BTreeMap<String, u32>,
+) -> BTreeMap<[u8; 4], OverlayPort> {
+    state
+        .endpoints()
+        .filter_map(|(_, ep)| {
+            let network = state.networks.get(&ep.network)?;
+            let index = *index_of.get(ep.host_veth.as_ref()?)?;
+            Some((ep.ip.octets(), overlay_port(network, ep, index)?))
+        })
+        .collect()
 }
 
 /// Every endpoint entry the state implies, keyed by host-side veth name (endpoints without one,
@@ -230,7 +299,7 @@ mod tests {
 
     #[test]
     fn the_responder_answers_for_every_gateway_and_running_interface_on_its_network() {
-        let neighbors = neighbors(&state());
+        let neighbors = neighbors(&state(), &BTreeMap::new());
         let at = |ip: [u8; 4]| neighbors[&ip];
         assert_eq!(neighbors.len(), 5);
         assert_eq!(at([10, 1, 0, 1]).mac, [0x02, 0x42, 10, 1, 0, 1]);
@@ -254,7 +323,7 @@ mod tests {
         let mut s = state();
         s.containers.get_mut("db").unwrap().endpoints.clear();
         assert!(!endpoints(&s).contains_key("veth3"));
-        assert!(!neighbors(&s).contains_key(&[10, 2, 0, 3]));
+        assert!(!neighbors(&s, &BTreeMap::new()).contains_key(&[10, 2, 0, 3]));
     }
 
     #[test]

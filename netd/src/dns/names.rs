@@ -69,6 +69,33 @@ impl Names {
         names
     }
 
+    /// A container on another host of an overlay network: known there by its name, short ID
+    /// and aliases, and its address by its name.
+    pub fn add_remote(
+        &mut self,
+        network: &str,
+        container: &str,
+        id: &str,
+        aliases: &[String],
+        ip: Ipv4Addr,
+    ) {
+        let table = self.names.entry(network.to_string()).or_default();
+        let short = &id[..12.min(id.len())];
+        for name in [container, short]
+            .into_iter()
+            .chain(aliases.iter().map(String::as_str))
+        {
+            let addrs = table.entry(name.to_ascii_lowercase()).or_default();
+            if !addrs.contains(&ip) {
+                addrs.push(ip);
+            }
+        }
+        self.ptr
+            .entry(network.to_string())
+            .or_default()
+            .insert(ip, container.to_string());
+    }
+
     /// A table from (container, network, address, aliases) rows, for tests elsewhere.
     #[cfg(test)]
     pub fn for_tests(rows: &[(&str, &str, &str, &[&str])]) -> Self {

@@ -13,6 +13,7 @@ use super::Network;
 pub enum DriverConfig {
     Bridge(BridgeConfig),
     Macvlan(MacvlanConfig),
+    Overlay(OverlayConfig),
 }
 
 impl DriverConfig {
@@ -21,8 +22,22 @@ impl DriverConfig {
         match self {
             Self::Bridge(_) => "bridge",
             Self::Macvlan(_) => "macvlan",
+            Self::Overlay(_) => "overlay",
         }
     }
+}
+
+/// A network shared by the hosts of a cluster ([`crate::cluster`]): on each host a bridge as the
+/// bridge driver's (the same gateway address and MAC on every host), and between hosts the
+/// VXLAN tunnel with the network's VNI.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OverlayConfig {
+    /// This host's bridge device for the network.
+    pub device: String,
+    pub vni: u32,
+    /// The MTU of the bridge and the container interfaces: the underlay's minus the VXLAN
+    /// overhead, as this host measured it when it made the network.
+    pub mtu: u32,
 }
 
 /// A Linux bridge with the gateway address on it; containers hang off it by veth pairs.

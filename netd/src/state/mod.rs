@@ -7,7 +7,9 @@ mod driver;
 mod runs;
 pub mod store;
 
-pub use driver::{BridgeConfig, DriverConfig, MacvlanConfig, MacvlanMode, VlanKind, VlanParent};
+pub use driver::{
+    BridgeConfig, DriverConfig, MacvlanConfig, MacvlanMode, OverlayConfig, VlanKind, VlanParent,
+};
 
 use std::{collections::BTreeMap, net::Ipv4Addr, path::PathBuf};
 
@@ -49,10 +51,24 @@ pub struct Network {
 }
 
 impl Network {
-    /// The bridge device, for a bridge network.
+    /// Whether the network is shared by the hosts of a cluster (Docker's `global` scope).
+    pub fn is_global(&self) -> bool {
+        matches!(self.driver, DriverConfig::Overlay(_))
+    }
+
+    /// The overlay's VNI, for an overlay network.
+    pub fn vni(&self) -> Option<u32> {
+        match &self.driver {
+            DriverConfig::Overlay(o) => Some(o.vni),
+            _ => None,
+        }
+    }
+
+    /// The bridge device, for a bridge or overlay network (each has one on the host).
     pub fn bridge(&self) -> Option<&str> {
         match &self.driver {
             DriverConfig::Bridge(b) => Some(&b.device),
+            DriverConfig::Overlay(o) => Some(&o.device),
             _ => None,
         }
     }

@@ -66,7 +66,7 @@ impl Driver for BridgeConfig {
                 self.device
             )));
         }
-        self.create_device(env, network, undo).await?;
+        self.create_device(env, network, None, undo).await?;
         undo.push(Step::ForgetNetwork(network.subnet, network.gateway));
         env.dp.record_network(
             network.subnet,
@@ -96,29 +96,7 @@ impl Driver for BridgeConfig {
         spec: &EndpointSpec<'_>,
         undo: &mut Undo,
     ) -> OpResult<Option<String>> {
-        let bridge = env.nl.require_link(&self.device).await?;
-        let peer = VethPeer {
-            name: spec.ifname,
-            mac: spec.mac,
-            netns: spec.netns,
-        };
-        let owner = format!("container:{}", spec.container_id);
-        let (host_veth, host_index) = create_veth_pair(env, &owner, bridge, &peer, undo).await?;
-        configure_inside(spec).await?;
-        let ip = v4(spec.address.addr())?;
-        let ep = EndpointState {
-            network: network.name.clone(),
-            ifname: spec.ifname.into(),
-            host_veth: Some(host_veth.clone()),
-            ip,
-            mac: spec.mac,
-        };
-        env.dp
-            .attach_endpoint(&host_veth, host_index, plan::endpoint_entry(network, &ep))?;
-        undo.push(Step::ForgetEndpoint(host_index));
-        env.nl.pin_neighbor(bridge, ip, spec.mac).await?;
-        undo.push(Step::UnpinNeighbor(bridge, ip));
-        env.nl.set_up(host_index).await?;
+        let (host_veth, _) = self.plug_port(env, network, spec, None, undo).await?;
         Ok(Some(host_veth))
     }
 
@@ -168,7 +146,7 @@ impl Driver for BridgeConfig {
             None => {
                 tracing::warn!(network = %network.name, "bridge missing; creating it again");
                 let mut undo = Undo::default();
-                let index = self.create_device(env, network, &mut undo).await?;
+                let index = self.create_device(env, network, None, &mut undo).await?;
                 undo.commit();
                 index
             }
@@ -203,11 +181,12 @@ impl Driver for BridgeConfig {
 }
 
 impl BridgeConfig {
-    /// The bridge device with the gateway address, up; returns its index.
-    async fn create_device(
+    /// The bridge device with the gateway address (and `mtu`, if given), up; returns its index.
+    pub(super) async fn create_device(
         &self,
         env: &Env<'_>,
         network: &Network,
+        mtu: Option<u32>,
         undo: &mut Undo,
     ) -> OpResult<u32> {
         let index = env
@@ -219,11 +198,54 @@ impl BridgeConfig {
             )
             .await?;
         undo.push(Step::DeleteLink(self.device.clone()));
+        if let Some(mtu) = mtu {
+            env.nl.set_mtu(index, mtu).await?;
+        }
         env.nl
             .add_address(index, network.gateway, network.subnet.prefix_len())
             .await?;
         env.nl.set_up(index).await?;
         Ok(index)
+    }
+}
+
+impl BridgeConfig {
+    /// A container's port on the bridge: a veth pair (both ends with `mtu`, if given), the
+    /// address inside, the endpoint program and entry, the address pinned on the bridge, the
+    /// host end up last. Returns the host end's name and index.
+    pub(super) async fn plug_port(
+        &self,
+        env: &mut Env<'_>,
+        network: &Network,
+        spec: &EndpointSpec<'_>,
+        mtu: Option<u32>,
+        undo: &mut Undo,
+    ) -> OpResult<(String, u32)> {
+        let bridge = env.nl.require_link(&self.device).await?;
+        let peer = VethPeer {
+            name: spec.ifname,
+            mac: spec.mac,
+            netns: spec.netns,
+            mtu,
+        };
+        let owner = format!("container:{}", spec.container_id);
+        let (host_veth, host_index) = create_veth_pair(env, &owner, bridge, &peer, undo).await?;
+        configure_inside(spec).await?;
+        let ip = v4(spec.address.addr())?;
+        let ep = EndpointState {
+            network: network.name.clone(),
+            ifname: spec.ifname.into(),
+            host_veth: Some(host_veth.clone()),
+            ip,
+            mac: spec.mac,
+        };
+        env.dp
+            .attach_endpoint(&host_veth, host_index, plan::endpoint_entry(network, &ep))?;
+        undo.push(Step::ForgetEndpoint(host_index));
+        env.nl.pin_neighbor(bridge, ip, spec.mac).await?;
+        undo.push(Step::UnpinNeighbor(bridge, ip));
+        env.nl.set_up(host_index).await?;
+        Ok((host_veth, host_index))
     }
 }
 

@@ -174,6 +174,7 @@ impl Driver for MacvlanConfig {
             name: spec.ifname,
             mac: spec.mac,
             netns: spec.netns,
+            mtu: None,
         };
         env.nl
             .create_macvlan_into(parent, kernel_mode(self.mode), &device)

@@ -7,9 +7,11 @@
 //! driver's configuration or a one-line refusal out, checked by unit tests without root.
 mod bridge;
 mod macvlan;
+mod overlay;
 
 pub use bridge::OPT_BRIDGE_NAME;
 pub use macvlan::delete_inside;
+pub use overlay::device_name as overlay_device;
 
 use std::{
     collections::BTreeMap,
@@ -31,7 +33,7 @@ use crate::{
 };
 
 /// The drivers `network create -d` accepts.
-pub const NAMES: [&str; 2] = ["bridge", "macvlan"];
+pub const NAMES: [&str; 3] = ["bridge", "macvlan", "overlay"];
 
 /// What a driver works with: the host's netlink connection and the datapath.
 pub struct Env<'a> {
@@ -116,6 +118,7 @@ pub fn ops(config: &DriverConfig) -> &dyn Driver {
     match config {
         DriverConfig::Bridge(c) => c,
         DriverConfig::Macvlan(c) => c,
+        DriverConfig::Overlay(c) => c,
     }
 }
 
@@ -135,6 +138,8 @@ pub fn plan(input: &PlanInput<'_>) -> OpResult<DriverConfig> {
     match input.driver {
         "bridge" => bridge::plan(input),
         "macvlan" => macvlan::plan(input),
+        // Planned with the cluster store, which hands out its VNI and subnet.
+        "overlay" => Err(invalid("overlay networks are planned with the cluster store")),
         other => Err(invalid(format!(
             "unsupported network driver {other:?}: netd supports {}",
             NAMES.map(|n| format!("{n:?}")).join(", ")
@@ -185,7 +190,7 @@ mod tests {
     fn an_unknown_driver_is_refused_naming_those_there_are() {
         let options = BTreeMap::new();
         let err = plan(&PlanInput {
-            driver: "overlay",
+            driver: "ipvlan",
             id: "ab",
             options: &options,
             internal: false,
@@ -195,7 +200,7 @@ mod tests {
         .to_string();
         assert_eq!(
             err,
-            "unsupported network driver \"overlay\": netd supports \"bridge\", \"macvlan\""
+            "unsupported network driver \"ipvlan\": netd supports \"bridge\", \"macvlan\", \"overlay\""
         );
     }
 }
