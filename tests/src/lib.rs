@@ -198,6 +198,13 @@ impl Host {
 
     /// Like [`Host::start`], with the daemon started the way `launch` says.
     pub fn start_with(launch: Launch, args: &[&str]) -> Option<Host> {
+        let mut host = Self::prepare(launch, args)?;
+        host.start_daemon();
+        Some(host)
+    }
+
+    /// The host's namespaces and dirs, without its daemon yet (see [`Host::start_daemon`]).
+    pub fn prepare(launch: Launch, args: &[&str]) -> Option<Host> {
         if !privileged() {
             return None;
         }
@@ -217,7 +224,6 @@ impl Host {
             daemon_args: args.iter().map(|a| a.to_string()).collect(),
         };
         host.build_namespaces();
-        host.start_daemon();
         Some(host)
     }
 

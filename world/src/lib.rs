@@ -5,6 +5,9 @@
 //! underlay: a "fabric" namespace with a bridge, and an `eth1` port of each host on it, as
 //! machines on one switch.
 //!
+//! Multi-host worlds also run etcd, the cluster store of overlay networks, in a namespace of its
+//! own on the fabric ([`etcd`]), at [`ETCD_IP`].
+//!
 //! Every command names or enters a namespace the caller made: nothing touches the machine's own
 //! interfaces. The builders make; the callers own what they made and remove it (each reports
 //! teardown its own way). [`wait_until`] is the one way to wait for something to be so.
@@ -25,6 +28,20 @@ pub const OUTSIDE_IP: &str = "10.99.0.1";
 /// Each host's port on the fabric, as the seeds name it, and the fabric's bridge.
 pub const UNDERLAY_PORT: &str = "eth1";
 pub const FABRIC_BRIDGE: &str = "fab0";
+/// The fabric's subnet: host `i` (from 1) is at `10.98.0.(10 + i)`, etcd at [`ETCD_IP`].
+pub const FABRIC_PREFIX: &str = "10.98.0";
+pub const ETCD_IP: &str = "10.98.0.100";
+pub const ETCD_PORT: u16 = 2379;
+
+/// The underlay address of the fabric's host number `i` (from 1).
+pub fn fabric_ip(i: usize) -> String {
+    format!("{FABRIC_PREFIX}.{}", 10 + i)
+}
+
+/// `--cluster-store` for the etcd of a fabric.
+pub fn cluster_store() -> String {
+    format!("etcd://{ETCD_IP}:{ETCD_PORT}")
+}
 
 #[derive(Debug, Error)]
 pub enum WorldError {
@@ -32,6 +49,8 @@ pub enum WorldError {
     Ip { args: String, stderr: String },
     #[error("cannot run `ip`: {0}")]
     Spawn(#[from] std::io::Error),
+    #[error("cannot start etcd: {0}")]
+    Etcd(String),
     #[error("{what}: not within {timeout:?}")]
     Timeout { what: String, timeout: Duration },
 }
@@ -118,6 +137,56 @@ pub fn plug(fabric: &str, port: &str, host: &str) -> Result<(), WorldError> {
     )?;
     ip_in(host, &["link", "set", UNDERLAY_PORT, "up"])?;
     ip_in(host, &["link", "set", "lo", "up"])
+}
+
+/// Gives the host namespace `host`, plugged into a fabric, its underlay address `addr` (/24).
+pub fn address_underlay(host: &str, addr: &str) -> Result<(), WorldError> {
+    ip_in(
+        host,
+        &["addr", "add", &format!("{addr}/24"), "dev", UNDERLAY_PORT],
+    )
+}
+
+/// Starts etcd (Debian's `etcd-server`) in the namespace `ns`, which gets a port on the fabric
+/// `fabric` with [`ETCD_IP`], its data in `dir` and its log in `dir/etcd.log`; returns once it
+/// serves clients. The caller owns the process (and the namespace).
+pub fn etcd(fabric: &str, ns: &str, dir: &std::path::Path) -> Result<std::process::Child, WorldError> {
+    ip(&["netns", "add", ns])?;
+    plug(fabric, &format!("{ns}p"), ns)?;
+    address_underlay(ns, ETCD_IP)?;
+    start_etcd(ns, dir)
+}
+
+/// Starts etcd again in `ns` (made by [`etcd`]) with the data it had.
+pub fn start_etcd(ns: &str, dir: &std::path::Path) -> Result<std::process::Child, WorldError> {
+    std::fs::create_dir_all(dir)?;
+    let log_path = dir.join("etcd.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)?;
+    let start = std::fs::metadata(&log_path)?.len() as usize;
+    let client = format!("http://{ETCD_IP}:{ETCD_PORT}");
+    let peer = format!("http://{ETCD_IP}:2380");
+    let child = Command::new("ip")
+        .args(["netns", "exec", ns, "etcd", "--name", "netd-test"])
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+        .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+        .args(["--initial-cluster", &format!("netd-test={peer}")])
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .map_err(|e| WorldError::Etcd(format!("cannot run etcd (is etcd-server installed?): {e}")))?;
+    let ready = || {
+        std::fs::read_to_string(&log_path)
+            .map(|l| l.get(start..).unwrap_or_default().contains("ready to serve client requests"))
+            .unwrap_or(false)
+    };
+    wait_until("etcd serving clients", Duration::from_secs(30), ready)?;
+    Ok(child)
 }
 
 /// Waits until `done` holds, looking every 20 ms, for at most `timeout`.

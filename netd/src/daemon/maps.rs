@@ -25,7 +25,7 @@ fn if_name(ifindex: u32) -> String {
 impl Daemon {
     pub(super) fn maps_dump(&self, only: Option<&str>) -> OpResult<Vec<MapView>> {
         type Render = fn(&Daemon) -> OpResult<MapView>;
-        let all: [(&str, Render); 12] = [
+        let all: [(&str, Render); 15] = [
             (maps::ENDPOINTS, Self::endpoints_view),
             (maps::NETWORKS, Self::networks_view),
             (maps::NEIGHBORS, Self::neighbors_view),
@@ -38,6 +38,9 @@ impl Daemon {
             (maps::VLAN_TAG, Self::vlan_tag_view),
             (maps::VLAN_UNTAG, Self::vlan_untag_view),
             (maps::MACVLAN, Self::macvlan_view),
+            (maps::TUNNEL, Self::tunnel_view),
+            (maps::OVERLAY_PORTS, Self::overlay_ports_view),
+            (maps::TUNNEL_STATS, Self::tunnel_stats_view),
         ];
         let named = |m: &str, n: &str| {
             // One view shows both NAT tables.
@@ -211,6 +214,78 @@ impl Daemon {
             })
             .collect();
         Ok(self.view(maps::MACVLAN, &["mac", "address", "container"], rows))
+    }
+
+    /// The overlay network of each (net_id, VNI) of this host.
+    fn overlay_name(&self, vni: u32) -> String {
+        self.state
+            .networks
+            .values()
+            .find(|n| n.vni() == Some(vni))
+            .map_or_else(|| "?".into(), |n| n.name.clone())
+    }
+
+    /// Other hosts' overlay endpoints: where their frames are encapsulated to.
+    fn tunnel_view(&self) -> OpResult<MapView> {
+        let names: BTreeMap<Ipv4Addr, String> = self
+            .remote_names()
+            .into_iter()
+            .map(|(_, e, ip)| (ip, e.container.clone()))
+            .collect();
+        let rows = self
+            .dp
+            .remotes()?
+            .into_iter()
+            .map(|(addr, t)| {
+                let addr = Ipv4Addr::from(addr);
+                vec![
+                    addr.to_string(),
+                    names.get(&addr).cloned().unwrap_or_else(|| "?".into()),
+                    Ipv4Addr::from(t.host).to_string(),
+                    t.vni.to_string(),
+                    self.overlay_name(t.vni),
+                    format_mac(t.mac),
+                ]
+            })
+            .collect();
+        Ok(self.view(
+            maps::TUNNEL,
+            &["address", "container", "host", "vni", "network", "mac"],
+            rows,
+        ))
+    }
+
+    /// This host's overlay endpoints: where decapsulated frames go.
+    fn overlay_ports_view(&self) -> OpResult<MapView> {
+        let owners = self.owners();
+        let rows = self
+            .dp
+            .overlay_ports()?
+            .into_iter()
+            .map(|(addr, p)| {
+                vec![
+                    Ipv4Addr::from(addr).to_string(),
+                    owners.get(&addr).cloned().unwrap_or_else(|| "?".into()),
+                    if_name(p.ifindex),
+                    p.vni.to_string(),
+                    self.overlay_name(p.vni),
+                ]
+            })
+            .collect();
+        Ok(self.view(
+            maps::OVERLAY_PORTS,
+            &["address", "container", "port", "vni", "network"],
+            rows,
+        ))
+    }
+
+    fn tunnel_stats_view(&self) -> OpResult<MapView> {
+        let [encap, decap] = self.dp.tunnel_counts()?;
+        let rows = vec![
+            vec!["encapsulated".into(), encap.to_string()],
+            vec!["decapsulated".into(), decap.to_string()],
+        ];
+        Ok(self.view(maps::TUNNEL_STATS, &["frames", "count"], rows))
     }
 
     fn local_addrs_view(&self) -> OpResult<MapView> {
