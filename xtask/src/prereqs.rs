@@ -18,7 +18,7 @@ const LLVM_PACKAGES: [&str; 4] = [
 ];
 
 /// Runtime tools: (command, Debian package that provides it).
-const TOOLS: [(&str, &str); 9] = [
+const TOOLS: [(&str, &str); 11] = [
     ("socat", "socat"),
     ("dnsmasq", "dnsmasq-base"),
     ("dig", "dnsutils"),
@@ -29,6 +29,10 @@ const TOOLS: [(&str, &str); 9] = [
     ("ps", "procps"),
     // A packet socket in a container counts the ARP frames it sees (tests/tests/neighbors.rs).
     ("python3", "python3"),
+    // The etcd client crate compiles etcd's protos when netd builds.
+    ("protoc", "protobuf-compiler"),
+    // The cluster store of overlay networks, in tests, the demo and the bench.
+    ("etcd", "etcd-server"),
 ];
 
 const BPFFS: &str = "/sys/fs/bpf";
