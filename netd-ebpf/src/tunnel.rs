@@ -19,9 +19,7 @@ use aya_ebpf::{
     macros::classifier,
     programs::TcContext,
 };
-use netd_common::{
-    DropReason, Tunnel, CONFIG_VXLAN_IFINDEX, TUNNEL_STAT_DECAP, TUNNEL_STAT_ENCAP,
-};
+use netd_common::{DropReason, Tunnel, CONFIG_VXLAN_IFINDEX, TUNNEL_STAT_DECAP, TUNNEL_STAT_ENCAP};
 
 use crate::{
     maps::{self, NETD_OVERLAY_PORTS, NETD_TUNNEL},

@@ -140,9 +140,18 @@ mod tests {
 
     #[test]
     fn overlay_subnets_are_the_free_24s_of_ten_slash_eight() {
-        let taken: Vec<Ipv4Net> = vec!["10.0.0.0/24".parse().unwrap(), "10.0.1.128/25".parse().unwrap()];
-        assert_eq!(auto_overlay_subnet(&taken), Ok("10.0.2.0/24".parse().unwrap()));
-        assert_eq!(auto_overlay_subnet(&["10.0.0.0/8".parse().unwrap()]), Err(IpamError::NoSubnet));
+        let taken: Vec<Ipv4Net> = vec![
+            "10.0.0.0/24".parse().unwrap(),
+            "10.0.1.128/25".parse().unwrap(),
+        ];
+        assert_eq!(
+            auto_overlay_subnet(&taken),
+            Ok("10.0.2.0/24".parse().unwrap())
+        );
+        assert_eq!(
+            auto_overlay_subnet(&["10.0.0.0/8".parse().unwrap()]),
+            Err(IpamError::NoSubnet)
+        );
     }
 
     fn pool(subnet: &str) -> Pool {

@@ -1,8 +1,8 @@
 //! netd: Docker-style container networking with an eBPF datapath.
 pub mod api;
 pub mod cli;
-pub mod cluster;
 pub mod client;
+pub mod cluster;
 pub mod daemon;
 pub mod datapath;
 pub mod dns;

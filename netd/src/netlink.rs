@@ -19,7 +19,8 @@ use rtnetlink::{
         route::{RouteAttribute, RouteMessage},
         AddressFamily,
     },
-    Handle, LinkBridge, LinkMacVlan, LinkUnspec, LinkVeth, LinkVlan, LinkVxlan, RouteMessageBuilder,
+    Handle, LinkBridge, LinkMacVlan, LinkUnspec, LinkVeth, LinkVlan, LinkVxlan,
+    RouteMessageBuilder,
 };
 use thiserror::Error;
 

@@ -150,7 +150,11 @@ pub fn address_underlay(host: &str, addr: &str) -> Result<(), WorldError> {
 /// Starts etcd (Debian's `etcd-server`) in the namespace `ns`, which gets a port on the fabric
 /// `fabric` with [`ETCD_IP`], its data in `dir` and its log in `dir/etcd.log`; returns once it
 /// serves clients. The caller owns the process (and the namespace).
-pub fn etcd(fabric: &str, ns: &str, dir: &std::path::Path) -> Result<std::process::Child, WorldError> {
+pub fn etcd(
+    fabric: &str,
+    ns: &str,
+    dir: &std::path::Path,
+) -> Result<std::process::Child, WorldError> {
     ip(&["netns", "add", ns])?;
     plug(fabric, &format!("{ns}p"), ns)?;
     address_underlay(ns, ETCD_IP)?;
@@ -172,17 +176,33 @@ pub fn start_etcd(ns: &str, dir: &std::path::Path) -> Result<std::process::Child
         .args(["netns", "exec", ns, "etcd", "--name", "netd-test"])
         .arg("--data-dir")
         .arg(dir.join("data"))
-        .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
-        .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+        .args([
+            "--listen-client-urls",
+            &client,
+            "--advertise-client-urls",
+            &client,
+        ])
+        .args([
+            "--listen-peer-urls",
+            &peer,
+            "--initial-advertise-peer-urls",
+            &peer,
+        ])
         .args(["--initial-cluster", &format!("netd-test={peer}")])
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
         .spawn()
-        .map_err(|e| WorldError::Etcd(format!("cannot run etcd (is etcd-server installed?): {e}")))?;
+        .map_err(|e| {
+            WorldError::Etcd(format!("cannot run etcd (is etcd-server installed?): {e}"))
+        })?;
     let ready = || {
         std::fs::read_to_string(&log_path)
-            .map(|l| l.get(start..).unwrap_or_default().contains("ready to serve client requests"))
+            .map(|l| {
+                l.get(start..)
+                    .unwrap_or_default()
+                    .contains("ready to serve client requests")
+            })
             .unwrap_or(false)
     };
     wait_until("etcd serving clients", Duration::from_secs(30), ready)?;

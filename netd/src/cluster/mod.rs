@@ -12,7 +12,6 @@
 //! once etcd is back.
 pub mod records;
 
-
 use std::{
     collections::BTreeMap,
     net::{IpAddr, Ipv4Addr},
@@ -154,7 +153,11 @@ impl Cluster {
             }
         }
         let ttl = self.ttl.as_secs().max(1) as i64;
-        let id = client.lease_grant(ttl, None).await.map_err(self.err())?.id();
+        let id = client
+            .lease_grant(ttl, None)
+            .await
+            .map_err(self.err())?
+            .id();
         let tmp = self.lease_file.with_extension("tmp");
         std::fs::write(&tmp, id.to_string())
             .and_then(|()| std::fs::rename(&tmp, &self.lease_file))
@@ -239,7 +242,10 @@ impl Cluster {
     pub async fn networks(&self) -> Result<Vec<NetworkRecord>, ClusterError> {
         let resp = self
             .kv()
-            .get(records::networks_prefix(), Some(GetOptions::new().with_prefix()))
+            .get(
+                records::networks_prefix(),
+                Some(GetOptions::new().with_prefix()),
+            )
             .await
             .map_err(self.err())?;
         resp.kvs()
@@ -254,9 +260,9 @@ impl Cluster {
     }
 
     /// Records a new overlay network with the claims on its name, VNI and subnet, all or
-    /// nothing. `Ok(false)`: a claim was taken (by a network made meanwhile); the caller looks
-    /// again. A name the store has is a conflict.
-    pub async fn create_network(&self, net: &NetworkRecord) -> Result<bool, ClusterError> {
+    /// nothing, and returns the store's revision of it. `Ok(None)`: a claim was taken (by a
+    /// network made meanwhile); the caller looks again. A name the store has is a conflict.
+    pub async fn create_network(&self, net: &NetworkRecord) -> Result<Option<i64>, ClusterError> {
         let value = serde_json::to_vec(net).expect("records serialize");
         let claims = [
             records::name_key(&net.name),
@@ -279,7 +285,7 @@ impl Cluster {
             );
         let resp = self.kv().txn(txn).await.map_err(self.err())?;
         if resp.succeeded() {
-            return Ok(true);
+            return Ok(Some(revision(&resp)));
         }
         let named = self
             .kv()
@@ -292,12 +298,12 @@ impl Cluster {
                 net.name
             )));
         }
-        Ok(false)
+        Ok(None)
     }
 
     /// Removes an overlay network and its claims, unless any host has an endpoint on it (then
-    /// a conflict naming them).
-    pub async fn delete_network(&self, net: &NetworkRecord) -> Result<(), ClusterError> {
+    /// a conflict naming them); returns the store's revision of the removal.
+    pub async fn delete_network(&self, net: &NetworkRecord) -> Result<i64, ClusterError> {
         let prefix = records::endpoints_prefix(&net.id);
         let txn = Txn::new()
             .when([Compare::create_revision(prefix.as_str(), CompareOp::Equal, 0).with_prefix()])
@@ -312,7 +318,7 @@ impl Cluster {
             );
         let resp = self.kv().txn(txn).await.map_err(self.err())?;
         if resp.succeeded() {
-            return Ok(());
+            return Ok(revision(&resp));
         }
         let users: Vec<String> = self
             .endpoints_of(&net.id)
@@ -334,7 +340,10 @@ impl Cluster {
     ) -> Result<BTreeMap<IpAddr, EndpointRecord>, ClusterError> {
         let resp = self
             .kv()
-            .get(records::endpoints_prefix(id), Some(GetOptions::new().with_prefix()))
+            .get(
+                records::endpoints_prefix(id),
+                Some(GetOptions::new().with_prefix()),
+            )
             .await
             .map_err(self.err())?;
         let mut snap = Snapshot::default();
@@ -390,7 +399,11 @@ impl Cluster {
     /// Gives address `ip` on network `id` back, if this host has it.
     pub async fn release(&self, id: &str, ip: IpAddr) -> Result<(), ClusterError> {
         let key = records::endpoint_key(id, ip);
-        let resp = self.kv().get(key.as_str(), None).await.map_err(self.err())?;
+        let resp = self
+            .kv()
+            .get(key.as_str(), None)
+            .await
+            .map_err(self.err())?;
         let Some(kv) = resp.kvs().first() else {
             return Ok(());
         };
@@ -409,6 +422,11 @@ impl Cluster {
         self.kv().txn(txn).await.map_err(self.err())?;
         Ok(())
     }
+}
+
+/// The store's revision after a transaction.
+fn revision(resp: &etcd_client::TxnResponse) -> i64 {
+    resp.header().map_or(0, |h| h.revision())
 }
 
 /// A client error as one line.

@@ -93,7 +93,10 @@ pub struct EndpointRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Key {
     Network(String),
-    Endpoint { network: String, ip: IpAddr },
+    Endpoint {
+        network: String,
+        ip: IpAddr,
+    },
     /// A claim, or a key netd does not read.
     Other,
 }
@@ -154,7 +157,10 @@ impl Snapshot {
             }
             Key::Endpoint { network, ip } => {
                 let record: EndpointRecord = serde_json::from_slice(value).map_err(bad)?;
-                self.endpoints.entry(network).or_default().insert(ip, record);
+                self.endpoints
+                    .entry(network)
+                    .or_default()
+                    .insert(ip, record);
             }
             Key::Other => {}
         }
@@ -189,7 +195,9 @@ impl Snapshot {
 /// dials them; a one-line reason for anything else.
 pub fn parse_store(url: &str) -> Result<Vec<String>, String> {
     let Some(list) = url.strip_prefix("etcd://") else {
-        return Err("expected etcd://HOST:PORT[,HOST:PORT...] (etcd is the store netd supports)".into());
+        return Err(
+            "expected etcd://HOST:PORT[,HOST:PORT...] (etcd is the store netd supports)".into(),
+        );
     };
     list.split(',')
         .map(|member| {

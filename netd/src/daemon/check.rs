@@ -319,7 +319,14 @@ pub fn diff(want: &Expected, seen: &Observed) -> Vec<Difference> {
         &want.remotes,
         &seen.remotes,
         |k| Ipv4Addr::from(*k).to_string(),
-        |v| format!("host {} vni {} net_id {}", Ipv4Addr::from(v.host), v.vni, v.net_id),
+        |v| {
+            format!(
+                "host {} vni {} net_id {}",
+                Ipv4Addr::from(v.host),
+                v.vni,
+                v.net_id
+            )
+        },
         "the cluster store has no such endpoint of another host",
     ));
     out.extend(diff_overlay_ports(want, seen));
@@ -939,7 +946,11 @@ impl Daemon {
         );
         if let Some(cluster) = &self.cluster {
             let me = std::net::IpAddr::V4(cluster.advertise);
-            want.add_cluster(super::overlay::remote_tunnels(&self.state, &self.cluster_view, me));
+            want.add_cluster(super::overlay::remote_tunnels(
+                &self.state,
+                &self.cluster_view,
+                me,
+            ));
         }
         let seen = self.observe(&want).await?;
         let mut differences = state_problems(&self.state);

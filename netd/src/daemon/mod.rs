@@ -145,6 +145,9 @@ pub struct Daemon {
     pub cluster: Option<crate::cluster::Cluster>,
     /// The cluster as the store last said (other hosts' networks and endpoints).
     pub cluster_view: crate::cluster::records::Snapshot,
+    /// The store's revision of this daemon's latest change to each overlay network (made or
+    /// removed), so that a view older than it does not undo it.
+    pub overlay_changes: std::collections::BTreeMap<String, i64>,
     /// The MTU of overlay networks' devices on this host (the underlay's minus VXLAN's).
     pub overlay_mtu: u32,
     /// This daemon's hold on its directories, released when it exits.
@@ -178,6 +181,7 @@ impl Daemon {
             ports_written: None,
             cluster: None,
             cluster_view: Default::default(),
+            overlay_changes: Default::default(),
             overlay_mtu: 0,
             _locks: locks,
         };
@@ -297,6 +301,7 @@ impl Daemon {
 
 /// `netd daemon`: start, serve until SIGTERM or SIGINT, leave the datapath running.
 pub async fn run(args: &DaemonArgs, mut config: Config) -> anyhow::Result<()> {
+    overlay::check_args(&config).await?;
     let locks = lock_dirs(&config)?;
     config.cgroup = hostfs::hook_cgroup(
         config.cgroup.as_deref(),

@@ -53,6 +53,38 @@ impl From<ClusterError> for OpError {
     }
 }
 
+/// Refuses bad cluster flags before the daemon touches anything: a store URL that does not
+/// parse, an `--advertise-addr` that is not this host's.
+pub async fn check_args(config: &super::Config) -> anyhow::Result<()> {
+    let Some(store) = &config.cluster_store else {
+        return Ok(());
+    };
+    records::parse_store(store).map_err(|reason| ClusterError::BadUrl {
+        url: store.clone(),
+        reason,
+    })?;
+    if let Some(given) = config.advertise_addr {
+        let addrs = crate::netlink::Netlink::current()?.ipv4_addresses().await?;
+        check_advertise(given, &addrs)?;
+    }
+    Ok(())
+}
+
+/// `--advertise-addr` must be one of this host's IPv4 addresses.
+fn check_advertise(given: IpAddr, addrs: &[(u32, Ipv4Addr)]) -> anyhow::Result<Ipv4Addr> {
+    let IpAddr::V4(v4) = given else {
+        return Err(anyhow!(
+            "--advertise-addr {given}: an IPv6 underlay is not supported yet"
+        ));
+    };
+    if !addrs.iter().any(|(_, a)| *a == v4) {
+        return Err(anyhow!(
+            "--advertise-addr {v4} is not an address of this host"
+        ));
+    }
+    Ok(v4)
+}
+
 impl Daemon {
     fn cluster(&self) -> OpResult<Cluster> {
         self.cluster.clone().ok_or_else(|| invalid(NO_STORE))
@@ -75,11 +107,14 @@ impl Daemon {
         self.overlay_mtu = underlay_mtu - VXLAN_OVERHEAD;
         let index = match self.nl.link_index(VXLAN_DEVICE).await? {
             Some(index) => index,
-            None => self
-                .nl
-                .create_vxlan(VXLAN_DEVICE, "cluster", VXLAN_PORT, self.overlay_mtu)
-                .await
-                .with_context(|| format!("cannot create {VXLAN_DEVICE} on UDP {VXLAN_PORT}"))?,
+            None => {
+                // A link pinned for a device that is gone is severed: attach afresh.
+                self.dp.unpin_link(crate::datapath::TUNNEL_PIN)?;
+                self.nl
+                    .create_vxlan(VXLAN_DEVICE, "cluster", VXLAN_PORT, self.overlay_mtu)
+                    .await
+                    .with_context(|| format!("cannot create {VXLAN_DEVICE} on UDP {VXLAN_PORT}"))?
+            }
         };
         self.dp.attach_tunnel(VXLAN_DEVICE, index)?;
         let ttl = self.config.cluster_lease_ttl;
@@ -93,17 +128,7 @@ impl Daemon {
     async fn advertise_addr(&self) -> anyhow::Result<Ipv4Addr> {
         let addrs = self.nl.ipv4_addresses().await?;
         if let Some(given) = self.config.advertise_addr {
-            let IpAddr::V4(v4) = given else {
-                return Err(anyhow!(
-                    "--advertise-addr {given}: an IPv6 underlay is not supported yet"
-                ));
-            };
-            if !addrs.iter().any(|(_, a)| *a == v4) {
-                return Err(anyhow!(
-                    "--advertise-addr {v4} is not an address of this host"
-                ));
-            }
-            return Ok(v4);
+            return check_advertise(given, &addrs);
         }
         let uplinks = self.uplink_names().await?;
         for name in &uplinks {
@@ -150,9 +175,10 @@ impl Daemon {
         }
         for _ in 0..ATTEMPTS {
             let record = self.plan_overlay(&cluster, req, &options).await?;
-            if !cluster.create_network(&record).await? {
+            let Some(revision) = cluster.create_network(&record).await? else {
                 continue; // another host took its VNI or subnet meanwhile
-            }
+            };
+            self.overlay_changes.insert(record.id.clone(), revision);
             let network = self.overlay_network(&record)?;
             if let Err(e) = self.install_network(network).await {
                 if let Err(undo) = cluster.delete_network(&record).await {
@@ -213,7 +239,12 @@ impl Daemon {
 
     /// This host's network for an overlay record.
     fn overlay_network(&self, rec: &NetworkRecord) -> OpResult<Network> {
-        let v4_only = || invalid(format!("overlay network {}: IPv6 is not supported yet", rec.name));
+        let v4_only = || {
+            invalid(format!(
+                "overlay network {}: IPv6 is not supported yet",
+                rec.name
+            ))
+        };
         let (IpNet::V4(subnet), IpAddr::V4(gateway)) = (rec.subnet, rec.gateway) else {
             return Err(v4_only());
         };
@@ -245,7 +276,8 @@ impl Daemon {
     /// Takes an overlay network out of the store, unless a host has a container on it.
     pub(super) async fn withdraw_overlay(&mut self, network: &Network) -> OpResult<()> {
         let cluster = self.cluster()?;
-        cluster.delete_network(&record_of(network)).await?;
+        let revision = cluster.delete_network(&record_of(network)).await?;
+        self.overlay_changes.insert(network.id.clone(), revision);
         Ok(())
     }
 
@@ -297,7 +329,10 @@ impl Daemon {
                 }
                 None => network.pool().allocate(&in_use, after)?,
             };
-            if cluster.claim(&network.id, IpAddr::V4(ip), &record(ip)).await? {
+            if cluster
+                .claim(&network.id, IpAddr::V4(ip), &record(ip))
+                .await?
+            {
                 undo.push(Step::ReleaseAddress(network.id.clone(), IpAddr::V4(ip)));
                 return Ok(ip);
             }
@@ -335,8 +370,9 @@ impl Daemon {
         self.sync_cluster().await;
     }
 
-    /// Changes the store's watch reported.
-    pub(super) async fn cluster_events(&mut self, events: &[etcd_client::Event]) {
+    /// Changes the store's watch reported, up to `revision`.
+    pub(super) async fn cluster_events(&mut self, events: &[etcd_client::Event], revision: i64) {
+        self.cluster_view.revision = self.cluster_view.revision.max(revision);
         for event in events {
             let Some(kv) = event.kv() else { continue };
             let key = String::from_utf8_lossy(kv.key());
@@ -383,21 +419,31 @@ impl Daemon {
             return;
         };
         let view = std::mem::take(&mut self.cluster_view);
+        // A network this daemon made or removed after the view's revision is as it made it.
+        let settled = |id: &str| {
+            self.overlay_changes
+                .get(id)
+                .is_none_or(|r| *r <= view.revision)
+        };
+        let mut adopt = vec![];
         for record in view.networks.values() {
-            if self.state.networks.values().any(|n| n.id == record.id) {
+            if !settled(&record.id) || self.state.networks.values().any(|n| n.id == record.id) {
                 continue;
             }
-            if let Err(e) = self.adopt_overlay(record).await {
-                tracing::error!(%e, network = %record.name, "cannot make the cluster's overlay network here");
-            }
+            adopt.push(record.clone());
         }
         let gone: Vec<String> = self
             .state
             .networks
             .values()
-            .filter(|n| n.is_global() && !view.networks.contains_key(&n.id))
+            .filter(|n| n.is_global() && settled(&n.id) && !view.networks.contains_key(&n.id))
             .map(|n| n.name.clone())
             .collect();
+        for record in &adopt {
+            if let Err(e) = self.adopt_overlay(record).await {
+                tracing::error!(%e, network = %record.name, "cannot make the cluster's overlay network here");
+            }
+        }
         for name in gone {
             if !self.state.containers_on(&name).is_empty() {
                 tracing::error!(network = %name, "the overlay network left the cluster store but has containers here; kept");
@@ -504,9 +550,14 @@ pub async fn follow(cluster: Cluster, daemon: Arc<Mutex<Daemon>>) {
 async fn session(cluster: &Cluster, daemon: &Mutex<Daemon>) -> Result<(), ClusterError> {
     let lease = cluster.ensure_lease().await?;
     let (mut keeper, mut answers) = cluster.keep_alive(lease).await?;
-    let snap = cluster.snapshot().await?;
-    let revision = snap.revision;
-    daemon.lock().await.cluster_resync(snap).await;
+    // Read and applied under the daemon's lock: no request of this host comes between.
+    let revision = {
+        let mut daemon = daemon.lock().await;
+        let snap = cluster.snapshot().await?;
+        let revision = snap.revision;
+        daemon.cluster_resync(snap).await;
+        revision
+    };
     let mut watch = cluster.watch(revision + 1).await?;
     tracing::info!(lease, revision, "following the cluster store");
     let mut tick = tokio::time::interval(cluster.ttl / 3);
@@ -528,7 +579,8 @@ async fn session(cluster: &Cluster, daemon: &Mutex<Daemon>) -> Result<(), Cluste
                         reason: "the watch ended".into(),
                     });
                 };
-                daemon.lock().await.cluster_events(resp.events()).await;
+                let revision = resp.header().map_or(0, |h| h.revision());
+                daemon.lock().await.cluster_events(resp.events(), revision).await;
             }
         }
     }
@@ -643,7 +695,9 @@ mod tests {
         let ov = overlay("ov", "10.0.0.0/24", 3, 4096);
         let id = ov.id.clone();
         state.networks.insert("ov".into(), ov);
-        state.networks.insert("br".into(), testing::network("br", "172.18.0.0/16", 2));
+        state
+            .networks
+            .insert("br".into(), testing::network("br", "172.18.0.0/16", 2));
         let mut view = Snapshot::default();
         view.endpoints.insert(
             id,
@@ -653,8 +707,10 @@ mod tests {
             ]
             .into(),
         );
-        view.endpoints
-            .insert("unknown".into(), [endpoint("10.98.0.3", "x", "10.9.0.3")].into());
+        view.endpoints.insert(
+            "unknown".into(),
+            [endpoint("10.98.0.3", "x", "10.9.0.3")].into(),
+        );
         let tunnels = remote_tunnels(&state, &view, "10.98.0.2".parse().unwrap());
         assert_eq!(
             tunnels,

@@ -217,10 +217,8 @@ impl Daemon {
         let live = plan::live_remotes(&self.state, &remotes);
         self.dp.apply_remotes(plan::diff(&remotes, &live))?;
         let current = self.dp.neighbors()?;
-        self.dp.apply_neighbors(plan::diff(
-            &current,
-            &plan::neighbors(&self.state, &live),
-        ))?;
+        self.dp
+            .apply_neighbors(plan::diff(&current, &plan::neighbors(&self.state, &live)))?;
         let mut uplink_pins = self.sync_uplinks().await?;
         uplink_pins.extend(self.sync_cgroup()?);
         uplink_pins.extend(plan::vlan_pins(&self.state));
@@ -251,4 +249,3 @@ impl Daemon {
         Ok(())
     }
 }
-

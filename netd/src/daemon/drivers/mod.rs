@@ -139,7 +139,9 @@ pub fn plan(input: &PlanInput<'_>) -> OpResult<DriverConfig> {
         "bridge" => bridge::plan(input),
         "macvlan" => macvlan::plan(input),
         // Planned with the cluster store, which hands out its VNI and subnet.
-        "overlay" => Err(invalid("overlay networks are planned with the cluster store")),
+        "overlay" => Err(invalid(
+            "overlay networks are planned with the cluster store",
+        )),
         other => Err(invalid(format!(
             "unsupported network driver {other:?}: netd supports {}",
             NAMES.map(|n| format!("{n:?}")).join(", ")
