@@ -215,7 +215,7 @@ impl Host {
         );
         let dir = std::env::temp_dir().join(format!("netd-test-{name}"));
         let bpffs = PathBuf::from(format!("/sys/fs/bpf/netd-test-{name}"));
-        let mut host = Host {
+        let host = Host {
             name,
             dir,
             bpffs,
