@@ -146,7 +146,11 @@ fn bad_network_requests_are_refused_and_change_nothing() {
             ],
             "ip-range",
         ),
-        (&["network", "create", "--driver", "overlay", "x"], "driver"),
+        (&["network", "create", "--driver", "ipvlan", "x"], "driver"),
+        (
+            &["network", "create", "--driver", "overlay", "x"],
+            "--cluster-store",
+        ),
         (&["network", "create", "-o", "novalue", "x"], "KEY=VALUE"),
         (&["network", "create", "taken"], "already exists"),
         (&["network", "create", "bridge"], "already exists"),

@@ -111,7 +111,7 @@ impl Daemon {
         let dropped = hops.iter().any(|h| h.verdict == "drop");
         let delivered_to = destination(&frame)
             .filter(|_| !dropped)
-            .and_then(|(ip, _)| self.container_at(ip));
+            .and_then(|(ip, _)| self.container_at(ip).or_else(|| self.through_tunnel(ip)));
         Ok(ExplainView { hops, delivered_to })
     }
 
@@ -171,6 +171,21 @@ impl Daemon {
         Ok((out, verdict))
     }
 
+    /// Where the tunnel takes a packet for `ip`: another host's overlay container.
+    fn through_tunnel(&self, ip: Ipv4Addr) -> Option<String> {
+        let t = *self.dp.remotes().ok()?.get(&ip.octets())?;
+        let name = self
+            .remote_names()
+            .into_iter()
+            .find(|(_, _, a)| *a == ip)
+            .map_or_else(|| ip.to_string(), |(_, e, _)| e.container.clone());
+        Some(format!(
+            "{name} on host {} (VXLAN, VNI {})",
+            Ipv4Addr::from(t.host),
+            t.vni
+        ))
+    }
+
     /// Map entries the program consults for this packet, read the same way it reads them.
     fn matched(
         &self,
@@ -186,6 +201,15 @@ impl Daemon {
                     "NETD_ENDPOINTS[{ifindex}]: {c} {} net_id {}",
                     Ipv4Addr::from(ep.addr),
                     ep.net_id
+                ));
+            }
+        }
+        if let (Some((dst, _)), Ok(remotes)) = (destination(frame), self.dp.remotes()) {
+            if let Some(t) = remotes.get(&dst.octets()).filter(|_| zone == ZONE_ENDPOINT) {
+                found.push(format!(
+                    "NETD_TUNNEL[{dst}]: encapsulate to host {} vni {}",
+                    Ipv4Addr::from(t.host),
+                    t.vni
                 ));
             }
         }

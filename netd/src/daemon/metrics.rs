@@ -40,6 +40,8 @@ struct Snapshot {
     nat_capacity: i64,
     /// `NAT_STAT_*` counters: promoted, demoted, refused by a full assured table.
     nat_moves: [u64; 3],
+    /// Overlay frames encapsulated and decapsulated.
+    tunnel: [u64; 2],
     dns: [u64; 4],
     containers: BTreeMap<String, i64>,
     networks: i64,
@@ -88,6 +90,7 @@ impl Daemon {
             nat_assured: nat.values().filter(|(t, _)| *t == Table::Assured).count() as i64,
             nat_capacity: self.config.nat_entries as i64,
             nat_moves: self.dp.nat_moves()?,
+            tunnel: self.dp.tunnel_counts()?,
             dns: self.dns.counters(),
             containers,
             networks: self.state.networks.len() as i64,
@@ -191,6 +194,14 @@ impl Collector for Snapshot {
                 moves("demoted", demoted),
                 moves("assured-full", full),
             ],
+        )?;
+        let [encap, decap] = self.tunnel;
+        let way = |w: &str, n| (vec![("direction".to_string(), w.to_string())], n);
+        counter(
+            &mut enc,
+            "netd_tunnel_frames",
+            "Overlay frames sent into the VXLAN tunnel (encapsulated) and delivered out of it (decapsulated)",
+            &[way("encapsulated", encap), way("decapsulated", decap)],
         )?;
         let [queries, local, forwarded, failures] = self.dns;
         counter(
