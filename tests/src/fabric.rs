@@ -79,12 +79,17 @@ impl Fabric {
 
     /// One more host of the cluster (see [`Fabric::cluster_hosts`]).
     pub fn cluster_host(&mut self, args: &[&str]) -> Host {
+        self.cluster_host_with(Launch::Nsenter, args)
+    }
+
+    /// One more host of the cluster, its daemon started the way `launch` says.
+    pub fn cluster_host_with(&mut self, launch: Launch, args: &[&str]) -> Host {
         self.numbered += 1;
         let addr = netd_world::fabric_ip(self.numbered);
         let store = netd_world::cluster_store();
         let mut all = vec!["--cluster-store", &store, "--advertise-addr", &addr];
         all.extend_from_slice(args);
-        let mut host = Host::prepare(Launch::Nsenter, &all).expect("privileged");
+        let mut host = Host::prepare(launch, &all).expect("privileged");
         self.plug(&host);
         netd_world::address_underlay(&host.host_ns(), &addr).expect("the underlay address");
         host.start_daemon();

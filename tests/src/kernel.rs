@@ -217,6 +217,8 @@ fn device_leaks(networks: &[Value], containers: &[Value], devices: &[Device]) ->
                 }
                 Some(_) => {}
             }
+        } else if alias == "netd:cluster" && d.kind.as_deref() == Some("vxlan") {
+            // The overlay tunnel of a daemon with a cluster store.
         } else if alias.starts_with("netd:") || on_netd_bridge {
             leaks.push(format!(
                 "device {} ({alias:?}) is netd's but unexplained",

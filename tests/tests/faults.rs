@@ -1,6 +1,6 @@
 //! Fault injection: the daemon is killed with SIGKILL at random moments while it serves
 //! container create/start/stop/rm, network connect, publish/unpublish and network create/rm
-//! (bridge and macvlan networks)
+//! (bridge, macvlan and overlay networks; the daemon shares an etcd on its underlay)
 //! (random requests and delays from a fixed seed), then restarted. After every restart
 //! `netd check` must find nothing, and, looked at from outside the daemon, no device, namespace
 //! file or map entry may be left that no network or running container explains, and every
@@ -16,7 +16,7 @@ use std::{
 
 use aya::maps::{HashMap, Map, MapData};
 use netd_common::{Backend, Endpoint, PortKey};
-use netd_tests::{kernel::Attached, netd_bin, Host, Launch, UPLINK_IP};
+use netd_tests::{fabric::Fabric, kernel::Attached, netd_bin, Host, Launch, UPLINK_IP};
 use serde_json::Value;
 
 /// The seed of requests and delays (`NETD_FAULT_SEED` overrides, to look further).
@@ -43,7 +43,7 @@ const DATAPATH_EVERY: u32 = 50;
 /// The networks the loop creates and removes: two bridges, and two macvlan networks, one on
 /// `eth1` and one on the 802.1q sub-interface `eth1.7`, which netd makes with its network (on a
 /// kernel without 802.1q, from a veth pair and two programs) and removes with it.
-const NETWORKS: [(&str, &[&str]); 4] = [
+const NETWORKS: [(&str, &[&str]); 5] = [
     ("f1", &[]),
     ("f2", &[]),
     (
@@ -68,7 +68,14 @@ const NETWORKS: [(&str, &[&str]); 4] = [
             "parent=eth1.7",
         ],
     ),
+    ("o1", &["-d", "overlay", "--subnet", "10.0.31.0/24"]),
 ];
+
+fn is_overlay(network: &str) -> bool {
+    NETWORKS
+        .iter()
+        .any(|(n, args)| *n == network && args.contains(&"overlay"))
+}
 
 fn is_macvlan(network: &str) -> bool {
     NETWORKS
@@ -344,14 +351,12 @@ fn datapath_works(host: &Host) -> Vec<String> {
 #[test]
 fn the_daemon_killed_at_random_moments_leaves_nothing_half_made() {
     // Started as most users start a program in a namespace: its mounts must outlive each kill.
-    let Some(mut host) = Host::start_with(Launch::IpNetnsExec, &[]) else {
+    // On an underlay with etcd, for the overlay network; its `eth1` is the macvlan networks'
+    // parent too.
+    let Some(mut fabric) = Fabric::with_etcd() else {
         return;
     };
-    // The macvlan networks' parent: any Ethernet device will do.
-    host.on_host(&[
-        "ip", "link", "add", "eth1", "type", "veth", "peer", "name", "eth1p",
-    ]);
-    host.on_host(&["ip", "link", "set", "eth1", "up"]);
+    let mut host = fabric.cluster_host_with(Launch::IpNetnsExec, &[]);
     host.container("probe-a", &[]);
     host.container("probe-b", &["-p", &format!("{PROBE_PORT}:9000")]);
     host.ok(&[
@@ -405,7 +410,13 @@ fn the_daemon_killed_at_random_moments_leaves_nothing_half_made() {
         let window = *rng.pick(&[SHORT_WINDOW, LONG_WINDOW]);
         let delay = Duration::from_micros(rng.below(window.as_micros() as usize) as u64);
         let on_macvlan = args.iter().any(|a| a == "macvlan" || is_macvlan(a));
-        let kind = args[..2].join(" ") + if on_macvlan { " (macvlan)" } else { "" };
+        let on_overlay = args.iter().any(|a| a == "overlay" || is_overlay(a));
+        let driver = match (on_macvlan, on_overlay) {
+            (true, _) => " (macvlan)",
+            (_, true) => " (overlay)",
+            _ => "",
+        };
+        let kind = args[..2].join(" ") + driver;
         *by_kind.entry(kind).or_default() += 1;
         let (took, done) = kill_during(&mut host, &args, delay);
         restart += took;

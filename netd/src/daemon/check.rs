@@ -954,6 +954,9 @@ impl Daemon {
         }
         let seen = self.observe(&want).await?;
         let mut differences = state_problems(&self.state);
+        for (subject, problem) in self.claim_differences().await? {
+            differences.push(difference("cluster store", subject, problem));
+        }
         differences.extend(diff(&want, &seen));
         let containers = &self.state.containers;
         Ok(Reply::Check(CheckView {

@@ -310,6 +310,7 @@ pub async fn run(args: &DaemonArgs, mut config: Config) -> anyhow::Result<()> {
     )?;
     let listener = server::bind(&config.socket(), config.group.as_deref())?;
     let mut daemon = Daemon::start(config, locks).await?;
+    daemon.first_sync().await;
     daemon
         .dp
         .set_config(netd_common::CONFIG_DEBUG, args.debug_bpf.into())?;

@@ -359,6 +359,38 @@ impl Daemon {
         }
     }
 
+    /// At start, before serving: the first session's lease, snapshot and resync, so that the
+    /// daemon serves with the store's view (and this host's claims as its state says). With
+    /// etcd away, the daemon starts anyway and the follower catches up once it is back.
+    pub(super) async fn first_sync(&mut self) {
+        let Some(cluster) = self.cluster.clone() else {
+            return;
+        };
+        let snap = match cluster.ensure_lease().await {
+            Ok(_) => cluster.snapshot().await,
+            Err(e) => Err(e),
+        };
+        match snap {
+            Ok(snap) => self.cluster_resync(snap).await,
+            Err(e) => {
+                tracing::warn!(%e, "starting without the cluster store; following it once it answers")
+            }
+        }
+    }
+
+    /// Where the store's claims of this host and its running overlay endpoints differ.
+    pub(super) async fn claim_differences(&self) -> OpResult<Vec<(String, String)>> {
+        let Some(cluster) = &self.cluster else {
+            return Ok(vec![]);
+        };
+        let snap = cluster.snapshot().await?;
+        Ok(claim_differences(
+            &self.state,
+            &snap,
+            IpAddr::V4(cluster.advertise),
+        ))
+    }
+
     /// After (re)connecting to the store: its snapshot replaces what this daemon knew of the
     /// cluster, this host's endpoints are written again on its current lease (and those the
     /// store has for it that it no longer has are removed), and the datapath follows.
@@ -628,6 +660,36 @@ fn own_endpoints(state: &State, me: IpAddr) -> Vec<(String, IpAddr, EndpointReco
                 mac: ep.mac,
             };
             out.push((n.id.clone(), IpAddr::V4(ep.ip), record));
+        }
+    }
+    out
+}
+
+/// The store's claims of host `me` against its running overlay endpoints: (address, problem).
+pub fn claim_differences(state: &State, snap: &Snapshot, me: IpAddr) -> Vec<(String, String)> {
+    let own = own_endpoints(state, me);
+    let mut out = vec![];
+    for (id, eps) in &snap.endpoints {
+        for (ip, e) in eps.iter().filter(|(_, e)| e.host == me) {
+            match own.iter().find(|(i, a, _)| i == id && a == ip) {
+                None => out.push((
+                    ip.to_string(),
+                    format!("claimed for {}, which does not run here", e.container),
+                )),
+                Some((_, _, r)) if r != e => out.push((
+                    ip.to_string(),
+                    format!("claimed for {}, the state has {}", e.container, r.container),
+                )),
+                Some(_) => {}
+            }
+        }
+    }
+    for (id, ip, r) in &own {
+        if !snap.endpoints_of(id).any(|(a, _)| a == ip) {
+            out.push((
+                ip.to_string(),
+                format!("{} runs here, but the store has no claim", r.container),
+            ));
         }
     }
     out
