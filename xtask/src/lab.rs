@@ -339,7 +339,7 @@ impl Lab {
     fn teardown(&mut self) {
         println!("\n==> cleanup");
         self.stop_background();
-        let netns = self.netns_ids();
+        let (netns, held) = self.hold_netns();
         self.stop_daemon();
         if self.daemon_started {
             self.cleanup_daemon();
@@ -355,6 +355,7 @@ impl Lab {
             stop_child(etcd, "etcd");
         }
         kill_processes_in(&netns);
+        drop(held);
         unmount_under(&self.dir);
         for ns in self.namespaces.drain(..).rev() {
             report("cleanup", &format!("ip netns del {ns}"), delete_netns(ns));
@@ -369,8 +370,11 @@ impl Lab {
         );
     }
 
-    /// The namespaces of the demo: both named ones and every container's.
-    fn netns_ids(&self) -> HashSet<NetnsId> {
+    /// The namespaces of the demo, the named ones and every container's, held open: one that
+    /// netd's cleanup removes stays alive, its identity the demo's, until the handles are
+    /// dropped, so that no namespace made meanwhile elsewhere on the machine takes its inode
+    /// number and has its processes killed as the demo's.
+    fn hold_netns(&self) -> (HashSet<NetnsId>, Vec<File>) {
         let mut paths: Vec<PathBuf> = self
             .namespaces
             .iter()
@@ -381,7 +385,13 @@ impl Lab {
                 paths.extend(entries.flatten().map(|e| e.path()));
             }
         }
-        paths.iter().filter_map(|p| netns_id(p)).collect()
+        let held: Vec<File> = paths.iter().filter_map(|p| File::open(p).ok()).collect();
+        let ids = held
+            .iter()
+            .filter_map(|f| f.metadata().ok())
+            .map(|m| (m.dev(), m.ino()))
+            .collect();
+        (ids, held)
     }
 
     fn stop_background(&mut self) {
