@@ -313,7 +313,10 @@ impl Demo<'_> {
             Site::One => ("netd", self.lab.client(args)),
             Site::Two => ("netd2", self.lab.client2(args)),
         };
-        (format!("{client} {}", shell_words(args.iter().copied())), cmd)
+        (
+            format!("{client} {}", shell_words(args.iter().copied())),
+            cmd,
+        )
     }
 
     /// Runs `netd ARGS` on `host` again and again until `expect` holds (what one host did
@@ -346,7 +349,10 @@ impl Demo<'_> {
                 show(&out.stdout);
                 show(&out.stderr);
                 let (verdict, note) = match holds {
-                    true => (Verdict::Pass, format!("after {} ms", started.elapsed().as_millis())),
+                    true => (
+                        Verdict::Pass,
+                        format!("after {} ms", started.elapsed().as_millis()),
+                    ),
                     false => (
                         Verdict::Fail,
                         format!("expected within {within:?}; got: {}", expect.got(&out)),
@@ -1194,7 +1200,12 @@ impl Demo<'_> {
             Site::One => format!("inspect {name}"),
             Site::Two => format!("{host}: inspect {name}"),
         };
-        let out = self.step_on(host, &title, &["container", "inspect", name], Expect::Success)?;
+        let out = self.step_on(
+            host,
+            &title,
+            &["container", "inspect", name],
+            Expect::Success,
+        )?;
         let title = format!("{name} has an address on {network}");
         let Some(ip) = ip_address(&out.stdout, network) else {
             self.record(
@@ -1439,7 +1450,10 @@ mod tests {
     fn finds_a_row_by_its_words() {
         let ls = "NETWORK ID     NAME      DRIVER    SCOPE\n3f2a  bridge  bridge  local\n9c1d  ov  overlay  global\n";
         assert!(has_row(ls, &["ov", "overlay", "global"]));
-        assert!(!has_row(ls, &["bridge", "global"]), "words of different rows");
+        assert!(
+            !has_row(ls, &["bridge", "global"]),
+            "words of different rows"
+        );
         assert!(!has_row(ls, &["o", "global"]), "whole words only");
     }
 

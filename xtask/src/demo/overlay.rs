@@ -91,25 +91,49 @@ impl Demo<'_> {
         self.record(&title, verdict, "expected: different addresses");
         let title = format!("host2: box2 pings box1 ({box1}) on host1");
         let args = ping("box2", box1, 1);
-        self.wait_for(Site::Two, &title, &args.each_ref().map(String::as_str), Expect::Success, SYNC);
+        self.wait_for(
+            Site::Two,
+            &title,
+            &args.each_ref().map(String::as_str),
+            Expect::Success,
+            SYNC,
+        );
         let title = format!("host1: box1 pings box2 ({box2}) on host2");
-        self.step_on(Site::One, &title, &ping("box1", box2, 1).each_ref().map(String::as_str), Expect::Success);
-        for (host, from, to, ip) in [(Site::Two, "box2", "box1", box1), (Site::One, "box1", "box2", box2)] {
+        self.step_on(
+            Site::One,
+            &title,
+            &ping("box1", box2, 1).each_ref().map(String::as_str),
+            Expect::Success,
+        );
+        for (host, from, to, ip) in [
+            (Site::Two, "box2", "box1", box1),
+            (Site::One, "box1", "box2", box2),
+        ] {
             let args = ping(from, to, 1);
             let title = format!("{host}: {from} pings {to} by name (embedded DNS)");
-            self.step_on(host, &title, &args.each_ref().map(String::as_str), Expect::Success);
-            let dig = ["exec", from, "--", "dig", "+short", "+time=2", "+tries=1", to];
+            self.step_on(
+                host,
+                &title,
+                &args.each_ref().map(String::as_str),
+                Expect::Success,
+            );
+            let dig = [
+                "exec", from, "--", "dig", "+short", "+time=2", "+tries=1", to,
+            ];
             let title = format!("{host}: dig {to} in {from} gives {ip}");
             self.step_on(host, &title, &dig, Expect::Answers(ip));
         }
         for (host, name) in [(Site::One, "box1"), (Site::Two, "box2")] {
             let mtu = ["exec", name, "--", "cat", "/sys/class/net/eth0/mtu"];
-            let title = format!("{host}: {name}'s eth0 has MTU 1450 (the underlay's 1500 less VXLAN's 50)");
+            let title =
+                format!("{host}: {name}'s eth0 has MTU 1450 (the underlay's 1500 less VXLAN's 50)");
             self.step_on(host, &title, &mtu, Expect::Answers("1450"));
         }
-        for (host, name, ip, other) in [(Site::Two, "box1", box1, 1), (Site::One, "box2", box2, 2)] {
+        for (host, name, ip, other) in [(Site::Two, "box1", box1, 1), (Site::One, "box2", box2, 2)]
+        {
             let other = fabric_ip(other);
-            let title = format!("{host}: the tunnel map sends {name} ({ip}) on {NETWORK} to {other}");
+            let title =
+                format!("{host}: the tunnel map sends {name} ({ip}) on {NETWORK} to {other}");
             let row = [ip, name, &other, NETWORK];
             self.step_on(host, &title, &["maps", "dump", "tunnel"], Expect::Row(&row));
         }
@@ -128,7 +152,12 @@ impl Demo<'_> {
         let before = hosts.map(|host| self.tunnel_counts(host));
         let args = ping("box2", box1, COUNTED);
         let title = format!("host2: box2 sends box1 {COUNTED} echo requests");
-        self.step_on(Site::Two, &title, &args.each_ref().map(String::as_str), Expect::Success);
+        self.step_on(
+            Site::Two,
+            &title,
+            &args.each_ref().map(String::as_str),
+            Expect::Success,
+        );
         let after = hosts.map(|host| self.tunnel_counts(host));
         let roles = [("replies", "requests"), ("requests", "replies")];
         for (i, (host, (sent, got))) in hosts.into_iter().zip(roles).enumerate() {
@@ -165,9 +194,27 @@ impl Demo<'_> {
     /// reach each other.
     fn overlay_isolation(&mut self, box1: &str, box2: &str, bbox1: Option<&str>) {
         let mut cases = vec![
-            (Site::One, "bbox1", "box1", box1, "bridge -> overlay, same host"),
-            (Site::One, "bbox1", "box2", box2, "bridge -> overlay, other host"),
-            (Site::Two, PLAIN2, "box2", box2, "bridge -> overlay, same host"),
+            (
+                Site::One,
+                "bbox1",
+                "box1",
+                box1,
+                "bridge -> overlay, same host",
+            ),
+            (
+                Site::One,
+                "bbox1",
+                "box2",
+                box2,
+                "bridge -> overlay, other host",
+            ),
+            (
+                Site::Two,
+                PLAIN2,
+                "box2",
+                box2,
+                "bridge -> overlay, same host",
+            ),
         ];
         if let Some(bbox1) = bbox1 {
             cases.push((Site::One, "box1", "bbox1", bbox1, "overlay -> bridge"));
@@ -175,24 +222,54 @@ impl Demo<'_> {
         for (host, from, to, ip, what) in cases {
             let title = format!("{host}: {from} cannot reach {to} ({ip}; {what})");
             let args = ping(from, ip, 1);
-            self.step_on(host, &title, &args.each_ref().map(String::as_str), Expect::Failure);
+            self.step_on(
+                host,
+                &title,
+                &args.each_ref().map(String::as_str),
+                Expect::Failure,
+            );
         }
     }
 
     /// Removes the scene's containers and the network: it leaves host2, the tunnel map and
     /// the store.
     fn overlay_cleanup(&mut self, box1: Option<&str>) {
-        for (host, name) in [(Site::One, "box1"), (Site::Two, "box2"), (Site::Two, PLAIN2)] {
+        for (host, name) in [
+            (Site::One, "box1"),
+            (Site::Two, "box2"),
+            (Site::Two, PLAIN2),
+        ] {
             let args = ["container", "rm", "-f", name];
-            self.step_on(host, &format!("{host}: remove {name}"), &args, Expect::Success);
+            self.step_on(
+                host,
+                &format!("{host}: remove {name}"),
+                &args,
+                Expect::Success,
+            );
         }
         let title = format!("host1: remove the network {NETWORK}");
-        self.step_on(Site::One, &title, &["network", "rm", NETWORK], Expect::Success);
+        self.step_on(
+            Site::One,
+            &title,
+            &["network", "rm", NETWORK],
+            Expect::Success,
+        );
         let title = format!("host2 drops {NETWORK} once the store has it no more");
-        self.wait_for(Site::Two, &title, &["network", "ls"], Expect::Lacks("overlay"), SYNC);
+        self.wait_for(
+            Site::Two,
+            &title,
+            &["network", "ls"],
+            Expect::Lacks("overlay"),
+            SYNC,
+        );
         if let Some(ip) = box1 {
             let title = format!("host2: the tunnel map no longer has box1 ({ip})");
-            self.step_on(Site::Two, &title, &["maps", "dump", "tunnel"], Expect::Lacks(ip));
+            self.step_on(
+                Site::Two,
+                &title,
+                &["maps", "dump", "tunnel"],
+                Expect::Lacks(ip),
+            );
         }
         self.store_listing(
             &format!("the store holds nothing of {NETWORK} any more"),
@@ -230,12 +307,22 @@ impl Demo<'_> {
         };
         match store_listing(&out.stdout) {
             Some(listing) => {
-                self.judge(title, Captured { stdout: listing, ..out }, expect);
+                self.judge(
+                    title,
+                    Captured {
+                        stdout: listing,
+                        ..out
+                    },
+                    expect,
+                );
             }
             None => {
                 super::show(&out.stdout);
                 super::show(&out.stderr);
-                let note = format!("not an answer of etcd's range API ({})", crate::lab::status_text(&out));
+                let note = format!(
+                    "not an answer of etcd's range API ({})",
+                    crate::lab::status_text(&out)
+                );
                 self.record(title, Verdict::Fail, &note);
             }
         }
@@ -245,7 +332,10 @@ impl Demo<'_> {
 /// `exec FROM -- busybox ping -c COUNT -W 2 TARGET`.
 fn ping(from: &str, target: &str, count: u64) -> [String; 10] {
     let count = count.to_string();
-    ["exec", from, "--", "busybox", "ping", "-c", &count, "-W", "2", target].map(String::from)
+    [
+        "exec", from, "--", "busybox", "ping", "-c", &count, "-W", "2", target,
+    ]
+    .map(String::from)
 }
 
 /// The body of an etcd v3 range request (JSON gateway) for every key under `prefix`.
@@ -267,7 +357,12 @@ fn store_listing(answer: &str) -> Option<String> {
         Some(String::from_utf8_lossy(&bytes).into_owned())
     };
     let mut lines = vec![];
-    for kv in value.get("kvs").and_then(|k| k.as_array()).into_iter().flatten() {
+    for kv in value
+        .get("kvs")
+        .and_then(|k| k.as_array())
+        .into_iter()
+        .flatten()
+    {
         let key = decode(kv.get("key")?)?;
         let value = kv.get("value").map_or(Some(String::new()), decode)?;
         lines.push(format!("{key} {value}\n"));
@@ -283,7 +378,11 @@ mod tests {
     fn asks_etcd_for_every_key_under_a_prefix() {
         let body: serde_json::Value = serde_json::from_str(&range_request("/netd/v1/")).unwrap();
         assert_eq!(body["key"], STANDARD.encode("/netd/v1/"));
-        assert_eq!(body["range_end"], STANDARD.encode("/netd/v10"), "'/' + 1 is '0'");
+        assert_eq!(
+            body["range_end"],
+            STANDARD.encode("/netd/v10"),
+            "'/' + 1 is '0'"
+        );
     }
 
     #[test]
@@ -293,8 +392,14 @@ mod tests {
             STANDARD.encode("/netd/v1/names/ov"),
             STANDARD.encode("abc")
         );
-        assert_eq!(store_listing(&answer).as_deref(), Some("/netd/v1/names/ov abc\n"));
-        assert_eq!(store_listing(r#"{"header":{"revision":"9"}}"#).as_deref(), Some(""));
+        assert_eq!(
+            store_listing(&answer).as_deref(),
+            Some("/netd/v1/names/ov abc\n")
+        );
+        assert_eq!(
+            store_listing(r#"{"header":{"revision":"9"}}"#).as_deref(),
+            Some("")
+        );
         assert_eq!(store_listing("404 page not found"), None);
     }
 }
