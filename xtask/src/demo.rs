@@ -10,6 +10,8 @@
 //! user-defined networks (names, aliases, short IDs, PTR, outside names through an upstream dnsmasq
 //! in the outside namespace), no names on the default bridge, legacy links whose hosts line follows
 //! a restarted container while their environment does not; and `netd stats` and `netd explain`.
+//! Then across two hosts on one switch: macvlan networks (seed 003), and an overlay network
+//! whose hosts share etcd as their KV store (seed 001, [`overlay`]).
 //! Every step prints the command, its output and PASS/FAIL
 //! against the expected outcome; a summary follows and the exit status is non-zero if any
 //! expectation failed. The lab is removed on the way out, whatever happened.
@@ -22,6 +24,8 @@ use std::{
 };
 
 use anyhow::Result;
+
+mod overlay;
 
 use crate::{
     build,
@@ -51,10 +55,11 @@ pub fn demo() -> Result<ExitCode> {
     util::catch_interrupts();
     let mut lab = Lab::new(netd)?;
     lab.create_world()?;
+    lab.create_fabric()?;
     lab.start_daemon()?;
     lab.start_second_host()?;
     println!("\n`netd` below stands for `{}`", lab.client_prefix());
-    println!("`netd2` is the second host's client (scene m)");
+    println!("`netd2` is the second host's client (scenes m and r)");
     let mut demo = Demo {
         lab: &lab,
         records: Vec::new(),
@@ -87,6 +92,10 @@ enum Expect<'e> {
     Prints(&'e str),
     /// Succeeds and prints every one of these texts.
     PrintsAll(&'e [&'e str]),
+    /// Succeeds and prints a line that has every one of these words (a table's row).
+    Row(&'e [&'e str]),
+    /// Succeeds and does not print this text.
+    Lacks(&'e str),
     /// Prints exactly this line (a server's answer).
     Answers(&'e str),
     /// Fails and prints this text (on stdout or stderr).
@@ -106,6 +115,8 @@ impl Expect<'_> {
             Expect::Failure => "fails".into(),
             Expect::Prints(text) => format!("succeeds and prints {text:?}"),
             Expect::PrintsAll(texts) => format!("succeeds and prints each of {texts:?}"),
+            Expect::Row(words) => format!("succeeds and prints a line with each of {words:?}"),
+            Expect::Lacks(text) => format!("succeeds and does not print {text:?}"),
             Expect::Answers(text) => format!("answers {text:?}"),
             Expect::FailsWith(text) => format!("fails and prints {text:?}"),
             Expect::Nothing => "gets no answer".into(),
@@ -122,6 +133,8 @@ impl Expect<'_> {
             Expect::PrintsAll(texts) => {
                 out.success() && texts.iter().all(|t| out.stdout.contains(t))
             }
+            Expect::Row(words) => out.success() && has_row(&out.stdout, words),
+            Expect::Lacks(text) => out.success() && !out.stdout.contains(text),
             Expect::Answers(text) => out.stdout.trim() == *text,
             Expect::FailsWith(text) => {
                 out.status.is_some_and(|s| !s.success())
@@ -197,6 +210,7 @@ impl Demo<'_> {
         self.legacy_links();
         self.observability(db.as_deref());
         self.macvlan_across_hosts();
+        self.overlay_across_hosts(bbox1.as_deref());
     }
 
     /// (m) Seed 003: macvlan networks on two hosts whose `eth1` share a switch, one on `eth1`
@@ -289,12 +303,66 @@ impl Demo<'_> {
         args: &[&str],
         expect: Expect,
     ) -> Option<Captured> {
-        let (client, mut cmd) = match host {
+        let (shown, mut cmd) = self.client_on(host, args);
+        self.check(title, &shown, &mut cmd, expect)
+    }
+
+    /// `netd ARGS` or `netd2 ARGS` as shown, and the command.
+    fn client_on(&self, host: Site, args: &[&str]) -> (String, Command) {
+        let (client, cmd) = match host {
             Site::One => ("netd", self.lab.client(args)),
             Site::Two => ("netd2", self.lab.client2(args)),
         };
-        let shown = format!("{client} {}", shell_words(args.iter().copied()));
-        self.check(title, &shown, &mut cmd, expect)
+        (
+            format!("{client} {}", shell_words(args.iter().copied())),
+            cmd,
+        )
+    }
+
+    /// Runs `netd ARGS` on `host` again and again until `expect` holds (what one host did
+    /// reaches the other through the cluster store), for at most `within`; shows the last
+    /// output and records how long it took.
+    fn wait_for(
+        &mut self,
+        host: Site,
+        title: &str,
+        args: &[&str],
+        expect: Expect,
+        within: Duration,
+    ) -> Option<Captured> {
+        if util::interrupted() {
+            return None;
+        }
+        let (shown, _) = self.client_on(host, args);
+        println!("\n$ {shown}    # until it {}", expect.describe());
+        let started = Instant::now();
+        loop {
+            let out = match self.lab.run(&mut self.client_on(host, args).1) {
+                Ok(out) => out,
+                Err(e) => {
+                    self.record(title, Verdict::Fail, &format!("could not run: {e:#}"));
+                    return None;
+                }
+            };
+            let holds = expect.judge(&out) == Verdict::Pass;
+            if holds || started.elapsed() >= within || util::interrupted() {
+                show(&out.stdout);
+                show(&out.stderr);
+                let (verdict, note) = match holds {
+                    true => (
+                        Verdict::Pass,
+                        format!("after {} ms", started.elapsed().as_millis()),
+                    ),
+                    false => (
+                        Verdict::Fail,
+                        format!("expected within {within:?}; got: {}", expect.got(&out)),
+                    ),
+                };
+                self.record(title, verdict, &note);
+                return Some(out);
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// (a) Containers on the default network `bridge` reach each other.
@@ -1081,7 +1149,7 @@ impl Demo<'_> {
         let Some(out) = self.step("netd maps dump NETD_DROPS", &dump, Expect::Optional) else {
             return;
         };
-        match (out.success(), drop_count(&out.stdout, reason)) {
+        match (out.success(), table_count(&out.stdout, reason)) {
             (true, Some(n)) if n > 0 => self.record(&title, Verdict::Pass, &format!("{n} packets")),
             (true, Some(_)) => self.record(&title, Verdict::Fail, "the count is 0"),
             _ => self.not_run(&title, &format!("no {reason} counter in the output")),
@@ -1117,8 +1185,24 @@ impl Demo<'_> {
         network: &str,
         subnet: Option<(&str, u8)>,
     ) -> Option<(String, Captured)> {
-        let out = self.step(
-            &format!("inspect {name}"),
+        self.inspect_address_on(Site::One, name, network, subnet)
+    }
+
+    /// [`Demo::inspect_address`] on one of the two hosts.
+    fn inspect_address_on(
+        &mut self,
+        host: Site,
+        name: &str,
+        network: &str,
+        subnet: Option<(&str, u8)>,
+    ) -> Option<(String, Captured)> {
+        let title = match host {
+            Site::One => format!("inspect {name}"),
+            Site::Two => format!("{host}: inspect {name}"),
+        };
+        let out = self.step_on(
+            host,
+            &title,
             &["container", "inspect", name],
             Expect::Success,
         )?;
@@ -1174,6 +1258,11 @@ impl Demo<'_> {
                 return None;
             }
         };
+        self.judge(title, out, expect)
+    }
+
+    /// Shows what a command printed, and records whether `expect` held.
+    fn judge(&mut self, title: &str, out: Captured, expect: Expect) -> Option<Captured> {
         show(&out.stdout);
         show(&out.stderr);
         let verdict = expect.judge(&out);
@@ -1295,11 +1384,19 @@ fn hostname(json: &str) -> Option<String> {
     Some(inspect.get("hostname")?.as_str()?.to_string())
 }
 
-/// The number on the line `REASON N` of a drop-counter table.
-fn drop_count(table: &str, reason: &str) -> Option<u64> {
+/// The number on the line `NAME N` of a table of counters (drops by reason, tunnel frames).
+fn table_count(table: &str, name: &str) -> Option<u64> {
     table.lines().find_map(|line| {
         let mut words = line.split_whitespace();
-        (words.next()? == reason).then(|| words.next()?.parse().ok())?
+        (words.next()? == name).then(|| words.next()?.parse().ok())?
+    })
+}
+
+/// Whether a line of `text` has every one of `words` among its own.
+fn has_row(text: &str, words: &[&str]) -> bool {
+    text.lines().any(|line| {
+        let own: Vec<&str> = line.split_whitespace().collect();
+        words.iter().all(|w| own.contains(w))
     })
 }
 
@@ -1345,8 +1442,19 @@ mod tests {
     #[test]
     fn reads_a_drop_counter() {
         let table = "REASON       PACKETS\nspoofed-mac  0\nspoofed-ip   3\n";
-        assert_eq!(drop_count(table, "spoofed-ip"), Some(3));
-        assert_eq!(drop_count(table, "isolation"), None);
+        assert_eq!(table_count(table, "spoofed-ip"), Some(3));
+        assert_eq!(table_count(table, "isolation"), None);
+    }
+
+    #[test]
+    fn finds_a_row_by_its_words() {
+        let ls = "NETWORK ID     NAME      DRIVER    SCOPE\n3f2a  bridge  bridge  local\n9c1d  ov  overlay  global\n";
+        assert!(has_row(ls, &["ov", "overlay", "global"]));
+        assert!(
+            !has_row(ls, &["bridge", "global"]),
+            "words of different rows"
+        );
+        assert!(!has_row(ls, &["o", "global"]), "whole words only");
     }
 
     #[test]

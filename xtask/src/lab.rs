@@ -2,11 +2,14 @@
 //!
 //! A "host" network namespace where netd runs, with an uplink veth to an "outside" namespace that
 //! plays the rest of the world, a temp dir for netd's state, socket and log, and a bpffs dir of its
-//! own, and a cgroup of its own where the daemon hooks host sockets. Nothing touches the machine's
-//! own interfaces. [`Lab`]'s `Drop` tears everything down, also when a step fails or panics, and
-//! goes on past errors: it stops the demo's background servers and the daemon, runs
-//! `netd daemon --cleanup`, kills processes left in the demo's namespaces and cgroup, unmounts and
-//! deletes what netd left behind (saying so), deletes the namespaces, the cgroup and the temp dir.
+//! own, and a cgroup of its own where the daemon hooks host sockets. A second host shares a switch
+//! with the first (both `eth1`, at `10.98.0.11` and `.12`), and so does etcd in a namespace of its
+//! own: the cluster store both daemons are started with, for overlay networks. Nothing touches
+//! the machine's own interfaces. [`Lab`]'s `Drop` tears everything down, also when a step fails or
+//! panics, and goes on past errors: it stops the demo's background servers and the daemons, runs
+//! `netd daemon --cleanup`, stops etcd, kills processes left in the demo's namespaces and cgroup,
+//! unmounts and deletes what netd left behind (saying so), deletes the namespaces, the cgroup and
+//! the temp dir (etcd's data with it).
 
 use std::{
     cell::RefCell,
@@ -29,6 +32,8 @@ pub const OUT_NS: &str = "netd-demo-out";
 /// `eth1`.
 pub const HOST2_NS: &str = "netd-demo-host2";
 pub const LAN_NS: &str = "netd-demo-lan";
+/// etcd's namespace, on the switch at [`netd_world::ETCD_IP`].
+pub const ETCD_NS: &str = "netd-demo-etcd";
 const BPFFS_DIR: &str = "/sys/fs/bpf/netd-demo";
 const BPFFS2_DIR: &str = "/sys/fs/bpf/netd-demo2";
 
@@ -52,6 +57,8 @@ pub struct Lab {
     daemon_started: bool,
     /// The second host's daemon, once [`Lab::start_second_host`] ran.
     daemon2: Option<Child>,
+    /// etcd on the switch, once [`Lab::create_fabric`] started it.
+    etcd: Option<Child>,
     /// Servers started with [`Lab::spawn_background`], stopped first on the way out.
     background: RefCell<Vec<(String, Child)>>,
 }
@@ -70,6 +77,7 @@ impl Lab {
             daemon: None,
             daemon_started: false,
             daemon2: None,
+            etcd: None,
             background: RefCell::new(Vec::new()),
         })
     }
@@ -99,7 +107,17 @@ impl Lab {
         let log =
             File::create(&log_path).with_context(|| format!("create {}", log_path.display()))?;
         fs::create_dir_all(demo_cgroup())?;
-        let mut cmd = self.nsenter_daemon(&["--uplink", UPLINK, "--resolv-conf"]);
+        let store = netd_world::cluster_store();
+        let advertise = netd_world::fabric_ip(1);
+        let mut cmd = self.nsenter_daemon(&[
+            "--uplink",
+            UPLINK,
+            "--cluster-store",
+            &store,
+            "--advertise-addr",
+            &advertise,
+            "--resolv-conf",
+        ]);
         cmd.arg(self.dir.join("resolv.conf"))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -112,20 +130,47 @@ impl Lab {
         self.wait_ready()
     }
 
-    /// A second host (`netd-demo-host2`, its own daemon and dirs, no uplink) and a switch
-    /// (`netd-demo-lan`) with both hosts' `eth1` on it.
-    pub fn start_second_host(&mut self) -> Result<()> {
+    /// A second host (`netd-demo-host2`, no uplink) and a switch (`netd-demo-lan`) with both
+    /// hosts' `eth1` on it, at their underlay addresses, and etcd on it in `netd-demo-etcd`:
+    /// the cluster store of both daemons. Before the daemons start, which join it at start.
+    pub fn create_fabric(&mut self) -> Result<()> {
         self.namespaces.extend([HOST2_NS, LAN_NS]);
         setup_ip(&["netns", "add", HOST2_NS])?;
         netd_world::fabric(LAN_NS).context("setup: the switch")?;
-        for (ns, port) in [(HOST_NS, "port1"), (HOST2_NS, "port2")] {
+        for (i, ns, port) in [(1, HOST_NS, "port1"), (2, HOST2_NS, "port2")] {
+            let ip = netd_world::fabric_ip(i);
             netd_world::plug(LAN_NS, port, ns).context("setup: a port on the switch")?;
-            println!("setup: {ns}'s eth1 on the switch {LAN_NS}: ok");
+            netd_world::address_underlay(ns, &ip).context("setup: an underlay address")?;
+            println!("setup: {ns}'s eth1 ({ip}) on the switch {LAN_NS}: ok");
         }
+        self.namespaces.push(ETCD_NS);
+        let data = self.dir.join("etcd");
+        let etcd = netd_world::etcd(LAN_NS, ETCD_NS, &data).context("setup: etcd on the switch")?;
+        println!(
+            "setup: etcd (pid {}) in {ETCD_NS} serves {}, log {}: ok",
+            etcd.id(),
+            netd_world::cluster_store(),
+            data.join("etcd.log").display()
+        );
+        self.etcd = Some(etcd);
+        Ok(())
+    }
+
+    /// The second host's daemon, on the cluster store as the first.
+    pub fn start_second_host(&mut self) -> Result<()> {
         let log_path = self.dir.join("daemon2.log");
         let log =
             File::create(&log_path).with_context(|| format!("create {}", log_path.display()))?;
-        let mut cmd = self.nsenter_daemon2(&["--no-cgroup-hooks", "--resolv-conf"]);
+        let store = netd_world::cluster_store();
+        let advertise = netd_world::fabric_ip(2);
+        let mut cmd = self.nsenter_daemon2(&[
+            "--no-cgroup-hooks",
+            "--cluster-store",
+            &store,
+            "--advertise-addr",
+            &advertise,
+            "--resolv-conf",
+        ]);
         cmd.arg(self.dir.join("resolv.conf"))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -294,7 +339,7 @@ impl Lab {
     fn teardown(&mut self) {
         println!("\n==> cleanup");
         self.stop_background();
-        let netns = self.netns_ids();
+        let (netns, held) = self.hold_netns();
         self.stop_daemon();
         if self.daemon_started {
             self.cleanup_daemon();
@@ -306,7 +351,11 @@ impl Lab {
             let result = util::output(&mut cmd, "cleanup").map(drop);
             report("cleanup", &what, result);
         }
+        if let Some(etcd) = self.etcd.take() {
+            stop_child(etcd, "etcd");
+        }
         kill_processes_in(&netns);
+        drop(held);
         unmount_under(&self.dir);
         for ns in self.namespaces.drain(..).rev() {
             report("cleanup", &format!("ip netns del {ns}"), delete_netns(ns));
@@ -321,8 +370,11 @@ impl Lab {
         );
     }
 
-    /// The namespaces of the demo: both named ones and every container's.
-    fn netns_ids(&self) -> HashSet<NetnsId> {
+    /// The namespaces of the demo, the named ones and every container's, held open: one that
+    /// netd's cleanup removes stays alive, its identity the demo's, until the handles are
+    /// dropped, so that no namespace made meanwhile elsewhere on the machine takes its inode
+    /// number and has its processes killed as the demo's.
+    fn hold_netns(&self) -> (HashSet<NetnsId>, Vec<File>) {
         let mut paths: Vec<PathBuf> = self
             .namespaces
             .iter()
@@ -333,7 +385,13 @@ impl Lab {
                 paths.extend(entries.flatten().map(|e| e.path()));
             }
         }
-        paths.iter().filter_map(|p| netns_id(p)).collect()
+        let held: Vec<File> = paths.iter().filter_map(|p| File::open(p).ok()).collect();
+        let ids = held
+            .iter()
+            .filter_map(|f| f.metadata().ok())
+            .map(|m| (m.dev(), m.ino()))
+            .collect();
+        (ids, held)
     }
 
     fn stop_background(&mut self) {
@@ -414,7 +472,7 @@ fn delete_netns(ns: &str) -> Result<()> {
 
 /// Deletes the demo namespaces and bpffs dir that an interrupted earlier run left behind.
 fn remove_leftovers() {
-    for ns in [HOST_NS, OUT_NS, HOST2_NS, LAN_NS] {
+    for ns in [HOST_NS, OUT_NS, HOST2_NS, LAN_NS, ETCD_NS] {
         let path = Path::new("/run/netns").join(ns);
         if let Some(id) = netns_id(&path) {
             kill_processes_in(&HashSet::from([id]));
