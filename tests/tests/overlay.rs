@@ -106,6 +106,16 @@ fn overlays_are_isolated_from_each_other_and_from_bridges_but_a_multi_homed_cont
     wait_network(b, "blue");
     let (red, blue) = (network(a, "red"), network(a, "blue"));
     assert_ne!(red["subnet"], blue["subnet"], "each its own subnet");
+    let vni = |n: &Value| n["options"]["com.docker.network.driver.overlay.vxlanid_list"].clone();
+    assert!(
+        vni(&red).is_string() && vni(&red) != vni(&blue),
+        "each its own VNI: {red} {blue}"
+    );
+    assert_eq!(
+        vni(&network(b, "blue")),
+        vni(&blue),
+        "the same VNI on every host"
+    );
     a.ok(&["network", "create", "local"]);
     a.ok(&["run", "-d", "--network", "red", "r1"]);
     a.ok(&["run", "-d", "--network", "local", "l1"]);

@@ -285,7 +285,7 @@ impl Daemon {
             ip_range: n.ip_range,
             internal: n.internal,
             bridge: n.bridge().map(Into::into),
-            options: n.options.clone(),
+            options: view_options(n),
             containers,
             created: n.created,
         }
@@ -359,6 +359,19 @@ fn check_gateway(subnet: Ipv4Net, req: &NetworkCreate) -> OpResult<std::net::Ipv
         )));
     }
     Ok(gw)
+}
+
+/// A network's options as `inspect` shows them: an overlay's VNI as Docker's overlay driver
+/// names it.
+fn view_options(n: &Network) -> BTreeMap<String, String> {
+    let mut options = n.options.clone();
+    if let Some(vni) = n.vni() {
+        options.insert(
+            "com.docker.network.driver.overlay.vxlanid_list".into(),
+            vni.to_string(),
+        );
+    }
+    options
 }
 
 /// The built-in `host` and `none` networks, which are modes rather than devices.
