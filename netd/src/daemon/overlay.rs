@@ -476,21 +476,25 @@ impl Daemon {
                 tracing::error!(%e, network = %record.name, "cannot make the cluster's overlay network here");
             }
         }
-        for name in gone {
-            if !self.state.containers_on(&name).is_empty() {
+        for name in &gone {
+            if !self.state.containers_on(name).is_empty() {
                 tracing::error!(network = %name, "the overlay network left the cluster store but has containers here; kept");
                 continue;
             }
-            if let Err(e) = self.remove_network(&name).await {
+            if let Err(e) = self.remove_network(name).await {
                 tracing::error!(%e, network = %name, "cannot remove an overlay network");
             }
         }
+        let networks_changed = !adopt.is_empty() || !gone.is_empty();
         if let Err(e) = self.sync_remotes(&view, me) {
             tracing::error!(%e, "cannot bring the tunnel map up to date");
         }
         self.cluster_view = view;
-        if let Err(e) = self.sync_local_addrs().await {
-            tracing::error!(%e, "cannot refresh the host addresses");
+        // A network's gateway is a host address: published ports answer on it.
+        if networks_changed {
+            if let Err(e) = self.sync_local_addrs().await {
+                tracing::error!(%e, "cannot refresh the host addresses");
+            }
         }
         self.refresh_dns();
     }
@@ -786,6 +790,46 @@ mod tests {
                     _pad: [0; 2],
                 }
             )])
+        );
+    }
+
+    #[test]
+    fn the_store_must_claim_exactly_the_overlay_endpoints_this_host_runs() {
+        let mut state = State::default();
+        let ov = overlay("ov", "10.0.0.0/24", 3, 4096);
+        let id = ov.id.clone();
+        state.networks.insert("ov".into(), ov);
+        state.containers.insert(
+            "web".into(),
+            testing::running("web", &[("ov", "veth1", "10.0.0.2", &["www"])]),
+        );
+        let me: IpAddr = "10.98.0.11".parse().unwrap();
+        let mut snap = Snapshot::default();
+        assert_eq!(
+            claim_differences(&state, &snap, me),
+            [(
+                "10.0.0.2".into(),
+                "web runs here, but the store has no claim".into()
+            )]
+        );
+        let own = own_endpoints(&state, me);
+        assert_eq!(own.len(), 1);
+        assert_eq!(own[0].2.aliases, ["www"]);
+        let (_, ip, record) = own[0].clone();
+        let (stale_ip, mut stale) = endpoint("10.98.0.11", "gone", "10.0.0.9");
+        stale.host = me;
+        let (other_ip, other) = endpoint("10.98.0.12", "theirs", "10.0.0.3");
+        snap.endpoints.insert(
+            id,
+            [(ip, record), (stale_ip, stale), (other_ip, other)].into(),
+        );
+        assert_eq!(
+            claim_differences(&state, &snap, me),
+            [(
+                "10.0.0.9".into(),
+                "claimed for gone, which does not run here".into()
+            )],
+            "another host's claims are its own business"
         );
     }
 }
