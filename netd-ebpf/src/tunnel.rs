@@ -14,7 +14,7 @@
 use core::mem::{size_of, zeroed};
 
 use aya_ebpf::{
-    bindings::bpf_tunnel_key,
+    bindings::{bpf_tunnel_key, BPF_F_ZERO_CSUM_TX},
     helpers::{bpf_redirect, bpf_redirect_peer, bpf_skb_get_tunnel_key, bpf_skb_set_tunnel_key},
     macros::classifier,
     programs::TcContext,
@@ -28,6 +28,9 @@ use crate::{
 
 /// TTL of the outer IPv4 header, as Linux's VXLAN device uses by default for unicast.
 const OUTER_TTL: u8 = 64;
+/// No outer UDP checksum, as Linux's VXLAN devices (and Docker's overlay) send over IPv4: the
+/// inner packet carries its own checksums.
+const TUNNEL_FLAGS: u64 = BPF_F_ZERO_CSUM_TX as u64;
 
 /// The overlay endpoint on another host at `addr`, if there is one.
 #[inline(always)]
@@ -54,7 +57,7 @@ pub fn encap(ctx: &TcContext, to: &Tunnel) -> Result<i32, DropReason> {
             ctx.skb.skb.cast(),
             &mut key,
             size_of::<bpf_tunnel_key>() as u32,
-            0,
+            TUNNEL_FLAGS,
         )
     };
     if ret != 0 {
