@@ -79,7 +79,9 @@ pub struct NetworkRecord {
 }
 
 /// An address in use on an overlay network: the container that has it and the host it is on
-/// (that host's underlay address, where its frames are sent).
+/// (that host's underlay address, where its frames are sent). `ready` once that host has wired
+/// the endpoint: until then the address is only claimed, and the other hosts neither send to it
+/// nor answer its name (a frame sent earlier would find no endpoint there).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EndpointRecord {
     pub host: IpAddr,
@@ -87,6 +89,7 @@ pub struct EndpointRecord {
     pub container: String,
     pub aliases: Vec<String>,
     pub mac: [u8; 6],
+    pub ready: bool,
 }
 
 /// What a key of the store is.
@@ -267,6 +270,7 @@ mod tests {
             container: "web".into(),
             aliases: vec!["www".into()],
             mac: [2, 0x42, 10, 0, 0, 2],
+            ready: true,
         };
         let key = endpoint_key("n1", "10.0.0.2".parse().unwrap());
         snap.put(&key, &serde_json::to_vec(&ep).unwrap()).unwrap();

@@ -77,6 +77,10 @@ impl Daemon {
         let host_veth = drivers::ops(&network.driver)
             .attach(&mut env, &network, &spec, undo)
             .await?;
+        if network.is_global() {
+            self.announce_endpoint(&network, container_id, attachment, ip)
+                .await?;
+        }
         self.cursors.insert(network.name.clone(), ip);
         Ok(EndpointState {
             network: network.name.clone(),

@@ -305,6 +305,7 @@ impl Daemon {
             container: name.clone(),
             aliases: attachment.aliases.clone(),
             mac: ipam::mac_for(ip),
+            ready: false,
         };
         let mut in_use: Vec<Ipv4Addr> = cluster
             .endpoints_of(&network.id)
@@ -346,6 +347,37 @@ impl Daemon {
             "could not claim an address on {} after {ATTEMPTS} attempts",
             network.name
         )))
+    }
+
+    /// Tells the other hosts that the endpoint claimed at `ep.ip` is wired here: they may send
+    /// to it and answer its name from now on.
+    pub(super) async fn announce_endpoint(
+        &self,
+        network: &Network,
+        container_id: &str,
+        attachment: &Attachment,
+        ip: Ipv4Addr,
+    ) -> OpResult<()> {
+        let cluster = self.cluster()?;
+        let name = self
+            .state
+            .containers
+            .values()
+            .find(|c| c.id == container_id)
+            .map(|c| c.name.clone())
+            .unwrap_or_default();
+        let record = EndpointRecord {
+            host: IpAddr::V4(cluster.advertise),
+            container_id: container_id.into(),
+            container: name,
+            aliases: attachment.aliases.clone(),
+            mac: ipam::mac_for(ip),
+            ready: true,
+        };
+        cluster
+            .publish(&network.id, IpAddr::V4(ip), &record)
+            .await?;
+        Ok(())
     }
 
     /// Gives an overlay endpoint's address back to the store (a stopped container's).
@@ -555,7 +587,7 @@ impl Daemon {
         let mut out = vec![];
         for n in self.state.networks.values().filter(|n| n.is_global()) {
             for (ip, e) in self.cluster_view.endpoints_of(&n.id) {
-                if let (IpAddr::V4(ip), true) = (ip, e.host != me) {
+                if let (IpAddr::V4(ip), true) = (ip, e.host != me && e.ready) {
                     out.push((n.name.clone(), e, *ip));
                 }
             }
@@ -662,6 +694,7 @@ fn own_endpoints(state: &State, me: IpAddr) -> Vec<(String, IpAddr, EndpointReco
                 container: c.name.clone(),
                 aliases,
                 mac: ep.mac,
+                ready: true,
             };
             out.push((n.id.clone(), IpAddr::V4(ep.ip), record));
         }
@@ -710,7 +743,7 @@ pub fn remote_tunnels(state: &State, view: &Snapshot, me: IpAddr) -> BTreeMap<[u
             let (IpAddr::V4(ip), IpAddr::V4(host)) = (*ip, e.host) else {
                 continue;
             };
-            if e.host == me || local.contains(&ip) {
+            if e.host == me || !e.ready || local.contains(&ip) {
                 continue;
             }
             let tunnel = Tunnel {
@@ -751,12 +784,13 @@ mod tests {
                 container: name.into(),
                 aliases: vec![],
                 mac: ipam::mac_for(ip),
+                ready: true,
             },
         )
     }
 
     #[test]
-    fn only_other_hosts_endpoints_on_known_overlays_get_tunnels() {
+    fn only_other_hosts_wired_endpoints_on_known_overlays_get_tunnels() {
         let mut state = State::default();
         let ov = overlay("ov", "10.0.0.0/24", 3, 4096);
         let id = ov.id.clone();
@@ -765,11 +799,14 @@ mod tests {
             .networks
             .insert("br".into(), testing::network("br", "172.18.0.0/16", 2));
         let mut view = Snapshot::default();
+        let (wiring_ip, mut wiring) = endpoint("10.98.0.3", "wiring", "10.0.0.4");
+        wiring.ready = false;
         view.endpoints.insert(
             id,
             [
                 endpoint("10.98.0.2", "mine", "10.0.0.2"),
                 endpoint("10.98.0.3", "theirs", "10.0.0.3"),
+                (wiring_ip, wiring),
             ]
             .into(),
         );
