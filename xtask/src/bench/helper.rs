@@ -201,7 +201,7 @@ fn first_a(reply: &[u8], id: u16) -> Option<std::net::Ipv4Addr> {
 }
 
 /// How long `resolve` waits for one DNS answer, and between two attempts.
-const RESOLVE_TIMEOUT: Duration = Duration::from_millis(50);
+const RESOLVE_TIMEOUT: Duration = Duration::from_millis(20);
 const RESOLVE_PAUSE: Duration = Duration::from_millis(3);
 
 fn resolve(server: SocketAddr, name: &str, port: u16, secs: f64) -> Result<ExitCode> {
@@ -213,14 +213,18 @@ fn resolve(server: SocketAddr, name: &str, port: u16, secs: f64) -> Result<ExitC
     let mut buf = [0u8; 512];
     while Instant::now() < deadline {
         queries += 1;
-        let id = queries as u16;
+        let id = (queries % u32::from(u16::MAX)) as u16;
         socket.send(&query(id, name))?;
         let sent = Instant::now();
         let mut found = None;
+        // A late answer to an earlier query counts as well.
         while found.is_none() && sent.elapsed() < RESOLVE_TIMEOUT {
             match socket.recv(&mut buf) {
-                Ok(n) if n >= 2 && buf[..2] == id.to_be_bytes() => {
-                    found = Some(first_a(&buf[..n], id));
+                Ok(n) if n >= 2 => {
+                    let got = u16::from_be_bytes([buf[0], buf[1]]);
+                    if got != 0 && got <= id {
+                        found = Some(first_a(&buf[..n], got));
+                    }
                 }
                 Ok(_) => continue,
                 Err(_) => break,

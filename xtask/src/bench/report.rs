@@ -512,7 +512,7 @@ const OVERLAY_TEXT: &str = "Three cluster hosts (host namespaces with `eth1` on 
     as in the other phases (client and server pinned to the same CPU), paired rounds in \
     alternating order; ratios are to the underlay and to the kernel VXLAN overlay. Create and \
     resolve: the `resolve` helper in `oa` asks the embedded DNS (127.0.0.11) for `webN` every 3 ms \
-    (50 ms per answer at most) and connects to the address it gets; `netd run -d --network ov webN \
+    (20 ms per answer at most; the hosts have no upstream DNS server, so a name netd does not know fails at once) and connects to the address it gets; `netd run -d --network ov webN \
     -- xtask serve 80` on host 3; the time is from just before that command to the server's first \
     answer through the tunnel (the container is removed after each round).";
 
