@@ -13,7 +13,9 @@
 //! bridge `br0`, a VXLAN device `vx42` (VNI 42, UDP 4789, no learning) on it and a veth to a
 //! "container" namespace `nbench-kvN-s` (10.0.42.N, MTU 1450), static FDB entries towards the
 //! other host's container MAC and static neighbour entries in the containers, as Docker's
-//! overlay driver programs them (no eBPF, no iptables).
+//! overlay driver programs them (no eBPF, no iptables). Where the machine has `br_netfilter`
+//! loaded, the fabric's and the kernel hosts' bridges are told not to call netfilter (a
+//! per-namespace sysctl), so that no path pays hooks that have no rule.
 //!
 //! Measured in paired rounds whose order alternates, as the other phases: iperf3 and sockperf
 //! from `oa` to `ob` (netd), from host 1's `eth1` address to host 2's (underlay) and between the
@@ -107,6 +109,7 @@ fn cluster(g: &mut Guard, netd: &Path, tool: &str) -> Result<Cluster> {
     let fabric = ns("fab", "h");
     g.own_ns(&fabric);
     netd_world::fabric(&fabric).context("the overlay fabric")?;
+    no_bridge_netfilter(&fabric)?;
     let etcd_ns = ns("etcd", "h");
     g.own_ns(&etcd_ns);
     let etcd = netd_world::etcd(&fabric, &etcd_ns, &g.dir.join("etcd")).context("etcd")?;
@@ -196,6 +199,7 @@ fn kernel_vxlan(g: &mut Guard, tool: &str) -> Result<()> {
     for (me, peer) in [(&hosts[0], &hosts[1]), (&hosts[1], &hosts[0])] {
         g.add_ns(&me.host)?;
         g.add_ns(&me.container)?;
+        no_bridge_netfilter(&me.host)?;
         netd_world::plug(&fabric, &me.port, &me.host).context("a port on the fabric")?;
         netd_world::address_underlay(&me.host, &me.underlay).context("an underlay address")?;
         let (h, c) = (me.host.as_str(), me.container.as_str());
@@ -252,6 +256,22 @@ fn kernel_vxlan(g: &mut Guard, tool: &str) -> Result<()> {
         ])?;
     }
     start_servers(g, "kernel vxlan", &hosts[1].container, tool)
+}
+
+/// With `br_netfilter` loaded on the machine (Docker and Kubernetes hosts load it) a Linux bridge
+/// runs the netfilter hooks on every bridged frame; these bridges (the fabric, a switch, and the
+/// kernel VXLAN hosts', which carry no rule either) do not, in the namespace `n` only.
+fn no_bridge_netfilter(n: &str) -> Result<()> {
+    let present = world::in_ns(n, &["test", "-e", "/proc/sys/net/bridge"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !present {
+        return Ok(());
+    }
+    for family in ["iptables", "ip6tables", "arptables"] {
+        world::sysctl(n, &format!("net.bridge.bridge-nf-call-{family}"), "0")?;
+    }
+    Ok(())
 }
 
 fn util_bridge(args: &[&str]) -> std::process::Command {
@@ -331,9 +351,16 @@ fn create_and_resolve(g: &Guard, tool: &str, r: &mut Results, cluster: &Cluster,
     let name = format!("web{round}");
     let title = "Create and resolve across hosts: netd run on host 3 to an answer on host 1";
     match resolve_once(g, tool, cluster, &name) {
-        Ok((answered, command)) => {
+        Ok(Resolved {
+            answered,
+            command,
+            connects,
+        }) => {
             r.record(CREATE, title, "ms", false, RESOLVED, Ok(answered));
             r.record(CREATE, title, "ms", false, RUN_CMD, Ok(command));
+            if answered > SLOW_MS {
+                r.notes.push(slow_round(g, &name, answered, connects));
+            }
         }
         Err(e) => {
             r.record(CREATE, title, "ms", false, RESOLVED, Err(e));
@@ -347,8 +374,38 @@ fn create_and_resolve(g: &Guard, tool: &str, r: &mut Results, cluster: &Cluster,
     }
 }
 
-/// (ms from `netd run` to the answer on host 1, ms the `netd run` command took).
-fn resolve_once(g: &Guard, tool: &str, cluster: &Cluster, name: &str) -> Result<(f64, f64)> {
+/// A create-and-resolve round slower than this gets a note with the datapath's drop counters.
+const SLOW_MS: f64 = 500.0;
+
+/// What one create-and-resolve round saw.
+struct Resolved {
+    /// ms from `netd run` to the answer on host 1.
+    answered: f64,
+    /// ms the `netd run` command took.
+    command: f64,
+    /// Connections the client tried once the name resolved (1: the first one got through,
+    /// however long it took).
+    connects: u64,
+}
+
+/// The note on a slow round: how many connections it took, and what the datapath of host 3
+/// (the new container's) and host 1 (the client's) counted as dropped.
+fn slow_round(g: &Guard, name: &str, ms: f64, connects: u64) -> String {
+    let stats = |i: usize| {
+        g.must(&mut g.node(i).cli(&["stats"]), T)
+            .map(|out| out.split_whitespace().collect::<Vec<_>>().join(" "))
+            .unwrap_or_else(|e| format!("{e:#}"))
+    };
+    format!(
+        "create and resolve, {name}: {} ms, {connects} connection(s) tried after the name \
+         resolved; drops on host 3: {}; on host 1: {}",
+        crate::bench::charts::fmt(ms),
+        stats(2),
+        stats(0)
+    )
+}
+
+fn resolve_once(g: &Guard, tool: &str, cluster: &Cluster, name: &str) -> Result<Resolved> {
     let secs = RESOLVE_SECS.to_string();
     let mut helper = world::nsenter(
         &cluster.client_netns,
@@ -391,9 +448,9 @@ fn resolve_once(g: &Guard, tool: &str, cluster: &Cluster, name: &str) -> Result<
         .as_u64()
         .context("resolve helper: no time")?;
     let start_ns = start.duration_since(UNIX_EPOCH)?.as_nanos() as u64;
-    let ms = |ns: u64| ns as f64 / 1e6;
-    Ok((
-        ms(at.saturating_sub(start_ns)),
-        command.as_secs_f64() * 1e3,
-    ))
+    Ok(Resolved {
+        answered: at.saturating_sub(start_ns) as f64 / 1e6,
+        command: command.as_secs_f64() * 1e3,
+        connects: v["connects"].as_u64().unwrap_or(0),
+    })
 }
