@@ -224,20 +224,54 @@ fn kernel_vxlan(g: &mut Guard, tool: &str) -> Result<()> {
             netd_world::UNDERLAY_PORT,
             "nolearning",
         ])?;
-        link(&["set", VXLAN_DEV, "mtu", OVERLAY_MTU, "master", KERNEL_BRIDGE, "up"])?;
+        link(&[
+            "set",
+            VXLAN_DEV,
+            "mtu",
+            OVERLAY_MTU,
+            "master",
+            KERNEL_BRIDGE,
+            "up",
+        ])?;
         link(&[
             "add", "veth0", "type", "veth", "peer", "name", "eth0", "netns", c,
         ])?;
-        link(&["set", "veth0", "mtu", OVERLAY_MTU, "master", KERNEL_BRIDGE, "up"])?;
+        link(&[
+            "set",
+            "veth0",
+            "mtu",
+            OVERLAY_MTU,
+            "master",
+            KERNEL_BRIDGE,
+            "up",
+        ])?;
         link(&["set", KERNEL_BRIDGE, "up"])?;
         let mut fdb = util_bridge(&[
-            "-n", h, "fdb", "append", &peer.mac, "dev", VXLAN_DEV, "dst", &peer.underlay, "self",
+            "-n",
+            h,
+            "fdb",
+            "append",
+            &peer.mac,
+            "dev",
+            VXLAN_DEV,
+            "dst",
+            &peer.underlay,
+            "self",
             "permanent",
         ]);
         g.must(&mut fdb, T)?;
         let cidr = format!("{}/24", me.ip);
         world::ip(&[
-            "-n", c, "link", "set", "eth0", "address", &me.mac, "mtu", OVERLAY_MTU, "up",
+            "-n",
+            c,
+            "link",
+            "set",
+            "eth0",
+            "address",
+            &me.mac,
+            "mtu",
+            OVERLAY_MTU,
+            "up",
         ])?;
         world::ip(&["-n", c, "link", "set", "lo", "up"])?;
         world::ip(&["-n", c, "addr", "add", &cidr, "dev", "eth0"])?;
@@ -375,7 +409,7 @@ fn create_and_resolve(g: &Guard, tool: &str, r: &mut Results, cluster: &Cluster,
 }
 
 /// A create-and-resolve round slower than this gets a note with the datapath's drop counters.
-const SLOW_MS: f64 = 500.0;
+pub const SLOW_MS: f64 = 500.0;
 
 /// What one create-and-resolve round saw.
 struct Resolved {
@@ -393,12 +427,16 @@ struct Resolved {
 fn slow_round(g: &Guard, name: &str, ms: f64, connects: u64) -> String {
     let stats = |i: usize| {
         g.must(&mut g.node(i).cli(&["stats"]), T)
-            .map(|out| out.split_whitespace().collect::<Vec<_>>().join(" "))
+            .map(|out| {
+                // The per-device lines; the totals by reason repeat them.
+                let head = out.split("TOTAL").next().unwrap_or_default();
+                head.split_whitespace().collect::<Vec<_>>().join(" ")
+            })
             .unwrap_or_else(|e| format!("{e:#}"))
     };
     format!(
         "create and resolve, {name}: {} ms, {connects} connection(s) tried after the name \
-         resolved; drops on host 3: {}; on host 1: {}",
+         resolved; `netd stats` (drops since the start) on host 3: {}; on host 1: {}",
         crate::bench::charts::fmt(ms),
         stats(2),
         stats(0)

@@ -85,7 +85,9 @@ impl Node {
     /// The client: `netd --socket SOCKET ARGS...`.
     pub fn cli(&self, args: &[&str]) -> Command {
         let mut cmd = util::command(&self.netd);
-        cmd.arg("--socket").arg(self.run.join("netd.sock")).args(args);
+        cmd.arg("--socket")
+            .arg(self.run.join("netd.sock"))
+            .args(args);
         cmd
     }
 
@@ -271,7 +273,10 @@ impl Guard {
         // No upstream server: names netd does not own fail at once (SERVFAIL) instead of waiting
         // for a server that is not there (the outside namespace rate-limits its ICMP errors).
         let resolv = node.dir.join("resolv.conf");
-        fs::write(&resolv, "# the bench's cluster hosts have no upstream DNS server\n")?;
+        fs::write(
+            &resolv,
+            "# the bench's cluster hosts have no upstream DNS server\n",
+        )?;
         let log = File::create(node.dir.join("daemon.log"))?;
         let resolv = resolv.display().to_string();
         let mut args = vec!["--uplink", "uplink0", "--resolv-conf", &resolv];
@@ -290,8 +295,16 @@ impl Guard {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             let node = &mut self.nodes[i];
-            if let Some(status) = node.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                bail!("netd daemon in {} exited ({status}): {}", node.ns, node.log_tail());
+            if let Some(status) = node
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                bail!(
+                    "netd daemon in {} exited ({status}): {}",
+                    node.ns,
+                    node.log_tail()
+                );
             }
             let answers = util::run_captured(
                 &mut node.cli(&["network", "ls"]),
@@ -303,7 +316,11 @@ impl Guard {
                 return Ok(i);
             }
             if Instant::now() > deadline {
-                bail!("netd daemon in {} did not answer: {}", node.ns, node.log_tail());
+                bail!(
+                    "netd daemon in {} did not answer: {}",
+                    node.ns,
+                    node.log_tail()
+                );
             }
             thread::sleep(Duration::from_millis(100));
         }
