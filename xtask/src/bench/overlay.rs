@@ -96,9 +96,13 @@ pub fn run(g: &mut Guard, netd: &Path, tool: &str, r: &mut Results) -> Result<()
         measure_round(g, r, &endpoints, round)?;
     }
     let rounds = if r.quick { 5 } else { 20 };
+    let before = unknown_endpoint_drops(g, 2);
     for round in 0..rounds {
         check_interrupt()?;
         create_and_resolve(g, tool, r, &cluster, round);
+    }
+    if let (Some(a), Some(b)) = (before, unknown_endpoint_drops(g, 2)) {
+        r.scalar(UNKNOWN_DROPS, b.saturating_sub(a) as f64, "packets");
     }
     g.stop_nodes()
 }
@@ -408,6 +412,28 @@ fn create_and_resolve(g: &Guard, tool: &str, r: &mut Results, cluster: &Cluster,
     }
 }
 
+/// The scalar: what host 3's decap program dropped for an endpoint it did not know, over the
+/// create-and-resolve rounds.
+pub const UNKNOWN_DROPS: &str =
+    "overlay create rounds: packets host 3's decap program dropped for an unknown endpoint";
+
+/// `netd stats` of node `i`: the `unknown-endpoint` drops counted on `netd_vxlan` (0 when there
+/// is no such line), or `None` if the command failed.
+fn unknown_endpoint_drops(g: &Guard, i: usize) -> Option<u64> {
+    let out = g.must(&mut g.node(i).cli(&["stats"]), T).ok()?;
+    Some(tunnel_drops(&out, "unknown-endpoint"))
+}
+
+/// The count on the `netd_vxlan` line for `reason` in `netd stats`'s table.
+fn tunnel_drops(stats: &str, reason: &str) -> u64 {
+    stats
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|w| w.contains(&"netd_vxlan") && w.contains(&reason))
+        .and_then(|w| w.last()?.parse().ok())
+        .unwrap_or(0)
+}
+
 /// A create-and-resolve round slower than this gets a note with the datapath's drop counters.
 pub const SLOW_MS: f64 = 500.0;
 
@@ -491,4 +517,27 @@ fn resolve_once(g: &Guard, tool: &str, cluster: &Cluster, name: &str) -> Result<
         command: command.as_secs_f64() * 1e3,
         connects: v["connects"].as_u64().unwrap_or(0),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tunnel_drops;
+
+    #[test]
+    fn drops_on_the_tunnel_device_are_read_from_the_stats_table() {
+        let stats = "CONTAINER  PORT        REASON            PACKETS\n\
+                     -          netd_vxlan  unknown-endpoint  4\n\
+                     web1       eth0        spoofed-ip        2\n\n\
+                     TOTAL BY REASON   PACKETS\nunknown-endpoint  4\nspoofed-ip  2\n";
+        assert_eq!(tunnel_drops(stats, "unknown-endpoint"), 4);
+        assert_eq!(
+            tunnel_drops(stats, "spoofed-ip"),
+            0,
+            "not on the tunnel device"
+        );
+        assert_eq!(
+            tunnel_drops("CONTAINER PORT REASON PACKETS\n", "unknown-endpoint"),
+            0
+        );
+    }
 }
