@@ -60,8 +60,9 @@ enum Verb {
         #[arg(long)]
         quick: bool,
         /// Run one phase alone (`load`: the load phase in the netd world; `conns`: short
-        /// connections through netd's published port and plain routing; with --quick their
-        /// short forms); the report goes to target/bench/report.md only.
+        /// connections through netd's published port and plain routing; `overlay`: netd's
+        /// overlay network across hosts against the underlay and a kernel VXLAN overlay; with
+        /// --quick their short forms); the report goes to target/bench/report.md only.
         #[arg(long, value_name = "PHASE")]
         only: Option<String>,
         /// Internal: a load generator or server run inside the benchmark's namespaces.

@@ -9,6 +9,10 @@
 //! - `probe ADDR`: waits up to 10 s for one such exchange to succeed (is the path up?).
 //! - `dns ADDR NAME SECS THREADS [BIND_IP]`: closed-loop DNS A queries over UDP (one outstanding
 //!   per thread); prints answered queries, losses and the latency percentiles.
+//! - `resolve ADDR NAME PORT SECS`: asks the DNS server ADDR for NAME every few milliseconds and
+//!   tries a short connection to the answer's address on PORT, until one succeeds (for at most
+//!   SECS); prints when, as nanoseconds since the Unix epoch (the overlay phase's
+//!   create-and-resolve rounds, [`super::overlay`]).
 //! - `hold-serve PORT` and `hold ADDR CONNS SECS INTERVAL_MS`: long-lived connections with a
 //!   periodic checked ping, for the load phase ([`super::hold`]).
 
@@ -53,6 +57,12 @@ pub fn main(args: &[String]) -> Result<ExitCode> {
             arg(3)?.parse()?,
             arg(4)?.parse()?,
             args.get(5).map(|s| s.parse()).transpose()?,
+        ),
+        "resolve" => resolve(
+            arg(1)?.parse()?,
+            arg(2)?,
+            arg(3)?.parse()?,
+            arg(4)?.parse()?,
         ),
         other => bail!("unknown helper mode {other}"),
     }
@@ -151,6 +161,99 @@ fn query(id: u16, name: &str) -> Vec<u8> {
     q
 }
 
+/// The first A record's address in `reply`, an answer to query `id`.
+fn first_a(reply: &[u8], id: u16) -> Option<std::net::Ipv4Addr> {
+    if reply.len() < 12 || reply[..2] != id.to_be_bytes() || reply[3] & 0x0f != 0 {
+        return None;
+    }
+    let count = |at: usize| usize::from(u16::from_be_bytes([reply[at], reply[at + 1]]));
+    let (questions, answers) = (count(4), count(6));
+    let mut at = 12;
+    // A name: labels up to a zero byte, or a compression pointer (two bytes) at the end.
+    let skip_name = |mut at: usize| -> Option<usize> {
+        loop {
+            let len = *reply.get(at)?;
+            match len {
+                0 => return Some(at + 1),
+                l if l & 0xc0 == 0xc0 => return Some(at + 2),
+                l => at += 1 + usize::from(l),
+            }
+        }
+    };
+    for _ in 0..questions {
+        at = skip_name(at)? + 4;
+    }
+    for _ in 0..answers {
+        at = skip_name(at)?;
+        let fixed = reply.get(at..at + 10)?;
+        let (rtype, rdlen) = (
+            u16::from_be_bytes([fixed[0], fixed[1]]),
+            usize::from(u16::from_be_bytes([fixed[8], fixed[9]])),
+        );
+        at += 10;
+        let data = reply.get(at..at + rdlen)?;
+        if rtype == 1 && rdlen == 4 {
+            return Some(std::net::Ipv4Addr::new(data[0], data[1], data[2], data[3]));
+        }
+        at += rdlen;
+    }
+    None
+}
+
+/// How long `resolve` waits for one DNS answer, and between two attempts.
+const RESOLVE_TIMEOUT: Duration = Duration::from_millis(20);
+const RESOLVE_PAUSE: Duration = Duration::from_millis(3);
+
+fn resolve(server: SocketAddr, name: &str, port: u16, secs: f64) -> Result<ExitCode> {
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let socket = UdpSocket::bind("0.0.0.0:0")?;
+    socket.connect(server)?;
+    socket.set_read_timeout(Some(RESOLVE_TIMEOUT))?;
+    let (mut queries, mut connects, mut last) = (0u32, 0u32, String::from("no answer"));
+    let mut buf = [0u8; 512];
+    while Instant::now() < deadline {
+        queries += 1;
+        let id = (queries % u32::from(u16::MAX)) as u16;
+        socket.send(&query(id, name))?;
+        let sent = Instant::now();
+        let mut found = None;
+        // A late answer to an earlier query counts as well.
+        while found.is_none() && sent.elapsed() < RESOLVE_TIMEOUT {
+            match socket.recv(&mut buf) {
+                Ok(n) if n >= 2 => {
+                    let got = u16::from_be_bytes([buf[0], buf[1]]);
+                    if got != 0 && got <= id {
+                        found = Some(first_a(&buf[..n], got));
+                    }
+                }
+                Ok(_) => continue,
+                Err(_) => break,
+            }
+        }
+        if let Some(Some(ip)) = found {
+            connects += 1;
+            match exchange(SocketAddr::from((ip, port))) {
+                Ok(true) => {
+                    let at = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)?
+                        .as_nanos();
+                    println!(
+                        "{}",
+                        json!({"ip": ip.to_string(), "at_unix_ns": at as u64, "queries": queries, "connects": connects})
+                    );
+                    return Ok(ExitCode::SUCCESS);
+                }
+                Ok(false) => last = format!("{ip}:{port}: short answer"),
+                Err(e) => last = format!("{ip}:{port}: {e}"),
+            }
+        } else if found.is_some() {
+            last = "an answer without an address".into();
+        }
+        thread::sleep(RESOLVE_PAUSE);
+    }
+    bail!("{name} did not resolve and answer within {secs} s ({queries} queries, {connects} connections): {last}")
+}
+
 fn dns(
     server: SocketAddr,
     name: &str,
@@ -224,4 +327,44 @@ fn dns(
         })
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reply a server gives to `query(id, name)`: the question, then answers of `rtype`
+    /// with `rdata` whose names point back at the question's.
+    fn reply(id: u16, name: &str, answers: &[(u16, &[u8])]) -> Vec<u8> {
+        let mut r = query(id, name);
+        r[2] = 0x81;
+        r[3] = 0x80;
+        r[7] = answers.len() as u8;
+        for (rtype, data) in answers {
+            r.extend_from_slice(&[0xc0, 12]);
+            r.extend_from_slice(&rtype.to_be_bytes());
+            r.extend_from_slice(&[0, 1, 0, 0, 0, 60]);
+            r.extend_from_slice(&(data.len() as u16).to_be_bytes());
+            r.extend_from_slice(data);
+        }
+        r
+    }
+
+    #[test]
+    fn the_first_a_record_is_found_after_other_records() {
+        let cname = [3, b'w', b'w', b'w', 0];
+        let r = reply(7, "web3", &[(5, &cname), (1, &[10, 0, 9, 4])]);
+        assert_eq!(first_a(&r, 7), Some("10.0.9.4".parse().unwrap()));
+    }
+
+    #[test]
+    fn no_address_from_an_error_an_empty_answer_or_another_query() {
+        let ok = reply(7, "web3", &[(1, &[10, 0, 9, 4])]);
+        assert_eq!(first_a(&ok, 8), None, "another query's id");
+        let mut nxdomain = reply(7, "web3", &[]);
+        nxdomain[3] |= 3;
+        assert_eq!(first_a(&nxdomain, 7), None);
+        assert_eq!(first_a(&reply(7, "web3", &[]), 7), None);
+        assert_eq!(first_a(&ok[..ok.len() - 2], 7), None, "truncated");
+    }
 }

@@ -42,6 +42,8 @@ pub enum Launcher {
     Ns(String),
     /// In the netd world's host namespace and its cgroup, where the socket hooks act.
     Cgroup { ns: String, cgroup: PathBuf },
+    /// `nsenter --net=FILE`: a netd container's namespace file.
+    Netns(PathBuf),
 }
 
 /// The CPU that clients, servers and docker-proxy are all pinned to. On this 2-vCPU VM an
@@ -60,6 +62,7 @@ impl Launcher {
         let args = pinned.as_slice();
         match self {
             Launcher::Ns(n) => world::in_ns(n, args),
+            Launcher::Netns(file) => world::nsenter(file, args),
             Launcher::Cgroup { ns, cgroup } => {
                 let mut cmd = util::command("nsenter");
                 cmd.arg(format!("--net=/run/netns/{ns}"))

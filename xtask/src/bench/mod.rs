@@ -7,11 +7,14 @@
 //! from a client namespace through the uplink (published port vs Docker's DNAT vs plain routing)
 //! and from host processes (netd's socket hooks vs docker-proxy vs direct vs loopback); the
 //! embedded DNS server against aardvark-dns ([`dns`]); with the full run also the datapath cost
-//! of a connected `netd monitor` ([`monitor`], issue 5) and the scale figures ([`scale`]); last
-//! the load phase ([`load`], issue 12: many held connections through one published port, and a
+//! of a connected `netd monitor` ([`monitor`], issue 5) and the scale figures ([`scale`]); the
+//! overlay phase ([`overlay`], issue 14: netd's VXLAN tunnel between two hosts against the underlay
+//! and a kernel VXLAN + bridge overlay, and create-and-resolve across three hosts); last the load
+//! phase ([`load`], issue 12: many held connections through one published port, and a
 //! NAT table overflowed by new flows while old ones are checked). `--only load` builds the netd
 //! world and runs the load phase alone; `--only conns` builds the netd and plain worlds and runs
-//! their short-connection rounds alone. Writes `target/bench/report.md` and PNG charts
+//! their short-connection rounds alone; `--only overlay` builds the overlay worlds and runs that
+//! phase alone. Writes `target/bench/report.md` and PNG charts
 //! ([`report`], [`charts`]); the full run copies the report to `docs/benchmarks.md`. The exit
 //! status is 0 when the measurements ran, whatever the targets say (the report says PASS/FAIL
 //! per target).
@@ -23,6 +26,7 @@ mod hold;
 mod load;
 mod measure;
 mod monitor;
+mod overlay;
 mod report;
 mod scale;
 mod variants;
@@ -63,6 +67,8 @@ pub enum Phase {
     Load,
     /// Short connections per second alone, netd's published port against plain routing.
     Conns,
+    /// The overlay networks' figures alone (issue 14).
+    Overlay,
 }
 
 impl std::str::FromStr for Phase {
@@ -72,7 +78,8 @@ impl std::str::FromStr for Phase {
         match s {
             "load" => Ok(Phase::Load),
             "conns" => Ok(Phase::Conns),
-            other => bail!("no phase {other:?} to run alone; there are: load, conns"),
+            "overlay" => Ok(Phase::Overlay),
+            other => bail!("no phase {other:?} to run alone; there are: load, conns, overlay"),
         }
     }
 }
@@ -204,6 +211,7 @@ pub fn main(quick: bool, only: Option<&str>, helper_args: &[String]) -> Result<E
                 load::run(&mut g, &tool, &mut results, quick)?;
             }
             Some(Phase::Conns) => conns_only(&mut g, &netd, &tool, &mut results)?,
+            Some(Phase::Overlay) => overlay::run(&mut g, &netd, &tool, &mut results)?,
             None => all_phases(&mut g, &netd, &tool, &mut results)?,
         }
     }
@@ -268,6 +276,9 @@ fn all_phases(g: &mut Guard, netd: &Path, tool: &str, results: &mut Results) -> 
     if !quick {
         scale::run(g, tool, results)?;
     }
+    check_interrupt()?;
+    overlay::run(g, netd, tool, results)?;
+    println!("bench: overlay done after {:.0?}", started.elapsed());
     check_interrupt()?;
     // Last: its overflow part replaces the daemon.
     load::run(g, tool, results, quick)?;

@@ -24,7 +24,7 @@ const DOCKER_PROXY: &str = "/usr/sbin/docker-proxy";
 
 /// The three servers, as argument lists pinned to [`SERVER_CPU`]: short connections, iperf3,
 /// sockperf.
-fn servers(tool: &str) -> [Vec<String>; 3] {
+pub fn servers(tool: &str) -> [Vec<String>; 3] {
     let pin = ["taskset", "-c", SERVER_CPU];
     [
         vec![tool, "bench", "--helper", "serve", "80"],

@@ -9,6 +9,10 @@
 //! everything, also after a failure, a panic or Ctrl-C: background processes, the daemon (then
 //! `netd daemon --cleanup`), processes left in the namespaces or the cgroup, mounts under the temp
 //! dir, the namespaces, the bpffs dir, the cgroup and the temp dir.
+//!
+//! The overlay phase adds cluster [`Node`]s: more netd daemons, each in a host namespace of its
+//! own with its own dirs, bpffs dir and cgroup (`nbench-ovN-h`, `/sys/fs/bpf/netd-bench-ovN`,
+//! `netd-bench-ovN`), which the guard stops and cleans up in the same way.
 
 use std::{
     collections::HashSet,
@@ -28,10 +32,6 @@ use crate::util::{self, Captured};
 
 /// Prefix of every namespace the benchmark creates.
 const NS_PREFIX: &str = "nbench-";
-/// The worlds, each a set of namespaces named `nbench-WORLD-ROLE`.
-const WORLDS: [&str; 4] = ["netd", "dock", "plain", "dns"];
-/// Namespace roles: client, host, server container.
-const ROLES: [&str; 3] = ["c", "h", "s"];
 const BPFFS_DIR: &str = "/sys/fs/bpf/netd-bench";
 const CGROUP_NAME: &str = "netd-bench";
 /// A run's temp dir is `PREFIX<pid>`.
@@ -44,6 +44,9 @@ pub const BRIDGE_IP: &str = "172.17.0.1";
 pub const SUBNET: &str = "172.17.0.0/16";
 pub const CONTAINER_IP: &str = "172.17.0.2";
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+const STOP_CLEANUP: Duration = Duration::from_secs(60);
+/// The cluster nodes' bpffs dirs and cgroups are `PREFIX-NAME`.
+const NODE_PREFIX: &str = "netd-bench-";
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// `nbench-WORLD-ROLE`.
@@ -62,6 +65,84 @@ pub struct Guard {
     background: Vec<(String, Child)>,
     daemon: Option<Child>,
     netd: Option<PathBuf>,
+    /// The overlay phase's cluster daemons.
+    nodes: Vec<Node>,
+}
+
+/// One more netd daemon (the overlay phase's cluster hosts): host namespace `ns`, state and log
+/// under `dir`, its run dir on the guard's tmpfs, its own bpffs dir and cgroup.
+pub struct Node {
+    pub ns: String,
+    pub dir: PathBuf,
+    pub run: PathBuf,
+    bpffs: PathBuf,
+    cgroup: PathBuf,
+    netd: PathBuf,
+    child: Option<Child>,
+}
+
+impl Node {
+    /// The client: `netd --socket SOCKET ARGS...`.
+    pub fn cli(&self, args: &[&str]) -> Command {
+        let mut cmd = util::command(&self.netd);
+        cmd.arg("--socket")
+            .arg(self.run.join("netd.sock"))
+            .args(args);
+        cmd
+    }
+
+    fn daemon(&self, extra: &[&str]) -> Command {
+        let mut cmd = util::command("nsenter");
+        cmd.arg(format!("--net=/run/netns/{}", self.ns))
+            .arg(&self.netd)
+            .arg("daemon")
+            .arg("--state-dir")
+            .arg(self.dir.join("state"))
+            .arg("--run-dir")
+            .arg(&self.run)
+            .arg("--bpffs")
+            .arg(&self.bpffs)
+            .arg("--cgroup")
+            .arg(&self.cgroup)
+            .args(extra);
+        cmd
+    }
+
+    pub fn log_tail(&self) -> String {
+        let log = fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// SIGTERM (SIGKILL after a timeout), then `netd daemon --cleanup`.
+    fn stop(&mut self, scratch: &Path) -> Result<()> {
+        let Some(child) = self.child.take() else {
+            return Ok(());
+        };
+        terminate(child);
+        let out = util::run_captured(&mut self.daemon(&["--cleanup"]), STOP_CLEANUP, scratch)
+            .context("netd daemon --cleanup")?;
+        if !out.success() {
+            bail!(
+                "netd daemon --cleanup ({}) failed: {}",
+                self.ns,
+                out.stderr.trim()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Stops a daemon: SIGTERM, then SIGKILL after [`STOP_TIMEOUT`].
+fn terminate(mut child: Child) {
+    // SAFETY: kill(2) on our own, not yet reaped child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
+        thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().ok();
+    child.wait().ok();
 }
 
 impl Guard {
@@ -78,6 +159,7 @@ impl Guard {
             background: Vec::new(),
             daemon: None,
             netd: None,
+            nodes: Vec::new(),
         };
         util::output(
             util::command("mount")
@@ -149,10 +231,122 @@ impl Guard {
         Ok(n)
     }
 
-    fn add_ns(&mut self, name: &str) -> Result<()> {
+    /// Creates the namespace `name` (one of `nbench-...`), removed on the way out.
+    pub fn add_ns(&mut self, name: &str) -> Result<()> {
         ip(&["netns", "add", name])?;
         self.namespaces.push(name.to_string());
         Ok(())
+    }
+
+    /// Takes on the namespace `name` that a [`netd_world`] builder is about to make (recorded
+    /// first, so that a failure half-way still removes it).
+    pub fn own_ns(&mut self, name: &str) {
+        self.namespaces.push(name.to_string());
+    }
+
+    /// Takes on a background process started elsewhere (etcd); it is killed on the way out.
+    pub fn adopt(&mut self, what: &str, child: Child) {
+        self.background.push((what.to_string(), child));
+    }
+
+    /// Starts a cluster daemon in the existing host namespace `ns` (which has `uplink0`), named
+    /// `name` for its dirs, with `extra` flags; waits until it answers. Returns its index.
+    pub fn start_node(
+        &mut self,
+        netd: &Path,
+        name: &str,
+        ns: &str,
+        extra: &[&str],
+    ) -> Result<usize> {
+        let dir = self.dir.join(name);
+        let node = Node {
+            ns: ns.to_string(),
+            run: self.run.join(name),
+            bpffs: Path::new("/sys/fs/bpf").join(format!("{NODE_PREFIX}{name}")),
+            cgroup: cgroup_root().join(format!("{NODE_PREFIX}{name}")),
+            netd: netd.to_path_buf(),
+            child: None,
+            dir,
+        };
+        fs::create_dir_all(&node.dir)?;
+        fs::create_dir_all(&node.cgroup)?;
+        // No upstream server: names netd does not own fail at once (SERVFAIL) instead of waiting
+        // for a server that is not there (the outside namespace rate-limits its ICMP errors).
+        let resolv = node.dir.join("resolv.conf");
+        fs::write(
+            &resolv,
+            "# the bench's cluster hosts have no upstream DNS server\n",
+        )?;
+        let log = File::create(node.dir.join("daemon.log"))?;
+        let resolv = resolv.display().to_string();
+        let mut args = vec!["--uplink", "uplink0", "--resolv-conf", &resolv];
+        args.extend_from_slice(extra);
+        let mut cmd = node.daemon(&args);
+        cmd.stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0);
+        let child = cmd.spawn().context("start a cluster netd daemon")?;
+        self.nodes.push(Node {
+            child: Some(child),
+            ..node
+        });
+        let i = self.nodes.len() - 1;
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            let node = &mut self.nodes[i];
+            if let Some(status) = node
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                bail!(
+                    "netd daemon in {} exited ({status}): {}",
+                    node.ns,
+                    node.log_tail()
+                );
+            }
+            let answers = util::run_captured(
+                &mut node.cli(&["network", "ls"]),
+                Duration::from_secs(5),
+                &self.dir,
+            )
+            .is_ok_and(|out| out.success());
+            if answers {
+                return Ok(i);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "netd daemon in {} did not answer: {}",
+                    node.ns,
+                    node.log_tail()
+                );
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn node(&self, i: usize) -> &Node {
+        &self.nodes[i]
+    }
+
+    /// Stops every cluster daemon and removes what it installed.
+    pub fn stop_nodes(&mut self) -> Result<()> {
+        let mut errors = Vec::new();
+        for mut node in self.nodes.drain(..) {
+            let netns = namespaces_in(&node.run.join("netns"));
+            if let Err(e) = node.stop(&self.dir) {
+                errors.push(format!("{e:#}"));
+            }
+            kill_processes_in(&netns);
+            for dir in [&node.bpffs, &node.cgroup] {
+                remove_bpffs_or_cgroup(dir);
+            }
+        }
+        if errors.is_empty() {
+            return Ok(());
+        }
+        bail!("{}", errors.join("; "))
     }
 
     /// Starts a long-running command in the background (its output in `DIR/WHAT.log`); it is
@@ -258,19 +452,12 @@ impl Guard {
     /// Stops the netd daemon (SIGTERM, then SIGKILL after a timeout) and removes everything it
     /// installed with `netd daemon --cleanup` (containers, devices, pins, state).
     pub fn stop_netd(&mut self) -> Result<()> {
-        let Some(mut child) = self.daemon.take() else {
+        let Some(child) = self.daemon.take() else {
             return Ok(());
         };
-        // SAFETY: kill(2) on our own, not yet reaped child.
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
-            thread::sleep(Duration::from_millis(50));
-        }
-        child.kill().ok();
-        child.wait().ok();
+        terminate(child);
         let mut cleanup = self.netd_daemon(&["--cleanup"]);
-        let out = util::run_captured(&mut cleanup, Duration::from_secs(60), &self.dir)
+        let out = util::run_captured(&mut cleanup, STOP_CLEANUP, &self.dir)
             .context("netd daemon --cleanup")?;
         if !out.success() {
             bail!("netd daemon --cleanup failed: {}", out.stderr.trim());
@@ -333,6 +520,10 @@ impl Guard {
 
     fn teardown(&mut self) {
         println!("bench: cleanup");
+        // Before the background processes: etcd is one, and the daemons talk to it as they stop.
+        if let Err(e) = self.stop_nodes() {
+            println!("cleanup: {e:#}");
+        }
         for (what, mut child) in self.background.drain(..) {
             if let Ok(None) = child.try_wait() {
                 child.kill().ok();
@@ -345,9 +536,7 @@ impl Guard {
             .iter()
             .filter_map(|n| netns_id(&Path::new("/run/netns").join(n)))
             .collect();
-        if let Ok(entries) = fs::read_dir(self.run.join("netns")) {
-            netns.extend(entries.flatten().filter_map(|e| netns_id(&e.path())));
-        }
+        netns.extend(namespaces_in(&self.run.join("netns")));
         if let Err(e) = self.stop_netd() {
             println!("cleanup: {e:#}");
         }
@@ -398,28 +587,59 @@ pub fn nsenter(netns: &Path, args: &[&str]) -> Command {
     cmd
 }
 
-fn cgroup_dir() -> PathBuf {
+fn cgroup_root() -> PathBuf {
     let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    let root = mounts
+    mounts
         .lines()
         .find_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
             (f.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(f[1]))
         })
-        .unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup"));
-    root.join(CGROUP_NAME)
+        .unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup"))
 }
 
-/// Deletes the benchmark namespaces, bpffs dir and cgroup that an interrupted run left.
+fn cgroup_dir() -> PathBuf {
+    cgroup_root().join(CGROUP_NAME)
+}
+
+/// The namespaces whose files are in `dir` (a daemon's `RUN/netns`).
+fn namespaces_in(dir: &Path) -> HashSet<(u64, u64)> {
+    fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| netns_id(&e.path()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Deletes the benchmark namespaces, bpffs dirs and cgroups that an interrupted run left.
 fn remove_leftovers() {
-    for world in WORLDS {
-        for role in ROLES {
-            let n = ns(world, role);
-            let path = Path::new("/run/netns").join(&n);
-            if let Some(id) = netns_id(&path) {
-                kill_processes_in(&HashSet::from([id]));
-                println!("bench: removing namespace {n} left by an earlier run");
-                ip(&["netns", "del", &n]).ok();
+    let mut names: Vec<String> = fs::read_dir("/run/netns")
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| n.starts_with(NS_PREFIX))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    for n in names {
+        if let Some(id) = netns_id(&Path::new("/run/netns").join(&n)) {
+            kill_processes_in(&HashSet::from([id]));
+        }
+        println!("bench: removing namespace {n} left by an earlier run");
+        ip(&["netns", "del", &n]).ok();
+    }
+    for root in [PathBuf::from("/sys/fs/bpf"), cgroup_root()] {
+        let Ok(entries) = fs::read_dir(&root) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(NODE_PREFIX) {
+                remove_bpffs_or_cgroup(&e.path());
             }
         }
     }
@@ -455,15 +675,22 @@ fn remove_dirs_of_dead_runs() {
 }
 
 fn remove_bpffs_and_cgroup() {
-    if Path::new(BPFFS_DIR).exists() {
-        if let Err(e) = fs::remove_dir_all(BPFFS_DIR) {
-            println!("cleanup: remove {BPFFS_DIR}: {e}");
-        }
-    }
-    let cgroup = cgroup_dir();
-    if !cgroup.exists() {
+    remove_bpffs_or_cgroup(Path::new(BPFFS_DIR));
+    remove_bpffs_or_cgroup(&cgroup_dir());
+}
+
+/// Removes a bpffs dir (recursively), or a cgroup (after killing what is in it).
+fn remove_bpffs_or_cgroup(path: &Path) {
+    if !path.exists() {
         return;
     }
+    if !path.join("cgroup.procs").exists() {
+        if let Err(e) = fs::remove_dir_all(path) {
+            println!("cleanup: remove {}: {e}", path.display());
+        }
+        return;
+    }
+    let cgroup = path;
     let procs = fs::read_to_string(cgroup.join("cgroup.procs")).unwrap_or_default();
     for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
         // SAFETY: kill(2) with a pid read from our own cgroup's cgroup.procs.
@@ -471,7 +698,7 @@ fn remove_bpffs_and_cgroup() {
     }
     let deadline = Instant::now() + STOP_TIMEOUT;
     loop {
-        match fs::remove_dir(&cgroup) {
+        match fs::remove_dir(cgroup) {
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
                 thread::sleep(Duration::from_millis(50));
             }
