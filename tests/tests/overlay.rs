@@ -317,6 +317,12 @@ fn with_etcd_down_traffic_flows_creates_fail_and_all_resumes_once_it_is_back() {
     assert!(err.contains("unreachable"), "{err}");
     let err = b.fails(&["network", "create", "-d", "overlay", "ov2"]);
     assert!(err.contains("unreachable"), "{err}");
+    // A daemon restarted while etcd is away starts, and its containers stay reachable.
+    let mut hosts = hosts;
+    hosts[0].stop_daemon("KILL");
+    hosts[0].start_daemon();
+    let (a, b) = (&hosts[0], &hosts[1]);
+    assert!(b.reaches("client", &web), "after the restart too");
     fabric.start_etcd();
     wait_until(
         "a start that needs the store",
