@@ -292,21 +292,7 @@ impl Daemon {
         undo: &mut Undo,
     ) -> OpResult<Ipv4Addr> {
         let cluster = self.cluster()?;
-        let name = self
-            .state
-            .containers
-            .values()
-            .find(|c| c.id == container_id)
-            .map(|c| c.name.clone())
-            .unwrap_or_default();
-        let record = |ip: Ipv4Addr| EndpointRecord {
-            host: IpAddr::V4(cluster.advertise),
-            container_id: container_id.into(),
-            container: name.clone(),
-            aliases: attachment.aliases.clone(),
-            mac: ipam::mac_for(ip),
-            ready: false,
-        };
+        let record = |ip| self.endpoint_record(&cluster, container_id, attachment, ip, false);
         let mut in_use: Vec<Ipv4Addr> = cluster
             .endpoints_of(&network.id)
             .await?
@@ -349,6 +335,32 @@ impl Daemon {
         )))
     }
 
+    /// The store's record of container `container_id`'s endpoint at `ip` on this host.
+    fn endpoint_record(
+        &self,
+        cluster: &Cluster,
+        container_id: &str,
+        attachment: &Attachment,
+        ip: Ipv4Addr,
+        ready: bool,
+    ) -> EndpointRecord {
+        let container = self
+            .state
+            .containers
+            .values()
+            .find(|c| c.id == container_id)
+            .map(|c| c.name.clone())
+            .unwrap_or_default();
+        EndpointRecord {
+            host: IpAddr::V4(cluster.advertise),
+            container_id: container_id.into(),
+            container,
+            aliases: attachment.aliases.clone(),
+            mac: ipam::mac_for(ip),
+            ready,
+        }
+    }
+
     /// Tells the other hosts that the endpoint claimed at `ep.ip` is wired here: they may send
     /// to it and answer its name from now on.
     pub(super) async fn announce_endpoint(
@@ -359,21 +371,7 @@ impl Daemon {
         ip: Ipv4Addr,
     ) -> OpResult<()> {
         let cluster = self.cluster()?;
-        let name = self
-            .state
-            .containers
-            .values()
-            .find(|c| c.id == container_id)
-            .map(|c| c.name.clone())
-            .unwrap_or_default();
-        let record = EndpointRecord {
-            host: IpAddr::V4(cluster.advertise),
-            container_id: container_id.into(),
-            container: name,
-            aliases: attachment.aliases.clone(),
-            mac: ipam::mac_for(ip),
-            ready: true,
-        };
+        let record = self.endpoint_record(&cluster, container_id, attachment, ip, true);
         cluster
             .publish(&network.id, IpAddr::V4(ip), &record)
             .await?;

@@ -60,19 +60,7 @@ impl Driver for BridgeConfig {
         network: &Network,
         undo: &mut Undo,
     ) -> OpResult<DriverConfig> {
-        if env.nl.link_index(&self.device).await?.is_some() {
-            return Err(conflict(format!(
-                "interface {} already exists on the host",
-                self.device
-            )));
-        }
-        self.create_device(env, network, None, undo).await?;
-        undo.push(Step::ForgetNetwork(network.subnet, network.gateway));
-        env.dp.record_network(
-            network.subnet,
-            plan::network_entry(network),
-            plan::gateway_neighbor(network),
-        )?;
+        self.make(env, network, None, undo).await?;
         Ok(DriverConfig::Bridge(self.clone()))
     }
 
@@ -181,6 +169,31 @@ impl Driver for BridgeConfig {
 }
 
 impl BridgeConfig {
+    /// What a network behind this bridge needs on the host: the device (a name another device
+    /// has is refused), its subnet and gateway in the datapath.
+    pub(super) async fn make(
+        &self,
+        env: &mut Env<'_>,
+        network: &Network,
+        mtu: Option<u32>,
+        undo: &mut Undo,
+    ) -> OpResult<()> {
+        if env.nl.link_index(&self.device).await?.is_some() {
+            return Err(conflict(format!(
+                "interface {} already exists on the host",
+                self.device
+            )));
+        }
+        self.create_device(env, network, mtu, undo).await?;
+        undo.push(Step::ForgetNetwork(network.subnet, network.gateway));
+        env.dp.record_network(
+            network.subnet,
+            plan::network_entry(network),
+            plan::gateway_neighbor(network),
+        )?;
+        Ok(())
+    }
+
     /// The bridge device with the gateway address (and `mtu`, if given), up; returns its index.
     pub(super) async fn create_device(
         &self,

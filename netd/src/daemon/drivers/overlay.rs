@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use super::{Driver, EndpointSpec, Env, Placed};
 use crate::{
     daemon::{
-        error::{conflict, OpResult},
+        error::OpResult,
         undo::{Step, Undo},
     },
     datapath::plan,
@@ -38,21 +38,9 @@ impl Driver for OverlayConfig {
         network: &Network,
         undo: &mut Undo,
     ) -> OpResult<DriverConfig> {
-        if env.nl.link_index(&self.device).await?.is_some() {
-            return Err(conflict(format!(
-                "interface {} already exists on the host",
-                self.device
-            )));
-        }
         self.bridge()
-            .create_device(env, network, Some(self.mtu), undo)
+            .make(env, network, Some(self.mtu), undo)
             .await?;
-        undo.push(Step::ForgetNetwork(network.subnet, network.gateway));
-        env.dp.record_network(
-            network.subnet,
-            plan::network_entry(network),
-            plan::gateway_neighbor(network),
-        )?;
         Ok(DriverConfig::Overlay(self.clone()))
     }
 
