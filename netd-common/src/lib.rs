@@ -8,6 +8,9 @@
 
 use core::mem::size_of;
 
+pub mod csum;
+pub mod wire;
+
 /// Pinned map names, shared so that the daemon opens exactly what the programs declare.
 pub mod maps {
     /// `HashMap<u32 /* host-side ifindex */, Endpoint>`: who is plugged into each bridge port.
@@ -100,6 +103,11 @@ pub const MAX_TUNNELS: u32 = 65536;
 /// Counters of [`maps::TUNNEL_STATS`].
 pub const TUNNEL_STAT_ENCAP: u32 = 0;
 pub const TUNNEL_STAT_DECAP: u32 = 1;
+/// Packets too big for the tunnel answered with ICMP "fragmentation needed" (they had DF set).
+pub const TUNNEL_STAT_TOO_BIG: u32 = 2;
+/// Packets too big for the tunnel without DF, handed to the kernel's VXLAN device, which
+/// fragments the outer packet.
+pub const TUNNEL_STAT_FRAGMENTED: u32 = 3;
 pub const TUNNEL_STATS_LEN: u32 = 4;
 
 /// The VXLAN UDP port (IANA), as Docker's overlay and flannel use.
@@ -343,6 +351,13 @@ pub const CONFIG_PROBE_DROP: u32 = 3;
 pub const CONFIG_DEBUG: u32 = 4;
 /// The ifindex of the host's VXLAN device (0: no overlay; frames for remote endpoints drop).
 pub const CONFIG_VXLAN_IFINDEX: u32 = 5;
+/// The ifindex of the underlay device, the one with this host's advertised address: the
+/// programs encapsulate overlay frames themselves and send them out of it, and its ingress
+/// program takes the tunnel's frames off before the host stack (0: no overlay).
+pub const CONFIG_UNDERLAY_IFINDEX: u32 = 6;
+/// This host's advertised underlay IPv4 address, `u32::from_be_bytes` of its octets: the outer
+/// source of encapsulated frames, and the destination the underlay program decapsulates.
+pub const CONFIG_UNDERLAY_ADDR: u32 = 7;
 pub const CONFIG_LEN: u32 = 8;
 
 /// Write an event for every dropped packet.

@@ -61,7 +61,7 @@ fn ipv4(ctx: &TcContext, ep: &Endpoint, ifindex: u32) -> Result<i32, DropReason>
     if ep.flags & ENDPOINT_FLAG_OVERLAY != 0 {
         if let Some(to) = tunnel::remote(ip.dst_addr) {
             policy::destination(ep, Some(to.net_id), false)?;
-            return tunnel::encap(ctx, &to);
+            return tunnel::encap(ctx, ep, &ip, &to);
         }
     }
     let flow = parse::flow(ctx, &ip).map_err(|()| DropReason::Malformed)?;

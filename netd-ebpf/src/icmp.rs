@@ -3,8 +3,17 @@
 //! address and the quoted header are translated, so the sender of the original packet gets the
 //! error (a container learns that the outside port is closed; an outside client learns that a
 //! container's port is).
-use aya_ebpf::programs::TcContext;
-use netd_common::{DropReason, FlowKey, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
+//!
+//! It also writes the one error netd sends itself: "fragmentation needed" for a packet too big
+//! for the overlay's tunnel ([`frag_needed`]).
+use aya_ebpf::{
+    helpers::{bpf_redirect, bpf_skb_change_tail},
+    programs::TcContext,
+};
+use netd_common::{
+    wire::{self, FRAG_NEEDED_LEN, QUOTE_LEN},
+    DropReason, Endpoint, FlowKey, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP,
+};
 
 use crate::parse::{Flow, IP_OFF};
 
@@ -175,4 +184,32 @@ fn set_quoted_port(
     ctx.store(off, &new, 0).map_err(|_| DropReason::Malformed)?;
     ctx.l4_csum_replace(icmp_csum, old as u64, new as u64, 2)
         .map_err(|_| DropReason::Malformed)
+}
+
+/// Answers the container `ep` that its packet does not fit the tunnel: the frame becomes ICMP
+/// "fragmentation needed" with the largest size that fits, `mtu`, quoting the packet's header,
+/// and goes straight back into the container's port. Its kernel records the path MTU and
+/// resends smaller, as it would for a router's error.
+#[inline(always)]
+pub fn frag_needed(ctx: &TcContext, ep: &Endpoint, mtu: u32) -> Result<i32, DropReason> {
+    let eth = crate::parse::eth(ctx).map_err(|()| DropReason::Malformed)?;
+    let quote =
+        crate::parse::read::<[u8; QUOTE_LEN]>(ctx, IP_OFF).map_err(|()| DropReason::Malformed)?;
+    if quote[0] != 0x45 {
+        // Only a header without options is quoted whole in the fixed-size error.
+        return Err(DropReason::Malformed);
+    }
+    let reply = wire::frag_needed(&quote, mtu as u16);
+    let len = (IP_OFF + FRAG_NEEDED_LEN) as u32;
+    // SAFETY: our own skb; the helper trims it (and drops its GSO state).
+    if unsafe { bpf_skb_change_tail(ctx.skb.skb, len, 0) } != 0 {
+        return Err(DropReason::Malformed);
+    }
+    let macs = [ep.mac, eth.dst_addr];
+    ctx.store(0, &macs, 0).map_err(|_| DropReason::Malformed)?;
+    ctx.store(IP_OFF, &reply, 0)
+        .map_err(|_| DropReason::Malformed)?;
+    let port = crate::nat::ifindex(ctx);
+    // SAFETY: a plain helper call; the return value is the action.
+    Ok(unsafe { bpf_redirect(port, 0) } as i32)
 }

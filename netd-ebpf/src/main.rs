@@ -13,8 +13,10 @@
 //! - [`macvlan`]: TC egress of a container's macvlan device: anti-spoofing.
 //! - [`subif`] and [`trunk`]: TC ingress of an eBPF 802.1q sub-interface and of its trunk
 //!   (VLAN parents of macvlan networks on a kernel without 802.1q).
-//! - [`tunnel`]: the overlay's VXLAN tunnel: encapsulation for the endpoint program, and TC
-//!   ingress of the host's VXLAN device (decapsulated frames straight into their container).
+//! - [`tunnel`]: the overlay's VXLAN tunnel: encapsulation and decapsulation in the programs,
+//!   and TC ingress of the host's VXLAN device (frames the kernel decapsulated).
+//! - [`underlay`]: TC ingress of the underlay device: the tunnel's frames straight into their
+//!   container.
 //! - [`parse`]: bounds-checked header access.
 //! - [`maps`]: the maps both programs and the daemon share (pinned by name under `--bpffs`).
 //! - [`policy`]: the pure decisions, kept apart from packet access.
@@ -35,6 +37,7 @@ mod sock;
 mod subif;
 mod trunk;
 mod tunnel;
+mod underlay;
 mod uplink;
 
 #[cfg(not(test))]

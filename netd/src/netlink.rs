@@ -106,8 +106,10 @@ pub struct VethPeer<'a> {
     pub name: &'a str,
     pub mac: [u8; 6],
     pub netns: &'a Path,
-    /// The MTU of both ends of a veth pair (the kernel's default if `None`).
+    /// The MTU of the device (the kernel's default if `None`).
     pub mtu: Option<u32>,
+    /// The MTU of a veth pair's host end, if it differs from `mtu`.
+    pub host_mtu: Option<u32>,
 }
 
 /// A netlink connection bound to one network namespace.
@@ -279,6 +281,8 @@ impl Netlink {
         let mut msg = LinkVeth::new(host, peer.name).controller(master);
         if let Some(mtu) = peer.mtu {
             peer_msg = peer_msg.mtu(mtu);
+        }
+        if let Some(mtu) = peer.host_mtu.or(peer.mtu) {
             msg = msg.mtu(mtu);
         }
         let msg = msg

@@ -416,3 +416,72 @@ fn published_ports_and_egress_of_an_overlay_container_go_through_its_own_host() 
     );
     assert!(a.reaches("web", netd_tests::OUTSIDE_IP), "egress SNAT");
 }
+
+/// `netd_vxlan`'s packet counters on `host`, received and sent.
+fn vxlan_device_packets(host: &Host) -> (u64, u64) {
+    let out = host.on_host(&["ip", "-j", "-s", "link", "show", "netd_vxlan"]);
+    let v: Value = serde_json::from_str(&out.stdout).expect("ip -j");
+    let stats = &v[0]["stats64"];
+    let n = |way: &str| stats[way]["packets"].as_u64().expect("a count");
+    (n("rx"), n("tx"))
+}
+
+#[test]
+fn the_programs_carry_the_tunnel_and_a_packet_too_big_for_it_gets_fragmentation_needed() {
+    let Some(mut fabric) = Fabric::with_etcd() else {
+        return;
+    };
+    let hosts = fabric.cluster_hosts(2, &["--metrics", "9400"]);
+    let (a, b) = (&hosts[0], &hosts[1]);
+    a.ok(&["network", "create", "-d", "overlay", "ov"]);
+    wait_network(b, "ov");
+    a.ok(&["run", "-d", "--network", "ov", "web"]);
+    b.ok(&["run", "-d", "--network", "ov", "client"]);
+    let web = a.ip("web", "ov");
+    wait_reaches(b, "client", &web);
+    for host in [a, b] {
+        assert_eq!(
+            vxlan_device_packets(host),
+            (0, 0),
+            "the programs encapsulate and decapsulate, not the kernel's VXLAN device"
+        );
+    }
+
+    // The container's MTU raised past what the tunnel carries. Without DF the kernel's VXLAN
+    // device takes the packet and fragments the outer packet.
+    b.exec("client", &["ip", "link", "set", "eth0", "mtu", "1500"]);
+    let big = ["ping", "-c", "1", "-W", "2", "-s", "1472"];
+    let out = b.exec("client", &[&big[..], &["-M", "dont", &web]].concat());
+    assert!(out.ok(), "{}{}", out.stdout, out.stderr);
+    // With DF it is answered as a router would, and the container's kernel remembers the path
+    // MTU.
+    let out = b.exec("client", &[&big[..], &["-M", "do", &web]].concat());
+    assert!(
+        out.stdout.contains("Frag needed") && out.stdout.contains("mtu = 1450"),
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
+    let route = b.exec("client", &["ip", "route", "get", &web]).stdout;
+    assert!(route.contains("mtu 1450"), "path MTU recorded: {route}");
+    let fits = ["ping", "-c", "1", "-W", "2", "-s", "1422", "-M", "do", &web];
+    assert!(b.exec("client", &fits).ok(), "1450 bytes fit the tunnel");
+    let stats = b.ok(&["maps", "dump", "tunnel_stats"]);
+    let count = |what: &str| -> u64 {
+        let line = stats.lines().find(|l| l.starts_with(what)).expect(what);
+        line.split_whitespace()
+            .last()
+            .unwrap()
+            .parse()
+            .expect("a count")
+    };
+    assert_eq!(count("too-big"), 1, "{stats}");
+    assert_eq!(count("fragmented"), 1, "{stats}");
+    let metrics = b
+        .on_host(&["busybox", "wget", "-qO-", "http://127.0.0.1:9400/metrics"])
+        .stdout;
+    assert!(
+        metrics.contains("netd_tunnel_oversize_total{fate=\"frag-needed\"} 1"),
+        "{metrics}"
+    );
+}

@@ -18,7 +18,7 @@ const LLVM_PACKAGES: [&str; 4] = [
 ];
 
 /// Runtime tools: (command, Debian package that provides it).
-const TOOLS: [(&str, &str); 11] = [
+const TOOLS: [(&str, &str); 12] = [
     ("socat", "socat"),
     ("dnsmasq", "dnsmasq-base"),
     ("dig", "dnsutils"),
@@ -33,6 +33,8 @@ const TOOLS: [(&str, &str); 11] = [
     ("protoc", "protobuf-compiler"),
     // The cluster store of overlay networks, in tests, the demo and the bench.
     ("etcd", "etcd-server"),
+    // `ping -M do`: path-MTU discovery through the overlay (tests/tests/overlay.rs).
+    ("ping", "iputils-ping"),
 ];
 
 const BPFFS: &str = "/sys/fs/bpf";

@@ -264,6 +264,7 @@ impl Expected {
             },
         );
         self.vlan_pins.insert(crate::datapath::TUNNEL_PIN.into());
+        self.vlan_pins.insert(crate::datapath::UNDERLAY_PIN.into());
         for (addr, t) in &remotes {
             let (k, v) = plan::remote_neighbor(*addr, t);
             self.neighbors.insert(k, v);

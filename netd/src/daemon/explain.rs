@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 use netd_common::{
-    maps, Backend, Endpoint, FlowKey, NatEntry, PortKey, NAT_FLAG_NEIGH, ZONE_ENDPOINT,
+    maps, Backend, Endpoint, FlowKey, NatEntry, PortKey, NAT_FLAG_NEIGH, VXLAN_PORT, ZONE_ENDPOINT,
     ZONE_UPLINK_IN, ZONE_UPLINK_OUT,
 };
 
@@ -310,8 +310,11 @@ fn build(src_mac: [u8; 6], src: Ipv4Addr, to: SocketAddrV4, proto: Proto) -> OpR
     Ok(frame)
 }
 
-/// The packet's destination address and port.
+/// The packet's destination address and port (inside the tunnel, for a VXLAN frame).
 fn destination(frame: &[u8]) -> Option<(Ipv4Addr, u16)> {
+    if let Some((_, _, inner)) = unwrap_vxlan(frame) {
+        return destination(inner);
+    }
     let (_, dst, _, dport, _) = tuple(frame)?;
     Some((dst, dport))
 }
@@ -343,8 +346,28 @@ fn flow_key(frame: &[u8], zone: u8) -> Option<FlowKey> {
     })
 }
 
-/// `proto src:port -> dst:port` of a frame, or what it is if not that.
+/// The outer destination, the VNI and the inner frame of a VXLAN frame.
+fn unwrap_vxlan(frame: &[u8]) -> Option<(Ipv4Addr, u32, &[u8])> {
+    let packet = SlicedPacket::from_ethernet(frame).ok()?;
+    let Some(NetSlice::Ipv4(ip)) = &packet.net else {
+        return None;
+    };
+    let Some(TransportSlice::Udp(udp)) = &packet.transport else {
+        return None;
+    };
+    let payload = udp.payload();
+    if udp.destination_port() != VXLAN_PORT || payload.len() < 8 || payload[0] & 0x08 == 0 {
+        return None;
+    }
+    let vni = u32::from_be_bytes([0, payload[4], payload[5], payload[6]]);
+    Some((ip.header().destination_addr(), vni, &payload[8..]))
+}
+
+/// `proto src:port -> dst:port` of a frame (and the tunnel it is in), or what it is if not that.
 fn describe(frame: &[u8]) -> String {
+    if let Some((host, vni, inner)) = unwrap_vxlan(frame) {
+        return format!("vxlan to {host} vni {vni}: {}", describe(inner));
+    }
     match tuple(frame) {
         Some((s, d, sp, dp, proto)) => format!(
             "{} {s}:{sp} -> {d}:{dp}",

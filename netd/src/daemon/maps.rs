@@ -280,10 +280,15 @@ impl Daemon {
     }
 
     fn tunnel_stats_view(&self) -> OpResult<MapView> {
-        let [encap, decap] = self.dp.tunnel_counts()?;
+        let [encap, decap, too_big, fragmented] = self.dp.tunnel_counts()?;
         let rows = vec![
             vec!["encapsulated".into(), encap.to_string()],
             vec!["decapsulated".into(), decap.to_string()],
+            vec!["too-big (ICMP sent)".into(), too_big.to_string()],
+            vec![
+                "fragmented (by the VXLAN device)".into(),
+                fragmented.to_string(),
+            ],
         ];
         Ok(self.view(maps::TUNNEL_STATS, &["frames", "count"], rows))
     }

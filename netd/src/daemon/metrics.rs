@@ -41,7 +41,7 @@ struct Snapshot {
     /// `NAT_STAT_*` counters: promoted, demoted, refused by a full assured table.
     nat_moves: [u64; 3],
     /// Overlay frames encapsulated and decapsulated.
-    tunnel: [u64; 2],
+    tunnel: [u64; netd_common::TUNNEL_STATS_LEN as usize],
     dns: [u64; 4],
     containers: BTreeMap<String, i64>,
     networks: i64,
@@ -195,13 +195,20 @@ impl Collector for Snapshot {
                 moves("assured-full", full),
             ],
         )?;
-        let [encap, decap] = self.tunnel;
+        let [encap, decap, too_big, fragmented] = self.tunnel;
         let way = |w: &str, n| (vec![("direction".to_string(), w.to_string())], n);
         counter(
             &mut enc,
             "netd_tunnel_frames",
             "Overlay frames sent into the VXLAN tunnel (encapsulated) and delivered out of it (decapsulated)",
             &[way("encapsulated", encap), way("decapsulated", decap)],
+        )?;
+        let fate = |f: &str, n| (vec![("fate".to_string(), f.to_string())], n);
+        counter(
+            &mut enc,
+            "netd_tunnel_oversize",
+            "Overlay packets too big for the tunnel: answered with ICMP fragmentation needed (DF set) or fragmented by the VXLAN device",
+            &[fate("frag-needed", too_big), fate("fragmented", fragmented)],
         )?;
         let [queries, local, forwarded, failures] = self.dns;
         counter(

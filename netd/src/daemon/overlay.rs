@@ -27,7 +27,10 @@ use crate::{
         records::{self, EndpointRecord, NetworkRecord, Snapshot},
         Cluster, ClusterError,
     },
-    datapath::plan::{self, MapDiff},
+    datapath::{
+        plan::{self, MapDiff},
+        Underlay,
+    },
     ipam,
     state::{now, Attachment, DriverConfig, Network, OverlayConfig, State, Status},
 };
@@ -103,7 +106,7 @@ impl Daemon {
             return Ok(());
         };
         let advertise = self.advertise_addr().await?;
-        let underlay_mtu = self.underlay_mtu(advertise).await?;
+        let (underlay, underlay_mtu) = self.underlay_device(advertise).await?;
         self.overlay_mtu = underlay_mtu - VXLAN_OVERHEAD;
         let index = match self.nl.link_index(VXLAN_DEVICE).await? {
             Some(index) => index,
@@ -117,6 +120,11 @@ impl Daemon {
             }
         };
         self.dp.attach_tunnel(VXLAN_DEVICE, index)?;
+        self.dp.attach_underlay(Underlay {
+            device: &underlay.1,
+            ifindex: underlay.0,
+            addr: advertise,
+        })?;
         let ttl = self.config.cluster_lease_ttl;
         let cluster = Cluster::new(&store, advertise, ttl, &self.config.state_dir).await?;
         tracing::info!(%store, %advertise, mtu = self.overlay_mtu, "cluster store configured");
@@ -145,20 +153,31 @@ impl Daemon {
         ))
     }
 
-    /// The MTU of the interface that has `addr`.
-    async fn underlay_mtu(&self, addr: Ipv4Addr) -> anyhow::Result<u32> {
+    /// The device that has `addr` (index and name), where the tunnel's frames leave and arrive,
+    /// and its MTU.
+    async fn underlay_device(&self, addr: Ipv4Addr) -> anyhow::Result<((u32, String), u32)> {
         let addrs = self.nl.ipv4_addresses().await?;
         let (index, _) = addrs
             .iter()
             .find(|(_, a)| *a == addr)
             .ok_or_else(|| anyhow!("{addr} is not an address of this host"))?;
+        let name = self
+            .nl
+            .link_name(*index)
+            .await?
+            .ok_or_else(|| anyhow!("the device with {addr} is gone"))?;
+        if name == "lo" {
+            return Err(anyhow!(
+                "{addr} is on the loopback device: advertise an address of the underlay's interface"
+            ));
+        }
         let mtu = self.nl.mtu(*index).await?.unwrap_or(1500);
         if mtu < 576 + VXLAN_OVERHEAD {
             return Err(anyhow!(
                 "the underlay's MTU ({mtu}) leaves too little for VXLAN"
             ));
         }
-        Ok(mtu)
+        Ok(((*index, name), mtu))
     }
 
     /// `network create -d overlay`: the network is recorded in the store (its name, VNI and

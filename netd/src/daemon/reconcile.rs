@@ -224,6 +224,7 @@ impl Daemon {
         uplink_pins.extend(plan::vlan_pins(&self.state));
         if self.cluster.is_some() {
             uplink_pins.push(crate::datapath::TUNNEL_PIN.to_string());
+            uplink_pins.push(crate::datapath::UNDERLAY_PIN.to_string());
         }
         let macvlan_pins = plan::macvlan_pins(&self.state);
         let guarded = plan::macvlan_entries(&self.state);

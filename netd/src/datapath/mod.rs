@@ -14,7 +14,7 @@ pub mod conntrack;
 pub mod plan;
 mod tunnel;
 
-pub use tunnel::TUNNEL_PIN;
+pub use tunnel::{Underlay, TUNNEL_PIN, UNDERLAY_PIN};
 
 use std::{
     collections::BTreeMap,
@@ -64,8 +64,11 @@ pub const TRUNK_PROGRAM: &str = "netd_trunk";
 pub const MACVLAN_PROGRAM: &str = "netd_macvlan_egress";
 /// The program on the host's VXLAN device (ingress: decapsulated overlay frames).
 pub const TUNNEL_PROGRAM: &str = "netd_tunnel_ingress";
-const TC_PROGRAMS: [&str; 7] = [
+/// The program on the underlay device (ingress: the tunnel's frames, decapsulated there).
+pub const UNDERLAY_PROGRAM: &str = "netd_underlay_ingress";
+const TC_PROGRAMS: [&str; 8] = [
     TUNNEL_PROGRAM,
+    UNDERLAY_PROGRAM,
     MACVLAN_PROGRAM,
     ENDPOINT_PROGRAM,
     UPLINK_INGRESS,
@@ -347,6 +350,19 @@ impl Datapath {
         kind: TcAttachType,
         pin: &str,
     ) -> Result<(), DatapathError> {
+        self.attach_tc_in_order(name, iface, kind, pin, LinkOrder::default())
+    }
+
+    /// As [`Datapath::attach_tc`], placed on the device's tcx chain as `order` says (a program
+    /// attached afresh; one already pinned keeps its place).
+    fn attach_tc_in_order(
+        &mut self,
+        name: &'static str,
+        iface: &str,
+        kind: TcAttachType,
+        pin: &str,
+        order: LinkOrder,
+    ) -> Result<(), DatapathError> {
         let pin = self.link_pin(pin);
         let program = tc_program(&mut self.ebpf, name)?;
         let prog_err = |source| DatapathError::Program { name, source };
@@ -361,7 +377,7 @@ impl Datapath {
             drop(program.take_link(id).map_err(prog_err)?);
             return Ok(());
         }
-        let order = TcAttachOptions::TcxOrder(LinkOrder::default());
+        let order = TcAttachOptions::TcxOrder(order);
         let id = program
             .attach_with_options(iface, kind, order)
             .map_err(prog_err)?;

@@ -84,7 +84,9 @@ impl Driver for BridgeConfig {
         spec: &EndpointSpec<'_>,
         undo: &mut Undo,
     ) -> OpResult<Option<String>> {
-        let (host_veth, _) = self.plug_port(env, network, spec, None, undo).await?;
+        let (host_veth, _) = self
+            .plug_port(env, network, spec, PortMtu::default(), undo)
+            .await?;
         Ok(Some(host_veth))
     }
 
@@ -222,16 +224,23 @@ impl BridgeConfig {
     }
 }
 
+/// The MTUs of a container's veth pair: inside, and of the host end if it differs.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct PortMtu {
+    pub inside: Option<u32>,
+    pub host: Option<u32>,
+}
+
 impl BridgeConfig {
-    /// A container's port on the bridge: a veth pair (both ends with `mtu`, if given), the
-    /// address inside, the endpoint program and entry, the address pinned on the bridge, the
-    /// host end up last. Returns the host end's name and index.
+    /// A container's port on the bridge: a veth pair (with the MTUs given, the kernel's
+    /// default otherwise), the address inside, the endpoint program and entry, the address
+    /// pinned on the bridge, the host end up last. Returns the host end's name and index.
     pub(super) async fn plug_port(
         &self,
         env: &mut Env<'_>,
         network: &Network,
         spec: &EndpointSpec<'_>,
-        mtu: Option<u32>,
+        mtu: PortMtu,
         undo: &mut Undo,
     ) -> OpResult<(String, u32)> {
         let bridge = env.nl.require_link(&self.device).await?;
@@ -239,7 +248,8 @@ impl BridgeConfig {
             name: spec.ifname,
             mac: spec.mac,
             netns: spec.netns,
-            mtu,
+            mtu: mtu.inside,
+            host_mtu: mtu.host,
         };
         let owner = format!("container:{}", spec.container_id);
         let (host_veth, host_index) = create_veth_pair(env, &owner, bridge, &peer, undo).await?;

@@ -175,6 +175,7 @@ impl Driver for MacvlanConfig {
             mac: spec.mac,
             netns: spec.netns,
             mtu: None,
+            host_mtu: None,
         };
         env.nl
             .create_macvlan_into(parent, kernel_mode(self.mode), &device)

@@ -2,12 +2,14 @@
 //! network (the same gateway address and MAC everywhere, so a container finds its gateway on
 //! whichever host it runs), with container interfaces `VXLAN_OVERHEAD` bytes short of the
 //! underlay's MTU; between hosts, the endpoint program sends frames for other hosts' endpoints
-//! into the VXLAN tunnel and the tunnel program delivers the other hosts' frames straight into
+//! into the VXLAN tunnel and the underlay program delivers the other hosts' frames straight into
 //! their container ([`crate::datapath`]'s tunnel). The network's record, its addresses and the
 //! other hosts' endpoints come from the cluster store ([`crate::cluster`]).
 use async_trait::async_trait;
 
-use super::{Driver, EndpointSpec, Env, Placed};
+use netd_common::VXLAN_OVERHEAD;
+
+use super::{bridge::PortMtu, Driver, EndpointSpec, Env, Placed};
 use crate::{
     daemon::{
         error::OpResult,
@@ -26,6 +28,17 @@ impl OverlayConfig {
     fn bridge(&self) -> BridgeConfig {
         BridgeConfig {
             device: self.device.clone(),
+        }
+    }
+
+    /// The container's interface leaves room for VXLAN; the host end takes up to the
+    /// underlay's MTU, so that a container whose MTU was raised has its packets reach the
+    /// endpoint program, which answers what does not fit the tunnel with "fragmentation
+    /// needed" instead of the veth dropping them unseen.
+    fn port_mtu(&self) -> PortMtu {
+        PortMtu {
+            inside: Some(self.mtu),
+            host: Some(self.mtu + VXLAN_OVERHEAD),
         }
     }
 }
@@ -57,7 +70,7 @@ impl Driver for OverlayConfig {
     ) -> OpResult<Option<String>> {
         let (host_veth, index) = self
             .bridge()
-            .plug_port(env, network, spec, Some(self.mtu), undo)
+            .plug_port(env, network, spec, self.port_mtu(), undo)
             .await?;
         let ep = EndpointState {
             network: network.name.clone(),
