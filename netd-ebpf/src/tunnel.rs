@@ -1,13 +1,17 @@
 //! The overlay's VXLAN tunnel, both ends, in the programs themselves.
 //!
 //! Out: the endpoint program hands a frame for an overlay endpoint on another host to
-//! [`encap`], which makes room in front of it (`bpf_skb_adjust_room`, marked as a UDP tunnel
-//! so that a GSO super-packet stays one until the wire), writes the outer IPv4, UDP and VXLAN
-//! headers (that host's underlay address and the network's VNI, from [`NETD_TUNNEL`]), and
-//! sends it out of the underlay device with `bpf_redirect_neigh`: the kernel's route and
-//! neighbour lookup for the outer destination, and nothing else of the host stack. No bridge
-//! forwarding database, no flooding: the container learnt the remote MAC from the ARP
-//! responder.
+//! [`encap`], which makes room in front of it (`bpf_skb_adjust_room`), writes the outer IPv4,
+//! UDP and VXLAN headers (that host's underlay address and the network's VNI, from
+//! [`NETD_TUNNEL`]), and sends it out of the underlay device with `bpf_redirect_neigh`: the
+//! kernel's route and neighbour lookup for the outer destination, and nothing else of the host
+//! stack. No bridge forwarding database, no flooding: the container learnt the remote MAC from
+//! the ARP responder.
+//!
+//! A GSO super-packet goes to the kernel's VXLAN device with the tunnel key set instead
+//! ([`encap_by_device`]): `bpf_skb_adjust_room` marks it `SKB_GSO_DODGY`, which a device
+//! without `NETIF_F_GSO_ROBUST` (a veth, most NICs) segments in software, while the device's
+//! own encapsulation keeps it whole to the wire.
 //!
 //! A packet too big for the tunnel gets ICMP "fragmentation needed" if it may not be
 //! fragmented ([`icmp::frag_needed`]), which is what makes path-MTU discovery work for a
@@ -99,6 +103,15 @@ pub fn encap(ctx: &TcContext, ep: &Endpoint, ip: &Ipv4Hdr, to: &Tunnel) -> Resul
             return icmp::frag_needed(ctx, ep, mtu - VXLAN_OVERHEAD);
         }
         count(ctx, TUNNEL_STAT_FRAGMENTED);
+        return encap_by_device(ctx, to);
+    }
+    // SAFETY: the skb is valid for this program run.
+    if unsafe { (*ctx.skb.skb).gso_size } != 0 {
+        // bpf_skb_adjust_room marks a GSO packet SKB_GSO_DODGY, which a device without
+        // NETIF_F_GSO_ROBUST (a veth, most NICs) segments in software before sending: the
+        // kernel's device keeps a super-packet whole to the wire (UDP tunnel segmentation
+        // offload), and the far side still takes it off in its program.
+        count(ctx, TUNNEL_STAT_ENCAP);
         return encap_by_device(ctx, to);
     }
     let ends = TunnelEnds {

@@ -78,6 +78,8 @@ pub struct Cluster {
     /// The lease this host's endpoints live on (0 until etcd granted one).
     lease: Arc<AtomicI64>,
     lease_file: PathBuf,
+    /// The last view of the cluster this daemon had (see [`Cluster::save_view`]).
+    view_file: PathBuf,
 }
 
 impl Cluster {
@@ -107,6 +109,7 @@ impl Cluster {
             ttl,
             lease: Arc::new(AtomicI64::new(0)),
             lease_file: state_dir.join("cluster-lease"),
+            view_file: state_dir.join("cluster-view.json"),
         })
     }
 
@@ -168,6 +171,33 @@ impl Cluster {
             })?;
         self.lease.store(id, Ordering::Release);
         Ok(id)
+    }
+
+    /// Keeps `view` in the state dir (written whole, then renamed): a daemon restarted while the
+    /// store is away starts from it, so that it still answers the other hosts' names.
+    pub fn save_view(&self, view: &Snapshot) -> Result<(), ClusterError> {
+        let io = |source| ClusterError::Io {
+            what: "write",
+            path: self.view_file.clone(),
+            source,
+        };
+        let json = serde_json::to_vec(view).map_err(|e| io(std::io::Error::other(e)))?;
+        let tmp = self.view_file.with_extension("tmp");
+        std::fs::write(&tmp, json)
+            .and_then(|()| std::fs::rename(&tmp, &self.view_file))
+            .map_err(io)
+    }
+
+    /// The view [`Cluster::save_view`] kept, if there is one that reads.
+    pub fn saved_view(&self) -> Option<Snapshot> {
+        let bytes = std::fs::read(&self.view_file).ok()?;
+        match serde_json::from_slice(&bytes) {
+            Ok(view) => Some(view),
+            Err(e) => {
+                tracing::warn!(path = %self.view_file.display(), %e, "ignoring the saved cluster view");
+                None
+            }
+        }
     }
 
     /// Forgets the lease (etcd said it expired); the next session takes a new one.

@@ -130,8 +130,9 @@ pub fn free_vni(taken: &BTreeSet<u32>, from: u32) -> Option<u32> {
         .find(|v| !taken.contains(v))
 }
 
-/// The cluster as the store has it at one revision.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// The cluster as the store has it at one revision (also as the daemon keeps it in its state
+/// dir, for a restart while the store is away).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
     pub networks: BTreeMap<String, NetworkRecord>,
     /// network ID -> address -> endpoint.

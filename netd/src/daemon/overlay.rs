@@ -422,7 +422,13 @@ impl Daemon {
         match snap {
             Ok(snap) => self.cluster_resync(snap).await,
             Err(e) => {
-                tracing::warn!(%e, "starting without the cluster store; following it once it answers")
+                tracing::warn!(%e, "starting without the cluster store; following it once it answers");
+                // The datapath kept the other hosts' endpoints (pinned maps); the saved view
+                // gives their names back to DNS until the store answers.
+                if let Some(view) = cluster.saved_view() {
+                    self.cluster_view = view;
+                    self.refresh_dns();
+                }
             }
         }
     }
@@ -496,9 +502,10 @@ impl Daemon {
     /// map and the ARP responder with the other hosts' endpoints, DNS with their names. Logs what
     /// it cannot do and goes on.
     async fn sync_cluster(&mut self) {
-        let Some(me) = self.cluster.as_ref().map(|c| IpAddr::V4(c.advertise)) else {
+        let Some(cluster) = self.cluster.clone() else {
             return;
         };
+        let me = IpAddr::V4(cluster.advertise);
         let view = std::mem::take(&mut self.cluster_view);
         // A network this daemon made or removed after the view's revision is as it made it.
         let settled = |id: &str| {
@@ -537,6 +544,9 @@ impl Daemon {
         let networks_changed = !adopt.is_empty() || !gone.is_empty();
         if let Err(e) = self.sync_remotes(&view, me) {
             tracing::error!(%e, "cannot bring the tunnel map up to date");
+        }
+        if let Err(e) = cluster.save_view(&view) {
+            tracing::warn!(%e, "cannot keep the cluster view in the state dir");
         }
         self.cluster_view = view;
         // A network's gateway is a host address: published ports answer on it.

@@ -13,13 +13,16 @@
 //! bridge `br0`, a VXLAN device `vx42` (VNI 42, UDP 4789, no learning) on it and a veth to a
 //! "container" namespace `nbench-kvN-s` (10.0.42.N, MTU 1450), static FDB entries towards the
 //! other host's container MAC and static neighbour entries in the containers, as Docker's
-//! overlay driver programs them (no eBPF, no iptables). Where the machine has `br_netfilter`
+//! overlay driver programs them (no eBPF, no iptables); and two host-gw hosts `nbench-rt1-h`,
+//! `nbench-rt2-h` (10.98.0.31, .32), each routing a container behind a veth (10.0.43.2,
+//! 10.0.44.2) and the other's subnet via the other's underlay address, with no tunnel: what the
+//! containers' veths cost by themselves. Where the machine has `br_netfilter`
 //! loaded, the fabric's and the kernel hosts' bridges are told not to call netfilter (a
 //! per-namespace sysctl), so that no path pays hooks that have no rule.
 //!
 //! Measured in paired rounds whose order alternates, as the other phases: iperf3 and sockperf
-//! from `oa` to `ob` (netd), from host 1's `eth1` address to host 2's (underlay) and between the
-//! kernel VXLAN containers. Then the create-and-resolve rounds: the `resolve` helper in `oa`
+//! from `oa` to `ob` (netd), from host 1's `eth1` address to host 2's (underlay), between the
+//! kernel VXLAN containers and between the host-gw containers. Then the create-and-resolve rounds: the `resolve` helper in `oa`
 //! asks the embedded DNS (127.0.0.11) for a name that does not exist yet, every few
 //! milliseconds, and connects to the address it gets; `netd run -d --network ov NAME` on host 3
 //! starts a container of that name with the `serve` helper in it. The time is from just before
@@ -51,6 +54,9 @@ pub const CREATE: &str = "overlay.create";
 pub const NETD: &str = "netd overlay";
 pub const UNDERLAY: &str = "underlay";
 pub const KERNEL: &str = "kernel VXLAN+bridge";
+/// Containers behind veths on two hosts, routed by the hosts with no tunnel (flannel's host-gw):
+/// what the containers' veths cost by themselves, for comparison.
+pub const HOST_GW: &str = "veth + routing (host-gw)";
 /// The create-and-resolve series: until the name answers on host 1, and `netd run` itself.
 pub const RESOLVED: &str = "netd run to answer";
 pub const RUN_CMD: &str = "netd run (command)";
@@ -65,6 +71,8 @@ const VXLAN_PORT: &str = "4789";
 const VXLAN_DEV: &str = "vx42";
 const KERNEL_BRIDGE: &str = "br0";
 const KERNEL_FABRIC: [usize; 2] = [11, 12];
+/// The host-gw hosts' fabric numbers.
+const ROUTED_FABRIC: [usize; 2] = [21, 22];
 const OVERLAY_MTU: &str = "1450";
 /// How long one create-and-resolve round may take before it counts as failed.
 const RESOLVE_SECS: u32 = 15;
@@ -80,6 +88,7 @@ pub fn run(g: &mut Guard, netd: &Path, tool: &str, r: &mut Results) -> Result<()
     let started = r.started;
     let cluster = cluster(g, netd, tool)?;
     kernel_vxlan(g, tool)?;
+    host_gw(g, tool)?;
     underlay_servers(g, tool)?;
     println!(
         "bench: overlay worlds built ({:.0?} so far)",
@@ -296,6 +305,60 @@ fn kernel_vxlan(g: &mut Guard, tool: &str) -> Result<()> {
     start_servers(g, "kernel vxlan", &hosts[1].container, tool)
 }
 
+/// A host-gw host's namespaces, underlay address, container subnet, address and gateway.
+struct RoutedHost {
+    port: String,
+    host: String,
+    container: String,
+    underlay: String,
+    subnet: String,
+    ip: String,
+    gateway: String,
+}
+
+fn routed_host(n: usize) -> RoutedHost {
+    let net = 42 + n;
+    RoutedHost {
+        port: format!("rt{n}"),
+        host: ns(&format!("rt{n}"), "h"),
+        container: ns(&format!("rt{n}"), "s"),
+        underlay: netd_world::fabric_ip(ROUTED_FABRIC[n - 1]),
+        subnet: format!("10.0.{net}.0/24"),
+        ip: format!("10.0.{net}.2"),
+        gateway: format!("10.0.{net}.1"),
+    }
+}
+
+/// Two hosts on the fabric, each routing a container subnet behind a veth and the other
+/// host's subnet via that host's underlay address, as flannel's host-gw backend does: the
+/// underlay plus the containers' veths and the hosts' forwarding, no tunnel, no eBPF, no
+/// iptables. The servers in the second container.
+fn host_gw(g: &mut Guard, tool: &str) -> Result<()> {
+    let fabric = ns("fab", "h");
+    let hosts = [routed_host(1), routed_host(2)];
+    for (me, peer) in [(&hosts[0], &hosts[1]), (&hosts[1], &hosts[0])] {
+        g.add_ns(&me.host)?;
+        g.add_ns(&me.container)?;
+        netd_world::plug(&fabric, &me.port, &me.host).context("a port on the fabric")?;
+        netd_world::address_underlay(&me.host, &me.underlay).context("an underlay address")?;
+        world::sysctl(&me.host, "net.ipv4.ip_forward", "1")?;
+        let (h, c) = (me.host.as_str(), me.container.as_str());
+        let gw = format!("{}/24", me.gateway);
+        let cidr = format!("{}/24", me.ip);
+        world::ip(&[
+            "-n", h, "link", "add", "veth0", "type", "veth", "peer", "name", "eth0", "netns", c,
+        ])?;
+        world::ip(&["-n", h, "addr", "add", &gw, "dev", "veth0"])?;
+        world::ip(&["-n", h, "link", "set", "veth0", "up"])?;
+        world::ip(&["-n", h, "route", "add", &peer.subnet, "via", &peer.underlay])?;
+        world::ip(&["-n", c, "link", "set", "lo", "up"])?;
+        world::ip(&["-n", c, "link", "set", "eth0", "up"])?;
+        world::ip(&["-n", c, "addr", "add", &cidr, "dev", "eth0"])?;
+        world::ip(&["-n", c, "route", "add", "default", "via", &me.gateway])?;
+    }
+    start_servers(g, "host-gw", &hosts[1].container, tool)
+}
+
 /// With `br_netfilter` loaded on the machine (Docker and Kubernetes hosts load it) a Linux bridge
 /// runs the netfilter hooks on every bridged frame; these bridges (the fabric, a switch, and the
 /// kernel VXLAN hosts', which carry no rule either) do not, in the namespace `n` only.
@@ -331,7 +394,7 @@ fn start_servers(g: &mut Guard, what: &str, n: &str, tool: &str) -> Result<()> {
     Ok(())
 }
 
-/// The three paths, each client to its servers.
+/// The four paths, each client to its servers.
 fn endpoints(cluster: &Cluster) -> Vec<Endpoint> {
     vec![
         Endpoint {
@@ -350,6 +413,12 @@ fn endpoints(cluster: &Cluster) -> Vec<Endpoint> {
             variant: KERNEL,
             launcher: Launcher::Ns(kernel_host(1).container),
             ip: kernel_host(2).ip,
+            ports: DIRECT,
+        },
+        Endpoint {
+            variant: HOST_GW,
+            launcher: Launcher::Ns(routed_host(1).container),
+            ip: routed_host(2).ip,
             ports: DIRECT,
         },
     ]
