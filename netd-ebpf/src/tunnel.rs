@@ -114,6 +114,12 @@ pub fn encap(ctx: &TcContext, ep: &Endpoint, ip: &Ipv4Hdr, to: &Tunnel) -> Resul
         count(ctx, TUNNEL_STAT_ENCAP);
         return encap_by_device(ctx, to);
     }
+    native(ctx, underlay, to)
+}
+
+/// Wraps the frame in the outer headers here and sends it out of the `underlay` device.
+#[inline(always)]
+fn native(ctx: &TcContext, underlay: u32, to: &Tunnel) -> Result<i32, DropReason> {
     let ends = TunnelEnds {
         local: (maps::config(CONFIG_UNDERLAY_ADDR) as u32).to_be_bytes(),
         remote: to.host,
