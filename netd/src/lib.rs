@@ -3,6 +3,7 @@ pub mod api;
 pub mod cli;
 pub mod client;
 pub mod cluster;
+pub mod cni;
 pub mod daemon;
 pub mod datapath;
 pub mod dns;

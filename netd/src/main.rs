@@ -13,6 +13,9 @@ fn main() -> ExitCode {
     // (`netd maps dump | head`).
     // SAFETY: restoring the default disposition of a signal before any thread starts.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    if netd::cni::invoked() {
+        return ExitCode::from(netd::cni::main());
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => e.exit(),

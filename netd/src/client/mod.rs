@@ -21,21 +21,41 @@ use crate::{
 
 /// Sends one request and returns the daemon's reply, or its error as ours.
 pub fn request(socket: &Path, request: &Request) -> anyhow::Result<Reply> {
-    let mut stream = UnixStream::connect(socket).map_err(|e| {
-        anyhow!(
+    match exchange(socket, request) {
+        Ok(response) => response.map_err(|e| anyhow!(e)),
+        Err(Exchange::Unreachable(e)) => Err(anyhow!(
             "cannot reach the netd daemon at {} ({e}): is it running? Start it with `netd daemon`",
             socket.display()
-        )
-    })?;
-    stream.write_all(&serde_json::to_vec(request)?)?;
-    stream.shutdown(std::net::Shutdown::Write)?;
+        )),
+        Err(Exchange::Broken(e)) => Err(e),
+    }
+}
+
+/// Why a request got no answer from the daemon.
+#[derive(Debug)]
+pub enum Exchange {
+    /// Nothing listens on the socket.
+    Unreachable(std::io::Error),
+    /// The connection broke or the reply does not read.
+    Broken(anyhow::Error),
+}
+
+/// Sends one request and returns the daemon's response (its reply or its one-line error).
+pub fn exchange(socket: &Path, request: &Request) -> Result<Response, Exchange> {
+    let mut stream = UnixStream::connect(socket).map_err(Exchange::Unreachable)?;
+    let broken = |e: anyhow::Error| Exchange::Broken(e);
+    stream
+        .write_all(&serde_json::to_vec(request).map_err(|e| broken(e.into()))?)
+        .and_then(|()| stream.shutdown(std::net::Shutdown::Write))
+        .map_err(|e| broken(anyhow!("sending the request: {e}")))?;
     let mut buf = Vec::new();
     stream
         .read_to_end(&mut buf)
-        .context("reading the daemon's reply")?;
-    let response: Response =
-        serde_json::from_slice(&buf).context("malformed reply from the daemon")?;
-    response.map_err(|e| anyhow!(e))
+        .context("reading the daemon's reply")
+        .map_err(broken)?;
+    serde_json::from_slice(&buf)
+        .context("malformed reply from the daemon")
+        .map_err(broken)
 }
 
 pub fn network(socket: &Path, cmd: NetworkCommand) -> anyhow::Result<()> {
