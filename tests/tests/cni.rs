@@ -1,0 +1,195 @@
+//! netd as a CNI plugin, driven the way a runtime drives it: the `netd` binary with `CNI_*` in
+//! its environment and the network configuration on stdin, against a daemon in a throwaway host,
+//! with a "pod" namespace of the test's own standing in for the runtime's.
+use std::{
+    io::Write as _,
+    process::{Command, Stdio},
+};
+
+use netd_tests::{netd_bin, run, Host, Out};
+use serde_json::Value;
+
+/// A namespace made by the test, as a runtime makes one for a container; deleted on drop.
+struct Pod {
+    name: String,
+}
+
+impl Pod {
+    fn new(host: &Host, suffix: &str) -> Pod {
+        let name = format!("{}p{suffix}", host.name);
+        assert!(
+            run("ip", &["netns", "add", &name]).ok(),
+            "ip netns add {name}"
+        );
+        Pod { name }
+    }
+
+    fn path(&self) -> String {
+        format!("/run/netns/{}", self.name)
+    }
+}
+
+impl Drop for Pod {
+    fn drop(&mut self) {
+        let _ = run("ip", &["netns", "del", &self.name]);
+    }
+}
+
+/// The network configuration for netd network `network` on `host`, with `extra` fields.
+fn conf(host: &Host, network: &str, extra: &str) -> String {
+    format!(
+        r#"{{"cniVersion":"1.0.0","name":"{network}","type":"netd","network":"{network}",
+            "socket":"{}","capabilities":{{"portMappings":true}}{extra}}}"#,
+        host.socket().display()
+    )
+}
+
+/// One plugin run: `command` for container `name` in `pod`, with `stdin`; the exit status and
+/// what it printed, parsed.
+fn plugin(command: &str, pod: Option<&Pod>, name: &str, stdin: &str) -> (Out, Value) {
+    let mut cmd = Command::new(netd_bin());
+    cmd.env_clear()
+        .env("CNI_COMMAND", command)
+        .env("CNI_CONTAINERID", format!("{name}-0123456789abcdef"))
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", "/usr/lib/cni")
+        .env(
+            "CNI_ARGS",
+            format!("IgnoreUnknown=1;K8S_POD_NAMESPACE={name};K8S_POD_NAME={name}"),
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(pod) = pod {
+        cmd.env("CNI_NETNS", pod.path());
+    }
+    let mut child = cmd.spawn().expect("run the plugin");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out: Out = child.wait_with_output().expect("the plugin ends").into();
+    let json = serde_json::from_str(out.stdout.trim()).unwrap_or(Value::Null);
+    (out, json)
+}
+
+const PORTS: &str =
+    r#","runtimeConfig":{"portMappings":[{"hostPort":8080,"containerPort":80,"protocol":"tcp"}]}"#;
+
+#[test]
+fn a_runtime_namespace_added_to_a_network_gets_an_address_a_route_dns_and_its_ports() {
+    let Some(host) = Host::start() else { return };
+    host.ok(&["network", "create", "--subnet", "10.89.0.0/24", "front"]);
+    host.container("peer", &["--network", "front"]);
+    let pod = Pod::new(&host, "1");
+    let (out, result) = plugin("ADD", Some(&pod), "web", &conf(&host, "front", PORTS));
+    assert!(out.ok(), "{}{}", out.stdout, out.stderr);
+    assert_eq!(result["cniVersion"], "1.0.0", "{result}");
+    assert_eq!(result["interfaces"][0]["name"], "eth0");
+    assert_eq!(result["interfaces"][0]["sandbox"], pod.path().as_str());
+    let address = result["ips"][0]["address"].as_str().expect("an address");
+    assert!(
+        address.starts_with("10.89.0.") && address.ends_with("/24"),
+        "{result}"
+    );
+    assert_eq!(result["ips"][0]["gateway"], "10.89.0.1");
+    assert_eq!(result["routes"][0]["dst"], "0.0.0.0/0");
+    assert_eq!(result["dns"]["nameservers"][0], "127.0.0.11");
+    let ip = address.trim_end_matches("/24");
+    let inside = run("ip", &["-n", &pod.name, "-4", "addr", "show", "eth0"]).stdout;
+    assert!(inside.contains(address), "{inside}");
+    // The runtime's container is netd's as well: listed, named in DNS, publishing its port.
+    let ls = host.ok(&["container", "ls"]);
+    assert!(ls.contains("web"), "{ls}");
+    let lookup = host.exec("peer", &["busybox", "nslookup", "web"]);
+    assert!(
+        lookup.stdout.contains(ip),
+        "{}{}",
+        lookup.stdout,
+        lookup.stderr
+    );
+    assert!(host.reaches("peer", ip));
+    let port = host.ok(&["container", "port", "web"]);
+    assert!(port.contains("80/tcp -> 0.0.0.0:8080"), "{port}");
+    let (out, _) = plugin("CHECK", Some(&pod), "web", &conf(&host, "front", ""));
+    assert!(
+        out.ok(),
+        "CHECK of what ADD made: {}{}",
+        out.stdout,
+        out.stderr
+    );
+}
+
+#[test]
+fn del_is_idempotent_frees_the_address_and_succeeds_with_the_daemon_gone() {
+    let Some(mut host) = Host::start() else {
+        return;
+    };
+    host.ok(&["network", "create", "--subnet", "10.89.1.0/29", "small"]);
+    let conf = conf(&host, "small", "");
+    let pod = Pod::new(&host, "1");
+    // A /29 has 5 addresses for containers: 6 rounds only work if DEL frees them.
+    for round in 0..6 {
+        let (out, _) = plugin("ADD", Some(&pod), "a", &conf);
+        assert!(out.ok(), "ADD, round {round}: {}{}", out.stdout, out.stderr);
+        for _ in 0..2 {
+            let (out, _) = plugin("DEL", Some(&pod), "a", &conf);
+            assert!(out.ok(), "DEL, and DEL again: {}{}", out.stdout, out.stderr);
+            assert_eq!(out.stdout.trim(), "", "DEL prints nothing");
+        }
+        assert!(!host.ok(&["container", "ls"]).contains(" a "));
+    }
+    host.stop_daemon("TERM");
+    let (out, _) = plugin("DEL", None, "a", &conf);
+    assert!(
+        out.ok(),
+        "DEL with the daemon gone: {}{}",
+        out.stdout,
+        out.stderr
+    );
+}
+
+#[test]
+fn bad_input_gets_the_specs_error_object_and_changes_nothing() {
+    let Some(mut host) = Host::start() else {
+        return;
+    };
+    let (out, version) = plugin("VERSION", None, "x", "");
+    assert!(out.ok());
+    assert!(
+        version["supportedVersions"]
+            .as_array()
+            .is_some_and(|v| v.iter().any(|s| s == "1.0.0")),
+        "{version}"
+    );
+    let pod = Pod::new(&host, "1");
+    let code = |stdin: &str, pod: Option<&Pod>| -> (u64, String) {
+        let (out, err) = plugin("ADD", pod, "x", stdin);
+        assert!(!out.ok(), "fails: {}", out.stdout);
+        (
+            err["code"].as_u64().expect("an error object"),
+            err["msg"].as_str().unwrap_or_default().to_string(),
+        )
+    };
+    assert_eq!(code("{", Some(&pod)).0, 6, "undecodable");
+    let old = conf(&host, "bridge", "").replace("1.0.0", "0.3.1");
+    assert_eq!(code(&old, Some(&pod)).0, 1, "a version netd does not speak");
+    let other = conf(&host, "bridge", "").replace("\"netd\"", "\"bridge\"");
+    assert_eq!(
+        code(&other, Some(&pod)).0,
+        7,
+        "another plugin's configuration"
+    );
+    assert_eq!(code(&conf(&host, "bridge", ""), None).0, 4, "no CNI_NETNS");
+    let (c, msg) = code(&conf(&host, "nowhere", ""), Some(&pod));
+    assert_eq!(c, 100);
+    assert!(msg.contains("nowhere"), "{msg}");
+    let ls = host.ok(&["container", "ls"]);
+    assert_eq!(ls.lines().count(), 1, "nothing was made: {ls}");
+    host.stop_daemon("TERM");
+    let (c, msg) = code(&conf(&host, "bridge", ""), Some(&pod));
+    assert_eq!(c, 11, "try again later");
+    assert!(msg.contains("not running"), "{msg}");
+}
