@@ -62,6 +62,9 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
+    /// Install netd as a CNI plugin for container runtimes (podman, containerd, Kubernetes).
+    #[command(subcommand)]
+    Cni(CniCommand),
     /// Stream flow and drop events from the datapath until interrupted.
     Monitor {
         #[arg(long)]
@@ -74,6 +77,23 @@ pub enum Command {
         drops: bool,
         #[arg(long, value_enum, default_value_t)]
         format: Format,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CniCommand {
+    /// Put the plugin (this binary, as `netd`) in the runtime's plugin dir and a conflist for a
+    /// netd network in its config dir.
+    Install {
+        /// Where the runtime looks for plugins.
+        #[arg(long, default_value = "/opt/cni/bin")]
+        bin_dir: PathBuf,
+        /// Where the runtime looks for network configurations.
+        #[arg(long, default_value = "/etc/cni/net.d")]
+        conf_dir: PathBuf,
+        /// The netd network the runtime's containers join (the CNI network gets its name).
+        #[arg(long)]
+        network: String,
     },
 }
 

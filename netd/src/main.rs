@@ -98,6 +98,11 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Exec(args) => client::exec(&cli.socket, args),
         Command::Run(args) => client::run(&cli.socket, args),
         Command::Check { format } => client::check(&cli.socket, format),
+        Command::Cni(netd::cli::CniCommand::Install {
+            bin_dir,
+            conf_dir,
+            network,
+        }) => netd::cni::install::install(&cli.socket, &bin_dir, &conf_dir, &network).map(|()| 0),
     }
 }
 

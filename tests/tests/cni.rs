@@ -47,7 +47,18 @@ fn conf(host: &Host, network: &str, extra: &str) -> String {
 /// One plugin run: `command` for container `name` in `pod`, with `stdin`; the exit status and
 /// what it printed, parsed.
 fn plugin(command: &str, pod: Option<&Pod>, name: &str, stdin: &str) -> (Out, Value) {
-    let mut cmd = Command::new(netd_bin());
+    plugin_at(&netd_bin(), command, pod, name, stdin)
+}
+
+/// As [`plugin`], with the plugin binary at `bin`.
+fn plugin_at(
+    bin: &std::path::Path,
+    command: &str,
+    pod: Option<&Pod>,
+    name: &str,
+    stdin: &str,
+) -> (Out, Value) {
+    let mut cmd = Command::new(bin);
     cmd.env_clear()
         .env("CNI_COMMAND", command)
         .env("CNI_CONTAINERID", format!("{name}-0123456789abcdef"))
@@ -192,4 +203,92 @@ fn bad_input_gets_the_specs_error_object_and_changes_nothing() {
     let (c, msg) = code(&conf(&host, "bridge", ""), Some(&pod));
     assert_eq!(c, 11, "try again later");
     assert!(msg.contains("not running"), "{msg}");
+}
+
+#[test]
+fn install_puts_the_plugin_and_a_conflist_that_a_runtime_can_use() {
+    let Some(host) = Host::start() else { return };
+    host.ok(&["network", "create", "--subnet", "10.89.2.0/24", "front"]);
+    let dir = tempfile_dir(&host);
+    let (bin, confs) = (dir.join("bin"), dir.join("net.d"));
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(&confs).unwrap();
+    let (b, c) = (bin.to_str().unwrap(), confs.to_str().unwrap());
+    let err = host.fails(&[
+        "cni",
+        "install",
+        "--bin-dir",
+        b,
+        "--conf-dir",
+        c,
+        "--network",
+        "nowhere",
+    ]);
+    assert!(
+        err.contains("nowhere") && err.contains("not found"),
+        "{err}"
+    );
+    let missing = dir.join("missing");
+    let err = host.fails(&[
+        "cni",
+        "install",
+        "--bin-dir",
+        missing.to_str().unwrap(),
+        "--conf-dir",
+        c,
+        "--network",
+        "front",
+    ]);
+    assert!(err.contains("is not a directory"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(&bin).unwrap().count(),
+        0,
+        "nothing written"
+    );
+    assert_eq!(
+        std::fs::read_dir(&confs).unwrap().count(),
+        0,
+        "nothing written"
+    );
+    host.ok(&[
+        "cni",
+        "install",
+        "--bin-dir",
+        b,
+        "--conf-dir",
+        c,
+        "--network",
+        "front",
+    ]);
+    let list: Value =
+        serde_json::from_str(&std::fs::read_to_string(confs.join("front.conflist")).unwrap())
+            .unwrap();
+    // What a runtime hands the plugin: the list's version and name with the plugin's entry.
+    let mut conf = list["plugins"][0].clone();
+    conf["cniVersion"] = list["cniVersion"].clone();
+    conf["name"] = list["name"].clone();
+    let pod = Pod::new(&host, "1");
+    let installed = bin.join("netd");
+    let (out, result) = plugin_at(&installed, "ADD", Some(&pod), "web", &conf.to_string());
+    assert!(out.ok(), "{}{}", out.stdout, out.stderr);
+    assert!(
+        result["ips"][0]["address"]
+            .as_str()
+            .unwrap()
+            .starts_with("10.89.2."),
+        "{result}"
+    );
+}
+
+/// A scratch dir in the host's own dir (removed with it).
+fn tempfile_dir(host: &Host) -> std::path::PathBuf {
+    let dir = host
+        .socket()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("cni");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }

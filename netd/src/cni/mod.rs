@@ -7,6 +7,7 @@
 //! Output is the spec's: the result on stdout for ADD, nothing for DEL and CHECK, the error object
 //! on stdout and exit status 1 on failure.
 pub mod conf;
+pub mod install;
 pub mod result;
 
 use std::{io::Read as _, path::Path};
