@@ -31,6 +31,18 @@ fn wait_reaches(host: &Host, container: &str, ip: &str) {
     );
 }
 
+/// Overlay `ov` made on `a`, container `web` on it there and `client` on `b`; returns web's
+/// address once the client reaches it.
+fn web_and_client(a: &Host, b: &Host) -> String {
+    a.ok(&["network", "create", "-d", "overlay", "ov"]);
+    wait_network(b, "ov");
+    a.ok(&["run", "-d", "--network", "ov", "web"]);
+    b.ok(&["run", "-d", "--network", "ov", "client"]);
+    let web = a.ip("web", "ov");
+    wait_reaches(b, "client", &web);
+    web
+}
+
 #[test]
 fn containers_on_two_hosts_reach_each_other_by_address_and_by_name() {
     let Some(mut fabric) = Fabric::with_etcd() else {
@@ -304,12 +316,7 @@ fn with_etcd_down_traffic_flows_creates_fail_and_all_resumes_once_it_is_back() {
     };
     let hosts = fabric.cluster_hosts(2, &[]);
     let (a, b) = (&hosts[0], &hosts[1]);
-    a.ok(&["network", "create", "-d", "overlay", "ov"]);
-    wait_network(b, "ov");
-    a.ok(&["run", "-d", "--network", "ov", "web"]);
-    b.ok(&["run", "-d", "--network", "ov", "client"]);
-    let web = a.ip("web", "ov");
-    wait_reaches(b, "client", &web);
+    let web = web_and_client(a, b);
     fabric.stop_etcd();
     assert!(b.reaches("client", &web), "traffic flows without etcd");
     a.ok(&["container", "create", "--network", "ov", "late"]);
@@ -346,12 +353,7 @@ fn a_host_killed_and_restarted_keeps_its_endpoints_and_the_others_traffic() {
         return;
     };
     let mut hosts = fabric.cluster_hosts(2, &[]);
-    hosts[0].ok(&["network", "create", "-d", "overlay", "ov"]);
-    wait_network(&hosts[1], "ov");
-    hosts[0].ok(&["run", "-d", "--network", "ov", "web"]);
-    hosts[1].ok(&["run", "-d", "--network", "ov", "client"]);
-    let web = hosts[0].ip("web", "ov");
-    wait_reaches(&hosts[1], "client", &web);
+    let web = web_and_client(&hosts[0], &hosts[1]);
     hosts[0].stop_daemon("KILL");
     assert!(
         hosts[1].reaches("client", &web),
@@ -438,12 +440,7 @@ fn the_programs_carry_the_tunnel_and_a_packet_too_big_for_it_gets_fragmentation_
     };
     let hosts = fabric.cluster_hosts(2, &["--metrics", "9400"]);
     let (a, b) = (&hosts[0], &hosts[1]);
-    a.ok(&["network", "create", "-d", "overlay", "ov"]);
-    wait_network(b, "ov");
-    a.ok(&["run", "-d", "--network", "ov", "web"]);
-    b.ok(&["run", "-d", "--network", "ov", "client"]);
-    let web = a.ip("web", "ov");
-    wait_reaches(b, "client", &web);
+    let web = web_and_client(a, b);
     for host in [a, b] {
         assert_eq!(
             vxlan_device_packets(host),
