@@ -183,7 +183,8 @@ fn udp_ports_are_published_too() {
     let out = host.outside(&[
         "sh",
         "-c",
-        &format!("echo ping | socat -T2 - UDP:{UPLINK_IP}:5353"),
+        // -t: after its stdin ends socat waits only 0.5 s for the answer by default.
+        &format!("echo ping | socat -T2 -t3 - UDP:{UPLINK_IP}:5353"),
     ]);
     assert_eq!(out.stdout.trim(), format!("pong-{OUTSIDE_IP}"));
     assert_eq!(

@@ -758,7 +758,8 @@ impl Demo<'_> {
             &["container", "port", "dns"],
             Expect::Prints("53/udp -> 0.0.0.0:5353"),
         );
-        let query = format!("echo ping | socat -T2 - UDP:{UPLINK_IP}:5353");
+        // -t: after its stdin ends socat waits only 0.5 s for the answer by default.
+        let query = format!("echo ping | socat -T2 -t3 - UDP:{UPLINK_IP}:5353");
         let cmd = self.lab.outside(&["sh", "-c", &query]);
         let answer = format!("pong-{OUTSIDE_IP}");
         self.check_command(
