@@ -52,6 +52,7 @@ fn running(name: &str, network: &str, ip: Ipv4Addr, aliases: &[&str]) -> Contain
         env: vec![],
         hostname: name.into(),
         adopted_netns: None,
+        runtime: None,
         status: Status::Running,
         endpoints: vec![EndpointState {
             network: network.into(),

@@ -104,6 +104,10 @@ pub struct ContainerCreate {
     pub env: Vec<String>,
     pub hostname: Option<String>,
     pub netns: Option<PathBuf>,
+    /// The runtime that manages the container and its namespace (`cni`): netd removes such a
+    /// container itself when it finds its namespace gone.
+    #[serde(default)]
+    pub runtime: Option<String>,
 }
 
 /// The daemon's answer: a view, or a one-line error.
@@ -236,6 +240,9 @@ pub struct ContainerView {
     pub network_mode: String,
     pub hostname: String,
     pub netns: Option<PathBuf>,
+    /// The runtime that manages it, for a container a runtime made (`cni`).
+    #[serde(default)]
+    pub runtime: Option<String>,
     pub networks: BTreeMap<String, EndpointView>,
     pub ports: Vec<String>,
     pub expose: Vec<String>,
@@ -410,6 +417,7 @@ mod props {
                         env,
                         hostname,
                         netns: netns.map(PathBuf::from),
+                        runtime: None,
                     })
                 },
             );

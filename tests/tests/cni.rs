@@ -152,6 +152,10 @@ fn del_is_idempotent_frees_the_address_and_succeeds_with_the_daemon_gone() {
         }
         assert!(!host.ok(&["container", "ls"]).contains(" a "));
     }
+    // DEL while the daemon is away succeeds; the runtime then deletes the namespace, and the
+    // daemon, back, forgets the container as DEL would have.
+    let (out, _) = plugin("ADD", Some(&pod), "a", &conf);
+    assert!(out.ok(), "{}{}", out.stdout, out.stderr);
     host.stop_daemon("TERM");
     let (out, _) = plugin("DEL", None, "a", &conf);
     assert!(
@@ -160,6 +164,20 @@ fn del_is_idempotent_frees_the_address_and_succeeds_with_the_daemon_gone() {
         out.stdout,
         out.stderr
     );
+    drop(pod);
+    host.start_daemon();
+    let ls = host.ok(&["container", "ls"]);
+    assert!(!ls.contains(" a "), "{ls}");
+    let pod = Pod::new(&host, "2");
+    let (out, _) = plugin("ADD", Some(&pod), "a", &conf);
+    assert!(
+        out.ok(),
+        "the name is free again: {}{}",
+        out.stdout,
+        out.stderr
+    );
+    let inspect: Value = serde_json::from_str(&host.ok(&["container", "inspect", "a"])).unwrap();
+    assert_eq!(inspect["runtime"], "cni", "{inspect}");
 }
 
 #[test]

@@ -166,6 +166,7 @@ fn create_request(a: ContainerCreateArgs) -> ContainerCreate {
         env: a.env,
         hostname: a.hostname,
         netns: a.netns,
+        runtime: None,
     }
 }
 

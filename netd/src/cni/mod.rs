@@ -21,6 +21,8 @@ use crate::{
 
 /// The interface name netd gives a container's first network.
 const IFNAME: &str = "eth0";
+/// What the plugin's containers are marked with (`container inspect`'s `runtime`).
+pub const RUNTIME: &str = "cni";
 
 /// Whether the runtime runs this binary as its CNI plugin.
 pub fn invoked() -> bool {
@@ -96,6 +98,7 @@ fn add(conf: &NetConf, inv: &Invocation) -> Result<String, CniError> {
         env: vec![],
         hostname: None,
         netns: Some(netns.to_path_buf()),
+        runtime: Some(RUNTIME.into()),
     };
     call(&socket, &Request::ContainerCreate(create))?;
     let started = call(&socket, &Request::ContainerStart { name: name.clone() })

@@ -121,6 +121,7 @@ mod tests {
             network_mode: "front".into(),
             hostname: "web".into(),
             netns: Some("/run/netns/cni-x".into()),
+            runtime: Some("cni".into()),
             networks: BTreeMap::from([("front".to_string(), ep)]),
             ports: vec![],
             expose: vec![],

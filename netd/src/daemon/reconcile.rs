@@ -52,7 +52,8 @@ impl Daemon {
         Ok(())
     }
 
-    /// Running containers whose namespace or devices are gone are marked stopped.
+    /// Running containers whose namespace or devices are gone are marked stopped, and removed if
+    /// a runtime manages them (it deleted the namespace).
     async fn drop_broken_containers(&mut self) -> OpResult<()> {
         let mut broken = vec![];
         let running: Vec<_> = self
@@ -77,6 +78,12 @@ impl Daemon {
             tracing::warn!(container = %c.name, "its namespace or devices are gone; marking it stopped");
             for err in self.stop_steps(c).await? {
                 tracing::warn!(container = %c.name, %err, "teardown of a broken container");
+            }
+            // A runtime's container whose namespace is gone was deleted by the runtime while the
+            // daemon was away (CNI DEL succeeds then): netd forgets it as DEL would have.
+            if c.runtime.is_some() && !self.netns_path(c).exists() {
+                tracing::info!(container = %c.name, "its runtime removed it while the daemon was away");
+                self.container_rm(&c.name, true).await?;
             }
         }
         Ok(())

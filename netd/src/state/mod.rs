@@ -151,6 +151,9 @@ pub struct Container {
     pub hostname: String,
     /// Namespace adopted with `--netns`; netd neither creates nor removes it.
     pub adopted_netns: Option<PathBuf>,
+    /// The runtime that manages the container and its namespace (`cni`), if one does.
+    #[serde(default)]
+    pub runtime: Option<String>,
     pub status: Status,
     /// Present while running.
     pub endpoints: Vec<EndpointState>,
@@ -258,6 +261,7 @@ pub mod testing {
             env: vec![],
             hostname: name.into(),
             adopted_netns: None,
+            runtime: None,
             status: Status::Running,
             endpoints: eps
                 .iter()
