@@ -113,7 +113,8 @@ fn a_runtime_namespace_added_to_a_network_gets_an_address_a_route_dns_and_its_po
     assert!(inside.contains(address), "{inside}");
     // The runtime's container is netd's as well: listed, named in DNS, publishing its port.
     let ls = host.ok(&["container", "ls"]);
-    assert!(ls.contains("web"), "{ls}");
+    let line = ls.lines().find(|l| l.contains(" web ")).unwrap_or_default();
+    assert!(line.trim_end().ends_with(" cni"), "{ls}");
     let lookup = host.exec("peer", &["busybox", "nslookup", "web"]);
     assert!(
         lookup.stdout.contains(ip),

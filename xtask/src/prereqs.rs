@@ -18,7 +18,7 @@ const LLVM_PACKAGES: [&str; 4] = [
 ];
 
 /// Runtime tools: (command, Debian package that provides it).
-const TOOLS: [(&str, &str); 12] = [
+const TOOLS: [(&str, &str); 15] = [
     ("socat", "socat"),
     ("dnsmasq", "dnsmasq-base"),
     ("dig", "dnsutils"),
@@ -35,6 +35,11 @@ const TOOLS: [(&str, &str); 12] = [
     ("etcd", "etcd-server"),
     // `ping -M do`: path-MTU discovery through the overlay (tests/tests/overlay.rs).
     ("ping", "iputils-ping"),
+    // A real container runtime on netd networks through the CNI plugin (tests/tests/podman.rs).
+    ("podman", "podman"),
+    // Reading rulesets, to show that nothing (netd, podman) added a rule.
+    ("nft", "nftables"),
+    ("iptables-legacy-save", "iptables"),
 ];
 
 const BPFFS: &str = "/sys/fs/bpf";

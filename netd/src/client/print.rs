@@ -2,7 +2,10 @@
 use anyhow::anyhow;
 use serde::Serialize;
 
-use crate::{api::Reply, cli::Format};
+use crate::{
+    api::{ContainerView, Reply},
+    cli::Format,
+};
 
 pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     let value = match serde_json::to_value(value)? {
@@ -83,14 +86,25 @@ pub fn containers(reply: Reply, format: Format) -> anyhow::Result<()> {
                 c.status.clone(),
                 c.network_mode.clone(),
                 addrs.join(","),
+                runtime(c).to_string(),
             ]
         })
         .collect();
     table(
-        &["CONTAINER ID", "NAME", "STATUS", "NETWORK", "ADDRESSES"],
+        &["CONTAINER ID", "NAME", "STATUS", "NETWORK", "ADDRESSES", "RUNTIME"],
         rows,
     );
     Ok(())
+}
+
+/// Who made the container: `netd`, the runtime that manages it (`cni`), or `adopted` for a
+/// namespace someone else made and netd only attached.
+fn runtime(c: &ContainerView) -> &str {
+    match (&c.runtime, &c.netns) {
+        (Some(runtime), _) => runtime,
+        (None, Some(_)) => "adopted",
+        (None, None) => "netd",
+    }
 }
 
 pub fn container(reply: Reply) -> anyhow::Result<()> {
