@@ -633,7 +633,7 @@ impl Drop for Host {
 
 /// Several hosts on one underlay.
 pub mod fabric;
-/// Real podman beside a host, for the CNI plugin's tests.
-pub mod podman;
 /// Reading the host's kernel from outside the daemon, to find leaks.
 pub mod kernel;
+/// Real podman beside a host, for the CNI plugin's tests.
+pub mod podman;

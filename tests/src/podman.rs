@@ -134,7 +134,10 @@ impl Podman {
         run("chmod", &["+x", &cgi.display().to_string()]);
         std::fs::write(rootfs.join("www/index.html"), "hello from podman\n").expect("index");
         let tar = self.path("busybox.tar");
-        let made = run("tar", &["-C", &rootfs.display().to_string(), "-cf", &tar, "."]);
+        let made = run(
+            "tar",
+            &["-C", &rootfs.display().to_string(), "-cf", &tar, "."],
+        );
         assert!(made.ok(), "tar: {}", made.stderr);
         self.ok(&["import", &tar, IMAGE]);
     }

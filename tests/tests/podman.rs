@@ -22,7 +22,15 @@ fn web(podman: &Podman, name: &str, args: &[&str]) {
 /// `podman run -d` of a container that only waits, on `network`.
 fn idle(podman: &Podman, name: &str, network: &str) {
     podman.ok(&[
-        "run", "-d", "--network", network, "--name", name, IMAGE, "sleep", "600",
+        "run",
+        "-d",
+        "--network",
+        network,
+        "--name",
+        name,
+        IMAGE,
+        "sleep",
+        "600",
     ]);
 }
 
@@ -104,7 +112,10 @@ fn podman_containers_on_a_netd_network_publish_ports_resolve_names_and_are_isola
     let first = resolv.lines().find(|l| l.starts_with("nameserver"));
     assert_eq!(first, Some("nameserver 127.0.0.11"), "{resolv}");
     let from_netd = host.exec("other", &["busybox", "nslookup", "web"]).stdout;
-    assert!(!from_netd.contains(&web_ip), "names stay on their network: {from_netd}");
+    assert!(
+        !from_netd.contains(&web_ip),
+        "names stay on their network: {from_netd}"
+    );
 
     // netd lists them as containers a runtime made.
     for name in ["web", "client"] {
@@ -142,7 +153,11 @@ fn podman_rm_gives_the_address_back_and_stop_start_attaches_again() {
     web(&podman, "web", &["--network", "small"]);
     let before = host.ip("web", "small");
     podman.ok(&["stop", "--time", "0", "web"]);
-    assert_eq!(listed(&host, "web"), None, "a stopped container is detached");
+    assert_eq!(
+        listed(&host, "web"),
+        None,
+        "a stopped container is detached"
+    );
     podman.ok(&["start", "web"]);
     let after = host.ip("web", "small");
     let lookup = host.exec("peer", &["busybox", "nslookup", "web"]).stdout;
@@ -161,7 +176,15 @@ fn podman_run_while_the_daemon_is_down_fails_clearly_and_rm_is_caught_up_on_retu
     host.stop_daemon("TERM");
 
     let out = podman.podman(&[
-        "run", "-d", "--network", "front", "--name", "late", IMAGE, "sleep", "600",
+        "run",
+        "-d",
+        "--network",
+        "front",
+        "--name",
+        "late",
+        IMAGE,
+        "sleep",
+        "600",
     ]);
     assert!(!out.ok(), "{out:?}");
     assert!(

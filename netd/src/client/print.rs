@@ -91,7 +91,14 @@ pub fn containers(reply: Reply, format: Format) -> anyhow::Result<()> {
         })
         .collect();
     table(
-        &["CONTAINER ID", "NAME", "STATUS", "NETWORK", "ADDRESSES", "RUNTIME"],
+        &[
+            "CONTAINER ID",
+            "NAME",
+            "STATUS",
+            "NETWORK",
+            "ADDRESSES",
+            "RUNTIME",
+        ],
         rows,
     );
     Ok(())
