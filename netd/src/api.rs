@@ -24,6 +24,9 @@ pub enum Request {
         container: String,
         ip: Option<Ipv4Addr>,
         aliases: Vec<String>,
+        /// The interface name inside the container; the lowest free `ethN` if none.
+        #[serde(default)]
+        ifname: Option<String>,
     },
     NetworkDisconnect {
         network: String,
@@ -108,6 +111,9 @@ pub struct ContainerCreate {
     /// container itself when it finds its namespace gone.
     #[serde(default)]
     pub runtime: Option<String>,
+    /// The interface name on `network` inside the container (a CNI runtime's `CNI_IFNAME`).
+    #[serde(default)]
+    pub ifname: Option<String>,
 }
 
 /// The daemon's answer: a view, or a one-line error.
@@ -417,6 +423,7 @@ mod props {
                         env,
                         hostname,
                         netns: netns.map(PathBuf::from),
+                        ifname: None,
                         runtime: None,
                     })
                 },
@@ -437,7 +444,8 @@ mod props {
                     network,
                     container,
                     ip,
-                    aliases
+                    aliases,
+                    ifname: None,
                 }
             ),
             (text(), text())

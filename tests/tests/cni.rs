@@ -47,22 +47,23 @@ fn conf(host: &Host, network: &str, extra: &str) -> String {
 /// One plugin run: `command` for container `name` in `pod`, with `stdin`; the exit status and
 /// what it printed, parsed.
 fn plugin(command: &str, pod: Option<&Pod>, name: &str, stdin: &str) -> (Out, Value) {
-    plugin_at(&netd_bin(), command, pod, name, stdin)
+    plugin_at(&netd_bin(), command, pod, (name, "eth0"), stdin)
 }
 
-/// As [`plugin`], with the plugin binary at `bin`.
+/// As [`plugin`], with the plugin binary at `bin`, for container and interface `name.0` and
+/// `name.1`.
 fn plugin_at(
     bin: &std::path::Path,
     command: &str,
     pod: Option<&Pod>,
-    name: &str,
+    (name, ifname): (&str, &str),
     stdin: &str,
 ) -> (Out, Value) {
     let mut cmd = Command::new(bin);
     cmd.env_clear()
         .env("CNI_COMMAND", command)
         .env("CNI_CONTAINERID", format!("{name}-0123456789abcdef"))
-        .env("CNI_IFNAME", "eth0")
+        .env("CNI_IFNAME", ifname)
         .env("CNI_PATH", "/usr/lib/cni")
         .env(
             "CNI_ARGS",
@@ -182,6 +183,95 @@ fn del_is_idempotent_frees_the_address_and_succeeds_with_the_daemon_gone() {
 }
 
 #[test]
+fn a_second_network_connects_the_same_container_with_the_runtimes_interface_name() {
+    let Some(host) = Host::start() else { return };
+    host.ok(&["network", "create", "--subnet", "10.89.3.0/24", "front"]);
+    host.ok(&["network", "create", "--subnet", "10.89.4.0/24", "back"]);
+    host.container("f", &["--network", "front"]);
+    host.container("b", &["--network", "back"]);
+    let pod = Pod::new(&host, "1");
+    let netd = netd_bin();
+    let add = |network: &str, ifname: &str| {
+        plugin_at(
+            &netd,
+            "ADD",
+            Some(&pod),
+            ("web", ifname),
+            &conf(&host, network, ""),
+        )
+    };
+    let (out, _) = add("front", "eth0");
+    assert!(out.ok(), "{}{}", out.stdout, out.stderr);
+    // Multus names further interfaces net1, net2, ...
+    let (out, result) = add("back", "net1");
+    assert!(out.ok(), "{}{}", out.stdout, out.stderr);
+    assert_eq!(result["interfaces"][0]["name"], "net1", "{result}");
+    let back_ip = host.ip("web", "back");
+    let inside = run("ip", &["-n", &pod.name, "-4", "-o", "addr", "show", "net1"]).stdout;
+    assert!(inside.contains(&back_ip), "{inside}");
+    assert!(host.reaches("b", &back_ip));
+    assert!(host.reaches("f", &host.ip("web", "front")));
+    // An interface name the kernel would refuse, or one the container has, changes nothing.
+    for ifname in ["net1", "far-too-long-name"] {
+        let (out, _) = add("bridge", ifname);
+        assert!(!out.ok(), "{ifname}: {}", out.stdout);
+    }
+    assert_eq!(
+        host.inspect("web")["networks"].as_object().unwrap().len(),
+        2
+    );
+
+    let del = |network: &str, ifname: &str| {
+        plugin_at(
+            &netd,
+            "DEL",
+            Some(&pod),
+            ("web", ifname),
+            &conf(&host, network, ""),
+        )
+        .0
+    };
+    assert!(del("back", "net1").ok());
+    let networks = host.inspect("web")["networks"].clone();
+    assert_eq!(networks.as_object().unwrap().len(), 1, "{networks}");
+    let links = run("ip", &["-n", &pod.name, "-o", "link"]).stdout;
+    assert!(!links.contains("net1"), "{links}");
+    assert!(host.reaches("f", &host.ip("web", "front")));
+    assert!(del("back", "net1").ok(), "DEL again");
+    assert!(del("front", "eth0").ok());
+    assert!(!host.ok(&["container", "ls"]).contains(" web "));
+    // A name that is netd's own container is not the plugin's to take or remove.
+    let (out, err) = plugin_at(
+        &netd,
+        "ADD",
+        Some(&pod),
+        ("f", "eth0"),
+        &conf(&host, "front", ""),
+    );
+    assert!(!out.ok());
+    assert!(
+        err["msg"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("netd made itself"),
+        "{err}"
+    );
+    assert!(del("front", "eth0").ok());
+    let (out, _) = plugin_at(
+        &netd,
+        "DEL",
+        Some(&pod),
+        ("f", "eth0"),
+        &conf(&host, "front", ""),
+    );
+    assert!(out.ok());
+    assert!(
+        host.ok(&["container", "ls"]).contains(" f "),
+        "f is left alone"
+    );
+}
+
+#[test]
 fn bad_input_gets_the_specs_error_object_and_changes_nothing() {
     let Some(mut host) = Host::start() else {
         return;
@@ -288,7 +378,13 @@ fn install_puts_the_plugin_and_a_conflist_that_a_runtime_can_use() {
     conf["name"] = list["name"].clone();
     let pod = Pod::new(&host, "1");
     let installed = bin.join("netd");
-    let (out, result) = plugin_at(&installed, "ADD", Some(&pod), "web", &conf.to_string());
+    let (out, result) = plugin_at(
+        &installed,
+        "ADD",
+        Some(&pod),
+        ("web", "eth0"),
+        &conf.to_string(),
+    );
     assert!(out.ok(), "{}{}", out.stdout, out.stderr);
     assert!(
         result["ips"][0]["address"]

@@ -87,7 +87,7 @@ fn podman_containers_on_a_netd_network_publish_ports_resolve_names_and_are_isola
     host.ok(&["network", "create", "--subnet", "10.89.0.0/24", "front"]);
     host.ok(&["network", "create", "--subnet", "10.90.0.0/24", "back"]);
     host.container("other", &["--network", "back"]);
-    let podman = Podman::new(&host, &["front"]);
+    let podman = Podman::new(&host, &["front", "back"]);
     web(&podman, "web", &["--network", "front", "-p", "8080:80"]);
     idle(&podman, "client", "front");
     let web_ip = host.ip("web", "front");
@@ -128,6 +128,26 @@ fn podman_containers_on_a_netd_network_publish_ports_resolve_names_and_are_isola
     assert!(host.blocked("other", &web_ip));
     let ping = podman.exec("client", &format!("ping -c 1 -W 1 {other_ip}"));
     assert!(!ping.ok(), "{ping:?}");
+    // ... unless on both, as `--network` twice makes it (eth0 and eth1, one ADD each).
+    podman.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "front",
+        "--network",
+        "back",
+        "--name",
+        "both",
+        IMAGE,
+        "sleep",
+        "600",
+    ]);
+    let ping = podman.exec("both", &format!("ping -c 1 -W 1 {other_ip}"));
+    assert!(ping.ok(), "{ping:?}");
+    let by_name = podman.exec("both", &format!("{GET_INDEX} | nc -w 3 web 80"));
+    assert!(by_name.stdout.contains("hello from podman"), "{by_name:?}");
+    let networks = host.inspect("both")["networks"].clone();
+    assert_eq!(networks.as_object().map(|n| n.len()), Some(2), "{networks}");
 
     // No rule anywhere: podman ran only netd's plugin, and netd adds none.
     let host_ns = format!("/run/netns/{}", host.host_ns());

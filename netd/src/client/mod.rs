@@ -100,6 +100,7 @@ pub fn network(socket: &Path, cmd: NetworkCommand) -> anyhow::Result<()> {
                     container,
                     ip,
                     aliases,
+                    ifname: None,
                 },
             )?;
         }
@@ -167,6 +168,7 @@ fn create_request(a: ContainerCreateArgs) -> ContainerCreate {
         hostname: a.hostname,
         netns: a.netns,
         runtime: None,
+        ifname: None,
     }
 }
 

@@ -19,8 +19,6 @@ use crate::{
     client::{exchange, Exchange},
 };
 
-/// The interface name netd gives a container's first network.
-const IFNAME: &str = "eth0";
 /// What the plugin's containers are marked with (`container inspect`'s `runtime`).
 pub const RUNTIME: &str = "cni";
 
@@ -71,20 +69,55 @@ fn version() -> String {
     .to_string()
 }
 
-/// ADD: the container made and started on the network in the runtime's namespace; on any
-/// failure after it was made, it is removed again.
+/// ADD: the runtime's namespace attached to the network. The first network makes and starts
+/// the container (removed again if that fails half-way); a further one (`CNI_IFNAME` `eth1`, as
+/// podman's `--network a,b` and Multus ask) connects the same container, with the interface
+/// name the runtime chose.
 fn add(conf: &NetConf, inv: &Invocation) -> Result<String, CniError> {
-    if inv.ifname != IFNAME {
+    let netns = inv.netns.as_deref().expect("checked for ADD");
+    let socket = conf.socket();
+    let name = inv.container_name();
+    let view = match ours(&socket, &name, netns)? {
+        Some(view) if view.networks.contains_key(conf.network()) => view,
+        Some(_) => connect(&socket, conf, inv, &name)?,
+        None => create(&socket, conf, inv, netns)?,
+    };
+    let result = result::of(&view, conf.network(), &inv.ifname, netns)?;
+    serde_json::to_string(&result)
+        .map_err(|e| CniError::new(code::DAEMON, format!("cannot write the result: {e}")))
+}
+
+/// The container of this name if this plugin made it for the namespace at `netns`; `None` if
+/// there is none; an error if the name is another's.
+fn ours(socket: &Path, name: &str, netns: &Path) -> Result<Option<ContainerView>, CniError> {
+    let Some(view) = lookup(socket, name)? else {
+        return Ok(None);
+    };
+    if view.runtime.as_deref() != Some(RUNTIME) {
         return Err(CniError::new(
-            code::UNSUPPORTED_FIELD,
+            code::DAEMON,
+            format!("the name {name} is taken by a container that netd made itself"),
+        ));
+    }
+    if view.netns.as_deref() != Some(netns) {
+        return Err(CniError::new(
+            code::DAEMON,
             format!(
-                "netd names the container's interface {IFNAME}, not {:?}",
-                inv.ifname
+                "the name {name} is taken by a container in another namespace ({})",
+                view.netns.as_deref().unwrap_or(Path::new("none")).display()
             ),
         ));
     }
-    let netns = inv.netns.as_deref().expect("checked for ADD");
-    let socket = conf.socket();
+    Ok(Some(view))
+}
+
+/// The first network: the container made, with the runtime's ports, and started.
+fn create(
+    socket: &Path,
+    conf: &NetConf,
+    inv: &Invocation,
+    netns: &Path,
+) -> Result<ContainerView, CniError> {
     let name = inv.container_name();
     let create = ContainerCreate {
         name: name.clone(),
@@ -99,34 +132,74 @@ fn add(conf: &NetConf, inv: &Invocation) -> Result<String, CniError> {
         hostname: None,
         netns: Some(netns.to_path_buf()),
         runtime: Some(RUNTIME.into()),
+        ifname: Some(inv.ifname.clone()),
     };
-    call(&socket, &Request::ContainerCreate(create))?;
-    let started = call(&socket, &Request::ContainerStart { name: name.clone() })
-        .and_then(|_| inspect(&socket, &name))
-        .and_then(|view| result::of(&view, conf.network(), &inv.ifname, netns));
-    match started {
-        Ok(result) => serde_json::to_string(&result)
-            .map_err(|e| CniError::new(code::DAEMON, format!("cannot write the result: {e}"))),
-        Err(e) => {
-            let _ = call(&socket, &Request::ContainerRm { name, force: true });
-            Err(e)
-        }
+    call(socket, &Request::ContainerCreate(create))?;
+    let started = call(socket, &Request::ContainerStart { name: name.clone() })
+        .and_then(|_| inspect(socket, &name));
+    if started.is_err() {
+        let _ = call(socket, &Request::ContainerRm { name, force: true });
     }
+    started
 }
 
-/// DEL: the container removed. Succeeds when it is already gone, and when the daemon is not
-/// running (a daemon that starts again drops adopted containers whose namespace is gone).
-fn del(conf: &NetConf, inv: &Invocation) -> Result<(), CniError> {
-    let rm = Request::ContainerRm {
-        name: inv.container_name(),
-        force: true,
+/// A further network: the container connected to it. Its ports were published with the first.
+fn connect(
+    socket: &Path,
+    conf: &NetConf,
+    inv: &Invocation,
+    name: &str,
+) -> Result<ContainerView, CniError> {
+    let connect = Request::NetworkConnect {
+        network: conf.network().into(),
+        container: name.into(),
+        ip: None,
+        aliases: vec![],
+        ifname: Some(inv.ifname.clone()),
     };
-    match exchange(&conf.socket(), &rm) {
+    call(socket, &connect)?;
+    inspect(socket, name)
+}
+
+/// DEL: the container's attachment to the network undone: disconnected if it has others,
+/// removed with the last. Succeeds when it is already gone, when the container is not this
+/// plugin's, and when the daemon is not running (a daemon that starts again drops the
+/// runtime's containers whose namespace is gone).
+fn del(conf: &NetConf, inv: &Invocation) -> Result<(), CniError> {
+    let socket = conf.socket();
+    let name = inv.container_name();
+    let view = match lookup(&socket, &name) {
+        Ok(Some(view)) => view,
+        Ok(None) => return Ok(()),
+        Err(e) if e.code == code::TRY_AGAIN_LATER && !daemon_running(&socket) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let on_network = view.networks.contains_key(conf.network());
+    if view.runtime.as_deref() != Some(RUNTIME) || (!on_network && !view.networks.is_empty()) {
+        return Ok(());
+    }
+    let request = if view.networks.len() > 1 {
+        Request::NetworkDisconnect {
+            network: conf.network().into(),
+            container: name,
+        }
+    } else {
+        Request::ContainerRm { name, force: true }
+    };
+    match exchange(&socket, &request) {
         Ok(Ok(_)) | Err(Exchange::Unreachable(_)) => Ok(()),
         Ok(Err(e)) if e.starts_with("no such container") => Ok(()),
         Ok(Err(e)) => Err(CniError::new(code::DAEMON, e)),
         Err(Exchange::Broken(e)) => Err(CniError::new(code::TRY_AGAIN_LATER, format!("{e:#}"))),
     }
+}
+
+/// Whether a daemon answers at `socket` at all.
+fn daemon_running(socket: &Path) -> bool {
+    !matches!(
+        exchange(socket, &Request::NetworkLs),
+        Err(Exchange::Unreachable(_))
+    )
 }
 
 /// CHECK: the container is running, on the network, in the runtime's namespace.
@@ -145,6 +218,15 @@ fn check(conf: &NetConf, inv: &Invocation) -> Result<(), CniError> {
         ));
     }
     result::of(&view, conf.network(), &inv.ifname, netns).map(|_| ())
+}
+
+/// The container called `name`, or `None` if the daemon has none.
+fn lookup(socket: &Path, name: &str) -> Result<Option<ContainerView>, CniError> {
+    match inspect(socket, name) {
+        Ok(view) => Ok(Some(view)),
+        Err(e) if e.msg.starts_with("no such container") => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 fn inspect(socket: &Path, name: &str) -> Result<ContainerView, CniError> {

@@ -1,6 +1,6 @@
 //! Container requests: create, start, stop, remove, connect, disconnect, and the views and exec
 //! details the client asks for.
-use std::{net::Ipv4Addr, path::PathBuf, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 use nix::{sys::signal::Signal, unistd::Pid};
 
@@ -118,6 +118,7 @@ impl Daemon {
             network,
             ip: req.ip,
             aliases: req.aliases.clone(),
+            ifname: req.ifname.clone(),
         };
         self.check_attachment(&attachment)?;
         Ok(vec![attachment])
@@ -192,7 +193,7 @@ impl Daemon {
             inside.set_up(LOOPBACK_IFINDEX).await?;
             inside.remove_ipv6_loopback(LOOPBACK_IFINDEX).await?;
             for a in &c.attachments {
-                let ifname = Self::next_ifname(&endpoints);
+                let ifname = Self::ifname_for(a, &endpoints, &c.attachments);
                 let default_route = !self.has_default_route(&endpoints);
                 let ep = self
                     .plug(&c.id, &path, &inside, a, &ifname, default_route, undo)
@@ -311,13 +312,11 @@ impl Daemon {
 
     pub(super) async fn network_connect(
         &mut self,
-        network: &str,
         key: &str,
-        ip: Option<Ipv4Addr>,
-        aliases: Vec<String>,
+        mut attachment: Attachment,
     ) -> OpResult<Reply> {
         let c = self.container(key)?.clone();
-        let network = self.network(network)?.name.clone();
+        let network = self.network(&attachment.network)?.name.clone();
         if c.mode != NetworkMode::Bridge {
             return Err(conflict(format!("container {} shares another namespace or has none; it cannot be connected to networks", c.name)));
         }
@@ -327,11 +326,17 @@ impl Daemon {
                 c.name
             )));
         }
-        let attachment = Attachment {
-            network,
-            ip,
-            aliases,
-        };
+        if let Some(ifname) = &attachment.ifname {
+            let taken = c.attachments.iter().filter_map(|a| a.ifname.as_ref());
+            let taken = taken.chain(c.endpoints.iter().map(|e| &e.ifname));
+            if taken.into_iter().any(|t| t == ifname) {
+                return Err(conflict(format!(
+                    "container {} already has an interface {ifname}",
+                    c.name
+                )));
+            }
+        }
+        attachment.network = network;
         self.check_attachment(&attachment)?;
         let mut undo = Undo::default();
         match self.connect_steps(&c, attachment, &mut undo).await {
@@ -353,7 +358,7 @@ impl Daemon {
         undo: &mut Undo,
     ) -> OpResult<()> {
         if c.status == Status::Running {
-            let ifname = Self::next_ifname(&c.endpoints);
+            let ifname = Self::ifname_for(&attachment, &c.endpoints, &c.attachments);
             let default_route = !self.has_default_route(&c.endpoints);
             let path = self.netns_path(c);
             let inside = Netlink::in_netns(&path)?;

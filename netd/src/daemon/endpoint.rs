@@ -128,17 +128,31 @@ impl Daemon {
         errors
     }
 
-    /// The lowest `ethN` the container does not use yet.
-    pub(super) fn next_ifname(used: &[EndpointState]) -> String {
+    /// The name `attachment` asked for, or else the lowest `ethN` that no endpoint uses and no
+    /// attachment asked for.
+    pub(super) fn ifname_for(
+        attachment: &Attachment,
+        used: &[EndpointState],
+        asked: &[Attachment],
+    ) -> String {
+        if let Some(name) = &attachment.ifname {
+            return name.clone();
+        }
         (0..)
             .map(|i| format!("eth{i}"))
-            .find(|n| used.iter().all(|e| &e.ifname != n))
+            .find(|n| {
+                used.iter().all(|e| &e.ifname != n)
+                    && asked.iter().all(|a| a.ifname.as_ref() != Some(n))
+            })
             .expect("unbounded")
     }
 
     /// Checks that `attachment` can be honoured on its network (static address rules).
     pub(super) fn check_attachment(&self, attachment: &Attachment) -> OpResult<()> {
         let network = self.network(&attachment.network)?;
+        if let Some(name) = &attachment.ifname {
+            check_ifname(name)?;
+        }
         if let Some(ip) = attachment.ip {
             if !network.user_subnet {
                 return Err(invalid(
@@ -156,4 +170,20 @@ impl Daemon {
         }
         Ok(())
     }
+}
+
+/// A name the kernel takes for an interface: 1 to 15 bytes, no `/`, `:` or white space, not
+/// `.` or `..`.
+fn check_ifname(name: &str) -> OpResult<()> {
+    let bad = name.is_empty()
+        || name.len() > 15
+        || name == "."
+        || name == ".."
+        || name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace());
+    if bad {
+        return Err(invalid(format!("invalid interface name {name:?}")));
+    }
+    Ok(())
 }

@@ -36,7 +36,7 @@ use crate::{
     dns::{names::Names, Dns},
     netlink::Netlink,
     netns,
-    state::{store::Store, NetworkMode, State, Status},
+    state::{store::Store, Attachment, NetworkMode, State, Status},
 };
 pub use cleanup::cleanup;
 use error::{OpError, OpResult};
@@ -259,9 +259,15 @@ impl Daemon {
                 container,
                 ip,
                 aliases,
+                ifname,
             } => {
-                self.network_connect(&network, &container, ip, aliases)
-                    .await
+                let attachment = Attachment {
+                    network,
+                    ip,
+                    aliases,
+                    ifname,
+                };
+                self.network_connect(&container, attachment).await
             }
             Request::NetworkDisconnect { network, container } => {
                 self.network_disconnect(&network, &container).await

@@ -103,6 +103,9 @@ pub struct Attachment {
     /// Requested with `--ip`.
     pub ip: Option<Ipv4Addr>,
     pub aliases: Vec<String>,
+    /// The interface name asked for (a CNI runtime's); the lowest free `ethN` if none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ifname: Option<String>,
 }
 
 /// A live interface of a running container on one network.
@@ -251,6 +254,7 @@ pub mod testing {
                     network: n.to_string(),
                     ip: None,
                     aliases: aliases.iter().map(|a| a.to_string()).collect(),
+                    ifname: None,
                 })
                 .collect(),
             publish: vec![],
