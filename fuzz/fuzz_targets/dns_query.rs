@@ -12,7 +12,10 @@ use netd::{
         answer::{answer, Answer, Transport, MAX_UDP_PAYLOAD},
         names::Names,
     },
-    state::{Attachment, Container, EndpointState, Network, NetworkMode, State, Status},
+    state::{
+        Attachment, BridgeConfig, Container, DriverConfig, EndpointState, Network, NetworkMode,
+        State, Status,
+    },
 };
 
 fn network(name: &str, subnet: &str, net_id: u32) -> Network {
@@ -20,13 +23,14 @@ fn network(name: &str, subnet: &str, net_id: u32) -> Network {
     Network {
         name: name.into(),
         id: format!("{name:0>64}"),
-        driver: "bridge".into(),
+        driver: DriverConfig::Bridge(BridgeConfig {
+            device: format!("br-{name}"),
+        }),
         subnet,
         gateway: netd::ipam::default_gateway(subnet),
         ip_range: None,
         internal: false,
         options: BTreeMap::new(),
-        bridge: format!("br-{name}"),
         net_id,
         default: false,
         user_subnet: false,
@@ -43,6 +47,7 @@ fn running(name: &str, network: &str, ip: Ipv4Addr, aliases: &[&str]) -> Contain
             network: network.into(),
             ip: None,
             aliases: aliases.iter().map(|a| a.to_string()).collect(),
+            ifname: None,
         }],
         publish: vec![],
         ports: vec![],
@@ -53,11 +58,12 @@ fn running(name: &str, network: &str, ip: Ipv4Addr, aliases: &[&str]) -> Contain
         hostname: name.into(),
         adopted_netns: None,
         runtime: None,
+        runtime_id: None,
         status: Status::Running,
         endpoints: vec![EndpointState {
             network: network.into(),
             ifname: "eth0".into(),
-            host_veth: format!("veth-{name}"),
+            host_veth: Some(format!("veth-{name}")),
             ip,
             mac: [2, 0x42, 0, 0, 0, 1],
         }],
@@ -70,7 +76,10 @@ fn names() -> &'static Names {
     static NAMES: OnceLock<Names> = OnceLock::new();
     NAMES.get_or_init(|| {
         let mut state = State::default();
-        for n in [network("app", "10.1.0.0/16", 2), network("data", "10.2.0.0/24", 3)] {
+        for n in [
+            network("app", "10.1.0.0/16", 2),
+            network("data", "10.2.0.0/24", 3),
+        ] {
             state.networks.insert(n.name.clone(), n);
         }
         let mut cs = vec![
@@ -78,7 +87,12 @@ fn names() -> &'static Names {
             running("db", "data", Ipv4Addr::new(10, 2, 0, 2), &[]),
         ];
         for i in 0..120u8 {
-            cs.push(running(&format!("c{i}"), "app", Ipv4Addr::new(10, 1, 1, i), &["crowd"]));
+            cs.push(running(
+                &format!("c{i}"),
+                "app",
+                Ipv4Addr::new(10, 1, 1, i),
+                &["crowd"],
+            ));
         }
         for c in cs {
             state.containers.insert(c.name.clone(), c);
@@ -92,11 +106,18 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let asker = [None, Some("web"), Some("db"), Some("c7")][usize::from(selector & 3)];
-    let transport = if selector & 4 == 0 { Transport::Udp } else { Transport::Tcp };
+    let transport = if selector & 4 == 0 {
+        Transport::Udp
+    } else {
+        Transport::Tcp
+    };
     let rotation = usize::from(selector >> 3);
     if let Answer::Reply(reply) = answer(names(), asker, query, rotation, transport) {
         let m = Message::from_vec(&reply).expect("a reply decodes");
-        assert!(query.len() >= 12 && query[2] & 0x80 == 0, "a reply to a non-query");
+        assert!(
+            query.len() >= 12 && query[2] & 0x80 == 0,
+            "a reply to a non-query"
+        );
         assert_eq!(m.metadata.id, u16::from_be_bytes([query[0], query[1]]));
         assert_eq!(m.metadata.message_type, MessageType::Response);
         let limit = match (transport, Message::from_vec(query)) {
@@ -104,6 +125,10 @@ fuzz_target!(|data: &[u8]| {
             (Transport::Udp, Ok(q)) => usize::from(q.max_payload().min(MAX_UDP_PAYLOAD)),
             (Transport::Udp, Err(_)) => 512,
         };
-        assert!(reply.len() <= limit, "{} bytes over {transport:?}", reply.len());
+        assert!(
+            reply.len() <= limit,
+            "{} bytes over {transport:?}",
+            reply.len()
+        );
     }
 });

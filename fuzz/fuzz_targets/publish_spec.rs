@@ -16,7 +16,11 @@ fuzz_target!(|data: &[u8]| {
             for m in mappings {
                 assert!(m.container_port != 0, "{spec:?}");
                 let printed = m.to_string();
-                assert_eq!(parse_publish(&printed), Ok(vec![m]), "{spec:?} -> {printed:?}");
+                assert_eq!(
+                    parse_publish(&printed),
+                    Ok(vec![m]),
+                    "{spec:?} -> {printed:?}"
+                );
             }
         }
         Err(e) => {

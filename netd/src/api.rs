@@ -111,6 +111,9 @@ pub struct ContainerCreate {
     /// container itself when it finds its namespace gone.
     #[serde(default)]
     pub runtime: Option<String>,
+    /// The runtime's own ID for the container (`CNI_CONTAINERID`).
+    #[serde(default)]
+    pub runtime_id: Option<String>,
     /// The interface name on `network` inside the container (a CNI runtime's `CNI_IFNAME`).
     #[serde(default)]
     pub ifname: Option<String>,
@@ -249,6 +252,9 @@ pub struct ContainerView {
     /// The runtime that manages it, for a container a runtime made (`cni`).
     #[serde(default)]
     pub runtime: Option<String>,
+    /// The runtime's own ID for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_id: Option<String>,
     pub networks: BTreeMap<String, EndpointView>,
     pub ports: Vec<String>,
     pub expose: Vec<String>,
@@ -423,6 +429,7 @@ mod props {
                         env,
                         hostname,
                         netns: netns.map(PathBuf::from),
+                        runtime_id: None,
                         ifname: None,
                         runtime: None,
                     })

@@ -272,6 +272,60 @@ fn a_second_network_connects_the_same_container_with_the_runtimes_interface_name
 }
 
 #[test]
+fn cni_1_1_status_says_whether_add_can_work_and_gc_removes_what_the_runtime_no_longer_has() {
+    let Some(mut host) = Host::start() else {
+        return;
+    };
+    host.ok(&["network", "create", "--subnet", "10.89.5.0/24", "front"]);
+    let (out, _) = plugin("STATUS", None, "-", &v11(&host, "front", ""));
+    assert!(out.ok(), "{}{}", out.stdout, out.stderr);
+    let (out, err) = plugin("STATUS", None, "-", &v11(&host, "nowhere", ""));
+    assert!(!out.ok());
+    assert_eq!(err["code"], 50, "{err}");
+
+    let pods = [Pod::new(&host, "1"), Pod::new(&host, "2")];
+    for (pod, name) in pods.iter().zip(["kept", "gone"]) {
+        let (out, result) = plugin("ADD", Some(pod), name, &v11(&host, "front", ""));
+        assert!(out.ok(), "{}{}", out.stdout, out.stderr);
+        assert_eq!(
+            result["cniVersion"], "1.1.0",
+            "the result in the config's version"
+        );
+    }
+    // The runtime still has `kept` (by its CNI container ID and interface), not `gone`.
+    let valid =
+        r#","cni.dev/valid-attachments":[{"containerID":"kept-0123456789abcdef","ifname":"eth0"}]"#;
+    let (out, _) = plugin("GC", None, "-", &v11(&host, "front", valid));
+    assert!(out.ok(), "{}{}", out.stdout, out.stderr);
+    assert!(listed_as_cni(&host, "kept"));
+    assert!(!listed_as_cni(&host, "gone"));
+
+    host.stop_daemon("TERM");
+    let (out, err) = plugin("STATUS", None, "-", &v11(&host, "front", ""));
+    assert!(!out.ok());
+    assert_eq!(err["code"], 50, "{err}");
+    assert!(
+        err["msg"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not running"),
+        "{err}"
+    );
+}
+
+/// The configuration as a CNI 1.1 runtime hands it.
+fn v11(host: &Host, network: &str, extra: &str) -> String {
+    conf(host, network, extra).replace("1.0.0", "1.1.0")
+}
+
+fn listed_as_cni(host: &Host, name: &str) -> bool {
+    let needle = format!(" {name} ");
+    host.ok(&["container", "ls"])
+        .lines()
+        .any(|l| l.contains(&needle) && l.trim_end().ends_with(" cni"))
+}
+
+#[test]
 fn bad_input_gets_the_specs_error_object_and_changes_nothing() {
     let Some(mut host) = Host::start() else {
         return;

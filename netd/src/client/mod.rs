@@ -168,6 +168,7 @@ fn create_request(a: ContainerCreateArgs) -> ContainerCreate {
         hostname: a.hostname,
         netns: a.netns,
         runtime: None,
+        runtime_id: None,
         ifname: None,
     }
 }

@@ -1,12 +1,13 @@
-//! What a runtime hands the plugin (CNI spec 1.0): the network configuration on stdin and the
+//! What a runtime hands the plugin (CNI spec 1.0 and 1.1): the network configuration on stdin and the
 //! `CNI_*` environment, read and checked here as pure functions, and the errors the plugin
 //! answers with (the spec's error object and codes).
 use std::{collections::BTreeMap, net::IpAddr, path::PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-/// The spec versions this plugin speaks.
-pub const SUPPORTED_VERSIONS: [&str; 1] = ["1.0.0"];
+/// The spec versions this plugin speaks; the first is the one of its own error objects and
+/// VERSION answer (what runtimes that speak only 1.0, as podman 4.3, read).
+pub const SUPPORTED_VERSIONS: [&str; 2] = ["1.0.0", "1.1.0"];
 /// The daemon's socket when the configuration names none.
 pub const DEFAULT_SOCKET: &str = "/run/netd/netd.sock";
 
@@ -18,6 +19,8 @@ pub mod code {
     pub const DECODE: u32 = 6;
     pub const INVALID_CONFIG: u32 = 7;
     pub const TRY_AGAIN_LATER: u32 = 11;
+    /// STATUS: the plugin cannot serve ADD now.
+    pub const NOT_AVAILABLE: u32 = 50;
     /// The daemon refused the request (its one-line error is the message).
     pub const DAEMON: u32 = 100;
 }
@@ -86,6 +89,17 @@ pub struct NetConf {
     pub runtime_config: RuntimeConfig,
     #[serde(default)]
     pub capabilities: BTreeMap<String, bool>,
+    /// GC (1.1): the attachments the runtime still has; every other one of this network goes.
+    #[serde(default, rename = "cni.dev/valid-attachments")]
+    pub valid_attachments: Vec<ValidAttachment>,
+}
+
+/// One attachment GC keeps.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ValidAttachment {
+    #[serde(rename = "containerID")]
+    pub container_id: String,
+    pub ifname: String,
 }
 
 impl NetConf {
@@ -183,11 +197,15 @@ pub enum Command {
     Del,
     Check,
     Version,
+    /// 1.1: whether ADD can be served.
+    Status,
+    /// 1.1: everything on the network but the valid attachments removed.
+    Gc,
 }
 
 impl Invocation {
-    /// Reads the invocation from `get` (the process environment in the plugin). VERSION needs
-    /// nothing else; ADD and CHECK need a namespace; all but VERSION need a container ID and an
+    /// Reads the invocation from `get` (the process environment in the plugin). VERSION, STATUS
+    /// and GC need nothing else; ADD and CHECK need a namespace; all but VERSION need a container ID and an
     /// interface name.
     pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Self, CniError> {
         let missing = |var: &str| CniError::new(code::INVALID_ENV, format!("{var} is not set"));
@@ -196,10 +214,14 @@ impl Invocation {
             Some("DEL") => Command::Del,
             Some("CHECK") => Command::Check,
             Some("VERSION") => Command::Version,
+            Some("STATUS") => Command::Status,
+            Some("GC") => Command::Gc,
             Some(other) => {
                 return Err(CniError::new(
                     code::INVALID_ENV,
-                    format!("CNI_COMMAND {other:?} is not one of ADD, DEL, CHECK, VERSION"),
+                    format!(
+                        "CNI_COMMAND {other:?} is not one of ADD, DEL, CHECK, VERSION, STATUS, GC"
+                    ),
                 ))
             }
             None => return Err(missing("CNI_COMMAND")),
@@ -213,7 +235,7 @@ impl Invocation {
             ifname: String::new(),
             args: parse_args(&get("CNI_ARGS").unwrap_or_default())?,
         };
-        if command == Command::Version {
+        if matches!(command, Command::Version | Command::Status | Command::Gc) {
             return Ok(inv);
         }
         inv.container_id = get("CNI_CONTAINERID")
@@ -291,6 +313,24 @@ mod tests {
         assert_eq!(
             conf.publish_specs().unwrap(),
             ["8080:80/tcp", "127.0.0.1:5353:53/udp"]
+        );
+    }
+
+    #[test]
+    fn status_and_gc_need_no_container_and_gc_reads_the_valid_attachments() {
+        for command in ["STATUS", "GC"] {
+            let inv = Invocation::from_env(env(&[("CNI_COMMAND", command)])).unwrap();
+            assert!(matches!(inv.command, Command::Status | Command::Gc));
+        }
+        let gc = r#"{"cniVersion":"1.1.0","name":"web","type":"netd",
+            "cni.dev/valid-attachments":[{"containerID":"abc","ifname":"eth0"}]}"#;
+        let conf = NetConf::parse(gc.as_bytes()).unwrap();
+        assert_eq!(
+            conf.valid_attachments,
+            [ValidAttachment {
+                container_id: "abc".into(),
+                ifname: "eth0".into()
+            }]
         );
     }
 

@@ -1,8 +1,9 @@
-//! netd as a CNI plugin (spec 1.0): the same binary, run by a runtime (podman, containerd,
+//! netd as a CNI plugin (spec 1.0, and 1.1's STATUS and GC): the same binary, run by a runtime (podman, containerd,
 //! Kubernetes) with `CNI_COMMAND` set. ADD attaches the runtime's namespace to a netd network
 //! through the daemon (a container adopted with that namespace, `-p` from
-//! `runtimeConfig.portMappings`), DEL removes it, CHECK compares, VERSION answers; the plugin
-//! holds no state of its own, the daemon does.
+//! `runtimeConfig.portMappings`), DEL removes it, CHECK compares, VERSION answers, STATUS says
+//! whether ADD can work, GC removes what the runtime no longer has; the plugin holds no state
+//! of its own, the daemon does.
 //!
 //! Output is the spec's: the result on stdout for ADD, nothing for DEL and CHECK, the error object
 //! on stdout and exit status 1 on failure.
@@ -57,6 +58,8 @@ fn run() -> Result<Option<String>, CniError> {
         Command::Add => add(&conf, &inv).map(Some),
         Command::Del => del(&conf, &inv).map(|()| None),
         Command::Check => check(&conf, &inv).map(|()| None),
+        Command::Status => status(&conf).map(|()| None),
+        Command::Gc => gc(&conf).map(|()| None),
         Command::Version => unreachable!("answered above"),
     }
 }
@@ -82,7 +85,8 @@ fn add(conf: &NetConf, inv: &Invocation) -> Result<String, CniError> {
         Some(_) => connect(&socket, conf, inv, &name)?,
         None => create(&socket, conf, inv, netns)?,
     };
-    let result = result::of(&view, conf.network(), &inv.ifname, netns)?;
+    let mut result = result::of(&view, conf.network(), &inv.ifname, netns)?;
+    result.cni_version = conf.cni_version.clone();
     serde_json::to_string(&result)
         .map_err(|e| CniError::new(code::DAEMON, format!("cannot write the result: {e}")))
 }
@@ -132,6 +136,7 @@ fn create(
         hostname: None,
         netns: Some(netns.to_path_buf()),
         runtime: Some(RUNTIME.into()),
+        runtime_id: Some(inv.container_id.clone()),
         ifname: Some(inv.ifname.clone()),
     };
     call(socket, &Request::ContainerCreate(create))?;
@@ -191,6 +196,59 @@ fn del(conf: &NetConf, inv: &Invocation) -> Result<(), CniError> {
         Ok(Err(e)) if e.starts_with("no such container") => Ok(()),
         Ok(Err(e)) => Err(CniError::new(code::DAEMON, e)),
         Err(Exchange::Broken(e)) => Err(CniError::new(code::TRY_AGAIN_LATER, format!("{e:#}"))),
+    }
+}
+
+/// STATUS: the daemon answers and has the network.
+fn status(conf: &NetConf) -> Result<(), CniError> {
+    let names = vec![conf.network().to_string()];
+    call(&conf.socket(), &Request::NetworkInspect { names })
+        .map(|_| ())
+        .map_err(|e| CniError::new(code::NOT_AVAILABLE, e.msg))
+}
+
+/// GC: every container this plugin attached to the network that is not among the runtime's
+/// valid attachments is detached from it (removed if it was its only network).
+fn gc(conf: &NetConf) -> Result<(), CniError> {
+    let socket = conf.socket();
+    let Reply::Containers(views) = call(&socket, &Request::ContainerLs)? else {
+        return Err(CniError::new(code::DAEMON, "unexpected answer to ls"));
+    };
+    let network = conf.network();
+    let mut errors = vec![];
+    for view in views
+        .iter()
+        .filter(|v| v.runtime.as_deref() == Some(RUNTIME))
+    {
+        let Some(ep) = view.networks.get(network) else {
+            continue;
+        };
+        let kept = conf.valid_attachments.iter().any(|a| {
+            Some(&a.container_id) == view.runtime_id.as_ref()
+                && Some(&a.ifname) == ep.interface.as_ref()
+        });
+        if kept {
+            continue;
+        }
+        let request = if view.networks.len() > 1 {
+            Request::NetworkDisconnect {
+                network: network.into(),
+                container: view.name.clone(),
+            }
+        } else {
+            Request::ContainerRm {
+                name: view.name.clone(),
+                force: true,
+            }
+        };
+        if let Err(e) = call(&socket, &request) {
+            errors.push(format!("{}: {}", view.name, e.msg));
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(CniError::new(code::DAEMON, errors.join("; ")))
     }
 }
 

@@ -122,6 +122,7 @@ mod tests {
             hostname: "web".into(),
             netns: Some("/run/netns/cni-x".into()),
             runtime: Some("cni".into()),
+            runtime_id: None,
             networks: BTreeMap::from([("front".to_string(), ep)]),
             ports: vec![],
             expose: vec![],

@@ -157,6 +157,9 @@ pub struct Container {
     /// The runtime that manages the container and its namespace (`cni`), if one does.
     #[serde(default)]
     pub runtime: Option<String>,
+    /// The runtime's own ID for it (`CNI_CONTAINERID`), by which CNI's GC names what it keeps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_id: Option<String>,
     pub status: Status,
     /// Present while running.
     pub endpoints: Vec<EndpointState>,
@@ -266,6 +269,7 @@ pub mod testing {
             hostname: name.into(),
             adopted_netns: None,
             runtime: None,
+            runtime_id: None,
             status: Status::Running,
             endpoints: eps
                 .iter()
