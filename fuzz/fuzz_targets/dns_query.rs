@@ -48,6 +48,7 @@ fn running(name: &str, network: &str, ip: Ipv4Addr, aliases: &[&str]) -> Contain
             ip: None,
             aliases: aliases.iter().map(|a| a.to_string()).collect(),
             ifname: None,
+            handover: None,
         }],
         publish: vec![],
         ports: vec![],

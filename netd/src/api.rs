@@ -27,6 +27,9 @@ pub enum Request {
         /// The interface name inside the container; the lowest free `ethN` if none.
         #[serde(default)]
         ifname: Option<String>,
+        /// The runtime moves the device in itself: the name it waits under on the host.
+        #[serde(default)]
+        handover: Option<String>,
     },
     NetworkDisconnect {
         network: String,
@@ -91,6 +94,9 @@ pub struct NetworkCreate {
     pub ip_range: Option<Ipv4Net>,
     pub internal: bool,
     pub options: Vec<String>,
+    /// The ID, when another engine already gave the network one (Docker's plugin API).
+    #[serde(default)]
+    pub id: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -117,6 +123,10 @@ pub struct ContainerCreate {
     /// The interface name on `network` inside the container (a CNI runtime's `CNI_IFNAME`).
     #[serde(default)]
     pub ifname: Option<String>,
+    /// The runtime moves the device in and configures it (Docker): the name the veth's peer
+    /// waits under in the host's namespace.
+    #[serde(default)]
+    pub handover: Option<String>,
 }
 
 /// The daemon's answer: a view, or a one-line error.
@@ -403,6 +413,7 @@ mod props {
                         ip_range,
                         internal,
                         options,
+                        id: None,
                     })
                 },
             );
@@ -431,6 +442,7 @@ mod props {
                         netns: netns.map(PathBuf::from),
                         runtime_id: None,
                         ifname: None,
+                        handover: None,
                         runtime: None,
                     })
                 },
@@ -453,6 +465,7 @@ mod props {
                     ip,
                     aliases,
                     ifname: None,
+                    handover: None,
                 }
             ),
             (text(), text())

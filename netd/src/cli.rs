@@ -147,6 +147,11 @@ pub struct DaemonArgs {
     /// Serve Prometheus metrics at ADDR (`PORT` alone means 127.0.0.1:PORT); off by default.
     #[arg(long, value_parser = crate::daemon::metrics::parse_addr)]
     pub metrics: Option<std::net::SocketAddr>,
+    /// Serve Docker's network driver API (`docker network create -d netd`) at PATH, by
+    /// default where dockerd looks for plugins.
+    #[arg(long, value_name = "PATH", num_args = 0..=1,
+          default_missing_value = crate::docker::DEFAULT_SOCKET)]
+    pub docker_plugin: Option<PathBuf>,
     /// Most events per second and CPU the datapath writes for `netd monitor` (more are counted
     /// as suppressed).
     #[arg(long, default_value_t = netd_common::DEFAULT_EVENTS_RATE, value_parser = clap::value_parser!(u64).range(1..))]

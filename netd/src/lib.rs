@@ -7,6 +7,7 @@ pub mod cni;
 pub mod daemon;
 pub mod datapath;
 pub mod dns;
+pub mod docker;
 pub mod ipam;
 pub mod links;
 pub mod mountns;

@@ -275,9 +275,34 @@ impl Netlink {
             path: peer.netns.into(),
             source,
         })?;
-        let mut peer_msg = LinkUnspec::new_with_name(peer.name)
-            .address(peer.mac.to_vec())
-            .setns_by_fd(netns.as_raw_fd());
+        self.create_veth(host, owner, master, peer, Some(&netns))
+            .await
+    }
+
+    /// As [`Netlink::create_veth_into`], with the peer left in this namespace (`peer.netns` is
+    /// not used): a runtime moves it into the container and configures it there itself.
+    pub async fn create_veth_here(
+        &self,
+        host: &str,
+        owner: &str,
+        master: u32,
+        peer: &VethPeer<'_>,
+    ) -> Result<u32, NetlinkError> {
+        self.create_veth(host, owner, master, peer, None).await
+    }
+
+    async fn create_veth(
+        &self,
+        host: &str,
+        owner: &str,
+        master: u32,
+        peer: &VethPeer<'_>,
+        netns: Option<&std::fs::File>,
+    ) -> Result<u32, NetlinkError> {
+        let mut peer_msg = LinkUnspec::new_with_name(peer.name).address(peer.mac.to_vec());
+        if let Some(netns) = netns {
+            peer_msg = peer_msg.setns_by_fd(netns.as_raw_fd());
+        }
         let mut msg = LinkVeth::new(host, peer.name).controller(master);
         if let Some(mtu) = peer.mtu {
             peer_msg = peer_msg.mtu(mtu);

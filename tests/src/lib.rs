@@ -227,6 +227,11 @@ impl Host {
         Some(host)
     }
 
+    /// Adds `netd daemon` arguments for every later start.
+    pub fn push_daemon_args(&mut self, args: &[String]) {
+        self.daemon_args.extend_from_slice(args);
+    }
+
     pub fn host_ns(&self) -> String {
         format!("{}h", self.name)
     }
@@ -631,6 +636,8 @@ impl Drop for Host {
     }
 }
 
+/// Real dockerd beside a host, for the Docker plugin's tests.
+pub mod docker;
 /// Several hosts on one underlay.
 pub mod fabric;
 /// Reading the host's kernel from outside the daemon, to find leaks.

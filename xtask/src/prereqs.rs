@@ -18,7 +18,7 @@ const LLVM_PACKAGES: [&str; 4] = [
 ];
 
 /// Runtime tools: (command, Debian package that provides it).
-const TOOLS: [(&str, &str); 15] = [
+const TOOLS: [(&str, &str); 16] = [
     ("socat", "socat"),
     ("dnsmasq", "dnsmasq-base"),
     ("dig", "dnsutils"),
@@ -37,6 +37,9 @@ const TOOLS: [(&str, &str); 15] = [
     ("ping", "iputils-ping"),
     // A real container runtime on netd networks through the CNI plugin (tests/tests/podman.rs).
     ("podman", "podman"),
+    // dockerd on netd networks through the Docker plugin (tests/tests/docker.rs); it starts the
+    // containerd it needs itself.
+    ("dockerd", "docker.io"),
     // Reading rulesets, to show that nothing (netd, podman) added a rule.
     ("nft", "nftables"),
     ("iptables-legacy-save", "iptables"),
@@ -156,7 +159,42 @@ fn apt_install(packages: &[String]) -> Result<()> {
         .args(["install", "-y"])
         .args(packages)
         .env("DEBIAN_FRONTEND", "noninteractive");
+    let _no_services = NoServiceStarts::new()?;
     util::run(&mut install, "apt-get install")
+}
+
+/// Debian's `policy-rc.d` (exit 101: do not start services) for the time of an install, so
+/// that the packages' services (etcd, dockerd) never start on the machine itself: tests and
+/// the demo run their own, in namespaces. Left alone if the machine has one already.
+struct NoServiceStarts(Option<&'static Path>);
+
+const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
+
+impl NoServiceStarts {
+    fn new() -> Result<Self> {
+        let path = Path::new(POLICY_RC_D);
+        if path.exists() {
+            return Ok(Self(None));
+        }
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::write(
+            path,
+            "#!/bin/sh\n# netd's prereqs: no service starts during install\nexit 101\n",
+        )
+        .and_then(|()| std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)))
+        .with_context(|| format!("cannot write {POLICY_RC_D}"))?;
+        Ok(Self(Some(path)))
+    }
+}
+
+impl Drop for NoServiceStarts {
+    fn drop(&mut self) {
+        if let Some(path) = self.0 {
+            if let Err(e) = std::fs::remove_file(path) {
+                eprintln!("prereqs: cannot remove {}: {e}", path.display());
+            }
+        }
+    }
 }
 
 fn install_bpf_linker() -> Result<()> {
@@ -262,5 +300,6 @@ pub fn ensure_bench() -> Result<()> {
         .args(["install", "-y", "--no-install-recommends"])
         .args(&missing)
         .env("DEBIAN_FRONTEND", "noninteractive");
+    let _no_services = NoServiceStarts::new()?;
     util::run(&mut install, "apt-get install")
 }

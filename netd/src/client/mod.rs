@@ -69,6 +69,7 @@ pub fn network(socket: &Path, cmd: NetworkCommand) -> anyhow::Result<()> {
                 ip_range: a.ip_range,
                 internal: a.internal,
                 options: a.options,
+                id: None,
             };
             print::created(request(socket, &Request::NetworkCreate(req))?);
         }
@@ -101,6 +102,7 @@ pub fn network(socket: &Path, cmd: NetworkCommand) -> anyhow::Result<()> {
                     ip,
                     aliases,
                     ifname: None,
+                    handover: None,
                 },
             )?;
         }
@@ -170,6 +172,7 @@ fn create_request(a: ContainerCreateArgs) -> ContainerCreate {
         runtime: None,
         runtime_id: None,
         ifname: None,
+        handover: None,
     }
 }
 

@@ -138,6 +138,7 @@ fn create(
         runtime: Some(RUNTIME.into()),
         runtime_id: Some(inv.container_id.clone()),
         ifname: Some(inv.ifname.clone()),
+        handover: None,
     };
     call(socket, &Request::ContainerCreate(create))?;
     let started = call(socket, &Request::ContainerStart { name: name.clone() })
@@ -161,6 +162,7 @@ fn connect(
         ip: None,
         aliases: vec![],
         ifname: Some(inv.ifname.clone()),
+        handover: None,
     };
     call(socket, &connect)?;
     inspect(socket, name)

@@ -73,7 +73,11 @@ impl Daemon {
                     "--netns cannot be combined with --network host or container:",
                 ));
             }
-            netns::check(path)?;
+            // A namespace the runtime mounts only when the container starts (Docker's sandbox,
+            // whose devices are handed over) cannot be checked yet.
+            if req.handover.is_none() {
+                netns::check(path)?;
+            }
         }
         let (publish, expose) = self.plan_publish(req, &mode, &attachments)?;
         let id = new_id();
@@ -120,6 +124,7 @@ impl Daemon {
             ip: req.ip,
             aliases: req.aliases.clone(),
             ifname: req.ifname.clone(),
+            handover: req.handover.clone(),
         };
         self.check_attachment(&attachment)?;
         Ok(vec![attachment])
@@ -183,7 +188,11 @@ impl Daemon {
         let mut endpoints = vec![];
         if matches!(c.mode, NetworkMode::Bridge | NetworkMode::None) {
             let path = self.netns_path(c);
-            let inside = if c.adopted_netns.is_none() {
+            let inside = if c.handed_over() {
+                // Docker's sandbox: its namespace is made when the container starts, after this,
+                // and dockerd configures it; `inside` goes unused.
+                self.nl.clone()
+            } else if c.adopted_netns.is_none() {
                 let inside = Netlink::in_new_netns(&path)?;
                 undo.push(Step::RemoveNetns(path.clone()));
                 inside
@@ -191,8 +200,10 @@ impl Daemon {
                 netns::check(&path)?;
                 Netlink::in_netns(&path)?
             };
-            inside.set_up(LOOPBACK_IFINDEX).await?;
-            inside.remove_ipv6_loopback(LOOPBACK_IFINDEX).await?;
+            if !c.handed_over() {
+                inside.set_up(LOOPBACK_IFINDEX).await?;
+                inside.remove_ipv6_loopback(LOOPBACK_IFINDEX).await?;
+            }
             for a in &c.attachments {
                 let ifname = Self::ifname_for(a, &endpoints, &c.attachments);
                 let default_route = !self.has_default_route(&endpoints);
@@ -362,7 +373,10 @@ impl Daemon {
             let ifname = Self::ifname_for(&attachment, &c.endpoints, &c.attachments);
             let default_route = !self.has_default_route(&c.endpoints);
             let path = self.netns_path(c);
-            let inside = Netlink::in_netns(&path)?;
+            let inside = match attachment.handover {
+                Some(_) => self.nl.clone(),
+                None => Netlink::in_netns(&path)?,
+            };
             let ep = self
                 .plug(
                     &c.id,

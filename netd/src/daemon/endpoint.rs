@@ -69,6 +69,7 @@ impl Daemon {
             mac,
             default_gateway: (default_route && !network.internal)
                 .then_some(IpAddr::V4(network.gateway)),
+            handover: attachment.handover.as_deref(),
         };
         let mut env = drivers::Env {
             nl: &self.nl,

@@ -3,6 +3,7 @@
 mod check;
 mod cleanup;
 mod containers;
+pub mod docker;
 mod drivers;
 mod endpoint;
 pub mod error;
@@ -260,12 +261,14 @@ impl Daemon {
                 ip,
                 aliases,
                 ifname,
+                handover,
             } => {
                 let attachment = Attachment {
                     network,
                     ip,
                     aliases,
                     ifname,
+                    handover,
                 };
                 self.network_connect(&container, attachment).await
             }
@@ -315,6 +318,13 @@ pub async fn run(args: &DaemonArgs, mut config: Config) -> anyhow::Result<()> {
         &config.run_dir,
     )?;
     let listener = server::bind(&config.socket(), config.group.as_deref())?;
+    let plugin = match &args.docker_plugin {
+        Some(path) => Some((
+            docker::bind(path)?,
+            crate::docker::book::Book::open(&config.state_dir)?,
+        )),
+        None => None,
+    };
     let mut daemon = Daemon::start(config, locks).await?;
     daemon.first_sync().await;
     daemon
@@ -324,5 +334,5 @@ pub async fn run(args: &DaemonArgs, mut config: Config) -> anyhow::Result<()> {
         .dp
         .set_config(netd_common::CONFIG_EVENTS_RATE, args.events_rate)?;
     tracing::info!(socket = %daemon.config.socket().display(), "netd daemon ready");
-    server::serve(listener, daemon, args.metrics).await
+    server::serve(listener, daemon, args.metrics, plugin).await
 }

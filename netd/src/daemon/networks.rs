@@ -41,10 +41,26 @@ impl Daemon {
         Ok(())
     }
 
+    /// An ID given with the request: 64 hex digits, no network's yet.
+    fn check_new_id(&self, id: &str) -> OpResult<String> {
+        if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(invalid(format!(
+                "invalid network ID {id:?}: expected 64 hex digits"
+            )));
+        }
+        if self.state.networks.values().any(|n| n.id == id) {
+            return Err(conflict(format!("a network with ID {id} already exists")));
+        }
+        Ok(id.to_ascii_lowercase())
+    }
+
     fn plan_network(&self, req: &NetworkCreate) -> OpResult<Network> {
         self.check_new_name(&req.name)?;
         let options = validate::key_values("option", &req.options)?;
-        let id = new_id();
+        let id = match &req.id {
+            Some(id) => self.check_new_id(id)?,
+            None => new_id(),
+        };
         let networks: Vec<&Network> = self.state.networks.values().collect();
         let driver = drivers::plan(&drivers::PlanInput {
             driver: &req.driver,
@@ -443,6 +459,7 @@ mod props {
                     }),
                     internal: false,
                     options: vec![],
+                    id: None,
                 }
             })
     }

@@ -82,6 +82,7 @@ pub async fn serve(
     listener: UnixListener,
     mut daemon: Daemon,
     metrics: Option<std::net::SocketAddr>,
+    docker: Option<(UnixListener, crate::docker::book::Book)>,
 ) -> anyhow::Result<()> {
     let (events, _) = broadcast::channel::<Event>(4096);
     let ring = daemon
@@ -111,6 +112,14 @@ pub async fn serve(
         tokio::spawn(async move {
             if let Err(e) = super::metrics::serve(listener, daemon).await {
                 tracing::error!(%e, "the metrics server stopped");
+            }
+        });
+    }
+    if let Some((listener, book)) = docker {
+        let plugin = super::docker::Plugin::new(shared.daemon.clone(), book);
+        tokio::spawn(async move {
+            if let Err(e) = super::docker::serve(listener, plugin).await {
+                tracing::error!(%e, "the Docker plugin server stopped");
             }
         });
     }

@@ -106,6 +106,10 @@ pub struct Attachment {
     /// The interface name asked for (a CNI runtime's); the lowest free `ethN` if none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ifname: Option<String>,
+    /// The runtime moves the device in and configures it (Docker's Join): the name the peer
+    /// waits under in the host's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handover: Option<String>,
 }
 
 /// A live interface of a running container on one network.
@@ -164,6 +168,14 @@ pub struct Container {
     /// Present while running.
     pub endpoints: Vec<EndpointState>,
     pub created: u64,
+}
+
+impl Container {
+    /// Whether a runtime moves the container's devices in and configures them itself
+    /// (Docker's sandboxes): netd then does nothing inside its namespace.
+    pub fn handed_over(&self) -> bool {
+        !self.attachments.is_empty() && self.attachments.iter().all(|a| a.handover.is_some())
+    }
 }
 
 impl State {
@@ -258,6 +270,7 @@ pub mod testing {
                     ip: None,
                     aliases: aliases.iter().map(|a| a.to_string()).collect(),
                     ifname: None,
+                    handover: None,
                 })
                 .collect(),
             publish: vec![],

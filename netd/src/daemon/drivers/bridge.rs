@@ -245,15 +245,19 @@ impl BridgeConfig {
     ) -> OpResult<(String, u32)> {
         let bridge = env.nl.require_link(&self.device).await?;
         let peer = VethPeer {
-            name: spec.ifname,
+            name: spec.handover.unwrap_or(spec.ifname),
             mac: spec.mac,
             netns: spec.netns,
             mtu: mtu.inside,
             host_mtu: mtu.host,
         };
         let owner = format!("container:{}", spec.container_id);
-        let (host_veth, host_index) = create_veth_pair(env, &owner, bridge, &peer, undo).await?;
-        configure_inside(spec).await?;
+        let handover = spec.handover.is_some();
+        let (host_veth, host_index) =
+            create_veth_pair(env, &owner, bridge, &peer, handover, undo).await?;
+        if !handover {
+            configure_inside(spec).await?;
+        }
         let ip = v4(spec.address.addr())?;
         let ep = EndpointState {
             network: network.name.clone(),
@@ -272,17 +276,24 @@ impl BridgeConfig {
     }
 }
 
-/// Creates the veth pair under a free host-side name; returns the name and its index.
+/// Creates the veth pair under a free host-side name, the peer in the container or, for a
+/// `handover`, beside it; returns the name and its index.
 async fn create_veth_pair(
     env: &Env<'_>,
     owner: &str,
     bridge: u32,
     peer: &VethPeer<'_>,
+    handover: bool,
     undo: &mut Undo,
 ) -> OpResult<(String, u32)> {
     for _ in 0..8 {
         let host = veth_name();
-        match env.nl.create_veth_into(&host, owner, bridge, peer).await {
+        let created = if handover {
+            env.nl.create_veth_here(&host, owner, bridge, peer).await
+        } else {
+            env.nl.create_veth_into(&host, owner, bridge, peer).await
+        };
+        match created {
             Ok(index) => {
                 undo.push(Step::DeleteLink(host.clone()));
                 return Ok((host, index));

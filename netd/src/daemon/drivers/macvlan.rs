@@ -169,6 +169,12 @@ impl Driver for MacvlanConfig {
         spec: &EndpointSpec<'_>,
         undo: &mut Undo,
     ) -> OpResult<Option<String>> {
+        if spec.handover.is_some() {
+            return Err(invalid(format!(
+                "network {}: a macvlan device is made in the container, not handed to a runtime",
+                network.name
+            )));
+        }
         let parent = env.nl.require_link(&self.parent).await?;
         let device = VethPeer {
             name: spec.ifname,

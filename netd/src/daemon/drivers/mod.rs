@@ -54,6 +54,9 @@ pub struct EndpointSpec<'a> {
     pub mac: [u8; 6],
     /// The gateway of the default route, if this endpoint carries it.
     pub default_gateway: Option<IpAddr>,
+    /// The runtime moves the device in and configures it (Docker): the peer is left in the
+    /// host's namespace under this name, and nothing is done inside.
+    pub handover: Option<&'a str>,
 }
 
 /// An endpoint the state has, with where it lives: its container's ID and namespace.

@@ -1,0 +1,412 @@
+//! The Docker plugin socket (`--docker-plugin`): HTTP/1 on a Unix socket (hyper), one handler
+//! per method of the remote network driver API. Each handler turns Docker's request into the
+//! requests `netd` itself sends ([`crate::docker::plan`]) and runs them on the daemon, which is
+//! locked for the whole of one Docker request; the endpoint book is changed under the same lock.
+use std::{convert::Infallible, path::Path, sync::Arc};
+
+use http_body_util::{BodyExt as _, Full};
+use hyper::{
+    body::{Bytes, Incoming},
+    server::conn::http1,
+    service::service_fn,
+    Request as HttpRequest, Response, StatusCode,
+};
+use hyper_util::rt::TokioIo;
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+use tokio::{net::UnixListener, sync::Mutex};
+
+use super::Daemon;
+use crate::{
+    api::{ContainerCreate, Reply, Request},
+    docker::{
+        book::{Book, Endpoint},
+        plan,
+        wire::{
+            label, CreateEndpoint, CreateEndpointReply, CreateNetwork, EndpointInterface,
+            EndpointRef, ExternalConnectivity, InterfaceName, Join, JoinReply, NetworkRef,
+            OperInfo, Options,
+        },
+        PluginError, RUNTIME,
+    },
+    ipam,
+};
+
+/// The plugin: the daemon and the endpoints Docker has made.
+pub struct Plugin {
+    daemon: Arc<Mutex<Daemon>>,
+    book: Mutex<Book>,
+}
+
+/// Binds `path` for dockerd (its dir made if missing; a stale socket replaced).
+pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
+    use anyhow::Context as _;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("cannot remove stale {}", path.display()))
+        }
+        _ => {}
+    }
+    UnixListener::bind(path)
+        .with_context(|| format!("--docker-plugin: cannot listen on {}", path.display()))
+}
+
+impl Plugin {
+    pub fn new(daemon: Arc<Mutex<Daemon>>, book: Book) -> Arc<Plugin> {
+        Arc::new(Plugin {
+            daemon,
+            book: Mutex::new(book),
+        })
+    }
+}
+
+/// Serves dockerd until the daemon stops.
+pub async fn serve(listener: UnixListener, plugin: Arc<Plugin>) -> anyhow::Result<()> {
+    tracing::info!(socket = ?listener.local_addr()?, "serving Docker's network driver API");
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let plugin = plugin.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let plugin = plugin.clone();
+                async move { Ok::<_, Infallible>(plugin.respond(req).await) }
+            });
+            if let Err(e) = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(%e, "Docker plugin connection failed");
+            }
+        });
+    }
+}
+
+impl Plugin {
+    async fn respond(&self, req: HttpRequest<Incoming>) -> Response<Full<Bytes>> {
+        let method = req.uri().path().trim_start_matches('/').to_string();
+        let body = match req.into_body().collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => return reply(StatusCode::BAD_REQUEST, json!({ "Err": e.to_string() })),
+        };
+        tracing::debug!(%method, body = %String::from_utf8_lossy(&body), "Docker plugin request");
+        match self.call(&method, &body).await {
+            Ok(value) => reply(StatusCode::OK, value),
+            // Docker takes a 404 for a method a driver does not have.
+            Err(e @ PluginError::NoMethod(_)) => {
+                reply(StatusCode::NOT_FOUND, json!({ "Err": e.to_string() }))
+            }
+            Err(e) => {
+                tracing::info!(%method, %e, "Docker plugin request refused");
+                reply(StatusCode::OK, json!({ "Err": e.to_string() }))
+            }
+        }
+    }
+
+    async fn call(&self, method: &str, body: &[u8]) -> Result<Value, PluginError> {
+        match method {
+            "Plugin.Activate" => Ok(json!({ "Implements": ["NetworkDriver"] })),
+            "NetworkDriver.GetCapabilities" => {
+                Ok(json!({ "Scope": "local", "ConnectivityScope": "local" }))
+            }
+            "NetworkDriver.CreateNetwork" => self.create_network(parse(body)?).await,
+            "NetworkDriver.DeleteNetwork" => self.delete_network(parse(body)?).await,
+            "NetworkDriver.CreateEndpoint" => self.create_endpoint(parse(body)?).await,
+            "NetworkDriver.DeleteEndpoint" => self.delete_endpoint(parse(body)?).await,
+            "NetworkDriver.EndpointOperInfo" => self.oper_info(parse(body)?).await,
+            "NetworkDriver.Join" => self.join(parse(body)?).await,
+            "NetworkDriver.Leave" => self.leave(parse(body)?).await,
+            "NetworkDriver.ProgramExternalConnectivity" => self.program(parse(body)?).await,
+            "NetworkDriver.RevokeExternalConnectivity" => self.revoke(parse(body)?).await,
+            "NetworkDriver.DiscoverNew" | "NetworkDriver.DiscoverDelete" => Ok(json!({})),
+            _ => Err(PluginError::NoMethod(format!("netd has no {method}"))),
+        }
+    }
+
+    async fn create_network(&self, req: CreateNetwork) -> Result<Value, PluginError> {
+        let create = plan::network_create(&req)?;
+        let mut daemon = self.daemon.lock().await;
+        run(&mut daemon, Request::NetworkCreate(create)).await?;
+        Ok(json!({}))
+    }
+
+    async fn delete_network(&self, req: NetworkRef) -> Result<Value, PluginError> {
+        let mut daemon = self.daemon.lock().await;
+        if daemon.network(&req.network_id).is_err() {
+            return Ok(json!({}));
+        }
+        let names = vec![req.network_id];
+        run(&mut daemon, Request::NetworkRm { names }).await?;
+        Ok(json!({}))
+    }
+
+    /// Records the endpoint; netd gives containers the MAC `02:42:` and the address, so it
+    /// answers with that MAC when Docker gave none and refuses another.
+    async fn create_endpoint(&self, req: CreateEndpoint) -> Result<Value, PluginError> {
+        let daemon = self.daemon.lock().await;
+        daemon
+            .network(&req.network_id)
+            .map_err(|e| PluginError::NotFound(e.to_string()))?;
+        let address: ipnet::Ipv4Net = req.interface.address.parse().map_err(|_| {
+            PluginError::Invalid(format!(
+                "netd needs an IPv4 address for the endpoint, not {:?}",
+                req.interface.address
+            ))
+        })?;
+        let mac = mac_string(ipam::mac_for(address.addr()));
+        let given = &req.interface.mac_address;
+        if !given.is_empty() && !given.eq_ignore_ascii_case(&mac) {
+            return Err(PluginError::Invalid(format!(
+                "netd gives {} the MAC address {mac} (02:42 and the address), not {given}",
+                address.addr()
+            )));
+        }
+        let endpoint = Endpoint {
+            network_id: req.network_id,
+            address,
+            mac: mac.clone(),
+            sandbox: None,
+        };
+        self.book.lock().await.put(&req.endpoint_id, endpoint)?;
+        let interface = EndpointInterface {
+            mac_address: if given.is_empty() { mac } else { String::new() },
+            ..Default::default()
+        };
+        Ok(serde_json::to_value(CreateEndpointReply { interface }).expect("serializable"))
+    }
+
+    async fn delete_endpoint(&self, req: EndpointRef) -> Result<Value, PluginError> {
+        let _daemon = self.daemon.lock().await;
+        self.book.lock().await.remove(&req.endpoint_id)?;
+        Ok(json!({}))
+    }
+
+    /// Puts the sandbox's container on the network: made and started on the first endpoint,
+    /// connected on the next; the veth's container end is left for dockerd to move in.
+    async fn join(&self, req: Join) -> Result<Value, PluginError> {
+        let mut daemon = self.daemon.lock().await;
+        let mut book = self.book.lock().await;
+        let mut endpoint = book.get(&req.endpoint_id)?.clone();
+        let name = plan::sandbox_name(&req.sandbox_key)?;
+        let handover = plan::handover_name(&req.endpoint_id);
+        let network = daemon
+            .network(&req.network_id)
+            .map_err(|e| PluginError::NotFound(e.to_string()))?
+            .clone();
+        if daemon.state.containers.contains_key(&name) {
+            let connect = Request::NetworkConnect {
+                network: network.name.clone(),
+                container: name.clone(),
+                ip: Some(endpoint.address.addr()),
+                aliases: vec![],
+                ifname: None,
+                handover: Some(handover.clone()),
+            };
+            run(&mut daemon, connect).await?;
+        } else {
+            let sandbox = name.trim_start_matches("docker-").to_string();
+            let create = ContainerCreate {
+                name: name.clone(),
+                network: network.name.clone(),
+                ip: Some(endpoint.address.addr()),
+                aliases: vec![],
+                publish: vec![],
+                publish_all: false,
+                expose: vec![],
+                links: vec![],
+                env: vec![],
+                hostname: None,
+                netns: Some(req.sandbox_key.clone().into()),
+                runtime: Some(RUNTIME.into()),
+                runtime_id: Some(sandbox),
+                ifname: None,
+                handover: Some(handover.clone()),
+            };
+            run(&mut daemon, Request::ContainerCreate(create)).await?;
+            let start = Request::ContainerStart { name: name.clone() };
+            if let Err(e) = run(&mut daemon, start).await {
+                let rm = Request::ContainerRm {
+                    name: name.clone(),
+                    force: true,
+                };
+                let _ = run(&mut daemon, rm).await;
+                return Err(e);
+            }
+        }
+        endpoint.sandbox = Some(name);
+        book.put(&req.endpoint_id, endpoint)?;
+        tokio::spawn(dns_when_mounted(
+            self.daemon.clone(),
+            req.sandbox_key.clone(),
+        ));
+        let gateway = if network.internal {
+            String::new()
+        } else {
+            network.gateway.to_string()
+        };
+        let join = JoinReply {
+            interface_name: InterfaceName {
+                src_name: handover,
+                dst_prefix: "eth".into(),
+            },
+            gateway,
+            disable_gateway_service: true,
+        };
+        Ok(serde_json::to_value(join).expect("serializable"))
+    }
+
+    /// Takes the sandbox's container off the network, removing it with its last one.
+    async fn leave(&self, req: EndpointRef) -> Result<Value, PluginError> {
+        let mut daemon = self.daemon.lock().await;
+        let mut book = self.book.lock().await;
+        let mut endpoint = book.get(&req.endpoint_id)?.clone();
+        let Some(name) = endpoint.sandbox.take() else {
+            return Ok(json!({}));
+        };
+        let networks = daemon
+            .state
+            .containers
+            .get(&name)
+            .map_or(0, |c| c.attachments.len());
+        let network = plan::network_name(&req.network_id);
+        let request = match networks {
+            0 => None,
+            1 => Some(Request::ContainerRm {
+                name: name.clone(),
+                force: true,
+            }),
+            _ => Some(Request::NetworkDisconnect {
+                network,
+                container: name.clone(),
+            }),
+        };
+        if let Some(request) = request {
+            run(&mut daemon, request).await?;
+        }
+        book.put(&req.endpoint_id, endpoint)?;
+        Ok(json!({}))
+    }
+
+    /// `-p`: the port map published on the sandbox's container; a failure takes back the ones
+    /// published before it.
+    async fn program(&self, req: ExternalConnectivity) -> Result<Value, PluginError> {
+        let mut daemon = self.daemon.lock().await;
+        let name = self.joined(&req.endpoint_id).await?;
+        let specs = specs(&req.options)?;
+        for (i, spec) in specs.iter().enumerate() {
+            let publish = Request::ContainerPublish {
+                name: name.clone(),
+                spec: spec.clone(),
+            };
+            if let Err(e) = run(&mut daemon, publish).await {
+                for done in &specs[..i] {
+                    let unpublish = Request::ContainerUnpublish {
+                        name: name.clone(),
+                        spec: done.clone(),
+                    };
+                    let _ = run(&mut daemon, unpublish).await;
+                }
+                return Err(e);
+            }
+        }
+        Ok(json!({}))
+    }
+
+    async fn revoke(&self, req: EndpointRef) -> Result<Value, PluginError> {
+        let mut daemon = self.daemon.lock().await;
+        let Ok(name) = self.joined(&req.endpoint_id).await else {
+            return Ok(json!({}));
+        };
+        let published = daemon
+            .state
+            .containers
+            .get(&name)
+            .map(|c| c.publish.clone())
+            .unwrap_or_default();
+        for spec in published {
+            let unpublish = Request::ContainerUnpublish {
+                name: name.clone(),
+                spec: spec.to_string(),
+            };
+            run(&mut daemon, unpublish).await?;
+        }
+        Ok(json!({}))
+    }
+
+    /// The ports netd bound for the endpoint's container, which `docker port` lists.
+    async fn oper_info(&self, req: EndpointRef) -> Result<Value, PluginError> {
+        let daemon = self.daemon.lock().await;
+        let mut value = Options::new();
+        if let Ok(name) = self.joined(&req.endpoint_id).await {
+            if let Some(c) = daemon.state.containers.get(&name) {
+                let map = plan::bound_port_map(&c.ports);
+                value.insert(
+                    label::PORT_MAP.into(),
+                    serde_json::to_value(map).expect("serializable"),
+                );
+            }
+        }
+        Ok(serde_json::to_value(OperInfo { value }).expect("serializable"))
+    }
+
+    /// The container of the sandbox endpoint `id` joined.
+    async fn joined(&self, id: &str) -> Result<String, PluginError> {
+        let book = self.book.lock().await;
+        book.get(id)?
+            .sandbox
+            .clone()
+            .ok_or_else(|| PluginError::NotFound(format!("endpoint {id} has not joined a sandbox")))
+    }
+}
+
+/// dockerd mounts the sandbox's namespace when the container starts, after `Join`: once it is
+/// there, the DNS server listens inside.
+async fn dns_when_mounted(daemon: Arc<Mutex<Daemon>>, key: String) {
+    for _ in 0..1500 {
+        if crate::netns::check(Path::new(&key)).is_ok() {
+            daemon.lock().await.refresh_dns();
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tracing::warn!(%key, "the sandbox's namespace did not appear in 30 s; no DNS there");
+}
+
+/// One request on the daemon, with what the socket server does after each.
+async fn run(daemon: &mut Daemon, request: Request) -> Result<Reply, PluginError> {
+    let result = daemon.handle(request).await;
+    daemon.refresh_dns();
+    daemon.refresh_link_hosts();
+    result.map_err(|e| PluginError::Daemon(e.to_string()))
+}
+
+fn specs(options: &Options) -> Result<Vec<String>, PluginError> {
+    plan::port_map(options)?
+        .iter()
+        .map(plan::publish_spec)
+        .collect()
+}
+
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, PluginError> {
+    serde_json::from_slice(body)
+        .map_err(|e| PluginError::Invalid(format!("cannot read the request: {e}")))
+}
+
+fn mac_string(mac: [u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn reply(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static("application/vnd.docker.plugins.v1+json"),
+    );
+    resp
+}

@@ -1,0 +1,238 @@
+//! Real dockerd (Debian's docker.io 20.10, with the containerd it starts itself) beside a test
+//! [`Host`], run the way netd's plugin wants it (`--iptables=false --ip6tables=false
+//! --ip-masq=false --userland-proxy=false`, no default bridge) and kept inside the test's dirs:
+//! data root, exec root, API socket, pid file, config file and cgroup parent are the test's;
+//! dockerd runs in the host's network namespace and in a mount namespace of its own, where a
+//! tmpfs over `/run` holds the plugin dir (`/run/docker/plugins/netd.sock`, a link to the
+//! daemon's plugin socket) and the test's dirs are bound over `/etc/docker` (its key file) and
+//! a tmpfs over `/opt` (containerd's). The exec root is a shared mount, so the namespaces dockerd
+//! mounts there for its containers are the ones the netd daemon opens.
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use crate::{cgroup2_root, run, wait_until, Host, Launch, Out};
+
+/// The image every Docker test runs: busybox-static with a web root whose CGI script answers
+/// with the client's address.
+pub const IMAGE: &str = "netd-busybox:latest";
+/// Debian's client (another `docker` may be first on `PATH`).
+const CLIENT: &str = "/usr/bin/docker";
+
+/// A dockerd private to one test.
+pub struct Docker {
+    dir: PathBuf,
+    cgroup_parent: String,
+    /// dockerd itself (`nsenter`, `unshare` and `sh` exec it in turn).
+    dockerd: Option<std::process::Child>,
+}
+
+impl Docker {
+    /// A host whose daemon, started as `launch` says, serves the plugin where
+    /// [`Docker::start`] looks for it; `None` when privileged tests are skipped.
+    pub fn host(launch: Launch) -> Option<Host> {
+        let mut host = Host::prepare(launch, &[])?;
+        let socket = host.dir.join("docker-plugin.sock");
+        host.push_daemon_args(&["--docker-plugin".into(), socket.display().to_string()]);
+        host.start_daemon();
+        Some(host)
+    }
+
+    /// dockerd beside `host` (made by [`Docker::host`]), up and with the image imported.
+    pub fn start(host: &Host) -> Docker {
+        let dir = host.dir.join("docker");
+        for sub in ["data", "exec", "etc-docker", "cli", "rootfs"] {
+            std::fs::create_dir_all(dir.join(sub)).expect("docker dir");
+        }
+        std::fs::write(dir.join("daemon.json"), "{}").expect("daemon.json");
+        let mut docker = Docker {
+            dir,
+            cgroup_parent: format!("netd-test-{}-docker", host.name),
+            dockerd: None,
+        };
+        let exec = docker.path("exec");
+        for args in [
+            vec!["--bind", exec.as_str(), exec.as_str()],
+            vec!["--make-shared", exec.as_str()],
+        ] {
+            let out = run("mount", &args);
+            assert!(out.ok(), "mount {args:?}: {}", out.stderr);
+        }
+        docker.dockerd = Some(docker.spawn(host));
+        wait_until("dockerd answering", Duration::from_secs(30), || {
+            docker.docker(&["version"]).ok()
+        });
+        docker.import_image();
+        docker
+    }
+
+    fn path(&self, sub: &str) -> String {
+        self.dir.join(sub).display().to_string()
+    }
+
+    fn spawn(&self, host: &Host) -> std::process::Child {
+        let plugin = host.dir.join("docker-plugin.sock");
+        let d = |sub: &str| self.path(sub);
+        let script = format!(
+            "mount -t tmpfs tmpfs /run && mkdir -p /run/docker/plugins && \
+             ln -s {plugin} /run/docker/plugins/netd.sock && mount -t tmpfs tmpfs /opt && \
+             mount --bind {etc} /etc/docker && exec dockerd --data-root {data} \
+             --exec-root {exec} -H unix://{sock} --pidfile {pid} --config-file {conf} \
+             --iptables=false --ip6tables=false --ip-masq=false --userland-proxy=false \
+             --bridge=none --cgroup-parent /{cgroup} >> {log} 2>&1",
+            plugin = plugin.display(),
+            etc = d("etc-docker"),
+            data = d("data"),
+            exec = d("exec"),
+            sock = d("docker.sock"),
+            pid = d("docker.pid"),
+            conf = d("daemon.json"),
+            cgroup = self.cgroup_parent,
+            log = d("dockerd.log"),
+        );
+        let net = format!("--net=/run/netns/{}", host.host_ns());
+        std::process::Command::new("nsenter")
+            .args([&net, "unshare", "--mount", "--propagation", "unchanged"])
+            .args(["sh", "-c", &script])
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("start dockerd")
+    }
+
+    fn import_image(&self) {
+        let rootfs = self.dir.join("rootfs");
+        let bin = rootfs.join("bin");
+        std::fs::create_dir_all(&bin).expect("rootfs");
+        std::fs::create_dir_all(rootfs.join("www/cgi-bin")).expect("rootfs");
+        std::fs::copy("/bin/busybox", bin.join("busybox")).expect("busybox-static");
+        for applet in run("/bin/busybox", &["--list"]).stdout.lines() {
+            if applet != "busybox" {
+                std::os::unix::fs::symlink("busybox", bin.join(applet)).expect("applet link");
+            }
+        }
+        let cgi = rootfs.join("www/cgi-bin/ip");
+        let script = "#!/bin/sh\necho 'Content-Type: text/plain'\necho\necho \"$REMOTE_ADDR\"\n";
+        std::fs::write(&cgi, script).expect("cgi script");
+        run("chmod", &["+x", &cgi.display().to_string()]);
+        std::fs::write(rootfs.join("www/index.html"), "hello from docker\n").expect("index");
+        let tar = self.path("busybox.tar");
+        let made = run(
+            "tar",
+            &["-C", &rootfs.display().to_string(), "-cf", &tar, "."],
+        );
+        assert!(made.ok(), "tar: {}", made.stderr);
+        self.ok(&["import", &tar, IMAGE]);
+    }
+
+    /// Runs Debian's `docker` client against this dockerd.
+    pub fn docker(&self, args: &[&str]) -> Out {
+        let sock = format!("unix://{}", self.path("docker.sock"));
+        let mut cmd = std::process::Command::new(CLIENT);
+        cmd.args(["-H", &sock])
+            .args(args)
+            .env("DOCKER_CONFIG", self.path("cli"))
+            .stdin(std::process::Stdio::null());
+        cmd.output().expect("run docker").into()
+    }
+
+    /// Runs `docker ARGS` and insists that it succeeds; returns its output.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.docker(args);
+        assert!(
+            out.ok(),
+            "docker {args:?} failed ({}): {}{}\ndockerd's log:\n{}",
+            out.status,
+            out.stderr,
+            out.stdout,
+            self.log_tail()
+        );
+        out.stdout
+    }
+
+    /// Runs `sh -c SCRIPT` in container `name`.
+    pub fn exec(&self, name: &str, script: &str) -> Out {
+        self.docker(&["exec", name, "sh", "-c", script])
+    }
+
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.join("dockerd.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(15)..].join("\n")
+    }
+
+    /// The test's cgroup dirs in every hierarchy, deepest first.
+    fn cgroup_dirs(&self) -> Vec<PathBuf> {
+        let mut roots = vec![cgroup2_root()];
+        if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
+            roots.extend(entries.flatten().map(|e| e.path()));
+        }
+        let mut dirs = Vec::new();
+        for root in roots {
+            collect_dirs(&root.join(&self.cgroup_parent), &mut dirs);
+        }
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+        dirs.dedup();
+        dirs
+    }
+}
+
+fn collect_dirs(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    out.push(dir.to_path_buf());
+    for entry in entries.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            collect_dirs(&entry.path(), out);
+        }
+    }
+}
+
+/// Waits up to `limit` for `done`, without panicking (drop code).
+fn settle(limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Drop for Docker {
+    fn drop(&mut self) {
+        let ids = self.docker(&["ps", "-aq"]).stdout;
+        let ids: Vec<&str> = ids.split_whitespace().collect();
+        if !ids.is_empty() {
+            let mut args = vec!["rm", "-f"];
+            args.extend(ids);
+            let out = self.docker(&args);
+            if !out.ok() {
+                eprintln!("docker rm: {}", out.stderr);
+            }
+        }
+        if let Some(mut dockerd) = self.dockerd.take() {
+            run("kill", &["-TERM", &dockerd.id().to_string()]);
+            settle(Duration::from_secs(15), || {
+                dockerd.try_wait().is_ok_and(|s| s.is_some())
+            });
+            let _ = dockerd.kill();
+            let _ = dockerd.wait();
+        }
+        for dir in self.cgroup_dirs() {
+            let procs = dir.join("cgroup.procs");
+            let pids = std::fs::read_to_string(&procs).unwrap_or_default();
+            for pid in pids.split_whitespace() {
+                run("kill", &["-KILL", pid]);
+            }
+            settle(Duration::from_secs(5), || {
+                std::fs::read_to_string(&procs).map_or(true, |p| p.trim().is_empty())
+            });
+            if let Err(e) = std::fs::remove_dir(&dir) {
+                eprintln!("cannot remove {}: {e}", dir.display());
+            }
+        }
+        let out = run("umount", &["-R", "-l", &self.path("exec")]);
+        if !out.ok() {
+            eprintln!("umount {}: {}", self.path("exec"), out.stderr);
+        }
+    }
+}

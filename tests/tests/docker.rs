@@ -1,0 +1,223 @@
+//! Real dockerd on netd networks through netd's Docker network plugin (`netd daemon
+//! --docker-plugin`): `docker network create -d netd` and `docker run --network NAME -p ...` as
+//! a user types them, with dockerd run without iptables, masquerading or docker-proxy (see
+//! `netd_tests::docker` for how it is kept inside the test's dirs).
+use std::time::Duration;
+
+use netd_tests::{
+    docker::{Docker, IMAGE},
+    run, wait_until, Host, Launch, OUTSIDE_IP, UPLINK_IP,
+};
+
+const GET_IP: &str = r"printf 'GET /cgi-bin/ip HTTP/1.0\r\n\r\n'";
+const GET_INDEX: &str = r"printf 'GET / HTTP/1.0\r\n\r\n'";
+
+/// `docker run -d` of busybox httpd serving the image's web root on port 80, with `args`.
+fn web(docker: &Docker, name: &str, args: &[&str]) {
+    let mut all = vec!["run", "-d", "--name", name];
+    all.extend_from_slice(args);
+    all.extend([IMAGE, "httpd", "-f", "-p", "80", "-h", "/www"]);
+    docker.ok(&all);
+}
+
+/// `docker run -d` of a container that only waits, on `network`.
+fn idle(docker: &Docker, name: &str, network: &str) {
+    docker.ok(&[
+        "run",
+        "-d",
+        "--network",
+        network,
+        "--name",
+        name,
+        IMAGE,
+        "sleep",
+        "600",
+    ]);
+}
+
+/// The container's address on `network`, as Docker reports it.
+fn address(docker: &Docker, name: &str, network: &str) -> String {
+    let format = format!("{{{{(index .NetworkSettings.Networks \"{network}\").IPAddress}}}}");
+    docker
+        .ok(&["inspect", name, "--format", &format])
+        .trim()
+        .to_string()
+}
+
+/// Retries `ask` until its answer contains `expected` (a server just started); the answer.
+fn answered(expected: &str, ask: impl Fn() -> String) -> String {
+    let mut last = String::new();
+    wait_until(
+        &format!("an answer with {expected:?}"),
+        Duration::from_secs(10),
+        || {
+            last = ask();
+            last.contains(expected)
+        },
+    );
+    last
+}
+
+/// netd's container for Docker container `name` (the one of its sandbox).
+fn netd_container(host: &Host, docker: &Docker, name: &str) -> String {
+    let key = docker.ok(&[
+        "inspect",
+        name,
+        "--format",
+        "{{.NetworkSettings.SandboxKey}}",
+    ]);
+    let sandbox = key
+        .trim()
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let netd_name = format!("docker-{sandbox}");
+    assert!(
+        host.ok(&["container", "ls"]).contains(&netd_name),
+        "{netd_name}"
+    );
+    netd_name
+}
+
+#[test]
+fn docker_networks_and_containers_get_netds_datapath_with_ports_published_in_ebpf() {
+    let Some(host) = Docker::host(Launch::IpNetnsExec) else {
+        return;
+    };
+    let docker = Docker::start(&host);
+    let id = docker.ok(&[
+        "network",
+        "create",
+        "-d",
+        "netd",
+        "--subnet",
+        "10.93.0.0/24",
+        "front",
+    ]);
+    docker.ok(&[
+        "network",
+        "create",
+        "-d",
+        "netd",
+        "--subnet",
+        "10.94.0.0/24",
+        "back",
+    ]);
+    // The same network in netd, under Docker's ID.
+    let networks = host.ok(&["network", "ls"]);
+    assert!(networks.contains(&id[..12]), "{networks}");
+    web(&docker, "web", &["--network", "front", "-p", "8080:80"]);
+    idle(&docker, "client", "front");
+    idle(&docker, "other", "back");
+    let web_ip = address(&docker, "web", "front");
+    assert!(web_ip.starts_with("10.93.0."), "{web_ip}");
+
+    // -p: from outside with the client's own address, and from a host process on loopback.
+    let from_outside = || {
+        let script = format!("{GET_IP} | socat -T3 - TCP:{UPLINK_IP}:8080,connect-timeout=2");
+        host.outside(&["sh", "-c", &script]).stdout
+    };
+    let seen = answered(OUTSIDE_IP, from_outside);
+    assert!(seen.contains(&format!(":{OUTSIDE_IP}]")), "{seen}");
+    let local = host.on_host_in_cgroup(&format!(
+        "{GET_INDEX} | socat -T3 - TCP:127.0.0.1:8080,connect-timeout=2"
+    ));
+    assert!(local.stdout.contains("hello from docker"), "{local:?}");
+    let port = host.ok(&["container", "port", &netd_container(&host, &docker, "web")]);
+    assert!(port.contains("80/tcp -> 0.0.0.0:8080"), "{port}");
+
+    // Containers on one network reach each other, egress leaves through the uplink, and the
+    // other network is isolated.
+    let near = docker.exec("client", &format!("{GET_INDEX} | nc -w 3 {web_ip} 80"));
+    assert!(near.stdout.contains("hello from docker"), "{near:?}");
+    let out = docker.exec("client", &format!("ping -c 1 -W 2 {OUTSIDE_IP}"));
+    assert!(out.ok(), "egress: {out:?}");
+    let far = docker.exec("other", &format!("ping -c 1 -W 1 {web_ip}"));
+    assert!(!far.ok(), "isolation: {far:?}");
+
+    // No rule in the host's namespace and no docker-proxy.
+    let ns = format!("--net=/run/netns/{}", host.host_ns());
+    let rules = run("nsenter", &[&ns, "nft", "list", "ruleset"]).stdout;
+    assert_eq!(rules.trim(), "", "rules in the host namespace");
+    let procs = run("ps", &["-eo", "args"]).stdout;
+    assert!(
+        !procs.lines().any(|p| p.contains("docker-proxy")),
+        "a docker-proxy runs"
+    );
+}
+
+#[test]
+fn removing_docker_containers_and_networks_leaves_nothing_in_netd() {
+    let Some(host) = Docker::host(Launch::Nsenter) else {
+        return;
+    };
+    let docker = Docker::start(&host);
+    let devices = host.devices();
+    let id = docker.ok(&[
+        "network",
+        "create",
+        "-d",
+        "netd",
+        "--subnet",
+        "10.95.0.0/29",
+        "small",
+    ]);
+    // Five addresses: seven containers in turn fit only if each rm frees its own.
+    for round in 0..7 {
+        web(&docker, "job", &["--network", "small", "-p", "8080:80"]);
+        docker.ok(&["rm", "-f", "job"]);
+        let ls = host.ok(&["container", "ls"]);
+        assert!(!ls.contains("docker-"), "round {round}: {ls}");
+    }
+    docker.ok(&["network", "rm", "small"]);
+    assert!(!host.ok(&["network", "ls"]).contains(&id[..12]));
+    let mut left = host.devices();
+    left.retain(|d| !d.starts_with("netd0 "));
+    let mut before = devices;
+    before.retain(|d| !d.starts_with("netd0 "));
+    assert_eq!(left, before, "devices left behind");
+}
+
+#[test]
+fn what_netd_cannot_do_is_refused_through_dockers_error_path() {
+    let Some(host) = Docker::host(Launch::Nsenter) else {
+        return;
+    };
+    let docker = Docker::start(&host);
+    let v6 = docker.docker(&[
+        "network",
+        "create",
+        "-d",
+        "netd",
+        "--ipv6",
+        "--subnet",
+        "fd00:1::/64",
+        "six",
+    ]);
+    assert!(!v6.ok());
+    assert!(v6.stderr.contains("IPv4 only"), "{}", v6.stderr);
+    docker.ok(&[
+        "network",
+        "create",
+        "-d",
+        "netd",
+        "--subnet",
+        "10.96.0.0/24",
+        "front",
+    ]);
+    let mac = docker.docker(&[
+        "run",
+        "-d",
+        "--network",
+        "front",
+        "--mac-address",
+        "02:00:00:00:00:01",
+        IMAGE,
+        "sleep",
+        "60",
+    ]);
+    assert!(!mac.ok());
+    assert!(mac.stderr.contains("MAC address"), "{}", mac.stderr);
+    assert!(!host.ok(&["container", "ls"]).contains("docker-"));
+}
