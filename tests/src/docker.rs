@@ -67,6 +67,27 @@ impl Docker {
         docker
     }
 
+    /// Stops dockerd (SIGTERM: it stops its containers, as a host's shutdown does) and starts
+    /// it again on the same dirs.
+    pub fn restart(&mut self, host: &Host) {
+        self.stop();
+        self.dockerd = Some(self.spawn(host));
+        wait_until("dockerd answering again", Duration::from_secs(30), || {
+            self.docker(&["version"]).ok()
+        });
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut dockerd) = self.dockerd.take() {
+            run("kill", &["-TERM", &dockerd.id().to_string()]);
+            settle(Duration::from_secs(15), || {
+                dockerd.try_wait().is_ok_and(|s| s.is_some())
+            });
+            let _ = dockerd.kill();
+            let _ = dockerd.wait();
+        }
+    }
+
     fn path(&self, sub: &str) -> String {
         self.dir.join(sub).display().to_string()
     }
@@ -209,14 +230,7 @@ impl Drop for Docker {
                 eprintln!("docker rm: {}", out.stderr);
             }
         }
-        if let Some(mut dockerd) = self.dockerd.take() {
-            run("kill", &["-TERM", &dockerd.id().to_string()]);
-            settle(Duration::from_secs(15), || {
-                dockerd.try_wait().is_ok_and(|s| s.is_some())
-            });
-            let _ = dockerd.kill();
-            let _ = dockerd.wait();
-        }
+        self.stop();
         for dir in self.cgroup_dirs() {
             let procs = dir.join("cgroup.procs");
             let pids = std::fs::read_to_string(&procs).unwrap_or_default();

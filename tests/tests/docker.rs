@@ -14,7 +14,8 @@ const GET_INDEX: &str = r"printf 'GET / HTTP/1.0\r\n\r\n'";
 
 /// `docker run -d` of busybox httpd serving the image's web root on port 80, with `args`.
 fn web(docker: &Docker, name: &str, args: &[&str]) {
-    let mut all = vec!["run", "-d", "--name", name];
+    // busybox as pid 1 ignores SIGTERM: a stop would wait Docker's 10 s for nothing.
+    let mut all = vec!["run", "-d", "--stop-timeout", "1", "--name", name];
     all.extend_from_slice(args);
     all.extend([IMAGE, "httpd", "-f", "-p", "80", "-h", "/www"]);
     docker.ok(&all);
@@ -220,4 +221,79 @@ fn what_netd_cannot_do_is_refused_through_dockers_error_path() {
     assert!(!mac.ok());
     assert!(mac.stderr.contains("MAC address"), "{}", mac.stderr);
     assert!(!host.ok(&["container", "ls"]).contains("docker-"));
+}
+
+/// How many networks netd's container for Docker container `name` is on.
+fn netd_networks(host: &Host, docker: &Docker, name: &str) -> usize {
+    let netd_name = netd_container(host, docker, name);
+    host.inspect(&netd_name)["networks"]
+        .as_object()
+        .map_or(0, |n| n.len())
+}
+
+#[test]
+fn connect_disconnect_and_restarts_of_either_daemon_keep_netd_right() {
+    let Some(mut host) = Docker::host(Launch::Nsenter) else {
+        return;
+    };
+    let mut docker = Docker::start(&host);
+    docker.ok(&[
+        "network",
+        "create",
+        "-d",
+        "netd",
+        "--subnet",
+        "10.97.0.0/24",
+        "front",
+    ]);
+    docker.ok(&[
+        "network",
+        "create",
+        "-d",
+        "netd",
+        "--subnet",
+        "10.98.0.0/24",
+        "back",
+    ]);
+    idle(&docker, "client", "front");
+    web(&docker, "web", &["--network", "back"]);
+    let web_ip = address(&docker, "web", "back");
+    let get = format!("{GET_INDEX} | nc -w 3 {web_ip} 80");
+
+    docker.ok(&["network", "connect", "back", "client"]);
+    assert_eq!(netd_networks(&host, &docker, "client"), 2);
+    let links = docker.exec("client", "ip -o -4 addr").stdout;
+    assert!(
+        links.contains("eth1") && links.contains("10.98.0."),
+        "{links}"
+    );
+    let reached = answered("hello from docker", || docker.exec("client", &get).stdout);
+    assert!(reached.contains("hello"));
+    docker.ok(&["network", "disconnect", "back", "client"]);
+    assert_eq!(netd_networks(&host, &docker, "client"), 1);
+    assert!(
+        !docker.exec("client", &get).stdout.contains("hello"),
+        "disconnected"
+    );
+
+    // The netd daemon restarted: Docker's containers keep their datapath.
+    host.stop_daemon("TERM");
+    host.start_daemon();
+    docker.ok(&["network", "connect", "back", "client"]);
+    let reached = answered("hello from docker", || docker.exec("client", &get).stdout);
+    assert!(reached.contains("hello"));
+
+    // dockerd restarted: it stops its containers (netd lets go of them), and starting them
+    // again attaches them again.
+    docker.restart(&host);
+    let ls = host.ok(&["container", "ls"]);
+    assert!(
+        !ls.contains("docker-"),
+        "stopped containers are detached: {ls}"
+    );
+    docker.ok(&["start", "web", "client"]);
+    let web_ip = address(&docker, "web", "back");
+    let get = format!("{GET_INDEX} | nc -w 3 {web_ip} 80");
+    let reached = answered("hello from docker", || docker.exec("client", &get).stdout);
+    assert!(reached.contains("hello"));
 }
