@@ -7,6 +7,12 @@
 //! daemon's plugin socket) and the test's dirs are bound over `/etc/docker` (its key file) and
 //! a tmpfs over `/opt` (containerd's). The exec root is a shared mount, so the namespaces dockerd
 //! mounts there for its containers are the ones the netd daemon opens.
+//!
+//! dockerd also must not find iptables (`/dev/null` is bound over the xtables binaries in its
+//! mount namespace, as systemd's `InaccessiblePaths=` does for a unit): with it, dockerd 20.10
+//! starts its embedded resolver in every container on a user-defined network despite
+//! `--iptables=false` and adds NAT rules inside the container's namespace to reach it; without,
+//! the resolver gives up, no rule is made, and netd's DNS server answers at 127.0.0.11.
 use std::{
     path::PathBuf,
     time::{Duration, Instant},
@@ -98,7 +104,10 @@ impl Docker {
         let script = format!(
             "mount -t tmpfs tmpfs /run && mkdir -p /run/docker/plugins && \
              ln -s {plugin} /run/docker/plugins/netd.sock && mount -t tmpfs tmpfs /opt && \
-             mount --bind {etc} /etc/docker && exec dockerd --data-root {data} \
+             mount --bind {etc} /etc/docker && \
+             for x in /usr/sbin/xtables-nft-multi /usr/sbin/xtables-legacy-multi; do \
+               [ ! -e $x ] || mount --bind /dev/null $x || exit 1; done && \
+             exec dockerd --data-root {data} \
              --exec-root {exec} -H unix://{sock} --pidfile {pid} --config-file {conf} \
              --iptables=false --ip6tables=false --ip-masq=false --userland-proxy=false \
              --bridge=none --cgroup-parent /{cgroup} >> {log} 2>&1",

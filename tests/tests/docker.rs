@@ -137,10 +137,25 @@ fn docker_networks_and_containers_get_netds_datapath_with_ports_published_in_ebp
     let far = docker.exec("other", &format!("ping -c 1 -W 1 {web_ip}"));
     assert!(!far.ok(), "isolation: {far:?}");
 
-    // No rule in the host's namespace and no docker-proxy.
-    let ns = format!("--net=/run/netns/{}", host.host_ns());
-    let rules = run("nsenter", &[&ns, "nft", "list", "ruleset"]).stdout;
-    assert_eq!(rules.trim(), "", "rules in the host namespace");
+    // No rule in the host's namespace or a container's, and no docker-proxy.
+    let pid = docker.ok(&["inspect", "web", "--format", "{{.State.Pid}}"]);
+    for ns in [
+        format!("--net=/run/netns/{}", host.host_ns()),
+        format!("--net=/proc/{}/ns/net", pid.trim()),
+    ] {
+        let rules = run("nsenter", &[&ns, "nft", "list", "ruleset"]).stdout;
+        assert_eq!(rules.trim(), "", "rules in {ns}");
+    }
+    // netd's DNS server is the one that answers in the container.
+    let resolv = docker.exec("web", "cat /etc/resolv.conf").stdout;
+    assert!(resolv.contains("nameserver 127.0.0.11"), "{resolv}");
+    let netd_name = netd_container(&host, &docker, "web");
+    let lookup = answered(&web_ip, || {
+        docker
+            .exec("client", &format!("nslookup {netd_name}"))
+            .stdout
+    });
+    assert!(lookup.contains(&web_ip), "{lookup}");
     let procs = run("ps", &["-eo", "args"]).stdout;
     assert!(
         !procs.lines().any(|p| p.contains("docker-proxy")),
