@@ -152,6 +152,13 @@ pub struct DaemonArgs {
     #[arg(long, value_name = "PATH", num_args = 0..=1,
           default_missing_value = crate::docker::DEFAULT_SOCKET)]
     pub docker_plugin: Option<PathBuf>,
+    /// dockerd's API, where the Docker plugin learns containers' names and aliases.
+    #[arg(
+        long,
+        env = "DOCKER_HOST",
+        default_value = "unix:///var/run/docker.sock"
+    )]
+    pub docker_host: String,
     /// Most events per second and CPU the datapath writes for `netd monitor` (more are counted
     /// as suppressed).
     #[arg(long, default_value_t = netd_common::DEFAULT_EVENTS_RATE, value_parser = clap::value_parser!(u64).range(1..))]

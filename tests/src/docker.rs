@@ -40,7 +40,13 @@ impl Docker {
     pub fn host(launch: Launch) -> Option<Host> {
         let mut host = Host::prepare(launch, &[])?;
         let socket = host.dir.join("docker-plugin.sock");
-        host.push_daemon_args(&["--docker-plugin".into(), socket.display().to_string()]);
+        let api = format!("unix://{}", host.dir.join("docker/docker.sock").display());
+        host.push_daemon_args(&[
+            "--docker-plugin".into(),
+            socket.display().to_string(),
+            "--docker-host".into(),
+            api,
+        ]);
         host.start_daemon();
         Some(host)
     }

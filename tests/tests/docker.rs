@@ -108,7 +108,18 @@ fn docker_networks_and_containers_get_netds_datapath_with_ports_published_in_ebp
     // The same network in netd, under Docker's ID.
     let networks = host.ok(&["network", "ls"]);
     assert!(networks.contains(&id[..12]), "{networks}");
-    web(&docker, "web", &["--network", "front", "-p", "8080:80"]);
+    web(
+        &docker,
+        "web",
+        &[
+            "--network",
+            "front",
+            "--network-alias",
+            "www",
+            "-p",
+            "8080:80",
+        ],
+    );
     idle(&docker, "client", "front");
     idle(&docker, "other", "back");
     let web_ip = address(&docker, "web", "front");
@@ -146,16 +157,23 @@ fn docker_networks_and_containers_get_netds_datapath_with_ports_published_in_ebp
         let rules = run("nsenter", &[&ns, "nft", "list", "ruleset"]).stdout;
         assert_eq!(rules.trim(), "", "rules in {ns}");
     }
-    // netd's DNS server is the one that answers in the container.
+    // netd's DNS server answers in the container, with the names Docker's would: the
+    // container's name and aliases, on its network only.
     let resolv = docker.exec("web", "cat /etc/resolv.conf").stdout;
     assert!(resolv.contains("nameserver 127.0.0.11"), "{resolv}");
-    let netd_name = netd_container(&host, &docker, "web");
-    let lookup = answered(&web_ip, || {
-        docker
-            .exec("client", &format!("nslookup {netd_name}"))
-            .stdout
-    });
-    assert!(lookup.contains(&web_ip), "{lookup}");
+    for name in ["web", "www"] {
+        let lookup = answered(&web_ip, || {
+            docker.exec("client", &format!("nslookup {name}")).stdout
+        });
+        assert!(lookup.contains(&web_ip), "{name}: {lookup}");
+    }
+    let by_name = docker.exec("client", &format!("{GET_INDEX} | nc -w 3 web 80"));
+    assert!(by_name.stdout.contains("hello from docker"), "{by_name:?}");
+    let elsewhere = docker.exec("other", "nslookup web").stdout;
+    assert!(
+        !elsewhere.contains(&web_ip),
+        "names stay on their network: {elsewhere}"
+    );
     let procs = run("ps", &["-eo", "args"]).stdout;
     assert!(
         !procs.lines().any(|p| p.contains("docker-proxy")),

@@ -2,7 +2,12 @@
 //! per method of the remote network driver API. Each handler turns Docker's request into the
 //! requests `netd` itself sends ([`crate::docker::plan`]) and runs them on the daemon, which is
 //! locked for the whole of one Docker request; the endpoint book is changed under the same lock.
-use std::{convert::Infallible, path::Path, sync::Arc};
+use std::{
+    convert::Infallible,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use http_body_util::{BodyExt as _, Full};
 use hyper::{
@@ -21,6 +26,7 @@ use crate::{
     api::{ContainerCreate, Reply, Request},
     docker::{
         book::{Book, Endpoint},
+        engine::{self, EngineError},
         plan,
         wire::{
             label, CreateEndpoint, CreateEndpointReply, CreateNetwork, EndpointInterface,
@@ -61,6 +67,25 @@ impl Plugin {
             book: Mutex::new(book),
         })
     }
+}
+
+/// What `--docker-plugin` serves and follows.
+pub struct Serve {
+    pub listener: UnixListener,
+    pub book: Book,
+    /// dockerd's API socket.
+    pub engine: PathBuf,
+}
+
+/// Starts serving the plugin API and following dockerd's events.
+pub fn spawn(serve_it: Serve, daemon: Arc<Mutex<Daemon>>) {
+    let plugin = Plugin::new(daemon.clone(), serve_it.book);
+    tokio::spawn(async move {
+        if let Err(e) = serve(serve_it.listener, plugin).await {
+            tracing::error!(%e, "the Docker plugin server stopped");
+        }
+    });
+    tokio::spawn(follow_names(daemon, serve_it.engine));
 }
 
 /// Serves dockerd until the daemon stops.
@@ -358,6 +383,87 @@ impl Plugin {
             .sandbox
             .clone()
             .ok_or_else(|| PluginError::NotFound(format!("endpoint {id} has not joined a sandbox")))
+    }
+}
+
+/// Follows dockerd's network events (reconnecting when dockerd goes away) and gives netd's
+/// container of each Docker container, on each of its netd networks, the names Docker's DNS
+/// would answer for it there: its name and its aliases (among them its short ID).
+async fn follow_names(daemon: Arc<Mutex<Daemon>>, socket: PathBuf) {
+    loop {
+        match follow_once(&daemon, &socket).await {
+            Ok(()) => tracing::info!("dockerd ended its event stream"),
+            Err(e) => tracing::debug!(%e, "following dockerd's events"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn follow_once(daemon: &Arc<Mutex<Daemon>>, socket: &Path) -> Result<(), EngineError> {
+    // Subscribed before the running containers are read, so that nothing falls between.
+    let mut events = engine::network_events(socket).await?;
+    tracing::info!(socket = %socket.display(), "following dockerd's events");
+    for listed in engine::running(socket).await? {
+        name_container(daemon, socket, &listed.id).await;
+    }
+    while let Some(event) = events.next().await? {
+        if event.kind == "network" && event.action == "connect" {
+            if let Some(id) = event.actor.attributes.get("container") {
+                name_container(daemon, socket, id).await;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn name_container(daemon: &Arc<Mutex<Daemon>>, socket: &Path, id: &str) {
+    let container = match engine::inspect(socket, id).await {
+        Ok(c) => c,
+        Err(e) => return tracing::debug!(%e, %id, "cannot inspect a Docker container"),
+    };
+    let Ok(netd_name) = plan::sandbox_name(&container.network_settings.sandbox_key) else {
+        return;
+    };
+    let name = container.name.trim_start_matches('/').to_string();
+    let mut daemon = daemon.lock().await;
+    for settings in container.network_settings.networks.values() {
+        let mut names = vec![name.clone()];
+        for alias in settings.aliases.iter().flatten() {
+            if !names.contains(alias) {
+                names.push(alias.clone());
+            }
+        }
+        if let Err(e) = daemon.set_docker_names(&netd_name, &settings.network_id, names) {
+            tracing::warn!(%e, container = %name, "cannot record a Docker container's names");
+        }
+    }
+    daemon.refresh_dns();
+    daemon.refresh_link_hosts();
+}
+
+impl Daemon {
+    /// `names` as the aliases of container `container` on network `network_id`; nothing if
+    /// either is not netd's.
+    fn set_docker_names(
+        &mut self,
+        container: &str,
+        network_id: &str,
+        names: Vec<String>,
+    ) -> super::error::OpResult<()> {
+        let Ok(network) = self.network(network_id).map(|n| n.name.clone()) else {
+            return Ok(());
+        };
+        let Some(c) = self.state.containers.get_mut(container) else {
+            return Ok(());
+        };
+        let Some(a) = c.attachments.iter_mut().find(|a| a.network == network) else {
+            return Ok(());
+        };
+        if a.aliases == names {
+            return Ok(());
+        }
+        a.aliases = names;
+        self.save_container(container)
     }
 }
 

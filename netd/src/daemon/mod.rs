@@ -319,10 +319,11 @@ pub async fn run(args: &DaemonArgs, mut config: Config) -> anyhow::Result<()> {
     )?;
     let listener = server::bind(&config.socket(), config.group.as_deref())?;
     let plugin = match &args.docker_plugin {
-        Some(path) => Some((
-            docker::bind(path)?,
-            crate::docker::book::Book::open(&config.state_dir)?,
-        )),
+        Some(path) => Some(docker::Serve {
+            engine: crate::docker::engine::socket_of(&args.docker_host)?,
+            listener: docker::bind(path)?,
+            book: crate::docker::book::Book::open(&config.state_dir)?,
+        }),
         None => None,
     };
     let mut daemon = Daemon::start(config, locks).await?;

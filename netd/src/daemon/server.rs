@@ -82,7 +82,7 @@ pub async fn serve(
     listener: UnixListener,
     mut daemon: Daemon,
     metrics: Option<std::net::SocketAddr>,
-    docker: Option<(UnixListener, crate::docker::book::Book)>,
+    docker: Option<super::docker::Serve>,
 ) -> anyhow::Result<()> {
     let (events, _) = broadcast::channel::<Event>(4096);
     let ring = daemon
@@ -115,13 +115,8 @@ pub async fn serve(
             }
         });
     }
-    if let Some((listener, book)) = docker {
-        let plugin = super::docker::Plugin::new(shared.daemon.clone(), book);
-        tokio::spawn(async move {
-            if let Err(e) = super::docker::serve(listener, plugin).await {
-                tracing::error!(%e, "the Docker plugin server stopped");
-            }
-        });
+    if let Some(docker) = docker {
+        super::docker::spawn(docker, shared.daemon.clone());
     }
     let daemon = shared.clone();
     let mut term = signal(SignalKind::terminate())?;

@@ -8,7 +8,10 @@
 //! network dockerd has; the netd network takes the pool and gateway it is given, and each
 //! container its endpoint's address. One netd container stands for one Docker sandbox (all
 //! its endpoints); dockerd moves the device netd hands over into it and configures it there.
+//! Which container a sandbox is, its name and its aliases come from dockerd's Engine API
+//! (`--docker-host`), followed through its events: they are the names netd's DNS answers.
 pub mod book;
+pub mod engine;
 pub mod plan;
 pub mod wire;
 
