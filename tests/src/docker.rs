@@ -13,12 +13,13 @@
 //! starts its embedded resolver in every container on a user-defined network despite
 //! `--iptables=false` and adds NAT rules inside the container's namespace to reach it; without,
 //! the resolver gives up, no rule is made, and netd's DNS server answers at 127.0.0.11.
-use std::{
-    path::PathBuf,
-    time::{Duration, Instant},
-};
+use std::{path::PathBuf, time::Duration};
 
-use crate::{cgroup2_root, run, wait_until, Host, Launch, Out};
+use crate::{
+    run,
+    runtime::{busybox_tarball, settle, CgroupParent},
+    wait_until, Host, Launch, Out,
+};
 
 /// The image every Docker test runs: busybox-static with a web root whose CGI script answers
 /// with the client's address.
@@ -29,7 +30,7 @@ const CLIENT: &str = "/usr/bin/docker";
 /// A dockerd private to one test.
 pub struct Docker {
     dir: PathBuf,
-    cgroup_parent: String,
+    cgroup_parent: CgroupParent,
     /// dockerd itself (`nsenter`, `unshare` and `sh` exec it in turn).
     dockerd: Option<std::process::Child>,
 }
@@ -60,7 +61,7 @@ impl Docker {
         std::fs::write(dir.join("daemon.json"), "{}").expect("daemon.json");
         let mut docker = Docker {
             dir,
-            cgroup_parent: format!("netd-test-{}-docker", host.name),
+            cgroup_parent: CgroupParent(format!("netd-test-{}-docker", host.name)),
             dockerd: None,
         };
         let exec = docker.path("exec");
@@ -116,7 +117,7 @@ impl Docker {
              exec dockerd --data-root {data} \
              --exec-root {exec} -H unix://{sock} --pidfile {pid} --config-file {conf} \
              --iptables=false --ip6tables=false --ip-masq=false --userland-proxy=false \
-             --bridge=none --cgroup-parent /{cgroup} >> {log} 2>&1",
+             --bridge=none --cgroup-parent {cgroup} >> {log} 2>&1",
             plugin = plugin.display(),
             etc = d("etc-docker"),
             data = d("data"),
@@ -124,7 +125,7 @@ impl Docker {
             sock = d("docker.sock"),
             pid = d("docker.pid"),
             conf = d("daemon.json"),
-            cgroup = self.cgroup_parent,
+            cgroup = self.cgroup_parent.path(),
             log = d("dockerd.log"),
         );
         let net = format!("--net=/run/netns/{}", host.host_ns());
@@ -137,27 +138,7 @@ impl Docker {
     }
 
     fn import_image(&self) {
-        let rootfs = self.dir.join("rootfs");
-        let bin = rootfs.join("bin");
-        std::fs::create_dir_all(&bin).expect("rootfs");
-        std::fs::create_dir_all(rootfs.join("www/cgi-bin")).expect("rootfs");
-        std::fs::copy("/bin/busybox", bin.join("busybox")).expect("busybox-static");
-        for applet in run("/bin/busybox", &["--list"]).stdout.lines() {
-            if applet != "busybox" {
-                std::os::unix::fs::symlink("busybox", bin.join(applet)).expect("applet link");
-            }
-        }
-        let cgi = rootfs.join("www/cgi-bin/ip");
-        let script = "#!/bin/sh\necho 'Content-Type: text/plain'\necho\necho \"$REMOTE_ADDR\"\n";
-        std::fs::write(&cgi, script).expect("cgi script");
-        run("chmod", &["+x", &cgi.display().to_string()]);
-        std::fs::write(rootfs.join("www/index.html"), "hello from docker\n").expect("index");
-        let tar = self.path("busybox.tar");
-        let made = run(
-            "tar",
-            &["-C", &rootfs.display().to_string(), "-cf", &tar, "."],
-        );
-        assert!(made.ok(), "tar: {}", made.stderr);
+        let tar = busybox_tarball(&self.dir, "hello from docker");
         self.ok(&["import", &tar, IMAGE]);
     }
 
@@ -196,41 +177,6 @@ impl Docker {
         let lines: Vec<&str> = log.lines().collect();
         lines[lines.len().saturating_sub(15)..].join("\n")
     }
-
-    /// The test's cgroup dirs in every hierarchy, deepest first.
-    fn cgroup_dirs(&self) -> Vec<PathBuf> {
-        let mut roots = vec![cgroup2_root()];
-        if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
-            roots.extend(entries.flatten().map(|e| e.path()));
-        }
-        let mut dirs = Vec::new();
-        for root in roots {
-            collect_dirs(&root.join(&self.cgroup_parent), &mut dirs);
-        }
-        dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
-        dirs.dedup();
-        dirs
-    }
-}
-
-fn collect_dirs(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    out.push(dir.to_path_buf());
-    for entry in entries.flatten() {
-        if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            collect_dirs(&entry.path(), out);
-        }
-    }
-}
-
-/// Waits up to `limit` for `done`, without panicking (drop code).
-fn settle(limit: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 impl Drop for Docker {
@@ -246,19 +192,7 @@ impl Drop for Docker {
             }
         }
         self.stop();
-        for dir in self.cgroup_dirs() {
-            let procs = dir.join("cgroup.procs");
-            let pids = std::fs::read_to_string(&procs).unwrap_or_default();
-            for pid in pids.split_whitespace() {
-                run("kill", &["-KILL", pid]);
-            }
-            settle(Duration::from_secs(5), || {
-                std::fs::read_to_string(&procs).map_or(true, |p| p.trim().is_empty())
-            });
-            if let Err(e) = std::fs::remove_dir(&dir) {
-                eprintln!("cannot remove {}: {e}", dir.display());
-            }
-        }
+        self.cgroup_parent.remove();
         let out = run("umount", &["-R", "-l", &self.path("exec")]);
         if !out.ok() {
             eprintln!("umount {}: {}", self.path("exec"), out.stderr);

@@ -644,3 +644,5 @@ pub mod fabric;
 pub mod kernel;
 /// Real podman beside a host, for the CNI plugin's tests.
 pub mod podman;
+/// What the podman and dockerd harnesses share.
+pub mod runtime;

@@ -6,14 +6,13 @@
 //! `/run/netns` stays shared with the machine, so the namespaces podman makes there are the
 //! ones the daemon opens. Containers get a cgroup parent of the test's, removed on drop with
 //! whatever is left in it.
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use std::time::{Duration, Instant};
-
-use crate::{cgroup2_root, run, Host, Out};
-
-/// How long conmon may take to leave after its container is removed.
-const WAIT: Duration = Duration::from_secs(10);
+use crate::{
+    run,
+    runtime::{busybox_tarball, CgroupParent},
+    Host, Out,
+};
 
 /// The image every podman test runs: busybox-static with a web root whose CGI script answers
 /// with the client's address.
@@ -23,7 +22,7 @@ pub const IMAGE: &str = "localhost/netd-busybox:latest";
 pub struct Podman {
     dir: PathBuf,
     host_ns: String,
-    cgroup_parent: String,
+    cgroup_parent: CgroupParent,
 }
 
 impl Podman {
@@ -40,7 +39,7 @@ impl Podman {
         let dir = host.dir.join("podman");
         let podman = Podman {
             host_ns: host.host_ns(),
-            cgroup_parent: format!("netd-test-{}-podman", host.name),
+            cgroup_parent: CgroupParent(format!("netd-test-{}-podman", host.name)),
             dir,
         };
         for sub in ["bin", "net.d", "root", "runroot", "tmp", "var-lib", "runc"] {
@@ -115,37 +114,14 @@ impl Podman {
 
     /// `podman import` of a rootfs tarball made from the machine's busybox-static.
     fn import_image(&self) {
-        let rootfs = self.dir.join("rootfs");
-        let bin = rootfs.join("bin");
-        std::fs::create_dir_all(&bin).expect("rootfs");
-        std::fs::create_dir_all(rootfs.join("www/cgi-bin")).expect("rootfs");
-        std::fs::create_dir_all(rootfs.join("tmp")).expect("rootfs");
-        std::fs::copy("/bin/busybox", bin.join("busybox")).expect("busybox-static");
-        let applets = run("/bin/busybox", &["--list"]).stdout;
-        for applet in applets.lines().filter(|a| *a != "busybox") {
-            std::os::unix::fs::symlink("busybox", bin.join(applet)).expect("applet link");
-        }
-        let cgi = rootfs.join("www/cgi-bin/ip");
-        std::fs::write(
-            &cgi,
-            "#!/bin/sh\necho 'Content-Type: text/plain'\necho\necho \"$REMOTE_ADDR\"\n",
-        )
-        .expect("cgi script");
-        run("chmod", &["+x", &cgi.display().to_string()]);
-        std::fs::write(rootfs.join("www/index.html"), "hello from podman\n").expect("index");
-        let tar = self.path("busybox.tar");
-        let made = run(
-            "tar",
-            &["-C", &rootfs.display().to_string(), "-cf", &tar, "."],
-        );
-        assert!(made.ok(), "tar: {}", made.stderr);
+        let tar = busybox_tarball(&self.dir, "hello from podman");
         self.ok(&["import", &tar, IMAGE]);
     }
 
     /// Runs `podman ARGS` in the host's namespaces; `run` gets the test's cgroup parent.
     pub fn podman(&self, args: &[&str]) -> Out {
         let mut all: Vec<&str> = Vec::with_capacity(args.len() + 2);
-        let parent = format!("/{}", self.cgroup_parent);
+        let parent = self.cgroup_parent.path();
         match args.split_first() {
             Some((&"run", rest)) => {
                 all.extend(["run", "--cgroup-parent", &parent]);
@@ -189,33 +165,6 @@ impl Podman {
             .trim()
             .to_string()
     }
-
-    /// The cgroup dirs of the test's parent in every hierarchy, deepest first.
-    fn cgroup_dirs(&self) -> Vec<PathBuf> {
-        let mut roots = vec![cgroup2_root()];
-        if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
-            roots.extend(entries.flatten().map(|e| e.path()));
-        }
-        let mut dirs = Vec::new();
-        for root in roots {
-            collect_dirs(&root.join(&self.cgroup_parent), &mut dirs);
-        }
-        dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
-        dirs.dedup();
-        dirs
-    }
-}
-
-fn collect_dirs(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    out.push(dir.to_path_buf());
-    for entry in entries.flatten() {
-        if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            collect_dirs(&entry.path(), out);
-        }
-    }
 }
 
 impl Drop for Podman {
@@ -224,18 +173,6 @@ impl Drop for Podman {
         if !out.ok() {
             eprintln!("podman rm --all: {}", out.stderr);
         }
-        for dir in self.cgroup_dirs() {
-            // conmon leaves its cgroup a moment after `rm` returns.
-            let procs = dir.join("cgroup.procs");
-            let deadline = Instant::now() + WAIT;
-            while !std::fs::read_to_string(&procs).map_or(true, |p| p.trim().is_empty())
-                && Instant::now() < deadline
-            {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if let Err(e) = std::fs::remove_dir(&dir) {
-                eprintln!("cannot remove {}: {e}", dir.display());
-            }
-        }
+        self.cgroup_parent.remove();
     }
 }

@@ -47,15 +47,7 @@ pub struct Plugin {
 /// Binds `path` for dockerd (its dir made if missing; a stale socket replaced).
 pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
     use anyhow::Context as _;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(e).with_context(|| format!("cannot remove stale {}", path.display()))
-        }
-        _ => {}
-    }
+    super::server::make_room(path)?;
     UnixListener::bind(path)
         .with_context(|| format!("--docker-plugin: cannot listen on {}", path.display()))
 }

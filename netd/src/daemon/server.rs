@@ -39,15 +39,7 @@ pub fn bind(path: &Path, group: Option<&str>) -> anyhow::Result<UnixListener> {
         ));
     }
     let gid = group.map(group_id).transpose()?;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(e).with_context(|| format!("cannot remove stale {}", path.display()))
-        }
-        _ => {}
-    }
+    make_room(path)?;
     // The mode a socket is created with comes from the umask alone; no other thread creates
     // files while the daemon starts.
     let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
@@ -67,6 +59,19 @@ pub fn bind(path: &Path, group: Option<&str>) -> anyhow::Result<UnixListener> {
             })?;
     }
     Ok(listener)
+}
+
+/// The socket's dir made if missing, and a stale socket at `path` removed.
+pub(super) fn make_room(path: &Path) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("cannot remove stale {}", path.display()))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn group_id(name: &str) -> anyhow::Result<nix::unistd::Gid> {
