@@ -95,6 +95,21 @@ pub fn run(program: &str, args: &[&str]) -> Out {
         .into()
 }
 
+/// Retries `ask` until its answer contains `expected` (a server that just started), for up to
+/// 10 s; the last answer.
+pub fn answered(expected: &str, ask: impl Fn() -> String) -> String {
+    let mut last = String::new();
+    wait_until(
+        &format!("an answer with {expected:?}"),
+        Duration::from_secs(10),
+        || {
+            last = ask();
+            last.contains(expected)
+        },
+    );
+    last
+}
+
 /// Waits until `done` holds, looking every 20 ms; panics naming `what` if it does not within
 /// `timeout`. Tests wait for what they need, never for a fixed time.
 pub fn wait_until(what: &str, timeout: Duration, done: impl FnMut() -> bool) {

@@ -2,11 +2,11 @@
 //! --docker-plugin`): `docker network create -d netd` and `docker run --network NAME -p ...` as
 //! a user types them, with dockerd run without iptables, masquerading or docker-proxy (see
 //! `netd_tests::docker` for how it is kept inside the test's dirs).
-use std::time::Duration;
 
 use netd_tests::{
+    answered,
     docker::{Docker, IMAGE},
-    run, wait_until, Host, Launch, OUTSIDE_IP, UPLINK_IP,
+    run, Host, Launch, OUTSIDE_IP, UPLINK_IP,
 };
 
 const GET_IP: &str = r"printf 'GET /cgi-bin/ip HTTP/1.0\r\n\r\n'";
@@ -36,6 +36,11 @@ fn idle(docker: &Docker, name: &str, network: &str) {
     ]);
 }
 
+/// `docker network create -d netd --subnet SUBNET NAME`; the network's ID.
+fn netd_network(docker: &Docker, subnet: &str, name: &str) -> String {
+    docker.ok(&["network", "create", "-d", "netd", "--subnet", subnet, name])
+}
+
 /// The container's address on `network`, as Docker reports it.
 fn address(docker: &Docker, name: &str, network: &str) -> String {
     let format = format!("{{{{(index .NetworkSettings.Networks \"{network}\").IPAddress}}}}");
@@ -43,20 +48,6 @@ fn address(docker: &Docker, name: &str, network: &str) -> String {
         .ok(&["inspect", name, "--format", &format])
         .trim()
         .to_string()
-}
-
-/// Retries `ask` until its answer contains `expected` (a server just started); the answer.
-fn answered(expected: &str, ask: impl Fn() -> String) -> String {
-    let mut last = String::new();
-    wait_until(
-        &format!("an answer with {expected:?}"),
-        Duration::from_secs(10),
-        || {
-            last = ask();
-            last.contains(expected)
-        },
-    );
-    last
 }
 
 /// netd's container for Docker container `name` (the one of its sandbox).
@@ -87,24 +78,8 @@ fn docker_networks_and_containers_get_netds_datapath_with_ports_published_in_ebp
         return;
     };
     let docker = Docker::start(&host);
-    let id = docker.ok(&[
-        "network",
-        "create",
-        "-d",
-        "netd",
-        "--subnet",
-        "10.93.0.0/24",
-        "front",
-    ]);
-    docker.ok(&[
-        "network",
-        "create",
-        "-d",
-        "netd",
-        "--subnet",
-        "10.94.0.0/24",
-        "back",
-    ]);
+    let id = netd_network(&docker, "10.93.0.0/24", "front");
+    netd_network(&docker, "10.94.0.0/24", "back");
     // The same network in netd, under Docker's ID.
     let networks = host.ok(&["network", "ls"]);
     assert!(networks.contains(&id[..12]), "{networks}");
@@ -188,15 +163,7 @@ fn removing_docker_containers_and_networks_leaves_nothing_in_netd() {
     };
     let docker = Docker::start(&host);
     let devices = host.devices();
-    let id = docker.ok(&[
-        "network",
-        "create",
-        "-d",
-        "netd",
-        "--subnet",
-        "10.95.0.0/29",
-        "small",
-    ]);
+    let id = netd_network(&docker, "10.95.0.0/29", "small");
     // Five addresses: seven containers in turn fit only if each rm frees its own.
     for round in 0..7 {
         web(&docker, "job", &["--network", "small", "-p", "8080:80"]);
@@ -231,15 +198,7 @@ fn what_netd_cannot_do_is_refused_through_dockers_error_path() {
     ]);
     assert!(!v6.ok());
     assert!(v6.stderr.contains("IPv4 only"), "{}", v6.stderr);
-    docker.ok(&[
-        "network",
-        "create",
-        "-d",
-        "netd",
-        "--subnet",
-        "10.96.0.0/24",
-        "front",
-    ]);
+    netd_network(&docker, "10.96.0.0/24", "front");
     let mac = docker.docker(&[
         "run",
         "-d",
@@ -270,24 +229,8 @@ fn connect_disconnect_and_restarts_of_either_daemon_keep_netd_right() {
         return;
     };
     let mut docker = Docker::start(&host);
-    docker.ok(&[
-        "network",
-        "create",
-        "-d",
-        "netd",
-        "--subnet",
-        "10.97.0.0/24",
-        "front",
-    ]);
-    docker.ok(&[
-        "network",
-        "create",
-        "-d",
-        "netd",
-        "--subnet",
-        "10.98.0.0/24",
-        "back",
-    ]);
+    netd_network(&docker, "10.97.0.0/24", "front");
+    netd_network(&docker, "10.98.0.0/24", "back");
     idle(&docker, "client", "front");
     web(&docker, "web", &["--network", "back"]);
     let web_ip = address(&docker, "web", "back");

@@ -1,11 +1,11 @@
 //! Real podman containers on netd networks through the CNI plugin: `podman run --network NAME
 //! -p ...` as a user types it, with podman's CNI backend pointed at the dirs `netd cni install`
 //! filled (see `netd_tests::podman` for how podman is kept inside the test's dirs).
-use std::time::Duration;
 
 use netd_tests::{
+    answered,
     podman::{Podman, IMAGE},
-    run, wait_until, Host, Launch, OUTSIDE_IP, UPLINK_IP,
+    run, Host, Launch, OUTSIDE_IP, UPLINK_IP,
 };
 
 const GET_IP: &str = r"printf 'GET /cgi-bin/ip HTTP/1.0\r\n\r\n'";
@@ -38,20 +38,6 @@ fn idle(podman: &Podman, name: &str, network: &str) {
 fn from_outside(host: &Host, request: &str) -> String {
     let script = format!("{request} | socat -T3 - TCP:{UPLINK_IP}:8080,connect-timeout=2");
     host.outside(&["sh", "-c", &script]).stdout
-}
-
-/// Retries `ask` until its answer contains `expected` (a server just started); the answer.
-fn answered(expected: &str, ask: impl Fn() -> String) -> String {
-    let mut last = String::new();
-    wait_until(
-        &format!("an answer with {expected:?}"),
-        Duration::from_secs(10),
-        || {
-            last = ask();
-            last.contains(expected)
-        },
-    );
-    last
 }
 
 /// The line of `netd container ls` that lists `name`.
