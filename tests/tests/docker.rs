@@ -6,8 +6,9 @@
 use netd_tests::{
     answered,
     docker::{Docker, IMAGE},
-    run, Host, Launch, OUTSIDE_IP, UPLINK_IP,
+    run, wait_until, Host, Launch, OUTSIDE_IP, UPLINK_IP,
 };
+use std::time::Duration;
 
 const GET_IP: &str = r"printf 'GET /cgi-bin/ip HTTP/1.0\r\n\r\n'";
 const GET_INDEX: &str = r"printf 'GET / HTTP/1.0\r\n\r\n'";
@@ -80,9 +81,14 @@ fn docker_networks_and_containers_get_netds_datapath_with_ports_published_in_ebp
     let docker = Docker::start(&host);
     let id = netd_network(&docker, "10.93.0.0/24", "front");
     netd_network(&docker, "10.94.0.0/24", "back");
-    // The same network in netd, under Docker's ID.
-    let networks = host.ok(&["network", "ls"]);
-    assert!(networks.contains(&id[..12]), "{networks}");
+    // The same network in netd, with Docker's ID and (once dockerd's event says it) name.
+    wait_until(
+        "netd's network named front",
+        Duration::from_secs(10),
+        || host.ok(&["network", "ls"]).contains(" front "),
+    );
+    let front = host.ok(&["network", "inspect", "front"]);
+    assert!(front.contains(id.trim()), "{front}");
     web(
         &docker,
         "web",
@@ -149,6 +155,48 @@ fn docker_networks_and_containers_get_netds_datapath_with_ports_published_in_ebp
         !elsewhere.contains(&web_ip),
         "names stay on their network: {elsewhere}"
     );
+    // --link web:site on a netd network: an alias of web for the linking container alone,
+    // as Docker's DNS gives it on a user-defined network.
+    docker.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "front",
+        "--link",
+        "web:site",
+        "--name",
+        "linker",
+        IMAGE,
+        "sleep",
+        "600",
+    ]);
+    let linked = answered(&web_ip, || docker.exec("linker", "nslookup site").stdout);
+    assert!(linked.contains(&web_ip), "{linked}");
+    let unlinked = docker.exec("client", "nslookup site").stdout;
+    assert!(
+        !unlinked.contains(&web_ip),
+        "not client's alias: {unlinked}"
+    );
+
+    // -P: the host port netd chose is listed and answers from outside.
+    web(
+        &docker,
+        "auto",
+        &["--network", "front", "--expose", "80", "-P"],
+    );
+    let listed = host.ok(&["container", "port", &netd_container(&host, &docker, "auto")]);
+    let chosen: u16 = listed
+        .trim()
+        .strip_prefix("80/tcp -> 0.0.0.0:")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("one chosen port: {listed}"));
+    assert!(chosen >= 32768, "from the ephemeral range: {chosen}");
+    let script = format!("{GET_INDEX} | socat -T3 - TCP:{UPLINK_IP}:{chosen},connect-timeout=2");
+    let reached = answered("hello from docker", || {
+        host.outside(&["sh", "-c", &script]).stdout
+    });
+    assert!(reached.contains("hello"));
+
     let procs = run("ps", &["-eo", "args"]).stdout;
     assert!(
         !procs.lines().any(|p| p.contains("docker-proxy")),

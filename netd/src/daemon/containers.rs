@@ -125,6 +125,7 @@ impl Daemon {
             aliases: req.aliases.clone(),
             ifname: req.ifname.clone(),
             handover: req.handover.clone(),
+            links: vec![],
         };
         self.check_attachment(&attachment)?;
         Ok(vec![attachment])

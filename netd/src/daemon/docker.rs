@@ -287,7 +287,6 @@ impl Plugin {
             .containers
             .get(&name)
             .map_or(0, |c| c.attachments.len());
-        let network = plan::network_name(&req.network_id);
         let request = match networks {
             0 => None,
             1 => Some(Request::ContainerRm {
@@ -295,7 +294,7 @@ impl Plugin {
                 force: true,
             }),
             _ => Some(Request::NetworkDisconnect {
-                network,
+                network: req.network_id.clone(),
                 container: name.clone(),
             }),
         };
@@ -378,9 +377,10 @@ impl Plugin {
     }
 }
 
-/// Follows dockerd's network events (reconnecting when dockerd goes away) and gives netd's
-/// container of each Docker container, on each of its netd networks, the names Docker's DNS
-/// would answer for it there: its name and its aliases (among them its short ID).
+/// Follows dockerd's network events (reconnecting when dockerd goes away): netd's network of
+/// each Docker network gets Docker's name for it, and netd's container of each Docker container,
+/// on each of its netd networks, the names Docker's DNS would answer for it there (its name and
+/// aliases, among them its short ID) and its `--link` aliases.
 async fn follow_names(daemon: Arc<Mutex<Daemon>>, socket: PathBuf) {
     loop {
         match follow_once(&daemon, &socket).await {
@@ -392,20 +392,46 @@ async fn follow_names(daemon: Arc<Mutex<Daemon>>, socket: PathBuf) {
 }
 
 async fn follow_once(daemon: &Arc<Mutex<Daemon>>, socket: &Path) -> Result<(), EngineError> {
-    // Subscribed before the running containers are read, so that nothing falls between.
+    // Subscribed before the networks and running containers are read, so that nothing falls
+    // between.
     let mut events = engine::network_events(socket).await?;
     tracing::info!(socket = %socket.display(), "following dockerd's events");
+    for network in engine::networks(socket).await? {
+        name_network(daemon, &network.id, &network.name).await;
+    }
     for listed in engine::running(socket).await? {
         name_container(daemon, socket, &listed.id).await;
     }
     while let Some(event) = events.next().await? {
-        if event.kind == "network" && event.action == "connect" {
-            if let Some(id) = event.actor.attributes.get("container") {
-                name_container(daemon, socket, id).await;
+        let attribute = |key: &str| event.actor.attributes.get(key);
+        match (event.kind.as_str(), event.action.as_str()) {
+            ("network", "create") => {
+                if let Some(name) = attribute("name") {
+                    name_network(daemon, &event.actor.id, name).await;
+                }
             }
+            ("network", "connect") => {
+                if let Some(id) = attribute("container") {
+                    name_container(daemon, socket, id).await;
+                }
+            }
+            _ => {}
         }
     }
     Ok(())
+}
+
+async fn name_network(daemon: &Arc<Mutex<Daemon>>, id: &str, name: &str) {
+    let mut daemon = daemon.lock().await;
+    match daemon.name_docker_network(id, name) {
+        Ok(true) => {
+            tracing::info!(network = %name, %id, "named as in Docker");
+            daemon.refresh_dns();
+            daemon.refresh_link_hosts();
+        }
+        Ok(false) => {}
+        Err(e) => tracing::warn!(%e, network = %name, "cannot give netd's network Docker's name"),
+    }
 }
 
 async fn name_container(daemon: &Arc<Mutex<Daemon>>, socket: &Path, id: &str) {
@@ -416,16 +442,12 @@ async fn name_container(daemon: &Arc<Mutex<Daemon>>, socket: &Path, id: &str) {
     let Ok(netd_name) = plan::sandbox_name(&container.network_settings.sandbox_key) else {
         return;
     };
-    let name = container.name.trim_start_matches('/').to_string();
+    let name = container.name.trim_start_matches('/');
     let mut daemon = daemon.lock().await;
     for settings in container.network_settings.networks.values() {
-        let mut names = vec![name.clone()];
-        for alias in settings.aliases.iter().flatten() {
-            if !names.contains(alias) {
-                names.push(alias.clone());
-            }
-        }
-        if let Err(e) = daemon.set_docker_names(&netd_name, &settings.network_id, names) {
+        let names = plan::docker_names(name, settings.aliases.as_deref().unwrap_or_default());
+        let links = settings.links.clone().unwrap_or_default();
+        if let Err(e) = daemon.set_docker_names(&netd_name, &settings.network_id, names, links) {
             tracing::warn!(%e, container = %name, "cannot record a Docker container's names");
         }
     }
@@ -434,13 +456,45 @@ async fn name_container(daemon: &Arc<Mutex<Daemon>>, socket: &Path, id: &str) {
 }
 
 impl Daemon {
-    /// `names` as the aliases of container `container` on network `network_id`; nothing if
-    /// either is not netd's.
+    /// Calls the netd network of Docker network `id` by Docker's `name` for it; `false` if
+    /// netd has no such network or already calls it that.
+    fn name_docker_network(&mut self, id: &str, name: &str) -> super::error::OpResult<bool> {
+        let Some(old) = self
+            .state
+            .networks
+            .values()
+            .find(|n| n.id == id)
+            .map(|n| n.name.clone())
+        else {
+            return Ok(false);
+        };
+        if old == name {
+            return Ok(false);
+        }
+        super::validate::name("network", name)?;
+        if !self.state.rename_network(&old, name) {
+            return Err(super::error::conflict(format!(
+                "netd has another network called {name}; Docker's stays {old} in netd"
+            )));
+        }
+        if let Err(e) = self.save() {
+            self.restore_saved();
+            return Err(e);
+        }
+        if let Some(cursor) = self.cursors.remove(&old) {
+            self.cursors.insert(name.to_string(), cursor);
+        }
+        Ok(true)
+    }
+
+    /// `names` as the aliases and `links` as the links of container `container` on network
+    /// `network_id`; nothing if either is not netd's.
     fn set_docker_names(
         &mut self,
         container: &str,
         network_id: &str,
         names: Vec<String>,
+        links: Vec<String>,
     ) -> super::error::OpResult<()> {
         let Ok(network) = self.network(network_id).map(|n| n.name.clone()) else {
             return Ok(());
@@ -451,10 +505,11 @@ impl Daemon {
         let Some(a) = c.attachments.iter_mut().find(|a| a.network == network) else {
             return Ok(());
         };
-        if a.aliases == names {
+        if a.aliases == names && a.links == links {
             return Ok(());
         }
         a.aliases = names;
+        a.links = links;
         self.save_container(container)
     }
 }

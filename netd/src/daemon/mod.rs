@@ -269,6 +269,7 @@ impl Daemon {
                     aliases,
                     ifname,
                     handover,
+                    links: vec![],
                 };
                 self.network_connect(&container, attachment).await
             }

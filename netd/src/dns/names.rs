@@ -20,6 +20,9 @@ pub struct Names {
     scope: BTreeMap<String, BTreeSet<String>>,
     /// container address (on any network) -> container, to know who asks the gateway.
     by_addr: BTreeMap<Ipv4Addr, String>,
+    /// (container, network) -> lowercase link alias -> the name it stands for there (Docker's
+    /// `--link NAME:ALIAS` on a user-defined network).
+    links: BTreeMap<(String, String), BTreeMap<String, String>>,
 }
 
 impl Names {
@@ -43,12 +46,9 @@ impl Names {
                     .entry(c.name.clone())
                     .or_default()
                     .insert(net.name.clone());
-                let aliases = c
-                    .attachments
-                    .iter()
-                    .find(|a| a.network == net.name)
-                    .map(|a| a.aliases.as_slice())
-                    .unwrap_or_default();
+                let attachment = c.attachments.iter().find(|a| a.network == net.name);
+                let aliases = attachment.map(|a| a.aliases.as_slice()).unwrap_or_default();
+                names.add_links(&c.name, &net.name, attachment.map(|a| a.links.as_slice()));
                 let table = names.names.entry(net.name.clone()).or_default();
                 for name in [&c.name, &c.id[..12].to_string()]
                     .into_iter()
@@ -67,6 +67,17 @@ impl Names {
             }
         }
         names
+    }
+
+    /// `NAME:ALIAS` links of `container` on `network` (a link without `:ALIAS` names itself).
+    fn add_links(&mut self, container: &str, network: &str, links: Option<&[String]>) {
+        for link in links.into_iter().flatten() {
+            let (target, alias) = link.split_once(':').unwrap_or((link, link));
+            self.links
+                .entry((container.to_string(), network.to_string()))
+                .or_default()
+                .insert(alias.to_ascii_lowercase(), target.to_ascii_lowercase());
+        }
     }
 
     /// A container on another host of an overlay network: known there by its name, short ID
@@ -142,10 +153,16 @@ impl Names {
         let name = name.trim_end_matches('.').to_ascii_lowercase();
         let mut found: Vec<Ipv4Addr> = vec![];
         for net in self.scope.get(container)? {
+            // A link alias stands for its container, before any name of that spelling.
+            let linked = self
+                .links
+                .get(&(container.to_string(), net.clone()))
+                .and_then(|l| l.get(&name));
+            let name = linked.unwrap_or(&name);
             for ip in self
                 .names
                 .get(net)
-                .and_then(|t| t.get(&name))
+                .and_then(|t| t.get(name))
                 .into_iter()
                 .flatten()
             {
@@ -260,5 +277,21 @@ mod tests {
         s.containers.get_mut("db").unwrap().status = Status::Exited;
         s.containers.get_mut("db").unwrap().endpoints.clear();
         assert_eq!(Names::from_state(&s).lookup("web", "db"), None);
+    }
+
+    #[test]
+    fn a_link_alias_names_its_container_for_the_linking_container_alone() {
+        let mut s = state();
+        let web = s.containers.get_mut("web").unwrap();
+        web.attachments[1].links = vec!["db:webdb".into(), "db".into()];
+        let n = Names::from_state(&s);
+        assert_eq!(n.lookup("web", "WebDB"), Some(vec![ip("10.2.0.3")]));
+        assert_eq!(n.lookup("web", "db"), Some(vec![ip("10.2.0.3")]));
+        assert_eq!(n.lookup("db", "webdb"), None, "the alias is web's only");
+        assert_eq!(
+            n.lookup("web", "www"),
+            Some(vec![ip("10.1.0.2"), ip("10.1.0.3")]),
+            "a link on one network leaves names on the other alone"
+        );
     }
 }

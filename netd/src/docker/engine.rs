@@ -1,6 +1,7 @@
 //! The little of Docker's Engine API netd reads (HTTP/1 on dockerd's Unix socket, hyper):
-//! the event stream, the list of running containers and one container's networks. The plugin
-//! API does not say which container an endpoint is for, nor its name or aliases; these do.
+//! the event stream, the lists of networks and running containers and one container's networks.
+//! The plugin API does not say what a network is called, which container an endpoint is for,
+//! nor its name or aliases; these do.
 use std::path::{Path, PathBuf};
 
 use http_body_util::{BodyExt as _, Empty};
@@ -67,6 +68,9 @@ pub struct EndpointSettings {
     pub network_id: String,
     #[serde(rename = "Aliases", default)]
     pub aliases: Option<Vec<String>>,
+    /// `--link NAME[:ALIAS]` on this network, as `NAME:ALIAS`.
+    #[serde(rename = "Links", default)]
+    pub links: Option<Vec<String>>,
 }
 
 /// An entry of `GET /containers/json`.
@@ -74,6 +78,15 @@ pub struct EndpointSettings {
 pub struct Listed {
     #[serde(rename = "Id")]
     pub id: String,
+}
+
+/// An entry of `GET /networks`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ListedNetwork {
+    #[serde(rename = "Id")]
+    pub id: String,
+    #[serde(rename = "Name")]
+    pub name: String,
 }
 
 /// An event of `GET /events`.
@@ -132,6 +145,10 @@ async fn get_json<T: serde::de::DeserializeOwned>(
 
 pub async fn running(socket: &Path) -> Result<Vec<Listed>, EngineError> {
     get_json(socket, "/containers/json").await
+}
+
+pub async fn networks(socket: &Path) -> Result<Vec<ListedNetwork>, EngineError> {
+    get_json(socket, "/networks").await
 }
 
 pub async fn inspect(socket: &Path, id: &str) -> Result<Container, EngineError> {
@@ -195,7 +212,8 @@ mod tests {
     fn a_containers_networks_and_aliases_are_read_from_its_inspect() {
         let json = r#"{"Id":"41d8","Name":"/web","NetworkSettings":{
             "SandboxKey":"/run/docker/netns/2709f717ce78","Networks":{"front":{
-            "NetworkID":"9305","Aliases":["www","41d836499820"],"IPAddress":"10.11.0.2"}}}}"#;
+            "NetworkID":"9305","Aliases":["www","41d836499820"],"Links":["db:webdb"],
+            "IPAddress":"10.11.0.2"}}}}"#;
         let c: Container = serde_json::from_str(json).unwrap();
         assert_eq!(c.name, "/web");
         let front = &c.network_settings.networks["front"];
@@ -204,5 +222,6 @@ mod tests {
             front.aliases.as_deref(),
             Some(&["www".to_string(), "41d836499820".into()][..])
         );
+        assert_eq!(front.links.as_deref(), Some(&["db:webdb".to_string()][..]));
     }
 }

@@ -15,10 +15,23 @@ use crate::{
     ports::{PortMapping, Proto},
 };
 
-/// The netd network of Docker network `id`: named by the ID's first 12 digits, as `docker
-/// network ls` shows it, with Docker's ID as its own.
+/// The netd network of Docker network `id` at first: named by the ID's first 12 digits, as
+/// `docker network ls` shows it, with Docker's ID as its own. (Docker does not tell its driver
+/// the name; dockerd's `create` event does, and netd renames the network then.)
 pub fn network_name(id: &str) -> String {
     id.chars().take(12).collect()
+}
+
+/// The names a Docker container is known by on one network: its name, then its aliases
+/// (Docker's list holds its short ID too), each once.
+pub fn docker_names(name: &str, aliases: &[String]) -> Vec<String> {
+    let mut names = vec![name.to_string()];
+    for alias in aliases {
+        if !names.contains(alias) {
+            names.push(alias.clone());
+        }
+    }
+    names
 }
 
 /// The netd container of the Docker sandbox whose namespace is at `key`
@@ -167,6 +180,15 @@ pub fn bound_port_map(ports: &[PortMapping]) -> Vec<PortBinding> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_containers_names_are_its_name_then_its_aliases_once_each() {
+        let aliases = ["www".to_string(), "web".into(), "41d836499820".into()];
+        assert_eq!(
+            docker_names("web", &aliases),
+            ["web", "www", "41d836499820"]
+        );
+    }
 
     fn create(json: &str) -> Result<NetworkCreate, PluginError> {
         network_create(&serde_json::from_str(json).unwrap())

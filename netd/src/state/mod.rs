@@ -110,6 +110,10 @@ pub struct Attachment {
     /// waits under in the host's namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handover: Option<String>,
+    /// Docker's `--link NAME:ALIAS` on a user-defined network, as `NAME:ALIAS`: ALIAS names
+    /// container NAME on this network, for this container's lookups only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<String>,
 }
 
 /// A live interface of a running container on one network.
@@ -214,6 +218,30 @@ impl State {
         }
     }
 
+    /// Calls network `old` `new` everywhere the state names it (the network and every
+    /// container's attachments and endpoints). Devices and maps know networks by ID and
+    /// `net_id`, so nothing else changes. `false`, and nothing changed, if there is no `old` or
+    /// `new` is another network's name.
+    pub fn rename_network(&mut self, old: &str, new: &str) -> bool {
+        if old == new || self.networks.contains_key(new) {
+            return false;
+        }
+        let Some(mut network) = self.networks.remove(old) else {
+            return false;
+        };
+        network.name = new.to_string();
+        self.networks.insert(new.to_string(), network);
+        for c in self.containers.values_mut() {
+            for a in c.attachments.iter_mut().filter(|a| a.network == old) {
+                a.network = new.to_string();
+            }
+            for ep in c.endpoints.iter_mut().filter(|ep| ep.network == old) {
+                ep.network = new.to_string();
+            }
+        }
+        true
+    }
+
     /// The lowest unused `net_id` (the datapath reserves 0).
     pub fn free_net_id(&self) -> u32 {
         (1..)
@@ -271,6 +299,7 @@ pub mod testing {
                     aliases: aliases.iter().map(|a| a.to_string()).collect(),
                     ifname: None,
                     handover: None,
+                    links: vec![],
                 })
                 .collect(),
             publish: vec![],
@@ -301,5 +330,58 @@ pub mod testing {
                 .collect(),
             created: 0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{network, running};
+    use super::*;
+
+    fn two_networks() -> State {
+        let mut s = State::default();
+        for n in [
+            network("9305ab", "10.1.0.0/24", 1),
+            network("back", "10.2.0.0/24", 2),
+        ] {
+            s.networks.insert(n.name.clone(), n);
+        }
+        let web = running(
+            "web",
+            &[
+                ("9305ab", "v0", "10.1.0.2", &[]),
+                ("back", "v1", "10.2.0.2", &[]),
+            ],
+        );
+        s.containers.insert(web.name.clone(), web);
+        s
+    }
+
+    #[test]
+    fn a_renamed_network_keeps_its_containers_under_the_new_name() {
+        let mut s = two_networks();
+        let id = s.networks["9305ab"].id.clone();
+        assert!(s.rename_network("9305ab", "front"));
+        assert_eq!(s.networks["front"].id, id);
+        assert_eq!(s.networks["front"].name, "front");
+        assert!(!s.networks.contains_key("9305ab"));
+        let web = &s.containers["web"];
+        assert_eq!(web.attachments[0].network, "front");
+        assert_eq!(web.endpoints[0].network, "front");
+        assert_eq!(
+            web.endpoints[1].network, "back",
+            "the other network is untouched"
+        );
+        assert_eq!(s.containers_on("front").len(), 1);
+    }
+
+    #[test]
+    fn a_name_another_network_has_or_a_missing_network_is_not_renamed() {
+        let mut s = two_networks();
+        let before = s.clone();
+        assert!(!s.rename_network("9305ab", "back"));
+        assert!(!s.rename_network("nowhere", "front"));
+        assert!(!s.rename_network("back", "back"));
+        assert_eq!(s, before);
     }
 }
