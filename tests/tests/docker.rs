@@ -261,6 +261,34 @@ fn what_netd_cannot_do_is_refused_through_dockers_error_path() {
     assert!(!mac.ok());
     assert!(mac.stderr.contains("MAC address"), "{}", mac.stderr);
     assert!(!host.ok(&["container", "ls"]).contains("docker-"));
+
+    // A subnet one of netd's own networks has (Docker's IPAM knows only Docker's) and an option
+    // netd's bridge driver does not know: netd's message, and no network on either side.
+    host.ok(&["network", "create", "--subnet", "10.96.1.0/24", "native"]);
+    let networks_before = host.ok(&["network", "ls"]);
+    for (args, says) in [
+        (
+            &["--subnet", "10.96.1.0/25"][..],
+            "overlaps with network native",
+        ),
+        (
+            &["--subnet", "10.96.2.0/24", "-o", "color=blue"][..],
+            "unsupported option \"color\"",
+        ),
+    ] {
+        let mut all = vec!["network", "create", "-d", "netd"];
+        all.extend_from_slice(args);
+        all.push("bad");
+        let out = docker.docker(&all);
+        assert!(
+            !out.ok() && out.stderr.contains(says),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+    assert_eq!(host.ok(&["network", "ls"]), networks_before);
+    let docker_networks = docker.ok(&["network", "ls", "--format", "{{.Name}}"]);
+    assert!(!docker_networks.contains("bad"), "{docker_networks}");
 }
 
 /// How many networks netd's container for Docker container `name` is on.
