@@ -65,6 +65,10 @@ pub mod maps {
     pub const OVERLAY_PORTS: &str = "NETD_OVERLAY_PORTS";
     /// `PerCpuArray<u64>` indexed by `TUNNEL_STAT_*`: frames encapsulated and decapsulated.
     pub const TUNNEL_STATS: &str = "NETD_TUNNEL_STATS";
+    /// `HashMap<[u8; 4] /* container address */, u32 /* ifindex */>`: the host-side veth of
+    /// every container interface on this host, where packets for it are delivered straight in
+    /// (`bpf_redirect_peer`), past the bridge and the host's routing.
+    pub const VETHS: &str = "NETD_VETHS";
 }
 
 /// Where frames for an overlay endpoint on another host go: that host's underlay address and

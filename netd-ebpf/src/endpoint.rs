@@ -4,7 +4,9 @@
 //! (isolation) or, on `--internal` networks, towards anything outside its subnet.
 //!
 //! ARP requests for the container's gateway or for another container on its network are
-//! answered here, without flooding the bridge ([`arp`](crate::arp)).
+//! answered here, without flooding the bridge ([`arp`](crate::arp)), and a packet for another
+//! container of its network on this host is delivered straight into it ([`to_neighbor`]): the
+//! bridge carries only broadcasts and multicasts between containers, and traffic with the host.
 //!
 //! On an overlay network, a packet for an endpoint on another host goes into the VXLAN tunnel
 //! ([`tunnel::encap`]) before anything else: no translation ever applies between containers.
@@ -18,7 +20,9 @@
 //! well and sent straight out of that uplink, past the bridge and the host's routing
 //! ([`nat::reply_to_uplink`]); when that shortcut does not apply they go the host's way and the
 //! uplink's egress translates them.
-use aya_ebpf::{bindings::TC_ACT_OK, macros::classifier, programs::TcContext};
+use aya_ebpf::{
+    bindings::TC_ACT_OK, helpers::bpf_redirect_peer, macros::classifier, programs::TcContext,
+};
 use netd_common::{
     Backend, DropReason, Endpoint, FlowKey, ENDPOINT_FLAG_OVERLAY, NAT_FLAG_REDIRECT,
     NAT_FLAG_REPLY, NAT_KIND_HAIRPIN, ZONE_ENDPOINT, ZONE_UPLINK_OUT,
@@ -68,7 +72,7 @@ fn ipv4(ctx: &TcContext, ep: &Endpoint, ifindex: u32) -> Result<i32, DropReason>
     let dst = ip.dst_addr;
     if !flow.translatable {
         policy::destination(ep, maps::network_of(dst), policy::is_group(dst))?;
-        return Ok(TC_ACT_OK);
+        return to_neighbor(ctx, ep, dst);
     }
     // The reply of a published-port flow from outside, the busiest case, is looked up first: its
     // tuple (this container to a remote client) is never that of a hairpin flow, which goes to
@@ -85,7 +89,25 @@ fn ipv4(ctx: &TcContext, ep: &Endpoint, ifindex: u32) -> Result<i32, DropReason>
         return hairpin(ctx, &flow, ep, ifindex, &backend);
     }
     policy::destination(ep, maps::network_of(dst), policy::is_group(dst))?;
-    Ok(TC_ACT_OK)
+    to_neighbor(ctx, ep, dst)
+}
+
+/// A packet for another container on this host and on this one's network (the policy allowed
+/// it): delivered straight into that container (`bpf_redirect_peer` to its veth) with its MAC
+/// as destination, past the bridge, as a switch would (no hop off the TTL). Anything else (the
+/// host, the outside, broadcasts) goes on.
+#[inline(always)]
+fn to_neighbor(ctx: &TcContext, ep: &Endpoint, dst: [u8; 4]) -> Result<i32, DropReason> {
+    let Some((veth, peer)) = maps::veth_of(dst) else {
+        return Ok(TC_ACT_OK);
+    };
+    if peer.net_id != ep.net_id {
+        return Ok(TC_ACT_OK);
+    }
+    ctx.store(0, &peer.mac, 0)
+        .map_err(|_| DropReason::Malformed)?;
+    // SAFETY: a plain helper call; the return value is the action.
+    Ok(unsafe { bpf_redirect_peer(veth, 0) } as i32)
 }
 
 /// A container reaching a published port through a host address: translate to the backend and

@@ -17,6 +17,21 @@ use netd_common::{
 pub static NETD_ENDPOINTS: Pinned<{ btf::HASH }, u32, Endpoint, { MAX_ENDPOINTS as usize }> =
     Pinned::new();
 
+/// Container address (network byte order) -> the ifindex of its host-side veth.
+#[btf_map(name = "NETD_VETHS")]
+pub static NETD_VETHS: Pinned<{ btf::HASH }, [u8; 4], u32, { MAX_ENDPOINTS as usize }> =
+    Pinned::new();
+
+/// The host-side veth of the container interface with address `addr` on this host, and its
+/// endpoint, while the veth still leads to that address.
+#[inline(always)]
+pub fn veth_of(addr: [u8; 4]) -> Option<(u32, Endpoint)> {
+    // SAFETY: both copied out at once.
+    let ifindex = *unsafe { NETD_VETHS.get(addr) }?;
+    let ep = *unsafe { NETD_ENDPOINTS.get(ifindex) }?;
+    (ep.addr == addr).then_some((ifindex, ep))
+}
+
 /// Every netd subnet (network byte order) -> the network it belongs to.
 #[btf_map(name = "NETD_NETWORKS")]
 pub static NETD_NETWORKS: Pinned<

@@ -402,15 +402,15 @@ fn set_port(
 /// What to do with a packet rewritten by `entry`: let it go on, or, for `NAT_FLAG_REDIRECT`,
 /// deliver it straight into the container behind the entry's port, with the container's MAC as
 /// destination. Only while that port still leads to the container the entry was made for (a
-/// stale entry takes the host's path, as it did before the port changed). A published-port
-/// packet from an uplink takes the shortcut in place of routing, so only with a TTL that allows
-/// one more hop, which it takes.
+/// stale entry takes the host's path, as it did before the port changed). A packet from an
+/// uplink (a published port's, or the reply of an egress flow) takes the shortcut in place of
+/// routing, so only with a TTL that allows one more hop, which it takes.
 #[inline(always)]
 pub fn verdict(ctx: &TcContext, flow: &Flow, entry: &NatEntry) -> Result<i32, DropReason> {
     if entry.flags & NAT_FLAG_REDIRECT == 0 || !leads_to(entry.redirect_ifindex, entry.daddr) {
         return Ok(TC_ACT_OK);
     }
-    if entry.kind == NAT_KIND_DNAT {
+    if entry.kind != NAT_KIND_HAIRPIN {
         if flow.ttl <= 1 {
             return Ok(TC_ACT_OK); // routing answers with time exceeded
         }

@@ -10,7 +10,10 @@
 //!
 //! Egress: containers' packets leave with the uplink's address and a free port (SNAT), and
 //! replies of published-port flows that took the host's path leave with the host address and
-//! port the client used. Replies the container's port already translated pass untouched.
+//! port the client used. Replies the container's port already translated pass untouched. Only a
+//! flow's first packet comes this way: its entries send the next ones from the container's port
+//! straight out of this uplink, and the replies from the uplink's ingress straight into the
+//! container, as for published ports.
 use aya_ebpf::{bindings::TC_ACT_OK, macros::classifier, programs::TcContext};
 use netd_common::{
     DropReason, FlowKey, NAT_FLAG_NEIGH, NAT_FLAG_REDIRECT, NAT_FLAG_REPLY, NAT_KIND_DNAT,
@@ -193,6 +196,12 @@ fn snat(ctx: &TcContext, flow: &Flow) -> Result<i32, DropReason> {
     if flow.proto == netd_common::IPPROTO_ICMP {
         rev.sport_be = flow.sport_be;
     }
+    // Replies go straight into the container, past the host's routing and the bridge.
+    if let Some((veth, ep)) = maps::veth_of(flow.saddr) {
+        rev.flags |= NAT_FLAG_REDIRECT;
+        rev.redirect_ifindex = veth;
+        rev.dst_mac = ep.mac;
+    }
     let port_be = nat::claim_port(flow, &mut rev_key, &rev)?;
     let mut to = FlowKey {
         saddr: uplink.addr,
@@ -202,7 +211,10 @@ fn snat(ctx: &TcContext, flow: &Flow) -> Result<i32, DropReason> {
     if flow.proto == netd_common::IPPROTO_ICMP {
         to.dport_be = port_be;
     }
-    let fwd = nat::entry(flow, NAT_KIND_SNAT, 0, &to);
+    // The flow's next packets leave from the container's port straight out of this uplink
+    // ([`nat::reply_to_uplink`]), translated there.
+    let mut fwd = nat::entry(flow, NAT_KIND_SNAT, NAT_FLAG_NEIGH, &to);
+    fwd.redirect_ifindex = ifindex;
     if !flow.dry {
         if maps::NETD_NAT_NEW
             .insert(flow.key(ZONE_UPLINK_OUT), fwd, 0)

@@ -189,6 +189,89 @@ fn ipv4_broadcast_and_multicast_pass() {
     assert_passes(&h, &from_us(mdns_mac, [224, 0, 0, 251]));
 }
 
+// --- Straight into another container on this host ----------------------------------------------
+
+/// The host-side veth of the neighbour on `front` and of the container on `back`.
+const NEIGHBOUR_VETH: u32 = 42;
+const BACK_CONTAINER_VETH: u32 = 43;
+
+/// The topology with both other containers plugged in on this host, behind their veths.
+fn front_with_local_peers(test: &str) -> Option<Harness> {
+    let mut h = front(test)?;
+    for (veth, addr, mac, net_id) in [
+        (NEIGHBOUR_VETH, NEIGHBOUR_IP, NEIGHBOUR_MAC, FRONT_NET),
+        (
+            BACK_CONTAINER_VETH,
+            BACK_CONTAINER_IP,
+            BACK_CONTAINER_MAC,
+            BACK_NET,
+        ),
+    ] {
+        let ep = Endpoint {
+            addr,
+            mac,
+            net_id,
+            ..front_endpoint()
+        };
+        h.set_endpoint(veth, ep);
+        h.add_veth(addr, veth);
+    }
+    Some(h)
+}
+
+#[test]
+fn ipv4_to_a_container_on_this_host_goes_straight_into_it_with_its_mac() {
+    let Some(h) = front_with_local_peers("ipv4_to_a_local_container_is_redirected") else {
+        return;
+    };
+    for dst_mac in [NEIGHBOUR_MAC, BRIDGE_MAC] {
+        let frame = from_us(dst_mac, NEIGHBOUR_IP);
+        let before = h.all_drops();
+        let (verdict, out) = h.run_out(ENDPOINT_INGRESS, &frame);
+        assert_eq!(verdict, TC_ACT_REDIRECT, "sent to {dst_mac:02x?}");
+        assert_eq!(
+            out[..6],
+            NEIGHBOUR_MAC,
+            "the neighbour's MAC as destination"
+        );
+        assert_eq!(
+            out[6..],
+            frame[6..],
+            "nothing else changes (no hop off the TTL)"
+        );
+        assert_eq!(h.all_drops(), before);
+    }
+}
+
+#[test]
+fn the_straight_path_keeps_isolation_and_anti_spoofing() {
+    let Some(h) = front_with_local_peers("the_straight_path_keeps_isolation") else {
+        return;
+    };
+    assert_dropped(
+        &h,
+        &from_us(BACK_CONTAINER_MAC, BACK_CONTAINER_IP),
+        DropReason::Isolation,
+    );
+    let spoofed = ipv4_udp_frame(OUR_MAC, NEIGHBOUR_MAC, [10, 1, 0, 99], NEIGHBOUR_IP);
+    assert_dropped(&h, &spoofed, DropReason::SpoofedIp);
+}
+
+#[test]
+fn a_veth_entry_whose_port_has_another_address_now_is_not_followed() {
+    let Some(mut h) = front_with_local_peers("a_stale_veth_entry_is_not_followed") else {
+        return;
+    };
+    // The neighbour left; its veth's index now belongs to a container with another address.
+    let newcomer = Endpoint {
+        addr: [10, 1, 0, 9],
+        mac: [0x02, 0x42, 10, 1, 0, 9],
+        ..front_endpoint()
+    };
+    h.set_endpoint(NEIGHBOUR_VETH, newcomer);
+    assert_passes(&h, &from_us(NEIGHBOUR_MAC, NEIGHBOUR_IP));
+}
+
 // --- Isolation between networks -----------------------------------------------------------------
 
 #[test]

@@ -814,13 +814,15 @@ fn snat_new_flow(h: &Harness, t: Tuple, proto: u8, frame_of: &dyn Fn(Tuple) -> V
         Tuple::new(HOST_IP, port, t.dst, t.dport)
     };
     assert_frame(&out, &frame_of(translated), false);
-    assert_entry(
+    // The flow's next packets leave from the container's port straight out of this uplink.
+    let fwd = assert_entry(
         h,
         t.key(proto, ZONE_UPLINK_OUT),
         translated,
         NAT_KIND_SNAT,
-        0,
+        NAT_FLAG_NEIGH,
     );
+    assert_eq!(fwd.redirect_ifindex, TEST_RUN_IFINDEX);
     assert_entry(
         h,
         translated.reversed().key(proto, ZONE_UPLINK_IN),
@@ -1680,20 +1682,68 @@ fn a_reply_translated_at_the_container_port_is_not_translated_again_at_egress() 
 }
 
 #[test]
-fn container_egress_passes_its_port_untouched_and_is_counted_at_the_uplink() {
-    let Some(h) = uplink_and_backend(
-        "container_egress_passes_its_port_untouched_and_is_counted_at_the_uplink",
-    ) else {
+fn an_egress_flows_first_packet_takes_the_hosts_way_and_the_next_leave_from_the_port() {
+    let Some(h) = uplink_and_backend("egress_next_packets_leave_from_the_port") else {
         return;
     };
     let t = CONTAINER_TO_SERVER;
     let first = with_macs(tcp_frame(t, SYN, &[]), BRIDGE_MAC, BACKEND_MAC);
     assert_eq!(pass(&h, ENDPOINT_INGRESS, &first), first);
-    snat_new_flow(&h, t, IPPROTO_TCP, &|t| tcp_frame(t, SYN, &[]));
+    let port = snat_new_flow(&h, t, IPPROTO_TCP, &|t| tcp_frame(t, SYN, &[]));
+    // Translated at the container's port, one hop off the TTL, sent out of the uplink.
     let next = with_macs(tcp_frame(t, ACK, b"more"), BRIDGE_MAC, BACKEND_MAC);
-    assert_eq!(pass(&h, ENDPOINT_INGRESS, &next), next);
+    let out = redirected(&h, ENDPOINT_INGRESS, &next);
+    let translated = Tuple::new(HOST_IP, port, SERVER_IP, t.dport);
+    let got = tuple_of(&out);
+    assert_eq!(
+        (got.src, got.sport, got.dst, got.dport),
+        (
+            translated.src,
+            translated.sport,
+            translated.dst,
+            translated.dport
+        )
+    );
+    assert_eq!(out[14 + 8], next[14 + 8] - 1, "one hop off the TTL");
     let fwd = h.nat_get(&t.key(IPPROTO_TCP, ZONE_UPLINK_OUT)).unwrap();
-    assert_eq!(fwd.packets, 1, "only the uplink counts the flow's packets");
+    assert_eq!(fwd.packets, 2, "counted at the uplink, then at the port");
+}
+
+#[test]
+fn replies_of_egress_flows_go_straight_into_the_containers_veth() {
+    let Some(mut h) = uplink("replies_of_egress_flows_go_straight_into_the_veth") else {
+        return;
+    };
+    let t = CONTAINER_TO_SERVER;
+    let container_mac = [0x02, 0x42, t.src[0], t.src[1], t.src[2], t.src[3]];
+    let ep = Endpoint {
+        addr: t.src,
+        mac: container_mac,
+        _pad: [0; 2],
+        net_id: 1,
+        flags: 0,
+    };
+    h.set_endpoint(77, ep);
+    h.add_veth(t.src, 77);
+    let out = pass(&h, UPLINK_EGRESS, &tcp_frame(t, SYN, &[]));
+    let port = tuple_of(&out).sport;
+    let translated = Tuple::new(HOST_IP, port, SERVER_IP, t.dport);
+    let rev = h
+        .nat_get(&translated.reversed().key(IPPROTO_TCP, ZONE_UPLINK_IN))
+        .expect("reply entry");
+    assert_eq!(rev.flags, NAT_FLAG_REPLY | NAT_FLAG_REDIRECT);
+    assert_eq!((rev.redirect_ifindex, rev.dst_mac), (77, container_mac));
+    // Into the container, to its MAC, one hop off the TTL (the test run does not deliver it).
+    let reply = tcp_frame(translated.reversed(), SYN | ACK, &[]);
+    let out = redirected(&h, UPLINK_INGRESS, &reply);
+    assert_eq!(out[..6], container_mac);
+    let got = tuple_of(&out);
+    let want = t.reversed();
+    assert_eq!(
+        (got.src, got.sport, got.dst, got.dport),
+        (want.src, want.sport, want.dst, want.dport)
+    );
+    assert_eq!(out[14 + 8], reply[14 + 8] - 1, "one hop off the TTL");
 }
 
 #[test]

@@ -92,6 +92,8 @@ pub struct Expected {
     /// this host's (where decapsulated frames go, by address: the port by veth name).
     pub remotes: BTreeMap<[u8; 4], Tunnel>,
     pub overlay_ports: BTreeMap<[u8; 4], (String, OverlayPort)>,
+    /// The host-side veth (by name) of every container address with one.
+    pub veths: BTreeMap<[u8; 4], String>,
 }
 
 /// What the kernel holds, as [`Daemon::observe`] read it.
@@ -118,6 +120,7 @@ pub struct Observed {
     pub map_pins: BTreeSet<String>,
     pub remotes: BTreeMap<[u8; 4], Tunnel>,
     pub overlay_ports: BTreeMap<[u8; 4], OverlayPort>,
+    pub veths: BTreeMap<[u8; 4], u32>,
 }
 
 impl Expected {
@@ -203,6 +206,7 @@ impl Expected {
             let Some(veth) = &ep.host_veth else {
                 continue;
             };
+            want.veths.insert(ep.ip.octets(), veth.clone());
             if let Some(port) = state
                 .networks
                 .get(&ep.network)
@@ -331,6 +335,7 @@ pub fn diff(want: &Expected, seen: &Observed) -> Vec<Difference> {
         "the cluster store has no such endpoint of another host",
     ));
     out.extend(diff_overlay_ports(want, seen));
+    out.extend(diff_veths(want, seen));
     out.extend(diff_ports(want, seen));
     out.extend(diff_pinned(want, seen));
     out.extend(diff_host(want, seen));
@@ -609,6 +614,34 @@ fn diff_overlay_ports(want: &Expected, seen: &Observed) -> Vec<Difference> {
         |k| Ipv4Addr::from(*k).to_string(),
         text,
         "no running overlay container has this address",
+    )
+}
+
+/// Where packets for each container address are delivered, with the veth by name.
+fn diff_veths(want: &Expected, seen: &Observed) -> Vec<Difference> {
+    let names: BTreeMap<u32, &str> = seen
+        .links
+        .iter()
+        .map(|l| (l.index, l.name.as_str()))
+        .collect();
+    let seen: BTreeMap<[u8; 4], String> = seen
+        .veths
+        .iter()
+        .map(|(a, i)| {
+            let veth = names.get(i).map_or_else(
+                || format!("ifindex {i} (no such device)"),
+                |n| n.to_string(),
+            );
+            (*a, veth)
+        })
+        .collect();
+    diff_entries(
+        maps::VETHS,
+        &want.veths,
+        &seen,
+        |k| Ipv4Addr::from(*k).to_string(),
+        |v| v.clone(),
+        "no running container has this address on a veth",
     )
 }
 
@@ -934,6 +967,7 @@ impl Daemon {
             map_pins: names_in(&self.config.bpffs.join("maps")),
             remotes: self.dp.remotes()?,
             overlay_ports: self.dp.overlay_ports()?,
+            veths: self.dp.veths()?,
         })
     }
 
@@ -1061,6 +1095,11 @@ mod tests {
             .collect();
         seen.networks = want.networks.clone();
         seen.neighbors = want.neighbors.clone();
+        seen.veths = want
+            .veths
+            .iter()
+            .map(|(addr, veth)| (*addr, index[veth]))
+            .collect();
         seen.ports = want
             .ports
             .iter()

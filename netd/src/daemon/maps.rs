@@ -25,10 +25,11 @@ fn if_name(ifindex: u32) -> String {
 impl Daemon {
     pub(super) fn maps_dump(&self, only: Option<&str>) -> OpResult<Vec<MapView>> {
         type Render = fn(&Daemon) -> OpResult<MapView>;
-        let all: [(&str, Render); 15] = [
+        let all: [(&str, Render); 16] = [
             (maps::ENDPOINTS, Self::endpoints_view),
             (maps::NETWORKS, Self::networks_view),
             (maps::NEIGHBORS, Self::neighbors_view),
+            (maps::VETHS, Self::veths_view),
             (maps::PORTS, Self::ports_view),
             (maps::NAT, Self::nat_view),
             (maps::NAT_STATS, Self::nat_stats_view),
@@ -253,6 +254,24 @@ impl Daemon {
             &["address", "container", "host", "vni", "network", "mac"],
             rows,
         ))
+    }
+
+    /// Where packets for each container address on this host are delivered straight in.
+    fn veths_view(&self) -> OpResult<MapView> {
+        let owners = self.owners();
+        let rows = self
+            .dp
+            .veths()?
+            .into_iter()
+            .map(|(addr, ifindex)| {
+                vec![
+                    Ipv4Addr::from(addr).to_string(),
+                    owners.get(&addr).cloned().unwrap_or_else(|| "?".into()),
+                    if_name(ifindex),
+                ]
+            })
+            .collect();
+        Ok(self.view(maps::VETHS, &["address", "container", "veth"], rows))
     }
 
     /// This host's overlay endpoints: where decapsulated frames go.

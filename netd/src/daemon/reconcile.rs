@@ -210,6 +210,9 @@ impl Daemon {
         }
         let current = self.dp.endpoints()?;
         self.dp.apply_endpoints(plan::diff(&current, &by_index))?;
+        let current = self.dp.veths()?;
+        self.dp
+            .apply_veths(plan::diff(&current, &plan::veths(&self.state, &index_of)))?;
         let current = self.dp.overlay_ports()?;
         self.dp.apply_overlay_ports(plan::diff(
             &current,

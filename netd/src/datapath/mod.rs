@@ -246,6 +246,10 @@ impl Datapath {
             upsert: vec![(addr, neighbor)],
             remove: vec![],
         })?;
+        self.apply_veths(plan::MapDiff {
+            upsert: vec![(addr, ifindex)],
+            remove: vec![],
+        })?;
         tc_program(&mut self.ebpf, ENDPOINT_PROGRAM)
     }
 
@@ -544,14 +548,24 @@ impl Datapath {
         endpoints
             .remove(&ifindex)
             .map_err(map_err(maps::ENDPOINTS))?;
-        // Only the entry this endpoint made: the address may have gone to another one since.
+        // Only the entries this endpoint made: the address may have gone to another one since.
         let (addr, neighbor) = plan::endpoint_neighbor(&ep);
-        let mut neighbors: HashMap<&mut MapData, [u8; 4], Neighbor> =
-            self.typed_mut(maps::NEIGHBORS)?;
-        match neighbors.get(&addr, 0) {
-            Ok(n) if n == neighbor => neighbors.remove(&addr).map_err(map_err(maps::NEIGHBORS)),
+        self.remove_if(maps::VETHS, addr, ifindex)?;
+        self.remove_if(maps::NEIGHBORS, addr, neighbor)
+    }
+
+    /// Removes `key` from the hash map `name` if it still holds `value`.
+    fn remove_if<K: Pod, V: Pod + PartialEq>(
+        &mut self,
+        name: &'static str,
+        key: K,
+        value: V,
+    ) -> Result<(), DatapathError> {
+        let mut map: HashMap<&mut MapData, K, V> = self.typed_mut(name)?;
+        match map.get(&key, 0) {
+            Ok(v) if v == value => map.remove(&key).map_err(map_err(name)),
             Ok(_) | Err(MapError::KeyNotFound) => Ok(()),
-            Err(e) => Err(map_err(maps::NEIGHBORS)(e)),
+            Err(e) => Err(map_err(name)(e)),
         }
     }
 
@@ -659,6 +673,16 @@ impl Datapath {
         diff: plan::MapDiff<u32, Endpoint>,
     ) -> Result<(), DatapathError> {
         self.apply(maps::ENDPOINTS, diff)
+    }
+
+    /// The host-side veth of every container address, as [`maps::VETHS`] holds them.
+    pub fn veths(&self) -> Result<BTreeMap<[u8; 4], u32>, DatapathError> {
+        self.dump(maps::VETHS)
+    }
+
+    /// Brings [`maps::VETHS`] to what `diff` says.
+    pub fn apply_veths(&mut self, diff: plan::MapDiff<[u8; 4], u32>) -> Result<(), DatapathError> {
+        self.apply(maps::VETHS, diff)
     }
 
     /// The ARP responder's entries as they are in the kernel.

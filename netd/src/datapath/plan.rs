@@ -138,6 +138,15 @@ pub fn overlay_ports(
         .collect()
 }
 
+/// The host-side veth of every container address with one, by the veths' ifindexes
+/// (`index_of`): where [`maps::VETHS`](netd_common::maps::VETHS) sends packets for them.
+pub fn veths(state: &State, index_of: &BTreeMap<String, u32>) -> BTreeMap<[u8; 4], u32> {
+    state
+        .endpoints()
+        .filter_map(|(_, ep)| Some((ep.ip.octets(), *index_of.get(ep.host_veth.as_ref()?)?)))
+        .collect()
+}
+
 /// Every endpoint entry the state implies, keyed by host-side veth name (endpoints without one,
 /// such as macvlan's, pass no program).
 pub fn endpoints(state: &State) -> BTreeMap<String, Endpoint> {
@@ -281,6 +290,24 @@ mod tests {
         assert_eq!(eps["veth2"].net_id, 2);
         assert_eq!(eps["veth1"].addr, [10, 1, 0, 2]);
         assert_eq!(eps["veth1"].mac, [0x02, 0x42, 10, 1, 0, 2]);
+    }
+
+    #[test]
+    fn every_container_address_leads_to_its_own_veth() {
+        let index_of = BTreeMap::from([
+            ("veth1".to_string(), 11),
+            ("veth2".to_string(), 12),
+            ("veth3".to_string(), 13),
+        ]);
+        let veths = veths(&state(), &index_of);
+        assert_eq!(
+            veths,
+            BTreeMap::from([
+                ([10, 1, 0, 2], 11),
+                ([10, 2, 0, 2], 12),
+                ([10, 2, 0, 3], 13)
+            ])
+        );
     }
 
     #[test]

@@ -246,6 +246,14 @@ impl Harness {
         .expect("insert network");
     }
 
+    /// Declares `ifindex` the host-side veth of the container at `addr` (`NETD_VETHS`).
+    pub fn add_veth(&mut self, addr: [u8; 4], ifindex: u32) {
+        let mut map: HashMap<_, [u8; 4], u32> =
+            HashMap::try_from(self.ebpf.map_mut(maps::VETHS).expect("veths map"))
+                .expect("veths map type");
+        map.insert(addr, ifindex, 0).expect("insert veth");
+    }
+
     /// Lets the ARP responder answer for `addr` on network `net_id` with `mac`.
     pub fn add_neighbor(&mut self, addr: [u8; 4], mac: [u8; 6], net_id: u32) {
         let mut map: HashMap<_, [u8; 4], Neighbor> =
