@@ -27,6 +27,7 @@ mod load;
 mod measure;
 mod monitor;
 mod overlay;
+mod paths;
 mod report;
 mod scale;
 mod variants;
@@ -69,6 +70,8 @@ pub enum Phase {
     Conns,
     /// The overlay networks' figures alone (issue 14).
     Overlay,
+    /// Container to container and egress on one host alone (issue 17).
+    Paths,
 }
 
 impl std::str::FromStr for Phase {
@@ -79,7 +82,10 @@ impl std::str::FromStr for Phase {
             "load" => Ok(Phase::Load),
             "conns" => Ok(Phase::Conns),
             "overlay" => Ok(Phase::Overlay),
-            other => bail!("no phase {other:?} to run alone; there are: load, conns, overlay"),
+            "paths" => Ok(Phase::Paths),
+            other => {
+                bail!("no phase {other:?} to run alone; there are: load, conns, overlay, paths")
+            }
         }
     }
 }
@@ -212,6 +218,7 @@ pub fn main(quick: bool, only: Option<&str>, helper_args: &[String]) -> Result<E
             }
             Some(Phase::Conns) => conns_only(&mut g, &netd, &tool, &mut results)?,
             Some(Phase::Overlay) => overlay::run(&mut g, &netd, &tool, &mut results)?,
+            Some(Phase::Paths) => paths_only(&mut g, &netd, &tool, &mut results)?,
             None => all_phases(&mut g, &netd, &tool, &mut results)?,
         }
     }
@@ -242,7 +249,8 @@ fn all_phases(g: &mut Guard, netd: &Path, tool: &str, results: &mut Results) -> 
     variants::plain(g, tool)?;
     let remote = variants::remote_endpoints();
     let local = variants::local_endpoints(g);
-    for e in remote.iter().chain(&local) {
+    let paths = paths::build(g, tool)?;
+    for e in remote.iter().chain(&local).chain(&paths.c2c).chain(&paths.egress) {
         measure::probe(g, tool, e)?;
     }
     println!(
@@ -252,8 +260,10 @@ fn all_phases(g: &mut Guard, netd: &Path, tool: &str, results: &mut Results) -> 
     for round in 0..plan.rounds {
         check_interrupt()?;
         println!("bench: round {} of {}", round + 1, plan.rounds);
-        rounds(g, tool, results, "remote", &remote, round)?;
-        rounds(g, tool, results, "local", &local, round)?;
+        rounds(g, tool, results, Group::Remote, &remote, round)?;
+        rounds(g, tool, results, Group::Local, &local, round)?;
+        rounds(g, tool, results, Group::C2c, &paths.c2c, round)?;
+        rounds(g, tool, results, Group::Egress, &paths.egress, round)?;
     }
     println!("bench: rounds done after {:.0?}", started.elapsed());
     check_interrupt()?;
@@ -321,11 +331,83 @@ fn conns_only(g: &mut Guard, netd: &Path, tool: &str, results: &mut Results) -> 
     Ok(())
 }
 
+/// `--only paths`: container to container and egress on one host (issue 17), on the netd,
+/// dock and plain worlds and a veth pair.
+fn paths_only(g: &mut Guard, netd: &Path, tool: &str, results: &mut Results) -> Result<()> {
+    variants::netd(g, netd, tool)?;
+    variants::docker(g, tool)?;
+    variants::plain(g, tool)?;
+    let paths = paths::build(g, tool)?;
+    for e in paths.c2c.iter().chain(&paths.egress) {
+        measure::probe(g, tool, e)?;
+    }
+    for round in 0..results.plan.rounds {
+        check_interrupt()?;
+        println!("bench: round {} of {}", round + 1, results.plan.rounds);
+        rounds(g, tool, results, Group::C2c, &paths.c2c, round)?;
+        rounds(g, tool, results, Group::Egress, &paths.egress, round)?;
+    }
+    Ok(())
+}
+
 fn check_interrupt() -> Result<()> {
     if util::interrupted() {
         bail!("interrupted");
     }
     Ok(())
+}
+
+/// The client groups measured in rounds, each a figure per measure.
+#[derive(Clone, Copy)]
+enum Group {
+    /// From the client namespace through the uplink to a published port.
+    Remote,
+    /// From host processes.
+    Local,
+    /// From another container on the host (issue 17).
+    C2c,
+    /// From the container to a server outside (issue 17).
+    Egress,
+}
+
+impl Group {
+    /// The figures' keys: throughput, CPU per Gbit, p50, p99, connections per second.
+    fn keys(self) -> [&'static str; 5] {
+        match self {
+            Group::Remote => [
+                "remote.tput",
+                "remote.cpu",
+                "remote.p50",
+                "remote.p99",
+                "remote.cps",
+            ],
+            Group::Local => [
+                "local.tput",
+                "local.cpu",
+                "local.p50",
+                "local.p99",
+                "local.cps",
+            ],
+            Group::C2c => ["c2c.tput", "c2c.cpu", "c2c.p50", "c2c.p99", "c2c.cps"],
+            Group::Egress => [
+                "egress.tput",
+                "egress.cpu",
+                "egress.p50",
+                "egress.p99",
+                "egress.cps",
+            ],
+        }
+    }
+
+    /// Who the clients are, for the figures' titles.
+    fn who(self) -> &'static str {
+        match self {
+            Group::Remote => "client namespace through the uplink",
+            Group::Local => "host-local client",
+            Group::C2c => "container to container on one host",
+            Group::Egress => "container to a server outside (egress)",
+        }
+    }
 }
 
 /// One round of the three measures over `endpoints`, forwards in even rounds and backwards in
@@ -334,7 +416,7 @@ fn rounds(
     g: &Guard,
     tool: &str,
     r: &mut Results,
-    group: &str,
+    group: Group,
     endpoints: &[Endpoint],
     round: usize,
 ) -> Result<()> {
@@ -343,12 +425,8 @@ fn rounds(
         order.reverse();
     }
     let p = r.plan;
-    let (tput, cpu, p50, p99, cps) = keys(group);
-    let who = if group == "remote" {
-        "client namespace through the uplink"
-    } else {
-        "host-local client"
-    };
+    let [tput, cpu, p50, p99, cps] = group.keys();
+    let who = group.who();
     for e in &order {
         check_interrupt()?;
         let res = measure::iperf(g, e, p.iperf_secs);
@@ -403,34 +481,6 @@ fn rounds(
         );
     }
     Ok(())
-}
-
-fn keys(
-    group: &str,
-) -> (
-    &'static str,
-    &'static str,
-    &'static str,
-    &'static str,
-    &'static str,
-) {
-    if group == "remote" {
-        (
-            "remote.tput",
-            "remote.cpu",
-            "remote.p50",
-            "remote.p99",
-            "remote.cps",
-        )
-    } else {
-        (
-            "local.tput",
-            "local.cpu",
-            "local.p50",
-            "local.p99",
-            "local.cps",
-        )
-    }
 }
 
 /// A pair result as two results (the error repeated).

@@ -412,6 +412,155 @@ fn write_conns_only(r: &Results, dir: &Path, mut md: String) -> Result<()> {
     std::fs::write(&path, md).with_context(|| format!("write {}", path.display()))
 }
 
+/// A section of figures: title, text, figure keys, reference variants of the ratios.
+type Section = (&'static str, &'static str, &'static [&'static str], &'static [&'static str]);
+
+/// The sections of the container-to-container and egress groups (issue 17).
+const PATHS_SECTIONS: [Section; 2] = [
+    (
+        "Container to container on one host",
+        "netd: a client container to a server container on the same netd network (the endpoint \
+         program delivers straight into the server, bpf_redirect_peer); docker: the same two \
+         namespaces on a Linux bridge with Docker's rules loaded (bridged frames pass \
+         br_netfilter, conntrack and the FORWARD chains); veth: two namespaces joined by one veth \
+         pair, no bridge (the limit). Ratios are to the veth pair and to Docker's path.",
+        &["c2c.tput", "c2c.cpu", "c2c.p50", "c2c.p99", "c2c.cps"],
+        &["veth", "docker"],
+    ),
+    (
+        "Egress to a server outside",
+        "The client in the container, the servers beyond the uplink (the client namespace). netd: \
+         eBPF SNAT (after a flow's first packet, from the container's veth straight out of the \
+         uplink, bpf_redirect_neigh, and replies from the uplink straight in, bpf_redirect_peer); \
+         docker: Docker's MASQUERADE with conntrack and the FORWARD chains; routed: the same \
+         bridge and routing without NAT (the server routes back to the container subnet).",
+        &["egress.tput", "egress.cpu", "egress.p50", "egress.p99", "egress.cps"],
+        &["routed", "docker"],
+    ),
+];
+
+/// Every figure of `sections` that the run has, with its chart.
+fn figure_sections(
+    md: &mut String,
+    r: &Results,
+    dir: &Path,
+    sections: &[Section],
+    chart_errors: &mut Vec<String>,
+) {
+    for (title, text, keys, refs) in sections {
+        if !keys.iter().any(|k| r.figure(k).is_some()) {
+            continue;
+        }
+        let _ = writeln!(md, "\n## {title}\n\n{text}");
+        for key in keys.iter() {
+            let Some(f) = r.figure(key) else { continue };
+            figure_table(md, f, refs);
+            let png = format!("{key}.png");
+            match chart(f, refs, &dir.join(&png)) {
+                Ok(()) => {
+                    let _ = writeln!(md, "\n![{}]({png})", f.title);
+                }
+                Err(e) => chart_errors.push(format!("{png}: {e:#}")),
+            }
+        }
+    }
+}
+
+/// The targets of issue 17's paths on one host (none when they did not run).
+fn paths_targets(r: &Results) -> Vec<Target> {
+    if r.figure("c2c.tput").is_none() {
+        return Vec::new();
+    }
+    let c2c_docker = ratio(r, "c2c.tput", "netd", "docker");
+    let c2c_p50 = ratio(r, "c2c.p50", "netd", "docker");
+    let c2c_veth = ratio(r, "c2c.tput", "netd", "veth");
+    let egress_docker = ratio(r, "egress.tput", "netd", "docker");
+    let egress_p50 = ratio(r, "egress.p50", "netd", "docker");
+    let cpu = |k: &str, b: &str| {
+        format!(
+            "CPU per Gbit: netd {} vs {b} {} CPU s/Gbit.",
+            med(r, k, "netd").map_or("n/a".into(), fmt),
+            med(r, k, b).map_or("n/a".into(), fmt)
+        )
+    };
+    let c2c = "netd's frame crosses the sender's veth (one backlog pass into the host side), the \
+        endpoint program (anti-spoofing, the policy lookups, the NAT lookups a hairpin or a \
+        published-port reply needs) and bpf_redirect_peer into the receiver, with no second \
+        backlog pass; Docker's crosses the same veth, the bridge with br_netfilter's conntrack \
+        and FORWARD chains, and the receiver's veth with its own backlog pass.";
+    let egress = "After the flow's first packet netd translates at the container's veth and \
+        sends with bpf_redirect_neigh (a FIB and neighbour lookup per packet), replies go from \
+        the uplink's program straight into the container; Docker's go through the bridge, \
+        routing, conntrack and the nat and filter chains both ways.";
+    vec![
+        Target {
+            what: "container to container throughput >= 1.2x a Linux bridge with Docker's rules",
+            measured: c2c_docker,
+            shown: x(c2c_docker),
+            limit: 1.2,
+            at_most: false,
+            cause: format!("{c2c} {}", cpu("c2c.cpu", "docker")),
+        },
+        Target {
+            what: "container to container request/response p50 <= 0.85x a Linux bridge with Docker's rules",
+            measured: c2c_p50,
+            shown: x(c2c_p50),
+            limit: 0.85,
+            at_most: true,
+            cause: format!("{c2c} A 64-byte round trip is dominated by the wake-ups of the two \
+                processes on one CPU, which every variant pays."),
+        },
+        Target {
+            what: "container to container throughput >= 0.95x one veth pair",
+            measured: c2c_veth,
+            shown: x(c2c_veth),
+            limit: 0.95,
+            at_most: false,
+            cause: format!("{c2c} {}", cpu("c2c.cpu", "veth")),
+        },
+        Target {
+            what: "egress throughput >= 1.1x Docker's MASQUERADE",
+            measured: egress_docker,
+            shown: x(egress_docker),
+            limit: 1.1,
+            at_most: false,
+            cause: format!("{egress} {}", cpu("egress.cpu", "docker")),
+        },
+        Target {
+            what: "egress request/response p50 <= 0.9x Docker's MASQUERADE",
+            measured: egress_p50,
+            shown: x(egress_p50),
+            limit: 0.9,
+            at_most: true,
+            cause: egress.to_string(),
+        },
+    ]
+}
+
+/// The report of a `--only paths` run: issue 17's targets and figures of the two groups.
+fn write_paths_only(r: &Results, dir: &Path, mut md: String) -> Result<()> {
+    let p = r.plan;
+    let _ = writeln!(
+        md,
+        "- Only the container-to-container and egress groups ran (`--only paths`): {} paired \
+         rounds in alternating order; iperf3 {} s, sockperf {} s, short connections {} s with {} \
+         client threads per measurement. The machine is shared: compare the ratios.",
+        p.rounds, p.iperf_secs, p.sockperf_secs, p.conn_secs, p.conn_threads
+    );
+    let _ = writeln!(md, "\n## Targets (issue 17)\n");
+    target_table(&mut md, &paths_targets(r));
+    let mut chart_errors = Vec::new();
+    figure_sections(&mut md, r, dir, &PATHS_SECTIONS, &mut chart_errors);
+    if !r.notes.is_empty() || !chart_errors.is_empty() {
+        let _ = writeln!(md, "\n## What failed during the run\n");
+        for n in r.notes.iter().chain(&chart_errors) {
+            let _ = writeln!(md, "- {n}");
+        }
+    }
+    let path = dir.join("report.md");
+    std::fs::write(&path, md).with_context(|| format!("write {}", path.display()))
+}
+
 /// The targets of issue 14's overlay phase (none when it did not run).
 fn overlay_targets(r: &Results) -> Vec<Target> {
     if r.figure(overlay::TPUT).is_none() && r.figure(overlay::CREATE).is_none() {
@@ -888,6 +1037,8 @@ pub fn write(r: &Results, dir: &Path) -> Result<()> {
         (false, Some(Phase::Conns)) => "cargo xtask bench --only conns",
         (true, Some(Phase::Overlay)) => "cargo xtask bench --quick --only overlay",
         (false, Some(Phase::Overlay)) => "cargo xtask bench --only overlay",
+        (true, Some(Phase::Paths)) => "cargo xtask bench --quick --only paths",
+        (false, Some(Phase::Paths)) => "cargo xtask bench --only paths",
     };
     let _ = writeln!(md, "# netd benchmarks\n");
     let _ = writeln!(md, "- Machine: {}", machine());
@@ -906,6 +1057,7 @@ pub fn write(r: &Results, dir: &Path) -> Result<()> {
         Some(Phase::Load) => return write_load_only(r, dir, md),
         Some(Phase::Conns) => return write_conns_only(r, dir, md),
         Some(Phase::Overlay) => return write_overlay_only(r, dir, md),
+        Some(Phase::Paths) => return write_paths_only(r, dir, md),
         None => {}
     }
     let p = r.plan;
@@ -922,13 +1074,14 @@ pub fn write(r: &Results, dir: &Path) -> Result<()> {
         if r.quick { " **Quick mode**: short rounds, no scale or monitoring-overhead figures, the load phase in short form (1,000 connections held 2 s, a 2 s churn); the figures are indicative only." } else { "" }
     );
 
-    let _ = writeln!(md, "\n## Targets (issues 6, 12 and 14)\n");
+    let _ = writeln!(md, "\n## Targets (issues 6, 12, 14 and 17)\n");
     let mut ts = targets(r);
+    ts.extend(paths_targets(r));
     ts.extend(load_targets(r));
     ts.extend(overlay_targets(r));
     target_table(&mut md, &ts);
 
-    let sections: [(&str, &str, &[&str], &[&str]); 3] = [
+    let mut sections: Vec<Section> = vec![
         (
             "Published port, client namespace through the uplink",
             "netd: `-p` published port on the uplink address (eBPF DNAT); docker: the same port \
@@ -955,21 +1108,9 @@ pub fn write(r: &Results, dir: &Path) -> Result<()> {
             &["aardvark-dns"],
         ),
     ];
+    sections.extend(PATHS_SECTIONS);
     let mut chart_errors = Vec::new();
-    for (title, text, keys, refs) in sections {
-        let _ = writeln!(md, "\n## {title}\n\n{text}");
-        for key in keys {
-            let Some(f) = r.figure(key) else { continue };
-            figure_table(&mut md, f, refs);
-            let png = format!("{key}.png");
-            match chart(f, refs, &dir.join(&png)) {
-                Ok(()) => {
-                    let _ = writeln!(md, "\n![{}]({png})", f.title);
-                }
-                Err(e) => chart_errors.push(format!("{png}: {e:#}")),
-            }
-        }
-    }
+    figure_sections(&mut md, r, dir, &sections, &mut chart_errors);
 
     monitoring(&mut md, r);
     overlay_section(&mut md, r, dir, &mut chart_errors);

@@ -110,12 +110,14 @@ pub fn plain(g: &mut Guard, tool: &str) -> Result<()> {
 }
 
 fn start_servers(g: &mut Guard, world: &str, tool: &str) -> Result<()> {
+    start_servers_in(g, &ns(world, "s"), world, tool)
+}
+
+/// The three servers in namespace `n`, named `what` in the guard's list.
+pub fn start_servers_in(g: &mut Guard, n: &str, what: &str, tool: &str) -> Result<()> {
     for (i, server) in servers(tool).into_iter().enumerate() {
         let args: Vec<&str> = server.iter().map(String::as_str).collect();
-        g.spawn(
-            &format!("{world} server {i}"),
-            world::in_ns(&ns(world, "s"), &args),
-        )?;
+        g.spawn(&format!("{what} server {i}"), world::in_ns(n, &args))?;
     }
     Ok(())
 }
