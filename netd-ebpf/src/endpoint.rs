@@ -104,8 +104,13 @@ fn to_neighbor(ctx: &TcContext, ep: &Endpoint, dst: [u8; 4]) -> Result<i32, Drop
     if peer.net_id != ep.net_id {
         return Ok(TC_ACT_OK);
     }
-    ctx.store(0, &peer.mac, 0)
-        .map_err(|_| DropReason::Malformed)?;
+    // Normally the sender already has the receiver's MAC (the ARP responder gave it): writing
+    // a TCP segment, a clone the sender keeps, would copy its header for nothing.
+    let eth = parse::eth(ctx).map_err(|()| DropReason::Malformed)?;
+    if eth.dst_addr != peer.mac {
+        ctx.store(0, &peer.mac, 0)
+            .map_err(|_| DropReason::Malformed)?;
+    }
     // SAFETY: a plain helper call; the return value is the action.
     Ok(unsafe { bpf_redirect_peer(veth, 0) } as i32)
 }

@@ -230,8 +230,12 @@ impl Daemon {
                 .get(&reply_key)
                 .filter(|(_, e)| e.flags & NAT_FLAG_NEIGH != 0);
             if let (ZONE_ENDPOINT, Some((table, e))) = (zone, reply) {
+                let what = match e.kind {
+                    netd_common::NAT_KIND_SNAT => "egress flow",
+                    _ => "published-port reply",
+                };
                 found.push(format!(
-                    "{}: published-port reply, rewrite to {} and leave by ifindex {}",
+                    "{}: {what}, rewrite to {} and leave straight by ifindex {}",
                     table_text(*table),
                     rewrite(e),
                     e.redirect_ifindex
@@ -265,6 +269,18 @@ impl Daemon {
         }
         if let Some(net) = self.network_containing(Ipv4Addr::from(key.daddr)) {
             found.push(format!("NETD_NETWORKS: destination is on network {net}"));
+        }
+        let veth = self
+            .dp
+            .veths()
+            .ok()
+            .and_then(|v| v.get(&key.daddr).copied());
+        if let (ZONE_ENDPOINT, Some(veth)) = (zone, veth) {
+            let dst = Ipv4Addr::from(key.daddr);
+            let who = self.container_at(dst).unwrap_or_else(|| "?".into());
+            found.push(format!(
+                "NETD_VETHS[{dst}]: straight into {who} through ifindex {veth} (if on this network)"
+            ));
         }
         found
     }

@@ -5,7 +5,8 @@
 //! throwaway worlds ([`world`]) and the variants ([`variants`]), then measures in paired rounds
 //! whose order alternates: throughput, request/response latency and short connections per second,
 //! from a client namespace through the uplink (published port vs Docker's DNAT vs plain routing)
-//! and from host processes (netd's socket hooks vs docker-proxy vs direct vs loopback); the
+//! and from host processes (netd's socket hooks vs docker-proxy vs direct vs loopback), then
+//! container to container on one host and egress to a server outside ([`paths`], issue 17); the
 //! embedded DNS server against aardvark-dns ([`dns`]); with the full run also the datapath cost
 //! of a connected `netd monitor` ([`monitor`], issue 5) and the scale figures ([`scale`]); the
 //! overlay phase ([`overlay`], issue 14: netd's VXLAN tunnel between two hosts against the underlay
@@ -14,7 +15,8 @@
 //! NAT table overflowed by new flows while old ones are checked). `--only load` builds the netd
 //! world and runs the load phase alone; `--only conns` builds the netd and plain worlds and runs
 //! their short-connection rounds alone; `--only overlay` builds the overlay worlds and runs that
-//! phase alone. Writes `target/bench/report.md` and PNG charts
+//! phase alone; `--only paths` builds the netd, dock and plain worlds and a veth pair and runs the
+//! container-to-container and egress rounds alone. Writes `target/bench/report.md` and PNG charts
 //! ([`report`], [`charts`]); the full run copies the report to `docs/benchmarks.md`. The exit
 //! status is 0 when the measurements ran, whatever the targets say (the report says PASS/FAIL
 //! per target).
@@ -250,7 +252,12 @@ fn all_phases(g: &mut Guard, netd: &Path, tool: &str, results: &mut Results) -> 
     let remote = variants::remote_endpoints();
     let local = variants::local_endpoints(g);
     let paths = paths::build(g, tool)?;
-    for e in remote.iter().chain(&local).chain(&paths.c2c).chain(&paths.egress) {
+    for e in remote
+        .iter()
+        .chain(&local)
+        .chain(&paths.c2c)
+        .chain(&paths.egress)
+    {
         measure::probe(g, tool, e)?;
     }
     println!(

@@ -413,7 +413,12 @@ fn write_conns_only(r: &Results, dir: &Path, mut md: String) -> Result<()> {
 }
 
 /// A section of figures: title, text, figure keys, reference variants of the ratios.
-type Section = (&'static str, &'static str, &'static [&'static str], &'static [&'static str]);
+type Section = (
+    &'static str,
+    &'static str,
+    &'static [&'static str],
+    &'static [&'static str],
+);
 
 /// The sections of the container-to-container and egress groups (issue 17).
 const PATHS_SECTIONS: [Section; 2] = [
@@ -434,7 +439,13 @@ const PATHS_SECTIONS: [Section; 2] = [
          uplink, bpf_redirect_neigh, and replies from the uplink straight in, bpf_redirect_peer); \
          docker: Docker's MASQUERADE with conntrack and the FORWARD chains; routed: the same \
          bridge and routing without NAT (the server routes back to the container subnet).",
-        &["egress.tput", "egress.cpu", "egress.p50", "egress.p99", "egress.cps"],
+        &[
+            "egress.tput",
+            "egress.cpu",
+            "egress.p50",
+            "egress.p99",
+            "egress.cps",
+        ],
         &["routed", "docker"],
     ),
 ];
