@@ -70,16 +70,20 @@ fn ipv4(ctx: &TcContext, ep: &Endpoint, ifindex: u32) -> Result<i32, DropReason>
     }
     let flow = parse::flow(ctx, &ip).map_err(|()| DropReason::Malformed)?;
     let dst = ip.dst_addr;
+    let dst_net = maps::network_of(dst);
     if !flow.translatable {
-        policy::destination(ep, maps::network_of(dst), policy::is_group(dst))?;
+        policy::destination(ep, dst_net, policy::is_group(dst))?;
         return to_neighbor(ctx, ep, dst);
     }
-    // The reply of a published-port flow from outside, the busiest case, is looked up first: its
-    // tuple (this container to a remote client) is never that of a hairpin flow, which goes to
-    // a host address.
-    if let Some(reply) = nat::find(&flow, ZONE_UPLINK_OUT) {
-        policy::destination(ep, maps::network_of(dst), policy::is_group(dst))?;
-        return nat::reply_to_uplink(ctx, &flow, &reply);
+    // The reply of a published-port flow from outside and the next packet of an egress flow,
+    // the busiest cases, go to an address outside every netd network; their entry is looked up
+    // first. Their tuple (this container to a remote host) is never that of a hairpin flow,
+    // which goes to a host address.
+    if dst_net.is_none() {
+        if let Some(hit) = nat::find(&flow, ZONE_UPLINK_OUT) {
+            policy::destination(ep, dst_net, policy::is_group(dst))?;
+            return nat::reply_to_uplink(ctx, &flow, &hit);
+        }
     }
     if let Some(entry) = nat::lookup(&flow, ZONE_ENDPOINT) {
         nat::rewrite(ctx, &flow, &entry)?;
@@ -88,7 +92,7 @@ fn ipv4(ctx: &TcContext, ep: &Endpoint, ifindex: u32) -> Result<i32, DropReason>
     if let Some(backend) = maps::published(flow.proto, flow.daddr, flow.dport_be) {
         return hairpin(ctx, &flow, ep, ifindex, &backend);
     }
-    policy::destination(ep, maps::network_of(dst), policy::is_group(dst))?;
+    policy::destination(ep, dst_net, policy::is_group(dst))?;
     to_neighbor(ctx, ep, dst)
 }
 
