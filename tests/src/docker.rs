@@ -2,8 +2,10 @@
 //! [`Host`], in one of two [`Flavour`]s, and always kept inside the test's dirs: data root, exec
 //! root, API socket, pid file, config file and cgroup parent are the test's; dockerd runs in the
 //! host's network namespace and in a mount namespace of its own, where a tmpfs over `/run` holds
-//! the plugin dir (`/run/docker/plugins`) and the test's dirs are bound over `/etc/docker` (its
-//! key file) and a tmpfs over `/opt` (containerd's). The exec root is a shared mount, so the
+//! the plugin dir (`/run/docker/plugins`), the test's dirs are bound over `/etc/docker` (its
+//! key file) and a tmpfs over `/opt` (containerd's), and the host's `resolv.conf` (the outside
+//! namespace as upstream, as the netd daemon has it) over `/etc/resolv.conf`, the one dockerd
+//! gives its containers' resolvers. The exec root is a shared mount, so the
 //! namespaces dockerd mounts there for its containers are the ones the netd daemon opens.
 //!
 //! [`Flavour::NetdPlugin`] is dockerd the way netd's plugin wants it (`--iptables=false
@@ -170,11 +172,13 @@ impl Docker {
         let d = |sub: &str| self.path(sub);
         let script = format!(
             "mount -t tmpfs tmpfs /run && mkdir -p /run/docker/plugins && \
-             mount -t tmpfs tmpfs /opt && mount --bind {etc} /etc/docker && {confine} \
+             mount -t tmpfs tmpfs /opt && mount --bind {etc} /etc/docker && \
+             mount --bind {resolv} /etc/resolv.conf && {confine} \
              exec dockerd --data-root {data} \
              --exec-root {exec} -H unix://{sock} --pidfile {pid} --config-file {conf} \
              {args} --cgroup-parent {cgroup} >> {log} 2>&1",
             etc = d("etc-docker"),
+            resolv = host.dir.join("resolv.conf").display(),
             confine = self.confinement(host),
             data = d("data"),
             exec = d("exec"),

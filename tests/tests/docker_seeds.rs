@@ -6,7 +6,11 @@
 //! and from the host, port listings) is collected as plain data, with what differs by nature
 //! written the same way on both sides (an address as its place in its subnet, a host port
 //! Docker picks as `EPHEMERAL`), printed side by side and held equal, but for the intended
-//! differences in [`KNOWN`], which README.md lists too.
+//! differences in [`KNOWN`], which README.md lists too ("Differences from stock Docker").
+//!
+//! Both sides start at once (each dockerd once, for all three seeds); both get the same outside
+//! world, with the same dnsmasq as upstream DNS server (it knows no name), so that a name
+//! neither side knows fails at once on both instead of timing out on an unreachable server.
 
 use std::{
     net::Ipv4Addr,
@@ -15,7 +19,7 @@ use std::{
 
 use netd_tests::{
     docker::{Docker, Flavour, IMAGE},
-    run, Host, Launch, OUTSIDE_IP, UPLINK_IP,
+    run, wait_until, Host, Launch, OUTSIDE_IP, UPLINK_IP,
 };
 
 const GET_INDEX: &str = r"printf 'GET / HTTP/1.0\r\n\r\n'";
@@ -39,31 +43,24 @@ const EPHEMERAL: std::ops::RangeInclusive<u16> = 32768..=60999;
 /// yet, a port just published); what should not answer costs this much once.
 const PATIENCE: Duration = Duration::from_secs(2);
 
-/// The intended differences: observables starting with the first text, and why.
+/// The intended differences: observables whose name has the first text, and why.
 const KNOWN: &[(&str, &str)] = &[
     (
-        "000 default bridge",
-        "the plugin's dockerd runs with --bridge=none: no docker0, no default network",
+        "default bridge",
+        "the plugin's dockerd runs with --bridge=none: no docker0; a container without \
+         --network has only lo (so no ping, and a legacy link without hosts line or address)",
     ),
     (
-        "002 default bridge",
-        "the plugin's dockerd runs with --bridge=none: no docker0, no default network",
+        "docker ps PORTS",
+        "dockerd shows no remote driver's port map (`netd container port` lists it)",
     ),
     (
-        "004 default bridge",
-        "the plugin's dockerd runs with --bridge=none: no docker0, so no legacy link there",
-    ),
-    (
-        "004 docker ps PORTS",
-        "dockerd shows a remote driver's port map to no one (netd container port does)",
+        "IPv6 host bindings",
+        "netd publishes IPv4 only (its networks are IPv4 only); docker-proxy also binds [::]",
     ),
     (
         "datapath",
         "the point of netd: an eBPF datapath, no iptables rule and no docker-proxy",
-    ),
-    (
-        "004 IPv6 host bindings",
-        "netd publishes IPv4 only (its networks are IPv4 only); docker-proxy also binds [::]",
     ),
 ];
 
@@ -97,6 +94,20 @@ impl Side {
             Flavour::Stock => (Docker::stock_host()?, Docker::start_stock),
         };
         let docker = docker(&host);
+        if flavour == Flavour::NetdPlugin {
+            // netd names containers from dockerd's events, and misses one whose `connect` came
+            // before it subscribed that was not running yet when it then listed the running
+            // ones (it retries every second while dockerd starts): so no container before it
+            // follows the events.
+            wait_until(
+                "netd following dockerd's events",
+                Duration::from_secs(10),
+                || {
+                    host.daemon_log()
+                        .contains("following dockerd's events socket=")
+                },
+            );
+        }
         Some(Side { docker, host })
     }
 
@@ -226,7 +237,7 @@ impl Side {
     }
 
     /// Whether `GET /` to `ip:port` from the outside namespace is answered.
-    fn from_outside(&self, seed: Seed, ip: &str, port: &str) -> String {
+    fn get_from_outside(&self, seed: Seed, ip: &str, port: &str) -> String {
         let script = format!("{GET_INDEX} | socat -T2 - TCP:{ip}:{port},connect-timeout=1");
         check(
             seed,
@@ -236,7 +247,7 @@ impl Side {
     }
 
     /// Whether `GET /` to `ip:port` from a host process is answered.
-    fn from_host(&self, seed: Seed, ip: &str, port: &str) -> String {
+    fn get_from_host(&self, seed: Seed, ip: &str, port: &str) -> String {
         let script = format!("{GET_INDEX} | socat -T2 - TCP:{ip}:{port},connect-timeout=1");
         check(
             seed,
@@ -522,7 +533,7 @@ fn seed_002(side: &Side, seen: &mut Observed) {
     );
     seen.note(
         "002: outside: GET http://UPLINK:8080/ (tomcat1 -p 8080:8080)",
-        side.from_outside(Seed::Answers, UPLINK_IP, "8080"),
+        side.get_from_outside(Seed::Answers, UPLINK_IP, "8080"),
     );
 
     side.idle(seen, scene, "tomcat1-other", &["--net", "otherBridge"]);
@@ -582,45 +593,48 @@ fn seed_002(side: &Side, seen: &mut Observed) {
     }
 }
 
-/// Seed 004's `-p` forms (`UPLINK` is the host's uplink address): container, flags, the host
-/// port if the form names one, and whether the port answers from the outside (at the uplink's
-/// address) and from a host process (at 127.0.0.1).
-type Form = (
-    &'static str,
-    &'static [&'static str],
-    Option<&'static str>,
-    Seed,
-    Seed,
-);
+/// One of seed 004's `-p` forms and what the seed says it does.
+struct Form {
+    container: &'static str,
+    /// The flags, `UPLINK` standing for the host's uplink address.
+    flags: &'static [&'static str],
+    /// The host port, if the form names one.
+    host_port: Option<&'static str>,
+    /// Whether the port answers from the outside at the uplink's address.
+    outside: Seed,
+    /// Whether it answers a host process at 127.0.0.1.
+    host: Seed,
+}
+
 const FORMS: [Form; 4] = [
-    (
-        "p1",
-        &["-p", "127.0.0.1:8081:80"],
-        Some("8081"),
-        Seed::Refuses,
-        Seed::Answers,
-    ),
-    (
-        "p2",
-        &["-p", "UPLINK::80"],
-        None,
-        Seed::Answers,
-        Seed::Refuses,
-    ),
-    (
-        "p3",
-        &["-p", "8082:80"],
-        Some("8082"),
-        Seed::Answers,
-        Seed::Answers,
-    ),
-    (
-        "p4",
-        &["-P", "--expose", "80"],
-        None,
-        Seed::Answers,
-        Seed::Answers,
-    ),
+    Form {
+        container: "p1",
+        flags: &["-p", "127.0.0.1:8081:80"],
+        host_port: Some("8081"),
+        outside: Seed::Refuses,
+        host: Seed::Answers,
+    },
+    Form {
+        container: "p2",
+        flags: &["-p", "UPLINK::80"],
+        host_port: None,
+        outside: Seed::Answers,
+        host: Seed::Refuses,
+    },
+    Form {
+        container: "p3",
+        flags: &["-p", "8082:80"],
+        host_port: Some("8082"),
+        outside: Seed::Answers,
+        host: Seed::Answers,
+    },
+    Form {
+        container: "p4",
+        flags: &["-P", "--expose", "80"],
+        host_port: None,
+        outside: Seed::Answers,
+        host: Seed::Answers,
+    },
 ];
 
 /// Seed 004: the `-p` forms, from the outside and from the host, with the ports listed; `--link
@@ -630,33 +644,37 @@ fn seed_004(side: &Side, seen: &mut Observed) {
     side.network("web_net", &[]);
     let mut ipv6 = Vec::new();
     let mut ps = Vec::new();
-    for (name, form, fixed, outside, host) in FORMS {
-        let form: Vec<String> = form
+    for form in FORMS {
+        let name = form.container;
+        let flags: Vec<String> = form
+            .flags
             .iter()
             .map(|f| f.replace("UPLINK", UPLINK_IP))
             .collect();
         let mut args = vec!["--network", "web_net"];
-        args.extend(form.iter().map(String::as_str));
+        args.extend(flags.iter().map(String::as_str));
         side.web(seen, "004", name, "80", &args);
         let lines = side.port_lines(name);
         let (v6, v4): (Vec<String>, Vec<String>) =
             lines.iter().cloned().partition(|l| ipv6_binding(l));
-        let what = form.join(" ").replace(UPLINK_IP, "UPLINK");
+        let what = form.flags.join(" ");
         seen.note(
             format!("004: {name} ({what}) port listing (IPv4)"),
             ephemeral(&label(&v4.join(", "))),
         );
         ipv6.push(format!("{name}: {}", ephemeral(&v6.join(", "))));
         ps.push(format!("{name}: {}", side.ps_ports(name)));
-        let port = fixed.map_or_else(|| host_port(&lines), String::from);
-        let shown = fixed.unwrap_or("<listed port>");
+        let port = form
+            .host_port
+            .map_or_else(|| host_port(&lines), String::from);
+        let shown = form.host_port.unwrap_or("<listed port>");
         seen.note(
             format!("004: outside: GET http://UPLINK:{shown}/ ({name})"),
-            side.from_outside(outside, UPLINK_IP, &port),
+            side.get_from_outside(form.outside, UPLINK_IP, &port),
         );
         seen.note(
             format!("004: host: GET http://127.0.0.1:{shown}/ ({name})"),
-            side.from_host(host, "127.0.0.1", &port),
+            side.get_from_host(form.host, "127.0.0.1", &port),
         );
     }
     seen.note("004 IPv6 host bindings (docker port)", ipv6.join("; "));
@@ -743,6 +761,12 @@ fn seed_004(side: &Side, seen: &mut Observed) {
         ),
     );
     seen.note(
+        format!("{scene}: docker inspect -f {{{{.HostConfig.Links}}}} web0"),
+        side.docker
+            .ok(&["inspect", "-f", "{{.HostConfig.Links}}", "web0"])
+            .trim(),
+    );
+    seen.note(
         format!("{scene}: docker exec web0 (--link db0:webdb) ping webdb"),
         side.ping(Seed::Answers, "web0", "webdb"),
     );
@@ -784,6 +808,7 @@ fn datapath(side: &Side, seen: &mut Observed) {
 fn observe(flavour: Flavour) -> Option<(Observed, Duration)> {
     let started = Instant::now();
     let side = Side::start(flavour)?;
+    let _upstream = side.host.upstream_dns();
     let mut seen = Observed::default();
     seed_000(&side, &mut seen);
     seed_002(&side, &mut seen);
@@ -796,7 +821,7 @@ fn observe(flavour: Flavour) -> Option<(Observed, Duration)> {
 fn known(what: &str) -> Option<&'static str> {
     KNOWN
         .iter()
-        .find(|(prefix, _)| what.starts_with(prefix))
+        .find(|(part, _)| what.contains(part))
         .map(|(_, why)| *why)
 }
 
@@ -835,8 +860,8 @@ fn seeds_000_002_004_show_on_netd_what_they_show_on_stock_docker() {
             unexpected.push(format!("{what}: stock {a:?}, netd {b:?}"));
         }
     }
-    for (prefix, why) in KNOWN {
-        println!("known: {prefix}: {why}");
+    for (part, why) in KNOWN {
+        println!("known: {part}: {why}");
     }
     println!(
         "stock side {:.1} s, netd side {:.1} s, in all {:.1} s",
