@@ -164,13 +164,16 @@ impl Side {
 
     /// Container `name`'s address on `network`, as Docker reports it (empty if none).
     fn address(&self, name: &str, network: &str) -> String {
-        let format = format!("{{{{with index .NetworkSettings.Networks \"{network}\"}}}}{{{{.IPAddress}}}}{{{{end}}}}");
+        let format = format!(
+            "{{{{with index .NetworkSettings.Networks \"{network}\"}}}}\
+             {{{{.IPAddress}}}}{{{{end}}}}"
+        );
         let out = self.docker.docker(&["inspect", name, "--format", &format]);
         out.stdout.trim().to_string()
     }
 
-    /// `ping -c 3 TARGET` from `from`: `answered (ADDRESS)`, `no answer (ADDRESS)`, or
-    /// ping's complaint about the name.
+    /// `ping -c 3 TARGET` from `from` (0.2 s apart): `answered (ADDRESS)`, `no answer
+    /// (ADDRESS)`, or ping's complaint about the name.
     fn ping(&self, seed: Seed, from: &str, target: &str) -> String {
         if target.is_empty() {
             return "no address to ping".into();
@@ -580,8 +583,12 @@ fn seed_002(side: &Side, seen: &mut Observed) {
                 .docker
                 .docker(&["network", "connect", "myBridge", "tomcat1-docker0"]);
             seen.note(
-                format!("{scene}: docker network connect myBridge tomcat1-docker0"),
-                if out.ok() { "done" } else { "failed" },
+                format!("{scene}: docker network connect myBridge tomcat1-docker0; ip a"),
+                if out.ok() {
+                    side.interfaces("tomcat1-docker0")
+                } else {
+                    format!("failed: {}", out.stderr.trim())
+                },
             );
         }
         seen.note(
@@ -874,4 +881,49 @@ fn seeds_000_002_004_show_on_netd_what_they_show_on_stock_docker() {
     assert!(stock.get(rules).is_some_and(|r| r.contains("DOCKER")));
     assert_eq!(netd.get(rules), Some("none"));
     assert!(unexpected.is_empty(), "\n{}", unexpected.join("\n"));
+}
+
+#[test]
+fn addresses_are_named_by_their_place_and_picked_ports_as_ephemeral() {
+    assert_eq!(
+        label("inet 172.22.0.5/16 and 10.99.0.2, 192.168.1.2."),
+        "inet my_net2#5/16 and UPLINK, myBridge#258."
+    );
+    assert_eq!(
+        label("172.17.0.5 webdb 6e5cdeb2d300 db"),
+        "bridge#5 webdb ID db"
+    );
+    assert_eq!(label("8.8.8.8 bbox1"), "8.8.8.8 bbox1");
+    assert_eq!(
+        ephemeral("80/tcp -> 0.0.0.0:49155, 80/tcp -> 0.0.0.0:8082, :::32768->80/tcp"),
+        "80/tcp -> 0.0.0.0:EPHEMERAL, 80/tcp -> 0.0.0.0:8082, :::EPHEMERAL->80/tcp"
+    );
+    assert!(ipv6_binding("80/tcp -> :::8082"));
+    assert!(!ipv6_binding("80/tcp -> 0.0.0.0:8082"));
+    let lines = [
+        "80/tcp -> :::9".to_string(),
+        "80/tcp -> 10.99.0.2:40000".into(),
+    ];
+    assert_eq!(host_port(&lines), "40000");
+}
+
+#[test]
+fn busybox_ping_and_nslookup_are_read_in_short() {
+    let answered = "PING bbox1 (172.22.0.5): 56 data bytes\n64 bytes from 172.22.0.5: seq=0\n\
+                    --- bbox1 ping statistics ---\n3 packets transmitted, 3 packets received, 0% \
+                    packet loss\n";
+    assert_eq!(ping_outcome(answered), "answered (my_net2#5)");
+    let lost = "PING 192.168.0.3 (192.168.0.3): 56 data bytes\n\n--- 192.168.0.3 ping \
+                statistics ---\n3 packets transmitted, 0 packets received, 100% packet loss\n";
+    assert_eq!(ping_outcome(lost), "no answer (myBridge#3)");
+    assert_eq!(
+        ping_outcome("ping: bad address 'bbox3'\n"),
+        "ping: bad address 'bbox3'"
+    );
+    let found = "Server:\t\t127.0.0.11\nAddress:\t127.0.0.11:53\n\nNon-authoritative answer:\n\
+                 Name:\twebdb\nAddress: 172.24.0.6\n\n*** Can't find webdb: No answer\n";
+    assert_eq!(lookup_outcome(found), "web_net#6");
+    let refused = "Server:\t\t127.0.0.11\nAddress:\t127.0.0.11:53\n\n\
+                   ** server can't find webdb: NXDOMAIN\n";
+    assert_eq!(lookup_outcome(refused), "not found");
 }
