@@ -1,18 +1,27 @@
 //! Real dockerd (Debian's docker.io 20.10, with the containerd it starts itself) beside a test
-//! [`Host`], run the way netd's plugin wants it (`--iptables=false --ip6tables=false
-//! --ip-masq=false --userland-proxy=false`, no default bridge) and kept inside the test's dirs:
-//! data root, exec root, API socket, pid file, config file and cgroup parent are the test's;
-//! dockerd runs in the host's network namespace and in a mount namespace of its own, where a
-//! tmpfs over `/run` holds the plugin dir (`/run/docker/plugins/netd.sock`, a link to the
-//! daemon's plugin socket) and the test's dirs are bound over `/etc/docker` (its key file) and
-//! a tmpfs over `/opt` (containerd's). The exec root is a shared mount, so the namespaces dockerd
-//! mounts there for its containers are the ones the netd daemon opens.
+//! [`Host`], in one of two [`Flavour`]s, and always kept inside the test's dirs: data root, exec
+//! root, API socket, pid file, config file and cgroup parent are the test's; dockerd runs in the
+//! host's network namespace and in a mount namespace of its own, where a tmpfs over `/run` holds
+//! the plugin dir (`/run/docker/plugins`), the test's dirs are bound over `/etc/docker` (its
+//! key file) and a tmpfs over `/opt` (containerd's), and the host's `resolv.conf` (the outside
+//! namespace as upstream, as the netd daemon has it) over `/etc/resolv.conf`, the one dockerd
+//! gives its containers' resolvers. The exec root is a shared mount, so the
+//! namespaces dockerd mounts there for its containers are the ones the netd daemon opens.
 //!
-//! dockerd also must not find iptables (`/dev/null` is bound over the xtables binaries in its
-//! mount namespace, as systemd's `InaccessiblePaths=` does for a unit): with it, dockerd 20.10
-//! starts its embedded resolver in every container on a user-defined network despite
-//! `--iptables=false` and adds NAT rules inside the container's namespace to reach it; without,
-//! the resolver gives up, no rule is made, and netd's DNS server answers at 127.0.0.11.
+//! [`Flavour::NetdPlugin`] is dockerd the way netd's plugin wants it (`--iptables=false
+//! --ip6tables=false --ip-masq=false --userland-proxy=false`, no default bridge,
+//! `/run/docker/plugins/netd.sock` a link to the daemon's plugin socket). It also must not find
+//! iptables (`/dev/null` is bound over the xtables binaries in its mount namespace, as systemd's
+//! `InaccessiblePaths=` does for a unit): with it, dockerd 20.10 starts its embedded resolver in
+//! every container on a user-defined network despite `--iptables=false` and adds NAT rules
+//! inside the container's namespace to reach it; without, the resolver gives up, no rule is
+//! made, and netd's DNS server answers at 127.0.0.11.
+//!
+//! [`Flavour::Stock`] is dockerd as it runs out of the box, the reference the seeds' comparison
+//! holds netd to: iptables on, docker-proxy, the default `bridge` network (`docker0`). It runs
+//! beside a host made by [`Docker::stock_host`] (no netd daemon), so its bridges, its iptables
+//! rules (iptables-nft: nftables are per network namespace), its sysctls and its docker-proxy
+//! processes all live in that host's throwaway namespace and go with it.
 use std::{path::PathBuf, time::Duration};
 
 use crate::{
@@ -27,9 +36,40 @@ pub const IMAGE: &str = "netd-busybox:latest";
 /// Debian's client (another `docker` may be first on `PATH`).
 const CLIENT: &str = "/usr/bin/docker";
 
+/// Which dockerd: the one netd's plugin serves, or stock Docker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavour {
+    /// No iptables, no docker-proxy, no default bridge: networks of driver `netd`.
+    NetdPlugin,
+    /// Out of the box: iptables, docker-proxy and `docker0`; networks of driver `bridge`.
+    Stock,
+}
+
+impl Flavour {
+    /// dockerd's arguments beyond its dirs.
+    fn args(self) -> &'static str {
+        match self {
+            Flavour::NetdPlugin => {
+                "--iptables=false --ip6tables=false --ip-masq=false --userland-proxy=false \
+                 --bridge=none"
+            }
+            Flavour::Stock => "",
+        }
+    }
+
+    /// The network driver `docker network create -d` takes for this dockerd.
+    pub fn driver(self) -> &'static str {
+        match self {
+            Flavour::NetdPlugin => "netd",
+            Flavour::Stock => "bridge",
+        }
+    }
+}
+
 /// A dockerd private to one test.
 pub struct Docker {
     dir: PathBuf,
+    flavour: Flavour,
     cgroup_parent: CgroupParent,
     /// dockerd itself (`nsenter`, `unshare` and `sh` exec it in turn).
     dockerd: Option<std::process::Child>,
@@ -52,8 +92,25 @@ impl Docker {
         Some(host)
     }
 
-    /// dockerd beside `host` (made by [`Docker::host`]), up and with the image imported.
+    /// A host for stock dockerd: the namespaces and dirs of a [`Host`], no netd daemon; `None`
+    /// when privileged tests are skipped.
+    pub fn stock_host() -> Option<Host> {
+        Host::prepare(Launch::Nsenter, &[])
+    }
+
+    /// dockerd for netd's plugin beside `host` (made by [`Docker::host`]), up and with the
+    /// image imported.
     pub fn start(host: &Host) -> Docker {
+        Self::start_as(host, Flavour::NetdPlugin)
+    }
+
+    /// Stock dockerd beside `host` (made by [`Docker::stock_host`]), up and with the image
+    /// imported.
+    pub fn start_stock(host: &Host) -> Docker {
+        Self::start_as(host, Flavour::Stock)
+    }
+
+    fn start_as(host: &Host, flavour: Flavour) -> Docker {
         let dir = host.dir.join("docker");
         for sub in ["data", "exec", "etc-docker", "cli", "rootfs"] {
             std::fs::create_dir_all(dir.join(sub)).expect("docker dir");
@@ -61,6 +118,7 @@ impl Docker {
         std::fs::write(dir.join("daemon.json"), "{}").expect("daemon.json");
         let mut docker = Docker {
             dir,
+            flavour,
             cgroup_parent: CgroupParent(format!("netd-test-{}-docker", host.name)),
             dockerd: None,
         };
@@ -101,30 +159,33 @@ impl Docker {
         }
     }
 
+    /// Which dockerd this is.
+    pub fn flavour(&self) -> Flavour {
+        self.flavour
+    }
+
     fn path(&self, sub: &str) -> String {
         self.dir.join(sub).display().to_string()
     }
 
     fn spawn(&self, host: &Host) -> std::process::Child {
-        let plugin = host.dir.join("docker-plugin.sock");
         let d = |sub: &str| self.path(sub);
         let script = format!(
             "mount -t tmpfs tmpfs /run && mkdir -p /run/docker/plugins && \
-             ln -s {plugin} /run/docker/plugins/netd.sock && mount -t tmpfs tmpfs /opt && \
-             mount --bind {etc} /etc/docker && \
-             for x in /usr/sbin/xtables-nft-multi /usr/sbin/xtables-legacy-multi; do \
-               [ ! -e $x ] || mount --bind /dev/null $x || exit 1; done && \
+             mount -t tmpfs tmpfs /opt && mount --bind {etc} /etc/docker && \
+             mount --bind {resolv} /etc/resolv.conf && {confine} \
              exec dockerd --data-root {data} \
              --exec-root {exec} -H unix://{sock} --pidfile {pid} --config-file {conf} \
-             --iptables=false --ip6tables=false --ip-masq=false --userland-proxy=false \
-             --bridge=none --cgroup-parent {cgroup} >> {log} 2>&1",
-            plugin = plugin.display(),
+             {args} --cgroup-parent {cgroup} >> {log} 2>&1",
             etc = d("etc-docker"),
+            resolv = host.dir.join("resolv.conf").display(),
+            confine = self.confinement(host),
             data = d("data"),
             exec = d("exec"),
             sock = d("docker.sock"),
             pid = d("docker.pid"),
             conf = d("daemon.json"),
+            args = self.flavour.args(),
             cgroup = self.cgroup_parent.path(),
             log = d("dockerd.log"),
         );
@@ -135,6 +196,20 @@ impl Docker {
             .stdin(std::process::Stdio::null())
             .spawn()
             .expect("start dockerd")
+    }
+
+    /// The shell steps (each ending in `&&`) that set up the flavour's mount namespace: for
+    /// the plugin, its socket link and no xtables binaries; stock dockerd keeps both as found.
+    fn confinement(&self, host: &Host) -> String {
+        match self.flavour {
+            Flavour::NetdPlugin => format!(
+                "ln -s {plugin} /run/docker/plugins/netd.sock && \
+                 for x in /usr/sbin/xtables-nft-multi /usr/sbin/xtables-legacy-multi; do \
+                   [ ! -e $x ] || mount --bind /dev/null $x || exit 1; done &&",
+                plugin = host.dir.join("docker-plugin.sock").display(),
+            ),
+            Flavour::Stock => String::new(),
+        }
     }
 
     fn import_image(&self) {
@@ -165,6 +240,18 @@ impl Docker {
             self.log_tail()
         );
         out.stdout
+    }
+
+    /// The last part of container `name`'s sandbox key (`.NetworkSettings.SandboxKey`): netd's
+    /// container for it is `docker-SANDBOX`.
+    pub fn sandbox(&self, name: &str) -> String {
+        let format = "{{.NetworkSettings.SandboxKey}}";
+        let key = self.ok(&["inspect", name, "--format", format]);
+        key.trim()
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// Runs `sh -c SCRIPT` in container `name`.
