@@ -286,3 +286,14 @@ impl Drop for Docker {
         }
     }
 }
+
+/// How many docker-proxy processes run in `host`'s namespace.
+pub fn docker_proxies(host: &Host) -> usize {
+    let pids = run("ip", &["netns", "pids", &host.host_ns()]).stdout;
+    pids.split_whitespace()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.starts_with(b"/usr/sbin/docker-proxy\0"))
+        })
+        .count()
+}

@@ -5,7 +5,7 @@
 
 use netd_tests::{
     answered,
-    docker::{Docker, IMAGE},
+    docker::{docker_proxies, Docker, IMAGE},
     run, wait_until, Host, Launch, OUTSIDE_IP, UPLINK_IP,
 };
 use std::time::Duration;
@@ -197,11 +197,7 @@ fn docker_networks_and_containers_get_netds_datapath_with_ports_published_in_ebp
     });
     assert!(reached.contains("hello"));
 
-    let procs = run("ps", &["-eo", "args"]).stdout;
-    assert!(
-        !procs.lines().any(|p| p.contains("docker-proxy")),
-        "a docker-proxy runs"
-    );
+    assert_eq!(docker_proxies(&host), 0, "a docker-proxy runs");
 }
 
 #[test]

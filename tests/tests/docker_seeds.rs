@@ -18,7 +18,7 @@ use std::{
 };
 
 use netd_tests::{
-    docker::{Docker, Flavour, IMAGE},
+    docker::{docker_proxies, Docker, Flavour, IMAGE},
     run, wait_until, Host, Launch, OUTSIDE_IP, UPLINK_IP,
 };
 
@@ -95,10 +95,9 @@ impl Side {
         };
         let docker = docker(&host);
         if flavour == Flavour::NetdPlugin {
-            // netd names containers from dockerd's events, and misses one whose `connect` came
-            // before it subscribed that was not running yet when it then listed the running
-            // ones (it retries every second while dockerd starts): so no container before it
-            // follows the events.
+            // netd names containers from dockerd's events and, whenever it (re)subscribes,
+            // from the list of every container; the comparison starts once it follows the
+            // events, so that no name waits for netd's retry (every second while dockerd starts).
             wait_until(
                 "netd following dockerd's events",
                 Duration::from_secs(10),
@@ -797,14 +796,7 @@ fn datapath(side: &Side, seen: &mut Observed) {
         (false, false) => chains.join(", "),
     };
     seen.note("datapath: nft list ruleset (the host's namespace)", rules);
-    let pids = run("ip", &["netns", "pids", &side.host.host_ns()]).stdout;
-    let proxies = pids
-        .split_whitespace()
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| c.starts_with(b"/usr/sbin/docker-proxy\0"))
-        })
-        .count();
+    let proxies = docker_proxies(&side.host);
     seen.note(
         "datapath: docker-proxy processes (the host's namespace)",
         proxies.to_string(),

@@ -392,14 +392,13 @@ async fn follow_names(daemon: Arc<Mutex<Daemon>>, socket: PathBuf) {
 }
 
 async fn follow_once(daemon: &Arc<Mutex<Daemon>>, socket: &Path) -> Result<(), EngineError> {
-    // Subscribed before the networks and running containers are read, so that nothing falls
-    // between.
+    // Subscribed before the networks and containers are read, so that nothing falls between.
     let mut events = engine::network_events(socket).await?;
     tracing::info!(socket = %socket.display(), "following dockerd's events");
     for network in engine::networks(socket).await? {
         name_network(daemon, &network.id, &network.name).await;
     }
-    for listed in engine::running(socket).await? {
+    for listed in engine::containers(socket).await? {
         name_container(daemon, socket, &listed.id).await;
     }
     while let Some(event) = events.next().await? {

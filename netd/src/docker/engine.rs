@@ -143,8 +143,10 @@ async fn get_json<T: serde::de::DeserializeOwned>(
     Ok(serde_json::from_slice(&body.to_bytes())?)
 }
 
-pub async fn running(socket: &Path) -> Result<Vec<Listed>, EngineError> {
-    get_json(socket, "/containers/json").await
+/// Every container, running or not (one being started when netd connects is not running yet
+/// but may have joined already).
+pub async fn containers(socket: &Path) -> Result<Vec<Listed>, EngineError> {
+    get_json(socket, "/containers/json?all=1").await
 }
 
 pub async fn networks(socket: &Path) -> Result<Vec<ListedNetwork>, EngineError> {
