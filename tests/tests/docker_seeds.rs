@@ -19,7 +19,7 @@ use std::{
 
 use netd_tests::{
     docker::{docker_proxies, Docker, Flavour, IMAGE},
-    run, wait_until, Host, Launch, OUTSIDE_IP, UPLINK_IP,
+    wait_until, Host, Launch, OUTSIDE_IP, UPLINK_IP,
 };
 
 const GET_INDEX: &str = r"printf 'GET / HTTP/1.0\r\n\r\n'";
