@@ -16,7 +16,7 @@ use rtnetlink::{
             LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
         },
         neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState},
-        route::{RouteAttribute, RouteMessage},
+        route::{RouteAttribute, RouteMessage, RouteScope},
         AddressFamily,
     },
     Handle, LinkBridge, LinkMacVlan, LinkUnspec, LinkVeth, LinkVlan, LinkVxlan,
@@ -260,14 +260,14 @@ impl Netlink {
     }
 
     /// Creates a container's veth pair: the host end `host`, down, tagged as owned by `owner` and
-    /// plugged into the bridge `master`; the peer `peer` with address `mac`, made directly in the
+    /// plugged into the bridge `master` (if any); the peer `peer` with address `mac`, made directly in the
     /// namespace at `netns` (moving a device into a namespace afterwards waits for an RCU grace
     /// period). Returns the host end's index.
     pub async fn create_veth_into(
         &self,
         host: &str,
         owner: &str,
-        master: u32,
+        master: Option<u32>,
         peer: &VethPeer<'_>,
     ) -> Result<u32, NetlinkError> {
         let netns = std::fs::File::open(peer.netns).map_err(|source| NetnsError::Io {
@@ -285,7 +285,7 @@ impl Netlink {
         &self,
         host: &str,
         owner: &str,
-        master: u32,
+        master: Option<u32>,
         peer: &VethPeer<'_>,
     ) -> Result<u32, NetlinkError> {
         self.create_veth(host, owner, master, peer, None).await
@@ -295,7 +295,7 @@ impl Netlink {
         &self,
         host: &str,
         owner: &str,
-        master: u32,
+        master: Option<u32>,
         peer: &VethPeer<'_>,
         netns: Option<&std::fs::File>,
     ) -> Result<u32, NetlinkError> {
@@ -303,7 +303,10 @@ impl Netlink {
         if let Some(netns) = netns {
             peer_msg = peer_msg.setns_by_fd(netns.as_raw_fd());
         }
-        let mut msg = LinkVeth::new(host, peer.name).controller(master);
+        let mut msg = LinkVeth::new(host, peer.name);
+        if let Some(master) = master {
+            msg = msg.controller(master);
+        }
         if let Some(mtu) = peer.mtu {
             peer_msg = peer_msg.mtu(mtu);
         }
@@ -559,6 +562,29 @@ impl Netlink {
             .execute()
             .await
             .map_err(req("add default route via", gateway))
+    }
+
+    /// Routes `ip` (a /32) through the device `index`, with `src` as the host's source address:
+    /// made, or replaced if there.
+    pub async fn replace_host_route(
+        &self,
+        ip: Ipv4Addr,
+        index: u32,
+        src: Ipv4Addr,
+    ) -> Result<(), NetlinkError> {
+        let msg = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(ip, 32)
+            .output_interface(index)
+            .pref_source(src)
+            .scope(RouteScope::Link)
+            .build();
+        self.handle
+            .route()
+            .add(msg)
+            .replace()
+            .execute()
+            .await
+            .map_err(req("route", ip))
     }
 
     /// Deletes a device; one that is already gone is not an error.

@@ -200,12 +200,20 @@ impl Expected {
                 .networks
                 .get(&ep.network)
                 .and_then(|n| n.bridge().map(String::from));
-            if let Some(b) = &bridge {
-                want.pinned.entry(b.clone()).or_default().insert(ep.ip);
-            }
             let Some(veth) = &ep.host_veth else {
+                if let Some(b) = &bridge {
+                    want.pinned.entry(b.clone()).or_default().insert(ep.ip);
+                }
                 continue;
             };
+            // A routed port beyond a full bridge has the address pinned on itself.
+            let (pinned_on, master) = match (&bridge, ep.beyond_bridge) {
+                (Some(_), true) => (Some(veth.clone()), None),
+                (b, _) => (b.clone(), b.clone()),
+            };
+            if let Some(device) = pinned_on {
+                want.pinned.entry(device).or_default().insert(ep.ip);
+            }
             want.veths.insert(ep.ip.octets(), veth.clone());
             if let Some(port) = state
                 .networks
@@ -220,7 +228,7 @@ impl Expected {
                 WantedDevice {
                     owner: format!("container:{}", c.id),
                     kind: "veth",
-                    master: bridge,
+                    master,
                     mac: None,
                     what: format!("container {} on {}", c.name, ep.network),
                 },

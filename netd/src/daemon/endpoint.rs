@@ -70,11 +70,13 @@ impl Daemon {
             default_gateway: (default_route && !network.internal)
                 .then_some(IpAddr::V4(network.gateway)),
             handover: attachment.handover.as_deref(),
+            beyond_bridge: drivers::bridge::beyond_bridge(&self.state, &network.name),
         };
         let mut env = drivers::Env {
             nl: &self.nl,
             dp: &mut self.dp,
         };
+        let spec_beyond = spec.beyond_bridge;
         let host_veth = drivers::ops(&network.driver)
             .attach(&mut env, &network, &spec, undo)
             .await?;
@@ -86,6 +88,7 @@ impl Daemon {
         Ok(EndpointState {
             network: network.name.clone(),
             ifname: ifname.into(),
+            beyond_bridge: spec_beyond && host_veth.is_some(),
             host_veth,
             ip,
             mac,

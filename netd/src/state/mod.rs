@@ -127,6 +127,11 @@ pub struct EndpointState {
     pub host_veth: Option<String>,
     pub ip: Ipv4Addr,
     pub mac: [u8; 6],
+    /// The bridge had no free port (a Linux bridge has 1,023): the host end is a routed port
+    /// of its own (a /32 route to the container through it, the gateway's MAC), not a bridge
+    /// port.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub beyond_bridge: bool,
 }
 
 /// Lifecycle, as Docker names it.
@@ -325,6 +330,7 @@ pub mod testing {
                         host_veth: Some(veth.to_string()),
                         ip,
                         mac: [0x02, 0x42, o[0], o[1], o[2], o[3]],
+                        beyond_bridge: false,
                     }
                 })
                 .collect(),

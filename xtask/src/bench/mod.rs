@@ -16,7 +16,8 @@
 //! world and runs the load phase alone; `--only conns` builds the netd and plain worlds and runs
 //! their short-connection rounds alone; `--only overlay` builds the overlay worlds and runs that
 //! phase alone; `--only paths` builds the netd, dock and plain worlds and a veth pair and runs the
-//! container-to-container and egress rounds alone. Writes `target/bench/report.md` and PNG charts
+//! container-to-container and egress rounds alone; `--only attach` builds the netd world and
+//! times attaching containers at 1,000 and 4,000 (past a bridge's 1,023 ports). Writes `target/bench/report.md` and PNG charts
 //! ([`report`], [`charts`]); the full run copies the report to `docs/benchmarks.md`. The exit
 //! status is 0 when the measurements ran, whatever the targets say (the report says PASS/FAIL
 //! per target).
@@ -74,6 +75,8 @@ pub enum Phase {
     Overlay,
     /// Container to container and egress on one host alone (issue 17).
     Paths,
+    /// 4,000 containers on one network: attaching one more, address resolution (issue 17).
+    Attach,
 }
 
 impl std::str::FromStr for Phase {
@@ -85,9 +88,10 @@ impl std::str::FromStr for Phase {
             "conns" => Ok(Phase::Conns),
             "overlay" => Ok(Phase::Overlay),
             "paths" => Ok(Phase::Paths),
-            other => {
-                bail!("no phase {other:?} to run alone; there are: load, conns, overlay, paths")
-            }
+            "attach" => Ok(Phase::Attach),
+            other => bail!(
+                "no phase {other:?} to run alone; there are: load, conns, overlay, paths, attach"
+            ),
         }
     }
 }
@@ -221,6 +225,10 @@ pub fn main(quick: bool, only: Option<&str>, helper_args: &[String]) -> Result<E
             Some(Phase::Conns) => conns_only(&mut g, &netd, &tool, &mut results)?,
             Some(Phase::Overlay) => overlay::run(&mut g, &netd, &tool, &mut results)?,
             Some(Phase::Paths) => paths_only(&mut g, &netd, &tool, &mut results)?,
+            Some(Phase::Attach) => {
+                variants::netd(&mut g, &netd, &tool)?;
+                scale::attach_only(&mut g, &tool, &mut results)?;
+            }
             None => all_phases(&mut g, &netd, &tool, &mut results)?,
         }
     }

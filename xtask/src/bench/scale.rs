@@ -2,7 +2,9 @@
 //! (netd: one request on its socket, and the whole `netd container publish` command; Docker: the
 //! three `iptables` commands it runs per port) and connections/s and request/response p50
 //! through the measured port at that scale (netd and Docker in alternating rounds); with 100 and
-//! 1,000 containers the time to attach one more (`container start`, which wires it: p50); netd's
+//! 1,000 containers the time to attach one more (`container start`, which wires it: p50) (and,
+//! with `--only attach`, with 1,000 and 4,000, past a bridge's ports, and address resolution
+//! between pairs of them); netd's
 //! RSS, the memory of the BPF maps pinned under its bpffs dir (`bpftool map show`, memlock
 //! bytes), and docker-proxy's RSS per published port.
 //!
@@ -146,14 +148,72 @@ fn docker_port(g: &Guard, op: &str) -> Result<()> {
 /// Containers on the default bridge up to each size, then the time to start one more.
 fn containers(g: &Guard, tool: &str, r: &mut Results) -> Result<()> {
     // `srv` and the DNS benchmark's container exist already.
-    let mut count = 2;
-    for n in CONTAINER_SIZES {
+    containers_up_to(g, tool, r, 2, &CONTAINER_SIZES).map(drop)
+}
+
+/// The sizes of `--only attach` (issue 17): a full bridge (1,023 ports) and beyond it.
+pub const ATTACH_SIZES: [usize; 2] = [1_000, 4_000];
+/// Container pairs whose address resolution `--only attach` checks at its largest size.
+const RESOLVE_PAIRS: usize = 20;
+
+/// `--only attach`: containers on the default bridge up to 1,000 and 4,000 (past the bridge's
+/// ports), the time to start one more at each, address resolution between random pairs at
+/// 4,000 (one ping each way, each pair's first), and netd's RSS there.
+pub fn attach_only(g: &mut Guard, tool: &str, r: &mut Results) -> Result<()> {
+    let made = containers_up_to(g, tool, r, 1, &ATTACH_SIZES)?;
+    let names: Vec<String> = made.iter().map(|i| format!("c{i}")).collect();
+    let mut answered = 0;
+    for k in 0..RESOLVE_PAIRS {
+        // Spread over the range, across the bridge's ports and the routed ones.
+        let a = &names[(k * 7919) % names.len()];
+        let b = &names[(k * 104_729 + names.len() / 2) % names.len()];
+        let ip = inspect_ip(g, b)?;
+        let ping = [
+            "exec", a, "--", "busybox", "ping", "-c", "1", "-W", "2", &ip,
+        ];
+        if g.run(&mut g.netd_cli(&ping), T).is_ok_and(|o| o.success()) {
+            answered += 1;
+        }
+    }
+    r.scalar(
+        &format!(
+            "address resolution at {} containers: pairs answered at the first ping (of {RESOLVE_PAIRS})",
+            ATTACH_SIZES[1]
+        ),
+        f64::from(answered),
+        "pairs",
+    );
+    memory(g, r, "4,000 containers, 3 published ports");
+    Ok(())
+}
+
+fn inspect_ip(g: &Guard, name: &str) -> Result<String> {
+    let out = g.must(&mut g.netd_cli(&["container", "inspect", name]), T)?;
+    let v: Value = serde_json::from_str(&out).context("container inspect JSON")?;
+    v["networks"]["bridge"]["ip_address"]
+        .as_str()
+        .map(String::from)
+        .with_context(|| format!("{name} has no address: {v}"))
+}
+
+/// Containers `cN` on the default bridge from `count` (those already there) up to each of
+/// `sizes`, and at each the time to start one more (REPS times); returns the numbers made.
+fn containers_up_to(
+    g: &Guard,
+    tool: &str,
+    r: &mut Results,
+    mut count: usize,
+    sizes: &[usize],
+) -> Result<Vec<usize>> {
+    let mut made = vec![];
+    for &n in sizes {
         super::check_interrupt()?;
         println!("bench: scale: creating containers up to {n}");
         while count < n {
             let name = format!("c{count}");
             g.must(&mut g.netd_cli(&["container", "create", &name]), T)?;
             g.must(&mut g.netd_cli(&["container", "start", &name]), T)?;
+            made.push(count);
             count += 1;
             if count % 100 == 0 {
                 println!("bench: scale: {count} containers");
@@ -179,7 +239,7 @@ fn containers(g: &Guard, tool: &str, r: &mut Results) -> Result<()> {
             count += 1;
         }
     }
-    Ok(())
+    Ok(made)
 }
 
 /// netd's RSS, its BPF maps' memory and (once) docker-proxy's RSS per port, labelled.

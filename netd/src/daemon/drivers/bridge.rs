@@ -9,6 +9,14 @@
 //!
 //! The host end comes up last, after its map entry and program are in place, so no frame from
 //! the container ever reaches the bridge unchecked.
+//!
+//! A Linux bridge has 1,023 ports ([`BRIDGE_PORTS`]). A container that comes when they are all
+//! taken gets a routed port of its own instead ([`beyond_bridge`]): its host end is on no bridge,
+//! carries the gateway's MAC (so the container's frames to its gateway are the host's), a /32
+//! route to the container goes through it (with the gateway as source) and the container's
+//! address is pinned on it. Between containers the endpoint program delivers straight into the
+//! receiver, from outside the uplink's does, so only what crosses the bridge itself is missing
+//! for such a container: broadcasts and multicasts of the other containers.
 use std::collections::BTreeSet;
 
 use async_trait::async_trait;
@@ -22,8 +30,22 @@ use crate::{
     },
     datapath::plan,
     netlink::VethPeer,
-    state::{BridgeConfig, DriverConfig, EndpointState, Network},
+    state::{BridgeConfig, DriverConfig, EndpointState, Network, State},
 };
+
+/// The ports of a Linux bridge: port numbers have 10 bits and 0 is not one (`BR_MAX_PORTS`);
+/// the kernel refuses the 1,024th with EXFULL.
+pub const BRIDGE_PORTS: usize = 1023;
+
+/// Whether the next container on `network` finds its bridge full: the state's endpoints on it
+/// with a bridge port number [`BRIDGE_PORTS`].
+pub fn beyond_bridge(state: &State, network: &str) -> bool {
+    let ports = state
+        .endpoints()
+        .filter(|(_, ep)| ep.network == network && ep.host_veth.is_some() && !ep.beyond_bridge)
+        .count();
+    ports >= BRIDGE_PORTS
+}
 
 /// The option that names the bridge device, as Docker spells it.
 pub const OPT_BRIDGE_NAME: &str = "com.docker.network.bridge.name";
@@ -141,8 +163,19 @@ impl Driver for BridgeConfig {
                 index
             }
         };
-        // Exactly the addresses of its running containers are pinned on it.
-        let wanted: BTreeSet<_> = endpoints.iter().map(|p| (p.ep.ip, p.ep.mac)).collect();
+        // Exactly the addresses of its running containers on its ports are pinned on it; the
+        // routed ports get theirs again (a veth keeps its route while it exists).
+        for p in endpoints.iter().filter(|p| p.ep.beyond_bridge) {
+            let veth = p.ep.host_veth.as_deref().unwrap_or_default();
+            if let Some(index) = env.nl.link_index(veth).await? {
+                route_port(env, network, p.ep, index).await?;
+            }
+        }
+        let wanted: BTreeSet<_> = endpoints
+            .iter()
+            .filter(|p| !p.ep.beyond_bridge)
+            .map(|p| (p.ep.ip, p.ep.mac))
+            .collect();
         for ip in env.nl.pinned_neighbors(bridge).await? {
             if !wanted.iter().any(|(w, _)| *w == ip) {
                 env.nl.unpin_neighbor(bridge, ip).await?;
@@ -253,8 +286,9 @@ impl BridgeConfig {
         };
         let owner = format!("container:{}", spec.container_id);
         let handover = spec.handover.is_some();
+        let master = (!spec.beyond_bridge).then_some(bridge);
         let (host_veth, host_index) =
-            create_veth_pair(env, &owner, bridge, &peer, handover, undo).await?;
+            create_veth_pair(env, &owner, master, &peer, handover, undo).await?;
         if !handover {
             configure_inside(spec).await?;
         }
@@ -265,15 +299,38 @@ impl BridgeConfig {
             host_veth: Some(host_veth.clone()),
             ip,
             mac: spec.mac,
+            beyond_bridge: spec.beyond_bridge,
         };
         env.dp
             .attach_endpoint(&host_veth, host_index, plan::endpoint_entry(network, &ep))?;
         undo.push(Step::ForgetEndpoint(host_index));
-        env.nl.pin_neighbor(bridge, ip, spec.mac).await?;
-        undo.push(Step::UnpinNeighbor(bridge, ip));
+        if !spec.beyond_bridge {
+            env.nl.pin_neighbor(bridge, ip, spec.mac).await?;
+            undo.push(Step::UnpinNeighbor(bridge, ip));
+        }
         env.nl.set_up(host_index).await?;
+        if spec.beyond_bridge {
+            // Deleting the veth takes its route and neighbour entry with it.
+            route_port(env, network, &ep, host_index).await?;
+        }
         Ok((host_veth, host_index))
     }
+}
+
+/// What makes the host end `index` (up) of endpoint `ep` a routed port: the gateway's MAC, the
+/// container's address pinned on it and the /32 route through it (both replaced if there).
+async fn route_port(
+    env: &Env<'_>,
+    network: &Network,
+    ep: &EndpointState,
+    index: u32,
+) -> OpResult<()> {
+    env.nl.set_mac(index, plan::bridge_mac(network)).await?;
+    env.nl.pin_neighbor(index, ep.ip, ep.mac).await?;
+    env.nl
+        .replace_host_route(ep.ip, index, network.gateway)
+        .await?;
+    Ok(())
 }
 
 /// Creates the veth pair under a free host-side name, the peer in the container or, for a
@@ -281,7 +338,7 @@ impl BridgeConfig {
 async fn create_veth_pair(
     env: &Env<'_>,
     owner: &str,
-    bridge: u32,
+    bridge: Option<u32>,
     peer: &VethPeer<'_>,
     handover: bool,
     undo: &mut Undo,
@@ -323,6 +380,33 @@ mod tests {
             internal: false,
             networks,
         }
+    }
+
+    #[test]
+    fn the_container_after_the_bridges_last_port_gets_a_routed_port() {
+        let mut s = State::default();
+        s.networks
+            .insert("n".into(), testing::network("n", "10.8.0.0/16", 1));
+        let add = |s: &mut State, i: usize, beyond: bool| {
+            let ip = format!("10.8.{}.{}", i / 250, i % 250 + 2);
+            let mut c = testing::running(&format!("c{i}"), &[("n", "v", &ip, &[])]);
+            c.endpoints[0].beyond_bridge = beyond;
+            s.containers.insert(c.name.clone(), c);
+        };
+        for i in 0..BRIDGE_PORTS - 1 {
+            add(&mut s, i, false);
+        }
+        assert!(!beyond_bridge(&s, "n"), "one port left");
+        add(&mut s, BRIDGE_PORTS - 1, false);
+        assert!(beyond_bridge(&s, "n"), "all taken");
+        add(&mut s, BRIDGE_PORTS, true);
+        assert!(beyond_bridge(&s, "n"), "routed ports take no bridge port");
+        s.containers.remove("c0");
+        assert!(!beyond_bridge(&s, "n"), "a port freed");
+        assert!(
+            !beyond_bridge(&s, "other"),
+            "other networks have their own bridge"
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //!
 //! Planning a network is pure ([`plan`]): the request and the networks there are in, the
 //! driver's configuration or a one-line refusal out, checked by unit tests without root.
-mod bridge;
+pub(super) mod bridge;
 mod macvlan;
 mod overlay;
 
@@ -57,6 +57,9 @@ pub struct EndpointSpec<'a> {
     /// The runtime moves the device in and configures it (Docker): the peer is left in the
     /// host's namespace under this name, and nothing is done inside.
     pub handover: Option<&'a str>,
+    /// The network's bridge is full: a driver with one gives the endpoint a routed port of its
+    /// own ([`bridge::beyond_bridge`]).
+    pub beyond_bridge: bool,
 }
 
 /// An endpoint the state has, with where it lives: its container's ID and namespace.

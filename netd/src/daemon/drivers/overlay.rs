@@ -78,6 +78,7 @@ impl Driver for OverlayConfig {
             host_veth: Some(host_veth.clone()),
             ip: super::v4(spec.address.addr())?,
             mac: spec.mac,
+            beyond_bridge: spec.beyond_bridge,
         };
         let port = plan::overlay_port(network, &ep, index).expect("an overlay network");
         env.dp.apply_overlay_ports(plan::MapDiff {
