@@ -94,6 +94,7 @@ pub fn docker(g: &mut Guard, tool: &str) -> Result<()> {
 }
 
 /// Plain routing: the same bridge and container, no rule; the client routes to the subnet.
+/// The same servers also run in the host's namespace itself (the limit of a published port).
 pub fn plain(g: &mut Guard, tool: &str) -> Result<()> {
     g.uplink_pair("plain")?;
     g.bridge_world("plain")?;
@@ -106,7 +107,8 @@ pub fn plain(g: &mut Guard, tool: &str) -> Result<()> {
         "via",
         UPLINK_IP,
     ])?;
-    start_servers(g, "plain", tool)
+    start_servers(g, "plain", tool)?;
+    start_servers_in(g, &ns("plain", "h"), "plain host", tool)
 }
 
 fn start_servers(g: &mut Guard, world: &str, tool: &str) -> Result<()> {
@@ -234,7 +236,8 @@ pub fn docker_port_commands(port: u16, op: &str) -> [Vec<String>; 3] {
 }
 
 /// Clients from the client namespaces through each world's uplink: netd and Docker through
-/// the published ports on 10.99.0.2, plain routing to the container's address.
+/// the published ports on 10.99.0.2, plain routing to the container's address, and the same
+/// servers in the host's namespace (host, the limit: no container at all).
 pub fn remote_endpoints() -> Vec<Endpoint> {
     vec![
         Endpoint {
@@ -253,6 +256,12 @@ pub fn remote_endpoints() -> Vec<Endpoint> {
             variant: "plain",
             launcher: Launcher::Ns(ns("plain", "c")),
             ip: CONTAINER_IP.into(),
+            ports: DIRECT,
+        },
+        Endpoint {
+            variant: "host",
+            launcher: Launcher::Ns(ns("plain", "c")),
+            ip: UPLINK_IP.into(),
             ports: DIRECT,
         },
     ]
