@@ -149,8 +149,8 @@ pub const MAX_ENDPOINTS: u32 = 16384;
 pub const MAX_NETWORKS: u32 = 1024;
 /// Maximum number of addresses the ARP responder answers for: one per endpoint and gateway.
 pub const MAX_NEIGHBORS: u32 = MAX_ENDPOINTS + MAX_NETWORKS;
-/// Maximum number of published ports.
-pub const MAX_PORTS: u32 = 65536;
+/// Maximum number of published ports: every port of both protocols on every address, twice.
+pub const MAX_PORTS: u32 = 262144;
 /// Default size of each NAT table, assured and new (entries, two per flow); the daemon may
 /// override it.
 pub const DEFAULT_NAT_ENTRIES: u32 = 262144;

@@ -109,13 +109,15 @@ pub static NETD_PORT_DROPS: Pinned<
     { MAX_ENDPOINTS as usize * 4 },
 > = Pinned::new();
 
-/// Traffic per published port.
+/// Traffic per published port. Not preallocated: per-CPU values for every possible port would
+/// cost `MAX_PORTS` x CPUs x 16 B whether ports are published or not.
 #[btf_map(name = "NETD_PORT_STATS")]
 pub static NETD_PORT_STATS: Pinned<
     { btf::PERCPU_HASH },
     PortKey,
     PortStats,
     { MAX_PORTS as usize },
+    { btf::NO_PREALLOC },
 > = Pinned::new();
 
 /// Events for `netd monitor`.
@@ -126,10 +128,16 @@ pub static NETD_EVENTS: RingBuf = RingBuf::pinned(256 * 1024, 0);
 #[map(name = "NETD_EVENTS_RL")]
 pub static NETD_EVENTS_RL: PerCpuArray<RateState> = PerCpuArray::pinned(1, 0);
 
-/// Published ports: (host address or 0.0.0.0, port, protocol) -> container backend.
+/// Published ports: (host address or 0.0.0.0, port, protocol) -> container backend. Only the
+/// daemon writes it, so it is not preallocated (its memory follows the ports published).
 #[btf_map(name = "NETD_PORTS")]
-pub static NETD_PORTS: Pinned<{ btf::HASH }, PortKey, Backend, { MAX_PORTS as usize }> =
-    Pinned::new();
+pub static NETD_PORTS: Pinned<
+    { btf::HASH },
+    PortKey,
+    Backend,
+    { MAX_PORTS as usize },
+    { btf::NO_PREALLOC },
+> = Pinned::new();
 
 /// Assured translated flows, one entry per direction and hook (the zone is part of the key). A
 /// plain hash: a full table refuses new flows (they stay in [`NETD_NAT_NEW`]) and evicts none.

@@ -511,6 +511,55 @@ pub fn conflicts(a: &PortMapping, b: &PortMapping) -> bool {
         && (a.host_ip == b.host_ip || a.host_ip.is_unspecified() || b.host_ip.is_unspecified())
 }
 
+/// The first mapping of `wanted` that [conflicts] with an earlier one of `wanted` or with any of
+/// `others`. One pass over `others`, so checking a port against 100,000 published ones costs
+/// a scan, not a scan per wanted mapping.
+pub fn first_clash<'a, 'b>(
+    wanted: &'a [PortMapping],
+    others: impl IntoIterator<Item = &'b PortMapping>,
+) -> Option<&'a PortMapping> {
+    let mut asked: HashMap<(Proto, u16), Vec<&'a PortMapping>> = HashMap::new();
+    for m in wanted.iter().filter(|m| m.host_port != 0) {
+        let same_port = asked.entry((m.proto, m.host_port)).or_default();
+        if same_port.iter().any(|o| conflicts(m, o)) {
+            return Some(m);
+        }
+        same_port.push(m);
+    }
+    others.into_iter().find_map(|o| {
+        asked
+            .get(&(o.proto, o.host_port))?
+            .iter()
+            .find(|m| conflicts(m, o))
+            .copied()
+    })
+}
+
+/// The host sockets a set of mappings holds, by (protocol, port), to ask whether a candidate
+/// is [taken](Self::taken) without scanning every mapping.
+#[derive(Debug, Default)]
+pub struct Holders(HashMap<(Proto, u16), Vec<Ipv4Addr>>);
+
+impl Holders {
+    pub fn new<'a>(mappings: impl IntoIterator<Item = &'a PortMapping>) -> Self {
+        let mut held: HashMap<_, Vec<_>> = HashMap::new();
+        for m in mappings.into_iter().filter(|m| m.host_port != 0) {
+            held.entry((m.proto, m.host_port))
+                .or_default()
+                .push(m.host_ip);
+        }
+        Self(held)
+    }
+
+    /// Whether binding `ip:port` would [conflict](conflicts) with a held mapping.
+    pub fn taken(&self, proto: Proto, ip: Ipv4Addr, port: u16) -> bool {
+        self.0.get(&(proto, port)).is_some_and(|ips| {
+            ips.iter()
+                .any(|o| *o == ip || o.is_unspecified() || ip.is_unspecified())
+        })
+    }
+}
+
 /// Gives every mapping with `host_port == 0` a free host port: from its
 /// `host_range` if it has one (then cleared), else from `ephemeral` (Linux's
 /// default is [`DEFAULT_EPHEMERAL`]). Port 0 is never chosen.
@@ -618,6 +667,37 @@ mod tests {
 
     fn p(spec: &str) -> Vec<PortMapping> {
         parse_publish(spec).unwrap_or_else(|e| panic!("{spec:?} should parse: {e}"))
+    }
+
+    #[test]
+    fn first_clash_finds_a_port_taken_by_another_or_asked_twice() {
+        let ip = Ipv4Addr::new(10, 0, 0, 2);
+        let others = [m(ANY, 8080, 80, Proto::Tcp), m(ip, 9090, 90, Proto::Tcp)];
+        let free = [m(LO, 9090, 90, Proto::Tcp), m(ANY, 8080, 80, Proto::Udp)];
+        assert_eq!(first_clash(&free, &others), None);
+        let on_wildcard = [m(LO, 7070, 70, Proto::Tcp), m(LO, 8080, 80, Proto::Tcp)];
+        assert_eq!(first_clash(&on_wildcard, &others), Some(&on_wildcard[1]));
+        let over_specific = [m(ANY, 9090, 90, Proto::Tcp)];
+        assert_eq!(
+            first_clash(&over_specific, &others),
+            Some(&over_specific[0])
+        );
+        let twice = [m(LO, 7070, 70, Proto::Tcp), m(ANY, 7070, 71, Proto::Tcp)];
+        assert_eq!(first_clash(&twice, []), Some(&twice[1]));
+        let unchosen = [m(ANY, 0, 80, Proto::Tcp), m(ANY, 0, 80, Proto::Tcp)];
+        assert_eq!(first_clash(&unchosen, &others), None);
+    }
+
+    #[test]
+    fn holders_apply_the_wildcard_rule_both_ways() {
+        let ip = Ipv4Addr::new(10, 0, 0, 2);
+        let held = Holders::new(&[m(ANY, 8080, 80, Proto::Tcp), m(ip, 9090, 90, Proto::Tcp)]);
+        assert!(held.taken(Proto::Tcp, LO, 8080));
+        assert!(!held.taken(Proto::Udp, LO, 8080));
+        assert!(held.taken(Proto::Tcp, ANY, 9090));
+        assert!(held.taken(Proto::Tcp, ip, 9090));
+        assert!(!held.taken(Proto::Tcp, LO, 9090));
+        assert!(!held.taken(Proto::Tcp, ANY, 7070));
     }
 
     fn err(spec: &str) -> PortSpecError {

@@ -149,23 +149,19 @@ impl Daemon {
 
     /// Fixed host ports must be free: not requested by another container, nor bound.
     fn check_free(&self, name: &str, wanted: &[PortMapping]) -> OpResult<()> {
-        for (i, m) in wanted.iter().enumerate() {
-            let clash_own = wanted[..i].iter().any(|o| ports::conflicts(m, o));
-            let clash_other = self
-                .state
-                .containers
-                .values()
-                .filter(|c| c.name != name)
-                .flat_map(|c| c.publish.iter().chain(&c.ports))
-                .any(|o| ports::conflicts(m, o));
-            if clash_own || clash_other {
-                return Err(conflict(format!(
-                    "Bind for {}:{} failed: port is already allocated",
-                    m.host_ip, m.host_port
-                )));
-            }
+        let others = self
+            .state
+            .containers
+            .values()
+            .filter(|c| c.name != name)
+            .flat_map(|c| c.publish.iter().chain(&c.ports));
+        match ports::first_clash(wanted, others) {
+            Some(m) => Err(conflict(format!(
+                "Bind for {}:{} failed: port is already allocated",
+                m.host_ip, m.host_port
+            ))),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Chooses the host ports of container `name`'s mappings (at start).
@@ -186,19 +182,15 @@ impl Daemon {
         if bound.iter().all(|m| !m.needs_allocation()) {
             return Ok(bound);
         }
-        let others: Vec<PortMapping> = self
-            .state
-            .containers
-            .values()
-            .filter(|o| o.name != name)
-            .flat_map(|o| o.publish.iter().chain(&o.ports))
-            .chain(own)
-            .copied()
-            .collect();
-        let taken = |proto, ip, port| {
-            let probe = PortMapping::new(ip, port, 1, proto);
-            others.iter().any(|o| ports::conflicts(&probe, o))
-        };
+        let others = ports::Holders::new(
+            self.state
+                .containers
+                .values()
+                .filter(|o| o.name != name)
+                .flat_map(|o| o.publish.iter().chain(&o.ports))
+                .chain(own),
+        );
+        let taken = |proto, ip, port| others.taken(proto, ip, port);
         ports::allocate(&mut bound, taken, EPHEMERAL).map_err(spec_err)?;
         Ok(bound)
     }
@@ -292,18 +284,18 @@ impl Daemon {
         let c = self.container(key)?;
         let (name, status) = (c.name.clone(), c.status);
         let mappings = ports::parse_publish(spec).map_err(spec_err)?;
-        if let Some(dup) = mappings
-            .iter()
-            .find(|m| c.publish.iter().any(|o| ports::conflicts(m, o)))
-        {
+        let first = c.attachments.first().cloned();
+        let mode = c.mode.clone();
+        self.check_publishable(&mode, first.as_slice())?;
+        // Clashes among the new mappings and with other containers first, then with its own.
+        self.check_free(&name, &mappings)?;
+        let c = &self.state.containers[&name];
+        if let Some(dup) = ports::first_clash(&mappings, &c.publish) {
             return Err(conflict(format!(
                 "{name} already publishes {}:{}",
                 dup.host_ip, dup.host_port
             )));
         }
-        let first = c.attachments.first().cloned();
-        self.check_publishable(&c.mode.clone(), first.as_slice())?;
-        self.check_free(&name, &mappings)?;
         let bound = match status {
             Status::Running => {
                 self.allocate(&name, &mappings, &self.state.containers[&name].ports)?

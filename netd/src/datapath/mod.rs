@@ -969,16 +969,27 @@ fn check_pins(dir: &Path) -> Result<(), DatapathError> {
         };
         // The type too: NETD_NAT was an LRU hash before it held only assured flows.
         let pinned_type = pinned.map_type().map_or(u32::MAX, |t| t as u32);
-        let wanted = (def.map_type(), def.key_size(), def.value_size(), entries);
+        // And the flags: NETD_PORTS was preallocated when it held 65,536 ports.
+        let wanted = (
+            def.map_type(),
+            def.key_size(),
+            def.value_size(),
+            entries,
+            def.map_flags(),
+        );
         let found = (
             pinned_type,
             pinned.key_size(),
             pinned.value_size(),
             pinned.max_entries(),
+            pinned.map_flags(),
         );
         if wanted != found {
-            let show = |(t, k, v, n): (u32, u32, u32, u32)| {
-                format!("{}, key {k} B, value {v} B, {n} entries", map_type_name(t))
+            let show = |(t, k, v, n, f): (u32, u32, u32, u32, u32)| {
+                format!(
+                    "{}, key {k} B, value {v} B, {n} entries, flags {f:#x}",
+                    map_type_name(t)
+                )
             };
             return Err(DatapathError::PinMismatch {
                 name: name.clone(),

@@ -1,6 +1,6 @@
 //! PNG charts of the report with plotters' bitmap backend: one bar per variant (its median,
-//! labelled with the value and the ratio to the reference), and grouped bars for the scale
-//! figures. Labels are drawn with DejaVu Sans (fonts-dejavu-core) through ab_glyph; without that
+//! labelled with the value and the ratio to the reference), grouped bars for the scale
+//! figures, and curves of a cost against a count (log scale) for the scale curves. Labels are drawn with DejaVu Sans (fonts-dejavu-core) through ab_glyph; without that
 //! font no chart is drawn and the report says so.
 
 use std::{path::Path, sync::OnceLock};
@@ -158,6 +158,60 @@ pub fn grouped(
                 (g as f64 + 0.4, -max * 0.035),
                 ("sans-serif", 14),
             )))
+            .map_err(err)?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 13))
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+/// One line per series of `(count, value)` points, the count on a log scale.
+pub fn curves(
+    path: &Path,
+    title: &str,
+    x_desc: &str,
+    unit: &str,
+    series: &[(String, Vec<(f64, f64)>)],
+) -> Result<()> {
+    font()?;
+    let points = || series.iter().flat_map(|s| s.1.iter().copied());
+    let finite = |p: &(f64, f64)| p.0 > 0.0 && p.1.is_finite();
+    let x_max = points().filter(finite).map(|p| p.0).fold(1.0, f64::max);
+    let x_min = points().filter(finite).map(|p| p.0).fold(x_max, f64::min);
+    let y_max = points().filter(finite).map(|p| p.1).fold(0.0, f64::max);
+    let y_max = if y_max > 0.0 { y_max * 1.2 } else { 1.0 };
+    let root = BitMapBackend::new(path, (760, 420)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d((x_min * 0.8..x_max * 1.25).log_scale(), 0f64..y_max)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(unit)
+        .label_style(("sans-serif", 13))
+        .draw()
+        .map_err(err)?;
+    for (s, (name, values)) in series.iter().enumerate() {
+        let color = COLORS[s % COLORS.len()];
+        let line: Vec<(f64, f64)> = values.iter().copied().filter(finite).collect();
+        chart
+            .draw_series(LineSeries::new(line.clone(), color.stroke_width(2)))
+            .map_err(err)?
+            .label(name.clone())
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 14, y)], color.stroke_width(2)));
+        chart
+            .draw_series(line.into_iter().map(|p| Circle::new(p, 4, color.filled())))
             .map_err(err)?;
     }
     chart

@@ -242,6 +242,14 @@ pub fn main(quick: bool, only: Option<&str>, helper_args: &[String]) -> Result<E
         let md = std::fs::read_to_string(out.join("report.md"))?;
         std::fs::write(&docs, report::for_docs(&md))
             .with_context(|| format!("copy the report to {}", docs.display()))?;
+        let charts = util::workspace_root()
+            .join("docs")
+            .join(report::DOCS_CHARTS);
+        std::fs::create_dir_all(&charts)?;
+        for file in md.lines().filter_map(report::docs_chart) {
+            std::fs::copy(out.join(file), charts.join(file))
+                .with_context(|| format!("copy {file} to {}", charts.display()))?;
+        }
         println!("bench: copied to {}", docs.display());
     }
     Ok(ExitCode::SUCCESS)

@@ -1,16 +1,18 @@
-//! Scale and memory: with 10, 1,000 and 10,000 published ports, the time to publish one more
-//! (netd: one request on its socket, and the whole `netd container publish` command; Docker: the
-//! three `iptables` commands it runs per port) and connections/s and request/response p50
-//! through the measured port at that scale (netd and Docker in alternating rounds); with 100 and
-//! 1,000 containers the time to attach one more (`container start`, which wires it: p50) (and,
-//! with `--only attach`, with 1,000 and 4,000, past a bridge's ports, and address resolution
-//! between pairs of them); netd's
-//! RSS, the memory of the BPF maps pinned under its bpffs dir (`bpftool map show`, memlock
-//! bytes), and docker-proxy's RSS per published port.
+//! Scale and memory: with 10, 1,000, 10,000 and 100,000 published ports, the time to publish one
+//! more (netd: one request on its socket, and the whole `netd container publish` command; Docker,
+//! up to 10,000: the three `iptables` commands it runs per port) and connections/s and
+//! request/response p50 through the measured port at that scale (netd and Docker in alternating
+//! rounds); with 100, 1,000 and 4,000 containers the time to attach one more (`container start`,
+//! which wires it: p50) and address resolution between pairs of them (a bridge holds 1,023
+//! ports: the containers past them get routed ports; `--only attach` runs this part alone);
+//! netd's RSS, the memory of the BPF maps pinned under its bpffs dir (`bpftool map show`,
+//! memlock bytes), and docker-proxy's RSS per published port.
 //!
-//! netd publishes the extra ports as ranges (`20000-20996:20000-20996`); Docker's rules for them
-//! are loaded with `iptables-nft-restore`, ahead of the measured container's rules (as if it had
-//! been started last, so a new connection to it walks past all of them).
+//! Up to 10,000, netd publishes the extra ports on `srv` as ranges (`20000-20996:20000-20996`);
+//! Docker's rules for them are loaded with `iptables-nft-restore`, ahead of the measured
+//! container's rules (as if it had been started last, so a new connection to it walks past all
+//! of them). The 90,000 after them are 90 containers with 1,000 ports each on extra host
+//! addresses.
 
 use std::{
     collections::HashSet,
@@ -30,12 +32,22 @@ use super::{
 };
 use crate::util;
 
-const PORT_SIZES: [usize; 3] = [10, 1_000, 10_000];
-const CONTAINER_SIZES: [usize; 2] = [100, 1_000];
+const PORT_SIZES: [usize; 4] = [10, 1_000, 10_000, 100_000];
+/// Up to this many ports they are `srv`'s (one range from [`FIRST_EXTRA`]) and Docker's rules
+/// are loaded too; beyond it the ports belong to [`publish_bulk`]'s containers and only netd is
+/// measured (Docker's chains with 100,000 ports' rules take minutes to load, and the issue's
+/// target compares netd with itself).
+const SRV_PORTS: usize = 10_000;
+const CONTAINER_SIZES: [usize; 3] = [100, 1_000, LARGEST];
 /// Repetitions of each "one more" timing (the figure is their median).
 const REPS: usize = 9;
 const FIRST_EXTRA: u16 = 20_000;
 const ONE_MORE: u16 = 40_000;
+/// The bulk containers' ranges: [`BULK_RANGE`] TCP ports each from [`BULK_FIRST`] up, on one of
+/// the host's extra addresses (`10.99.0.11` and up, [`BULK_PER_ADDR`] ranges on each).
+const BULK_RANGE: usize = 1_000;
+const BULK_FIRST: usize = 41_000;
+const BULK_PER_ADDR: usize = 24;
 const T: Duration = Duration::from_secs(60);
 
 /// A figure key that lives as long as the program (keys are static strings).
@@ -54,40 +66,34 @@ pub fn run(g: &mut Guard, tool: &str, r: &mut Results) -> Result<()> {
     for n in PORT_SIZES {
         super::check_interrupt()?;
         println!("bench: scale: {n} published ports");
-        let extra = n - variants::MAPPINGS.len();
-        if extra + variants::MAPPINGS.len() > published {
-            let (a, b) = (
-                FIRST_EXTRA + (published - variants::MAPPINGS.len()) as u16,
-                FIRST_EXTRA + extra as u16 - 1,
-            );
-            let spec = format!("{a}-{b}:{a}-{b}");
+        let docker = n <= SRV_PORTS;
+        if docker {
+            publish_on_srv(g, r, published, n)?;
+            let ports: Vec<u16> = (FIRST_EXTRA..).take(n - variants::MAPPINGS.len()).collect();
             let t0 = Instant::now();
-            g.api(json!({"op": "container_publish", "name": "srv", "spec": spec}))
-                .with_context(|| format!("netd: publish {spec}"))?;
+            variants::load_docker_rules(g, &ports)?;
             r.scalar(
-                &format!("netd: publish {} ports as one range (to {n})", b - a + 1),
+                &format!("docker: iptables-nft-restore of the rules for {n} ports"),
                 t0.elapsed().as_secs_f64() * 1e3,
                 "ms",
             );
-            published = n;
+        } else {
+            publish_bulk(g, r, n - published)?;
         }
-        let ports: Vec<u16> = (0..extra as u16).map(|i| FIRST_EXTRA + i).collect();
-        let t0 = Instant::now();
-        variants::load_docker_rules(g, &ports)?;
-        r.scalar(
-            &format!("docker: iptables-nft-restore of the rules for {n} ports"),
-            t0.elapsed().as_secs_f64() * 1e3,
-            "ms",
-        );
-        one_more_port(g, r, n);
-        for e in &pair {
+        published = n;
+        one_more_port(g, r, n, docker);
+        let measured: Vec<_> = pair
+            .iter()
+            .filter(|e| docker || e.variant == "netd")
+            .collect();
+        for e in &measured {
             measure::probe(g, tool, e)?;
         }
         let p = r.plan;
         let cps = key(format!("scale.cps.{n}"));
         let p50 = key(format!("scale.p50.{n}"));
         for round in 0..p.rounds {
-            let mut order: Vec<_> = pair.iter().collect();
+            let mut order = measured.clone();
             if round % 2 == 1 {
                 order.reverse();
             }
@@ -103,13 +109,70 @@ pub fn run(g: &mut Guard, tool: &str, r: &mut Results) -> Result<()> {
             }
         }
     }
-    containers(g, tool, r)?;
-    memory(g, r, "10,000 published ports, 1,000 containers");
+    let made = containers(g, tool, r)?;
+    resolve_pairs(g, r, &made)?;
+    memory(g, r, "100,000 published ports, 4,000 containers");
+    Ok(())
+}
+
+/// Grows `srv`'s published ports from `published` to `n` with one range (timed).
+fn publish_on_srv(g: &Guard, r: &mut Results, published: usize, n: usize) -> Result<()> {
+    let first = variants::MAPPINGS.len();
+    if n <= published {
+        return Ok(());
+    }
+    let (a, b) = (
+        FIRST_EXTRA + (published - first) as u16,
+        FIRST_EXTRA + (n - first) as u16 - 1,
+    );
+    let spec = format!("{a}-{b}:{a}-{b}");
+    let t0 = Instant::now();
+    g.api(json!({"op": "container_publish", "name": "srv", "spec": spec}))
+        .with_context(|| format!("netd: publish {spec}"))?;
+    r.scalar(
+        &format!("netd: publish {} ports as one range (to {n})", b - a + 1),
+        t0.elapsed().as_secs_f64() * 1e3,
+        "ms",
+    );
+    Ok(())
+}
+
+/// `count` more published ports (a multiple of [`BULK_RANGE`]): containers `bulkN`, each
+/// publishing one range of TCP ports on one of the host's extra addresses (added to the uplink
+/// first), as a host with many services would. Timed as a whole.
+fn publish_bulk(g: &Guard, r: &mut Results, count: usize) -> Result<()> {
+    let containers = count / BULK_RANGE;
+    let host = ns("netd", "h");
+    let addr = |i: usize| format!("10.99.0.{}", 11 + i / BULK_PER_ADDR);
+    for a in (0..containers).step_by(BULK_PER_ADDR) {
+        let cidr = format!("{}/24", addr(a));
+        let add = ["ip", "addr", "add", &cidr, "dev", "uplink0"];
+        g.must(&mut world::in_ns(&host, &add), T)?;
+    }
+    let t0 = Instant::now();
+    for i in 0..containers {
+        let name = format!("bulk{i}");
+        g.must(&mut g.netd_cli(&["container", "create", &name]), T)?;
+        g.must(&mut g.netd_cli(&["container", "start", &name]), T)?;
+        let first = BULK_FIRST + (i % BULK_PER_ADDR) * BULK_RANGE;
+        let last = first + BULK_RANGE - 1;
+        let spec = format!("{}:{first}-{last}:{first}-{last}", addr(i));
+        g.api(json!({"op": "container_publish", "name": name, "spec": spec}))
+            .with_context(|| format!("netd: publish {spec} on {name}"))?;
+    }
+    r.scalar(
+        &format!(
+            "netd: start {containers} containers publishing {BULK_RANGE} ports each (to {})",
+            SRV_PORTS + count
+        ),
+        t0.elapsed().as_secs_f64() * 1e3,
+        "ms",
+    );
     Ok(())
 }
 
 /// Times publishing one more port, REPS times (each taken back before the next).
-fn one_more_port(g: &Guard, r: &mut Results, n: usize) {
+fn one_more_port(g: &Guard, r: &mut Results, n: usize, docker: bool) {
     let k = key(format!("scale.addport.{n}"));
     let title = format!("Publish one more port with {n} published");
     let spec = format!("{ONE_MORE}:{ONE_MORE}");
@@ -128,10 +191,12 @@ fn one_more_port(g: &Guard, r: &mut Results, n: usize) {
         r.record(k, &title, "ms", false, "netd (CLI command)", v);
         g.api(json!({"op": "container_unpublish", "name": "srv", "spec": spec}))
             .ok();
-        let t0 = Instant::now();
-        let v = docker_port(g, "-A").map(|_| t0.elapsed().as_secs_f64() * 1e3);
-        r.record(k, &title, "ms", false, "docker (3 iptables commands)", v);
-        docker_port(g, "-D").ok();
+        if docker {
+            let t0 = Instant::now();
+            let v = docker_port(g, "-A").map(|_| t0.elapsed().as_secs_f64() * 1e3);
+            r.record(k, &title, "ms", false, "docker (3 iptables commands)", v);
+            docker_port(g, "-D").ok();
+        }
     }
 }
 
@@ -145,14 +210,18 @@ fn docker_port(g: &Guard, op: &str) -> Result<()> {
     Ok(())
 }
 
-/// Containers on the default bridge up to each size, then the time to start one more.
-fn containers(g: &Guard, tool: &str, r: &mut Results) -> Result<()> {
-    // `srv` and the DNS benchmark's container exist already.
-    containers_up_to(g, tool, r, 2, &CONTAINER_SIZES).map(drop)
+/// Containers on the default bridge up to each size, then the time to start one more; returns
+/// the numbers of the containers made.
+fn containers(g: &Guard, tool: &str, r: &mut Results) -> Result<Vec<usize>> {
+    // `srv`, the DNS benchmark's container and the bulk ones exist already.
+    let there = 2 + (PORT_SIZES[3] - SRV_PORTS) / BULK_RANGE;
+    containers_up_to(g, tool, r, there, &CONTAINER_SIZES)
 }
 
 /// The sizes of `--only attach` (issue 17): a full bridge (1,023 ports) and beyond it.
-pub const ATTACH_SIZES: [usize; 2] = [1_000, 4_000];
+pub const ATTACH_SIZES: [usize; 2] = [1_000, LARGEST];
+/// The issue's scale: containers on one network of one host.
+pub const LARGEST: usize = 4_000;
 /// Container pairs whose address resolution `--only attach` checks at its largest size.
 const RESOLVE_PAIRS: usize = 20;
 
@@ -161,10 +230,18 @@ const RESOLVE_PAIRS: usize = 20;
 /// 4,000 (one ping each way, each pair's first), and netd's RSS there.
 pub fn attach_only(g: &mut Guard, tool: &str, r: &mut Results) -> Result<()> {
     let made = containers_up_to(g, tool, r, 1, &ATTACH_SIZES)?;
+    resolve_pairs(g, r, &made)?;
+    memory(g, r, "4,000 containers, 3 published ports");
+    Ok(())
+}
+
+/// Address resolution between [`RESOLVE_PAIRS`] pairs of the containers `cN` numbered `made`
+/// (one ping each, each pair's first), spread over the range: across the bridge's ports and
+/// the routed ones.
+fn resolve_pairs(g: &Guard, r: &mut Results, made: &[usize]) -> Result<()> {
     let names: Vec<String> = made.iter().map(|i| format!("c{i}")).collect();
     let mut answered = 0;
     for k in 0..RESOLVE_PAIRS {
-        // Spread over the range, across the bridge's ports and the routed ones.
         let a = &names[(k * 7919) % names.len()];
         let b = &names[(k * 104_729 + names.len() / 2) % names.len()];
         let ip = inspect_ip(g, b)?;
@@ -177,13 +254,11 @@ pub fn attach_only(g: &mut Guard, tool: &str, r: &mut Results) -> Result<()> {
     }
     r.scalar(
         &format!(
-            "address resolution at {} containers: pairs answered at the first ping (of {RESOLVE_PAIRS})",
-            ATTACH_SIZES[1]
+            "address resolution at {LARGEST} containers: pairs answered at the first ping (of {RESOLVE_PAIRS})"
         ),
         f64::from(answered),
         "pairs",
     );
-    memory(g, r, "4,000 containers, 3 published ports");
     Ok(())
 }
 
