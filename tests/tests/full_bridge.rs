@@ -42,10 +42,12 @@ fn containers_beyond_the_bridges_last_port_get_routed_ports_and_reach_everything
         .unwrap_or_else(|| panic!("no bridge: {inspect}"))
         .to_string();
     // One shell loop: a thousand `netd run`s without a test-harness round trip each.
+    let (netd, socket) = (netd_bin(), host.socket());
     let script = format!(
-        "for i in $(seq 0 {last}); do {netd} run --network {NETWORK} c$i >/dev/null || exit 1; done",
-        last = BRIDGE_PORTS,
-        netd = format!("{} --socket {}", netd_bin().display(), host.socket().display()),
+        "for i in $(seq 0 {BRIDGE_PORTS}); do {} --socket {} run --network {NETWORK} c$i \
+         >/dev/null || exit 1; done",
+        netd.display(),
+        socket.display(),
     );
     let made = host.on_host(&["sh", "-c", &script]);
     assert!(made.ok(), "{made:?}");
