@@ -77,6 +77,8 @@ pub enum Phase {
     Paths,
     /// 4,000 containers on one network: attaching one more, address resolution (issue 17).
     Attach,
+    /// The scale phase alone: up to 100,000 published ports and 4,000 containers.
+    Scale,
 }
 
 impl std::str::FromStr for Phase {
@@ -89,8 +91,10 @@ impl std::str::FromStr for Phase {
             "overlay" => Ok(Phase::Overlay),
             "paths" => Ok(Phase::Paths),
             "attach" => Ok(Phase::Attach),
+            "scale" => Ok(Phase::Scale),
             other => bail!(
-                "no phase {other:?} to run alone; there are: load, conns, overlay, paths, attach"
+                "no phase {other:?} to run alone; there are: load, conns, overlay, paths, attach, \
+                 scale"
             ),
         }
     }
@@ -228,6 +232,11 @@ pub fn main(quick: bool, only: Option<&str>, helper_args: &[String]) -> Result<E
             Some(Phase::Attach) => {
                 variants::netd(&mut g, &netd, &tool)?;
                 scale::attach_only(&mut g, &tool, &mut results)?;
+            }
+            Some(Phase::Scale) => {
+                variants::netd(&mut g, &netd, &tool)?;
+                variants::docker(&mut g, &tool)?;
+                scale::run(&mut g, &tool, &mut results)?;
             }
             None => all_phases(&mut g, &netd, &tool, &mut results)?,
         }

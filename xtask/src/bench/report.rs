@@ -1177,6 +1177,8 @@ pub fn write(r: &Results, dir: &Path) -> Result<()> {
         (false, Some(Phase::Paths)) => "cargo xtask bench --only paths",
         (true, Some(Phase::Attach)) => "cargo xtask bench --quick --only attach",
         (false, Some(Phase::Attach)) => "cargo xtask bench --only attach",
+        (true, Some(Phase::Scale)) => "cargo xtask bench --quick --only scale",
+        (false, Some(Phase::Scale)) => "cargo xtask bench --only scale",
     };
     let _ = writeln!(md, "# netd benchmarks\n");
     let _ = writeln!(md, "- Machine: {}", machine());
@@ -1197,7 +1199,8 @@ pub fn write(r: &Results, dir: &Path) -> Result<()> {
         Some(Phase::Overlay) => return write_overlay_only(r, dir, md),
         Some(Phase::Paths) => return write_paths_only(r, dir, md),
         Some(Phase::Attach) => return write_attach_only(r, dir, md),
-        None => {}
+        // The full report, with the figures of the other phases missing.
+        Some(Phase::Scale) | None => {}
     }
     let p = r.plan;
     let _ = writeln!(
