@@ -36,6 +36,8 @@ const BPFFS_DIR: &str = "/sys/fs/bpf/netd-bench";
 const CGROUP_NAME: &str = "netd-bench";
 /// A run's temp dir is `PREFIX<pid>`.
 const RUN_PREFIX: &str = "netd-bench.";
+/// The lock one benchmark run holds (`flock`, released by the kernel however the run ends).
+const LOCK: &str = "/run/netd-bench.lock";
 /// The host namespace's uplink address (published ports answer there) and the client's.
 pub use netd_world::{OUTSIDE_IP as CLIENT_IP, UPLINK_IP};
 /// The bridge of the reproduced Docker and plain worlds, and their container.
@@ -67,6 +69,8 @@ pub struct Guard {
     netd: Option<PathBuf>,
     /// The overlay phase's cluster daemons.
     nodes: Vec<Node>,
+    /// Held while the run lasts: a second run would take this one's namespaces for leftovers.
+    _lock: fs::File,
 }
 
 /// One more netd daemon (the overlay phase's cluster hosts): host namespace `ns`, state and log
@@ -145,9 +149,25 @@ fn terminate(mut child: Child) {
     child.wait().ok();
 }
 
+/// `path` opened and locked for this process alone, or an error saying another run holds it.
+fn exclusive(path: &Path) -> Result<fs::File> {
+    use std::os::fd::AsRawFd as _;
+    let file = fs::File::create(path).with_context(|| format!("create {}", path.display()))?;
+    // SAFETY: flock on a descriptor this function owns.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        anyhow::bail!(
+            "another `cargo xtask bench` is running (it holds {}): two runs would remove each \
+             other's namespaces",
+            path.display()
+        );
+    }
+    Ok(file)
+}
+
 impl Guard {
     /// Removes what an interrupted earlier run left, then creates the temp dir.
     pub fn new() -> Result<Self> {
+        let lock = exclusive(Path::new(LOCK))?;
         remove_leftovers();
         let dir = std::env::temp_dir().join(format!("{RUN_PREFIX}{}", std::process::id()));
         let run = dir.join("run");
@@ -160,6 +180,7 @@ impl Guard {
             daemon: None,
             netd: None,
             nodes: Vec::new(),
+            _lock: lock,
         };
         util::output(
             util::command("mount")
