@@ -43,9 +43,10 @@ fn containers_beyond_the_bridges_last_port_get_routed_ports_and_reach_everything
         .to_string();
     // One shell loop: a thousand `netd run`s without a test-harness round trip each.
     let script = format!(
-        "for i in $(seq 0 {last}); do {netd} run --network {NETWORK} c$i >/dev/null || exit 1; done",
+        "for i in $(seq 0 {last}); do {bin} --socket {socket} run --network {NETWORK} c$i >/dev/null || exit 1; done",
         last = BRIDGE_PORTS,
-        netd = format!("{} --socket {}", netd_bin().display(), host.socket().display()),
+        bin = netd_bin().display(),
+        socket = host.socket().display(),
     );
     let made = host.on_host(&["sh", "-c", &script]);
     assert!(made.ok(), "{made:?}");

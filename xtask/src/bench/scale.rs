@@ -215,7 +215,7 @@ fn containers_up_to(
             g.must(&mut g.netd_cli(&["container", "start", &name]), T)?;
             made.push(count);
             count += 1;
-            if count % 100 == 0 {
+            if count.is_multiple_of(100) {
                 println!("bench: scale: {count} containers");
             }
         }
