@@ -598,9 +598,80 @@ pub fn docker_port_lines(mappings: &[PortMapping]) -> Vec<String> {
         .collect()
 }
 
+/// `docker port NAME PORT[/PROTO]`: the host sides (`0.0.0.0:8080`) of the lines of
+/// [`docker_port_lines`] for that one container port (protocol `tcp` unless given), or Docker's
+/// error when it has none.
+pub fn docker_port_of(
+    lines: &[String],
+    container: &str,
+    spec: &str,
+) -> Result<Vec<String>, String> {
+    let (port, proto) = match spec.split_once('/') {
+        Some((port, proto)) if !proto.is_empty() => (port, proto.to_ascii_lowercase()),
+        Some((port, _)) => (port, "tcp".to_string()),
+        None => (spec, "tcp".to_string()),
+    };
+    let number: u16 = port.parse().map_err(|_| {
+        format!(
+            "invalid port {:?}: expected PORT[/tcp|udp]",
+            spec.escape_debug().to_string()
+        )
+    })?;
+    if proto != "tcp" && proto != "udp" {
+        return Err(format!(
+            "invalid protocol {:?} in {:?}: expected tcp or udp",
+            proto.escape_debug().to_string(),
+            spec.escape_debug().to_string()
+        ));
+    }
+    let key = format!("{number}/{proto}");
+    let found: Vec<String> = lines
+        .iter()
+        .filter_map(|l| l.split_once(" -> "))
+        .filter(|(left, _)| *left == key)
+        .map(|(_, right)| right.to_string())
+        .collect();
+    if found.is_empty() {
+        return Err(format!("No public port '{key}' published for {container}"));
+    }
+    Ok(found)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_port_prints_its_host_sides_as_docker_port_does() {
+        let lines = docker_port_lines(&[
+            m(ANY, 8080, 80, Proto::Tcp),
+            m(LO, 8081, 80, Proto::Tcp),
+            m(ANY, 5353, 53, Proto::Udp),
+        ]);
+        assert_eq!(
+            docker_port_of(&lines, "web", "80"),
+            Ok(vec![
+                "0.0.0.0:8080".to_string(),
+                "127.0.0.1:8081".to_string()
+            ])
+        );
+        assert_eq!(
+            docker_port_of(&lines, "web", "80/tcp"),
+            docker_port_of(&lines, "web", "80")
+        );
+        assert_eq!(
+            docker_port_of(&lines, "web", "53/udp"),
+            Ok(vec!["0.0.0.0:5353".to_string()])
+        );
+        assert_eq!(
+            docker_port_of(&lines, "web", "53"),
+            Err("No public port '53/tcp' published for web".to_string())
+        );
+        for bad in ["abc", "80/sctp", "99999", ""] {
+            let err = docker_port_of(&lines, "web", bad).unwrap_err();
+            assert!(err.starts_with("invalid"), "{bad}: {err}");
+        }
+    }
 
     const ANY: Ipv4Addr = Ipv4Addr::UNSPECIFIED;
     const LO: Ipv4Addr = Ipv4Addr::LOCALHOST;

@@ -129,22 +129,42 @@ pub fn container(socket: &Path, cmd: ContainerCommand) -> anyhow::Result<()> {
         ContainerCommand::Stop { name } => {
             done(socket, Request::ContainerStop { name: name.clone() }, &name)?
         }
-        ContainerCommand::Rm { force, name } => done(
-            socket,
-            Request::ContainerRm {
+        ContainerCommand::Rm { force, name } => {
+            let req = Request::ContainerRm {
                 name: name.clone(),
                 force,
-            },
-            &name,
-        )?,
+            };
+            match request(socket, &req) {
+                Ok(_) => println!("{name}"),
+                // As `docker rm -f`: a container that is not there is said, not failed, so
+                // that cleanup scripts under `set -e` go on.
+                Err(e) if force && crate::api::is_no_such_container(&e.to_string()) => {
+                    eprintln!("Error: {e}")
+                }
+                Err(e) => return Err(e),
+            }
+        }
         ContainerCommand::Ls { format } => {
             print::containers(request(socket, &Request::ContainerLs)?, format)?
         }
         ContainerCommand::Inspect { name } => {
             print::container(request(socket, &Request::ContainerInspect { name })?)?
         }
-        ContainerCommand::Port { name } => {
+        ContainerCommand::Port { name, port: None } => {
             print::ports(request(socket, &Request::ContainerPort { name })?)
+        }
+        ContainerCommand::Port {
+            name,
+            port: Some(port),
+        } => {
+            let Reply::Ports(lines) =
+                request(socket, &Request::ContainerPort { name: name.clone() })?
+            else {
+                return Err(anyhow!("unexpected reply from the daemon"));
+            };
+            let found =
+                crate::ports::docker_port_of(&lines, &name, &port).map_err(|e| anyhow!(e))?;
+            found.iter().for_each(|l| println!("{l}"));
         }
         ContainerCommand::Publish { name, spec } => {
             request(socket, &Request::ContainerPublish { name, spec })?;
