@@ -22,7 +22,7 @@ impl Daemon {
     pub(super) fn container(&self, key: &str) -> OpResult<&Container> {
         self.state
             .find_container(key)
-            .ok_or_else(|| OpError::NotFound(format!("no such container: {key}")))
+            .ok_or_else(|| OpError::NotFound(format!("{}: {key}", crate::api::NO_SUCH_CONTAINER)))
     }
 
     /// A container known to exist (it was looked up at the start of the request).
@@ -56,17 +56,30 @@ impl Daemon {
 
     /// Validates a create request completely before anything is recorded.
     fn plan_container(&self, req: &ContainerCreate) -> OpResult<Container> {
-        validate::name("container", &req.name)?;
-        if self.state.containers.contains_key(&req.name) {
+        match req.runtime {
+            None => validate::container_name(&req.name)?,
+            Some(_) => validate::name("container", &req.name)?,
+        }
+        if let Some(other) = self.state.containers.get(&req.name) {
             return Err(conflict(format!(
-                "container name {} is already in use",
-                req.name
+                "container name {} is already in use by container \"{}\": remove it or choose another name",
+                req.name, other.id
             )));
         }
         let links = self.plan_links(&req.name, &req.links)?;
         validate::key_values("environment variable", &req.env)?;
         let mode = self.parse_mode(&req.network)?;
-        let attachments = self.plan_attachments(req, &mode)?;
+        let mut attachments = self.plan_attachments(req, &mode)?;
+        // On a user-defined network a link is what Docker makes of it there: a name that the
+        // linking container alone resolves (the DNS alias table), no environment, no hosts line.
+        // Legacy links (environment and hosts line) are the default bridge's.
+        let links = match attachments.first_mut() {
+            Some(a) if !self.network(&a.network)?.default => {
+                a.links = links;
+                vec![]
+            }
+            _ => links,
+        };
         if let Some(path) = &req.netns {
             if !matches!(mode, NetworkMode::Bridge | NetworkMode::None) {
                 return Err(invalid(
@@ -81,7 +94,17 @@ impl Daemon {
         }
         let (publish, expose) = self.plan_publish(req, &mode, &attachments)?;
         let id = new_id();
-        let hostname = req.hostname.clone().unwrap_or_else(|| id[..12].to_string());
+        let hostname = match (&mode, &req.hostname) {
+            // Docker: a container that joins another's namespace has that one's hostname too.
+            (NetworkMode::Container(_), Some(_)) => {
+                return Err(invalid(
+                    "conflicting options: hostname and the network mode (--hostname with --network container:NAME)",
+                ))
+            }
+            (NetworkMode::Container(target), None) => self.container(target)?.hostname.clone(),
+            (_, Some(name)) => name.clone(),
+            (_, None) => id[..12].to_string(),
+        };
         validate::hostname(&hostname)?;
         Ok(Container {
             name: req.name.clone(),
@@ -505,8 +528,11 @@ impl Daemon {
             // from another one.
             hosts: dir.as_ref().map(|d| d.join("hosts")),
             resolv_conf: dir.as_ref().map(|d| d.join("resolv.conf")),
-            hostname: Some(c.hostname.clone()),
-            env: c.link_env.iter().chain(&c.env).cloned().collect(),
+            hostname: Some(match &c.mode {
+                NetworkMode::Container(target) => self.container(target)?.hostname.clone(),
+                _ => c.hostname.clone(),
+            }),
+            env: self.link_env(c)?.iter().chain(&c.env).cloned().collect(),
         })
     }
 }
