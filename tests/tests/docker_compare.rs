@@ -161,6 +161,24 @@ impl Side {
         out
     }
 
+    /// A server on `port` in container `name` that says `hi` to each connection, in the
+    /// background (`docker exec -d`).
+    fn serve(&self, name: &str, port: &str) -> Out {
+        let server = ["busybox", "nc", "-ll", "-p", port, "-e", "echo", "hi"];
+        match &self.cli {
+            Cli::Stock(docker) => {
+                let mut cmd = vec!["exec", "-d", name];
+                cmd.extend(server);
+                docker.docker(&cmd)
+            }
+            Cli::Netd => {
+                let mut cmd = vec!["exec", "-d", name, "--"];
+                cmd.extend(server);
+                self.host.netd(&cmd)
+            }
+        }
+    }
+
     /// `sh -c SCRIPT` in container `name`.
     fn sh(&self, name: &str, script: &str) -> Out {
         match &self.cli {
@@ -289,6 +307,24 @@ fn label(text: &str, ids: &BTreeMap<String, String>) -> String {
         }
     }
     flush(&mut word, &mut out);
+    out
+}
+
+/// `text` with every `:PORT` in the ephemeral range (32768-60999) as `:EPHEMERAL`.
+fn ephemeral(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(':') {
+        out.push_str(&rest[..=at]);
+        rest = &rest[at + 1..];
+        let digits = rest.chars().take_while(char::is_ascii_digit).count();
+        match rest[..digits].parse::<u16>() {
+            Ok(port) if (32768..=60999).contains(&port) => out.push_str("EPHEMERAL"),
+            _ => out.push_str(&rest[..digits]),
+        }
+        rest = &rest[digits..];
+    }
+    out.push_str(rest);
     out
 }
 
@@ -425,12 +461,24 @@ fn seed_003_links_and_addresses(side: &Side, seen: &mut Observed) {
         "/etc/hosts, last line",
         "tail -1 /etc/hosts",
     );
+    // Seed 000: a joined container reaches its target's services on 127.0.0.1.
+    let out = side.serve("demo", "8000");
+    seen.note(format!("{s}: a server in demo on 8000"), status(&out));
+    let get = "busybox nc -w 2 127.0.0.1 8000 2>&1";
+    let got = patiently(|| lines(&side.sh("joiner", get).stdout), |v| v == "hi");
+    seen.note(format!("{s}: joiner connects to 127.0.0.1:8000"), got);
     run(seen, "ib", &[]);
     address(seen, "ib", "at first");
     let out = side.cli(&["rm", "-f", "ib"]);
     seen.note(format!("{s}: rm -f ib"), status(&out));
     run(seen, "ic", &[]);
     address(seen, "ic", "(after ib was removed)");
+    // Seed 000: no names on the default bridge.
+    let value = ping(side, "ic", "demo");
+    seen.note(
+        format!("{s}: ic pings demo by name (default bridge)"),
+        side.label(&value),
+    );
 }
 
 /// Seeds 002 and 004 on a user-defined network: names, `--link db:webdb` there (a name for the
@@ -483,6 +531,19 @@ fn seed_002_user_network(side: &Side, seen: &mut Observed) {
         format!("{s}: app pings demo (default bridge)"),
         side.label(&value),
     );
+    // `network connect` gives ic (on the default bridge) a second interface on my_net2.
+    let out = side.cli(&["network", "connect", "my_net2", "ic"]);
+    seen.note(format!("{s}: network connect my_net2 ic"), status(&out));
+    let ip = side.address("ic", "my_net2");
+    seen.note(format!("{s}: address of ic on my_net2"), side.label(&ip));
+    for (from, to) in [("ic", "db"), ("other", "ic"), ("ic", demo.as_str())] {
+        let value = ping(side, from, to);
+        seen.note(
+            format!("{s}: {from} pings {}", side.label(to)),
+            side.label(&value),
+        );
+    }
+    sh(seen, "ic", "/etc/hosts, last lines", "tail -2 /etc/hosts");
 }
 
 /// Seed 004's `-p`: the port listings, one port of them, and the traffic.
@@ -508,6 +569,27 @@ fn seed_004_ports(side: &Side, seen: &mut Observed) {
         );
         seen.note(format!("{s}: {what}: exit status"), out.status.to_string());
     }
+    let flags = [
+        "-P",
+        "--expose",
+        "90",
+        "-p",
+        "127.0.0.1::81",
+        "-p",
+        "9000-9001:82-83",
+    ];
+    let out = side.run("web2", &flags, false);
+    seen.note(format!("{s}: run {} web2", flags.join(" ")), status(&out));
+    let out = side.cli(&["port", "web2"]);
+    let mut v4: Vec<String> = out
+        .stdout
+        .lines()
+        .filter(|l| !l.contains("::"))
+        .map(ephemeral)
+        .collect();
+    // `docker port` lists different container ports in a map's order: compare them sorted.
+    v4.sort();
+    seen.note(format!("{s}: port web2 (sorted)"), lines(&v4.join("\n")));
     let out = side.cli(&["port", "web", "81"]);
     seen.note(
         format!("{s}: port web 81: exit status"),
@@ -690,5 +772,9 @@ fn addresses_and_ids_are_named() {
     );
     assert_eq!(label(&"0123456789abcdef".repeat(4), &ids), "ID(demo)");
     assert_eq!(lines("a  b\n\nc\n"), "a b; c");
+    assert_eq!(
+        ephemeral("90/tcp -> 0.0.0.0:49153; 82/tcp -> 0.0.0.0:9000"),
+        "90/tcp -> 0.0.0.0:EPHEMERAL; 82/tcp -> 0.0.0.0:9000"
+    );
     assert_eq!(lines(""), "none");
 }
