@@ -124,6 +124,12 @@ fn host_mode_shares_the_daemons_namespace_and_none_has_only_loopback() {
     let Some(host) = Host::start() else { return };
     host.container("hh", &["--network", "host"]);
     host.container("nn", &["--network", "none"]);
+    let machine = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(
+        host.exec("hh", &["hostname"]).stdout,
+        machine,
+        "the host's name, as Docker's host-network containers have"
+    );
     let h = host.exec("hh", &["busybox", "ip", "-4", "addr"]).stdout;
     assert!(h.contains(UPLINK_IP) && h.contains("netd0"), "{h}");
     let n = host.exec("nn", &["busybox", "ip", "-o", "link"]).stdout;

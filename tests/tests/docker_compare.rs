@@ -481,6 +481,36 @@ fn seed_003_links_and_addresses(side: &Side, seen: &mut Observed) {
     );
 }
 
+/// Seed 001's other modes: `--network host` and `--network none`.
+fn seed_001_modes(side: &Side, seen: &mut Observed) {
+    let s = "001";
+    let machine = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let machine = machine.trim();
+    for (name, mode) in [("hostc", "host"), ("nonec", "none")] {
+        let out = side.run(name, &["--network", mode], false);
+        seen.note(format!("{s}: run --network {mode} {name}"), status(&out));
+        let show = |script: &str| {
+            let out = side.sh(name, script).stdout;
+            let text = side.label(&lines(&out));
+            match machine.is_empty() {
+                true => text,
+                false => text.replace(machine, "MACHINE"),
+            }
+        };
+        seen.note(format!("{s}: {name}'s hostname"), show("hostname"));
+        let hosts = show("grep -v -e localhost -e ip6- /etc/hosts");
+        seen.note(format!("{s}: {name}'s /etc/hosts past localhost"), hosts);
+        if mode == "none" {
+            let links = show("busybox ip -o link | cut -d: -f2");
+            seen.note(format!("{s}: {name}'s interfaces"), links);
+            seen.note(
+                format!("{s}: {name}'s /etc/resolv.conf"),
+                show("cat /etc/resolv.conf"),
+            );
+        }
+    }
+}
+
 /// Seeds 002 and 004 on a user-defined network: names, `--link db:webdb` there (a name for the
 /// linking container alone), isolation from the default bridge.
 fn seed_002_user_network(side: &Side, seen: &mut Observed) {
@@ -675,6 +705,7 @@ fn observe(side: Option<Side>, started: Instant) -> Option<(Observed, Duration)>
     let _upstream = side.host.upstream_dns();
     let mut seen = Observed::default();
     seed_003_links_and_addresses(&side, &mut seen);
+    seed_001_modes(&side, &mut seen);
     seed_002_user_network(&side, &mut seen);
     seed_004_ports(&side, &mut seen);
     errors(&side, &mut seen);

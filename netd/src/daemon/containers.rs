@@ -102,6 +102,12 @@ impl Daemon {
                 ))
             }
             (NetworkMode::Container(target), None) => self.container(target)?.hostname.clone(),
+            // Docker: a container on the host's network has the host's name.
+            (NetworkMode::Host, None) => nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .filter(|h| validate::hostname(h).is_ok())
+                .unwrap_or_else(|| id[..12].to_string()),
             (_, Some(name)) => name.clone(),
             (_, None) => id[..12].to_string(),
         };
