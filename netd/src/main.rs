@@ -123,7 +123,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             drops,
             format,
         } => client::monitor(&cli.socket, container, port, drops, format).map(|()| 0),
-        Command::Exec(args) => client::exec(&cli.socket, args),
+        Command::Exec(args) => client::exec_command(&cli.socket, args),
         Command::Run(args) => client::run(&cli.socket, args),
         Command::Check { format } => client::check(&cli.socket, format),
         Command::Cni(netd::cli::CniCommand::Install {

@@ -251,6 +251,20 @@ fn exec_returns_the_exit_status_and_sees_the_containers_files_and_environment() 
     let Some(host) = Host::start() else { return };
     host.container("ee", &["--hostname", "myhost", "-e", "GREETING=hello"]);
     assert_eq!(host.exec("ee", &["sh", "-c", "exit 7"]).status, 7);
+    // Docker's statuses for a command that cannot be run: 126 from exec, 127 from run.
+    let missing = host.exec("ee", &["nosuchcommand"]);
+    assert_eq!(missing.status, 126, "{missing:?}");
+    assert_eq!(
+        missing.stderr.trim(),
+        "Error: cannot run nosuchcommand: executable file not found in $PATH"
+    );
+    assert_eq!(
+        host.exec("ee", &["/etc/hosts"]).status,
+        126,
+        "not executable"
+    );
+    let run = host.netd(&["run", "--rm", "rr", "--", "nosuchcommand"]);
+    assert_eq!(run.status, 127, "{run:?}");
     let out = host.netd(&[
         "exec",
         "-e",

@@ -179,6 +179,18 @@ impl Side {
         }
     }
 
+    /// `CMD ARG...` in container `name`, without a shell.
+    fn exec(&self, name: &str, cmd: &[&str]) -> Out {
+        match &self.cli {
+            Cli::Stock(docker) => {
+                let mut all = vec!["exec", name];
+                all.extend_from_slice(cmd);
+                docker.docker(&all)
+            }
+            Cli::Netd => self.host.exec(name, cmd),
+        }
+    }
+
     /// `sh -c SCRIPT` in container `name`.
     fn sh(&self, name: &str, script: &str) -> Out {
         match &self.cli {
@@ -652,6 +664,23 @@ fn errors(side: &Side, seen: &mut Observed) {
         &side.cli(&["rm", "-f", "nosuch"]),
     );
     seen.outcome(&format!("{s}: rm nosuch"), &side.cli(&["rm", "nosuch"]));
+    let out = side.exec("ic", &["nosuchcommand"]);
+    seen.note(
+        format!("{s}: exec ic nosuchcommand: exit status"),
+        out.status.to_string(),
+    );
+    let out = side.exec("ic", &["/etc/hosts"]);
+    seen.note(
+        format!("{s}: exec ic /etc/hosts (not executable): exit status"),
+        out.status.to_string(),
+    );
+    let out = side.exec("ic", &["sh", "-c", "exit 3"]);
+    seen.note(
+        format!("{s}: exec ic sh -c 'exit 3': exit status"),
+        out.status.to_string(),
+    );
+    let out = side.exec("nosuch", &["true"]);
+    seen.outcome(&format!("{s}: exec nosuch true"), &out);
     seen.outcome(&format!("{s}: run (name j)"), &side.run("j", &[], false));
     seen.outcome(
         &format!("{s}: run (name demo, taken)"),

@@ -222,7 +222,7 @@ pub fn run(socket: &Path, args: RunArgs) -> anyhow::Result<i32> {
         name: name.clone(),
         cmd: args.cmd,
     };
-    let status = exec(socket, exec_args);
+    let status = exec_status(exec(socket, exec_args), NOT_FOUND_IN_RUN);
     if args.rm {
         request(socket, &rm(&name))?;
     }
@@ -311,6 +311,30 @@ pub fn monitor(
         std::io::stdout().flush()?;
     }
     Ok(())
+}
+
+/// `docker run`'s status for a command that is not there (`docker exec` gives 126 for it too).
+const NOT_FOUND_IN_RUN: i32 = 127;
+/// Docker's status for a command that cannot be run.
+const CANNOT_RUN: i32 = 126;
+
+/// `netd exec`: the command's exit status, or Docker's 126 when it cannot be run.
+pub fn exec_command(socket: &Path, args: ExecArgs) -> anyhow::Result<i32> {
+    exec_status(exec(socket, args), CANNOT_RUN)
+}
+
+/// The status of an exec: a command that is missing gets `not_found`, one that cannot be
+/// executed 126, as Docker's; the error is printed, with Docker's words for it.
+fn exec_status(result: anyhow::Result<i32>, not_found: i32) -> anyhow::Result<i32> {
+    let Err(e) = result else { return result };
+    let kind = e.downcast_ref::<exec::CannotRun>().map(|c| c.source.kind());
+    let status = match kind {
+        Some(std::io::ErrorKind::NotFound) => not_found,
+        Some(std::io::ErrorKind::PermissionDenied) => CANNOT_RUN,
+        _ => return Err(e),
+    };
+    eprintln!("Error: {e}");
+    Ok(status)
 }
 
 /// Runs the command and returns its exit status (or 0 with `-d`, after printing the PID).
