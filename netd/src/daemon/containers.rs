@@ -70,16 +70,7 @@ impl Daemon {
         validate::key_values("environment variable", &req.env)?;
         let mode = self.parse_mode(&req.network)?;
         let mut attachments = self.plan_attachments(req, &mode)?;
-        // On a user-defined network a link is what Docker makes of it there: a name that the
-        // linking container alone resolves (the DNS alias table), no environment, no hosts line.
-        // Legacy links (environment and hosts line) are the default bridge's.
-        let links = match attachments.first_mut() {
-            Some(a) if !self.network(&a.network)?.default => {
-                a.links = links;
-                vec![]
-            }
-            _ => links,
-        };
+        let links = self.place_links(links, &mut attachments)?;
         if let Some(path) = &req.netns {
             if !matches!(mode, NetworkMode::Bridge | NetworkMode::None) {
                 return Err(invalid(
@@ -94,24 +85,7 @@ impl Daemon {
         }
         let (publish, expose) = self.plan_publish(req, &mode, &attachments)?;
         let id = new_id();
-        let hostname = match (&mode, &req.hostname) {
-            // Docker: a container that joins another's namespace has that one's hostname too.
-            (NetworkMode::Container(_), Some(_)) => {
-                return Err(invalid(
-                    "conflicting options: hostname and the network mode (--hostname with --network container:NAME)",
-                ))
-            }
-            (NetworkMode::Container(target), None) => self.container(target)?.hostname.clone(),
-            // Docker: a container on the host's network has the host's name.
-            (NetworkMode::Host, None) => nix::unistd::gethostname()
-                .ok()
-                .and_then(|h| h.into_string().ok())
-                .filter(|h| validate::hostname(h).is_ok())
-                .unwrap_or_else(|| id[..12].to_string()),
-            (_, Some(name)) => name.clone(),
-            (_, None) => id[..12].to_string(),
-        };
-        validate::hostname(&hostname)?;
+        let hostname = self.plan_hostname(&mode, req.hostname.as_deref(), &id)?;
         Ok(Container {
             name: req.name.clone(),
             id,
@@ -131,6 +105,47 @@ impl Daemon {
             endpoints: vec![],
             created: now(),
         })
+    }
+
+    /// Where `links` go. On a user-defined network a link is what Docker makes of it there: a
+    /// name that the linking container alone resolves (the attachment's link table, which the
+    /// DNS answers from), no environment, no hosts line; the legacy links returned (environment
+    /// and hosts line) are the default bridge's.
+    fn place_links(
+        &self,
+        links: Vec<String>,
+        attachments: &mut [Attachment],
+    ) -> OpResult<Vec<String>> {
+        match attachments.first_mut() {
+            Some(a) if !self.network(&a.network)?.default => {
+                a.links = links;
+                Ok(vec![])
+            }
+            _ => Ok(links),
+        }
+    }
+
+    /// The hostname, as Docker gives it: `--hostname`, else the short ID; a container that
+    /// joins another's namespace has that one's (and may not choose), one on the host's network
+    /// the host's.
+    fn plan_hostname(&self, mode: &NetworkMode, asked: Option<&str>, id: &str) -> OpResult<String> {
+        let hostname = match (mode, asked) {
+            (NetworkMode::Container(_), Some(_)) => {
+                return Err(invalid(
+                    "conflicting options: hostname and the network mode (--hostname with --network container:NAME)",
+                ))
+            }
+            (NetworkMode::Container(target), None) => self.container(target)?.hostname.clone(),
+            (NetworkMode::Host, None) => nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .filter(|h| validate::hostname(h).is_ok())
+                .unwrap_or_else(|| id[..12].to_string()),
+            (_, Some(name)) => name.to_string(),
+            (_, None) => id[..12].to_string(),
+        };
+        validate::hostname(&hostname)?;
+        Ok(hostname)
     }
 
     fn plan_attachments(
