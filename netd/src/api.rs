@@ -132,6 +132,15 @@ pub struct ContainerCreate {
 /// The daemon's answer: a view, or a one-line error.
 pub type Response = Result<Reply, String>;
 
+/// How the error for a container that does not exist begins (Docker's words, which scripts
+/// match): `No such container: NAME`.
+pub const NO_SUCH_CONTAINER: &str = "No such container";
+
+/// Whether a daemon's error says that the container does not exist.
+pub fn is_no_such_container(error: &str) -> bool {
+    error.starts_with(NO_SUCH_CONTAINER)
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "value", rename_all = "snake_case")]
 pub enum Reply {

@@ -273,8 +273,8 @@ pub enum ContainerCommand {
     },
     /// Show a container as JSON.
     Inspect { name: String },
-    /// Show a container's published ports.
-    Port { name: String },
+    /// Show a container's published ports, or the host sides of one (`PORT[/PROTO]`).
+    Port { name: String, port: Option<String> },
     /// Publish another port of a container (takes effect at once if it is running).
     Publish { name: String, spec: String },
     /// Stop publishing a port; connections already made through it go on.

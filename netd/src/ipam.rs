@@ -1,10 +1,11 @@
 //! IPv4 address management: automatic subnets for new networks and addresses for endpoints.
 //!
 //! Everything here is pure: the caller passes what is in use (derived from the state, never kept
-//! twice) and gets an answer or a [`IpamError`]. Allocation is serial, as Docker's is: the search
-//! starts after the last address handed out, so a container that stops and starts again usually
-//! gets a new address.
-use std::net::Ipv4Addr;
+//! twice) and gets an answer or a [`IpamError`]. Allocation gives the lowest free address, as
+//! Docker's local networks do (libnetwork's bitmap, `serial` off outside swarm): an address freed
+//! by a stopped or removed container is the next one handed out, so a container that stops while
+//! another starts usually comes back at a new address (seed 003).
+use std::{collections::BTreeSet, net::Ipv4Addr};
 
 use ipnet::Ipv4Net;
 use thiserror::Error;
@@ -16,9 +17,10 @@ pub enum IpamError {
     Exhausted(Ipv4Net),
     #[error("no free subnet left in the default address pools")]
     NoSubnet,
-    #[error("address {ip} is not in subnet {subnet}")]
+    /// Docker's words after netd's: scripts match them.
+    #[error("address {ip} is not in subnet {subnet}: It does not belong to any of this network's subnets")]
     OutsideSubnet { ip: Ipv4Addr, subnet: Ipv4Net },
-    #[error("address {0} is already in use")]
+    #[error("address {0} is already in use by another container: Address already in use")]
     InUse(Ipv4Addr),
     #[error("address {ip} is reserved in {subnet} (network, broadcast or gateway address)")]
     Reserved { ip: Ipv4Addr, subnet: Ipv4Net },
@@ -66,20 +68,37 @@ impl Pool {
         Ok(())
     }
 
-    /// The next free address after `cursor` (wrapping around the range), serial like Docker's.
-    pub fn allocate(&self, in_use: &[Ipv4Addr], cursor: Ipv4Addr) -> Result<Ipv4Addr, IpamError> {
+    /// The lowest free address of the range (or of the subnet): never the network, broadcast or
+    /// gateway address, nor one in `in_use`. Sorting the used addresses of the range costs
+    /// O(n log n) in the number of containers on the network, not in the size of the subnet.
+    pub fn allocate(&self, in_use: &[Ipv4Addr]) -> Result<Ipv4Addr, IpamError> {
         let range = self.range.unwrap_or(self.subnet);
-        let first = u32::from(range.network());
-        let size = 1u64 << (32 - range.prefix_len());
-        // Start after the cursor if it lies in the range, else at the range's beginning.
-        let start = match range.contains(&cursor) {
-            true => (u64::from(u32::from(cursor) - first) + 1) % size,
-            false => 0,
-        };
-        (0..size)
-            .map(|step| Ipv4Addr::from(first + ((start + step) % size) as u32))
-            .find(|ip| !self.is_reserved(*ip) && !in_use.contains(ip))
-            .ok_or(IpamError::Exhausted(range))
+        let (first, last) = (u32::from(range.network()), u32::from(range.broadcast()));
+        let taken: BTreeSet<u32> = in_use
+            .iter()
+            .map(|ip| u32::from(*ip))
+            .filter(|ip| (first..=last).contains(ip))
+            .chain(
+                [self.subnet.network(), self.subnet.broadcast(), self.gateway]
+                    .into_iter()
+                    .map(u32::from),
+            )
+            .collect();
+        // The first address from the range's start that the next taken one does not cover.
+        let mut candidate = first;
+        for t in taken.range(first..=last) {
+            if *t != candidate {
+                break;
+            }
+            match candidate.checked_add(1) {
+                Some(next) if next <= last => candidate = next,
+                _ => return Err(IpamError::Exhausted(range)),
+            }
+        }
+        if taken.contains(&candidate) {
+            return Err(IpamError::Exhausted(range));
+        }
+        Ok(Ipv4Addr::from(candidate))
     }
 }
 
@@ -169,20 +188,17 @@ mod tests {
     #[test]
     fn first_allocation_skips_network_and_gateway() {
         let p = pool("172.17.0.0/16");
-        assert_eq!(p.allocate(&[], p.gateway), Ok(ip("172.17.0.2")));
-        assert_eq!(p.allocate(&[], p.subnet.network()), Ok(ip("172.17.0.2")));
+        assert_eq!(p.allocate(&[]), Ok(ip("172.17.0.2")));
     }
 
     #[test]
-    fn allocation_is_serial_and_never_hands_out_an_address_twice() {
+    fn allocation_gives_the_lowest_free_address_and_never_one_twice() {
         let p = pool("10.0.0.0/29");
         let mut used = vec![];
-        let mut cursor = p.gateway;
         for _ in 0..5 {
-            let got = p.allocate(&used, cursor).unwrap();
+            let got = p.allocate(&used).unwrap();
             assert!(!used.contains(&got) && !p.is_reserved(got));
             used.push(got);
-            cursor = got;
         }
         assert_eq!(
             used,
@@ -194,27 +210,29 @@ mod tests {
                 ip("10.0.0.6")
             ]
         );
-        assert_eq!(
-            p.allocate(&used, cursor),
-            Err(IpamError::Exhausted(p.subnet))
-        );
-        // Releasing .3 makes it the only candidate, found by wrapping around.
+        assert_eq!(p.allocate(&used), Err(IpamError::Exhausted(p.subnet)));
         used.retain(|a| *a != ip("10.0.0.3"));
-        assert_eq!(p.allocate(&used, cursor), Ok(ip("10.0.0.3")));
+        assert_eq!(p.allocate(&used), Ok(ip("10.0.0.3")));
     }
 
+    /// Seed 003 on Docker: demo gets .2, a linking container .3; demo stops and demo2 takes .2;
+    /// demo starts again at .4. The same holds for a removed container's address.
     #[test]
-    fn a_released_address_is_not_reused_at_once() {
-        let p = pool("10.0.0.0/24");
-        // .2 was given and released; the cursor is still on it.
-        assert_eq!(p.allocate(&[], ip("10.0.0.2")), Ok(ip("10.0.0.3")));
+    fn a_released_address_is_the_next_one_given_as_dockers_is() {
+        let p = pool("172.17.0.0/16");
+        let demo = p.allocate(&[]).unwrap();
+        let linker = p.allocate(&[demo]).unwrap();
+        assert_eq!((demo, linker), (ip("172.17.0.2"), ip("172.17.0.3")));
+        let demo2 = p.allocate(&[linker]).unwrap();
+        assert_eq!(demo2, demo, "demo's old address, freed by its stop");
+        assert_eq!(p.allocate(&[linker, demo2]), Ok(ip("172.17.0.4")));
     }
 
     #[test]
     fn ip_range_limits_allocation() {
         let mut p = pool("10.1.0.0/16");
         p.range = Some("10.1.5.0/30".parse().unwrap());
-        let got = p.allocate(&[], p.gateway).unwrap();
+        let got = p.allocate(&[]).unwrap();
         assert_eq!(
             got,
             ip("10.1.5.0"),
@@ -226,7 +244,10 @@ mod tests {
             ip("10.1.5.2"),
             ip("10.1.5.3"),
         ];
-        assert!(p.allocate(&used, got).is_err());
+        assert!(p.allocate(&used).is_err());
+        let mut edge = pool("10.2.0.0/24");
+        edge.range = Some("10.2.0.255/32".parse().unwrap());
+        assert!(edge.allocate(&[]).is_err(), "the broadcast address only");
     }
 
     #[test]
@@ -288,7 +309,7 @@ mod tests {
         use super::*;
 
         /// A small network (so that exhaustion is common) with its gateway, range, used
-        /// addresses and cursor.
+        /// addresses and one more address (for static checks).
         fn case() -> impl Strategy<Value = (Pool, Vec<Ipv4Addr>, Ipv4Addr)> {
             (any::<u32>(), 25u8..=30)
                 .prop_flat_map(|(base, prefix)| {
@@ -303,7 +324,7 @@ mod tests {
                         prop_oneof![(0..size).prop_map(move |o| first + o), any::<u32>()],
                     )
                 })
-                .prop_map(|(subnet, gw, range, used, cursor)| {
+                .prop_map(|(subnet, gw, range, used, other)| {
                     let first = u32::from(subnet.network());
                     let pool = Pool {
                         subnet,
@@ -316,28 +337,23 @@ mod tests {
                         .into_iter()
                         .map(|o| Ipv4Addr::from(first + o))
                         .collect();
-                    (pool, used, Ipv4Addr::from(cursor))
+                    (pool, used, Ipv4Addr::from(other))
                 })
         }
 
         proptest! {
             #[test]
-            fn allocation_is_serial_and_hands_out_only_free_addresses((pool, used, cursor) in case()) {
+            fn allocation_gives_the_lowest_free_address((pool, used, _other) in case()) {
                 let range = pool.range.unwrap_or(pool.subnet);
                 let free = |ip: &Ipv4Addr| !pool.is_reserved(*ip) && !used.contains(ip);
-                // The range in the order the allocator walks it: after the cursor, wrapping.
-                let all: Vec<Ipv4Addr> = range.hosts().chain([range.network(), range.broadcast()])
+                // The range in ascending order.
+                let walk: Vec<Ipv4Addr> = range.hosts().chain([range.network(), range.broadcast()])
                     .collect::<std::collections::BTreeSet<_>>().into_iter().collect();
-                let start = match all.iter().position(|ip| *ip == cursor) {
-                    Some(i) => i + 1,
-                    None => 0,
-                };
-                let walk: Vec<Ipv4Addr> = all.iter().cycle().skip(start).take(all.len()).copied().collect();
-                match pool.allocate(&used, cursor) {
+                match pool.allocate(&used) {
                     Ok(ip) => {
                         prop_assert!(range.contains(&ip) && pool.subnet.contains(&ip));
                         prop_assert!(free(&ip), "{} is reserved or in use", ip);
-                        prop_assert_eq!(walk.iter().find(|ip| free(ip)), Some(&ip), "not the next free one");
+                        prop_assert_eq!(walk.iter().find(|ip| free(ip)), Some(&ip), "not the lowest free one");
                         prop_assert_eq!(pool.check_static(ip, &used), Ok(()));
                     }
                     Err(e) => {
@@ -370,7 +386,7 @@ mod tests {
                         let gw = default_gateway(net);
                         prop_assert!(net.contains(&gw) && gw != net.network() && gw != net.broadcast());
                         let pool = Pool { subnet: net, gateway: gw, range: None };
-                        prop_assert!(pool.allocate(&[], gw).is_ok());
+                        prop_assert!(pool.allocate(&[]).is_ok());
                     }
                     Err(e) => prop_assert!(!e.contains('\n'), "{:?}", e),
                 }

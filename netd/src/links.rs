@@ -48,10 +48,12 @@
 //!   defaults to its 12-character short id, and NAME is left out when it
 //!   equals ALIAS.
 //!
-//! The variables are a snapshot: Docker computes them when the linking
-//! container starts and never updates them, while the hosts line is rewritten
-//! whenever the linked container gets a new address. Callers store the
-//! result of [`link_env`] at start and recompute [`hosts_line`] on changes.
+//! The variables are computed when the linking container starts (its first
+//! process keeps them for good) and again for each `docker exec` (Docker
+//! 20.10's `ContainerExecCreate` calls `setupLinkedContainers`), while the
+//! hosts line is rewritten whenever the linked container gets a new address.
+//! Callers compute [`link_env`] at start and at each exec, and recompute
+//! [`hosts_line`] on changes.
 //! (Docker 29 stops setting the variables unless
 //! `DOCKER_KEEP_DEPRECATED_LEGACY_LINKS_ENV_VARS=1`; netd's contract asks for
 //! them, so netd always sets them.)

@@ -21,16 +21,44 @@ fn main() -> ExitCode {
         Err(e) if !e.use_stderr() => e.exit(),
         Err(e) => {
             eprintln!("Error: {}", usage_error(&e));
-            return ExitCode::from(2);
+            let args: Vec<String> = std::env::args().skip(1).collect();
+            return ExitCode::from(match subcommand(&args) {
+                Some("run") => RUN_FAILED,
+                _ => 2,
+            });
         }
+    };
+    let failed = match cli.command {
+        Command::Run(_) => ExitCode::from(RUN_FAILED),
+        _ => ExitCode::FAILURE,
     };
     match run(cli) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
             eprintln!("Error: {}", one_line(&e));
-            ExitCode::FAILURE
+            failed
         }
     }
+}
+
+/// `docker run`'s status when the container could not be run (bad flags, or the daemon
+/// refused): 125, apart from any status of the command itself.
+const RUN_FAILED: u8 = 125;
+
+/// The subcommand of a command line: its first word that is neither a flag nor the value of
+/// the global `--socket`.
+fn subcommand(args: &[String]) -> Option<&str> {
+    let mut words = args.iter();
+    while let Some(word) = words.next() {
+        match word.as_str() {
+            "--socket" => {
+                words.next();
+            }
+            w if w.starts_with('-') => {}
+            w => return Some(w),
+        }
+    }
+    None
 }
 
 /// Clap's message without its prefix and hints, on one line.
@@ -95,7 +123,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             drops,
             format,
         } => client::monitor(&cli.socket, container, port, drops, format).map(|()| 0),
-        Command::Exec(args) => client::exec(&cli.socket, args),
+        Command::Exec(args) => client::exec_command(&cli.socket, args),
         Command::Run(args) => client::run(&cli.socket, args),
         Command::Check { format } => client::check(&cli.socket, format),
         Command::Cni(netd::cli::CniCommand::Install {
@@ -116,4 +144,21 @@ fn init_tracing() {
         .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_subcommand_is_found_past_the_global_socket_flag() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(subcommand(&args(&["run", "--bad"])), Some("run"));
+        assert_eq!(
+            subcommand(&args(&["--socket", "/x.sock", "run", "web"])),
+            Some("run")
+        );
+        assert_eq!(subcommand(&args(&["--socket=/x", "exec"])), Some("exec"));
+        assert_eq!(subcommand(&args(&["--help"])), None);
+    }
 }

@@ -630,12 +630,24 @@ pub fn allocate(
     Ok(())
 }
 
-/// The lines `docker port CONTAINER` prints, e.g. `80/tcp -> 0.0.0.0:8080`,
-/// sorted by container port, protocol, host IP, host port. Mappings whose
-/// host port is not chosen yet are left out (Docker only lists bindings).
-pub fn docker_port_lines(mappings: &[PortMapping]) -> Vec<String> {
-    let mut bound: Vec<&PortMapping> = mappings.iter().filter(|m| m.host_port != 0).collect();
-    bound.sort_by_key(|m| (m.container_port, m.proto, m.host_ip, m.host_port));
+/// The lines `docker port CONTAINER` prints, e.g. `80/tcp -> 0.0.0.0:8080`, in Docker 20.10's
+/// order: by container port and protocol, and within one port by the host port that was asked
+/// for, highest first, one chosen by Docker (`-p 80`) last (moby's `nat.SortPortMap`, which
+/// orders the bindings before the bridge driver binds them; `docker port` lists them so). Ties
+/// go by host IP and port. Mappings in `bound` whose host port is not chosen yet are left out
+/// (Docker only lists bindings); `requested` are the container's `-p` requests.
+pub fn docker_port_lines(bound: &[PortMapping], requested: &[PortMapping]) -> Vec<String> {
+    let mut bound: Vec<&PortMapping> = bound.iter().filter(|m| m.host_port != 0).collect();
+    bound.sort_by_key(|m| {
+        let asked = asked_host_port(m, requested);
+        (
+            m.container_port,
+            m.proto,
+            std::cmp::Reverse(asked),
+            m.host_ip,
+            m.host_port,
+        )
+    });
     bound
         .into_iter()
         .map(|m| {
@@ -647,9 +659,100 @@ pub fn docker_port_lines(mappings: &[PortMapping]) -> Vec<String> {
         .collect()
 }
 
+/// The host port the request behind binding `b` asked for: its own port, the first of its
+/// range, or 0 when Docker was to choose it (or no request is found).
+fn asked_host_port(b: &PortMapping, requested: &[PortMapping]) -> u16 {
+    let same = |p: &&PortMapping| {
+        p.container_port == b.container_port && p.proto == b.proto && p.host_ip == b.host_ip
+    };
+    let mut candidates = requested.iter().filter(same);
+    if candidates.clone().any(|p| p.host_port == b.host_port) {
+        return b.host_port;
+    }
+    candidates
+        .find_map(|p| {
+            p.host_range
+                .filter(|r| (r.start..=r.end).contains(&b.host_port))
+                .map(|r| r.start)
+        })
+        .unwrap_or(0)
+}
+
+/// `docker port NAME PORT[/PROTO]`: the host sides (`0.0.0.0:8080`) of the lines of
+/// [`docker_port_lines`] for that one container port (protocol `tcp` unless given), or Docker's
+/// error when it has none.
+pub fn docker_port_of(
+    lines: &[String],
+    container: &str,
+    spec: &str,
+) -> Result<Vec<String>, String> {
+    let (port, proto) = match spec.split_once('/') {
+        Some((port, proto)) if !proto.is_empty() => (port, proto.to_ascii_lowercase()),
+        Some((port, _)) => (port, "tcp".to_string()),
+        None => (spec, "tcp".to_string()),
+    };
+    let number: u16 = port.parse().map_err(|_| {
+        format!(
+            "invalid port {:?}: expected PORT[/tcp|udp]",
+            spec.escape_debug().to_string()
+        )
+    })?;
+    if proto != "tcp" && proto != "udp" {
+        return Err(format!(
+            "invalid protocol {:?} in {:?}: expected tcp or udp",
+            proto.escape_debug().to_string(),
+            spec.escape_debug().to_string()
+        ));
+    }
+    let key = format!("{number}/{proto}");
+    let found: Vec<String> = lines
+        .iter()
+        .filter_map(|l| l.split_once(" -> "))
+        .filter(|(left, _)| *left == key)
+        .map(|(_, right)| right.to_string())
+        .collect();
+    if found.is_empty() {
+        return Err(format!("No public port '{key}' published for {container}"));
+    }
+    Ok(found)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_port_prints_its_host_sides_as_docker_port_does() {
+        let ms = [
+            m(ANY, 8080, 80, Proto::Tcp),
+            m(LO, 8081, 80, Proto::Tcp),
+            m(ANY, 5353, 53, Proto::Udp),
+        ];
+        let lines = docker_port_lines(&ms, &ms);
+        assert_eq!(
+            docker_port_of(&lines, "web", "80"),
+            Ok(vec![
+                "127.0.0.1:8081".to_string(),
+                "0.0.0.0:8080".to_string()
+            ])
+        );
+        assert_eq!(
+            docker_port_of(&lines, "web", "80/tcp"),
+            docker_port_of(&lines, "web", "80")
+        );
+        assert_eq!(
+            docker_port_of(&lines, "web", "53/udp"),
+            Ok(vec!["0.0.0.0:5353".to_string()])
+        );
+        assert_eq!(
+            docker_port_of(&lines, "web", "53"),
+            Err("No public port '53/tcp' published for web".to_string())
+        );
+        for bad in ["abc", "80/sctp", "99999", ""] {
+            let err = docker_port_of(&lines, "web", bad).unwrap_err();
+            assert!(err.starts_with("invalid"), "{bad}: {err}");
+        }
+    }
 
     const ANY: Ipv4Addr = Ipv4Addr::UNSPECIFIED;
     const LO: Ipv4Addr = Ipv4Addr::LOCALHOST;
@@ -1344,18 +1447,43 @@ mod tests {
             m(LO, 8000, 80, Proto::Tcp),
             m(ANY, 5300, 53, Proto::Tcp),
             m(ANY, 0, 99, Proto::Tcp),
+            m(ANY, 40000, 80, Proto::Tcp),
         ];
+        let mut requested = ms.clone();
+        requested[6].host_port = 0;
         assert_eq!(
-            docker_port_lines(&ms),
+            docker_port_lines(&ms, &requested),
             [
                 "53/tcp -> 0.0.0.0:5300",
                 "53/udp -> 127.0.0.1:5353",
-                "80/tcp -> 0.0.0.0:8080",
                 "80/tcp -> 0.0.0.0:8081",
+                "80/tcp -> 0.0.0.0:8080",
                 "80/tcp -> 127.0.0.1:8000",
-            ]
+                "80/tcp -> 0.0.0.0:40000",
+            ],
+            "within a port, the asked host port highest first, Docker's choice last"
         );
-        assert!(docker_port_lines(&[]).is_empty());
+        assert!(docker_port_lines(&[], &[]).is_empty());
+    }
+
+    /// Seed 004 on stock Docker 20.10: `-p 8080:80 -p 127.0.0.1:8081:80` lists 8081 first.
+    #[test]
+    fn docker_port_lines_follow_dockers_sort_of_one_ports_bindings() {
+        let ms = [m(ANY, 8080, 80, Proto::Tcp), m(LO, 8081, 80, Proto::Tcp)];
+        assert_eq!(
+            docker_port_lines(&ms, &ms),
+            ["80/tcp -> 127.0.0.1:8081", "80/tcp -> 0.0.0.0:8080"]
+        );
+        let ranged_req = [
+            ranged(ANY, 9000, 9010, 80, Proto::Tcp),
+            m(ANY, 9500, 80, Proto::Tcp),
+        ];
+        let bound = [m(ANY, 9003, 80, Proto::Tcp), m(ANY, 9500, 80, Proto::Tcp)];
+        assert_eq!(
+            docker_port_lines(&bound, &ranged_req),
+            ["80/tcp -> 0.0.0.0:9500", "80/tcp -> 0.0.0.0:9003"],
+            "a range counts as its first port"
+        );
     }
 
     // ---- Display / serde ----

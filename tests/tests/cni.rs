@@ -187,8 +187,8 @@ fn a_second_network_connects_the_same_container_with_the_runtimes_interface_name
     let Some(host) = Host::start() else { return };
     host.ok(&["network", "create", "--subnet", "10.89.3.0/24", "front"]);
     host.ok(&["network", "create", "--subnet", "10.89.4.0/24", "back"]);
-    host.container("f", &["--network", "front"]);
-    host.container("b", &["--network", "back"]);
+    host.container("ff", &["--network", "front"]);
+    host.container("bb", &["--network", "back"]);
     let pod = Pod::new(&host, "1");
     let netd = netd_bin();
     let add = |network: &str, ifname: &str| {
@@ -209,8 +209,8 @@ fn a_second_network_connects_the_same_container_with_the_runtimes_interface_name
     let back_ip = host.ip("web", "back");
     let inside = run("ip", &["-n", &pod.name, "-4", "-o", "addr", "show", "net1"]).stdout;
     assert!(inside.contains(&back_ip), "{inside}");
-    assert!(host.reaches("b", &back_ip));
-    assert!(host.reaches("f", &host.ip("web", "front")));
+    assert!(host.reaches("bb", &back_ip));
+    assert!(host.reaches("ff", &host.ip("web", "front")));
     // An interface name the kernel would refuse, or one the container has, changes nothing.
     for ifname in ["net1", "far-too-long-name"] {
         let (out, _) = add("bridge", ifname);
@@ -236,7 +236,7 @@ fn a_second_network_connects_the_same_container_with_the_runtimes_interface_name
     assert_eq!(networks.as_object().unwrap().len(), 1, "{networks}");
     let links = run("ip", &["-n", &pod.name, "-o", "link"]).stdout;
     assert!(!links.contains("net1"), "{links}");
-    assert!(host.reaches("f", &host.ip("web", "front")));
+    assert!(host.reaches("ff", &host.ip("web", "front")));
     assert!(del("back", "net1").ok(), "DEL again");
     assert!(del("front", "eth0").ok());
     assert!(!host.ok(&["container", "ls"]).contains(" web "));
@@ -245,7 +245,7 @@ fn a_second_network_connects_the_same_container_with_the_runtimes_interface_name
         &netd,
         "ADD",
         Some(&pod),
-        ("f", "eth0"),
+        ("ff", "eth0"),
         &conf(&host, "front", ""),
     );
     assert!(!out.ok());
@@ -261,13 +261,13 @@ fn a_second_network_connects_the_same_container_with_the_runtimes_interface_name
         &netd,
         "DEL",
         Some(&pod),
-        ("f", "eth0"),
+        ("ff", "eth0"),
         &conf(&host, "front", ""),
     );
     assert!(out.ok());
     assert!(
-        host.ok(&["container", "ls"]).contains(" f "),
-        "f is left alone"
+        host.ok(&["container", "ls"]).contains(" ff "),
+        "ff is left alone"
     );
 }
 

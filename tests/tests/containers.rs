@@ -111,20 +111,35 @@ fn a_joined_container_shares_the_namespace_and_reaches_services_on_loopback() {
         addrs.contains("inet 172.17.0.2/16") && !addrs.contains("inet6"),
         "IPv4 only, on eth0 made after the namespace: {addrs}"
     );
+    // As Docker's: the joiner has its target's hostname, the one in the shared hosts file.
+    let main_id = host.inspect("main")["id"].as_str().unwrap()[..12].to_string();
+    assert_eq!(host.exec("side", &["hostname"]).stdout.trim(), main_id);
+    assert_eq!(host.inspect("side")["hostname"], main_id.as_str());
+    let hosts = host.exec("side", &["cat", "/etc/hosts"]).stdout;
+    assert!(hosts.ends_with(&format!("\t{main_id}\n")), "{hosts}");
 }
 
 #[test]
 fn host_mode_shares_the_daemons_namespace_and_none_has_only_loopback() {
     let Some(host) = Host::start() else { return };
-    host.container("h", &["--network", "host"]);
-    host.container("n", &["--network", "none"]);
-    let h = host.exec("h", &["busybox", "ip", "-4", "addr"]).stdout;
+    host.container("hh", &["--network", "host"]);
+    host.container("nn", &["--network", "none"]);
+    let machine = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(
+        host.exec("hh", &["hostname"]).stdout,
+        machine,
+        "the host's name, as Docker's host-network containers have"
+    );
+    let h = host.exec("hh", &["busybox", "ip", "-4", "addr"]).stdout;
     assert!(h.contains(UPLINK_IP) && h.contains("netd0"), "{h}");
-    let n = host.exec("n", &["busybox", "ip", "-o", "link"]).stdout;
+    let n = host.exec("nn", &["busybox", "ip", "-o", "link"]).stdout;
     assert_eq!(n.lines().count(), 1, "{n}");
     assert!(n.contains("lo:"));
     assert!(host
-        .exec("n", &["busybox", "ping", "-c", "1", "-W", "1", "127.0.0.1"])
+        .exec(
+            "nn",
+            &["busybox", "ping", "-c", "1", "-W", "1", "127.0.0.1"]
+        )
         .ok());
 }
 
@@ -155,10 +170,10 @@ fn an_adopted_namespace_is_wired_and_left_in_place_on_removal() {
         "create",
         "--netns",
         "/run/netns/does-not-exist",
-        "x",
+        "xx",
     ]);
     assert!(err.contains("does not exist"), "{err}");
-    let err = host.fails(&["container", "create", "--netns", "/etc/hostname", "x"]);
+    let err = host.fails(&["container", "create", "--netns", "/etc/hostname", "xx"]);
     assert!(err.contains("not a network namespace"), "{err}");
 }
 
@@ -213,12 +228,12 @@ fn a_container_sending_from_a_foreign_address_is_dropped() {
 fn internal_networks_reach_only_their_own_subnet() {
     let Some(host) = Host::start() else { return };
     host.ok(&["network", "create", "--internal", "priv"]);
-    host.container("a", &["--network", "priv"]);
-    host.container("b", &["--network", "priv"]);
+    host.container("aa", &["--network", "priv"]);
+    host.container("bb", &["--network", "priv"]);
     host.container("pub", &[]);
-    assert!(host.reaches("a", &host.ip("b", "priv")));
+    assert!(host.reaches("aa", &host.ip("bb", "priv")));
     assert!(
-        host.blocked("a", UPLINK_IP),
+        host.blocked("aa", UPLINK_IP),
         "no way out of an internal network"
     );
     assert!(
@@ -226,7 +241,7 @@ fn internal_networks_reach_only_their_own_subnet() {
         "a normal container reaches the host"
     );
     assert!(!host
-        .exec("a", &["busybox", "ip", "route"])
+        .exec("aa", &["busybox", "ip", "route"])
         .stdout
         .contains("default"));
 }
@@ -234,19 +249,33 @@ fn internal_networks_reach_only_their_own_subnet() {
 #[test]
 fn exec_returns_the_exit_status_and_sees_the_containers_files_and_environment() {
     let Some(host) = Host::start() else { return };
-    host.container("e", &["--hostname", "myhost", "-e", "GREETING=hello"]);
-    assert_eq!(host.exec("e", &["sh", "-c", "exit 7"]).status, 7);
+    host.container("ee", &["--hostname", "myhost", "-e", "GREETING=hello"]);
+    assert_eq!(host.exec("ee", &["sh", "-c", "exit 7"]).status, 7);
+    // Docker's statuses for a command that cannot be run: 126 from exec, 127 from run.
+    let missing = host.exec("ee", &["nosuchcommand"]);
+    assert_eq!(missing.status, 126, "{missing:?}");
+    assert_eq!(
+        missing.stderr.trim(),
+        "Error: cannot run nosuchcommand: executable file not found in $PATH"
+    );
+    assert_eq!(
+        host.exec("ee", &["/etc/hosts"]).status,
+        126,
+        "not executable"
+    );
+    let run = host.netd(&["run", "--rm", "rr", "--", "nosuchcommand"]);
+    assert_eq!(run.status, 127, "{run:?}");
     let out = host.netd(&[
         "exec",
         "-e",
         "EXTRA=1",
-        "e",
+        "ee",
         "--",
         "sh",
         "-c",
         "echo $GREETING $EXTRA; hostname; cat /etc/hosts; cat /etc/resolv.conf",
     ]);
-    let ip = host.ip("e", "bridge");
+    let ip = host.ip("ee", "bridge");
     assert!(
         out.stdout.starts_with("hello 1\nmyhost\n"),
         "{}",
@@ -262,32 +291,37 @@ fn exec_returns_the_exit_status_and_sees_the_containers_files_and_environment() 
         "{}",
         out.stdout
     );
-    let pid = host.ok(&["exec", "-d", "e", "--", "sleep", "30"]);
+    let pid = host.ok(&["exec", "-d", "ee", "--", "sleep", "30"]);
     assert!(pid.trim().parse::<u32>().is_ok(), "{pid}");
 }
 
 #[test]
 fn stop_releases_addresses_and_ends_processes_and_start_wires_again() {
     let Some(host) = Host::start() else { return };
-    host.container("s", &[]);
-    let first = host.ip("s", "bridge");
+    host.container("ss", &[]);
+    let first = host.ip("ss", "bridge");
     let pid = host
-        .ok(&["exec", "-d", "s", "--", "sleep", "300"])
+        .ok(&["exec", "-d", "ss", "--", "sleep", "300"])
         .trim()
         .to_string();
-    host.ok(&["container", "stop", "s"]);
+    host.ok(&["container", "stop", "ss"]);
     assert!(!alive(&pid), "stop ends the container's processes");
-    assert_eq!(host.inspect("s")["status"], "exited");
-    assert!(host.inspect("s")["networks"]["bridge"]["ip_address"].is_null());
-    let err = host.fails(&["exec", "s", "--", "true"]);
+    assert_eq!(host.inspect("ss")["status"], "exited");
+    assert!(host.inspect("ss")["networks"]["bridge"]["ip_address"].is_null());
+    let err = host.fails(&["exec", "ss", "--", "true"]);
     assert!(err.contains("not running"), "{err}");
-    host.ok(&["container", "start", "s"]);
-    let second = host.ip("s", "bridge");
-    assert_ne!(first, second, "serial allocation, as Docker's");
-    host.container("t", &[]);
-    assert!(host.reaches("t", &second));
-    host.ok(&["container", "rm", "-f", "s"]);
-    assert!(!host.ok(&["container", "ls"]).contains(" s "));
+    host.container("tt", &[]);
+    assert_eq!(
+        host.ip("tt", "bridge"),
+        first,
+        "the lowest free address, as Docker's: the one ss released"
+    );
+    host.ok(&["container", "start", "ss"]);
+    let second = host.ip("ss", "bridge");
+    assert_ne!(first, second);
+    assert!(host.reaches("tt", &second));
+    host.ok(&["container", "rm", "-f", "ss"]);
+    assert!(!host.ok(&["container", "ls"]).contains(" ss "));
     let dump = host.ok(&["maps", "dump", "endpoints"]);
     assert!(!dump.contains(&second), "{dump}");
 }
@@ -309,9 +343,9 @@ fn static_addresses_and_bad_container_requests() {
                 "fixed",
                 "--ip",
                 "10.50.0.77",
-                "x",
+                "xx",
             ],
-            "in use",
+            "Address already in use",
         ),
         (
             &[
@@ -321,9 +355,9 @@ fn static_addresses_and_bad_container_requests() {
                 "fixed",
                 "--ip",
                 "10.60.0.7",
-                "x",
+                "xx",
             ],
-            "not in subnet",
+            "It does not belong to any of this network's subnets",
         ),
         (
             &[
@@ -333,7 +367,7 @@ fn static_addresses_and_bad_container_requests() {
                 "fixed",
                 "--ip",
                 "10.50.0.1",
-                "x",
+                "xx",
             ],
             "reserved",
         ),
@@ -345,32 +379,52 @@ fn static_addresses_and_bad_container_requests() {
                 "auto",
                 "--ip",
                 "172.18.0.9",
-                "x",
+                "xx",
             ],
             "--subnet",
         ),
         (
-            &["container", "create", "--ip", "172.17.0.9", "x"],
+            &["container", "create", "--ip", "172.17.0.9", "xx"],
             "--subnet",
         ),
         (
-            &["container", "create", "--ip", "999.1.1.1", "x"],
+            &["container", "create", "--ip", "999.1.1.1", "xx"],
             "invalid",
         ),
         (
-            &["container", "create", "--network", "nosuch", "x"],
+            &["container", "create", "--network", "nosuch", "xx"],
             "not found",
         ),
         (
-            &["container", "create", "--network", "container:nosuch", "x"],
-            "no such container",
+            &["container", "create", "--network", "container:nosuch", "xx"],
+            "No such container",
         ),
-        (&["container", "create", "pinned"], "already in use"),
+        (
+            &["container", "create", "pinned"],
+            "is already in use by container",
+        ),
+        (&["container", "create", "jj1!"], "invalid container name"),
+        (
+            &["container", "create", "j"],
+            "only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed",
+        ),
+        (
+            &[
+                "container",
+                "create",
+                "--network",
+                "container:pinned",
+                "--hostname",
+                "hh",
+                "xx",
+            ],
+            "conflicting options: hostname and the network mode",
+        ),
         (
             &["container", "create", "bad name"],
             "invalid container name",
         ),
-        (&["container", "start", "nosuch"], "no such container"),
+        (&["container", "start", "nosuch"], "No such container"),
         (&["network", "connect", "nosuch", "pinned"], "not found"),
         (
             &["network", "connect", "fixed", "pinned"],
@@ -387,7 +441,42 @@ fn static_addresses_and_bad_container_requests() {
         assert!(err.contains(expected), "{args:?}: {err}");
     }
     assert_eq!(host.devices(), devices_before);
-    assert!(!host.ok(&["container", "ls"]).contains(" x "));
+    assert!(!host.ok(&["container", "ls"]).contains(" xx "));
+    let ls = host.ok(&["container", "ls"]);
+    assert!(
+        !ls.contains(" j "),
+        "a one-character name is Docker's to refuse: {ls}"
+    );
+}
+
+#[test]
+fn rm_f_of_a_missing_container_says_so_and_succeeds_as_dockers() {
+    let Some(host) = Host::start() else { return };
+    let out = host.netd(&["container", "rm", "-f", "nosuch"]);
+    assert_eq!(out.status, 0, "set -e cleanup scripts go on: {out:?}");
+    assert_eq!(out.stderr.trim(), "Error: No such container: nosuch");
+    assert_eq!(out.stdout, "");
+    let err = host.fails(&["container", "rm", "nosuch"]);
+    assert!(err.contains("No such container: nosuch"), "{err}");
+}
+
+#[test]
+fn a_failed_run_exits_125_as_docker_runs_do() {
+    let Some(host) = Host::start() else { return };
+    host.ok(&["run", "taken"]);
+    for args in [
+        &["run", "taken"][..],
+        &["run", "--network", "nosuch", "fresh"],
+        &["run", "--no-such-flag", "fresh"],
+    ] {
+        let out = host.netd(args);
+        assert_eq!(out.status, 125, "{args:?}: {out:?}");
+        assert!(out.stderr.starts_with("Error: "), "{out:?}");
+    }
+    let status = host.netd(&["run", "fresh", "--", "sh", "-c", "exit 125"]);
+    assert_eq!(status.status, 125, "and the command's own status as it is");
+    let status = host.netd(&["run", "fresh2", "--", "sh", "-c", "exit 1"]);
+    assert_eq!(status.status, 1);
 }
 
 #[test]

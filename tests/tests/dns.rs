@@ -49,7 +49,7 @@ fn containers_on_a_user_network_resolve_each_other_by_name_id_and_alias() {
 fn an_alias_shared_by_several_containers_returns_all_in_rotating_order() {
     let Some(host) = Host::start() else { return };
     host.ok(&["network", "create", "app"]);
-    for c in ["a", "b", "c"] {
+    for c in ["aa", "bb", "cc"] {
         host.container(c, &["--network", "app", "--network-alias", "pool"]);
     }
     host.container("client", &["--network", "app"]);

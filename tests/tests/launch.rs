@@ -164,8 +164,8 @@ fn under_ip_netns_exec_the_daemon_reads_the_namespaces_own_resolv_conf() {
     };
     let _dns = host.upstream_dns();
     host.ok(&["network", "create", "n1"]);
-    host.container("c", &["--network", "n1"]);
-    let answer = host.exec("c", &["dig", "+short", "+time=2", "outside.test"]);
+    host.container("cc", &["--network", "n1"]);
+    let answer = host.exec("cc", &["dig", "+short", "+time=2", "outside.test"]);
     assert_eq!(answer.stdout.trim(), "10.99.0.77", "{answer:?}");
 }
 

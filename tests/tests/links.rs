@@ -1,6 +1,8 @@
-//! Legacy links on the default bridge, checked against the seeds: exactly Docker's environment,
-//! a hosts line `IP ALIAS ID NAME`, one-way, and a hosts entry that follows a restarted linked
-//! container while the environment does not (seed 003).
+//! Links, checked against the seeds and Docker 20.10: on the default bridge exactly Docker's
+//! environment, a hosts line `IP ALIAS ID NAME` before the container's own line, one-way, a
+//! hosts entry that follows a restarted linked container (seed 003) and an environment that each
+//! `exec` takes anew, as `docker exec` does; on a user-defined network only a name the linking
+//! container resolves.
 use netd_tests::Host;
 
 fn env_of(host: &Host, container: &str) -> Vec<String> {
@@ -51,7 +53,7 @@ fn a_link_gives_dockers_environment_and_hosts_line() {
 }
 
 #[test]
-fn the_hosts_entry_follows_a_restarted_linked_container_and_the_environment_does_not() {
+fn the_hosts_entry_and_each_execs_environment_follow_a_restarted_linked_container() {
     let Some(host) = Host::start() else { return };
     host.container("db", &["--expose", "5432"]);
     host.container("web", &["--link", "db"]);
@@ -62,6 +64,11 @@ fn the_hosts_entry_follows_a_restarted_linked_container_and_the_environment_does
         "{env_before:?}"
     );
     host.ok(&["container", "stop", "db"]);
+    let err = host.fails(&["exec", "web", "--", "env"]);
+    assert!(
+        err.contains("Cannot link to a non running container: /db AS /web/db"),
+        "docker exec refuses while a linked container is down: {err}"
+    );
     host.container("filler", &[]);
     host.ok(&["container", "start", "db"]);
     let after = host.ip("db", "bridge");
@@ -71,21 +78,63 @@ fn the_hosts_entry_follows_a_restarted_linked_container_and_the_environment_does
         hosts.contains(&format!("{after}\tdb")) && !hosts.contains(&format!("{before}\tdb")),
         "{hosts}"
     );
-    assert_eq!(
-        env_of(&host, "web"),
-        env_before,
-        "the environment is what it was at start"
+    let env_after = env_of(&host, "web");
+    assert!(
+        env_after.contains(&format!("DB_PORT_5432_TCP_ADDR={after}")),
+        "each exec's environment is taken anew, as docker exec's: {env_after:?}"
     );
+}
+
+#[test]
+fn the_hosts_file_ends_with_the_containers_own_line_as_dockers() {
+    let Some(host) = Host::start() else { return };
+    host.container("db", &[]);
+    host.container("web", &["--link", "db:webdb"]);
+    let id = host.inspect("web")["id"].as_str().unwrap()[..12].to_string();
+    let hosts = host.exec("web", &["cat", "/etc/hosts"]).stdout;
+    let lines: Vec<&str> = hosts.lines().collect();
+    assert_eq!(lines[0], "127.0.0.1\tlocalhost", "{hosts}");
+    let own = format!("{}\t{id}", host.ip("web", "bridge"));
+    assert_eq!(
+        lines.last(),
+        Some(&own.as_str()),
+        "`tail -1` is IP ID: {hosts}"
+    );
+    assert!(
+        lines[lines.len() - 2].contains("\twebdb "),
+        "the link line comes before: {hosts}"
+    );
+}
+
+#[test]
+fn a_link_on_a_user_defined_network_is_a_name_for_the_linking_container_alone() {
+    let Some(host) = Host::start() else { return };
+    let _upstream = host.upstream_dns();
+    host.ok(&["network", "create", "app"]);
+    host.container("db", &["--network", "app", "--expose", "5432"]);
+    host.container("web", &["--network", "app", "--link", "db:webdb"]);
+    host.container("other", &["--network", "app"]);
+    let db = host.ip("db", "app");
+    let dig = |c: &str, name: &str| {
+        let out = host.exec(c, &["dig", "+short", "+time=2", "+tries=1", name]);
+        out.stdout.trim().to_string()
+    };
+    assert_eq!(dig("web", "webdb"), db, "the alias resolves for web");
+    assert_eq!(dig("other", "webdb"), "", "and for no one else");
+    assert!(env_of(&host, "web").is_empty(), "no link environment");
+    let hosts = host.exec("web", &["cat", "/etc/hosts"]).stdout;
+    assert!(!hosts.contains("webdb") && !hosts.contains(&db), "{hosts}");
+    assert!(host.reaches("web", "webdb"));
 }
 
 #[test]
 fn linking_to_a_missing_or_stopped_container_is_refused() {
     let Some(host) = Host::start() else { return };
-    let err = host.fails(&["container", "create", "--link", "nosuch:alias", "x"]);
-    assert!(err.contains("no such container"), "{err}");
+    let err = host.fails(&["container", "create", "--link", "nosuch:alias", "xx"]);
+    assert!(err.contains("No such container"), "{err}");
     host.ok(&["container", "create", "sleeping"]);
-    host.ok(&["container", "create", "--link", "sleeping", "y"]);
-    let err = host.fails(&["container", "start", "y"]);
+    host.ok(&["container", "create", "--link", "sleeping", "yy"]);
+    let err = host.fails(&["container", "start", "yy"]);
     assert!(err.contains("non running container"), "{err}");
-    assert_eq!(host.inspect("y")["status"], "created");
+    assert_eq!(host.inspect("yy")["status"], "created");
 }

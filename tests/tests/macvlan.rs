@@ -202,7 +202,7 @@ fn bad_macvlan_requests_are_one_line_errors_that_change_nothing() {
         "mac_net1",
         "-p",
         "8080:80",
-        "p",
+        "pp",
     ]);
     assert!(err.contains("mac_net1 is a macvlan network"), "{err}");
     let err = host.fails(&["container", "publish", "c1", "8081:80"]);

@@ -67,10 +67,10 @@ fn a_network_with_subnet_gateway_and_ip_range_hands_out_addresses_from_the_range
         .on_host(&["ip", "-4", "addr", "show", &bridge])
         .stdout
         .contains("10.20.0.254/16"));
-    host.container("c", &["--network", "n"]);
-    assert_eq!(host.ip("c", "n"), "10.20.5.0");
+    host.container("cc", &["--network", "n"]);
+    assert_eq!(host.ip("cc", "n"), "10.20.5.0");
     assert_eq!(
-        inspect(&host, "n")["containers"]["c"]["ip_address"],
+        inspect(&host, "n")["containers"]["cc"]["ip_address"],
         "10.20.5.0/16"
     );
 }
@@ -171,9 +171,9 @@ fn bad_network_requests_are_refused_and_change_nothing() {
 fn a_network_in_use_cannot_be_removed() {
     let Some(host) = Host::start() else { return };
     host.ok(&["network", "create", "busy"]);
-    host.ok(&["container", "create", "--network", "busy", "c"]);
+    host.ok(&["container", "create", "--network", "busy", "cc"]);
     let err = host.fails(&["network", "rm", "busy"]);
-    assert!(err.contains("connected containers: c"), "{err}");
-    host.ok(&["container", "rm", "c"]);
+    assert!(err.contains("connected containers: cc"), "{err}");
+    host.ok(&["container", "rm", "cc"]);
     host.ok(&["network", "rm", "busy"]);
 }

@@ -77,7 +77,7 @@ fn stats_count_drops_per_container_and_reason() {
         "{text}"
     );
     let err = host.fails(&["stats", "nosuch"]);
-    assert!(err.contains("no such container"), "{err}");
+    assert!(err.contains("No such container"), "{err}");
 }
 
 #[test]
@@ -286,5 +286,5 @@ fn explain_shows_each_hop_of_a_synthetic_packet_without_changing_anything() {
         "probes count no drop: {stats}"
     );
     let err = host.fails(&["explain", "--from", "nosuch", "--to", "1.2.3.4:80"]);
-    assert!(err.contains("no such container"), "{err}");
+    assert!(err.contains("No such container"), "{err}");
 }

@@ -299,7 +299,7 @@ fn a_port_bound_to_an_address_answers_only_there() {
 fn every_publish_form_is_honoured() {
     let Some(host) = Host::start() else { return };
     host.container(
-        "a",
+        "aa",
         &[
             "-p",
             "80",
@@ -311,7 +311,7 @@ fn every_publish_form_is_honoured() {
             "9000-9010:84/udp",
         ],
     );
-    let ports = host.ok(&["container", "port", "a"]);
+    let ports = host.ok(&["container", "port", "aa"]);
     let lines: Vec<&str> = ports.lines().collect();
     assert_eq!(lines.len(), 5, "{ports}");
     assert!(lines[0].starts_with("80/tcp -> 0.0.0.0:"), "{ports}");
@@ -321,8 +321,19 @@ fn every_publish_form_is_honoured() {
     assert_eq!(lines[4], "84/udp -> 0.0.0.0:9000");
     let ephemeral: u16 = lines[0].rsplit(':').next().unwrap().parse().unwrap();
     assert!((32768..=60999).contains(&ephemeral));
-    peer_echo(&host, "a", 80);
-    peer_echo(&host, "a", 83);
+    // `docker port NAME PORT[/PROTO]`: the host sides of that one port.
+    assert_eq!(
+        host.ok(&["container", "port", "aa", "83"]),
+        "0.0.0.0:8001\n"
+    );
+    assert_eq!(
+        host.ok(&["container", "port", "aa", "84/udp"]),
+        "0.0.0.0:9000\n"
+    );
+    let err = host.fails(&["container", "port", "aa", "84"]);
+    assert_eq!(err, "Error: No public port '84/tcp' published for aa");
+    peer_echo(&host, "aa", 80);
+    peer_echo(&host, "aa", 83);
     assert_eq!(
         until(OUTSIDE_IP, || from_outside(&host, UPLINK_IP, ephemeral)),
         OUTSIDE_IP
@@ -332,8 +343,8 @@ fn every_publish_form_is_honoured() {
         OUTSIDE_IP
     );
 
-    host.container("b", &["-P", "--expose", "7000", "--expose", "7001/udp"]);
-    let ports = host.ok(&["container", "port", "b"]);
+    host.container("bb", &["-P", "--expose", "7000", "--expose", "7001/udp"]);
+    let ports = host.ok(&["container", "port", "bb"]);
     assert!(
         ports.contains("7000/tcp -> 0.0.0.0:") && ports.contains("7001/udp -> 0.0.0.0:"),
         "{ports}"
@@ -348,31 +359,31 @@ fn conflicting_and_malformed_publish_requests_are_refused() {
     let before = host.ok(&["maps", "dump", "ports"]);
     let cases: &[(&[&str], &str)] = &[
         (
-            &["container", "create", "-p", "8080:80", "x"],
+            &["container", "create", "-p", "8080:80", "xx"],
             "port is already allocated",
         ),
         (
-            &["container", "create", "-p", "127.0.0.1:8080:80", "x"],
+            &["container", "create", "-p", "127.0.0.1:8080:80", "xx"],
             "port is already allocated",
         ),
         (
-            &["container", "create", "-p", "80:abc", "x"],
+            &["container", "create", "-p", "80:abc", "xx"],
             "invalid port spec",
         ),
         (
-            &["container", "create", "-p", "8000-8002:80-81", "x"],
+            &["container", "create", "-p", "8000-8002:80-81", "xx"],
             "invalid ranges",
         ),
         (
-            &["container", "create", "-p", "80/sctp", "x"],
+            &["container", "create", "-p", "80/sctp", "xx"],
             "invalid port spec",
         ),
         (
-            &["container", "create", "--network", "priv", "-p", "80", "x"],
+            &["container", "create", "--network", "priv", "-p", "80", "xx"],
             "internal",
         ),
         (
-            &["container", "create", "--network", "host", "-p", "80", "x"],
+            &["container", "create", "--network", "host", "-p", "80", "xx"],
             "bridge network",
         ),
         (&["container", "publish", "first", "8080:81"], "already"),
@@ -496,9 +507,9 @@ fn internal_networks_have_no_egress() {
 #[test]
 fn icmp_errors_about_translated_flows_reach_the_sender() {
     let Some(host) = Host::start() else { return };
-    host.container("c", &["-p", "5353:53/udp"]);
+    host.container("cc", &["-p", "5353:53/udp"]);
     // Egress to a closed outside port: the outside's port-unreachable comes back to the container.
-    let out = host.exec("c", &["sh", "-c", "echo x | socat -T3 - UDP:10.99.0.1:9"]);
+    let out = host.exec("cc", &["sh", "-c", "echo x | socat -T3 - UDP:10.99.0.1:9"]);
     assert!(out.stderr.contains("Connection refused"), "{out:?}");
     // Inbound to a published port nobody listens on: the container's error reaches the client.
     let out = host.outside(&[
@@ -515,8 +526,8 @@ fn idle_flows_expire_from_the_nat_table() {
     else {
         return;
     };
-    host.container("c", &[]);
-    assert!(host.reaches("c", OUTSIDE_IP));
+    host.container("cc", &[]);
+    assert!(host.reaches("cc", OUTSIDE_IP));
     let nat = host.ok(&["maps", "dump", "nat"]);
     assert!(nat.contains("icmp"), "{nat}");
     // Housekeeping runs every 5 s; the flow is idle after 1 s.
@@ -529,7 +540,7 @@ fn idle_flows_expire_from_the_nat_table() {
         sleep(Duration::from_millis(500));
     }
     assert!(
-        host.reaches("c", OUTSIDE_IP),
+        host.reaches("cc", OUTSIDE_IP),
         "new flows are translated again"
     );
 }

@@ -114,9 +114,9 @@ fn isolation_holds_while_the_daemon_is_down_and_after_restart() {
     };
     host.ok(&["network", "create", "n1"]);
     host.ok(&["network", "create", "n2"]);
-    host.container("a", &["--network", "n1"]);
-    host.container("b", &["--network", "n2"]);
-    let b = host.ip("b", "n2");
+    host.container("aa", &["--network", "n1"]);
+    host.container("bb", &["--network", "n2"]);
+    let b = host.ip("bb", "n2");
     host.stop_daemon("KILL");
     // exec needs the daemon; enter the namespace directly while it is down.
     let ns = host.dir.join("run/netns/a");
@@ -135,7 +135,7 @@ fn isolation_holds_while_the_daemon_is_down_and_after_restart() {
     );
     assert!(!down.ok(), "isolation does not depend on the daemon");
     host.start_daemon();
-    assert!(host.blocked("a", &b));
+    assert!(host.blocked("aa", &b));
 }
 
 #[test]
@@ -237,19 +237,19 @@ fn two_daemons_on_one_machine_do_not_affect_each_other() {
     let Some(one) = Host::start() else { return };
     let Some(two) = Host::start() else { return };
     for host in [&one, &two] {
-        host.container("x", &[]);
-        host.container("y", &[]);
+        host.container("xx", &[]);
+        host.container("yy", &[]);
     }
     assert_eq!(
-        one.ip("x", "bridge"),
-        two.ip("x", "bridge"),
+        one.ip("xx", "bridge"),
+        two.ip("xx", "bridge"),
         "same addresses, separate namespaces"
     );
-    one.ok(&["container", "rm", "-f", "y"]);
-    assert!(two.reaches("x", &two.ip("y", "bridge")));
+    one.ok(&["container", "rm", "-f", "yy"]);
+    assert!(two.reaches("xx", &two.ip("yy", "bridge")));
     drop(one);
     assert!(
-        two.reaches("y", &two.ip("x", "bridge")),
+        two.reaches("yy", &two.ip("xx", "bridge")),
         "one daemon's cleanup leaves the other alone"
     );
 }

@@ -128,8 +128,8 @@ fn a_corrupt_journal_line_is_reported_kept_aside_and_the_rest_recovered() {
     let Some(mut host) = Host::start() else {
         return;
     };
-    host.ok(&["container", "create", "a"]);
-    host.ok(&["container", "start", "a"]);
+    host.ok(&["container", "create", "aa"]);
+    host.ok(&["container", "start", "aa"]);
     host.ok(&["network", "create", "n1"]);
     let listed = host.ok(&["container", "ls", "--format", "json"]);
     host.stop_daemon("KILL");

@@ -50,11 +50,11 @@ fn pings(host: &Host, container: &str, ip: &str) {
 fn containers_of_one_network_reach_each_other_past_the_bridge() {
     let Some(host) = Host::start() else { return };
     host.ok(&["network", "create", "--subnet", "10.61.0.0/24", "front"]);
-    host.container("a", &["--network", "front"]);
-    host.container("b", &["--network", "front"]);
-    let (a, b) = (host.ip("a", "front"), host.ip("b", "front"));
+    host.container("aa", &["--network", "front"]);
+    host.container("bb", &["--network", "front"]);
+    let (a, b) = (host.ip("aa", "front"), host.ip("bb", "front"));
     let (a_veth, b_veth) = (veth_of(&host, &a), veth_of(&host, &b));
-    assert!(host.reaches("a", &b));
+    assert!(host.reaches("aa", &b));
     let veths = host.ok(&["maps", "dump", "veths"]);
     assert!(
         veths.lines().any(|l| l.contains(&b) && l.contains(&b_veth)),
@@ -63,7 +63,7 @@ fn containers_of_one_network_reach_each_other_past_the_bridge() {
 
     let into_b = packets(&host, &b_veth, "tx_packets");
     let into_a = packets(&host, &a_veth, "tx_packets");
-    pings(&host, "a", &b);
+    pings(&host, "aa", &b);
     let into_b = packets(&host, &b_veth, "tx_packets") - into_b;
     let into_a = packets(&host, &a_veth, "tx_packets") - into_a;
     assert!(into_b < 5, "{into_b} of 40 requests went through b's veth");
@@ -73,15 +73,15 @@ fn containers_of_one_network_reach_each_other_past_the_bridge() {
 #[test]
 fn egress_flows_leave_from_the_containers_port_and_replies_come_straight_back() {
     let Some(host) = Host::start() else { return };
-    host.container("a", &[]);
-    let a = host.ip("a", "bridge");
+    host.container("aa", &[]);
+    let a = host.ip("aa", "bridge");
     let a_veth = veth_of(&host, &a);
-    assert!(host.reaches("a", OUTSIDE_IP));
+    assert!(host.reaches("aa", OUTSIDE_IP));
 
     let up_from_bridge = packets(&host, "netd0", "rx_packets");
     let into_a = packets(&host, &a_veth, "tx_packets");
     // One flow (ping keeps its identifier): only its first packet takes the host's path.
-    pings(&host, "a", OUTSIDE_IP);
+    pings(&host, "aa", OUTSIDE_IP);
     let up_from_bridge = packets(&host, "netd0", "rx_packets") - up_from_bridge;
     let into_a = packets(&host, &a_veth, "tx_packets") - into_a;
     assert!(

@@ -9,7 +9,8 @@
 //! publishing on a running container; names (seeds 000, 002-004): the embedded DNS server of
 //! user-defined networks (names, aliases, short IDs, PTR, outside names through an upstream dnsmasq
 //! in the outside namespace), no names on the default bridge, legacy links whose hosts line follows
-//! a restarted container while their environment does not; and `netd stats` and `netd explain`.
+//! a restarted container, as does each exec's environment, while a process started before keeps
+//! its own; and `netd stats` and `netd explain`.
 //! Then across two hosts on one switch: macvlan networks (seed 003), and an overlay network
 //! whose hosts share etcd as their KV store (seed 001, [`overlay`]).
 //! Every step prints the command, its output and PASS/FAIL
@@ -909,8 +910,9 @@ impl Demo<'_> {
         self.dig("bbox1", "outside.test", Expect::Answers(OUTSIDE_NAME_IP));
     }
 
-    /// (p) `--link NAME:ALIAS` (seeds 002-004): Docker's environment, taken at start, and a hosts
-    /// line that follows the linked container to its new address.
+    /// (p) `--link NAME:ALIAS` (seeds 002-004): Docker's environment, taken at start and at each
+    /// exec (as `docker exec` takes it), and a hosts line that follows the linked container to
+    /// its new address.
     fn legacy_links(&mut self) {
         section("(p) legacy links: --link pgsql:webdb");
         self.container("pgsql", &["--expose", "5432"]);
@@ -958,10 +960,21 @@ impl Demo<'_> {
             &back,
             Expect::FailsWith("bad address"),
         );
+        let early = self.step(
+            "a process started now in webapp keeps its environment (as Docker's first process)",
+            &["exec", "-d", "webapp", "--", "sleep", "600"],
+            Expect::Success,
+        );
+        let pid = early.map(|o| o.stdout.trim().to_string());
         self.step(
             "stop pgsql",
             &["container", "stop", "pgsql"],
             Expect::Success,
+        );
+        self.step(
+            "an exec in webapp while pgsql is stopped: refused, as docker exec is",
+            &env,
+            Expect::FailsWith("Cannot link to a non running container"),
         );
         self.container("filler", &[]);
         self.step(
@@ -988,11 +1001,20 @@ impl Demo<'_> {
             &hosts,
             Expect::Prints(&line2),
         );
+        let addr2 = format!("WEBDB_PORT_5432_TCP_ADDR={ip2}");
         self.step(
-            &format!("webapp's environment keeps the old address: {addr1}"),
+            &format!("each exec takes the link environment anew, as docker exec: {addr2}"),
             &env,
-            Expect::PrintsAll(&[&addr1, &url]),
+            Expect::PrintsAll(&[&addr2]),
         );
+        if let Some(pid) = pid.filter(|p| p.parse::<u32>().is_ok()) {
+            let environ = format!("tr '\\0' '\\n' < /proc/{pid}/environ");
+            self.step(
+                &format!("the process started before keeps the old address: {addr1}"),
+                &["exec", "webapp", "--", "sh", "-c", &environ],
+                Expect::PrintsAll(&[&addr1, &url]),
+            );
+        }
         self.step("ping webdb from webapp again", &ping, Expect::Success);
     }
 

@@ -5,6 +5,7 @@
 
 mod bench;
 mod build;
+mod compare;
 mod demo;
 mod fuzz;
 mod lab;
@@ -54,6 +55,9 @@ enum Verb {
     },
     /// Walk through netd's scenarios with real traffic in throwaway namespaces.
     Demo,
+    /// Run the seeds on netd's CLI and on stock dockerd 20.10 side by side and print what
+    /// differs; fails on a difference README.md does not list as intended.
+    CompareDocker,
     /// Benchmark netd against Docker's iptables datapath, docker-proxy and plain routing.
     Bench {
         /// Short rounds, no scale figures (about a minute; what CI runs).
@@ -89,6 +93,7 @@ fn dispatch(verb: Verb) -> anyhow::Result<ExitCode> {
         Verb::Run { args } => run::run(&args).map(|()| ExitCode::SUCCESS),
         Verb::Test { args } => test::test(&args).map(|()| ExitCode::SUCCESS),
         Verb::Demo => demo::demo(),
+        Verb::CompareDocker => compare::compare_docker().map(|()| ExitCode::SUCCESS),
         Verb::Fuzz { minutes } => fuzz::fuzz(minutes),
         Verb::Bench {
             quick,

@@ -19,6 +19,25 @@ use crate::{api::ExecInfo, cli::ExecArgs};
 
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// A command that could not be started: missing (Docker: "executable file not found in
+/// $PATH"), not executable, or the container's namespaces could not be entered.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot run {cmd}: {}", explain(source))]
+pub struct CannotRun {
+    pub cmd: String,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Docker's words for the usual reasons, the system's for the others.
+fn explain(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "executable file not found in $PATH".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
+    }
+}
+
 pub fn run(info: &ExecInfo, args: &ExecArgs) -> anyhow::Result<i32> {
     let netns =
         File::open(&info.netns).with_context(|| format!("cannot open {}", info.netns.display()))?;
@@ -54,15 +73,17 @@ pub fn run(info: &ExecInfo, args: &ExecArgs) -> anyhow::Result<i32> {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("cannot run {}", args.cmd[0]))?;
+        let child = cmd.spawn().map_err(|source| CannotRun {
+            cmd: args.cmd[0].clone(),
+            source,
+        })?;
         println!("{}", child.id());
         return Ok(0);
     }
-    let status = cmd
-        .status()
-        .with_context(|| format!("cannot run {}", args.cmd[0]))?;
+    let status = cmd.status().map_err(|source| CannotRun {
+        cmd: args.cmd[0].clone(),
+        source,
+    })?;
     Ok(status.code().unwrap_or_else(|| {
         128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
     }))

@@ -129,22 +129,42 @@ pub fn container(socket: &Path, cmd: ContainerCommand) -> anyhow::Result<()> {
         ContainerCommand::Stop { name } => {
             done(socket, Request::ContainerStop { name: name.clone() }, &name)?
         }
-        ContainerCommand::Rm { force, name } => done(
-            socket,
-            Request::ContainerRm {
+        ContainerCommand::Rm { force, name } => {
+            let req = Request::ContainerRm {
                 name: name.clone(),
                 force,
-            },
-            &name,
-        )?,
+            };
+            match request(socket, &req) {
+                Ok(_) => println!("{name}"),
+                // As `docker rm -f`: a container that is not there is said, not failed, so
+                // that cleanup scripts under `set -e` go on.
+                Err(e) if force && crate::api::is_no_such_container(&e.to_string()) => {
+                    eprintln!("Error: {e}")
+                }
+                Err(e) => return Err(e),
+            }
+        }
         ContainerCommand::Ls { format } => {
             print::containers(request(socket, &Request::ContainerLs)?, format)?
         }
         ContainerCommand::Inspect { name } => {
             print::container(request(socket, &Request::ContainerInspect { name })?)?
         }
-        ContainerCommand::Port { name } => {
+        ContainerCommand::Port { name, port: None } => {
             print::ports(request(socket, &Request::ContainerPort { name })?)
+        }
+        ContainerCommand::Port {
+            name,
+            port: Some(port),
+        } => {
+            let Reply::Ports(lines) =
+                request(socket, &Request::ContainerPort { name: name.clone() })?
+            else {
+                return Err(anyhow!("unexpected reply from the daemon"));
+            };
+            let found =
+                crate::ports::docker_port_of(&lines, &name, &port).map_err(|e| anyhow!(e))?;
+            found.iter().for_each(|l| println!("{l}"));
         }
         ContainerCommand::Publish { name, spec } => {
             request(socket, &Request::ContainerPublish { name, spec })?;
@@ -202,7 +222,7 @@ pub fn run(socket: &Path, args: RunArgs) -> anyhow::Result<i32> {
         name: name.clone(),
         cmd: args.cmd,
     };
-    let status = exec(socket, exec_args);
+    let status = exec_status(exec(socket, exec_args), NOT_FOUND_IN_RUN);
     if args.rm {
         request(socket, &rm(&name))?;
     }
@@ -291,6 +311,30 @@ pub fn monitor(
         std::io::stdout().flush()?;
     }
     Ok(())
+}
+
+/// `docker run`'s status for a command that is not there (`docker exec` gives 126 for it too).
+const NOT_FOUND_IN_RUN: i32 = 127;
+/// Docker's status for a command that cannot be run.
+const CANNOT_RUN: i32 = 126;
+
+/// `netd exec`: the command's exit status, or Docker's 126 when it cannot be run.
+pub fn exec_command(socket: &Path, args: ExecArgs) -> anyhow::Result<i32> {
+    exec_status(exec(socket, args), CANNOT_RUN)
+}
+
+/// The status of an exec: a command that is missing gets `not_found`, one that cannot be
+/// executed 126, as Docker's; the error is printed, with Docker's words for it.
+fn exec_status(result: anyhow::Result<i32>, not_found: i32) -> anyhow::Result<i32> {
+    let Err(e) = result else { return result };
+    let kind = e.downcast_ref::<exec::CannotRun>().map(|c| c.source.kind());
+    let status = match kind {
+        Some(std::io::ErrorKind::NotFound) => not_found,
+        Some(std::io::ErrorKind::PermissionDenied) => CANNOT_RUN,
+        _ => return Err(e),
+    };
+    eprintln!("Error: {e}");
+    Ok(status)
 }
 
 /// Runs the command and returns its exit status (or 0 with `-d`, after printing the PID).

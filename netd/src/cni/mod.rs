@@ -195,7 +195,7 @@ fn del(conf: &NetConf, inv: &Invocation) -> Result<(), CniError> {
     };
     match exchange(&socket, &request) {
         Ok(Ok(_)) | Err(Exchange::Unreachable(_)) => Ok(()),
-        Ok(Err(e)) if e.starts_with("no such container") => Ok(()),
+        Ok(Err(e)) if crate::api::is_no_such_container(&e) => Ok(()),
         Ok(Err(e)) => Err(CniError::new(code::DAEMON, e)),
         Err(Exchange::Broken(e)) => Err(CniError::new(code::TRY_AGAIN_LATER, format!("{e:#}"))),
     }
@@ -284,7 +284,7 @@ fn check(conf: &NetConf, inv: &Invocation) -> Result<(), CniError> {
 fn lookup(socket: &Path, name: &str) -> Result<Option<ContainerView>, CniError> {
     match inspect(socket, name) {
         Ok(view) => Ok(Some(view)),
-        Err(e) if e.msg.starts_with("no such container") => Ok(None),
+        Err(e) if crate::api::is_no_such_container(&e.msg) => Ok(None),
         Err(e) => Err(e),
     }
 }

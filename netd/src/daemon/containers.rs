@@ -22,7 +22,7 @@ impl Daemon {
     pub(super) fn container(&self, key: &str) -> OpResult<&Container> {
         self.state
             .find_container(key)
-            .ok_or_else(|| OpError::NotFound(format!("no such container: {key}")))
+            .ok_or_else(|| OpError::NotFound(format!("{}: {key}", crate::api::NO_SUCH_CONTAINER)))
     }
 
     /// A container known to exist (it was looked up at the start of the request).
@@ -56,17 +56,21 @@ impl Daemon {
 
     /// Validates a create request completely before anything is recorded.
     fn plan_container(&self, req: &ContainerCreate) -> OpResult<Container> {
-        validate::name("container", &req.name)?;
-        if self.state.containers.contains_key(&req.name) {
+        match req.runtime {
+            None => validate::container_name(&req.name)?,
+            Some(_) => validate::name("container", &req.name)?,
+        }
+        if let Some(other) = self.state.containers.get(&req.name) {
             return Err(conflict(format!(
-                "container name {} is already in use",
-                req.name
+                "container name {} is already in use by container \"{}\": remove it or choose another name",
+                req.name, other.id
             )));
         }
         let links = self.plan_links(&req.name, &req.links)?;
         validate::key_values("environment variable", &req.env)?;
         let mode = self.parse_mode(&req.network)?;
-        let attachments = self.plan_attachments(req, &mode)?;
+        let mut attachments = self.plan_attachments(req, &mode)?;
+        let links = self.place_links(links, &mut attachments)?;
         if let Some(path) = &req.netns {
             if !matches!(mode, NetworkMode::Bridge | NetworkMode::None) {
                 return Err(invalid(
@@ -81,8 +85,7 @@ impl Daemon {
         }
         let (publish, expose) = self.plan_publish(req, &mode, &attachments)?;
         let id = new_id();
-        let hostname = req.hostname.clone().unwrap_or_else(|| id[..12].to_string());
-        validate::hostname(&hostname)?;
+        let hostname = self.plan_hostname(&mode, req.hostname.as_deref(), &id)?;
         Ok(Container {
             name: req.name.clone(),
             id,
@@ -102,6 +105,47 @@ impl Daemon {
             endpoints: vec![],
             created: now(),
         })
+    }
+
+    /// Where `links` go. On a user-defined network a link is what Docker makes of it there: a
+    /// name that the linking container alone resolves (the attachment's link table, which the
+    /// DNS answers from), no environment, no hosts line; the legacy links returned (environment
+    /// and hosts line) are the default bridge's.
+    fn place_links(
+        &self,
+        links: Vec<String>,
+        attachments: &mut [Attachment],
+    ) -> OpResult<Vec<String>> {
+        match attachments.first_mut() {
+            Some(a) if !self.network(&a.network)?.default => {
+                a.links = links;
+                Ok(vec![])
+            }
+            _ => Ok(links),
+        }
+    }
+
+    /// The hostname, as Docker gives it: `--hostname`, else the short ID; a container that
+    /// joins another's namespace has that one's (and may not choose), one on the host's network
+    /// the host's.
+    fn plan_hostname(&self, mode: &NetworkMode, asked: Option<&str>, id: &str) -> OpResult<String> {
+        let hostname = match (mode, asked) {
+            (NetworkMode::Container(_), Some(_)) => {
+                return Err(invalid(
+                    "conflicting options: hostname and the network mode (--hostname with --network container:NAME)",
+                ))
+            }
+            (NetworkMode::Container(target), None) => self.container(target)?.hostname.clone(),
+            (NetworkMode::Host, None) => nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .filter(|h| validate::hostname(h).is_ok())
+                .unwrap_or_else(|| id[..12].to_string()),
+            (_, Some(name)) => name.to_string(),
+            (_, None) => id[..12].to_string(),
+        };
+        validate::hostname(&hostname)?;
+        Ok(hostname)
     }
 
     fn plan_attachments(
@@ -505,8 +549,11 @@ impl Daemon {
             // from another one.
             hosts: dir.as_ref().map(|d| d.join("hosts")),
             resolv_conf: dir.as_ref().map(|d| d.join("resolv.conf")),
-            hostname: Some(c.hostname.clone()),
-            env: c.link_env.iter().chain(&c.env).cloned().collect(),
+            hostname: Some(match &c.mode {
+                NetworkMode::Container(target) => self.container(target)?.hostname.clone(),
+                _ => c.hostname.clone(),
+            }),
+            env: self.link_env(c)?.iter().chain(&c.env).cloned().collect(),
         })
     }
 }

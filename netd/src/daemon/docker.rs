@@ -480,9 +480,6 @@ impl Daemon {
             self.restore_saved();
             return Err(e);
         }
-        if let Some(cursor) = self.cursors.remove(&old) {
-            self.cursors.insert(name.to_string(), cursor);
-        }
         Ok(true)
     }
 

@@ -21,7 +21,7 @@ use crate::{
 };
 
 impl Daemon {
-    /// The address for `attachment`: the requested one if free, else the next free one.
+    /// The address for `attachment`: the requested one if free, else the lowest free one.
     fn address_for(&self, network: &Network, attachment: &Attachment) -> OpResult<Ipv4Addr> {
         let in_use = self.state.addresses_in_use(&network.name);
         match attachment.ip {
@@ -29,11 +29,7 @@ impl Daemon {
                 network.pool().check_static(ip, &in_use)?;
                 Ok(ip)
             }
-            None => {
-                let cursor = self.cursors.get(&network.name).copied();
-                let after = cursor.unwrap_or(network.gateway);
-                Ok(network.pool().allocate(&in_use, after)?)
-            }
+            None => Ok(network.pool().allocate(&in_use)?),
         }
     }
 
@@ -84,7 +80,6 @@ impl Daemon {
             self.announce_endpoint(&network, container_id, attachment, ip)
                 .await?;
         }
-        self.cursors.insert(network.name.clone(), ip);
         Ok(EndpointState {
             network: network.name.clone(),
             ifname: ifname.into(),

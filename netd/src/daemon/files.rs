@@ -7,22 +7,16 @@ use crate::state::Container;
 
 const LOCALHOST: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n";
 
-/// The hosts file: localhost lines, the container's own addresses with its hostname, name and
-/// short ID, then one line per link.
+/// The hosts file as Docker writes it: localhost lines, one line per link, then the container's
+/// own line `IP HOSTNAME` per address, last (scripts read it with `tail -1`).
 pub fn hosts(c: &Container, link_lines: &[String]) -> String {
     let mut text = LOCALHOST.to_string();
-    let mut names = vec![c.hostname.as_str()];
-    for n in [c.name.as_str(), &c.id[..12]] {
-        if !names.contains(&n) {
-            names.push(n);
-        }
-    }
-    for ep in &c.endpoints {
-        text.push_str(&format!("{}\t{}\n", ep.ip, names.join(" ")));
-    }
     for line in link_lines {
         text.push_str(line);
         text.push('\n');
+    }
+    for ep in &c.endpoints {
+        text.push_str(&format!("{}\t{}\n", ep.ip, c.hostname));
     }
     text
 }
@@ -112,6 +106,21 @@ impl Daemon {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::testing::running;
+
+    /// Docker 20.10's file for a container linked to db: localhost, the link, its own line last
+    /// with its hostname alone.
+    #[test]
+    fn hosts_has_localhost_then_links_then_the_containers_own_line() {
+        let mut c = running("web", &[("bridge", "veth0", "172.17.0.3", &[])]);
+        c.hostname = "0123456789ab".into();
+        let text = hosts(&c, &["172.17.0.2\tdb 5f3e0a1b2c3d".to_string()]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "127.0.0.1\tlocalhost");
+        assert_eq!(lines[lines.len() - 2], "172.17.0.2\tdb 5f3e0a1b2c3d");
+        assert_eq!(lines[lines.len() - 1], "172.17.0.3\t0123456789ab");
+        assert_eq!(lines.len(), 8);
+    }
 
     #[test]
     fn loopback_nameservers_are_dropped() {

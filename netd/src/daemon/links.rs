@@ -1,5 +1,5 @@
-//! Legacy links (`--link NAME[:ALIAS]`): checked at create, the environment taken at start, and
-//! hosts entries that follow the linked container wherever it goes.
+//! Legacy links (`--link NAME[:ALIAS]`): checked at create, the environment taken at start and
+//! at each exec, and hosts entries that follow the linked container wherever it goes.
 use super::{
     error::{conflict, invalid, OpError, OpResult},
     Daemon,
@@ -17,7 +17,11 @@ impl Daemon {
             .map(|spec| {
                 let link = links::parse_link(spec).map_err(|e| invalid(e.to_string()))?;
                 let target = self.state.find_container(&link.name).ok_or_else(|| {
-                    OpError::NotFound(format!("cannot link to {}: no such container", link.name))
+                    OpError::NotFound(format!(
+                        "cannot link to {0}: {1}: {0}",
+                        link.name,
+                        crate::api::NO_SUCH_CONTAINER
+                    ))
                 })?;
                 if target.name == this {
                     return Err(invalid(format!("container {this} cannot link to itself")));
@@ -35,14 +39,17 @@ impl Daemon {
             .then(|| (target, alias.to_string()))
     }
 
-    /// The link environment of `c`, from where its linked containers are now.
+    /// The link environment of `c`, from where its linked containers are now: taken at start,
+    /// and again for each `exec`, as Docker 20.10 does for `docker exec` (refused, as there,
+    /// while a linked container is not running).
     pub(super) fn link_env(&self, c: &Container) -> OpResult<Vec<String>> {
         let mut env = vec![];
         for link in &c.links {
             let (target, alias) = self.linked(link).ok_or_else(|| {
+                let (name, alias) = link.split_once(':').unwrap_or((link, link));
                 conflict(format!(
-                    "cannot link to a non running container: {}",
-                    link.split(':').next().unwrap_or(link)
+                    "Cannot link to a non running container: /{name} AS /{}/{alias}",
+                    c.name
                 ))
             })?;
             let exposed: Vec<(u16, &str)> = target

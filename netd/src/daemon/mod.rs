@@ -129,10 +129,6 @@ pub struct Daemon {
     pub state: State,
     /// The state on disk; `state` equals what it saved between requests.
     pub store: Store,
-    /// The last address handed out on each network: serial allocation continues after it. Kept
-    /// in memory only, as Docker's IPAM does: a restarted daemon starts from the range's beginning
-    /// (and keeps a file write off every container start).
-    pub cursors: std::collections::HashMap<String, std::net::Ipv4Addr>,
     pub nl: Netlink,
     pub dp: Datapath,
     /// Interfaces the uplink programs are attached to.
@@ -174,7 +170,6 @@ impl Daemon {
             config,
             state,
             store,
-            cursors: Default::default(),
             nl,
             dp,
             uplinks: vec![],

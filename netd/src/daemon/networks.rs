@@ -180,7 +180,6 @@ impl Daemon {
             .networks
             .remove(name)
             .expect("checked by the caller");
-        self.cursors.remove(name);
         if let Err(e) = self.save() {
             self.restore_saved();
             return Err(e);
@@ -216,7 +215,7 @@ impl Daemon {
             .collect();
         if !users.is_empty() {
             return Err(conflict(format!(
-                "network {name} has connected containers: {}",
+                "network {name} has active endpoints: connected containers: {}",
                 users.join(", ")
             )));
         }
@@ -355,7 +354,7 @@ fn pick_subnet(
     }
     if let Some((name, other)) = taken.iter().find(|(_, s)| ipam::overlaps(*s, subnet)) {
         return Err(conflict(format!(
-            "subnet {subnet} overlaps with network {name} ({other})"
+            "subnet {subnet} overlaps with network {name} ({other}): Pool overlaps with other one on this address space"
         )));
     }
     Ok(subnet)

@@ -301,8 +301,7 @@ impl Daemon {
     }
 
     /// Claims an address on overlay network `network` for the container `container_id` in the
-    /// store: the requested one if nobody has it, else the next free one after the last this
-    /// daemon handed out. The claim is undone with the request.
+    /// store: the requested one if nobody has it, else the lowest free one. The claim is undone with the request.
     pub(super) async fn claim_address(
         &mut self,
         network: &Network,
@@ -322,18 +321,13 @@ impl Daemon {
             })
             .collect();
         in_use.extend(self.state.addresses_in_use(&network.name));
-        let mut after = self
-            .cursors
-            .get(&network.name)
-            .copied()
-            .unwrap_or(network.gateway);
         for _ in 0..ATTEMPTS {
             let ip = match attachment.ip {
                 Some(ip) => {
                     network.pool().check_static(ip, &in_use)?;
                     ip
                 }
-                None => network.pool().allocate(&in_use, after)?,
+                None => network.pool().allocate(&in_use)?,
             };
             if cluster
                 .claim(&network.id, IpAddr::V4(ip), &record(ip))
@@ -346,7 +340,6 @@ impl Daemon {
                 return Err(ipam::IpamError::InUse(ip).into());
             }
             in_use.push(ip);
-            after = ip;
         }
         Err(conflict(format!(
             "could not claim an address on {} after {ATTEMPTS} attempts",

@@ -342,11 +342,10 @@ impl Daemon {
         }
     }
 
-    /// `container port NAME`, as `docker port` prints it.
+    /// `container port NAME`, as `docker port` prints it (and in its order).
     pub(super) fn container_port(&self, key: &str) -> OpResult<Reply> {
-        Ok(Reply::Ports(ports::docker_port_lines(
-            &self.container(key)?.ports,
-        )))
+        let c = self.container(key)?;
+        Ok(Reply::Ports(ports::docker_port_lines(&c.ports, &c.publish)))
     }
 }
 

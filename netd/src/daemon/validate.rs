@@ -19,6 +19,19 @@ pub fn name(kind: &str, name: &str) -> OpResult<()> {
     Ok(())
 }
 
+/// Names Docker accepts for containers: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`, two characters at least
+/// (`docker run --name j` is refused). Containers that a runtime names (CNI, Docker's sandboxes)
+/// follow the runtime's rules and take [`name`]'s.
+pub fn container_name(name: &str) -> OpResult<()> {
+    self::name("container", name)?;
+    if name.len() < 2 {
+        return Err(invalid(format!(
+            "invalid container name {name:?}: two characters at least, and only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+        )));
+    }
+    Ok(())
+}
+
 /// A hostname label sequence (RFC 1123).
 pub fn hostname(name: &str) -> OpResult<()> {
     let label_ok = |l: &str| {
@@ -68,6 +81,16 @@ pub fn key_values(what: &str, items: &[String]) -> OpResult<BTreeMap<String, Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn container_names_have_two_characters_at_least_as_dockers() {
+        assert!(container_name("jj").is_ok());
+        assert!(container_name("a.b-c_1").is_ok());
+        for bad in ["j", "", "-x", "_a", "a b"] {
+            let err = container_name(bad).unwrap_err().to_string();
+            assert!(err.starts_with("invalid container name"), "{err}");
+        }
+    }
 
     #[test]
     fn names_follow_dockers_rule() {
