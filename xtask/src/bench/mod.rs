@@ -316,7 +316,11 @@ fn all_phases(g: &mut Guard, netd: &Path, tool: &str, results: &mut Results) -> 
     }
     scale::memory(g, results, "3 published ports, 1 container");
     if !quick {
-        scale::run(g, tool, results)?;
+        // A failure here is reported with the rest of the run's figures.
+        if let Err(e) = scale::run(g, tool, results) {
+            check_interrupt()?;
+            results.notes.push(format!("scale phase: {e:#}"));
+        }
     }
     check_interrupt()?;
     overlay::run(g, netd, tool, results)?;
