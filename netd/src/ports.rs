@@ -512,27 +512,58 @@ pub fn conflicts(a: &PortMapping, b: &PortMapping) -> bool {
 }
 
 /// The first mapping of `wanted` that [conflicts] with an earlier one of `wanted` or with any of
-/// `others`. One pass over `others`, so checking a port against 100,000 published ones costs
-/// a scan, not a scan per wanted mapping.
+/// `others`. One pass over `others`, each tested against a bit per wanted (protocol, port)
+/// first, so checking a port against 100,000 published ones costs a scan of them (a load and
+/// a shift each), not a scan per wanted mapping.
 pub fn first_clash<'a, 'b>(
     wanted: &'a [PortMapping],
     others: impl IntoIterator<Item = &'b PortMapping>,
 ) -> Option<&'a PortMapping> {
     let mut asked: HashMap<(Proto, u16), Vec<&'a PortMapping>> = HashMap::new();
+    let mut bits = PortBits::default();
     for m in wanted.iter().filter(|m| m.host_port != 0) {
         let same_port = asked.entry((m.proto, m.host_port)).or_default();
         if same_port.iter().any(|o| conflicts(m, o)) {
             return Some(m);
         }
         same_port.push(m);
+        bits.insert(m.proto, m.host_port);
     }
-    others.into_iter().find_map(|o| {
-        asked
-            .get(&(o.proto, o.host_port))?
-            .iter()
-            .find(|m| conflicts(m, o))
-            .copied()
-    })
+    others
+        .into_iter()
+        .filter(|o| bits.contains(o.proto, o.host_port))
+        .find_map(|o| {
+            asked
+                .get(&(o.proto, o.host_port))?
+                .iter()
+                .find(|m| conflicts(m, o))
+                .copied()
+        })
+}
+
+/// A set of (protocol, port) pairs, one bit each (16 KiB).
+struct PortBits(Vec<u64>);
+
+impl Default for PortBits {
+    fn default() -> Self {
+        Self(vec![0; 2 << 16 >> 6])
+    }
+}
+
+impl PortBits {
+    fn index(proto: Proto, port: u16) -> usize {
+        (usize::from(proto == Proto::Udp) << 16) | usize::from(port)
+    }
+
+    fn insert(&mut self, proto: Proto, port: u16) {
+        let i = Self::index(proto, port);
+        self.0[i >> 6] |= 1 << (i & 63);
+    }
+
+    fn contains(&self, proto: Proto, port: u16) -> bool {
+        let i = Self::index(proto, port);
+        self.0[i >> 6] & (1 << (i & 63)) != 0
+    }
 }
 
 /// The host sockets a set of mappings holds, by (protocol, port), to ask whether a candidate
@@ -789,6 +820,16 @@ mod tests {
         assert_eq!(first_clash(&twice, []), Some(&twice[1]));
         let unchosen = [m(ANY, 0, 80, Proto::Tcp), m(ANY, 0, 80, Proto::Tcp)];
         assert_eq!(first_clash(&unchosen, &others), None);
+    }
+
+    #[test]
+    fn port_bits_keep_protocols_and_the_ends_of_the_range_apart() {
+        let mut bits = PortBits::default();
+        bits.insert(Proto::Udp, 65535);
+        bits.insert(Proto::Tcp, 1);
+        assert!(bits.contains(Proto::Udp, 65535) && bits.contains(Proto::Tcp, 1));
+        assert!(!bits.contains(Proto::Tcp, 65535) && !bits.contains(Proto::Udp, 1));
+        assert!(!bits.contains(Proto::Tcp, 0) && !bits.contains(Proto::Tcp, 2));
     }
 
     #[test]

@@ -135,9 +135,6 @@ pub struct Daemon {
     pub uplinks: Vec<String>,
     /// The embedded DNS server.
     pub dns: Dns,
-    /// What `NETD_PORTS` holds, as this daemon last wrote it (`None`: read it from the kernel).
-    pub ports_written:
-        Option<std::collections::BTreeMap<netd_common::PortKey, netd_common::Backend>>,
     /// The cluster store, with `--cluster-store`.
     pub cluster: Option<crate::cluster::Cluster>,
     /// The cluster as the store last said (other hosts' networks and endpoints).
@@ -174,7 +171,6 @@ impl Daemon {
             dp,
             uplinks: vec![],
             dns: Dns::new(resolv_conf),
-            ports_written: None,
             cluster: None,
             cluster_view: Default::default(),
             overlay_changes: Default::default(),
@@ -199,11 +195,14 @@ impl Daemon {
         for (network, e, ip) in self.remote_names() {
             names.add_remote(&network, &e.container, &e.container_id, &e.aliases, ip);
         }
+        // Only containers with a name scope get a listener: the default bridge's many do not
+        // cost a path each per request.
         let containers: Vec<(String, PathBuf)> = self
             .state
             .containers
             .values()
             .filter(|c| c.status == Status::Running && c.mode == NetworkMode::Bridge)
+            .filter(|c| names.has_scope(&c.name))
             .map(|c| (c.name.clone(), self.netns_path(c)))
             .collect();
         let gateways: Vec<_> = self

@@ -78,9 +78,10 @@ fn targets(r: &Results) -> Vec<Target> {
     let add_port = med(r, "scale.addport.100000", "netd (socket request)");
     let attach = med(r, "containers.start.4000", "netd (socket request)");
     let rss = r.scalar_value("netd RSS (100,000 published ports, 4,000 containers)");
-    let resolved = r.scalar_value(
-        "address resolution at 4,000 containers: pairs answered at the first ping (of 20)",
-    );
+    let resolved = r.scalar_value(&format!(
+        "address resolution at {} containers: pairs answered at the first ping (of 20)",
+        super::scale::LARGEST
+    ));
     let fast_path = "Every packet of a published-port flow runs netd's TC programs: on the uplink \
         (NAT lookup, address and port rewrite with checksum updates, then bpf_redirect_peer straight \
         into the container), on the container's veth (the same for the reply, then bpf_redirect_neigh \
@@ -242,7 +243,9 @@ fn targets(r: &Results) -> Vec<Target> {
             limit: 48.0,
             at_most: true,
             cause: "Per-container state in the daemon (namespace handles, DNS listeners per container, \
-                tokio tasks and their buffers) and the in-memory copy of every published port."
+                tokio tasks and their buffers), each published port in the state and its saved copy \
+                (16 bytes each, requested and bound), and what the allocator keeps of earlier \
+                bursts (the DNS and monitoring phases run before this one)."
                 .into(),
         },
     ]
