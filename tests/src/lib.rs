@@ -651,6 +651,8 @@ impl Drop for Host {
     }
 }
 
+/// Side-by-side comparisons with stock Docker.
+pub mod compare;
 /// Real dockerd beside a host, for the Docker plugin's tests.
 pub mod docker;
 /// Several hosts on one underlay.

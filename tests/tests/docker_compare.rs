@@ -18,6 +18,7 @@ use std::{
 };
 
 use netd_tests::{
+    compare::{print_times, Comparison, Observed},
     docker::{Docker, IMAGE},
     Host, Out, OUTSIDE_IP, UPLINK_IP,
 };
@@ -236,22 +237,12 @@ impl Side {
     }
 }
 
-/// What one side showed: observable and value, in the order observed.
-#[derive(Default)]
-struct Observed(Vec<(String, String)>);
+/// What only this comparison notes.
+trait Outcomes {
+    fn outcome(&mut self, what: &str, out: &Out);
+}
 
-impl Observed {
-    fn note(&mut self, what: impl Into<String>, value: impl Into<String>) {
-        self.0.push((what.into(), value.into()));
-    }
-
-    fn get(&self, what: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(w, _)| w == what)
-            .map(|(_, v)| v.as_str())
-    }
-
+impl Outcomes for Observed {
     /// A failing (or not) command: its exit status, and which of Docker's [`PHRASES`] its
     /// error carries.
     fn outcome(&mut self, what: &str, out: &Out) {
@@ -743,14 +734,6 @@ fn observe(side: Option<Side>, started: Instant) -> Option<(Observed, Duration)>
     Some((seen, started.elapsed()))
 }
 
-/// Why an observable may differ, if it is one of [`INTENDED`].
-fn intended(what: &str) -> Option<&'static str> {
-    INTENDED
-        .iter()
-        .find(|(part, _)| what.contains(part))
-        .map(|(_, why)| *why)
-}
-
 #[test]
 #[ignore = "starts stock dockerd (slow): run by `cargo xtask compare-docker`"]
 fn the_seeds_on_netds_cli_show_what_they_show_on_stock_docker() {
@@ -766,36 +749,15 @@ fn the_seeds_on_netds_cli_show_what_they_show_on_stock_docker() {
     let (Some((stock, stock_time)), Some((netd, netd_time))) = (stock, netd) else {
         return;
     };
-    let mut whats: Vec<&str> = stock.0.iter().map(|(w, _)| w.as_str()).collect();
-    for (w, _) in &netd.0 {
-        if !whats.contains(&w.as_str()) {
-            whats.push(w);
-        }
+    let unexpected = Comparison {
+        stock: &stock,
+        netd: &netd,
+        stock_label: "stock Docker 20.10",
+        listed: INTENDED,
+        listed_as: "intended",
     }
-    let mut unexpected = Vec::new();
-    println!("{:<18} | observable | stock Docker 20.10 | netd", "");
-    for what in whats {
-        let a = stock.get(what).unwrap_or("(not observed)");
-        let b = netd.get(what).unwrap_or("(not observed)");
-        let verdict = match (a == b, intended(what)) {
-            (true, _) => "SAME",
-            (false, Some(_)) => "DIFFERENT (intended)",
-            (false, None) => "DIFFERENT",
-        };
-        println!("{verdict:<18} | {what} | {a} | {b}");
-        if verdict == "DIFFERENT" {
-            unexpected.push(format!("{what}: stock {a:?}, netd {b:?}"));
-        }
-    }
-    for (part, why) in INTENDED {
-        println!("intended: {part}: {why}");
-    }
-    println!(
-        "stock side {:.1} s, netd side {:.1} s, in all {:.1} s",
-        stock_time.as_secs_f64(),
-        netd_time.as_secs_f64(),
-        started.elapsed().as_secs_f64()
-    );
+    .print();
+    print_times(stock_time.as_secs_f64(), netd_time.as_secs_f64(), started);
     assert!(
         unexpected.is_empty(),
         "differences not listed as intended:\n{}",

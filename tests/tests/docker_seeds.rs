@@ -18,6 +18,7 @@ use std::{
 };
 
 use netd_tests::{
+    compare::{print_times, Comparison, Observed},
     docker::{docker_proxies, Docker, Flavour, IMAGE},
     wait_until, Host, Launch, OUTSIDE_IP, UPLINK_IP,
 };
@@ -63,23 +64,6 @@ const KNOWN: &[(&str, &str)] = &[
         "the point of netd: an eBPF datapath, no iptables rule and no docker-proxy",
     ),
 ];
-
-/// What one side showed: observable and value, in the order observed.
-#[derive(Default)]
-struct Observed(Vec<(String, String)>);
-
-impl Observed {
-    fn note(&mut self, what: impl Into<String>, value: impl Into<String>) {
-        self.0.push((what.into(), value.into()));
-    }
-
-    fn get(&self, what: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(w, _)| w == what)
-            .map(|(_, v)| v.as_str())
-    }
-}
 
 /// One dockerd in a host of its own (dockerd is dropped first, then its host).
 struct Side {
@@ -816,14 +800,6 @@ fn observe(flavour: Flavour) -> Option<(Observed, Duration)> {
     Some((seen, started.elapsed()))
 }
 
-/// Why an observable may differ, if it is one of [`KNOWN`].
-fn known(what: &str) -> Option<&'static str> {
-    KNOWN
-        .iter()
-        .find(|(part, _)| what.contains(part))
-        .map(|(_, why)| *why)
-}
-
 #[test]
 fn seeds_000_002_004_show_on_netd_what_they_show_on_stock_docker() {
     let started = Instant::now();
@@ -838,36 +814,15 @@ fn seeds_000_002_004_show_on_netd_what_they_show_on_stock_docker() {
     let (Some((stock, stock_time)), Some((netd, netd_time))) = (stock, netd) else {
         return;
     };
-    let mut whats: Vec<&str> = stock.0.iter().map(|(w, _)| w.as_str()).collect();
-    for (w, _) in &netd.0 {
-        if !whats.contains(&w.as_str()) {
-            whats.push(w);
-        }
+    let unexpected = Comparison {
+        stock: &stock,
+        netd: &netd,
+        stock_label: "stock Docker",
+        listed: KNOWN,
+        listed_as: "known",
     }
-    let mut unexpected = Vec::new();
-    println!("{:<17} | observable | stock Docker | netd", "");
-    for what in whats {
-        let a = stock.get(what).unwrap_or("(not observed)");
-        let b = netd.get(what).unwrap_or("(not observed)");
-        let verdict = match (a == b, known(what)) {
-            (true, _) => "SAME",
-            (false, Some(_)) => "DIFFERENT (known)",
-            (false, None) => "DIFFERENT",
-        };
-        println!("{verdict:<17} | {what} | {a} | {b}");
-        if verdict == "DIFFERENT" {
-            unexpected.push(format!("{what}: stock {a:?}, netd {b:?}"));
-        }
-    }
-    for (part, why) in KNOWN {
-        println!("known: {part}: {why}");
-    }
-    println!(
-        "stock side {:.1} s, netd side {:.1} s, in all {:.1} s",
-        stock_time.as_secs_f64(),
-        netd_time.as_secs_f64(),
-        started.elapsed().as_secs_f64()
-    );
+    .print();
+    print_times(stock_time.as_secs_f64(), netd_time.as_secs_f64(), started);
     // The reference is stock Docker's datapath, and netd's side has none of it.
     let rules = "datapath: nft list ruleset (the host's namespace)";
     assert!(stock.get(rules).is_some_and(|r| r.contains("DOCKER")));
