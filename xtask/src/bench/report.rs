@@ -251,6 +251,18 @@ fn targets(r: &Results) -> Vec<Target> {
     ]
 }
 
+/// Ends a report with what failed during the run, if anything, and writes it to `dir`.
+fn finish(r: &Results, dir: &Path, mut md: String) -> Result<()> {
+    if !r.notes.is_empty() {
+        let _ = writeln!(md, "\n## What failed during the run\n");
+        for n in &r.notes {
+            let _ = writeln!(md, "- {n}");
+        }
+    }
+    let path = dir.join("report.md");
+    std::fs::write(&path, md).with_context(|| format!("write {}", path.display()))
+}
+
 fn target_table(md: &mut String, ts: &[Target]) {
     let _ = writeln!(md, "| target | measured | result |\n|---|---:|---|");
     for t in ts {
@@ -435,14 +447,7 @@ fn write_load_only(r: &Results, dir: &Path, mut md: String) -> Result<()> {
     let _ = writeln!(md, "\n## Targets (issue 12)\n");
     target_table(&mut md, &load_targets(r));
     load_section(&mut md, r);
-    if !r.notes.is_empty() {
-        let _ = writeln!(md, "\n## What failed during the run\n");
-        for n in &r.notes {
-            let _ = writeln!(md, "- {n}");
-        }
-    }
-    let path = dir.join("report.md");
-    std::fs::write(&path, md).with_context(|| format!("write {}", path.display()))
+    finish(r, dir, md)
 }
 
 /// The report of a `--only conns` run: the short-connection figure alone.
@@ -458,14 +463,7 @@ fn write_conns_only(r: &Results, dir: &Path, mut md: String) -> Result<()> {
     if let Some(f) = r.figure("remote.cps") {
         figure_table(&mut md, f, &["plain"]);
     }
-    if !r.notes.is_empty() {
-        let _ = writeln!(md, "\n## What failed during the run\n");
-        for n in &r.notes {
-            let _ = writeln!(md, "- {n}");
-        }
-    }
-    let path = dir.join("report.md");
-    std::fs::write(&path, md).with_context(|| format!("write {}", path.display()))
+    finish(r, dir, md)
 }
 
 /// A section of figures: title, text, figure keys, reference variants of the ratios.
@@ -666,14 +664,7 @@ fn write_attach_only(r: &Results, dir: &Path, mut md: String) -> Result<()> {
     for (what, v, unit) in &r.scalars {
         let _ = writeln!(md, "| {what} | {} {unit} |", fmt(*v));
     }
-    if !r.notes.is_empty() {
-        let _ = writeln!(md, "\n## What failed during the run\n");
-        for n in &r.notes {
-            let _ = writeln!(md, "- {n}");
-        }
-    }
-    let path = dir.join("report.md");
-    std::fs::write(&path, md).with_context(|| format!("write {}", path.display()))
+    finish(r, dir, md)
 }
 
 /// The report of a `--only paths` run: issue 17's targets and figures of the two groups.
