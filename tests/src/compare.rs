@@ -79,3 +79,25 @@ pub fn print_times(stock: f64, netd: f64, started: Instant) {
         started.elapsed().as_secs_f64()
     );
 }
+
+/// Docker's (and Linux's default) ephemeral port range, from which both sides pick host ports.
+const EPHEMERAL: std::ops::RangeInclusive<u16> = 32768..=60999;
+
+/// `text` with every `:PORT` in the ephemeral range as `:EPHEMERAL` (the ports either side
+/// picks are not compared).
+pub fn ephemeral(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(':') {
+        out.push_str(&rest[..=at]);
+        rest = &rest[at + 1..];
+        let digits = rest.chars().take_while(char::is_ascii_digit).count();
+        match rest[..digits].parse::<u16>() {
+            Ok(port) if EPHEMERAL.contains(&port) => out.push_str("EPHEMERAL"),
+            _ => out.push_str(&rest[..digits]),
+        }
+        rest = &rest[digits..];
+    }
+    out.push_str(rest);
+    out
+}

@@ -18,7 +18,7 @@ use std::{
 };
 
 use netd_tests::{
-    compare::{print_times, Comparison, Observed},
+    compare::{ephemeral, print_times, Comparison, Observed},
     docker::{Docker, IMAGE},
     Host, Out, OUTSIDE_IP, UPLINK_IP,
 };
@@ -310,24 +310,6 @@ fn label(text: &str, ids: &BTreeMap<String, String>) -> String {
         }
     }
     flush(&mut word, &mut out);
-    out
-}
-
-/// `text` with every `:PORT` in the ephemeral range (32768-60999) as `:EPHEMERAL`.
-fn ephemeral(text: &str) -> String {
-    let mut out = String::new();
-    let mut rest = text;
-    while let Some(at) = rest.find(':') {
-        out.push_str(&rest[..=at]);
-        rest = &rest[at + 1..];
-        let digits = rest.chars().take_while(char::is_ascii_digit).count();
-        match rest[..digits].parse::<u16>() {
-            Ok(port) if (32768..=60999).contains(&port) => out.push_str("EPHEMERAL"),
-            _ => out.push_str(&rest[..digits]),
-        }
-        rest = &rest[digits..];
-    }
-    out.push_str(rest);
     out
 }
 

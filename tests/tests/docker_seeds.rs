@@ -18,7 +18,7 @@ use std::{
 };
 
 use netd_tests::{
-    compare::{print_times, Comparison, Observed},
+    compare::{ephemeral, print_times, Comparison, Observed},
     docker::{docker_proxies, Docker, Flavour, IMAGE},
     wait_until, Host, Launch, OUTSIDE_IP, UPLINK_IP,
 };
@@ -36,9 +36,6 @@ const SUBNETS: &[(&str, &str, u32)] = &[
     ("web_net", "172.24.0.0", 16),
     ("bridge", "172.17.0.0", 16),
 ];
-
-/// Docker's host ports for `-P` and `IP::PORT` (the kernel's default `ip_local_port_range`).
-const EPHEMERAL: std::ops::RangeInclusive<u16> = 32768..=60999;
 
 /// How long an answer that should come may take (a name dockerd's events have not brought
 /// yet, a port just published); what should not answer costs this much once.
@@ -392,24 +389,6 @@ fn label(text: &str) -> String {
         }
     }
     flush(&mut word, &mut out);
-    out
-}
-
-/// `text` with every `:PORT` in Docker's ephemeral range as `:EPHEMERAL`.
-fn ephemeral(text: &str) -> String {
-    let mut out = String::new();
-    let mut rest = text;
-    while let Some(at) = rest.find(':') {
-        out.push_str(&rest[..=at]);
-        rest = &rest[at + 1..];
-        let digits = rest.chars().take_while(char::is_ascii_digit).count();
-        match rest[..digits].parse::<u16>() {
-            Ok(port) if EPHEMERAL.contains(&port) => out.push_str("EPHEMERAL"),
-            _ => out.push_str(&rest[..digits]),
-        }
-        rest = &rest[digits..];
-    }
-    out.push_str(rest);
     out
 }
 
