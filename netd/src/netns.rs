@@ -141,6 +141,25 @@ pub fn set_sysctl(name: &str, value: &str) -> Result<(), NetnsError> {
     fs::write(&path, value).map_err(io("write", &path))
 }
 
+/// Turns IPv6 off on device `name` of the calling thread's namespace while it is down, so that
+/// bringing it up adds no IPv6 route: each host-side veth would add an `ff00::/8` route to the
+/// host's table, and inserting one more costs a walk over all of them. A kernel without IPv6 has
+/// nothing to turn off.
+pub fn turn_off_ipv6(name: &str) -> Result<(), NetnsError> {
+    let path = Path::new("/proc/sys/net/ipv6/conf")
+        .join(name)
+        .join("disable_ipv6");
+    match fs::write(&path, "1") {
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                && !Path::new("/proc/sys/net/ipv6").exists() =>
+        {
+            Ok(())
+        }
+        result => result.map_err(io("write", &path)),
+    }
+}
+
 /// The (device, inode) pair that identifies a namespace file.
 fn identity(path: &Path) -> Option<(u64, u64)> {
     fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))

@@ -177,11 +177,9 @@ impl Daemon {
 
     pub(super) fn container_create(&mut self, req: ContainerCreate) -> OpResult<Reply> {
         let container = self.plan_container(&req)?;
-        let id = container.id.clone();
-        self.state
-            .containers
-            .insert(container.name.clone(), container);
-        if let Err(e) = self.save() {
+        let (id, name) = (container.id.clone(), container.name.clone());
+        self.state.containers.insert(name.clone(), container);
+        if let Err(e) = self.save_container(&name) {
             self.restore_saved();
             return Err(e);
         }

@@ -15,7 +15,10 @@ use netd_common::{Event, CONFIG_EVENTS, EVENTS_DROPS, EVENTS_FLOWS};
 use tokio::{io::unix::AsyncFd, sync::broadcast};
 
 use super::{maps::monotonic_ns, observe, Daemon};
-use crate::api::{decode_request, Reply, Request, Response, MAX_REQUEST};
+use crate::{
+    api::{decode_request, Reply, Request, Response, MAX_REQUEST},
+    dns::names::Names,
+};
 
 /// The daemon and the events the datapath reports.
 struct Shared {
@@ -171,8 +174,11 @@ async fn serve_one(mut stream: UnixStream, shared: Arc<Shared>) -> anyhow::Resul
         Ok(request) => {
             tracing::debug!(?request, "request");
             let mut daemon = shared.daemon.lock().await;
+            let names_may_change = Names::may_change(&daemon.state, &request);
             let result = daemon.handle(request).await.map_err(|e| e.to_string());
-            daemon.refresh_dns();
+            if names_may_change {
+                daemon.refresh_dns();
+            }
             daemon.refresh_link_hosts();
             result
         }

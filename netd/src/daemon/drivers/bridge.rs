@@ -289,6 +289,8 @@ impl BridgeConfig {
         let master = (!spec.beyond_bridge).then_some(bridge);
         let (host_veth, host_index) =
             create_veth_pair(env, &owner, master, &peer, handover, undo).await?;
+        // The host end carries IPv4 only (a bridge port, or a routed port with a /32 route).
+        crate::netns::turn_off_ipv6(&host_veth)?;
         if !handover {
             configure_inside(spec).await?;
         }
