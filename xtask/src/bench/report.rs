@@ -52,6 +52,17 @@ impl Target {
         }
     }
 
+    /// The figure as the table shows it: with a third decimal where two would show the limit
+    /// itself for a miss (0.949x against 0.95x).
+    fn shown_figure(&self) -> String {
+        match self.measured {
+            Some(v) if !self.meets(v) && self.shown == format!("{:.2}x", self.limit) => {
+                format!("{v:.3}x")
+            }
+            _ => self.shown.clone(),
+        }
+    }
+
     /// Notes `limit_path`, the fastest path there can be on this machine, if its `ratio` to the
     /// target's baseline misses the target as well.
     fn bounded_by(mut self, limit_path: &str, ratio: Option<f64>) -> Self {
@@ -326,7 +337,13 @@ fn finish(r: &Results, dir: &Path, mut md: String) -> Result<()> {
 fn target_table(md: &mut String, ts: &[Target]) {
     let _ = writeln!(md, "| target | measured | result |\n|---|---:|---|");
     for t in ts {
-        let _ = writeln!(md, "| {} | {} | {} |", t.what, t.shown, t.shown_verdict());
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} |",
+            t.what,
+            t.shown_figure(),
+            t.shown_verdict()
+        );
     }
     let failed: Vec<&Target> = ts.iter().filter(|t| t.verdict() == "FAIL").collect();
     if !failed.is_empty() {
@@ -1624,6 +1641,9 @@ mod tests {
         assert_eq!(t.shown_verdict(), "FAIL", "the limit could meet it");
         let t = target(1.25).bounded_by("one veth pair", Some(1.15));
         assert_eq!(t.shown_verdict(), "PASS");
+        let t = target(1.1994);
+        assert_eq!(t.shown_figure(), "1.199x", "a miss never shows the limit");
+        assert_eq!(target(1.25).shown_figure(), "1.25x");
         let t = target(1.1).bounded_by("one veth pair", None);
         assert_eq!(
             t.shown_verdict(),
