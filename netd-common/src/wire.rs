@@ -1,13 +1,18 @@
 //! Headers the programs write whole, built by pure functions so that they are tested on the
-//! host: the outer headers of a VXLAN frame, and the ICMP "fragmentation needed" error the
-//! tunnel answers an oversize packet with.
-use crate::{csum::internet, IPPROTO_ICMP, IPPROTO_UDP, VXLAN_PORT};
+//! host: the outer headers of a VXLAN frame, the ICMP "fragmentation needed" error the
+//! tunnel answers an oversize packet with, and what a client that a published port's policy
+//! refuses gets, as from a closed port: ICMP "port unreachable" for UDP, a TCP RST.
+use crate::{csum::internet, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, VXLAN_PORT};
 
 /// Outer IPv4, UDP and VXLAN headers: what goes between the outer Ethernet header and the
 /// inner frame.
 pub const VXLAN_OUTER_LEN: usize = 36;
 /// The IPv4 header, ICMP header and quote (the original header and 8 bytes) of the error.
 pub const FRAG_NEEDED_LEN: usize = 56;
+/// An ICMP error quoting a header without options, whatever its type: as long.
+pub const ICMP_ERROR_LEN: usize = FRAG_NEEDED_LEN;
+/// The IPv4 and TCP headers (neither with options) of a reset.
+pub const TCP_RESET_LEN: usize = 40;
 /// What the error quotes of the packet: its IPv4 header (without options) and 8 bytes more.
 pub const QUOTE_LEN: usize = 28;
 
@@ -22,6 +27,13 @@ const VXLAN_FLAG_VNI: u8 = 0x08;
 /// ICMP destination unreachable, fragmentation needed and DF set (RFC 1191).
 const ICMP_DEST_UNREACH: u8 = 3;
 const ICMP_FRAG_NEEDED: u8 = 4;
+/// ICMP destination unreachable, port unreachable: what a closed UDP port answers.
+const ICMP_PORT_UNREACH: u8 = 3;
+/// TCP flags of a reset.
+const TCP_RST: u8 = 0x04;
+const TCP_ACK: u8 = 0x10;
+const TCP_SYN: u8 = 0x02;
+const TCP_FIN: u8 = 0x01;
 /// The precedence Linux gives the ICMP errors it sends (internetwork control).
 const ICMP_TOS: u8 = 0xc0;
 
@@ -72,24 +84,91 @@ fn ip_header<const N: usize>(h: &[u8; N]) -> [u8; 20] {
 /// as Linux's VXLAN devices answer for a bridged peer: on an overlay network there is no router
 /// between the two containers that could send it.
 pub fn frag_needed(quote: &[u8; QUOTE_LEN], mtu: u16) -> [u8; FRAG_NEEDED_LEN] {
-    let mut h = [0u8; FRAG_NEEDED_LEN];
+    let [hi, lo] = mtu.to_be_bytes();
+    icmp_error(quote, ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, [0, 0, hi, lo])
+}
+
+/// The ICMP "port unreachable" error for the UDP packet whose header and first 8 bytes are
+/// `quote`, from its destination: what a closed port answers (Linux's `icmp_send` from
+/// `__udp4_lib_rcv`).
+pub fn port_unreachable(quote: &[u8; QUOTE_LEN]) -> [u8; ICMP_ERROR_LEN] {
+    icmp_error(quote, ICMP_DEST_UNREACH, ICMP_PORT_UNREACH, [0; 4])
+}
+
+/// An ICMP error of `icmp_type` and `code` (`rest`: the header's last four bytes) about the
+/// packet `quote` begins, from its destination back to its source.
+fn icmp_error(
+    quote: &[u8; QUOTE_LEN],
+    icmp_type: u8,
+    code: u8,
+    rest: [u8; 4],
+) -> [u8; ICMP_ERROR_LEN] {
+    let mut h = [0u8; ICMP_ERROR_LEN];
     h[0] = 0x45;
     h[1] = ICMP_TOS;
-    h[2..4].copy_from_slice(&(FRAG_NEEDED_LEN as u16).to_be_bytes());
+    h[2..4].copy_from_slice(&(ICMP_ERROR_LEN as u16).to_be_bytes());
     h[8] = OUTER_TTL;
     h[9] = IPPROTO_ICMP;
     h[12..16].copy_from_slice(&quote[16..20]);
     h[16..20].copy_from_slice(&quote[12..16]);
     let ip_sum = internet(&ip_header(&h));
     h[10..12].copy_from_slice(&ip_sum);
-    h[20] = ICMP_DEST_UNREACH;
-    h[21] = ICMP_FRAG_NEEDED;
-    h[26..28].copy_from_slice(&mtu.to_be_bytes());
+    h[20] = icmp_type;
+    h[21] = code;
+    h[24..28].copy_from_slice(&rest);
     h[28..].copy_from_slice(quote);
-    let mut icmp = [0u8; FRAG_NEEDED_LEN - 20];
+    let mut icmp = [0u8; ICMP_ERROR_LEN - 20];
     icmp.copy_from_slice(&h[20..]);
     let icmp_sum = internet(&icmp);
     h[22..24].copy_from_slice(&icmp_sum);
+    h
+}
+
+/// The reset a closed port answers the TCP segment with header `tcp` (its first 20 bytes)
+/// from `saddr` to `daddr`, carrying `payload_len` bytes: from the segment's destination back
+/// to its source, as RFC 793 and Linux's `tcp_v4_send_reset` make it. A segment with ACK gets
+/// `SEQ=SEG.ACK` and RST; one without gets `SEQ=0`, `ACK=SEG.SEQ+SEG.LEN` (SYN and FIN
+/// counting one each) and RST|ACK. A reset is never answered (the caller checks).
+pub fn tcp_reset(
+    saddr: [u8; 4],
+    daddr: [u8; 4],
+    tcp: &[u8; 20],
+    payload_len: u16,
+) -> [u8; TCP_RESET_LEN] {
+    let mut h = [0u8; TCP_RESET_LEN];
+    h[0] = 0x45;
+    h[2..4].copy_from_slice(&(TCP_RESET_LEN as u16).to_be_bytes());
+    h[6] = 0x40; // DF, as Linux's resets
+    h[8] = OUTER_TTL;
+    h[9] = IPPROTO_TCP;
+    h[12..16].copy_from_slice(&daddr);
+    h[16..20].copy_from_slice(&saddr);
+    let ip_sum = internet(&ip_header(&h));
+    h[10..12].copy_from_slice(&ip_sum);
+    h[20..22].copy_from_slice(&tcp[2..4]);
+    h[22..24].copy_from_slice(&tcp[0..2]);
+    let flags = tcp[13];
+    if flags & TCP_ACK != 0 {
+        h[24..28].copy_from_slice(&tcp[8..12]);
+        h[33] = TCP_RST;
+    } else {
+        let seq = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
+        let len = u32::from(payload_len)
+            + u32::from(flags & TCP_SYN != 0)
+            + u32::from(flags & TCP_FIN != 0);
+        h[28..32].copy_from_slice(&seq.wrapping_add(len).to_be_bytes());
+        h[33] = TCP_RST | TCP_ACK;
+    }
+    h[32] = 5 << 4;
+    // The checksum covers the pseudo-header (addresses, protocol, TCP length) and the header.
+    let mut sum = [0u8; 32];
+    sum[0..4].copy_from_slice(&daddr);
+    sum[4..8].copy_from_slice(&saddr);
+    sum[9] = IPPROTO_TCP;
+    sum[11] = 20;
+    sum[12..].copy_from_slice(&h[20..]);
+    let tcp_sum = internet(&sum);
+    h[36..38].copy_from_slice(&tcp_sum);
     h
 }
 
@@ -170,5 +249,101 @@ mod tests {
         assert_eq!(icmp.payload(), &quote);
         let computed = icmp.icmp_type().calc_checksum(icmp.payload());
         assert_eq!(computed, icmp.checksum());
+    }
+
+    /// A TCP header from `sport` to `dport` with `seq`, `ack` and `flags`.
+    fn tcp_header(sport: u16, dport: u16, seq: u32, ack: u32, flags: u8) -> [u8; 20] {
+        let mut t = [0u8; 20];
+        t[0..2].copy_from_slice(&sport.to_be_bytes());
+        t[2..4].copy_from_slice(&dport.to_be_bytes());
+        t[4..8].copy_from_slice(&seq.to_be_bytes());
+        t[8..12].copy_from_slice(&ack.to_be_bytes());
+        t[12] = 5 << 4;
+        t[13] = flags;
+        t[14..16].copy_from_slice(&64240u16.to_be_bytes());
+        t
+    }
+
+    const CLIENT: [u8; 4] = [203, 0, 113, 7];
+    const HOST: [u8; 4] = [10, 99, 0, 2];
+
+    /// The reset's IPv4 and TCP headers, checked to parse and to carry valid checksums.
+    fn parsed_reset(reset: &[u8; TCP_RESET_LEN]) -> etherparse::TcpHeader {
+        let packet = SlicedPacket::from_ip(reset).expect("IPv4 and TCP");
+        let Some(etherparse::NetSlice::Ipv4(ip)) = &packet.net else {
+            panic!("not IPv4");
+        };
+        assert_eq!(
+            ip.header().source(),
+            HOST,
+            "from the port the client addressed"
+        );
+        assert_eq!(ip.header().destination(), CLIENT);
+        assert_eq!(usize::from(ip.header().total_len()), TCP_RESET_LEN);
+        assert_eq!(
+            ip.header().to_header().calc_header_checksum(),
+            ip.header().header_checksum()
+        );
+        let Some(TransportSlice::Tcp(tcp)) = packet.transport else {
+            panic!("not TCP");
+        };
+        let header = tcp.to_header();
+        let computed = header
+            .calc_checksum_ipv4_raw(HOST, CLIENT, &[])
+            .expect("a checksum");
+        assert_eq!(computed, header.checksum, "TCP checksum");
+        header
+    }
+
+    #[test]
+    fn a_syn_gets_the_reset_a_closed_port_gives() {
+        let syn = tcp_header(51000, 8080, 1000, 0, TCP_SYN);
+        let rst = parsed_reset(&tcp_reset(CLIENT, HOST, &syn, 0));
+        assert_eq!((rst.source_port, rst.destination_port), (8080, 51000));
+        assert!(rst.rst && rst.ack && !rst.syn);
+        assert_eq!(rst.sequence_number, 0);
+        assert_eq!(rst.acknowledgment_number, 1001, "the SYN counts one");
+    }
+
+    #[test]
+    fn a_segment_of_a_cut_off_flow_gets_a_reset_at_its_ack() {
+        let data = tcp_header(51000, 8080, 5000, 77_000, TCP_ACK | 0x08);
+        let rst = parsed_reset(&tcp_reset(CLIENT, HOST, &data, 100));
+        assert!(rst.rst && !rst.ack);
+        assert_eq!(
+            rst.sequence_number, 77_000,
+            "SEQ=SEG.ACK, so the client takes it"
+        );
+        let fin = tcp_header(51000, 8080, u32::MAX, 0, TCP_FIN);
+        let rst = parsed_reset(&tcp_reset(CLIENT, HOST, &fin, 10));
+        assert_eq!(rst.acknowledgment_number, 10, "wraps, FIN counts one");
+    }
+
+    #[test]
+    fn a_udp_datagram_gets_port_unreachable_quoting_it() {
+        let mut quote = [0u8; QUOTE_LEN];
+        quote[..20].copy_from_slice(&[
+            0x45, 0, 0, 33, 0, 1, 0x40, 0, 64, 17, 0, 0, 203, 0, 113, 7, 10, 99, 0, 2,
+        ]);
+        quote[20..24].copy_from_slice(&[0xc7, 0x38, 0x1f, 0x90]);
+        let reply = port_unreachable(&quote);
+        let packet = SlicedPacket::from_ip(&reply).expect("IPv4 and ICMP");
+        let Some(etherparse::NetSlice::Ipv4(ip)) = &packet.net else {
+            panic!("not IPv4");
+        };
+        assert_eq!(ip.header().source(), HOST);
+        assert_eq!(ip.header().destination(), CLIENT);
+        let Some(TransportSlice::Icmpv4(icmp)) = packet.transport else {
+            panic!("not ICMP");
+        };
+        assert_eq!(
+            icmp.icmp_type(),
+            Icmpv4Type::DestinationUnreachable(etherparse::icmpv4::DestUnreachableHeader::Port)
+        );
+        assert_eq!(icmp.payload(), &quote);
+        assert_eq!(
+            icmp.icmp_type().calc_checksum(icmp.payload()),
+            icmp.checksum()
+        );
     }
 }
