@@ -360,11 +360,11 @@ mod tests {
         let mut assured = dnat_flow([203, 0, 113, 7]);
         assured.extend(dnat_flow([198, 51, 100, 9]));
         let entries = merged(assured, snat_pair(IPPROTO_TCP, 0, 0));
-        let refused = refused(&entries, |k| Some(k.saddr != [203, 0, 113, 7]));
-        assert_eq!(refused.len(), 2, "{refused:?}");
-        assert!(refused.iter().all(|(_, t)| *t == Table::Assured));
-        assert!(refused.iter().any(|(k, _)| k.saddr == [203, 0, 113, 7]));
-        assert!(refused.iter().any(|(k, _)| k.daddr == [203, 0, 113, 7]));
+        let cut = refused(&entries, |k| Some(k.saddr != [203, 0, 113, 7]));
+        assert_eq!(cut.len(), 2, "{cut:?}");
+        assert!(cut.iter().all(|(_, t)| *t == Table::Assured));
+        assert!(cut.iter().any(|(k, _)| k.saddr == [203, 0, 113, 7]));
+        assert!(cut.iter().any(|(k, _)| k.daddr == [203, 0, 113, 7]));
         assert!(
             refused(&entries, |_| None).is_empty(),
             "flows of a port no longer published stay"
