@@ -2,7 +2,10 @@
 //! host: the outer headers of a VXLAN frame, the ICMP "fragmentation needed" error the
 //! tunnel answers an oversize packet with, and what a client that a published port's policy
 //! refuses gets, as from a closed port: ICMP "port unreachable" for UDP, a TCP RST.
-use crate::{csum::internet, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, VXLAN_PORT};
+use crate::{
+    csum::{fold, internet},
+    IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, VXLAN_PORT,
+};
 
 /// Outer IPv4, UDP and VXLAN headers: what goes between the outer Ethernet header and the
 /// inner frame.
@@ -84,44 +87,107 @@ fn ip_header<const N: usize>(h: &[u8; N]) -> [u8; 20] {
 /// as Linux's VXLAN devices answer for a bridged peer: on an overlay network there is no router
 /// between the two containers that could send it.
 pub fn frag_needed(quote: &[u8; QUOTE_LEN], mtu: u16) -> [u8; FRAG_NEEDED_LEN] {
-    let [hi, lo] = mtu.to_be_bytes();
-    icmp_error(quote, ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, [0, 0, hi, lo])
-}
-
-/// The ICMP "port unreachable" error for the UDP packet whose header and first 8 bytes are
-/// `quote`, from its destination: what a closed port answers (Linux's `icmp_send` from
-/// `__udp4_lib_rcv`).
-pub fn port_unreachable(quote: &[u8; QUOTE_LEN]) -> [u8; ICMP_ERROR_LEN] {
-    icmp_error(quote, ICMP_DEST_UNREACH, ICMP_PORT_UNREACH, [0; 4])
-}
-
-/// An ICMP error of `icmp_type` and `code` (`rest`: the header's last four bytes) about the
-/// packet `quote` begins, from its destination back to its source.
-fn icmp_error(
-    quote: &[u8; QUOTE_LEN],
-    icmp_type: u8,
-    code: u8,
-    rest: [u8; 4],
-) -> [u8; ICMP_ERROR_LEN] {
-    let mut h = [0u8; ICMP_ERROR_LEN];
+    let mut h = [0u8; FRAG_NEEDED_LEN];
     h[0] = 0x45;
     h[1] = ICMP_TOS;
-    h[2..4].copy_from_slice(&(ICMP_ERROR_LEN as u16).to_be_bytes());
+    h[2..4].copy_from_slice(&(FRAG_NEEDED_LEN as u16).to_be_bytes());
     h[8] = OUTER_TTL;
     h[9] = IPPROTO_ICMP;
     h[12..16].copy_from_slice(&quote[16..20]);
     h[16..20].copy_from_slice(&quote[12..16]);
     let ip_sum = internet(&ip_header(&h));
     h[10..12].copy_from_slice(&ip_sum);
-    h[20] = icmp_type;
-    h[21] = code;
-    h[24..28].copy_from_slice(&rest);
+    h[20] = ICMP_DEST_UNREACH;
+    h[21] = ICMP_FRAG_NEEDED;
+    h[26..28].copy_from_slice(&mtu.to_be_bytes());
     h[28..].copy_from_slice(quote);
-    let mut icmp = [0u8; ICMP_ERROR_LEN - 20];
+    let mut icmp = [0u8; FRAG_NEEDED_LEN - 20];
     icmp.copy_from_slice(&h[20..]);
     let icmp_sum = internet(&icmp);
     h[22..24].copy_from_slice(&icmp_sum);
     h
+}
+
+/// The ICMP "port unreachable" error for the UDP packet whose header and first 8 bytes are
+/// `quote`, from its destination: what a closed port answers (Linux's `icmp_send` from
+/// `__udp4_lib_rcv`).
+pub fn port_unreachable(quote: &[u8; QUOTE_LEN]) -> [u8; ICMP_ERROR_LEN] {
+    let mut words = [0u32; QUOTE_LEN / 4];
+    for (w, b) in words.iter_mut().zip(quote.chunks_exact(4)) {
+        *w = ne([b[0], b[1], b[2], b[3]]);
+    }
+    let mut h = [0u32; ICMP_ERROR_LEN / 4];
+    port_unreachable_words(&words, &mut h);
+    to_bytes(&h)
+}
+
+// The programs build the answers below in 32-bit words as memory holds them (the wire's bytes
+// in native order: `u32::from_ne_bytes`), which needs no byte shuffling and few registers on
+// their small stack. The Internet checksum does not depend on byte order (RFC 1071, 2.B): the
+// one's complement sum of native-order 16-bit words, stored in native order, is the checksum.
+
+/// A word as memory holds the bytes `b`.
+#[inline(always)]
+const fn ne(b: [u8; 4]) -> u32 {
+    u32::from_ne_bytes(b)
+}
+
+/// The native-order 16-bit halves of `words` added up.
+#[inline(always)]
+fn halves(words: &[u32]) -> u32 {
+    words.iter().map(|w| (w >> 16) + (w & 0xffff)).sum()
+}
+
+/// The checksum bytes of native-order halves that add up to `sum`.
+#[inline(always)]
+fn checksum(mut sum: u32) -> [u8; 2] {
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    (!(sum as u16)).to_ne_bytes()
+}
+
+/// [`port_unreachable`] in memory words, from the quote's memory words.
+#[inline(always)]
+pub fn port_unreachable_words(quote: &[u32; QUOTE_LEN / 4], h: &mut [u32; ICMP_ERROR_LEN / 4]) {
+    let ip = h.first_chunk_mut::<5>().expect("14 words");
+    let (src, dst) = (quote[4], quote[3]);
+    ipv4_words(
+        ip,
+        ICMP_ERROR_LEN as u16,
+        ICMP_TOS,
+        false,
+        IPPROTO_ICMP,
+        src,
+        dst,
+    );
+    h[6] = 0;
+    h[7..].copy_from_slice(quote);
+    let sum = halves(&h[6..]) + halves(&[ne([ICMP_DEST_UNREACH, ICMP_PORT_UNREACH, 0, 0])]);
+    let [c0, c1] = checksum(sum);
+    h[5] = ne([ICMP_DEST_UNREACH, ICMP_PORT_UNREACH, c0, c1]);
+}
+
+/// The IPv4 header (no options, ID 0, TTL 64) of a packet of `len` bytes from `src` to `dst`
+/// (memory words), with its checksum.
+#[inline(always)]
+fn ipv4_words(w: &mut [u32; 5], len: u16, tos: u8, df: bool, proto: u8, src: u32, dst: u32) {
+    let [l0, l1] = len.to_be_bytes();
+    w[0] = ne([0x45, tos, l0, l1]);
+    w[1] = ne([0, 0, if df { 0x40 } else { 0 }, 0]);
+    w[3] = src;
+    w[4] = dst;
+    let sum = halves(&[w[0], w[1], src, dst]) + halves(&[ne([OUTER_TTL, proto, 0, 0])]);
+    let [c0, c1] = checksum(sum);
+    w[2] = ne([OUTER_TTL, proto, c0, c1]);
+}
+
+/// Words as the bytes memory holds.
+fn to_bytes<const W: usize, const B: usize>(words: &[u32; W]) -> [u8; B] {
+    let mut out = [0u8; B];
+    for (b, w) in out.chunks_exact_mut(4).zip(words) {
+        b.copy_from_slice(&w.to_ne_bytes());
+    }
+    out
 }
 
 /// The reset a closed port answers the TCP segment with header `tcp` (its first 20 bytes)
@@ -135,41 +201,68 @@ pub fn tcp_reset(
     tcp: &[u8; 20],
     payload_len: u16,
 ) -> [u8; TCP_RESET_LEN] {
-    let mut h = [0u8; TCP_RESET_LEN];
-    h[0] = 0x45;
-    h[2..4].copy_from_slice(&(TCP_RESET_LEN as u16).to_be_bytes());
-    h[6] = 0x40; // DF, as Linux's resets
-    h[8] = OUTER_TTL;
-    h[9] = IPPROTO_TCP;
-    h[12..16].copy_from_slice(&daddr);
-    h[16..20].copy_from_slice(&saddr);
-    let ip_sum = internet(&ip_header(&h));
-    h[10..12].copy_from_slice(&ip_sum);
-    h[20..22].copy_from_slice(&tcp[2..4]);
-    h[22..24].copy_from_slice(&tcp[0..2]);
-    let flags = tcp[13];
-    if flags & TCP_ACK != 0 {
-        h[24..28].copy_from_slice(&tcp[8..12]);
-        h[33] = TCP_RST;
+    let word = |i: usize| ne([tcp[i], tcp[i + 1], tcp[i + 2], tcp[i + 3]]);
+    let segment = Segment {
+        saddr: ne(saddr),
+        daddr: ne(daddr),
+        ports: word(0),
+        seq: word(4),
+        ack: word(8),
+        flags: tcp[13],
+        payload_len,
+    };
+    let mut h = [0u32; TCP_RESET_LEN / 4];
+    tcp_reset_words(&segment, &mut h);
+    to_bytes(&h)
+}
+
+/// What a reset answers: a TCP segment's addresses, ports (source first), sequence and
+/// acknowledgment numbers as memory words, its flags and its payload's length.
+#[derive(Clone, Copy, Debug)]
+pub struct Segment {
+    pub saddr: u32,
+    pub daddr: u32,
+    pub ports: u32,
+    pub seq: u32,
+    pub ack: u32,
+    pub flags: u8,
+    pub payload_len: u16,
+}
+
+/// [`tcp_reset`] in memory words.
+#[inline(always)]
+pub fn tcp_reset_words(seg: &Segment, h: &mut [u32; TCP_RESET_LEN / 4]) {
+    let ip = h.first_chunk_mut::<5>().expect("10 words");
+    // DF, as Linux's resets.
+    ipv4_words(
+        ip,
+        TCP_RESET_LEN as u16,
+        0,
+        true,
+        IPPROTO_TCP,
+        seg.daddr,
+        seg.saddr,
+    );
+    let [s0, s1, d0, d1] = seg.ports.to_ne_bytes();
+    h[5] = ne([d0, d1, s0, s1]);
+    let flags = if seg.flags & TCP_ACK != 0 {
+        h[6] = seg.ack;
+        h[7] = 0;
+        TCP_RST
     } else {
-        let seq = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
-        let len = u32::from(payload_len)
-            + u32::from(flags & TCP_SYN != 0)
-            + u32::from(flags & TCP_FIN != 0);
-        h[28..32].copy_from_slice(&seq.wrapping_add(len).to_be_bytes());
-        h[33] = TCP_RST | TCP_ACK;
-    }
-    h[32] = 5 << 4;
+        let seq = u32::from_be_bytes(seg.seq.to_ne_bytes());
+        let len = u32::from(seg.payload_len)
+            + u32::from(seg.flags & TCP_SYN != 0)
+            + u32::from(seg.flags & TCP_FIN != 0);
+        h[6] = 0;
+        h[7] = ne(seq.wrapping_add(len).to_be_bytes());
+        TCP_RST | TCP_ACK
+    };
+    h[8] = ne([5 << 4, flags, 0, 0]);
     // The checksum covers the pseudo-header (addresses, protocol, TCP length) and the header.
-    let mut sum = [0u8; 32];
-    sum[0..4].copy_from_slice(&daddr);
-    sum[4..8].copy_from_slice(&saddr);
-    sum[9] = IPPROTO_TCP;
-    sum[11] = 20;
-    sum[12..].copy_from_slice(&h[20..]);
-    let tcp_sum = internet(&sum);
-    h[36..38].copy_from_slice(&tcp_sum);
-    h
+    let pseudo = halves(&[seg.daddr, seg.saddr, ne([0, IPPROTO_TCP, 0, 20])]);
+    let [c0, c1] = checksum(pseudo + halves(&h[5..9]));
+    h[9] = ne([c0, c1, 0, 0]);
 }
 
 #[cfg(test)]
