@@ -2,10 +2,7 @@
 //! host: the outer headers of a VXLAN frame, the ICMP "fragmentation needed" error the
 //! tunnel answers an oversize packet with, and what a client that a published port's policy
 //! refuses gets, as from a closed port: ICMP "port unreachable" for UDP, a TCP RST.
-use crate::{
-    csum::{fold, internet},
-    IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, VXLAN_PORT,
-};
+use crate::{csum::internet, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, VXLAN_PORT};
 
 /// Outer IPv4, UDP and VXLAN headers: what goes between the outer Ethernet header and the
 /// inner frame.
