@@ -8,6 +8,9 @@ use std::{collections::BTreeMap, net::Ipv4Addr, path::PathBuf};
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
+// One request per connection, decoded once: a box for the large create requests would buy
+// nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
