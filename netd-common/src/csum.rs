@@ -4,12 +4,25 @@
 /// The checksum of `bytes` (an even number of them), in network order, ready to store.
 #[inline(always)]
 pub fn internet<const N: usize>(bytes: &[u8; N]) -> [u8; 2] {
+    fold(sum_words(bytes))
+}
+
+/// The 16-bit words of `bytes` (an even number of them) added up, not folded yet: sums of
+/// several pieces (a pseudo-header and a header) add before [`fold`].
+#[inline(always)]
+pub fn sum_words<const N: usize>(bytes: &[u8; N]) -> u32 {
     let mut sum: u32 = 0;
     let mut i = 0;
     while i + 1 < N {
         sum += u32::from(u16::from_be_bytes([bytes[i], bytes[i + 1]]));
         i += 2;
     }
+    sum
+}
+
+/// The checksum of words that add up to `sum`, in network order.
+#[inline(always)]
+pub fn fold(mut sum: u32) -> [u8; 2] {
     sum = (sum & 0xffff) + (sum >> 16);
     sum = (sum & 0xffff) + (sum >> 16);
     (!(sum as u16)).to_be_bytes()

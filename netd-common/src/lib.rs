@@ -69,6 +69,9 @@ pub mod maps {
     /// every container interface on this host, where packets for it are delivered straight in
     /// (`bpf_redirect_peer`), past the bridge and the host's routing.
     pub const VETHS: &str = "NETD_VETHS";
+    /// `LpmTrie<PolicyPrefix, u32 /* POLICY_ALLOW or POLICY_DENY */>`: who may open a flow to
+    /// a published port, per port (its [`super::PolicyScope`]) and host-wide (the zero scope).
+    pub const PUBLISH_POLICY: &str = "NETD_PUBLISH_POLICY";
 }
 
 /// Where frames for an overlay endpoint on another host go: that host's underlay address and
@@ -328,7 +331,8 @@ const _: () = assert!(size_of::<PortKey>() == 8);
 pub struct Backend {
     pub addr: [u8; 4],
     pub port_be: u16,
-    pub _pad: u16,
+    /// `BACKEND_POLICY_*`: whose allowlist decides who may open a flow to the port.
+    pub policy: u16,
     /// Host-side veth of the container, and its MAC (for hairpin redirects).
     pub ifindex: u32,
     pub mac: [u8; 6],
@@ -338,6 +342,83 @@ pub struct Backend {
     pub gateway: [u8; 4],
 }
 const _: () = assert!(size_of::<Backend>() == 24);
+
+/// [`Backend::policy`]: the host-wide policy decides (the zero scope of
+/// [`maps::PUBLISH_POLICY`]).
+pub const BACKEND_POLICY_HOST: u16 = 0;
+/// [`Backend::policy`]: the port has an allowlist of its own, under its [`PolicyScope`].
+pub const BACKEND_POLICY_OWN: u16 = 1;
+
+/// Values of [`maps::PUBLISH_POLICY`]: what the longest matching prefix says.
+pub const POLICY_ALLOW: u32 = 1;
+pub const POLICY_DENY: u32 = 2;
+/// Most prefixes the policy trie holds, every port's and the host-wide ones together.
+pub const MAX_POLICY_PREFIXES: u32 = 262144;
+
+/// Whose policy a prefix belongs to: one published port (its protocol, port and host address,
+/// as its [`PortKey`] says), or, all zero, the host-wide policy. Addresses are 16 bytes, IPv4
+/// ones IPv4-mapped (`::ffff:a.b.c.d`), so that IPv6 ports and clients need no new layout.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PolicyScope {
+    pub proto: u8,
+    pub _pad: u8,
+    pub port_be: u16,
+    pub addr: [u8; 16],
+}
+const _: () = assert!(size_of::<PolicyScope>() == 20);
+
+/// The data of a policy trie key: the scope, then the client's address (16 bytes, IPv4
+/// mapped). A prefix of [`POLICY_SCOPE_BITS`] bits is the scope's default (what a client no
+/// other prefix matches gets); a client prefix of `n` bits is `POLICY_SCOPE_BITS + n` (IPv4:
+/// `+ 96`) bits long. One lookup with every bit decides.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PolicyPrefix {
+    pub scope: PolicyScope,
+    pub client: [u8; 16],
+}
+const _: () = assert!(size_of::<PolicyPrefix>() == 36);
+
+/// Bits of the scope at the front of every policy prefix.
+pub const POLICY_SCOPE_BITS: u32 = 8 * size_of::<PolicyScope>() as u32;
+/// Bits of a whole policy key: the prefix length of a lookup.
+pub const POLICY_KEY_BITS: u32 = 8 * size_of::<PolicyPrefix>() as u32;
+/// Bits in front of an IPv4 address mapped into IPv6 (`::ffff:0:0/96`).
+pub const V4_MAPPED_BITS: u32 = 96;
+
+/// `addr` as an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`).
+#[inline(always)]
+pub const fn v4_mapped(addr: [u8; 4]) -> [u8; 16] {
+    [
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, addr[0], addr[1], addr[2], addr[3],
+    ]
+}
+
+/// The scope of the published port `port`'s own allowlist.
+#[inline(always)]
+pub const fn port_scope(port: &PortKey) -> PolicyScope {
+    PolicyScope {
+        proto: port.proto,
+        _pad: 0,
+        port_be: port.port_be,
+        addr: v4_mapped(port.addr),
+    }
+}
+
+/// The scope that decides for a flow to the published port `port` leading to `backend`.
+#[inline(always)]
+pub const fn scope_of(port: &PortKey, backend: &Backend) -> PolicyScope {
+    match backend.policy {
+        BACKEND_POLICY_OWN => port_scope(port),
+        _ => PolicyScope {
+            proto: 0,
+            _pad: 0,
+            port_be: 0,
+            addr: [0; 16],
+        },
+    }
+}
 
 /// `skb->mark` of the synthetic packets `netd explain` runs through the programs: they decide
 /// and rewrite as usual but write no map (no flow is created, nothing is counted).
@@ -541,11 +622,14 @@ pub enum DropReason {
     NatTableFull = 8,
     /// A fragment of a flow that would need translation (ports are only in the first).
     Fragment = 9,
+    /// A client that the published port's policy (its own allowlist, or the host-wide one)
+    /// does not let in: answered as a closed port would be (TCP RST, ICMP port unreachable).
+    PublishPolicy = 10,
 }
 
 impl DropReason {
     /// Every reason, in counter-index order.
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 11] = [
         DropReason::Malformed,
         DropReason::UnknownEndpoint,
         DropReason::SpoofedMac,
@@ -556,9 +640,14 @@ impl DropReason {
         DropReason::NatPortExhausted,
         DropReason::NatTableFull,
         DropReason::Fragment,
+        DropReason::PublishPolicy,
     ];
-    /// Number of reasons: the size of the [`maps::DROPS`] array.
+    /// Number of reasons.
     pub const COUNT: u32 = Self::ALL.len() as u32;
+    /// The size of the [`maps::DROPS`] array: room for reasons to come, so that adding one
+    /// does not change the pinned map's layout.
+    pub const SLOTS: u32 = 32;
+    const _FITS: () = assert!(Self::COUNT <= Self::SLOTS);
 
     /// Short name as users see it in dumps and stats.
     pub const fn name(self) -> &'static str {
@@ -573,6 +662,7 @@ impl DropReason {
             DropReason::NatPortExhausted => "nat-port-exhausted",
             DropReason::NatTableFull => "nat-table-full",
             DropReason::Fragment => "fragment",
+            DropReason::PublishPolicy => "publish-policy",
         }
     }
 
@@ -606,6 +696,7 @@ mod pod {
     unsafe impl aya::Pod for super::PortStats {}
     unsafe impl aya::Pod for super::Tunnel {}
     unsafe impl aya::Pod for super::OverlayPort {}
+    unsafe impl aya::Pod for super::PolicyPrefix {}
 }
 
 #[cfg(test)]
@@ -619,6 +710,37 @@ mod tests {
             assert_eq!(DropReason::from_index(i as u32), Some(*reason));
         }
         assert_eq!(DropReason::from_index(DropReason::COUNT), None);
+    }
+
+    #[test]
+    fn a_port_with_its_own_allowlist_is_decided_under_its_scope_and_others_host_wide() {
+        let port = PortKey {
+            addr: [10, 99, 0, 2],
+            port_be: 8080u16.to_be(),
+            proto: IPPROTO_TCP,
+            _pad: 0,
+        };
+        let backend = Backend {
+            addr: [172, 17, 0, 2],
+            port_be: 80u16.to_be(),
+            policy: BACKEND_POLICY_HOST,
+            ifindex: 7,
+            mac: [0; 6],
+            _pad2: [0; 2],
+            gateway: [172, 17, 0, 1],
+        };
+        assert_eq!(scope_of(&port, &backend), PolicyScope::default());
+        let own = Backend {
+            policy: BACKEND_POLICY_OWN,
+            ..backend
+        };
+        let scope = scope_of(&port, &own);
+        assert_eq!(scope.proto, IPPROTO_TCP);
+        assert_eq!(scope.port_be.to_ne_bytes(), [0x1f, 0x90], "network order");
+        assert_eq!(&scope.addr[10..], &[0xff, 0xff, 10, 99, 0, 2]);
+        assert_ne!(scope, PolicyScope::default(), "never the host-wide scope");
+        assert_eq!(POLICY_SCOPE_BITS, 160);
+        assert_eq!(POLICY_KEY_BITS, 288);
     }
 
     /// The forward and reply entries of a TCP flow, with the flags each direction has seen.

@@ -1,13 +1,18 @@
 //! Headers the programs write whole, built by pure functions so that they are tested on the
-//! host: the outer headers of a VXLAN frame, and the ICMP "fragmentation needed" error the
-//! tunnel answers an oversize packet with.
-use crate::{csum::internet, IPPROTO_ICMP, IPPROTO_UDP, VXLAN_PORT};
+//! host: the outer headers of a VXLAN frame, the ICMP "fragmentation needed" error the
+//! tunnel answers an oversize packet with, and what a client that a published port's policy
+//! refuses gets, as from a closed port: ICMP "port unreachable" for UDP, a TCP RST.
+use crate::{csum::internet, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, VXLAN_PORT};
 
 /// Outer IPv4, UDP and VXLAN headers: what goes between the outer Ethernet header and the
 /// inner frame.
 pub const VXLAN_OUTER_LEN: usize = 36;
 /// The IPv4 header, ICMP header and quote (the original header and 8 bytes) of the error.
 pub const FRAG_NEEDED_LEN: usize = 56;
+/// An ICMP error quoting a header without options, whatever its type: as long.
+pub const ICMP_ERROR_LEN: usize = FRAG_NEEDED_LEN;
+/// The IPv4 and TCP headers (neither with options) of a reset.
+pub const TCP_RESET_LEN: usize = 40;
 /// What the error quotes of the packet: its IPv4 header (without options) and 8 bytes more.
 pub const QUOTE_LEN: usize = 28;
 
@@ -22,6 +27,13 @@ const VXLAN_FLAG_VNI: u8 = 0x08;
 /// ICMP destination unreachable, fragmentation needed and DF set (RFC 1191).
 const ICMP_DEST_UNREACH: u8 = 3;
 const ICMP_FRAG_NEEDED: u8 = 4;
+/// ICMP destination unreachable, port unreachable: what a closed UDP port answers.
+const ICMP_PORT_UNREACH: u8 = 3;
+/// TCP flags of a reset.
+const TCP_RST: u8 = 0x04;
+const TCP_ACK: u8 = 0x10;
+const TCP_SYN: u8 = 0x02;
+const TCP_FIN: u8 = 0x01;
 /// The precedence Linux gives the ICMP errors it sends (internetwork control).
 const ICMP_TOS: u8 = 0xc0;
 
@@ -91,6 +103,163 @@ pub fn frag_needed(quote: &[u8; QUOTE_LEN], mtu: u16) -> [u8; FRAG_NEEDED_LEN] {
     let icmp_sum = internet(&icmp);
     h[22..24].copy_from_slice(&icmp_sum);
     h
+}
+
+/// The ICMP "port unreachable" error for the UDP packet whose header and first 8 bytes are
+/// `quote`, from its destination: what a closed port answers (Linux's `icmp_send` from
+/// `__udp4_lib_rcv`).
+pub fn port_unreachable(quote: &[u8; QUOTE_LEN]) -> [u8; ICMP_ERROR_LEN] {
+    let mut words = [0u32; QUOTE_LEN / 4];
+    for (w, b) in words.iter_mut().zip(quote.chunks_exact(4)) {
+        *w = ne([b[0], b[1], b[2], b[3]]);
+    }
+    let mut h = [0u32; ICMP_ERROR_LEN / 4];
+    port_unreachable_words(&words, &mut h);
+    to_bytes(&h)
+}
+
+// The programs build the answers below in 32-bit words as memory holds them (the wire's bytes
+// in native order: `u32::from_ne_bytes`), which needs no byte shuffling and few registers on
+// their small stack. The Internet checksum does not depend on byte order (RFC 1071, 2.B): the
+// one's complement sum of native-order 16-bit words, stored in native order, is the checksum.
+
+/// A word as memory holds the bytes `b`.
+#[inline(always)]
+const fn ne(b: [u8; 4]) -> u32 {
+    u32::from_ne_bytes(b)
+}
+
+/// The native-order 16-bit halves of `words` added up.
+#[inline(always)]
+fn halves(words: &[u32]) -> u32 {
+    words.iter().map(|w| (w >> 16) + (w & 0xffff)).sum()
+}
+
+/// The checksum bytes of native-order halves that add up to `sum`.
+#[inline(always)]
+fn checksum(mut sum: u32) -> [u8; 2] {
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    (!(sum as u16)).to_ne_bytes()
+}
+
+/// [`port_unreachable`] in memory words, from the quote's memory words.
+#[inline(always)]
+pub fn port_unreachable_words(quote: &[u32; QUOTE_LEN / 4], h: &mut [u32; ICMP_ERROR_LEN / 4]) {
+    let ip = h.first_chunk_mut::<5>().expect("14 words");
+    let (src, dst) = (quote[4], quote[3]);
+    ipv4_words(
+        ip,
+        ICMP_ERROR_LEN as u16,
+        ICMP_TOS,
+        false,
+        IPPROTO_ICMP,
+        src,
+        dst,
+    );
+    h[6] = 0;
+    h[7..].copy_from_slice(quote);
+    let sum = halves(&h[6..]) + halves(&[ne([ICMP_DEST_UNREACH, ICMP_PORT_UNREACH, 0, 0])]);
+    let [c0, c1] = checksum(sum);
+    h[5] = ne([ICMP_DEST_UNREACH, ICMP_PORT_UNREACH, c0, c1]);
+}
+
+/// The IPv4 header (no options, ID 0, TTL 64) of a packet of `len` bytes from `src` to `dst`
+/// (memory words), with its checksum.
+#[inline(always)]
+fn ipv4_words(w: &mut [u32; 5], len: u16, tos: u8, df: bool, proto: u8, src: u32, dst: u32) {
+    let [l0, l1] = len.to_be_bytes();
+    w[0] = ne([0x45, tos, l0, l1]);
+    w[1] = ne([0, 0, if df { 0x40 } else { 0 }, 0]);
+    w[3] = src;
+    w[4] = dst;
+    let sum = halves(&[w[0], w[1], src, dst]) + halves(&[ne([OUTER_TTL, proto, 0, 0])]);
+    let [c0, c1] = checksum(sum);
+    w[2] = ne([OUTER_TTL, proto, c0, c1]);
+}
+
+/// Words as the bytes memory holds.
+fn to_bytes<const W: usize, const B: usize>(words: &[u32; W]) -> [u8; B] {
+    let mut out = [0u8; B];
+    for (b, w) in out.chunks_exact_mut(4).zip(words) {
+        b.copy_from_slice(&w.to_ne_bytes());
+    }
+    out
+}
+
+/// The reset a closed port answers the TCP segment with header `tcp` (its first 20 bytes)
+/// from `saddr` to `daddr`, carrying `payload_len` bytes: from the segment's destination back
+/// to its source, as RFC 793 and Linux's `tcp_v4_send_reset` make it. A segment with ACK gets
+/// `SEQ=SEG.ACK` and RST; one without gets `SEQ=0`, `ACK=SEG.SEQ+SEG.LEN` (SYN and FIN
+/// counting one each) and RST|ACK. A reset is never answered (the caller checks).
+pub fn tcp_reset(
+    saddr: [u8; 4],
+    daddr: [u8; 4],
+    tcp: &[u8; 20],
+    payload_len: u16,
+) -> [u8; TCP_RESET_LEN] {
+    let word = |i: usize| ne([tcp[i], tcp[i + 1], tcp[i + 2], tcp[i + 3]]);
+    let segment = Segment {
+        saddr: ne(saddr),
+        daddr: ne(daddr),
+        ports: word(0),
+        seq: word(4),
+        ack: word(8),
+        flags: tcp[13],
+        payload_len,
+    };
+    let mut h = [0u32; TCP_RESET_LEN / 4];
+    tcp_reset_words(&segment, &mut h);
+    to_bytes(&h)
+}
+
+/// What a reset answers: a TCP segment's addresses, ports (source first), sequence and
+/// acknowledgment numbers as memory words, its flags and its payload's length.
+#[derive(Clone, Copy, Debug)]
+pub struct Segment {
+    pub saddr: u32,
+    pub daddr: u32,
+    pub ports: u32,
+    pub seq: u32,
+    pub ack: u32,
+    pub flags: u8,
+    pub payload_len: u16,
+}
+
+/// [`tcp_reset`] in memory words.
+#[inline(always)]
+pub fn tcp_reset_words(seg: &Segment, h: &mut [u32; TCP_RESET_LEN / 4]) {
+    let ip = h.first_chunk_mut::<5>().expect("10 words");
+    // DF, as Linux's resets.
+    ipv4_words(
+        ip,
+        TCP_RESET_LEN as u16,
+        0,
+        true,
+        IPPROTO_TCP,
+        seg.daddr,
+        seg.saddr,
+    );
+    let [s0, s1, d0, d1] = seg.ports.to_ne_bytes();
+    h[5] = ne([d0, d1, s0, s1]);
+    let flags = if seg.flags & TCP_ACK != 0 {
+        h[6] = seg.ack;
+        h[7] = 0;
+        TCP_RST
+    } else {
+        let seq = u32::from_be_bytes(seg.seq.to_ne_bytes());
+        let len = u32::from(seg.payload_len)
+            + u32::from(seg.flags & TCP_SYN != 0)
+            + u32::from(seg.flags & TCP_FIN != 0);
+        h[6] = 0;
+        h[7] = ne(seq.wrapping_add(len).to_be_bytes());
+        TCP_RST | TCP_ACK
+    };
+    h[8] = ne([5 << 4, flags, 0, 0]);
+    // The checksum covers the pseudo-header (addresses, protocol, TCP length) and the header.
+    let pseudo = halves(&[seg.daddr, seg.saddr, ne([0, IPPROTO_TCP, 0, 20])]);
+    let [c0, c1] = checksum(pseudo + halves(&h[5..9]));
+    h[9] = ne([c0, c1, 0, 0]);
 }
 
 #[cfg(test)]
@@ -170,5 +339,101 @@ mod tests {
         assert_eq!(icmp.payload(), &quote);
         let computed = icmp.icmp_type().calc_checksum(icmp.payload());
         assert_eq!(computed, icmp.checksum());
+    }
+
+    /// A TCP header from `sport` to `dport` with `seq`, `ack` and `flags`.
+    fn tcp_header(sport: u16, dport: u16, seq: u32, ack: u32, flags: u8) -> [u8; 20] {
+        let mut t = [0u8; 20];
+        t[0..2].copy_from_slice(&sport.to_be_bytes());
+        t[2..4].copy_from_slice(&dport.to_be_bytes());
+        t[4..8].copy_from_slice(&seq.to_be_bytes());
+        t[8..12].copy_from_slice(&ack.to_be_bytes());
+        t[12] = 5 << 4;
+        t[13] = flags;
+        t[14..16].copy_from_slice(&64240u16.to_be_bytes());
+        t
+    }
+
+    const CLIENT: [u8; 4] = [203, 0, 113, 7];
+    const HOST: [u8; 4] = [10, 99, 0, 2];
+
+    /// The reset's IPv4 and TCP headers, checked to parse and to carry valid checksums.
+    fn parsed_reset(reset: &[u8; TCP_RESET_LEN]) -> etherparse::TcpHeader {
+        let packet = SlicedPacket::from_ip(reset).expect("IPv4 and TCP");
+        let Some(etherparse::NetSlice::Ipv4(ip)) = &packet.net else {
+            panic!("not IPv4");
+        };
+        assert_eq!(
+            ip.header().source(),
+            HOST,
+            "from the port the client addressed"
+        );
+        assert_eq!(ip.header().destination(), CLIENT);
+        assert_eq!(usize::from(ip.header().total_len()), TCP_RESET_LEN);
+        assert_eq!(
+            ip.header().to_header().calc_header_checksum(),
+            ip.header().header_checksum()
+        );
+        let Some(TransportSlice::Tcp(tcp)) = packet.transport else {
+            panic!("not TCP");
+        };
+        let header = tcp.to_header();
+        let computed = header
+            .calc_checksum_ipv4_raw(HOST, CLIENT, &[])
+            .expect("a checksum");
+        assert_eq!(computed, header.checksum, "TCP checksum");
+        header
+    }
+
+    #[test]
+    fn a_syn_gets_the_reset_a_closed_port_gives() {
+        let syn = tcp_header(51000, 8080, 1000, 0, TCP_SYN);
+        let rst = parsed_reset(&tcp_reset(CLIENT, HOST, &syn, 0));
+        assert_eq!((rst.source_port, rst.destination_port), (8080, 51000));
+        assert!(rst.rst && rst.ack && !rst.syn);
+        assert_eq!(rst.sequence_number, 0);
+        assert_eq!(rst.acknowledgment_number, 1001, "the SYN counts one");
+    }
+
+    #[test]
+    fn a_segment_of_a_cut_off_flow_gets_a_reset_at_its_ack() {
+        let data = tcp_header(51000, 8080, 5000, 77_000, TCP_ACK | 0x08);
+        let rst = parsed_reset(&tcp_reset(CLIENT, HOST, &data, 100));
+        assert!(rst.rst && !rst.ack);
+        assert_eq!(
+            rst.sequence_number, 77_000,
+            "SEQ=SEG.ACK, so the client takes it"
+        );
+        let fin = tcp_header(51000, 8080, u32::MAX, 0, TCP_FIN);
+        let rst = parsed_reset(&tcp_reset(CLIENT, HOST, &fin, 10));
+        assert_eq!(rst.acknowledgment_number, 10, "wraps, FIN counts one");
+    }
+
+    #[test]
+    fn a_udp_datagram_gets_port_unreachable_quoting_it() {
+        let mut quote = [0u8; QUOTE_LEN];
+        quote[..20].copy_from_slice(&[
+            0x45, 0, 0, 33, 0, 1, 0x40, 0, 64, 17, 0, 0, 203, 0, 113, 7, 10, 99, 0, 2,
+        ]);
+        quote[20..24].copy_from_slice(&[0xc7, 0x38, 0x1f, 0x90]);
+        let reply = port_unreachable(&quote);
+        let packet = SlicedPacket::from_ip(&reply).expect("IPv4 and ICMP");
+        let Some(etherparse::NetSlice::Ipv4(ip)) = &packet.net else {
+            panic!("not IPv4");
+        };
+        assert_eq!(ip.header().source(), HOST);
+        assert_eq!(ip.header().destination(), CLIENT);
+        let Some(TransportSlice::Icmpv4(icmp)) = packet.transport else {
+            panic!("not ICMP");
+        };
+        assert_eq!(
+            icmp.icmp_type(),
+            Icmpv4Type::DestinationUnreachable(etherparse::icmpv4::DestUnreachableHeader::Port)
+        );
+        assert_eq!(icmp.payload(), &quote);
+        assert_eq!(
+            icmp.icmp_type().calc_checksum(icmp.payload()),
+            icmp.checksum()
+        );
     }
 }

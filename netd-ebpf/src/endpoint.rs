@@ -12,7 +12,7 @@
 //! ([`tunnel::encap`]) before anything else: no translation ever applies between containers.
 //!
 //! A container reaching a published port through a host address (hairpin) is translated here,
-//! before the host stack: the destination becomes the backend; a container reaching its own
+//! before the host stack, if the port's policy lets the container's address in ([`allow`]): the destination becomes the backend; a container reaching its own
 //! published port also gets its gateway as source, and both directions are delivered straight
 //! into the container. Replies of such flows are translated back here too.
 //!
@@ -29,7 +29,7 @@ use netd_common::{
 };
 
 use crate::{
-    maps, nat,
+    allow, maps, nat,
     parse::{self, Flow},
     policy, tunnel,
 };
@@ -89,7 +89,10 @@ fn ipv4(ctx: &TcContext, ep: &Endpoint, ifindex: u32) -> Result<i32, DropReason>
         nat::rewrite(ctx, &flow, &entry)?;
         return nat::verdict(ctx, &flow, &entry);
     }
-    if let Some(backend) = maps::published(flow.proto, flow.daddr, flow.dport_be) {
+    if let Some((port, backend)) = maps::published(flow.proto, flow.daddr, flow.dport_be) {
+        if !allow::admits(&port, &backend, flow.saddr) {
+            return allow::refuse(ctx, &flow);
+        }
         return hairpin(ctx, &flow, ep, ifindex, &backend);
     }
     policy::destination(ep, dst_net, policy::is_group(dst))?;

@@ -5,6 +5,8 @@
 //!   published ports straight out of their uplink.
 //! - [`uplink`]: TC ingress and egress of the uplinks: published ports (DNAT, straight into the
 //!   container) and egress SNAT.
+//! - [`allow`]: who may open a flow to a published port, and the closed-port answer the others
+//!   get.
 //! - [`arp`]: answers containers' ARP requests for addresses netd knows.
 //! - [`icmp`]: translation of ICMP errors about translated flows.
 //! - [`nat`]: flow lookup, rewriting with checksum updates, new translations, and the redirects
@@ -23,6 +25,7 @@
 #![no_std]
 #![no_main]
 
+mod allow;
 mod arp;
 mod btf;
 mod endpoint;

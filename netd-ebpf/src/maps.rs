@@ -7,9 +7,10 @@ use aya_ebpf::{
 };
 use netd_common::{
     Backend, DropKey, DropReason, Endpoint, FlowKey, MacvlanKey, NatEntry, Neighbor, NetworkInfo,
-    OverlayPort, PortKey, PortStats, RateState, SockOrig, Tunnel, Uplink, VlanPort, CONFIG_LEN,
-    DEFAULT_NAT_ENTRIES, MAX_ENDPOINTS, MAX_LOCAL_ADDRS, MAX_NEIGHBORS, MAX_NETWORKS, MAX_PORTS,
-    MAX_TUNNELS, MAX_UPLINKS, MAX_VLANS, NAT_STATS_LEN, TUNNEL_STATS_LEN,
+    OverlayPort, PolicyPrefix, PortKey, PortStats, RateState, SockOrig, Tunnel, Uplink, VlanPort,
+    CONFIG_LEN, DEFAULT_NAT_ENTRIES, MAX_ENDPOINTS, MAX_LOCAL_ADDRS, MAX_NEIGHBORS, MAX_NETWORKS,
+    MAX_POLICY_PREFIXES, MAX_PORTS, MAX_TUNNELS, MAX_UPLINKS, MAX_VLANS, NAT_STATS_LEN,
+    TUNNEL_STATS_LEN,
 };
 
 /// Host-side veth ifindex -> the container endpoint behind it.
@@ -49,8 +50,20 @@ pub static NETD_NEIGHBORS: Pinned<{ btf::HASH }, [u8; 4], Neighbor, { MAX_NEIGHB
 
 /// Dropped packets per [`DropReason`], per CPU.
 #[btf_map(name = "NETD_DROPS")]
-pub static NETD_DROPS: Pinned<{ btf::PERCPU_ARRAY }, u32, u64, { DropReason::COUNT as usize }> =
+pub static NETD_DROPS: Pinned<{ btf::PERCPU_ARRAY }, u32, u64, { DropReason::SLOTS as usize }> =
     Pinned::new();
+
+/// Who may open a flow to a published port: (scope, client prefix) -> `POLICY_ALLOW` or
+/// `POLICY_DENY`, the longest prefix deciding (see [`netd_common::PolicyPrefix`]). Only the
+/// daemon writes it.
+#[btf_map(name = "NETD_PUBLISH_POLICY")]
+pub static NETD_PUBLISH_POLICY: Pinned<
+    { btf::LPM_TRIE },
+    Key<PolicyPrefix>,
+    u32,
+    { MAX_POLICY_PREFIXES as usize },
+    { btf::NO_PREALLOC },
+> = Pinned::new();
 
 /// The network `addr` belongs to, if it is inside a netd subnet.
 #[inline(always)]
@@ -257,11 +270,11 @@ pub fn is_local(addr: [u8; 4]) -> bool {
     unsafe { NETD_LOCAL_ADDRS.get(addr) }.is_some()
 }
 
-/// The backend published on (`proto`, `addr`, `port_be`): an exact binding first, then one on
-/// every address (0.0.0.0). Published ports only ever answer on the host's own addresses, so
-/// the common case (a packet to anything else) costs one lookup.
+/// The binding published on (`proto`, `addr`, `port_be`) and its backend: an exact binding
+/// first, then one on every address (0.0.0.0). Published ports only ever answer on the host's
+/// own addresses, so the common case (a packet to anything else) costs one lookup.
 #[inline(always)]
-pub fn published(proto: u8, addr: [u8; 4], port_be: u16) -> Option<Backend> {
+pub fn published(proto: u8, addr: [u8; 4], port_be: u16) -> Option<(PortKey, Backend)> {
     if !is_local(addr) {
         return None;
     }
@@ -273,11 +286,11 @@ pub fn published(proto: u8, addr: [u8; 4], port_be: u16) -> Option<Backend> {
     };
     // SAFETY: values are copied out at once.
     if let Some(b) = unsafe { NETD_PORTS.get(exact) } {
-        return Some(*b);
+        return Some((exact, *b));
     }
     let any = PortKey {
         addr: [0; 4],
         ..exact
     };
-    unsafe { NETD_PORTS.get(any) }.copied()
+    unsafe { NETD_PORTS.get(any) }.map(|b| (any, *b))
 }

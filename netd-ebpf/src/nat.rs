@@ -497,6 +497,13 @@ pub fn ifindex(ctx: &TcContext) -> u32 {
 /// The action for a dropped packet, counted and reported.
 #[inline(always)]
 pub fn drop(ctx: &TcContext, reason: DropReason) -> i32 {
+    note_drop(ctx, reason);
+    TC_ACT_SHOT
+}
+
+/// Counts and reports a packet dropped for `reason` (or answered in its place).
+#[inline(always)]
+pub fn note_drop(ctx: &TcContext, reason: DropReason) {
     if crate::parse::is_probe(ctx) {
         crate::maps::note_probe_drop(reason);
     } else {
@@ -512,5 +519,4 @@ pub fn drop(ctx: &TcContext, reason: DropReason) -> i32 {
             );
         }
     }
-    TC_ACT_SHOT
 }

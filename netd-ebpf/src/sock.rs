@@ -57,7 +57,7 @@ fn to_backend(ctx: &SockAddrContext) {
     let sa = unsafe { &mut *ctx.sock_addr };
     let addr = sa.user_ip4.to_ne_bytes();
     let port_be = sa.user_port as u16;
-    let Some(backend) = maps::published(sa.protocol as u8, addr, port_be) else {
+    let Some((_, backend)) = maps::published(sa.protocol as u8, addr, port_be) else {
         return;
     };
     let orig = SockOrig {

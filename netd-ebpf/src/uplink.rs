@@ -1,7 +1,8 @@
 //! TC ingress and egress of the uplinks, the host's interfaces to the outside.
 //!
 //! Ingress: replies to translated egress flows get their container back; packets to a published
-//! port on a host address are translated to the container (DNAT), keeping the client's address,
+//! port on a host address from a client its policy lets in ([`allow`]) are translated to the
+//! container (DNAT), keeping the client's address,
 //! and delivered straight into the container (`bpf_redirect_peer` to its veth, past the host's
 //! routing and the bridge; see [`nat::verdict`]). The entry of the reply direction names this
 //! uplink, so that the container's port sends replies straight back out of it
@@ -23,7 +24,7 @@ use netd_common::{
 use network_types::ip::Ipv4Hdr;
 
 use crate::{
-    icmp,
+    allow, icmp,
     maps::{self, NETD_UPLINKS},
     nat,
     parse::{self, Flow},
@@ -74,9 +75,12 @@ fn try_ingress(ctx: &TcContext) -> Result<i32, DropReason> {
         nat::rewrite(ctx, &flow, &entry)?;
         return nat::verdict(ctx, &flow, &entry);
     }
-    let Some(backend) = maps::published(flow.proto, flow.daddr, flow.dport_be) else {
+    let Some((port, backend)) = maps::published(flow.proto, flow.daddr, flow.dport_be) else {
         return host_only(flow.daddr);
     };
+    if !allow::admits(&port, &backend, flow.saddr) {
+        return allow::refuse(ctx, &flow);
+    }
     let to = FlowKey {
         daddr: backend.addr,
         dport_be: backend.port_be,

@@ -8,6 +8,9 @@ use std::{collections::BTreeMap, net::Ipv4Addr, path::PathBuf};
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
+// One request per connection, decoded once: a box for the large create requests would buy
+// nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
@@ -64,9 +67,13 @@ pub enum Request {
         port: Option<u16>,
         drops_only: bool,
     },
+    /// Publish `spec` (empty: none) and give host ports the allowlists of `allow`
+    /// (`PORT[-END][/PROTO]=CIDR,...`).
     ContainerPublish {
         name: String,
         spec: String,
+        #[serde(default)]
+        allow: Vec<String>,
     },
     ContainerUnpublish {
         name: String,
@@ -83,6 +90,10 @@ pub enum Request {
     },
     /// Compare the saved state with the kernel.
     Check,
+    /// The published-port policy in force, host-wide and per port.
+    PolicyShow,
+    /// Read the policy file again and put what it says in force.
+    PolicyReload,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -107,6 +118,9 @@ pub struct ContainerCreate {
     pub ip: Option<Ipv4Addr>,
     pub aliases: Vec<String>,
     pub publish: Vec<String>,
+    /// `--publish-allow PORT[-END][/PROTO]=CIDR,...`.
+    #[serde(default)]
+    pub publish_allow: Vec<String>,
     pub publish_all: bool,
     pub expose: Vec<String>,
     pub links: Vec<String>,
@@ -155,6 +169,30 @@ pub enum Reply {
     Stats(StatsView),
     Explain(ExplainView),
     Check(CheckView),
+    Policy(PolicyView),
+}
+
+/// The published-port policy in force (`netd policy show`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PolicyView {
+    /// The policy file the host-wide policy is read from (`--publish-policy`), if any.
+    pub file: Option<String>,
+    /// The host-wide policy first, then each published port with an allowlist of its own.
+    pub rows: Vec<PolicyRow>,
+    /// Prefixes in the datapath's trie (`NETD_PUBLISH_POLICY`), defaults included.
+    pub prefixes: usize,
+}
+
+/// One policy: whose it is, its prefixes, and what a client none of them holds gets.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PolicyRow {
+    /// `host-wide`, or a port as `container port` prints its host side (`0.0.0.0:8080/tcp`).
+    pub port: String,
+    pub container: Option<String>,
+    pub allow: Vec<String>,
+    pub deny: Vec<String>,
+    /// `allow` or `deny`.
+    pub otherwise: String,
 }
 
 /// What `netd check` found: the size of the state and every difference from the kernel.
@@ -359,7 +397,7 @@ mod props {
     use super::*;
 
     /// The `op` names of [`Request`], as a client writes them.
-    const OPS: [&str; 23] = [
+    const OPS: [&str; 25] = [
         "network_create",
         "network_ls",
         "network_inspect",
@@ -381,6 +419,8 @@ mod props {
         "exec",
         "maps_dump",
         "check",
+        "policy_show",
+        "policy_reload",
         "run",
         "nonsense",
     ];
@@ -443,6 +483,7 @@ mod props {
                         ip,
                         aliases,
                         publish,
+                        publish_allow: vec![],
                         publish_all,
                         expose,
                         links,
@@ -501,11 +542,17 @@ mod props {
                     port,
                     drops_only
                 }),
-            (text(), text()).prop_map(|(name, spec)| Request::ContainerPublish { name, spec }),
+            (text(), text(), texts()).prop_map(|(name, spec, allow)| Request::ContainerPublish {
+                name,
+                spec,
+                allow
+            }),
             (text(), text()).prop_map(|(name, spec)| Request::ContainerUnpublish { name, spec }),
             text().prop_map(|name| Request::ContainerPort { name }),
             text().prop_map(|name| Request::Exec { name }),
             proptest::option::of(text()).prop_map(|map| Request::MapsDump { map }),
+            Just(Request::PolicyShow),
+            Just(Request::PolicyReload),
         ]
     }
 

@@ -65,6 +65,9 @@ pub enum Command {
     /// Install netd as a CNI plugin for container runtimes (podman, containerd, Kubernetes).
     #[command(subcommand)]
     Cni(CniCommand),
+    /// Who may reach published ports: show the policy in force, or read the policy file again.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Stream flow and drop events from the datapath until interrupted.
     Monitor {
         #[arg(long)]
@@ -78,6 +81,23 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// The host-wide policy and every port's own allowlist.
+    Show {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Read `--publish-policy FILE` again (as SIGHUP does); established flows it still allows
+    /// go on, the others are cut off.
+    Reload,
+}
+
+/// A `--publish-allow`/`--publish-deny` value: an address or a prefix.
+fn prefix_arg(text: &str) -> Result<ipnet::IpNet, String> {
+    crate::policy::parse_prefix(text, "prefix").map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Subcommand)]
@@ -170,6 +190,19 @@ pub struct DaemonArgs {
     /// Remove everything this daemon installed, then exit.
     #[arg(long)]
     pub cleanup: bool,
+    /// Clients (addresses or prefixes) that may reach published ports; with any, every other
+    /// client is refused, except where a longer --publish-deny prefix says otherwise. Applies
+    /// to every port without an allowlist of its own (`--publish-allow PORT=...` of a
+    /// container).
+    #[arg(long, value_delimiter = ',', value_parser = prefix_arg, value_name = "CIDR")]
+    pub publish_allow: Vec<ipnet::IpNet>,
+    /// Clients that may not reach published ports (the longest matching prefix decides).
+    #[arg(long, value_delimiter = ',', value_parser = prefix_arg, value_name = "CIDR")]
+    pub publish_deny: Vec<ipnet::IpNet>,
+    /// A file of `allow CIDR` and `deny CIDR` lines added to --publish-allow/--publish-deny,
+    /// read at start and again on SIGHUP or `netd policy reload`.
+    #[arg(long, value_name = "FILE")]
+    pub publish_policy: Option<PathBuf>,
     /// The etcd cluster that the daemons of several hosts share for overlay networks:
     /// `etcd://HOST:PORT[,HOST:PORT...]`.
     #[arg(long, env = "NETD_CLUSTER_STORE")]
@@ -275,8 +308,16 @@ pub enum ContainerCommand {
     Inspect { name: String },
     /// Show a container's published ports, or the host sides of one (`PORT[/PROTO]`).
     Port { name: String, port: Option<String> },
-    /// Publish another port of a container (takes effect at once if it is running).
-    Publish { name: String, spec: String },
+    /// Publish another port of a container (takes effect at once if it is running), and/or
+    /// give its host ports allowlists of their own.
+    Publish {
+        name: String,
+        spec: Option<String>,
+        /// `PORT[-END][/PROTO]=CIDR[,CIDR...]`: only these clients may reach the host port(s);
+        /// replaces an earlier allowlist of the same ports. Flows it no longer allows are cut.
+        #[arg(long = "publish-allow", value_name = "PORT=CIDR,...")]
+        allow: Vec<String>,
+    },
     /// Stop publishing a port; connections already made through it go on.
     Unpublish { name: String, spec: String },
 }
@@ -292,6 +333,10 @@ pub struct ContainerCreateArgs {
     pub aliases: Vec<String>,
     #[arg(short = 'p', long = "publish")]
     pub publish: Vec<String>,
+    /// `PORT[-END][/PROTO]=CIDR[,CIDR...]`: only these clients may reach that published host
+    /// port (others get a TCP reset or ICMP port unreachable, as from a closed port).
+    #[arg(long = "publish-allow", value_name = "PORT=CIDR,...")]
+    pub publish_allow: Vec<String>,
     #[arg(short = 'P', long)]
     pub publish_all: bool,
     #[arg(long)]

@@ -13,5 +13,6 @@ pub mod links;
 pub mod mountns;
 pub mod netlink;
 pub mod netns;
+pub mod policy;
 pub mod ports;
 pub mod state;

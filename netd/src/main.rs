@@ -96,6 +96,9 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 tracing::info!(pid, comm = %comm, "joined the mount namespace the daemon was launched from: its own would die with it");
             }
             config.resolv_conf = settled.in_launch_ns(&config.resolv_conf);
+            if let Some((_, read)) = &mut config.publish_policy {
+                *read = settled.in_launch_ns(read);
+            }
             let runtime = tokio::runtime::Runtime::new()?;
             if args.cleanup {
                 runtime.block_on(daemon::cleanup(&config))?;
@@ -126,6 +129,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Exec(args) => client::exec_command(&cli.socket, args),
         Command::Run(args) => client::run(&cli.socket, args),
         Command::Check { format } => client::check(&cli.socket, format),
+        Command::Policy(cmd) => client::policy(&cli.socket, cmd).map(|()| 0),
         Command::Cni(netd::cli::CniCommand::Install {
             bin_dir,
             conf_dir,

@@ -199,7 +199,7 @@ fn topology(test: &str) -> Option<Harness> {
             Backend {
                 addr: target.addr,
                 port_be: target.port.to_be(),
-                _pad: 0,
+                policy: netd_common::BACKEND_POLICY_HOST,
                 ifindex,
                 mac: mac(target.addr),
                 _pad2: [0; 2],

@@ -88,7 +88,7 @@ fn backend() -> Backend {
     Backend {
         addr: BACKEND_IP,
         port_be: BACKEND_PORT.to_be(),
-        _pad: 0,
+        policy: netd_common::BACKEND_POLICY_HOST,
         ifindex: BACKEND_IFINDEX,
         mac: BACKEND_MAC,
         _pad2: [0; 2],

@@ -166,8 +166,14 @@ pub fn container(socket: &Path, cmd: ContainerCommand) -> anyhow::Result<()> {
                 crate::ports::docker_port_of(&lines, &name, &port).map_err(|e| anyhow!(e))?;
             found.iter().for_each(|l| println!("{l}"));
         }
-        ContainerCommand::Publish { name, spec } => {
-            request(socket, &Request::ContainerPublish { name, spec })?;
+        ContainerCommand::Publish { name, spec, allow } => {
+            if spec.is_none() && allow.is_empty() {
+                return Err(anyhow!(
+                    "container publish {name}: give a port SPEC, --publish-allow, or both"
+                ));
+            }
+            let spec = spec.unwrap_or_default();
+            request(socket, &Request::ContainerPublish { name, spec, allow })?;
         }
         ContainerCommand::Unpublish { name, spec } => {
             request(socket, &Request::ContainerUnpublish { name, spec })?;
@@ -183,6 +189,7 @@ fn create_request(a: ContainerCreateArgs) -> ContainerCreate {
         ip: a.ip,
         aliases: a.aliases,
         publish: a.publish,
+        publish_allow: a.publish_allow,
         publish_all: a.publish_all,
         expose: a.expose,
         links: a.links,
@@ -352,6 +359,19 @@ pub fn exec(socket: &Path, args: ExecArgs) -> anyhow::Result<i32> {
 }
 
 /// `netd check`: prints every difference and returns 1 if there is any.
+/// `netd policy show` and `netd policy reload`.
+pub fn policy(socket: &Path, cmd: crate::cli::PolicyCommand) -> anyhow::Result<()> {
+    match cmd {
+        crate::cli::PolicyCommand::Show { format } => {
+            print::policy(request(socket, &Request::PolicyShow)?, format)
+        }
+        crate::cli::PolicyCommand::Reload => {
+            request(socket, &Request::PolicyReload)?;
+            Ok(())
+        }
+    }
+}
+
 pub fn check(socket: &Path, format: Format) -> anyhow::Result<i32> {
     print::check(request(socket, &Request::Check)?, format)
 }

@@ -176,6 +176,39 @@ pub fn stats(reply: Reply, format: Format) -> anyhow::Result<()> {
     Ok(())
 }
 
+pub fn policy(reply: Reply, format: Format) -> anyhow::Result<()> {
+    let Reply::Policy(view) = reply else {
+        return Err(unexpected());
+    };
+    if let Format::Json = format {
+        return json(&view);
+    }
+    let list = |l: &[String]| match l.is_empty() {
+        true => "-".to_string(),
+        false => l.join(","),
+    };
+    let rows = view
+        .rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.port.clone(),
+                r.container.clone().unwrap_or_else(|| "-".into()),
+                list(&r.allow),
+                list(&r.deny),
+                r.otherwise.clone(),
+            ]
+        })
+        .collect();
+    table(&["PORT", "CONTAINER", "ALLOW", "DENY", "OTHERS"], rows);
+    if let Some(file) = &view.file {
+        println!(
+            "\nhost-wide rules also from {file} (netd policy reload, or SIGHUP, reads it again)"
+        );
+    }
+    Ok(())
+}
+
 pub fn event_header() {
     println!(
         "{:<12} {:<5} {:<14} {:<16} {:<5} {:<45} {:<45} VERDICT",

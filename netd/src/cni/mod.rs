@@ -129,6 +129,7 @@ fn create(
         ip: None,
         aliases: vec![],
         publish: conf.publish_specs()?,
+        publish_allow: vec![],
         publish_all: false,
         expose: vec![],
         links: vec![],

@@ -84,6 +84,8 @@ impl Daemon {
             }
         }
         let (publish, expose) = self.plan_publish(req, &mode, &attachments)?;
+        let publish_allow = super::policy::parse_rules(&req.name, &publish, &req.publish_allow)?;
+        let publish_allow = crate::policy::merge(&[], &publish_allow);
         let id = new_id();
         let hostname = self.plan_hostname(&mode, req.hostname.as_deref(), &id)?;
         Ok(Container {
@@ -93,6 +95,7 @@ impl Daemon {
             attachments,
             publish,
             ports: vec![],
+            publish_allow,
             expose,
             links,
             link_env: vec![],

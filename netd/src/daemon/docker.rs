@@ -230,6 +230,7 @@ impl Plugin {
                 ip: Some(endpoint.address.addr()),
                 aliases: vec![],
                 publish: vec![],
+                publish_allow: vec![],
                 publish_all: false,
                 expose: vec![],
                 links: vec![],
@@ -315,6 +316,7 @@ impl Plugin {
             let publish = Request::ContainerPublish {
                 name: name.clone(),
                 spec: spec.clone(),
+                allow: vec![],
             };
             if let Err(e) = run(&mut daemon, publish).await {
                 for done in &specs[..i] {

@@ -18,6 +18,7 @@ pub mod metrics;
 mod networks;
 mod observe;
 mod overlay;
+mod policy;
 mod ports;
 mod reconcile;
 mod server;
@@ -64,6 +65,12 @@ pub struct Config {
     pub cluster_store: Option<String>,
     pub advertise_addr: Option<std::net::IpAddr>,
     pub cluster_lease_ttl: std::time::Duration,
+    /// `--publish-allow` and `--publish-deny`: the host-wide policy's own prefixes.
+    pub publish_allow: Vec<ipnet::IpNet>,
+    pub publish_deny: Vec<ipnet::IpNet>,
+    /// `--publish-policy`: the file as given, and the path it is read at (the launch's mount
+    /// namespace may not be the daemon's).
+    pub publish_policy: Option<(PathBuf, PathBuf)>,
 }
 
 impl Config {
@@ -87,6 +94,12 @@ impl Config {
             cluster_store: args.cluster_store.clone(),
             advertise_addr: args.advertise_addr,
             cluster_lease_ttl: std::time::Duration::from_secs(args.cluster_lease_ttl),
+            publish_allow: args.publish_allow.clone(),
+            publish_deny: args.publish_deny.clone(),
+            publish_policy: args.publish_policy.as_deref().map(|p| {
+                let p = absolute(p);
+                (p.clone(), p)
+            }),
         }
     }
 
@@ -144,6 +157,8 @@ pub struct Daemon {
     pub overlay_changes: std::collections::BTreeMap<String, i64>,
     /// The MTU of overlay networks' devices on this host (the underlay's minus VXLAN's).
     pub overlay_mtu: u32,
+    /// The host-wide published-port policy in force (from the flags and the policy file).
+    pub host_policy: crate::policy::Policy,
     /// This daemon's hold on its directories, released when it exits.
     _locks: lock::DirLocks,
 }
@@ -152,6 +167,7 @@ impl Daemon {
     /// Brings the daemon up: directories, forwarding, datapath, then reconciles the kernel with
     /// the saved state (adopting what a previous daemon left, reaping what a crash left half-made).
     pub async fn start(config: Config, locks: lock::DirLocks) -> anyhow::Result<Self> {
+        let host_policy = config.host_policy()?;
         for dir in [config.netns_dir(), config.containers_dir()] {
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
@@ -175,6 +191,7 @@ impl Daemon {
             cluster_view: Default::default(),
             overlay_changes: Default::default(),
             overlay_mtu: 0,
+            host_policy,
             _locks: locks,
         };
         daemon
@@ -185,6 +202,16 @@ impl Daemon {
             .reconcile()
             .await
             .context("cannot reconcile the saved state with the kernel")?;
+        // The policy may have changed while no daemon ran.
+        let cut = daemon
+            .cut_off()
+            .context("cannot check established flows against the publish policy")?;
+        if cut > 0 {
+            tracing::info!(
+                cut,
+                "flows the publish policy no longer allows were cut off"
+            );
+        }
         daemon.refresh_dns();
         Ok(daemon)
     }
@@ -285,7 +312,11 @@ impl Daemon {
                 self.container_view(self.container(&name)?)
             ])),
             Request::ContainerPort { name } => self.container_port(&name),
-            Request::ContainerPublish { name, spec } => self.container_publish(&name, &spec).await,
+            Request::ContainerPublish { name, spec, allow } => {
+                self.container_publish(&name, &spec, &allow).await
+            }
+            Request::PolicyShow => self.policy_show(),
+            Request::PolicyReload => self.policy_reload(),
             Request::ContainerUnpublish { name, spec } => {
                 self.container_unpublish(&name, &spec).await
             }
@@ -306,6 +337,8 @@ impl Daemon {
 /// `netd daemon`: start, serve until SIGTERM or SIGINT, leave the datapath running.
 pub async fn run(args: &DaemonArgs, mut config: Config) -> anyhow::Result<()> {
     overlay::check_args(&config).await?;
+    // A bad policy file stops the daemon before it touches anything.
+    config.host_policy()?;
     let locks = lock_dirs(&config)?;
     config.cgroup = hostfs::hook_cgroup(
         config.cgroup.as_deref(),

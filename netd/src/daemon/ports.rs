@@ -1,10 +1,14 @@
 //! Published ports: Docker's `-p`, `-P` and `--expose`, host ports chosen at start and released
 //! at stop, and the `NETD_PORTS` map kept equal to what running containers publish. Also
 //! `container publish` / `unpublish`, which change a running container's ports with a map
-//! update and leave its connections alone.
+//! update and leave its connections alone. A port with an allowlist of its own
+//! (`--publish-allow`) says so in its backend, and its prefixes go in the policy trie first
+//! ([`super::policy`]).
 use std::collections::BTreeMap;
 
-use netd_common::{maps, Backend, PortKey, IPPROTO_TCP, IPPROTO_UDP};
+use netd_common::{
+    maps, Backend, PortKey, BACKEND_POLICY_HOST, BACKEND_POLICY_OWN, IPPROTO_TCP, IPPROTO_UDP,
+};
 
 use super::{
     error::{conflict, invalid, OpError, OpResult},
@@ -13,6 +17,7 @@ use super::{
 use crate::{
     api::{ContainerCreate, Reply},
     datapath::plan,
+    policy::PortAllow,
     ports::{self, ExposedPort, PortMapping, Proto},
     state::{Attachment, EndpointState, Network, NetworkMode, State, Status},
 };
@@ -58,7 +63,7 @@ pub fn desired_ports(state: &State, ifindex: &BTreeMap<String, u32>) -> BTreeMap
         };
         let to = backend(ep, net, index);
         for m in &c.ports {
-            out.insert(port_key(m), with_port(&to, m));
+            out.insert(port_key(m), with_port(&to, m, &c.publish_allow));
         }
     }
     out
@@ -69,7 +74,7 @@ fn backend(ep: &EndpointState, net: &Network, ifindex: u32) -> Backend {
     Backend {
         addr: ep.ip.octets(),
         port_be: 0,
-        _pad: 0,
+        policy: BACKEND_POLICY_HOST,
         ifindex,
         mac: ep.mac,
         _pad2: [0; 2],
@@ -77,10 +82,17 @@ fn backend(ep: &EndpointState, net: &Network, ifindex: u32) -> Backend {
     }
 }
 
-/// `to` with the container port of mapping `m`.
-fn with_port(to: &Backend, m: &PortMapping) -> Backend {
+/// `to` with the container port of mapping `m`, and whose policy decides for it (the
+/// container's `rules`).
+fn with_port(to: &Backend, m: &PortMapping, rules: &[PortAllow]) -> Backend {
+    let own = !rules.is_empty() && crate::policy::port_policy(rules, m).is_some();
     Backend {
         port_be: m.container_port.to_be(),
+        policy: if own {
+            BACKEND_POLICY_OWN
+        } else {
+            BACKEND_POLICY_HOST
+        },
         ..*to
     }
 }
@@ -218,7 +230,10 @@ impl Daemon {
         }
         let wanted = desired_ports(&self.state, &ifindex);
         let current = self.dp.dump::<PortKey, Backend>(maps::PORTS)?;
-        Ok(self.dp.apply(maps::PORTS, plan::diff(&current, &wanted))?)
+        let policy = self.policy_diff()?;
+        self.add_policy_entries(policy.upsert)?;
+        self.dp.apply(maps::PORTS, plan::diff(&current, &wanted))?;
+        self.remove_policy_entries(policy.remove)
     }
 
     /// Changes `NETD_PORTS` for container `name` only: `added` lead to its first endpoint,
@@ -233,14 +248,18 @@ impl Daemon {
             upsert: vec![],
             remove: removed.iter().map(port_key).collect(),
         };
+        let rules = self.state.containers[name].publish_allow.clone();
         if !added.is_empty() {
             let backend = self.backend_of(name).await?;
             diff.upsert = added
                 .iter()
-                .map(|m| (port_key(m), with_port(&backend, m)))
+                .map(|m| (port_key(m), with_port(&backend, m, &rules)))
                 .collect();
         }
-        Ok(self.dp.apply(maps::PORTS, diff)?)
+        self.add_policy_entries(super::policy::port_entries(&rules, added))?;
+        self.dp.apply(maps::PORTS, diff)?;
+        let gone = super::policy::port_entries(&rules, removed);
+        self.remove_policy_entries(gone.into_iter().map(|(k, _)| k).collect())
     }
 
     /// Where container `name`'s published ports lead: its first endpoint (port left 0).
@@ -263,22 +282,31 @@ impl Daemon {
         Ok(backend(ep, net, ifindex))
     }
 
-    /// `container publish NAME SPEC`.
-    pub(super) async fn container_publish(&mut self, key: &str, spec: &str) -> OpResult<Reply> {
+    /// `container publish NAME [SPEC] [--publish-allow PORT=CIDR,...]...`: new mappings, and
+    /// allowlists for host ports (new or already published; each replaces one for the same
+    /// ports). Flows an allowlist no longer lets in are cut off.
+    pub(super) async fn container_publish(
+        &mut self,
+        key: &str,
+        spec: &str,
+        allow: &[String],
+    ) -> OpResult<Reply> {
         let c = self.container(key)?;
         let (name, status) = (c.name.clone(), c.status);
-        let mappings = ports::parse_publish(spec).map_err(spec_err)?;
-        let first = c.attachments.first().cloned();
-        let mode = c.mode.clone();
-        self.check_publishable(&mode, first.as_slice())?;
-        // Clashes among the new mappings and with other containers first, then with its own.
-        self.check_free(&name, &mappings)?;
-        let c = &self.state.containers[&name];
-        if let Some(dup) = ports::first_clash(&mappings, &c.publish) {
-            return Err(conflict(format!(
-                "{name} already publishes {}:{}",
-                dup.host_ip, dup.host_port
-            )));
+        let mappings = match spec.is_empty() && !allow.is_empty() {
+            true => vec![],
+            false => ports::parse_publish(spec).map_err(spec_err)?,
+        };
+        let published: Vec<PortMapping> = c
+            .publish
+            .iter()
+            .chain(&c.ports)
+            .chain(&mappings)
+            .copied()
+            .collect();
+        let rules = super::policy::parse_rules(&name, &published, allow)?;
+        if !mappings.is_empty() {
+            self.check_new_mappings(&name, &mappings)?;
         }
         let bound = match status {
             Status::Running => {
@@ -287,10 +315,70 @@ impl Daemon {
             _ => vec![],
         };
         let entry = self.entry_mut(&name);
+        let old_rules = std::mem::take(&mut entry.publish_allow);
+        entry.publish_allow = crate::policy::merge(&old_rules, &rules);
+        // Ports already bound whose allowlist changes get their backend and prefixes anew.
+        let changed: Vec<PortMapping> = entry
+            .ports
+            .iter()
+            .filter(|m| {
+                crate::policy::port_policy(&old_rules, m)
+                    != crate::policy::port_policy(&entry.publish_allow, m)
+            })
+            .copied()
+            .collect();
         entry.publish.extend(mappings);
         entry.ports.extend(&bound);
-        let result = self.write_ports(&name, &bound, &[]).await;
+        let result = self
+            .rewrite_ports(&name, &bound, &changed, &old_rules)
+            .await;
         self.finish(&name, result).await
+    }
+
+    /// Mappings `container publish` adds must be publishable and free.
+    fn check_new_mappings(&self, name: &str, mappings: &[PortMapping]) -> OpResult<()> {
+        let c = &self.state.containers[name];
+        let first = c.attachments.first().cloned();
+        self.check_publishable(&c.mode, first.as_slice())?;
+        // Clashes among the new mappings and with other containers first, then with its own.
+        self.check_free(name, mappings)?;
+        if let Some(dup) = ports::first_clash(mappings, &c.publish) {
+            return Err(conflict(format!(
+                "{name} already publishes {}:{}",
+                dup.host_ip, dup.host_port
+            )));
+        }
+        Ok(())
+    }
+
+    /// Writes the `bound` mappings and those whose allowlist `changed` (from `old_rules`),
+    /// removes the prefixes no longer wanted, and cuts off flows the new lists refuse.
+    async fn rewrite_ports(
+        &mut self,
+        name: &str,
+        bound: &[PortMapping],
+        changed: &[PortMapping],
+        old_rules: &[PortAllow],
+    ) -> OpResult<()> {
+        let written: Vec<PortMapping> = bound.iter().chain(changed).copied().collect();
+        self.write_ports(name, &written, &[]).await?;
+        if changed.is_empty() {
+            return Ok(());
+        }
+        let rules = &self.state.containers[name].publish_allow;
+        let keep: std::collections::BTreeSet<_> = super::policy::port_entries(rules, changed)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        let stale = super::policy::port_entries(old_rules, changed)
+            .into_iter()
+            .map(|(k, _)| k)
+            .filter(|k| !keep.contains(k))
+            .collect();
+        self.remove_policy_entries(stale)?;
+        let cut = self.cut_off()?;
+        tracing::info!(container = name, cut, "publish allowlist changed");
+        Ok(())
     }
 
     /// `container unpublish NAME SPEC`: removes the mappings the spec names.
@@ -308,6 +396,15 @@ impl Daemon {
             .publish
             .retain(|p| !matches(p) && !unbound.iter().any(|b| requested_as(p, b)));
         let result = self.write_ports(&name, &[], &unbound).await;
+        // Allowlists that name no port the container still publishes go with the ports.
+        let entry = self.entry_mut(&name);
+        let (publish, ports) = (entry.publish.clone(), entry.ports.clone());
+        entry.publish_allow.retain(|r| {
+            publish
+                .iter()
+                .chain(&ports)
+                .any(|m| r.names(m) || r.covers(m))
+        });
         self.finish(&name, result).await
     }
 

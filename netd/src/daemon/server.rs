@@ -129,6 +129,7 @@ pub async fn serve(
     let daemon = shared.clone();
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
     let sweeper = daemon.daemon.lock().await.nat_sweeper()?;
     tokio::spawn(sweep_nat(sweeper));
     let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
@@ -146,6 +147,10 @@ pub async fn serve(
                     }
                 });
             }
+            _ = hup.recv() => match daemon.daemon.lock().await.policy_reload() {
+                Ok(_) => tracing::info!("SIGHUP: the publish policy file was read again"),
+                Err(e) => tracing::error!(%e, "SIGHUP: the publish policy stays as it was"),
+            },
             _ = term.recv() => break,
             _ = int.recv() => break,
         }

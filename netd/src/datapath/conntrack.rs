@@ -7,7 +7,8 @@ use std::{collections::BTreeMap, time::Duration};
 
 pub use netd_common::reverse_key;
 use netd_common::{
-    FlowKey, NatEntry, IPPROTO_TCP, IPPROTO_UDP, TCP_SEEN_ACK, TCP_SEEN_FIN, TCP_SEEN_RST,
+    FlowKey, NatEntry, IPPROTO_TCP, IPPROTO_UDP, NAT_FLAG_REPLY, NAT_KIND_DNAT, NAT_KIND_HAIRPIN,
+    TCP_SEEN_ACK, TCP_SEEN_FIN, TCP_SEEN_RST, ZONE_ENDPOINT, ZONE_UPLINK_IN,
 };
 
 /// How long a flow may stay idle, by protocol and state.
@@ -122,6 +123,34 @@ pub fn expired(
         })
         .map(|(key, (table, _))| (*key, *table))
         .collect()
+}
+
+/// Both directions of every published-port flow (from outside through an uplink, or a
+/// container's hairpin) whose client the policy no longer lets in, each with its table. The
+/// flow's opening direction is keyed by what the client sent (its address, and the host address
+/// and port it reached); `admits` says whether that client may still reach that port, `None`
+/// for a port no longer published (its flows are left alone, as `unpublish` leaves them).
+pub fn refused(
+    entries: &BTreeMap<FlowKey, (Table, NatEntry)>,
+    admits: impl Fn(&FlowKey) -> Option<bool>,
+) -> Vec<(FlowKey, Table)> {
+    let mut out = vec![];
+    for (key, (table, entry)) in entries {
+        let opening = entry.flags & NAT_FLAG_REPLY == 0
+            && matches!(
+                (key.zone, entry.kind),
+                (ZONE_UPLINK_IN, NAT_KIND_DNAT) | (ZONE_ENDPOINT, NAT_KIND_HAIRPIN)
+            );
+        if !opening || admits(key) != Some(false) {
+            continue;
+        }
+        out.push((*key, *table));
+        let back = reverse_key(key, entry);
+        if let Some((table, _)) = entries.get(&back) {
+            out.push((back, *table));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -285,6 +314,60 @@ mod tests {
         assert!(
             expired(&fresh, 31 * SEC, &t).is_empty(),
             "the fresher half keeps both"
+        );
+    }
+
+    /// A published-port flow from `client`:51000 to 10.99.0.2:8080, DNAT to 172.17.0.2:80,
+    /// both directions (the reply keyed at the uplink's egress zone).
+    fn dnat_flow(client: [u8; 4]) -> BTreeMap<FlowKey, NatEntry> {
+        let key = FlowKey {
+            saddr: client,
+            daddr: [10, 99, 0, 2],
+            sport_be: 51000u16.to_be(),
+            dport_be: 8080u16.to_be(),
+            proto: IPPROTO_TCP,
+            zone: ZONE_UPLINK_IN,
+            _pad: [0; 2],
+        };
+        let (fwd, _) = {
+            let pair = snat_pair(IPPROTO_TCP, 0, 0);
+            let mut it = pair.into_values();
+            (it.next().unwrap(), it.next().unwrap())
+        };
+        let fwd = NatEntry {
+            saddr: client,
+            daddr: [172, 17, 0, 2],
+            sport_be: 51000u16.to_be(),
+            dport_be: 80u16.to_be(),
+            kind: NAT_KIND_DNAT,
+            flags: 0,
+            ..fwd
+        };
+        let back = reverse_key(&key, &fwd);
+        let rev = NatEntry {
+            saddr: key.daddr,
+            daddr: client,
+            sport_be: key.dport_be,
+            dport_be: key.sport_be,
+            flags: NAT_FLAG_REPLY,
+            ..fwd
+        };
+        BTreeMap::from([(key, fwd), (back, rev)])
+    }
+
+    #[test]
+    fn a_refused_clients_flow_goes_both_ways_and_others_stay() {
+        let mut assured = dnat_flow([203, 0, 113, 7]);
+        assured.extend(dnat_flow([198, 51, 100, 9]));
+        let entries = merged(assured, snat_pair(IPPROTO_TCP, 0, 0));
+        let cut = refused(&entries, |k| Some(k.saddr != [203, 0, 113, 7]));
+        assert_eq!(cut.len(), 2, "{cut:?}");
+        assert!(cut.iter().all(|(_, t)| *t == Table::Assured));
+        assert!(cut.iter().any(|(k, _)| k.saddr == [203, 0, 113, 7]));
+        assert!(cut.iter().any(|(k, _)| k.daddr == [203, 0, 113, 7]));
+        assert!(
+            refused(&entries, |_| None).is_empty(),
+            "flows of a port no longer published stay"
         );
     }
 }

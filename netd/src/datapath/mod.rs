@@ -40,7 +40,7 @@ use aya::{
 };
 use ipnet::Ipv4Net;
 use netd_common::{
-    maps, DropReason, Endpoint, MacvlanKey, Neighbor, NetworkInfo, Uplink, VlanPort,
+    maps, DropReason, Endpoint, MacvlanKey, Neighbor, NetworkInfo, PolicyPrefix, Uplink, VlanPort,
     CONFIG_NETNS_COOKIE,
 };
 use nix::{
@@ -773,6 +773,56 @@ impl Datapath {
             .into_iter()
             .filter_map(Result::err)
             .collect()
+    }
+
+    /// The published-port policy trie as it is in the kernel.
+    pub fn publish_policy(&self) -> Result<BTreeMap<crate::policy::TrieKey, u32>, DatapathError> {
+        let map: LpmTrie<&MapData, PolicyPrefix, u32> = self.typed(maps::PUBLISH_POLICY)?;
+        map.iter()
+            .map(|r| r.map(|(k, v)| ((k.prefix_len(), k.data()), v)))
+            .collect::<Result<_, _>>()
+            .map_err(map_err(maps::PUBLISH_POLICY))
+    }
+
+    /// Writes and deletes prefixes of the published-port policy trie (writes first, so that a
+    /// changed rule is never missing); a prefix already gone is no error.
+    pub fn apply_publish_policy(
+        &mut self,
+        diff: plan::MapDiff<crate::policy::TrieKey, u32>,
+    ) -> Result<(), DatapathError> {
+        let mut map: LpmTrie<&mut MapData, PolicyPrefix, u32> =
+            self.typed_mut(maps::PUBLISH_POLICY)?;
+        for ((bits, data), v) in diff.upsert {
+            map.insert(&Key::new(bits, data), v, 0)
+                .map_err(map_err(maps::PUBLISH_POLICY))?;
+        }
+        for (bits, data) in diff.remove {
+            match map.remove(&Key::new(bits, data)) {
+                Ok(()) | Err(MapError::KeyNotFound) => {}
+                Err(e) => return Err(map_err(maps::PUBLISH_POLICY)(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes NAT entries from the table each is in; an entry already gone is no error.
+    pub fn remove_nat(
+        &mut self,
+        entries: &[(netd_common::FlowKey, conntrack::Table)],
+    ) -> Result<(), DatapathError> {
+        for (key, table) in entries {
+            let name = match table {
+                conntrack::Table::Assured => maps::NAT,
+                conntrack::Table::New => maps::NAT_NEW,
+            };
+            let mut map: HashMap<&mut MapData, netd_common::FlowKey, netd_common::NatEntry> =
+                self.typed_mut(name)?;
+            match map.remove(key) {
+                Ok(()) | Err(MapError::KeyNotFound) => {}
+                Err(e) => return Err(map_err(name)(e)),
+            }
+        }
+        Ok(())
     }
 
     /// Dropped packets per reason, summed over CPUs.

@@ -109,6 +109,8 @@ impl Names {
             | Request::ContainerPort { .. }
             | Request::Exec { .. }
             | Request::MapsDump { .. }
+            | Request::PolicyShow
+            | Request::PolicyReload
             | Request::Check => false,
             Request::ContainerStart { name }
             | Request::ContainerStop { name }

@@ -156,6 +156,9 @@ pub struct Container {
     /// Mappings in force while running, every host port chosen.
     #[serde(default, with = "runs")]
     pub ports: Vec<PortMapping>,
+    /// `--publish-allow PORT=CIDR,...`: host ports with an allowlist of their own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publish_allow: Vec<crate::policy::PortAllow>,
     pub expose: Vec<ExposedPort>,
     /// `--link` as `NAME:ALIAS`.
     pub links: Vec<String>,
@@ -309,6 +312,7 @@ pub mod testing {
                 .collect(),
             publish: vec![],
             ports: vec![],
+            publish_allow: vec![],
             expose: vec![],
             links: vec![],
             link_env: vec![],

@@ -382,6 +382,17 @@ impl Harness {
         map.insert(key, backend, 0).expect("insert published port");
     }
 
+    /// Writes entries of the published-port policy trie (as `netd::policy` plans them).
+    pub fn add_policy(&mut self, entries: &[((u32, netd_common::PolicyPrefix), u32)]) {
+        let mut map: LpmTrie<_, netd_common::PolicyPrefix, u32> =
+            LpmTrie::try_from(self.ebpf.map_mut(maps::PUBLISH_POLICY).expect("policy map"))
+                .expect("policy map type");
+        for ((bits, data), action) in entries {
+            map.insert(&Key::new(*bits, *data), *action, 0)
+                .unwrap_or_else(|e| panic!("insert policy prefix: {}", error_chain(&e)));
+        }
+    }
+
     /// Declares `addr` one of the host's own addresses.
     pub fn add_local_addr(&mut self, addr: [u8; 4]) {
         let mut map: HashMap<_, [u8; 4], u32> = HashMap::try_from(

@@ -31,6 +31,7 @@ mod measure;
 mod monitor;
 mod overlay;
 mod paths;
+mod policy;
 mod report;
 mod scale;
 mod variants;
@@ -79,6 +80,8 @@ pub enum Phase {
     Attach,
     /// The scale phase alone: up to 100,000 published ports and 4,000 containers.
     Scale,
+    /// Connections/s and p50 with 10 and 100,000 prefixes in the publish policy (issue 19).
+    Policy,
 }
 
 impl std::str::FromStr for Phase {
@@ -92,9 +95,10 @@ impl std::str::FromStr for Phase {
             "paths" => Ok(Phase::Paths),
             "attach" => Ok(Phase::Attach),
             "scale" => Ok(Phase::Scale),
+            "policy" => Ok(Phase::Policy),
             other => bail!(
                 "no phase {other:?} to run alone; there are: load, conns, overlay, paths, attach, \
-                 scale"
+                 scale, policy"
             ),
         }
     }
@@ -238,6 +242,7 @@ pub fn main(quick: bool, only: Option<&str>, helper_args: &[String]) -> Result<E
                 variants::docker(&mut g, &tool)?;
                 scale::run(&mut g, &tool, &mut results)?;
             }
+            Some(Phase::Policy) => policy::run(&mut g, &netd, &tool, &mut results)?,
             None => all_phases(&mut g, &netd, &tool, &mut results)?,
         }
     }

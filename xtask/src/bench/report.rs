@@ -553,6 +553,26 @@ fn write_conns_only(r: &Results, dir: &Path, mut md: String) -> Result<()> {
     finish(r, dir, md)
 }
 
+/// The report of a `--only policy` run (issue 19): the publish policy's cost per new flow.
+fn write_policy_only(r: &Results, dir: &Path, mut md: String) -> Result<()> {
+    let p = r.plan;
+    let _ = writeln!(
+        md,
+        "- Only the publish-policy phase ran (`--only policy`): {} paired rounds in alternating \
+         order, short connections ({} s, {} client threads) and request/response p50 through \
+         netd's published port with 10 and with 100,000 allowed prefixes in the host-wide \
+         policy (the client's own among them; `netd policy reload` between measurements). \
+         Target: each ratio to the 10-prefix policy within 1.05.",
+        p.rounds, p.conn_secs, p.conn_threads
+    );
+    for key in ["policy.cps", "policy.p50"] {
+        if let Some(f) = r.figure(key) {
+            figure_table(&mut md, f, &[super::policy::SIZES[0].1]);
+        }
+    }
+    finish(r, dir, md)
+}
+
 /// A section of figures: title, text, figure keys, reference variants of the ratios.
 type Section = (
     &'static str,
@@ -1274,6 +1294,8 @@ pub fn write(r: &Results, dir: &Path) -> Result<()> {
         (false, Some(Phase::Attach)) => "cargo xtask bench --only attach",
         (true, Some(Phase::Scale)) => "cargo xtask bench --quick --only scale",
         (false, Some(Phase::Scale)) => "cargo xtask bench --only scale",
+        (true, Some(Phase::Policy)) => "cargo xtask bench --quick --only policy",
+        (false, Some(Phase::Policy)) => "cargo xtask bench --only policy",
     };
     let _ = writeln!(md, "# netd benchmarks\n");
     let _ = writeln!(md, "- Machine: {}", machine());
@@ -1294,6 +1316,7 @@ pub fn write(r: &Results, dir: &Path) -> Result<()> {
         Some(Phase::Overlay) => return write_overlay_only(r, dir, md),
         Some(Phase::Paths) => return write_paths_only(r, dir, md),
         Some(Phase::Attach) => return write_attach_only(r, dir, md),
+        Some(Phase::Policy) => return write_policy_only(r, dir, md),
         // The full report, with the figures of the other phases missing.
         Some(Phase::Scale) | None => {}
     }
