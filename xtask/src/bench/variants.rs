@@ -39,8 +39,13 @@ pub fn servers(tool: &str) -> [Vec<String>; 3] {
 /// netd: the daemon in `nbench-netd-h`, container `srv` with the three ports published, the
 /// servers started with `netd exec -d`.
 pub fn netd(g: &mut Guard, netd: &Path, tool: &str) -> Result<()> {
+    netd_with(g, netd, tool, &[])
+}
+
+/// As [`netd`], the daemon started with `extra` flags.
+pub fn netd_with(g: &mut Guard, netd: &Path, tool: &str, extra: &[&str]) -> Result<()> {
     g.uplink_pair("netd")?;
-    g.start_netd(netd, &[])?;
+    g.start_netd(netd, extra)?;
     let mut create = vec!["container", "create"];
     let specs: Vec<String> = MAPPINGS.iter().map(|(h, c)| format!("{h}:{c}")).collect();
     for s in &specs {
