@@ -105,21 +105,14 @@ fn any_addr_port(proto: u8) -> PortKey {
     }
 }
 
-fn endpoint_at(addr: [u8; 4], mac: [u8; 6]) -> Endpoint {
-    Endpoint {
-        addr,
-        mac,
-        _pad: [0; 2],
-        net_id: NET_ID,
-        flags: 0,
-    }
-}
-
 /// Declares the network, the host address, the backend's port and the published ports.
 fn common_setup(h: &mut Harness) {
     h.add_network(SUBNET, 16, NET_ID);
     h.add_local_addr(HOST_IP);
-    h.set_endpoint(BACKEND_IFINDEX, endpoint_at(BACKEND_IP, BACKEND_MAC));
+    h.set_endpoint(
+        BACKEND_IFINDEX,
+        endpoint_on(BACKEND_IP, BACKEND_MAC, NET_ID),
+    );
     h.add_port(any_addr_port(IPPROTO_TCP), backend());
     h.add_port(any_addr_port(IPPROTO_UDP), backend());
 }
@@ -138,7 +131,7 @@ fn uplink(test: &str) -> Option<Harness> {
 fn endpoint(test: &str, addr: [u8; 4], mac: [u8; 6]) -> Option<Harness> {
     let mut h = Harness::new(test, ENDPOINT_INGRESS)?;
     common_setup(&mut h);
-    h.set_endpoint(TEST_RUN_IFINDEX, endpoint_at(addr, mac));
+    h.set_endpoint(TEST_RUN_IFINDEX, endpoint_on(addr, mac, NET_ID));
     Some(h)
 }
 
@@ -148,7 +141,10 @@ fn endpoint(test: &str, addr: [u8; 4], mac: [u8; 6]) -> Option<Harness> {
 fn uplink_and_backend(test: &str) -> Option<Harness> {
     let mut h = uplink(test)?;
     h.load_program(ENDPOINT_INGRESS);
-    h.set_endpoint(TEST_RUN_IFINDEX, endpoint_at(BACKEND_IP, BACKEND_MAC));
+    h.set_endpoint(
+        TEST_RUN_IFINDEX,
+        endpoint_on(BACKEND_IP, BACKEND_MAC, NET_ID),
+    );
     Some(h)
 }
 
@@ -1630,7 +1626,7 @@ fn a_flow_whose_container_port_changed_takes_the_host_path() {
     };
     redirected(&h, UPLINK_INGRESS, &tcp_frame(CLIENT_TO_HOST, SYN, &[]));
     // The container went away and its port number now belongs to another one.
-    h.set_endpoint(BACKEND_IFINDEX, endpoint_at(OTHER_IP, OTHER_MAC));
+    h.set_endpoint(BACKEND_IFINDEX, endpoint_on(OTHER_IP, OTHER_MAC, NET_ID));
     let out = pass(&h, UPLINK_INGRESS, &tcp_frame(CLIENT_TO_HOST, ACK, b"x"));
     assert_frame(&out, &tcp_frame(CLIENT_TO_BACKEND, ACK, b"x"), false);
 }

@@ -58,16 +58,6 @@ fn backend(policy: u16) -> Backend {
     }
 }
 
-fn endpoint(addr: [u8; 4], mac: [u8; 6]) -> Endpoint {
-    Endpoint {
-        addr,
-        mac,
-        _pad: [0; 2],
-        net_id: NET_ID,
-        flags: 0,
-    }
-}
-
 /// `program` over the topology, both ports published with `policy` deciding for them, and
 /// the host-wide policy `host` in the trie.
 fn world(test: &str, program: &str, policy: u16, host: &Policy) -> Option<Harness> {
@@ -75,7 +65,10 @@ fn world(test: &str, program: &str, policy: u16, host: &Policy) -> Option<Harnes
     h.add_network([172, 17, 0, 0], 16, NET_ID);
     h.add_local_addr(HOST_IP);
     h.set_uplink(TEST_RUN_IFINDEX, HOST_IP);
-    h.set_endpoint(BACKEND_IFINDEX, endpoint(BACKEND_IP, BACKEND_MAC));
+    h.set_endpoint(
+        BACKEND_IFINDEX,
+        endpoint_on(BACKEND_IP, BACKEND_MAC, NET_ID),
+    );
     h.add_port(port_key(IPPROTO_TCP), backend(policy));
     h.add_port(port_key(IPPROTO_UDP), backend(policy));
     h.add_policy(&host.entries(PolicyScope::default(), false));
@@ -273,7 +266,7 @@ fn a_container_reaching_the_port_through_the_host_is_refused_back_into_itself() 
     ) else {
         return;
     };
-    h.set_endpoint(TEST_RUN_IFINDEX, endpoint(OTHER_IP, OTHER_MAC));
+    h.set_endpoint(TEST_RUN_IFINDEX, endpoint_on(OTHER_IP, OTHER_MAC, NET_ID));
     let packet = tcp(OTHER_IP, HOST_IP, CLIENT_PORT, PORT, 1000, 0, SYN);
     let (verdict, out) = h.run_out(
         ENDPOINT_INGRESS,

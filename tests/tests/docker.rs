@@ -37,9 +37,17 @@ fn idle(docker: &Docker, name: &str, network: &str) {
     ]);
 }
 
-/// `docker network create -d netd --subnet SUBNET NAME`; the network's ID.
-fn netd_network(docker: &Docker, subnet: &str, name: &str) -> String {
-    docker.ok(&["network", "create", "-d", "netd", "--subnet", subnet, name])
+/// `docker network create -d netd --subnet SUBNET NAME`; the network's ID, once netd has the
+/// network under that name.
+fn netd_network(host: &Host, docker: &Docker, subnet: &str, name: &str) -> String {
+    let id = docker.ok(&["network", "create", "-d", "netd", "--subnet", subnet, name]);
+    // The same network in netd, with Docker's ID and (once dockerd's event says it) name.
+    wait_until(
+        &format!("netd's network named {name}"),
+        Duration::from_secs(10),
+        || host.ok(&["network", "ls"]).contains(&format!(" {name} ")),
+    );
+    id
 }
 
 /// The container's address on `network`, as Docker reports it.
@@ -79,14 +87,8 @@ fn docker_networks_and_containers_get_netds_datapath_with_ports_published_in_ebp
         return;
     };
     let docker = Docker::start(&host);
-    let id = netd_network(&docker, "10.93.0.0/24", "front");
-    netd_network(&docker, "10.94.0.0/24", "back");
-    // The same network in netd, with Docker's ID and (once dockerd's event says it) name.
-    wait_until(
-        "netd's network named front",
-        Duration::from_secs(10),
-        || host.ok(&["network", "ls"]).contains(" front "),
-    );
+    let id = netd_network(&host, &docker, "10.93.0.0/24", "front");
+    netd_network(&host, &docker, "10.94.0.0/24", "back");
     let front = host.ok(&["network", "inspect", "front"]);
     assert!(front.contains(id.trim()), "{front}");
     web(
@@ -207,7 +209,7 @@ fn removing_docker_containers_and_networks_leaves_nothing_in_netd() {
     };
     let docker = Docker::start(&host);
     let devices = host.devices();
-    let id = netd_network(&docker, "10.95.0.0/29", "small");
+    let id = netd_network(&host, &docker, "10.95.0.0/29", "small");
     // Five addresses: seven containers in turn fit only if each rm frees its own.
     for round in 0..7 {
         web(&docker, "job", &["--network", "small", "-p", "8080:80"]);
@@ -242,7 +244,7 @@ fn what_netd_cannot_do_is_refused_through_dockers_error_path() {
     ]);
     assert!(!v6.ok());
     assert!(v6.stderr.contains("IPv4 only"), "{}", v6.stderr);
-    netd_network(&docker, "10.96.0.0/24", "front");
+    netd_network(&host, &docker, "10.96.0.0/24", "front");
     let mac = docker.docker(&[
         "run",
         "-d",
@@ -301,8 +303,8 @@ fn connect_disconnect_and_restarts_of_either_daemon_keep_netd_right() {
         return;
     };
     let mut docker = Docker::start(&host);
-    netd_network(&docker, "10.97.0.0/24", "front");
-    netd_network(&docker, "10.98.0.0/24", "back");
+    netd_network(&host, &docker, "10.97.0.0/24", "front");
+    netd_network(&host, &docker, "10.98.0.0/24", "back");
     idle(&docker, "client", "front");
     web(&docker, "web", &["--network", "back"]);
     let web_ip = address(&docker, "web", "back");

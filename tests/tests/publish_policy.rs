@@ -170,6 +170,29 @@ fn a_ports_allowlist_lets_listed_clients_in_and_refuses_the_others_as_a_closed_p
         shown.contains(&format!("{ALLOWED}/32,10.99.0.128/25")),
         "{shown}"
     );
+    // The trie itself, decoded: the port's prefixes and its default.
+    let dump = host.ok(&["maps", "dump", "publish_policy", "--format", "json"]);
+    let dump: serde_json::Value = serde_json::from_str(&dump).unwrap();
+    assert_eq!(
+        dump[0]["columns"],
+        serde_json::json!(["port", "client", "action"])
+    );
+    let rows = dump[0]["rows"].as_array().unwrap();
+    for row in [
+        [
+            "0.0.0.0:8080/tcp".to_string(),
+            format!("{ALLOWED}/32"),
+            "allow".into(),
+        ],
+        [
+            "0.0.0.0:8080/tcp".into(),
+            "10.99.0.128/25".into(),
+            "allow".into(),
+        ],
+        ["0.0.0.0:8080/tcp".into(), "others".into(), "deny".into()],
+    ] {
+        assert!(rows.contains(&serde_json::json!(row)), "{row:?} in {dump}");
+    }
     // A daemon killed and started again restores the same policy.
     host.stop_daemon("KILL");
     host.start_daemon();

@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use netd_common::{
-    maps, Backend, MacvlanKey, PortKey, Uplink, VlanPort, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP,
-    NAT_FLAG_REPLY, NAT_KIND_DNAT, NAT_KIND_HAIRPIN, NAT_KIND_SNAT, TCP_SEEN_ACK, TCP_SEEN_FIN,
-    TCP_SEEN_RST, ZONE_UPLINK_IN, ZONE_UPLINK_OUT,
+    maps, Backend, MacvlanKey, PolicyScope, PortKey, Uplink, VlanPort, IPPROTO_ICMP, IPPROTO_TCP,
+    IPPROTO_UDP, NAT_FLAG_REPLY, NAT_KIND_DNAT, NAT_KIND_HAIRPIN, NAT_KIND_SNAT, POLICY_ALLOW,
+    POLICY_DENY, TCP_SEEN_ACK, TCP_SEEN_FIN, TCP_SEEN_RST, ZONE_UPLINK_IN, ZONE_UPLINK_OUT,
 };
 
 use super::{error::OpError, error::OpResult, Daemon};
@@ -25,7 +25,7 @@ fn if_name(ifindex: u32) -> String {
 impl Daemon {
     pub(super) fn maps_dump(&self, only: Option<&str>) -> OpResult<Vec<MapView>> {
         type Render = fn(&Daemon) -> OpResult<MapView>;
-        let all: [(&str, Render); 16] = [
+        let all: [(&str, Render); 17] = [
             (maps::ENDPOINTS, Self::endpoints_view),
             (maps::NETWORKS, Self::networks_view),
             (maps::NEIGHBORS, Self::neighbors_view),
@@ -42,6 +42,7 @@ impl Daemon {
             (maps::TUNNEL, Self::tunnel_view),
             (maps::OVERLAY_PORTS, Self::overlay_ports_view),
             (maps::TUNNEL_STATS, Self::tunnel_stats_view),
+            (maps::PUBLISH_POLICY, Self::publish_policy_view),
         ];
         let named = |m: &str, n: &str| {
             // One view shows both NAT tables.
@@ -274,6 +275,30 @@ impl Daemon {
         Ok(self.view(maps::VETHS, &["address", "container", "veth"], rows))
     }
 
+    /// Who may open a flow to a published port: each prefix of the policy trie under its
+    /// port (or `host-wide`), `others` for what a client no prefix holds gets.
+    fn publish_policy_view(&self) -> OpResult<MapView> {
+        let rows = self
+            .dp
+            .publish_policy()?
+            .into_iter()
+            .map(|(key, value)| {
+                let (scope, client) = crate::policy::decode(&key);
+                let action = match value {
+                    POLICY_ALLOW => "allow".to_string(),
+                    POLICY_DENY => "deny".to_string(),
+                    other => format!("? ({other})"),
+                };
+                vec![
+                    scope_text(&scope),
+                    client.map_or_else(|| "others".into(), |net| net.to_string()),
+                    action,
+                ]
+            })
+            .collect();
+        Ok(self.view(maps::PUBLISH_POLICY, &["port", "client", "action"], rows))
+    }
+
     /// This host's overlay endpoints: where decapsulated frames go.
     fn overlay_ports_view(&self) -> OpResult<MapView> {
         let owners = self.owners();
@@ -460,6 +485,23 @@ impl Daemon {
 }
 
 /// A protocol number (or netd's ARP marker in events) as users read it.
+/// A policy scope as `container port` prints a host side (`0.0.0.0:8080/tcp`), or
+/// `host-wide` for the zero scope.
+fn scope_text(scope: &PolicyScope) -> String {
+    if *scope == PolicyScope::default() {
+        return "host-wide".into();
+    }
+    let addr = std::net::Ipv6Addr::from(scope.addr);
+    let addr = addr
+        .to_ipv4_mapped()
+        .map_or_else(|| format!("[{addr}]"), |v4| v4.to_string());
+    format!(
+        "{addr}:{}/{}",
+        u16::from_be(scope.port_be),
+        proto_name(scope.proto)
+    )
+}
+
 pub(super) fn proto_name(proto: u8) -> &'static str {
     match proto {
         IPPROTO_TCP => "tcp",

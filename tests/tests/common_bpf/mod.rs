@@ -497,6 +497,17 @@ impl Harness {
     }
 }
 
+/// A container's endpoint at `addr` with MAC `mac` on network `net_id`, no flags.
+pub fn endpoint_on(addr: [u8; 4], mac: [u8; 6], net_id: u32) -> Endpoint {
+    Endpoint {
+        addr,
+        mac,
+        _pad: [0; 2],
+        net_id,
+        flags: 0,
+    }
+}
+
 // --- Frame builders -------------------------------------------------------------------------
 
 /// EtherType of IPv4.
