@@ -15,8 +15,8 @@ mod common_bpf;
 use common_bpf::*;
 use netd::policy::{parse_prefixes, Action, Policy};
 use netd_common::{
-    port_scope, Backend, DropReason, Endpoint, PolicyScope, PortKey, BACKEND_POLICY_HOST,
-    BACKEND_POLICY_OWN, IPPROTO_TCP, IPPROTO_UDP,
+    port_scope, Backend, DropReason, PolicyScope, PortKey, BACKEND_POLICY_HOST, BACKEND_POLICY_OWN,
+    IPPROTO_TCP, IPPROTO_UDP,
 };
 
 const NET_ID: u32 = 1;
