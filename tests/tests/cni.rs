@@ -76,12 +76,11 @@ fn plugin_at(
         cmd.env("CNI_NETNS", pod.path());
     }
     let mut child = cmd.spawn().expect("run the plugin");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
+    // A plugin that refuses its environment may exit before it reads the configuration.
+    match child.stdin.take().unwrap().write_all(stdin.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => panic!("write the config: {e}"),
+        _ => {}
+    }
     let out: Out = child.wait_with_output().expect("the plugin ends").into();
     let json = serde_json::from_str(out.stdout.trim()).unwrap_or(Value::Null);
     (out, json)
