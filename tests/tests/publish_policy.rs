@@ -249,7 +249,9 @@ fn bad_allowlists_are_refused_in_one_line_and_change_nothing() {
 
 #[test]
 fn the_host_wide_policy_reloaded_cuts_off_a_removed_client_within_a_second() {
-    let Some(mut host) = Host::prepare(netd_tests::Launch::Nsenter, &[]) else {
+    // The daemon under `ip netns exec` (its own mount namespace, a fresh `/sys`), as an operator
+    // may start it with a policy file; the other tests start it under `nsenter`.
+    let Some(mut host) = Host::prepare(netd_tests::Launch::IpNetnsExec, &[]) else {
         return;
     };
     let file = host.dir.join("publish-policy");
