@@ -331,9 +331,14 @@ fn all_phases(g: &mut Guard, netd: &Path, tool: &str, results: &mut Results) -> 
     overlay::run(g, netd, tool, results)?;
     println!("bench: overlay done after {:.0?}", started.elapsed());
     check_interrupt()?;
-    // Last: its overflow part replaces the daemon.
+    // Its overflow part replaces the daemon.
     load::run(g, tool, results, quick)?;
     println!("bench: load done after {:.0?}", started.elapsed());
+    if !quick {
+        check_interrupt()?;
+        policy::run_again(g, netd, tool, results)?;
+        println!("bench: policy done after {:.0?}", started.elapsed());
+    }
     Ok(())
 }
 

@@ -1,4 +1,4 @@
-//! `--only policy` (issue 19): short connections per second and request/response p50 through
+//! The policy phase (issue 19), last in the full run and alone with `--only policy`: short connections per second and request/response p50 through
 //! netd's published port with 10 and with 100,000 prefixes in the host-wide publish policy
 //! (`--publish-policy FILE`, switched with `netd policy reload` before each measurement), in
 //! paired rounds of alternating order. Every prefix is an allowed one and the client's own
@@ -40,10 +40,28 @@ fn set_policy(g: &Guard, file: &Path, n: usize) -> Result<()> {
 }
 
 pub fn run(g: &mut Guard, netd: &Path, tool: &str, r: &mut Results) -> Result<()> {
+    let file = policy_file(g)?;
+    variants::netd_with(g, netd, tool, &["--publish-policy", &file])?;
+    rounds(g, tool, r, Path::new(&file))
+}
+
+/// As [`run`], in the full run: the netd world's daemon is replaced by one with the policy.
+pub fn run_again(g: &mut Guard, netd: &Path, tool: &str, r: &mut Results) -> Result<()> {
+    let file = policy_file(g)?;
+    g.stop_netd()?;
+    variants::serve_netd(g, netd, tool, &["--publish-policy", &file])?;
+    rounds(g, tool, r, Path::new(&file))
+}
+
+/// The policy file the daemon starts with: the smaller size.
+fn policy_file(g: &Guard) -> Result<String> {
     let file = g.dir.join("publish-policy");
     std::fs::write(&file, policy_text(SIZES[0].0))?;
-    let policy = file.display().to_string();
-    variants::netd_with(g, netd, tool, &["--publish-policy", &policy])?;
+    Ok(file.display().to_string())
+}
+
+/// Paired rounds of both sizes, alternating their order.
+fn rounds(g: &mut Guard, tool: &str, r: &mut Results, file: &Path) -> Result<()> {
     let e = variants::remote_endpoints()
         .into_iter()
         .find(|e| e.variant == "netd")
@@ -58,7 +76,7 @@ pub fn run(g: &mut Guard, netd: &Path, tool: &str, r: &mut Results) -> Result<()
             order.reverse();
         }
         for (n, variant) in order {
-            set_policy(g, &file, n)?;
+            set_policy(g, file, n)?;
             // One discarded second of connections after each switch: putting 100,000 prefixes
             // in (or taking them out) leaves the kernel freeing the old trie nodes for a while.
             measure::conns(g, tool, &e, 1.0, p.conn_threads)?;

@@ -576,6 +576,27 @@ fn write_policy_only(r: &Results, dir: &Path, mut md: String) -> Result<()> {
     finish(r, dir, md)
 }
 
+/// The publish-policy phase of the full run (last: the netd world's daemon is started again
+/// with the policy file).
+fn policy_section(md: &mut String, r: &Results) {
+    if r.figure("policy.cps").is_none() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "\n## Publish policy\n\nLast in the run, the netd world's daemon is started again with \
+         `--publish-policy FILE`: short connections and request/response p50 through its \
+         published port with 10 and with 100,000 allowed prefixes in the host-wide policy (the \
+         client's own among them; `netd policy reload` between measurements, then one discarded \
+         second of connections), in paired rounds of alternating order."
+    );
+    for key in ["policy.cps", "policy.p50"] {
+        if let Some(f) = r.figure(key) {
+            figure_table(md, f, &[super::policy::SIZES[0].1]);
+        }
+    }
+}
+
 /// Issue 19's targets: connections/s and p50 with 100,000 prefixes within 5 % of 10.
 fn policy_targets(r: &Results) -> Vec<Target> {
     let [(_, few), (_, many)] = super::policy::SIZES;
@@ -1370,11 +1391,14 @@ pub fn write(r: &Results, dir: &Path) -> Result<()> {
         if r.quick { " **Quick mode**: short rounds, no scale or monitoring-overhead figures, the load phase in short form (1,000 connections held 2 s, a 2 s churn); the figures are indicative only." } else { "" }
     );
 
-    let _ = writeln!(md, "\n## Targets (issues 6, 12, 14 and 17)\n");
+    let _ = writeln!(md, "\n## Targets (issues 6, 12, 14, 17 and 19)\n");
     let mut ts = targets(r);
     ts.extend(paths_targets(r));
     ts.extend(load_targets(r));
     ts.extend(overlay_targets(r));
+    if r.figure("policy.cps").is_some() {
+        ts.extend(policy_targets(r));
+    }
     target_table(&mut md, &ts);
 
     let mut sections: Vec<Section> = vec![
@@ -1411,6 +1435,7 @@ pub fn write(r: &Results, dir: &Path) -> Result<()> {
     monitoring(&mut md, r);
     overlay_section(&mut md, r, dir, &mut chart_errors);
     load_section(&mut md, r);
+    policy_section(&mut md, r);
 
     if r.figure("scale.cps.10").is_some() {
         let _ = writeln!(md, "\n## Scale\n");

@@ -45,6 +45,12 @@ pub fn netd(g: &mut Guard, netd: &Path, tool: &str) -> Result<()> {
 /// As [`netd`], the daemon started with `extra` flags.
 pub fn netd_with(g: &mut Guard, netd: &Path, tool: &str, extra: &[&str]) -> Result<()> {
     g.uplink_pair("netd")?;
+    serve_netd(g, netd, tool, extra)
+}
+
+/// On the netd world's uplink (already there): the daemon started with `extra` flags, `srv`
+/// and its servers.
+pub fn serve_netd(g: &mut Guard, netd: &Path, tool: &str, extra: &[&str]) -> Result<()> {
     g.start_netd(netd, extra)?;
     let mut create = vec!["container", "create"];
     let specs: Vec<String> = MAPPINGS.iter().map(|(h, c)| format!("{h}:{c}")).collect();
