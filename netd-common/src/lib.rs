@@ -6,9 +6,14 @@
 //! conversion in the kernel.
 #![no_std]
 
+// Unit tests use `std` (addresses parsed from text, `Vec`).
+#[cfg(test)]
+extern crate std;
+
 use core::mem::size_of;
 
 pub mod csum;
+pub mod ipv6;
 pub mod wire;
 
 /// Pinned map names, shared so that the daemon opens exactly what the programs declare.
@@ -72,6 +77,18 @@ pub mod maps {
     /// `LpmTrie<PolicyPrefix, u32 /* POLICY_ALLOW or POLICY_DENY */>`: who may open a flow to
     /// a published port, per port (its [`super::PolicyScope`]) and host-wide (the zero scope).
     pub const PUBLISH_POLICY: &str = "NETD_PUBLISH_POLICY";
+    /// `HashMap<u32 /* host-side ifindex */, Endpoint6>`: the IPv6 addresses of each bridge port
+    /// that has IPv6 (a port without an entry has none: its IPv6 frames are dropped).
+    pub const ENDPOINTS6: &str = "NETD_ENDPOINTS6";
+    /// `LpmTrie<[u8; 16] /* network order */, NetworkInfo>`: every netd IPv6 subnet and the
+    /// network it belongs to.
+    pub const NETWORKS6: &str = "NETD_NETWORKS6";
+    /// `HashMap<[u8; 16], Neighbor>`: the MAC of every gateway and container IPv6 address, for
+    /// answering containers' neighbour solicitations without flooding the bridge.
+    pub const NEIGHBORS6: &str = "NETD_NEIGHBORS6";
+    /// `HashMap<[u8; 16] /* container address */, u32 /* ifindex */>`: the host-side veth of
+    /// every container IPv6 address on this host (`bpf_redirect_peer`, as [`VETHS`]).
+    pub const VETHS6: &str = "NETD_VETHS6";
 }
 
 /// Where frames for an overlay endpoint on another host go: that host's underlay address and
@@ -171,6 +188,8 @@ pub const SNAT_RETRIES: u32 = 16;
 pub const IPPROTO_ICMP: u8 = 1;
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
+/// The IPv6 next header of ICMPv6.
+pub const IPPROTO_ICMPV6: u8 = 58;
 
 /// Where a NAT entry applies (part of its key, so one tuple can mean different things at
 /// different hooks).
@@ -571,6 +590,23 @@ pub struct Endpoint {
 }
 const _: () = assert!(size_of::<Endpoint>() == 20);
 
+/// The IPv6 addresses of a container's interface, as seen from its host-side bridge port (the
+/// MAC, network and flags are those of its [`Endpoint`] on the same port).
+///
+/// The endpoint program only lets IPv6 out of the container whose source is one of these (or
+/// `::` for duplicate address detection), and answers its neighbour solicitations for the
+/// addresses of its network ([`maps::NEIGHBORS6`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Endpoint6 {
+    /// The global (or unique local) address, network byte order.
+    pub addr: [u8; 16],
+    /// The link-local address, `fe80::/64` and the modified EUI-64 of the MAC
+    /// ([`ipv6::link_local`]).
+    pub link_local: [u8; 16],
+}
+const _: () = assert!(size_of::<Endpoint6>() == 32);
+
 /// Who answers to an address on a netd network: a container's interface or a network's gateway
 /// (its bridge). The endpoint program answers containers' ARP requests for these addresses
 /// itself, from their own network only, so that a request never floods the bridge's ports.
@@ -614,7 +650,8 @@ pub enum DropReason {
     Isolation = 4,
     /// The container's network is `--internal` and the destination is outside its subnet.
     Internal = 5,
-    /// Neither IPv4 nor ARP (netd networks are IPv4 only).
+    /// Neither IPv4, ARP nor IPv6; IPv6 from a port without IPv6 (no [`Endpoint6`]), or behind
+    /// more extension headers than the port reads.
     UnsupportedProtocol = 6,
     /// Every SNAT port tried for a new flow was taken.
     NatPortExhausted = 7,
@@ -625,11 +662,13 @@ pub enum DropReason {
     /// A client that the published port's policy (its own allowlist, or the host-wide one)
     /// does not let in: answered as a closed port would be (TCP RST, ICMP port unreachable).
     PublishPolicy = 10,
+    /// An ICMPv6 router advertisement or redirect from a container: only the host routes.
+    RouterAdvertisement = 11,
 }
 
 impl DropReason {
     /// Every reason, in counter-index order.
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 12] = [
         DropReason::Malformed,
         DropReason::UnknownEndpoint,
         DropReason::SpoofedMac,
@@ -641,6 +680,7 @@ impl DropReason {
         DropReason::NatTableFull,
         DropReason::Fragment,
         DropReason::PublishPolicy,
+        DropReason::RouterAdvertisement,
     ];
     /// Number of reasons.
     pub const COUNT: u32 = Self::ALL.len() as u32;
@@ -663,6 +703,7 @@ impl DropReason {
             DropReason::NatTableFull => "nat-table-full",
             DropReason::Fragment => "fragment",
             DropReason::PublishPolicy => "publish-policy",
+            DropReason::RouterAdvertisement => "router-advertisement",
         }
     }
 
@@ -680,6 +721,7 @@ impl DropReason {
 mod pod {
     // SAFETY: all are repr(C), Copy, have no implicit padding and accept any bit pattern.
     unsafe impl aya::Pod for super::Endpoint {}
+    unsafe impl aya::Pod for super::Endpoint6 {}
     unsafe impl aya::Pod for super::NetworkInfo {}
     unsafe impl aya::Pod for super::Neighbor {}
     unsafe impl aya::Pod for super::FlowKey {}
@@ -710,6 +752,18 @@ mod tests {
             assert_eq!(DropReason::from_index(i as u32), Some(*reason));
         }
         assert_eq!(DropReason::from_index(DropReason::COUNT), None);
+    }
+
+    #[test]
+    fn reasons_keep_their_counter_slots_and_have_distinct_names() {
+        // Pinned counters of a running datapath are read by a newer daemon: slots never move.
+        assert_eq!(DropReason::PublishPolicy as u32, 10);
+        assert_eq!(DropReason::RouterAdvertisement as u32, 11);
+        for (i, a) in DropReason::ALL.iter().enumerate() {
+            for b in &DropReason::ALL[i + 1..] {
+                assert_ne!(a.name(), b.name());
+            }
+        }
     }
 
     #[test]

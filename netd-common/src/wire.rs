@@ -1,8 +1,15 @@
 //! Headers the programs write whole, built by pure functions so that they are tested on the
 //! host: the outer headers of a VXLAN frame, the ICMP "fragmentation needed" error the
 //! tunnel answers an oversize packet with, and what a client that a published port's policy
-//! refuses gets, as from a closed port: ICMP "port unreachable" for UDP, a TCP RST.
-use crate::{csum::internet, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, VXLAN_PORT};
+//! refuses gets, as from a closed port: ICMP "port unreachable" for UDP, a TCP RST; and the
+//! neighbour advertisement the NDP responder answers a container's solicitation with.
+use crate::{
+    csum::internet,
+    ipv6::{
+        ICMP6_NEIGHBOR_ADVERT, ND_HOP_LIMIT, ND_NA_OVERRIDE, ND_NA_SOLICITED, ND_OPT_TARGET_LL,
+    },
+    IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, VXLAN_PORT,
+};
 
 /// Outer IPv4, UDP and VXLAN headers: what goes between the outer Ethernet header and the
 /// inner frame.
@@ -262,6 +269,55 @@ pub fn tcp_reset_words(seg: &Segment, h: &mut [u32; TCP_RESET_LEN / 4]) {
     h[9] = ne([c0, c1, 0, 0]);
 }
 
+/// The IPv6 header and neighbour advertisement (RFC 4861, 4.4) with its target link-layer
+/// address option: what follows the Ethernet header of the NDP responder's answer.
+pub const NEIGHBOR_ADVERT_LEN: usize = 40 + NEIGHBOR_ADVERT_ICMP_LEN;
+/// The advertisement itself: ICMPv6 header, flags, target (24 bytes) and the option (8).
+const NEIGHBOR_ADVERT_ICMP_LEN: usize = 32;
+
+/// The advertisement that answers a solicitation for `target` from `to` on behalf of the
+/// interface with `mac`: from the target to the solicitor, solicited and override (the answer
+/// is authoritative, as the owner's own would be), hop limit 255.
+pub fn neighbor_advert(target: &[u8; 16], to: &[u8; 16], mac: [u8; 6]) -> [u8; NEIGHBOR_ADVERT_LEN] {
+    let words = |a: &[u8; 16]| {
+        let mut w = [0u32; 4];
+        for (w, b) in w.iter_mut().zip(a.chunks_exact(4)) {
+            *w = ne([b[0], b[1], b[2], b[3]]);
+        }
+        w
+    };
+    let mut h = [0u32; NEIGHBOR_ADVERT_LEN / 4];
+    neighbor_advert_words(&words(target), &words(to), mac, &mut h);
+    to_bytes(&h)
+}
+
+/// [`neighbor_advert`] in memory words, from the addresses' memory words.
+#[inline(always)]
+pub fn neighbor_advert_words(
+    target: &[u32; 4],
+    to: &[u32; 4],
+    mac: [u8; 6],
+    h: &mut [u32; NEIGHBOR_ADVERT_LEN / 4],
+) {
+    let [l0, l1] = (NEIGHBOR_ADVERT_ICMP_LEN as u16).to_be_bytes();
+    h[0] = ne([0x60, 0, 0, 0]);
+    h[1] = ne([l0, l1, IPPROTO_ICMPV6, ND_HOP_LIMIT]);
+    h[2..6].copy_from_slice(target);
+    h[6..10].copy_from_slice(to);
+    h[11] = ne([ND_NA_SOLICITED | ND_NA_OVERRIDE, 0, 0, 0]);
+    h[12..16].copy_from_slice(target);
+    let [m0, m1, m2, m3, m4, m5] = mac;
+    h[16] = ne([ND_OPT_TARGET_LL, 1, m0, m1]);
+    h[17] = ne([m2, m3, m4, m5]);
+    // The pseudo-header (source, destination, length, next header), then the message.
+    let pseudo = halves(target)
+        + halves(to)
+        + halves(&[ne([0, 0, l0, l1]), ne([0, 0, 0, IPPROTO_ICMPV6])]);
+    let message = halves(&[ne([ICMP6_NEIGHBOR_ADVERT, 0, 0, 0])]) + halves(&h[11..]);
+    let [c0, c1] = checksum(pseudo + message);
+    h[10] = ne([ICMP6_NEIGHBOR_ADVERT, 0, c0, c1]);
+}
+
 #[cfg(test)]
 mod tests {
     use etherparse::{Icmpv4Type, Ipv4HeaderSlice, SlicedPacket, TransportSlice};
@@ -434,6 +490,50 @@ mod tests {
         assert_eq!(
             icmp.icmp_type().calc_checksum(icmp.payload()),
             icmp.checksum()
+        );
+    }
+
+    #[test]
+    fn a_solicitation_gets_the_advertisement_the_target_would_send() {
+        let target = "fd00:28::1".parse::<std::net::Ipv6Addr>().unwrap().octets();
+        let to = "fd00:28::2".parse::<std::net::Ipv6Addr>().unwrap().octets();
+        let mac = [0x02, 0x42, 0xac, 0x1c, 0x00, 0x01];
+        let na = neighbor_advert(&target, &to, mac);
+        let packet = SlicedPacket::from_ip(&na).expect("IPv6 and ICMPv6");
+        let Some(etherparse::NetSlice::Ipv6(ip)) = &packet.net else {
+            panic!("not IPv6");
+        };
+        assert_eq!(ip.header().source(), target, "from the target");
+        assert_eq!(ip.header().destination(), to, "to the solicitor");
+        assert_eq!(ip.header().hop_limit(), 255);
+        assert_eq!(usize::from(ip.header().payload_length()), na.len() - 40);
+        let Some(TransportSlice::Icmpv6(icmp)) = packet.transport else {
+            panic!("not ICMPv6");
+        };
+        assert_eq!(
+            icmp.icmp_type(),
+            etherparse::Icmpv6Type::NeighborAdvertisement(
+                etherparse::icmpv6::NeighborAdvertisementHeader {
+                    router: false,
+                    solicited: true,
+                    r#override: true,
+                }
+            )
+        );
+        assert_eq!(&icmp.payload()[..16], &target, "the target");
+        assert_eq!(&icmp.payload()[16..], &[2, 1, 0x02, 0x42, 0xac, 0x1c, 0x00, 0x01]);
+        let computed = icmp
+            .icmp_type()
+            .calc_checksum(target, to, icmp.payload())
+            .unwrap();
+        assert_eq!(computed, icmp.checksum());
+        let mut message = [0u8; 32];
+        message.copy_from_slice(&na[40..]);
+        message[2..4].copy_from_slice(&[0, 0]);
+        assert_eq!(
+            crate::csum::icmpv6(&target, &to, &message),
+            computed.to_be_bytes(),
+            "as the byte-wise checksum says"
         );
     }
 }

@@ -1,7 +1,9 @@
 //! TC ingress on the host side of a container's veth: everything the container sends passes
 //! here before the bridge sees it. Frames whose Ethernet/ARP/IPv4 source is not the container's
 //! own are dropped (anti-spoofing), as is IPv4 towards a network the container is not on
-//! (isolation) or, on `--internal` networks, towards anything outside its subnet.
+//! (isolation) or, on `--internal` networks, towards anything outside its subnet. IPv6 takes
+//! its own path ([`endpoint6`](crate::endpoint6)) on ports that have IPv6, and is dropped on
+//! the others.
 //!
 //! ARP requests for the container's gateway or for another container on its network are
 //! answered here, without flooding the bridge ([`arp`](crate::arp)), and a packet for another
@@ -53,6 +55,7 @@ fn try_endpoint_ingress(ctx: &TcContext) -> Result<i32, DropReason> {
     match eth.ether_type {
         parse::ETH_P_IP => ipv4(ctx, &ep, ifindex),
         parse::ETH_P_ARP => arp(ctx, &ep, ifindex),
+        parse::ETH_P_IPV6 => Ok(crate::endpoint6::ingress(ctx, &ep, ifindex)),
         _ => Err(DropReason::UnsupportedProtocol),
     }
 }

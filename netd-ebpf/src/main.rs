@@ -2,12 +2,14 @@
 //!
 //! - [`endpoint`]: TC ingress of the host side of each container veth (what the container sends):
 //!   anti-spoofing, isolation between networks, hairpin to published ports, replies of
-//!   published ports straight out of their uplink.
+//!   published ports straight out of their uplink; its IPv6 half is [`endpoint6`].
 //! - [`uplink`]: TC ingress and egress of the uplinks: published ports (DNAT, straight into the
 //!   container) and egress SNAT.
 //! - [`allow`]: who may open a flow to a published port, and the closed-port answer the others
 //!   get.
 //! - [`arp`]: answers containers' ARP requests for addresses netd knows.
+//! - [`ndp`]: the same for IPv6 neighbour solicitations, and the checks of containers'
+//!   neighbour discovery.
 //! - [`icmp`]: translation of ICMP errors about translated flows.
 //! - [`nat`]: flow lookup, rewriting with checksum updates, new translations, and the redirects
 //!   that let translated packets skip the host.
@@ -29,11 +31,13 @@ mod allow;
 mod arp;
 mod btf;
 mod endpoint;
+mod endpoint6;
 mod events;
 mod icmp;
 mod macvlan;
 mod maps;
 mod nat;
+mod ndp;
 mod parse;
 mod policy;
 mod sock;

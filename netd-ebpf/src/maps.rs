@@ -6,7 +6,7 @@ use aya_ebpf::{
     maps::{lpm_trie::Key, PerCpuArray, RingBuf},
 };
 use netd_common::{
-    Backend, DropKey, DropReason, Endpoint, FlowKey, MacvlanKey, NatEntry, Neighbor, NetworkInfo,
+    Backend, DropKey, DropReason, Endpoint, Endpoint6, FlowKey, MacvlanKey, NatEntry, Neighbor, NetworkInfo,
     OverlayPort, PolicyPrefix, PortKey, PortStats, RateState, SockOrig, Tunnel, Uplink, VlanPort,
     CONFIG_LEN, DEFAULT_NAT_ENTRIES, MAX_ENDPOINTS, MAX_LOCAL_ADDRS, MAX_NEIGHBORS, MAX_NETWORKS,
     MAX_POLICY_PREFIXES, MAX_PORTS, MAX_TUNNELS, MAX_UPLINKS, MAX_VLANS, NAT_STATS_LEN,
@@ -31,6 +31,58 @@ pub fn veth_of(addr: [u8; 4]) -> Option<(u32, Endpoint)> {
     let ifindex = *unsafe { NETD_VETHS.get(addr) }?;
     let ep = *unsafe { NETD_ENDPOINTS.get(ifindex) }?;
     (ep.addr == addr).then_some((ifindex, ep))
+}
+
+/// Host-side veth ifindex -> the IPv6 addresses of the container endpoint behind it (only for
+/// ports with IPv6).
+#[btf_map(name = "NETD_ENDPOINTS6")]
+pub static NETD_ENDPOINTS6: Pinned<{ btf::HASH }, u32, Endpoint6, { MAX_ENDPOINTS as usize }> =
+    Pinned::new();
+
+/// Container IPv6 address (network byte order) -> the ifindex of its host-side veth.
+#[btf_map(name = "NETD_VETHS6")]
+pub static NETD_VETHS6: Pinned<{ btf::HASH }, [u8; 16], u32, { MAX_ENDPOINTS as usize }> =
+    Pinned::new();
+
+/// Every netd IPv6 subnet (network byte order) -> the network it belongs to.
+#[btf_map(name = "NETD_NETWORKS6")]
+pub static NETD_NETWORKS6: Pinned<
+    { btf::LPM_TRIE },
+    Key<[u8; 16]>,
+    NetworkInfo,
+    { MAX_NETWORKS as usize },
+    { btf::NO_PREALLOC },
+> = Pinned::new();
+
+/// Gateway and container IPv6 addresses (network byte order) -> their MAC, for the NDP
+/// responder.
+#[btf_map(name = "NETD_NEIGHBORS6")]
+pub static NETD_NEIGHBORS6: Pinned<
+    { btf::HASH },
+    [u8; 16],
+    Neighbor,
+    { MAX_NEIGHBORS as usize },
+> = Pinned::new();
+
+/// The network the IPv6 address `addr` belongs to, if it is inside a netd subnet.
+#[inline(always)]
+pub fn network6_of(addr: &[u8; 16]) -> Option<u32> {
+    // SAFETY: copied out at once.
+    unsafe { NETD_NETWORKS6.get(Key::new(128, *addr)) }.map(|info| info.net_id)
+}
+
+/// The host-side veth of the container interface with IPv6 address `addr` on this host, and
+/// its (IPv4) endpoint for its MAC and network, while the veth still leads to that address.
+#[inline(always)]
+pub fn veth6_of(addr: &[u8; 16]) -> Option<(u32, Endpoint)> {
+    // SAFETY: all copied out at once.
+    let ifindex = *unsafe { NETD_VETHS6.get(addr) }?;
+    let ep6 = unsafe { NETD_ENDPOINTS6.get(ifindex) }?;
+    if ep6.addr != *addr {
+        return None;
+    }
+    let ep = *unsafe { NETD_ENDPOINTS.get(ifindex) }?;
+    Some((ifindex, ep))
 }
 
 /// Every netd subnet (network byte order) -> the network it belongs to.

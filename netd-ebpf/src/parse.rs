@@ -3,12 +3,18 @@
 //! out with `bpf_skb_load_bytes`. A short packet is an error, never an out-of-bounds access.
 use aya_ebpf::programs::TcContext;
 use netd_common::{FlowKey, EXPLAIN_MARK, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
-use network_types::{arp::ArpHdr, eth::EthHdr, ip::Ipv4Hdr};
+use network_types::{
+    arp::ArpHdr,
+    eth::EthHdr,
+    ip::{Ipv4Hdr, Ipv6Hdr},
+};
 
 /// EtherType of IPv4, as it sits in the frame (network order).
 pub const ETH_P_IP: u16 = 0x0800_u16.to_be();
 /// EtherType of ARP, as it sits in the frame (network order).
 pub const ETH_P_ARP: u16 = 0x0806_u16.to_be();
+/// EtherType of IPv6, as it sits in the frame (network order).
+pub const ETH_P_IPV6: u16 = 0x86dd_u16.to_be();
 /// Where the IPv4 header starts.
 pub const IP_OFF: usize = EthHdr::LEN;
 
@@ -63,6 +69,67 @@ pub fn arp(ctx: &TcContext) -> Result<ArpHdr, ()> {
         return Err(());
     }
     Ok(arp)
+}
+
+/// The IPv6 header that follows the Ethernet header; rejects a version other than 6.
+#[inline(always)]
+pub fn ipv6(ctx: &TcContext) -> Result<Ipv6Hdr, ()> {
+    let ip = read::<Ipv6Hdr>(ctx, IP_OFF)?;
+    if ip.vcf[0] >> 4 != 6 {
+        return Err(());
+    }
+    Ok(ip)
+}
+
+/// Where the upper-layer header starts after an IPv6 header without extension headers.
+pub const L4_OFF6: usize = IP_OFF + Ipv6Hdr::LEN;
+
+/// Extension headers (RFC 8200, 4) that may come before the upper-layer header and share the
+/// generic layout (next header, length in 8-byte units past the first 8): hop-by-hop options
+/// (which MLD reports carry), routing, destination options.
+const IPV6_HOPOPTS: u8 = 0;
+const IPV6_ROUTING: u8 = 43;
+const IPV6_DSTOPTS: u8 = 60;
+/// How many of them [`upper6`] reads past; a packet with more is refused, so that nothing can
+/// hide an ICMPv6 message from the checks behind a long chain.
+const IPV6_MAX_EXT: usize = 2;
+
+/// The upper-layer protocol of an IPv6 packet whose header says `next_hdr`, and where its
+/// header starts. Fragments (and ESP, AH and anything unknown) end the walk: their protocol is
+/// returned as it is. `Err(true)` if more extension headers follow than the walk reads,
+/// `Err(false)` if one cannot be read.
+#[inline(always)]
+pub fn upper6(ctx: &TcContext, next_hdr: u8) -> Result<(u8, usize), bool> {
+    let mut next = next_hdr;
+    let mut off = L4_OFF6;
+    for _ in 0..IPV6_MAX_EXT {
+        if !is_ext6(next) {
+            return Ok((next, off));
+        }
+        let [after, len] = read_l6::<[u8; 2]>(ctx, off, 0).map_err(|()| false)?;
+        next = after;
+        off += (usize::from(len) + 1) * 8;
+    }
+    match is_ext6(next) {
+        true => Err(true),
+        false => Ok((next, off)),
+    }
+}
+
+#[inline(always)]
+fn is_ext6(next: u8) -> bool {
+    matches!(next, IPV6_HOPOPTS | IPV6_ROUTING | IPV6_DSTOPTS)
+}
+
+/// A `T` at `rel` into the upper-layer header at `l4_off` of an IPv6 packet: read in place
+/// behind a header without extension headers (the usual case, at a constant offset), else
+/// copied out of the skb.
+#[inline(always)]
+pub fn read_l6<T: Copy>(ctx: &TcContext, l4_off: usize, rel: usize) -> Result<T, ()> {
+    if l4_off == L4_OFF6 {
+        return read::<T>(ctx, L4_OFF6 + rel);
+    }
+    ctx.load::<T>(l4_off + rel).map_err(|_| ())
 }
 
 /// An IPv4 packet as NAT sees it.

@@ -3,9 +3,13 @@
 //! Requests carry typed values (addresses, subnets), so a malformed value is refused by the
 //! decoder before the daemon looks at it. Replies are views made for users: what `inspect`
 //! prints is exactly what the daemon sent.
-use std::{collections::BTreeMap, net::Ipv4Addr, path::PathBuf};
+use std::{
+    collections::BTreeMap,
+    net::{Ipv4Addr, Ipv6Addr},
+    path::PathBuf,
+};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
 // One request per connection, decoded once: a box for the large create requests would buy
@@ -26,6 +30,9 @@ pub enum Request {
         network: String,
         container: String,
         ip: Option<Ipv4Addr>,
+        /// `--ip6`, on a dual-stack network.
+        #[serde(default)]
+        ip6: Option<Ipv6Addr>,
         aliases: Vec<String>,
         /// The interface name inside the container; the lowest free `ethN` if none.
         #[serde(default)]
@@ -100,9 +107,20 @@ pub enum Request {
 pub struct NetworkCreate {
     pub name: String,
     pub driver: String,
+    /// The IPv4 `--subnet`, `--gateway` and `--ip-range`.
     pub subnet: Option<Ipv4Net>,
     pub gateway: Option<Ipv4Addr>,
     pub ip_range: Option<Ipv4Net>,
+    /// `--ipv6`: a dual-stack network (it needs [`Self::subnet6`]).
+    #[serde(default)]
+    pub ipv6: bool,
+    /// The IPv6 `--subnet`, `--gateway` and `--ip-range`.
+    #[serde(default)]
+    pub subnet6: Option<Ipv6Net>,
+    #[serde(default)]
+    pub gateway6: Option<Ipv6Addr>,
+    #[serde(default)]
+    pub ip_range6: Option<Ipv6Net>,
     pub internal: bool,
     pub options: Vec<String>,
     /// The ID, when another engine already gave the network one (Docker's plugin API).
@@ -116,6 +134,9 @@ pub struct ContainerCreate {
     /// `bridge`, `host`, `none`, `container:NAME` or a network name.
     pub network: String,
     pub ip: Option<Ipv4Addr>,
+    /// `--ip6`, on a dual-stack network.
+    #[serde(default)]
+    pub ip6: Option<Ipv6Addr>,
     pub aliases: Vec<String>,
     pub publish: Vec<String>,
     /// `--publish-allow PORT[-END][/PROTO]=CIDR,...`.
@@ -283,6 +304,15 @@ pub struct NetworkView {
     pub subnet: Option<Ipv4Net>,
     pub gateway: Option<Ipv4Addr>,
     pub ip_range: Option<Ipv4Net>,
+    /// A dual-stack network (Docker's `EnableIPv6`), with its IPv6 subnet, gateway and range.
+    #[serde(default)]
+    pub enable_ipv6: bool,
+    #[serde(default)]
+    pub ipv6_subnet: Option<Ipv6Net>,
+    #[serde(default)]
+    pub ipv6_gateway: Option<Ipv6Addr>,
+    #[serde(default)]
+    pub ipv6_ip_range: Option<Ipv6Net>,
     pub internal: bool,
     pub bridge: Option<String>,
     pub options: BTreeMap<String, String>,
@@ -294,6 +324,9 @@ pub struct NetworkView {
 pub struct NetworkMember {
     pub id: String,
     pub ip_address: Option<Ipv4Net>,
+    /// Its IPv6 address with the subnet's prefix, on a dual-stack network.
+    #[serde(default)]
+    pub ipv6_address: Option<Ipv6Net>,
     pub mac_address: Option<String>,
     pub aliases: Vec<String>,
 }
@@ -324,6 +357,15 @@ pub struct EndpointView {
     pub ip_address: Option<Ipv4Addr>,
     pub prefix_len: u8,
     pub gateway: Option<Ipv4Addr>,
+    /// On a dual-stack network (Docker's `GlobalIPv6Address`, `GlobalIPv6PrefixLen`,
+    /// `IPv6Gateway`): the endpoint's IPv6 address, the subnet's prefix length, and the
+    /// gateway of its IPv6 default route if it carries one.
+    #[serde(default)]
+    pub global_ipv6_address: Option<Ipv6Addr>,
+    #[serde(default)]
+    pub global_ipv6_prefix_len: u8,
+    #[serde(default)]
+    pub ipv6_gateway: Option<Ipv6Addr>,
     pub mac_address: Option<String>,
     pub interface: Option<String>,
     pub host_interface: Option<String>,
@@ -437,12 +479,26 @@ mod props {
         any::<[u8; 4]>().prop_map(Ipv4Addr::from)
     }
 
+    fn net6() -> impl Strategy<Value = Ipv6Net> {
+        (any::<u128>(), 0u8..=128).prop_map(|(a, p)| Ipv6Net::new(a.into(), p).unwrap())
+    }
+
+    fn addr6() -> impl Strategy<Value = Ipv6Addr> {
+        any::<u128>().prop_map(Ipv6Addr::from)
+    }
+
     fn texts() -> impl Strategy<Value = Vec<String>> {
         proptest::collection::vec(text(), 0..3)
     }
 
     /// Every request a client can send (the data-carrying ones with arbitrary contents).
     fn request() -> impl Strategy<Value = Request> {
+        let v6 = (
+            any::<bool>(),
+            proptest::option::of(net6()),
+            proptest::option::of(addr6()),
+            proptest::option::of(net6()),
+        );
         let network_create = (
             text(),
             text(),
@@ -451,15 +507,29 @@ mod props {
             proptest::option::of(net()),
             any::<bool>(),
             texts(),
+            v6,
         )
             .prop_map(
-                |(name, driver, subnet, gateway, ip_range, internal, options)| {
+                |(
+                    name,
+                    driver,
+                    subnet,
+                    gateway,
+                    ip_range,
+                    internal,
+                    options,
+                    (ipv6, subnet6, gateway6, ip_range6),
+                )| {
                     Request::NetworkCreate(NetworkCreate {
                         name,
                         driver,
                         subnet,
                         gateway,
                         ip_range,
+                        ipv6,
+                        subnet6,
+                        gateway6,
+                        ip_range6,
                         internal,
                         options,
                         id: None,
@@ -469,18 +539,23 @@ mod props {
         let container_create = (
             (text(), text(), proptest::option::of(addr()), texts()),
             (texts(), any::<bool>(), texts(), texts(), texts()),
-            (proptest::option::of(text()), proptest::option::of(text())),
+            (
+                proptest::option::of(text()),
+                proptest::option::of(text()),
+                proptest::option::of(addr6()),
+            ),
         )
             .prop_map(
                 |(
                     (name, network, ip, aliases),
                     (publish, publish_all, expose, links, env),
-                    (hostname, netns),
+                    (hostname, netns, ip6),
                 )| {
                     Request::ContainerCreate(ContainerCreate {
                         name,
                         network,
                         ip,
+                        ip6,
                         aliases,
                         publish,
                         publish_allow: vec![],
@@ -508,16 +583,24 @@ mod props {
             Just(Request::ContainerLs),
             texts().prop_map(|names| Request::NetworkInspect { names }),
             texts().prop_map(|names| Request::NetworkRm { names }),
-            (text(), text(), proptest::option::of(addr()), texts()).prop_map(
-                |(network, container, ip, aliases)| Request::NetworkConnect {
-                    network,
-                    container,
-                    ip,
-                    aliases,
-                    ifname: None,
-                    handover: None,
-                }
-            ),
+            (
+                text(),
+                text(),
+                proptest::option::of(addr()),
+                proptest::option::of(addr6()),
+                texts()
+            )
+                .prop_map(|(network, container, ip, ip6, aliases)| {
+                    Request::NetworkConnect {
+                        network,
+                        container,
+                        ip,
+                        ip6,
+                        aliases,
+                        ifname: None,
+                        handover: None,
+                    }
+                }),
             (text(), text())
                 .prop_map(|(network, container)| Request::NetworkDisconnect { network, container }),
             text().prop_map(|name| Request::ContainerStart { name }),

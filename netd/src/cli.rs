@@ -1,8 +1,11 @@
 //! Command-line interface, as `../shared/CONTRACT.md` defines it.
-use std::{net::Ipv4Addr, path::PathBuf};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    path::PathBuf,
+};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 /// Docker-style container networking with an eBPF datapath.
 #[derive(Debug, Parser)]
@@ -134,6 +137,10 @@ pub struct DaemonArgs {
     /// Subnet of the default network `bridge`.
     #[arg(long, default_value = "172.17.0.0/16", value_parser = crate::ipam::parse_default_subnet)]
     pub default_subnet: Ipv4Net,
+    /// IPv6 subnet of the default network `bridge`, which is then dual-stack (IPv4 only if
+    /// not given, as Docker's `--fixed-cidr-v6` off).
+    #[arg(long, value_parser = crate::ipam::parse_default_subnet6)]
+    pub default_subnet_v6: Option<Ipv6Net>,
     /// Where the upstream DNS servers are read from.
     #[arg(long, env = "NETD_RESOLV_CONF", default_value = "/etc/resolv.conf")]
     pub resolv_conf: PathBuf,
@@ -256,6 +263,9 @@ pub enum NetworkCommand {
     Connect {
         #[arg(long)]
         ip: Option<Ipv4Addr>,
+        /// The IPv6 address, on a dual-stack network.
+        #[arg(long)]
+        ip6: Option<Ipv6Addr>,
         #[arg(long = "alias")]
         aliases: Vec<String>,
         network: String,
@@ -269,18 +279,74 @@ pub enum NetworkCommand {
 pub struct NetworkCreateArgs {
     #[arg(long, short = 'd', default_value = "bridge")]
     pub driver: String,
+    /// The subnet of each family (IPv4, and IPv6 with `--ipv6`); `--gateway` and `--ip-range`
+    /// likewise, each taken for the subnet of its family.
     #[arg(long)]
-    pub subnet: Option<Ipv4Net>,
+    pub subnet: Vec<IpNet>,
     #[arg(long)]
-    pub gateway: Option<Ipv4Addr>,
+    pub gateway: Vec<IpAddr>,
     #[arg(long)]
-    pub ip_range: Option<Ipv4Net>,
+    pub ip_range: Vec<IpNet>,
+    /// Dual stack: the network has an IPv6 subnet as well (given with `--subnet`).
+    #[arg(long)]
+    pub ipv6: bool,
     #[arg(long)]
     pub internal: bool,
     /// Driver options KEY=VALUE.
     #[arg(long = "opt", short = 'o')]
     pub options: Vec<String>,
     pub name: String,
+}
+
+/// A value of each family, from a repeatable flag: at most one of each.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct PerFamily<V4, V6> {
+    pub v4: Option<V4>,
+    pub v6: Option<V6>,
+}
+
+impl NetworkCreateArgs {
+    /// `--subnet`, `--gateway` and `--ip-range` split by family.
+    pub fn subnets(&self) -> Result<PerFamily<Ipv4Net, Ipv6Net>, String> {
+        per_family("--subnet", &self.subnet, |n| match n {
+            IpNet::V4(n) => Ok(*n),
+            IpNet::V6(n) => Err(*n),
+        })
+    }
+
+    pub fn gateways(&self) -> Result<PerFamily<Ipv4Addr, Ipv6Addr>, String> {
+        per_family("--gateway", &self.gateway, |n| match n {
+            IpAddr::V4(n) => Ok(*n),
+            IpAddr::V6(n) => Err(*n),
+        })
+    }
+
+    pub fn ip_ranges(&self) -> Result<PerFamily<Ipv4Net, Ipv6Net>, String> {
+        per_family("--ip-range", &self.ip_range, |n| match n {
+            IpNet::V4(n) => Ok(*n),
+            IpNet::V6(n) => Err(*n),
+        })
+    }
+}
+
+/// Sorts the values of `flag` by family (`split` gives `Ok` for IPv4, `Err` for IPv6); two of
+/// one family are refused.
+fn per_family<T, V4, V6>(
+    flag: &str,
+    values: &[T],
+    split: impl Fn(&T) -> Result<V4, V6>,
+) -> Result<PerFamily<V4, V6>, String> {
+    let mut out = PerFamily { v4: None, v6: None };
+    for value in values {
+        let twice = match split(value) {
+            Ok(v4) => out.v4.replace(v4).is_some().then_some("IPv4"),
+            Err(v6) => out.v6.replace(v6).is_some().then_some("IPv6"),
+        };
+        if let Some(family) = twice {
+            return Err(format!("{flag} is given twice for {family}: one per family"));
+        }
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Subcommand)]
@@ -329,6 +395,9 @@ pub struct ContainerCreateArgs {
     pub network: String,
     #[arg(long)]
     pub ip: Option<Ipv4Addr>,
+    /// The IPv6 address, on a dual-stack network.
+    #[arg(long)]
+    pub ip6: Option<Ipv6Addr>,
     #[arg(long = "network-alias", alias = "net-alias")]
     pub aliases: Vec<String>,
     #[arg(short = 'p', long = "publish")]
@@ -398,6 +467,43 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("netd").chain(args.iter().copied()))
+    }
+
+    fn network_create(args: &[&str]) -> NetworkCreateArgs {
+        let full: Vec<&str> = ["network", "create"].iter().chain(args).copied().collect();
+        match parse(&full).unwrap().command {
+            Command::Network(NetworkCommand::Create(a)) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn subnets_gateways_and_ranges_are_one_per_family() {
+        let a = network_create(&[
+            "--ipv6",
+            "--subnet",
+            "fd00:28::/64",
+            "--subnet",
+            "172.28.0.0/16",
+            "--gateway",
+            "172.28.0.254",
+            "--ip-range",
+            "fd00:28::100/120",
+            "n",
+        ]);
+        assert!(a.ipv6);
+        let subnets = a.subnets().unwrap();
+        assert_eq!(subnets.v4, Some("172.28.0.0/16".parse().unwrap()));
+        assert_eq!(subnets.v6, Some("fd00:28::/64".parse().unwrap()));
+        let gateways = a.gateways().unwrap();
+        assert_eq!((gateways.v4, gateways.v6), (Some("172.28.0.254".parse().unwrap()), None));
+        let ranges = a.ip_ranges().unwrap();
+        assert_eq!((ranges.v4, ranges.v6), (None, Some("fd00:28::100/120".parse().unwrap())));
+        let twice = network_create(&["--subnet", "10.1.0.0/16", "--subnet", "10.2.0.0/16", "n"]);
+        assert_eq!(
+            twice.subnets().unwrap_err(),
+            "--subnet is given twice for IPv4: one per family"
+        );
     }
 
     #[test]
@@ -529,11 +635,12 @@ mod props {
                 Ok(other) => panic!("{other:?}"),
                 Err(_) => None,
             };
-            let net = text.parse::<Ipv4Net>().ok();
-            prop_assert_eq!(create("--subnet").map(|a| a.subnet), net.map(Some));
-            prop_assert_eq!(create("--ip-range").map(|a| a.ip_range), net.map(Some));
+            let net = text.parse::<IpNet>().ok();
+            prop_assert_eq!(create("--subnet").map(|a| a.subnet), net.map(|n| vec![n]));
+            prop_assert_eq!(create("--ip-range").map(|a| a.ip_range), net.map(|n| vec![n]));
+            let gw = text.parse::<IpAddr>().ok();
+            prop_assert_eq!(create("--gateway").map(|a| a.gateway), gw.map(|g| vec![g]));
             let ip = text.parse::<Ipv4Addr>().ok();
-            prop_assert_eq!(create("--gateway").map(|a| a.gateway), ip.map(Some));
             let connect = parse(&["network", "connect", "--ip", &text, "n", "c"]).ok().map(|c| match c.command {
                 Command::Network(NetworkCommand::Connect { ip, .. }) => ip,
                 other => panic!("{other:?}"),

@@ -1,29 +1,71 @@
-//! IPv4 address management: automatic subnets for new networks and addresses for endpoints.
+//! Address management: automatic (IPv4) subnets for new networks and addresses of both
+//! families for endpoints ([`Pool`] for IPv4, [`Pool6`] for a dual-stack network's IPv6 half,
+//! both over one family-neutral search, [`lowest_free`]).
 //!
 //! Everything here is pure: the caller passes what is in use (derived from the state, never kept
 //! twice) and gets an answer or a [`IpamError`]. Allocation gives the lowest free address, as
 //! Docker's local networks do (libnetwork's bitmap, `serial` off outside swarm): an address freed
 //! by a stopped or removed container is the next one handed out, so a container that stops while
 //! another starts usually comes back at a new address (seed 003).
-use std::{collections::BTreeSet, net::Ipv4Addr};
+use std::{
+    collections::BTreeSet,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use thiserror::Error;
 
 /// Why an address or subnet could not be given.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum IpamError {
     #[error("no free address left in {0}")]
-    Exhausted(Ipv4Net),
+    Exhausted(IpNet),
     #[error("no free subnet left in the default address pools")]
     NoSubnet,
     /// Docker's words after netd's: scripts match them.
     #[error("address {ip} is not in subnet {subnet}: It does not belong to any of this network's subnets")]
-    OutsideSubnet { ip: Ipv4Addr, subnet: Ipv4Net },
+    OutsideSubnet { ip: IpAddr, subnet: IpNet },
     #[error("address {0} is already in use by another container: Address already in use")]
-    InUse(Ipv4Addr),
-    #[error("address {ip} is reserved in {subnet} (network, broadcast or gateway address)")]
-    Reserved { ip: Ipv4Addr, subnet: Ipv4Net },
+    InUse(IpAddr),
+    #[error("address {ip} is reserved in {subnet} ({})", reserved_kinds(.subnet))]
+    Reserved { ip: IpAddr, subnet: IpNet },
+}
+
+/// What a subnet keeps from containers: IPv6 has no broadcast address.
+fn reserved_kinds(subnet: &IpNet) -> &'static str {
+    match subnet {
+        IpNet::V4(_) => "network, broadcast or gateway address",
+        IpNet::V6(_) => "the subnet's first address or the gateway",
+    }
+}
+
+/// The lowest address from `first` to `last` (as integers, so that both families share it) that
+/// is neither in `reserved` nor in `in_use`; `None` when there is none. Sorting the used
+/// addresses of the range costs O(n log n) in the number of containers on the network, not in
+/// the size of the range.
+pub fn lowest_free(
+    first: u128,
+    last: u128,
+    reserved: &[u128],
+    in_use: impl IntoIterator<Item = u128>,
+) -> Option<u128> {
+    let taken: BTreeSet<u128> = in_use
+        .into_iter()
+        .filter(|ip| (first..=last).contains(ip))
+        .chain(reserved.iter().copied())
+        .collect();
+    // The first address from the range's start that the next taken one does not cover.
+    let mut candidate = first;
+    for t in taken.range(first..=last) {
+        if *t != candidate {
+            break;
+        }
+        match candidate.checked_add(1) {
+            Some(next) if next <= last => candidate = next,
+            _ => return None,
+        }
+    }
+    (!taken.contains(&candidate)).then_some(candidate)
 }
 
 /// Docker's MAC for an address: `02:42` followed by the four address bytes. Containers get the
@@ -50,56 +92,121 @@ impl Pool {
 
     /// Checks that a requested address (`--ip`) can be given.
     pub fn check_static(&self, ip: Ipv4Addr, in_use: &[Ipv4Addr]) -> Result<(), IpamError> {
-        if !self.subnet.contains(&ip) {
-            return Err(IpamError::OutsideSubnet {
-                ip,
-                subnet: self.subnet,
-            });
-        }
-        if self.is_reserved(ip) {
-            return Err(IpamError::Reserved {
-                ip,
-                subnet: self.subnet,
-            });
-        }
-        if in_use.contains(&ip) {
-            return Err(IpamError::InUse(ip));
-        }
-        Ok(())
+        check_static(
+            IpAddr::V4(ip),
+            IpNet::V4(self.subnet),
+            self.subnet.contains(&ip),
+            self.is_reserved(ip),
+            in_use.contains(&ip),
+        )
     }
 
     /// The lowest free address of the range (or of the subnet): never the network, broadcast or
-    /// gateway address, nor one in `in_use`. Sorting the used addresses of the range costs
-    /// O(n log n) in the number of containers on the network, not in the size of the subnet.
+    /// gateway address, nor one in `in_use`.
     pub fn allocate(&self, in_use: &[Ipv4Addr]) -> Result<Ipv4Addr, IpamError> {
         let range = self.range.unwrap_or(self.subnet);
-        let (first, last) = (u32::from(range.network()), u32::from(range.broadcast()));
-        let taken: BTreeSet<u32> = in_use
-            .iter()
-            .map(|ip| u32::from(*ip))
-            .filter(|ip| (first..=last).contains(ip))
-            .chain(
-                [self.subnet.network(), self.subnet.broadcast(), self.gateway]
-                    .into_iter()
-                    .map(u32::from),
-            )
-            .collect();
-        // The first address from the range's start that the next taken one does not cover.
-        let mut candidate = first;
-        for t in taken.range(first..=last) {
-            if *t != candidate {
-                break;
-            }
-            match candidate.checked_add(1) {
-                Some(next) if next <= last => candidate = next,
-                _ => return Err(IpamError::Exhausted(range)),
-            }
-        }
-        if taken.contains(&candidate) {
-            return Err(IpamError::Exhausted(range));
-        }
-        Ok(Ipv4Addr::from(candidate))
+        let reserved = [self.subnet.network(), self.subnet.broadcast(), self.gateway]
+            .map(|ip| u128::from(u32::from(ip)));
+        lowest_free(
+            u32::from(range.network()).into(),
+            u32::from(range.broadcast()).into(),
+            &reserved,
+            in_use.iter().map(|ip| u128::from(u32::from(*ip))),
+        )
+        .map(|ip| Ipv4Addr::from(ip as u32))
+        .ok_or(IpamError::Exhausted(IpNet::V4(range)))
     }
+}
+
+/// The checks of a requested address, in Docker's order: inside the subnet, not reserved, free.
+fn check_static(
+    ip: IpAddr,
+    subnet: IpNet,
+    inside: bool,
+    reserved: bool,
+    used: bool,
+) -> Result<(), IpamError> {
+    if !inside {
+        return Err(IpamError::OutsideSubnet { ip, subnet });
+    }
+    if reserved {
+        return Err(IpamError::Reserved { ip, subnet });
+    }
+    if used {
+        return Err(IpamError::InUse(ip));
+    }
+    Ok(())
+}
+
+/// Where a dual-stack network's IPv6 addresses come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pool6 {
+    pub subnet: Ipv6Net,
+    pub gateway: Ipv6Addr,
+    /// Sub-range containers get their addresses from (`--ip-range`); the whole subnet if `None`.
+    pub range: Option<Ipv6Net>,
+}
+
+impl Pool6 {
+    /// Whether `ip` can never be given to a container: the subnet's first address (the
+    /// Subnet-Router anycast address of RFC 4291) and the gateway. IPv6 has no broadcast.
+    pub fn is_reserved(&self, ip: Ipv6Addr) -> bool {
+        ip == self.subnet.network() || ip == self.gateway
+    }
+
+    /// Checks that a requested address (`--ip6`) can be given.
+    pub fn check_static(&self, ip: Ipv6Addr, in_use: &[Ipv6Addr]) -> Result<(), IpamError> {
+        check_static(
+            IpAddr::V6(ip),
+            IpNet::V6(self.subnet),
+            self.subnet.contains(&ip),
+            self.is_reserved(ip),
+            in_use.contains(&ip),
+        )
+    }
+
+    /// The lowest free address of the range (or of the subnet): never the subnet's first
+    /// address or the gateway, nor one in `in_use`.
+    pub fn allocate(&self, in_use: &[Ipv6Addr]) -> Result<Ipv6Addr, IpamError> {
+        let range = self.range.unwrap_or(self.subnet);
+        let reserved = [self.subnet.network(), self.gateway].map(u128::from);
+        lowest_free(
+            range.network().into(),
+            range.broadcast().into(),
+            &reserved,
+            in_use.iter().map(|ip| u128::from(*ip)),
+        )
+        .map(Ipv6Addr::from)
+        .ok_or(IpamError::Exhausted(IpNet::V6(range)))
+    }
+}
+
+/// The default gateway of an IPv6 subnet: its first host address (`::1` in the subnet).
+pub fn default_gateway6(subnet: Ipv6Net) -> Ipv6Addr {
+    Ipv6Addr::from(u128::from(subnet.network()) + 1)
+}
+
+/// The longest IPv6 prefix a network may have: room for the reserved first address, a gateway
+/// and two containers.
+pub const MAX_PREFIX6: u8 = 126;
+
+/// `--default-subnet-v6 CIDR`: the default network's IPv6 subnet, host bits dropped; /126 or
+/// shorter.
+pub fn parse_default_subnet6(text: &str) -> Result<Ipv6Net, String> {
+    let net: Ipv6Net = text
+        .parse()
+        .map_err(|e| format!("{:?} is not an IPv6 CIDR: {e}", text))?;
+    if net.prefix_len() > MAX_PREFIX6 {
+        return Err(format!(
+            "subnet {net} is too small: the prefix must be /{MAX_PREFIX6} or shorter"
+        ));
+    }
+    Ok(net.trunc())
+}
+
+/// Whether two IPv6 subnets share any address.
+pub fn overlaps6(a: Ipv6Net, b: Ipv6Net) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
 }
 
 /// `--default-subnet CIDR`: the default network's subnet, host bits dropped; it needs room for a
@@ -210,7 +317,10 @@ mod tests {
                 ip("10.0.0.6")
             ]
         );
-        assert_eq!(p.allocate(&used), Err(IpamError::Exhausted(p.subnet)));
+        assert_eq!(
+            p.allocate(&used),
+            Err(IpamError::Exhausted(IpNet::V4(p.subnet)))
+        );
         used.retain(|a| *a != ip("10.0.0.3"));
         assert_eq!(p.allocate(&used), Ok(ip("10.0.0.3")));
     }
@@ -272,8 +382,115 @@ mod tests {
         ));
         assert_eq!(
             p.check_static(ip("10.0.0.9"), &[ip("10.0.0.9")]),
-            Err(IpamError::InUse(ip("10.0.0.9")))
+            Err(IpamError::InUse(ip("10.0.0.9").into()))
         );
+    }
+
+    fn pool6(subnet: &str) -> Pool6 {
+        let subnet: Ipv6Net = subnet.parse().unwrap();
+        Pool6 {
+            subnet,
+            gateway: default_gateway6(subnet),
+            range: None,
+        }
+    }
+    fn ip6(s: &str) -> Ipv6Addr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn ipv6_allocation_skips_the_first_address_and_the_gateway_and_has_no_broadcast() {
+        let p = pool6("fd00:28::/64");
+        assert_eq!(p.gateway, ip6("fd00:28::1"));
+        assert_eq!(p.allocate(&[]), Ok(ip6("fd00:28::2")));
+        assert_eq!(p.allocate(&[ip6("fd00:28::2")]), Ok(ip6("fd00:28::3")));
+        let small = pool6("fd00::/126");
+        let used = [ip6("fd00::2"), ip6("fd00::3")];
+        assert_eq!(
+            small.allocate(&used[..1]),
+            Ok(ip6("fd00::3")),
+            "the last address is a host's"
+        );
+        assert_eq!(
+            small.allocate(&used),
+            Err(IpamError::Exhausted("fd00::/126".parse().unwrap()))
+        );
+        let mut gw_high = pool6("fd00:1::/64");
+        gw_high.gateway = ip6("fd00:1::ffff");
+        assert_eq!(gw_high.allocate(&[]), Ok(ip6("fd00:1::1")));
+    }
+
+    #[test]
+    fn ipv6_allocation_keeps_to_the_ip_range_and_gives_a_freed_address_first() {
+        let mut p = pool6("fd00:28::/64");
+        p.range = Some("fd00:28::100/120".parse().unwrap());
+        assert_eq!(p.allocate(&[]), Ok(ip6("fd00:28::100")));
+        assert_eq!(
+            p.allocate(&[ip6("fd00:28::100"), ip6("fd00:28::101")]),
+            Ok(ip6("fd00:28::102"))
+        );
+        assert_eq!(
+            p.allocate(&[ip6("fd00:28::101")]),
+            Ok(ip6("fd00:28::100")),
+            "the freed one"
+        );
+        let mut top = pool6("fd00:29::/64");
+        top.range = Some("fd00:29::ffff:ffff:ffff:ffff/128".parse().unwrap());
+        assert_eq!(
+            top.allocate(&[]),
+            Ok(ip6("fd00:29::ffff:ffff:ffff:ffff")),
+            "no broadcast: the subnet's last address is a host's"
+        );
+    }
+
+    #[test]
+    fn static_ipv6_addresses_are_checked_with_one_line_errors() {
+        let p = pool6("fd00:28::/64");
+        assert_eq!(p.check_static(ip6("fd00:28::9"), &[]), Ok(()));
+        assert_eq!(
+            p.check_static(ip6("fd00:29::9"), &[]).unwrap_err().to_string(),
+            "address fd00:29::9 is not in subnet fd00:28::/64: It does not belong to any of this network's subnets"
+        );
+        assert_eq!(
+            p.check_static(ip6("fd00:28::1"), &[]).unwrap_err().to_string(),
+            "address fd00:28::1 is reserved in fd00:28::/64 (the subnet's first address or the gateway)"
+        );
+        assert!(matches!(
+            p.check_static(ip6("fd00:28::"), &[]),
+            Err(IpamError::Reserved { .. })
+        ));
+        assert_eq!(
+            p.check_static(ip6("fd00:28::ffff:ffff:ffff:ffff"), &[]),
+            Ok(())
+        );
+        assert_eq!(
+            p.check_static(ip6("fd00:28::9"), &[ip6("fd00:28::9")])
+                .unwrap_err()
+                .to_string(),
+            "address fd00:28::9 is already in use by another container: Address already in use"
+        );
+    }
+
+    #[test]
+    fn the_default_ipv6_subnet_option_drops_host_bits_and_refuses_tiny_prefixes() {
+        assert_eq!(
+            parse_default_subnet6("fd00:17::5/64"),
+            Ok("fd00:17::/64".parse().unwrap())
+        );
+        assert!(parse_default_subnet6("fd00::/127")
+            .unwrap_err()
+            .contains("/126 or shorter"));
+        assert!(parse_default_subnet6("172.17.0.0/16")
+            .unwrap_err()
+            .contains("not an IPv6 CIDR"));
+        assert!(overlaps6(
+            "fd00::/16".parse().unwrap(),
+            "fd00:1::/64".parse().unwrap()
+        ));
+        assert!(!overlaps6(
+            "fd00:1::/64".parse().unwrap(),
+            "fd00:2::/64".parse().unwrap()
+        ));
     }
 
     #[test]
@@ -341,7 +558,88 @@ mod tests {
                 })
         }
 
+        /// A small IPv6 network anywhere in the address space (so that exhaustion is common),
+        /// its gateway, range, used addresses and one more address.
+        fn case6() -> impl Strategy<Value = (Pool6, Vec<Ipv6Addr>, Ipv6Addr)> {
+            (any::<u128>(), 121u8..=126)
+                .prop_flat_map(|(base, prefix)| {
+                    let subnet = Ipv6Net::new(base.into(), prefix).unwrap().trunc();
+                    let size = 1u128 << (128 - prefix);
+                    let first = u128::from(subnet.network());
+                    (
+                        Just(subnet),
+                        1..size,
+                        proptest::option::of((0..size, prefix..=128)),
+                        proptest::collection::vec(0..size, 0..size as usize),
+                        prop_oneof![(0..size).prop_map(move |o| first + o), any::<u128>()],
+                    )
+                })
+                .prop_map(|(subnet, gw, range, used, other)| {
+                    let first = u128::from(subnet.network());
+                    let pool = Pool6 {
+                        subnet,
+                        gateway: Ipv6Addr::from(first + gw),
+                        range: range.map(|(o, p)| {
+                            Ipv6Net::new(Ipv6Addr::from(first + o), p).unwrap().trunc()
+                        }),
+                    };
+                    let used = used.into_iter().map(|o| Ipv6Addr::from(first + o)).collect();
+                    (pool, used, Ipv6Addr::from(other))
+                })
+        }
+
         proptest! {
+            #[test]
+            fn ipv6_allocation_gives_the_lowest_free_address((pool, used, _other) in case6()) {
+                let range = pool.range.unwrap_or(pool.subnet);
+                let free = |ip: &Ipv6Addr| !pool.is_reserved(*ip) && !used.contains(ip);
+                let walk: Vec<Ipv6Addr> = (u128::from(range.network())..=u128::from(range.broadcast()))
+                    .map(Ipv6Addr::from)
+                    .collect();
+                match pool.allocate(&used) {
+                    Ok(ip) => {
+                        prop_assert!(range.contains(&ip) && pool.subnet.contains(&ip));
+                        prop_assert!(free(&ip), "{} is reserved or in use", ip);
+                        prop_assert_eq!(walk.iter().find(|ip| free(ip)), Some(&ip), "not the lowest free one");
+                        prop_assert_eq!(pool.check_static(ip, &used), Ok(()));
+                    }
+                    Err(e) => {
+                        prop_assert_eq!(e, IpamError::Exhausted(IpNet::V6(range)));
+                        prop_assert!(!walk.iter().any(free));
+                    }
+                }
+            }
+
+            #[test]
+            fn a_static_ipv6_address_is_accepted_exactly_when_it_is_free((pool, used, ip) in case6()) {
+                let ok = pool.subnet.contains(&ip) && !pool.is_reserved(ip) && !used.contains(&ip);
+                let got = pool.check_static(ip, &used);
+                prop_assert_eq!(got.is_ok(), ok, "{:?}", got);
+                if let Err(e) = got {
+                    let text = e.to_string();
+                    prop_assert!(text.contains(&ip.to_string()) && !text.contains('\n'));
+                }
+            }
+
+            #[test]
+            fn the_default_ipv6_subnet_option_has_room_for_a_gateway_and_a_container(
+                text in prop_oneof![
+                    (any::<u128>(), 0u8..=140).prop_map(|(a, p)| format!("{}/{p}", Ipv6Addr::from(a))),
+                    any::<String>(),
+                ]
+            ) {
+                match parse_default_subnet6(&text) {
+                    Ok(net) => {
+                        prop_assert_eq!(net.addr(), net.network());
+                        let gw = default_gateway6(net);
+                        prop_assert!(net.contains(&gw) && gw != net.network());
+                        let pool = Pool6 { subnet: net, gateway: gw, range: None };
+                        prop_assert!(pool.allocate(&[]).is_ok());
+                    }
+                    Err(e) => prop_assert!(!e.contains('\n'), "{:?}", e),
+                }
+            }
+
             #[test]
             fn allocation_gives_the_lowest_free_address((pool, used, _other) in case()) {
                 let range = pool.range.unwrap_or(pool.subnet);
@@ -357,7 +655,7 @@ mod tests {
                         prop_assert_eq!(pool.check_static(ip, &used), Ok(()));
                     }
                     Err(e) => {
-                        prop_assert_eq!(e, IpamError::Exhausted(range));
+                        prop_assert_eq!(e, IpamError::Exhausted(IpNet::V4(range)));
                         prop_assert!(!walk.iter().any(free));
                     }
                 }

@@ -10,7 +10,7 @@ use std::{
 use futures::TryStreamExt as _;
 use rtnetlink::{
     packet_route::{
-        address::{AddressAttribute, AddressMessage},
+        address::{AddressAttribute, AddressHeaderFlags, AddressMessage},
         link::{
             AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoKind, InfoVeth, LinkAttribute,
             LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
@@ -222,11 +222,36 @@ impl Netlink {
 
     /// Every permanent IPv4 neighbour entry of the namespace, as (device index, address).
     pub async fn all_pinned_neighbors(&self) -> Result<Vec<(u32, Ipv4Addr)>, NetlinkError> {
+        Ok(self
+            .all_pinned(AddressFamily::Inet)
+            .await?
+            .into_iter()
+            .filter_map(|(i, ip)| match ip {
+                IpAddr::V4(ip) => Some((i, ip)),
+                IpAddr::V6(_) => None,
+            })
+            .collect())
+    }
+
+    /// Every permanent IPv6 neighbour entry of the namespace, as (device index, address).
+    pub async fn all_pinned_neighbors6(&self) -> Result<Vec<(u32, Ipv6Addr)>, NetlinkError> {
+        Ok(self
+            .all_pinned(AddressFamily::Inet6)
+            .await?
+            .into_iter()
+            .filter_map(|(i, ip)| match ip {
+                IpAddr::V6(ip) => Some((i, ip)),
+                IpAddr::V4(_) => None,
+            })
+            .collect())
+    }
+
+    async fn all_pinned(&self, family: AddressFamily) -> Result<Vec<(u32, IpAddr)>, NetlinkError> {
         let entries: Vec<NeighbourMessage> = self
             .handle
             .neighbours()
             .get()
-            .set_address_family(rtnetlink::packet_route::AddressFamily::Inet)
+            .set_address_family(family)
             .execute()
             .try_collect()
             .await
@@ -237,7 +262,10 @@ impl Netlink {
             .flat_map(|m| {
                 m.attributes.iter().filter_map(|a| match a {
                     NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => {
-                        Some((m.header.ifindex, *ip))
+                        Some((m.header.ifindex, IpAddr::V4(*ip)))
+                    }
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet6(ip)) => {
+                        Some((m.header.ifindex, IpAddr::V6(*ip)))
                     }
                     _ => None,
                 })
@@ -536,26 +564,22 @@ impl Netlink {
         self.set_link(msg, "set up", index).await
     }
 
-    /// Adds an IPv4 address with its prefix length.
-    pub async fn add_address(
-        &self,
-        index: u32,
-        ip: Ipv4Addr,
-        prefix: u8,
-    ) -> Result<(), NetlinkError> {
-        self.handle
-            .address()
-            .add(index, ip.into(), prefix)
-            .execute()
-            .await
-            .map_err(req("add address", ip))
+    /// Adds an address with its prefix length. An IPv6 address is usable at once: netd gives
+    /// each address to one interface only, so duplicate address detection is skipped (`nodad`).
+    pub async fn add_address(&self, index: u32, ip: IpAddr, prefix: u8) -> Result<(), NetlinkError> {
+        let mut request = self.handle.address().add(index, ip, prefix);
+        if ip.is_ipv6() {
+            request.message_mut().header.flags |= AddressHeaderFlags::Nodad;
+        }
+        request.execute().await.map_err(req("add address", ip))
     }
 
-    /// Adds the default route via `gateway`.
-    pub async fn add_default_route(&self, gateway: Ipv4Addr) -> Result<(), NetlinkError> {
-        let msg = RouteMessageBuilder::<Ipv4Addr>::new()
-            .gateway(gateway)
-            .build();
+    /// Adds the default route of `gateway`'s family via it.
+    pub async fn add_default_route(&self, gateway: IpAddr) -> Result<(), NetlinkError> {
+        let msg = match gateway {
+            IpAddr::V4(gw) => RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw).build(),
+            IpAddr::V6(gw) => RouteMessageBuilder::<Ipv6Addr>::new().gateway(gw).build(),
+        };
         self.handle
             .route()
             .add(msg)
@@ -603,12 +627,13 @@ impl Netlink {
     pub async fn pin_neighbor(
         &self,
         index: u32,
-        ip: Ipv4Addr,
+        ip: impl Into<IpAddr>,
         mac: [u8; 6],
     ) -> Result<(), NetlinkError> {
+        let ip = ip.into();
         self.handle
             .neighbours()
-            .add(index, ip.into())
+            .add(index, ip)
             .link_layer_address(&mac)
             .state(NeighbourState::Permanent)
             .replace()
@@ -618,16 +643,35 @@ impl Netlink {
     }
 
     /// Removes the neighbour entry of `ip` on the device `index`; one already gone is no error.
-    pub async fn unpin_neighbor(&self, index: u32, ip: Ipv4Addr) -> Result<(), NetlinkError> {
+    pub async fn unpin_neighbor(
+        &self,
+        index: u32,
+        ip: impl Into<IpAddr>,
+    ) -> Result<(), NetlinkError> {
+        let ip = ip.into();
         let mut msg = NeighbourMessage::default();
-        msg.header.family = rtnetlink::packet_route::AddressFamily::Inet;
         msg.header.ifindex = index;
+        let (family, destination) = match ip {
+            IpAddr::V4(ip) => (AddressFamily::Inet, NeighbourAddress::Inet(ip)),
+            IpAddr::V6(ip) => (AddressFamily::Inet6, NeighbourAddress::Inet6(ip)),
+        };
+        msg.header.family = family;
         msg.attributes
-            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)));
+            .push(NeighbourAttribute::Destination(destination));
         match self.handle.neighbours().del(msg).execute().await {
             Err(e) if is_errno(&e, libc::ENOENT) || is_errno(&e, libc::ENODEV) => Ok(()),
             other => other.map_err(req("unpin the neighbour", ip)),
         }
+    }
+
+    /// The IPv6 addresses pinned on the device `index` (its permanent neighbour entries).
+    pub async fn pinned_neighbors6(&self, index: u32) -> Result<Vec<Ipv6Addr>, NetlinkError> {
+        Ok(self
+            .all_pinned_neighbors6()
+            .await?
+            .into_iter()
+            .filter_map(|(i, ip)| (i == index).then_some(ip))
+            .collect())
     }
 
     /// The IPv4 addresses pinned on the device `index` (its permanent neighbour entries).

@@ -61,12 +61,19 @@ pub fn exchange(socket: &Path, request: &Request) -> Result<Response, Exchange> 
 pub fn network(socket: &Path, cmd: NetworkCommand) -> anyhow::Result<()> {
     match cmd {
         NetworkCommand::Create(a) => {
+            let subnets = a.subnets().map_err(anyhow::Error::msg)?;
+            let gateways = a.gateways().map_err(anyhow::Error::msg)?;
+            let ranges = a.ip_ranges().map_err(anyhow::Error::msg)?;
             let req = NetworkCreate {
                 name: a.name,
                 driver: a.driver,
-                subnet: a.subnet,
-                gateway: a.gateway,
-                ip_range: a.ip_range,
+                subnet: subnets.v4,
+                gateway: gateways.v4,
+                ip_range: ranges.v4,
+                ipv6: a.ipv6,
+                subnet6: subnets.v6,
+                gateway6: gateways.v6,
+                ip_range6: ranges.v6,
                 internal: a.internal,
                 options: a.options,
                 id: None,
@@ -90,6 +97,7 @@ pub fn network(socket: &Path, cmd: NetworkCommand) -> anyhow::Result<()> {
         }
         NetworkCommand::Connect {
             ip,
+            ip6,
             aliases,
             network,
             container,
@@ -100,6 +108,7 @@ pub fn network(socket: &Path, cmd: NetworkCommand) -> anyhow::Result<()> {
                     network,
                     container,
                     ip,
+                    ip6,
                     aliases,
                     ifname: None,
                     handover: None,
@@ -187,6 +196,7 @@ fn create_request(a: ContainerCreateArgs) -> ContainerCreate {
         name: a.name,
         network: a.network,
         ip: a.ip,
+        ip6: a.ip6,
         aliases: a.aliases,
         publish: a.publish,
         publish_allow: a.publish_allow,

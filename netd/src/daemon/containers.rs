@@ -169,6 +169,7 @@ impl Daemon {
         let attachment = Attachment {
             network,
             ip: req.ip,
+            ip6: req.ip6,
             aliases: req.aliases.clone(),
             ifname: req.ifname.clone(),
             handover: req.handover.clone(),
@@ -487,6 +488,17 @@ impl Daemon {
                     ip_address: ep.map(|e| e.ip),
                     prefix_len: net.map(|n| n.subnet.prefix_len()).unwrap_or(0),
                     gateway: ep.and(net).map(|n| n.gateway),
+                    global_ipv6_address: ep.and_then(|e| e.ip6),
+                    global_ipv6_prefix_len: ep
+                        .and_then(|e| e.ip6)
+                        .and(net)
+                        .and_then(|n| n.ipv6)
+                        .map_or(0, |v6| v6.subnet.prefix_len()),
+                    ipv6_gateway: ep
+                        .and_then(|e| e.ip6)
+                        .and(net)
+                        .and_then(|n| n.ipv6)
+                        .map(|v6| v6.gateway),
                     mac_address: ep.map(|e| format_mac(e.mac)),
                     interface: ep.map(|e| e.ifname.clone()),
                     host_interface: ep.and_then(|e| e.host_veth.clone()),

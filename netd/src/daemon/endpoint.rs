@@ -2,11 +2,11 @@
 //! address from IPAM, a Docker-style MAC (`02:42` and the IPv4 bytes), which endpoint carries the
 //! default route), then the network's driver makes the devices ([`super::drivers`]).
 use std::{
-    net::{IpAddr, Ipv4Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::Path,
 };
 
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::{
     drivers::{self, EndpointSpec},
@@ -33,6 +33,34 @@ impl Daemon {
         }
     }
 
+    /// The IPv6 address for `attachment` on a dual-stack network: the requested one (`--ip6`)
+    /// if free, else the lowest free one; none on an IPv4-only network, where `--ip6` is
+    /// refused.
+    fn address6_for(
+        &self,
+        network: &Network,
+        attachment: &Attachment,
+    ) -> OpResult<Option<Ipv6Addr>> {
+        let Some(pool) = network.pool6() else {
+            return match attachment.ip6 {
+                Some(ip6) => Err(invalid(format!(
+                    "--ip6 {ip6}: network {} has no IPv6 subnet (create it with --ipv6 and an \
+                     IPv6 --subnet)",
+                    network.name
+                ))),
+                None => Ok(None),
+            };
+        };
+        let in_use = self.state.addresses6_in_use(&network.name);
+        match attachment.ip6 {
+            Some(ip6) => {
+                pool.check_static(ip6, &in_use)?;
+                Ok(Some(ip6))
+            }
+            None => Ok(Some(pool.allocate(&in_use)?)),
+        }
+    }
+
     /// Wires one endpoint into the namespace at `netns` (`inside` is a connection there) as
     /// `ifname`, recording every step in `undo`. Returns the endpoint; the caller records it in
     /// the state.
@@ -54,8 +82,13 @@ impl Daemon {
         } else {
             self.address_for(&network, attachment)?
         };
+        let ip6 = self.address6_for(&network, attachment)?;
         let mac = ipam::mac_for(ip);
         let address = Ipv4Net::new(ip, network.subnet.prefix_len()).expect("prefix from a subnet");
+        let v6 = network.ipv6;
+        let address6 = ip6
+            .zip(v6)
+            .map(|(ip6, v6)| Ipv6Net::new(ip6, v6.subnet.prefix_len()).expect("prefix from a subnet"));
         let spec = EndpointSpec {
             container_id,
             netns,
@@ -65,6 +98,10 @@ impl Daemon {
             mac,
             default_gateway: (default_route && !network.internal)
                 .then_some(IpAddr::V4(network.gateway)),
+            address6,
+            default_gateway6: v6
+                .filter(|_| default_route && !network.internal)
+                .map(|v6| v6.gateway),
             handover: attachment.handover.as_deref(),
             beyond_bridge: drivers::bridge::beyond_bridge(&self.state, &network.name),
         };
@@ -86,6 +123,7 @@ impl Daemon {
             beyond_bridge: spec_beyond && host_veth.is_some(),
             host_veth,
             ip,
+            ip6,
             mac,
         })
     }

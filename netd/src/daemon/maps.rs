@@ -1,7 +1,7 @@
 //! `netd maps dump`: every BPF map decoded into names users know.
 use std::collections::BTreeMap;
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use netd_common::{
     maps, Backend, MacvlanKey, PolicyScope, PortKey, Uplink, VlanPort, IPPROTO_ICMP, IPPROTO_TCP,
@@ -25,7 +25,7 @@ fn if_name(ifindex: u32) -> String {
 impl Daemon {
     pub(super) fn maps_dump(&self, only: Option<&str>) -> OpResult<Vec<MapView>> {
         type Render = fn(&Daemon) -> OpResult<MapView>;
-        let all: [(&str, Render); 17] = [
+        let all: [(&str, Render); 21] = [
             (maps::ENDPOINTS, Self::endpoints_view),
             (maps::NETWORKS, Self::networks_view),
             (maps::NEIGHBORS, Self::neighbors_view),
@@ -43,6 +43,10 @@ impl Daemon {
             (maps::OVERLAY_PORTS, Self::overlay_ports_view),
             (maps::TUNNEL_STATS, Self::tunnel_stats_view),
             (maps::PUBLISH_POLICY, Self::publish_policy_view),
+            (maps::ENDPOINTS6, Self::endpoints6_view),
+            (maps::NETWORKS6, Self::networks6_view),
+            (maps::NEIGHBORS6, Self::neighbors6_view),
+            (maps::VETHS6, Self::veths6_view),
         ];
         let named = |m: &str, n: &str| {
             // One view shows both NAT tables.
@@ -457,6 +461,139 @@ impl Daemon {
             &["address", "mac", "network", "answers for"],
             rows,
         ))
+    }
+
+    /// The container behind each host-side veth, by veth name.
+    fn veth_owners(&self) -> BTreeMap<&str, &str> {
+        self.state
+            .endpoints()
+            .filter_map(|(c, ep)| Some((ep.host_veth.as_deref()?, c.name.as_str())))
+            .collect()
+    }
+
+    /// The name of each network, by net_id.
+    fn network_names(&self) -> BTreeMap<u32, &str> {
+        self.state
+            .networks
+            .values()
+            .map(|n| (n.net_id, n.name.as_str()))
+            .collect()
+    }
+
+    /// The container behind the port `ifindex`, or `?`.
+    fn port_container(&self, ifindex: u32, owners: &BTreeMap<&str, &str>) -> String {
+        owners
+            .get(if_name(ifindex).as_str())
+            .map_or_else(|| "?".into(), |c| c.to_string())
+    }
+
+    /// The IPv6 addresses of each container port (its MAC and network are in NETD_ENDPOINTS).
+    fn endpoints6_view(&self) -> OpResult<MapView> {
+        let owners = self.veth_owners();
+        let names = self.network_names();
+        let v4 = self.dp.endpoints()?;
+        let rows = self
+            .dp
+            .endpoints6()?
+            .into_iter()
+            .map(|(ifindex, ep)| {
+                let network = v4
+                    .get(&ifindex)
+                    .and_then(|e| names.get(&e.net_id).copied())
+                    .unwrap_or("?");
+                vec![
+                    ifindex.to_string(),
+                    if_name(ifindex),
+                    self.port_container(ifindex, &owners),
+                    network.into(),
+                    Ipv6Addr::from(ep.addr).to_string(),
+                    Ipv6Addr::from(ep.link_local).to_string(),
+                ]
+            })
+            .collect();
+        Ok(self.view(
+            maps::ENDPOINTS6,
+            &["ifindex", "port", "container", "network", "ip6", "link-local"],
+            rows,
+        ))
+    }
+
+    fn networks6_view(&self) -> OpResult<MapView> {
+        let names = self.network_names();
+        let rows = self
+            .dp
+            .networks6()?
+            .into_iter()
+            .map(|(subnet, info)| {
+                vec![
+                    subnet.to_string(),
+                    info.net_id.to_string(),
+                    names.get(&info.net_id).copied().unwrap_or("?").into(),
+                ]
+            })
+            .collect();
+        Ok(self.view(maps::NETWORKS6, &["subnet", "net_id", "network"], rows))
+    }
+
+    /// Who answers neighbour solicitations for each IPv6 address: a container (the port the
+    /// address leads to) or a network's gateway (its bridge's MAC).
+    fn neighbors6_view(&self) -> OpResult<MapView> {
+        let owners = self.veth_owners();
+        let names = self.network_names();
+        let veths = self.dp.veths6()?;
+        let gateways: BTreeMap<(u32, [u8; 6]), String> = self
+            .state
+            .networks
+            .values()
+            .filter(|n| n.bridge().is_some())
+            .map(|n| {
+                let mac = crate::datapath::plan::bridge_mac(n);
+                ((n.net_id, mac), format!("gateway of {}", n.name))
+            })
+            .collect();
+        let rows = self
+            .dp
+            .neighbors6()?
+            .into_iter()
+            .map(|(addr, n)| {
+                let who = match veths.get(&addr) {
+                    Some(ifindex) => self.port_container(*ifindex, &owners),
+                    None => gateways
+                        .get(&(n.net_id, n.mac))
+                        .cloned()
+                        .unwrap_or_else(|| "?".into()),
+                };
+                vec![
+                    Ipv6Addr::from(addr).to_string(),
+                    format_mac(n.mac),
+                    names.get(&n.net_id).copied().unwrap_or("?").into(),
+                    who,
+                ]
+            })
+            .collect();
+        Ok(self.view(
+            maps::NEIGHBORS6,
+            &["address", "mac", "network", "answers for"],
+            rows,
+        ))
+    }
+
+    /// Where packets for each container IPv6 address on this host are delivered straight in.
+    fn veths6_view(&self) -> OpResult<MapView> {
+        let owners = self.veth_owners();
+        let rows = self
+            .dp
+            .veths6()?
+            .into_iter()
+            .map(|(addr, ifindex)| {
+                vec![
+                    Ipv6Addr::from(addr).to_string(),
+                    self.port_container(ifindex, &owners),
+                    if_name(ifindex),
+                ]
+            })
+            .collect();
+        Ok(self.view(maps::VETHS6, &["address", "container", "veth"], rows))
     }
 
     fn drops_view(&self) -> OpResult<MapView> {

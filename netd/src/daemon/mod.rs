@@ -51,6 +51,8 @@ pub struct Config {
     pub bpffs: PathBuf,
     pub uplinks: Vec<String>,
     pub default_subnet: Ipv4Net,
+    /// `--default-subnet-v6`: the default network is dual-stack with this IPv6 subnet.
+    pub default_subnet6: Option<ipnet::Ipv6Net>,
     pub resolv_conf: PathBuf,
     /// Where the socket hooks go: `--cgroup` as given until [`run`] settles it (`None` then
     /// means `--no-cgroup-hooks`).
@@ -81,6 +83,7 @@ impl Config {
             bpffs: absolute(&args.bpffs),
             uplinks: args.uplink.clone(),
             default_subnet: args.default_subnet,
+            default_subnet6: args.default_subnet_v6,
             resolv_conf: absolute(&args.resolv_conf),
             cgroup: args.cgroup.as_deref().map(absolute),
             cgroup_hooks: !args.no_cgroup_hooks,
@@ -220,7 +223,7 @@ impl Daemon {
     pub fn refresh_dns(&mut self) {
         let mut names = Names::from_state(&self.state);
         for (network, e, ip) in self.remote_names() {
-            names.add_remote(&network, &e.container, &e.container_id, &e.aliases, ip);
+            names.add_remote(&network, &e.container, &e.container_id, &e.aliases, ip.into());
         }
         // Only containers with a name scope get a listener: the default bridge's many do not
         // cost a path each per request.
@@ -280,6 +283,7 @@ impl Daemon {
                 network,
                 container,
                 ip,
+                ip6,
                 aliases,
                 ifname,
                 handover,
@@ -287,6 +291,7 @@ impl Daemon {
                 let attachment = Attachment {
                     network,
                     ip,
+                    ip6,
                     aliases,
                     ifname,
                     handover,

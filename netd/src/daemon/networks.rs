@@ -3,7 +3,7 @@
 //! gateways, removal only when no container is on it).
 use std::collections::BTreeMap;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 use super::{
     drivers,
@@ -14,7 +14,7 @@ use super::{
 use crate::{
     api::{format_mac, NetworkCreate, NetworkMember, NetworkView, Reply},
     ipam,
-    state::{now, BridgeConfig, DriverConfig, Network},
+    state::{now, BridgeConfig, DriverConfig, Ipv6Subnet, Network},
 };
 
 /// Names that are not networks but modes.
@@ -74,6 +74,17 @@ impl Daemon {
             .map(|n| (n.name.as_str(), n.subnet))
             .collect();
         let (subnet, gateway) = plan_addresses(req, &taken, ipam::auto_subnet)?;
+        let taken6: Vec<(&str, Ipv6Net)> = networks
+            .iter()
+            .filter_map(|n| Some((n.name.as_str(), n.ipv6?.subnet)))
+            .collect();
+        let ipv6 = plan_ipv6(req, &taken6)?;
+        if ipv6.is_some() && !matches!(driver, DriverConfig::Bridge(_)) {
+            return Err(invalid(format!(
+                "--ipv6 is not supported on {} networks yet (only on bridge networks)",
+                req.driver
+            )));
+        }
         Ok(Network {
             name: req.name.clone(),
             id,
@@ -87,6 +98,7 @@ impl Daemon {
             default: false,
             user_subnet: req.subnet.is_some(),
             created: now(),
+            ipv6,
         })
     }
 
@@ -137,6 +149,11 @@ impl Daemon {
     pub(super) fn default_network(&self) -> Network {
         let subnet = self.config.default_subnet.trunc();
         let gateway = ipam::default_gateway(subnet);
+        let ipv6 = self.config.default_subnet6.map(|subnet| Ipv6Subnet {
+            subnet,
+            gateway: ipam::default_gateway6(subnet),
+            ip_range: None,
+        });
         Network {
             name: DEFAULT_NETWORK.into(),
             id: new_id(),
@@ -155,6 +172,7 @@ impl Daemon {
             default: true,
             user_subnet: false,
             created: now(),
+            ipv6,
         }
     }
 
@@ -283,6 +301,10 @@ impl Daemon {
                     ip_address: ep.map(|e| {
                         Ipv4Net::new(e.ip, n.subnet.prefix_len()).expect("prefix from a subnet")
                     }),
+                    ipv6_address: ep.and_then(|e| {
+                        let prefix = n.ipv6?.subnet.prefix_len();
+                        Some(Ipv6Net::new(e.ip6?, prefix).expect("prefix from a subnet"))
+                    }),
                     mac_address: ep.map(|e| format_mac(e.mac)),
                     aliases,
                 };
@@ -298,6 +320,10 @@ impl Daemon {
             subnet: Some(n.subnet),
             gateway: Some(n.gateway),
             ip_range: n.ip_range,
+            enable_ipv6: n.ipv6.is_some(),
+            ipv6_subnet: n.ipv6.map(|v6| v6.subnet),
+            ipv6_gateway: n.ipv6.map(|v6| v6.gateway),
+            ipv6_ip_range: n.ipv6.and_then(|v6| v6.ip_range),
             internal: n.internal,
             bridge: n.bridge().map(Into::into),
             options: view_options(n),
@@ -376,6 +402,68 @@ fn check_gateway(subnet: Ipv4Net, req: &NetworkCreate) -> OpResult<std::net::Ipv
     Ok(gw)
 }
 
+/// The IPv6 half of a new network: none without `--ipv6` (and then no IPv6 `--subnet`,
+/// `--gateway` or `--ip-range` either); with it, the IPv6 subnet given (no host bits, /126 or
+/// shorter, overlapping no other network's, as `taken` lists them by name), its gateway (given,
+/// or the subnet's `::1`) and range (inside the subnet). netd has no default IPv6 pool, as
+/// Docker before 27: `--ipv6` needs the subnet. Pure, tested below.
+pub(super) fn plan_ipv6(
+    req: &NetworkCreate,
+    taken: &[(&str, Ipv6Net)],
+) -> OpResult<Option<Ipv6Subnet>> {
+    if !req.ipv6 {
+        return match (req.subnet6, req.gateway6, req.ip_range6) {
+            (None, None, None) => Ok(None),
+            _ => Err(invalid(
+                "an IPv6 --subnet, --gateway or --ip-range needs --ipv6",
+            )),
+        };
+    }
+    let Some(subnet) = req.subnet6 else {
+        return Err(invalid(
+            "--ipv6 needs an IPv6 --subnet (netd has no default IPv6 pool)",
+        ));
+    };
+    if subnet.network() != subnet.addr() {
+        return Err(invalid(format!(
+            "invalid subnet {subnet}: host bits are set (did you mean {}?)",
+            subnet.trunc()
+        )));
+    }
+    if subnet.prefix_len() > ipam::MAX_PREFIX6 {
+        return Err(invalid(format!(
+            "subnet {subnet} is too small: the prefix must be /{} or shorter",
+            ipam::MAX_PREFIX6
+        )));
+    }
+    if let Some((name, other)) = taken.iter().find(|(_, s)| ipam::overlaps6(*s, subnet)) {
+        return Err(conflict(format!(
+            "subnet {subnet} overlaps with network {name} ({other}): Pool overlaps with other one on this address space"
+        )));
+    }
+    let gateway = match req.gateway6 {
+        None => ipam::default_gateway6(subnet),
+        Some(gw) if subnet.contains(&gw) && gw != subnet.network() => gw,
+        Some(gw) => {
+            return Err(invalid(format!(
+                "gateway {gw} is not a usable address of subnet {subnet}"
+            )))
+        }
+    };
+    if let Some(range) = req.ip_range6 {
+        if !subnet.contains(&range) {
+            return Err(invalid(format!(
+                "ip-range {range} must lie inside the network's --subnet {subnet}"
+            )));
+        }
+    }
+    Ok(Some(Ipv6Subnet {
+        subnet,
+        gateway,
+        ip_range: req.ip_range6,
+    }))
+}
+
 /// A network's options as `inspect` shows them: an overlay's VNI as Docker's overlay driver
 /// names it.
 fn view_options(n: &Network) -> BTreeMap<String, String> {
@@ -400,6 +488,10 @@ fn mode_view(name: &str) -> NetworkView {
         subnet: None,
         gateway: None,
         ip_range: None,
+        enable_ipv6: false,
+        ipv6_subnet: None,
+        ipv6_gateway: None,
+        ipv6_ip_range: None,
         internal: false,
         bridge: None,
         options: BTreeMap::new(),
@@ -456,6 +548,10 @@ mod props {
                         let a = if near { inside(r) } else { r.into() };
                         Ipv4Net::new(a, p.max(subnet.map_or(0, |s| s.prefix_len()))).unwrap()
                     }),
+                    ipv6: false,
+                    subnet6: None,
+                    gateway6: None,
+                    ip_range6: None,
                     internal: false,
                     options: vec![],
                     id: None,

@@ -289,6 +289,7 @@ impl Daemon {
             default: false,
             user_subnet: rec.user_subnet,
             created: rec.created,
+            ipv6: None,
         })
     }
 
@@ -337,7 +338,7 @@ impl Daemon {
                 return Ok(ip);
             }
             if attachment.ip.is_some() {
-                return Err(ipam::IpamError::InUse(ip).into());
+                return Err(ipam::IpamError::InUse(ip.into()).into());
             }
             in_use.push(ip);
         }

@@ -23,10 +23,14 @@ pub enum Step {
     DeleteLinkIn(PathBuf, String),
     RemoveNetns(PathBuf),
     ForgetEndpoint(u32),
+    /// A port's IPv6 entries (host-side ifindex, the container's IPv6 address).
+    ForgetEndpoint6(u32, std::net::Ipv6Addr),
     /// A container address pinned on a bridge (bridge index, address).
-    UnpinNeighbor(u32, std::net::Ipv4Addr),
+    UnpinNeighbor(u32, std::net::IpAddr),
     /// A network's subnet and gateway entries (subnet, gateway address).
     ForgetNetwork(ipnet::Ipv4Net, std::net::Ipv4Addr),
+    /// A dual-stack network's IPv6 subnet and gateway entries.
+    ForgetNetwork6(ipnet::Ipv6Net, std::net::Ipv6Addr),
     /// An overlay endpoint's decapsulation entry (its address).
     ForgetOverlayPort(std::net::Ipv4Addr),
     /// An address claimed in the cluster store (network ID, address).
@@ -97,6 +101,20 @@ impl Undo {
                             .into_iter()
                             .map(|e| e.to_string()),
                     );
+                }
+                Step::ForgetNetwork6(subnet, gateway) => {
+                    errors.extend(
+                        daemon
+                            .dp
+                            .forget_network6(subnet, gateway)
+                            .into_iter()
+                            .map(|e| e.to_string()),
+                    );
+                }
+                Step::ForgetEndpoint6(index, ip) => {
+                    if let Err(e) = daemon.dp.forget_endpoint6(index, ip) {
+                        errors.push(e.to_string());
+                    }
                 }
                 Step::UnpinNeighbor(bridge, ip) => {
                     if let Err(e) = daemon.nl.unpin_neighbor(bridge, ip).await {

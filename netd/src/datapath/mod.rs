@@ -19,7 +19,7 @@ pub use tunnel::{Underlay, TUNNEL_PIN, UNDERLAY_PIN};
 use std::{
     collections::BTreeMap,
     fs, io,
-    net::Ipv4Addr,
+    net::{Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
 };
 
@@ -38,9 +38,9 @@ use aya::{
     },
     Ebpf, EbpfError, EbpfLoader, Pod,
 };
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use netd_common::{
-    maps, DropReason, Endpoint, MacvlanKey, Neighbor, NetworkInfo, PolicyPrefix, Uplink, VlanPort,
+    maps, DropReason, Endpoint, Endpoint6, MacvlanKey, Neighbor, NetworkInfo, PolicyPrefix, Uplink, VlanPort,
     CONFIG_NETNS_COOKIE,
 };
 use nix::{
@@ -775,6 +775,203 @@ impl Datapath {
             .collect()
     }
 
+    /// Records the IPv6 addresses `ep` of the port `ifindex`, whose interface has `mac` and is
+    /// on network `net_id`: the port's entry, the NDP responder's entry for its address and the
+    /// straight path to its veth. The port's IPv4 [`Endpoint`] (MAC, network, flags) must be
+    /// recorded too ([`Self::attach_endpoint`]).
+    pub fn record_endpoint6(
+        &mut self,
+        ifindex: u32,
+        ep: Endpoint6,
+        mac: [u8; 6],
+        net_id: u32,
+    ) -> Result<(), DatapathError> {
+        self.apply(
+            maps::ENDPOINTS6,
+            plan::MapDiff {
+                upsert: vec![(ifindex, ep)],
+                remove: vec![],
+            },
+        )?;
+        self.apply(
+            maps::NEIGHBORS6,
+            plan::MapDiff {
+                upsert: vec![(ep.addr, plan::neighbor(mac, net_id))],
+                remove: vec![],
+            },
+        )?;
+        self.apply(
+            maps::VETHS6,
+            plan::MapDiff {
+                upsert: vec![(ep.addr, ifindex)],
+                remove: vec![],
+            },
+        )
+    }
+
+    /// Removes what [`Self::record_endpoint6`] wrote for the port `ifindex` with address
+    /// `addr`, but only what still belongs to it (the address may have gone to another port
+    /// since); entries already gone are no error.
+    pub fn forget_endpoint6(&mut self, ifindex: u32, addr: Ipv6Addr) -> Result<(), DatapathError> {
+        let addr = addr.octets();
+        let mine = {
+            let veths: HashMap<&MapData, [u8; 16], u32> = self.typed(maps::VETHS6)?;
+            match veths.get(&addr, 0) {
+                Ok(i) => i == ifindex,
+                Err(MapError::KeyNotFound) => false,
+                Err(e) => return Err(map_err(maps::VETHS6)(e)),
+            }
+        };
+        if mine {
+            self.apply(
+                maps::NEIGHBORS6,
+                plan::MapDiff::<[u8; 16], netd_common::Neighbor> {
+                    upsert: vec![],
+                    remove: vec![addr],
+                },
+            )?;
+            self.remove_if(maps::VETHS6, addr, ifindex)?;
+        }
+        let current = {
+            let endpoints: HashMap<&MapData, u32, Endpoint6> = self.typed(maps::ENDPOINTS6)?;
+            match endpoints.get(&ifindex, 0) {
+                Ok(ep) => Some(ep),
+                Err(MapError::KeyNotFound) => None,
+                Err(e) => return Err(map_err(maps::ENDPOINTS6)(e)),
+            }
+        };
+        match current {
+            Some(ep) if ep.addr == addr => self.remove_if(maps::ENDPOINTS6, ifindex, ep),
+            _ => Ok(()),
+        }
+    }
+
+    /// Records a dual-stack network's IPv6 side: its subnet in the trie and its gateway for
+    /// the NDP responder.
+    pub fn record_network6(
+        &mut self,
+        subnet: Ipv6Net,
+        info: NetworkInfo,
+        gateway: Ipv6Addr,
+        gateway_neighbor: Neighbor,
+    ) -> Result<(), DatapathError> {
+        self.apply_networks6(plan::MapDiff {
+            upsert: vec![(subnet, info)],
+            remove: vec![],
+        })?;
+        self.apply(
+            maps::NEIGHBORS6,
+            plan::MapDiff {
+                upsert: vec![(gateway.octets(), gateway_neighbor)],
+                remove: vec![],
+            },
+        )
+    }
+
+    /// Removes what [`Self::record_network6`] wrote; entries already gone are no error. Tries
+    /// both and returns every error.
+    pub fn forget_network6(&mut self, subnet: Ipv6Net, gateway: Ipv6Addr) -> Vec<DatapathError> {
+        let trie = self.apply_networks6(plan::MapDiff {
+            upsert: vec![],
+            remove: vec![subnet],
+        });
+        let neighbors = self.apply(
+            maps::NEIGHBORS6,
+            plan::MapDiff::<[u8; 16], Neighbor> {
+                upsert: vec![],
+                remove: vec![gateway.octets()],
+            },
+        );
+        [trie, neighbors]
+            .into_iter()
+            .filter_map(Result::err)
+            .collect()
+    }
+
+    /// The IPv6 ports' entries as they are in the kernel.
+    pub fn endpoints6(&self) -> Result<BTreeMap<u32, Endpoint6>, DatapathError> {
+        self.dump(maps::ENDPOINTS6)
+    }
+
+    /// The NDP responder's entries as they are in the kernel.
+    pub fn neighbors6(&self) -> Result<BTreeMap<[u8; 16], Neighbor>, DatapathError> {
+        self.dump(maps::NEIGHBORS6)
+    }
+
+    /// The host-side veth of every container IPv6 address, as [`maps::VETHS6`] holds them.
+    pub fn veths6(&self) -> Result<BTreeMap<[u8; 16], u32>, DatapathError> {
+        self.dump(maps::VETHS6)
+    }
+
+    /// The IPv6 subnet entries as they are in the kernel.
+    pub fn networks6(&self) -> Result<BTreeMap<Ipv6Net, NetworkInfo>, DatapathError> {
+        let map: LpmTrie<&MapData, [u8; 16], NetworkInfo> = self.typed(maps::NETWORKS6)?;
+        map.iter()
+            .map(|r| r.map(|(k, v)| (subnet6_of(&k), v)))
+            .collect::<Result<_, _>>()
+            .map_err(map_err(maps::NETWORKS6))
+    }
+
+    /// Writes and deletes IPv6 subnet entries; a subnet already gone is no error.
+    pub fn apply_networks6(
+        &mut self,
+        diff: plan::MapDiff<Ipv6Net, NetworkInfo>,
+    ) -> Result<(), DatapathError> {
+        let mut map: LpmTrie<&mut MapData, [u8; 16], NetworkInfo> =
+            self.typed_mut(maps::NETWORKS6)?;
+        for (k, v) in diff.upsert {
+            map.insert(&key6_of(k), v, 0)
+                .map_err(map_err(maps::NETWORKS6))?;
+        }
+        for k in diff.remove {
+            match map.remove(&key6_of(k)) {
+                Ok(()) | Err(MapError::KeyNotFound) => {}
+                Err(e) => return Err(map_err(maps::NETWORKS6)(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// The four IPv6 maps as they are in the kernel.
+    pub fn maps6(&self) -> Result<plan::Maps6, DatapathError> {
+        Ok(plan::Maps6 {
+            endpoints: self.endpoints6()?,
+            networks: self.networks6()?,
+            neighbors: self.neighbors6()?,
+            veths: self.veths6()?,
+        })
+    }
+
+    /// Applies `diff` to the IPv6 maps: every write first (subnets, neighbours, ports, then
+    /// the straight paths, which the programs follow only to a port whose entry has the
+    /// address), then every removal in the opposite order.
+    pub fn apply6(&mut self, diff: plan::Diff6) -> Result<(), DatapathError> {
+        let plan::Diff6 {
+            endpoints,
+            networks,
+            neighbors,
+            veths,
+        } = diff;
+        let (networks, networks_gone) = networks.split();
+        let (neighbors, neighbors_gone) = neighbors.split();
+        let (endpoints, endpoints_gone) = endpoints.split();
+        let (veths, veths_gone) = veths.split();
+        self.apply_networks6(networks)?;
+        self.apply(maps::NEIGHBORS6, neighbors)?;
+        self.apply(maps::ENDPOINTS6, endpoints)?;
+        self.apply(maps::VETHS6, veths)?;
+        self.apply(maps::VETHS6, veths_gone)?;
+        self.apply(maps::ENDPOINTS6, endpoints_gone)?;
+        self.apply(maps::NEIGHBORS6, neighbors_gone)?;
+        self.apply_networks6(networks_gone)
+    }
+
+    /// Brings the IPv6 maps to `desired` (the restart path: [`plan::maps6`] of the state).
+    pub fn sync6(&mut self, desired: &plan::Maps6) -> Result<(), DatapathError> {
+        let current = self.maps6()?;
+        self.apply6(plan::diff6(&current, desired))
+    }
+
     /// The published-port policy trie as it is in the kernel.
     pub fn publish_policy(&self) -> Result<BTreeMap<crate::policy::TrieKey, u32>, DatapathError> {
         let map: LpmTrie<&MapData, PolicyPrefix, u32> = self.typed(maps::PUBLISH_POLICY)?;
@@ -997,6 +1194,14 @@ fn key_of(subnet: Ipv4Net) -> Key<[u8; 4]> {
 
 fn subnet_of(key: &Key<[u8; 4]>) -> Ipv4Net {
     Ipv4Net::new(key.data().into(), key.prefix_len() as u8).unwrap_or_default()
+}
+
+fn key6_of(subnet: Ipv6Net) -> Key<[u8; 16]> {
+    Key::new(subnet.prefix_len().into(), subnet.network().octets())
+}
+
+fn subnet6_of(key: &Key<[u8; 16]>) -> Ipv6Net {
+    Ipv6Net::new(key.data().into(), key.prefix_len() as u8).unwrap_or_default()
 }
 
 /// Refuses to reuse pinned maps whose shape differs from this binary's programs (an older or

@@ -1,10 +1,10 @@
 //! What the datapath maps must hold, computed from the state alone, and the difference from what
 //! they hold now. Pure functions: unit-tested without root, applied by [`super::Datapath`].
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, net::Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use netd_common::{
-    Endpoint, Neighbor, NetworkInfo, OverlayPort, Tunnel, ENDPOINT_FLAG_INTERNAL,
+    Endpoint, Endpoint6, Neighbor, NetworkInfo, OverlayPort, Tunnel, ENDPOINT_FLAG_INTERNAL,
     ENDPOINT_FLAG_OVERLAY,
 };
 
@@ -229,11 +229,165 @@ fn bridge_networks(state: &State) -> impl Iterator<Item = &Network> {
     state.networks.values().filter(|n| n.bridge().is_some())
 }
 
+/// The IPv6 entry of a container port whose interface has `addr` and `mac`: its link-local
+/// address is `fe80::/64` and the modified EUI-64 of the MAC, what the kernel gives the
+/// interface with `addr_gen_mode` eui64.
+pub fn endpoint6(addr: Ipv6Addr, mac: [u8; 6]) -> Endpoint6 {
+    Endpoint6 {
+        addr: addr.octets(),
+        link_local: netd_common::ipv6::link_local(mac),
+    }
+}
+
+/// A responder entry (ARP or NDP): who answers with `mac`, on network `net_id`.
+pub fn neighbor(mac: [u8; 6], net_id: u32) -> Neighbor {
+    Neighbor {
+        mac,
+        _pad: [0; 2],
+        net_id,
+    }
+}
+
+/// A container port with IPv6, in plain terms: the host-side veth's ifindex, the interface's
+/// IPv6 address and MAC, and its network's id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Port6 {
+    pub ifindex: u32,
+    pub addr: Ipv6Addr,
+    pub mac: [u8; 6],
+    pub net_id: u32,
+}
+
+/// A dual-stack network behind a bridge, in plain terms: what
+/// [`Datapath::record_network6`](super::Datapath::record_network6) takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network6 {
+    pub subnet: Ipv6Net,
+    pub info: NetworkInfo,
+    pub gateway: Ipv6Addr,
+    pub gateway_neighbor: Neighbor,
+}
+
+/// The IPv6 side of a dual-stack network behind a bridge, as the datapath records it: its
+/// subnet with the network's entry, its gateway answered with the bridge's MAC.
+pub fn network6(network: &Network) -> Option<Network6> {
+    let v6 = network.ipv6?;
+    network.bridge()?;
+    Some(Network6 {
+        subnet: v6.subnet,
+        info: network_entry(network),
+        gateway: v6.gateway,
+        gateway_neighbor: gateway_neighbor(network).1,
+    })
+}
+
+/// The IPv6 port of a running endpoint with an IPv6 address whose host-side veth is `ifindex`.
+pub fn port6(network: &Network, ep: &EndpointState, ifindex: u32) -> Option<Port6> {
+    Some(Port6 {
+        ifindex,
+        addr: ep.ip6?,
+        mac: ep.mac,
+        net_id: network.net_id,
+    })
+}
+
+/// What the IPv6 maps must hold for the state, its host-side veths having the indexes of
+/// `index_of`.
+pub fn state_maps6(state: &State, index_of: &BTreeMap<String, u32>) -> Maps6 {
+    let ports = state.endpoints().filter_map(|(_, ep)| {
+        let network = state.networks.get(&ep.network)?;
+        port6(network, ep, *index_of.get(ep.host_veth.as_ref()?)?)
+    });
+    maps6(ports, bridge_networks(state).filter_map(network6))
+}
+
+/// What the four IPv6 maps hold (or must hold).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Maps6 {
+    /// `NETD_ENDPOINTS6`: host-side ifindex -> the port's addresses.
+    pub endpoints: BTreeMap<u32, Endpoint6>,
+    /// `NETD_NETWORKS6`: subnet -> network.
+    pub networks: BTreeMap<Ipv6Net, NetworkInfo>,
+    /// `NETD_NEIGHBORS6`: gateway and container address -> MAC and network.
+    pub neighbors: BTreeMap<[u8; 16], Neighbor>,
+    /// `NETD_VETHS6`: container address -> host-side ifindex.
+    pub veths: BTreeMap<[u8; 16], u32>,
+}
+
+/// Everything the IPv6 maps must hold for these ports (running container interfaces with
+/// IPv6, on this host) and networks (dual-stack, behind a bridge).
+pub fn maps6(
+    ports: impl IntoIterator<Item = Port6>,
+    networks: impl IntoIterator<Item = Network6>,
+) -> Maps6 {
+    let mut maps = Maps6::default();
+    for n in networks {
+        maps.networks.insert(n.subnet.trunc(), n.info);
+        maps.neighbors.insert(n.gateway.octets(), n.gateway_neighbor);
+    }
+    for p in ports {
+        let addr = p.addr.octets();
+        maps.endpoints.insert(p.ifindex, endpoint6(p.addr, p.mac));
+        maps.neighbors.insert(addr, neighbor(p.mac, p.net_id));
+        maps.veths.insert(addr, p.ifindex);
+    }
+    maps
+}
+
+/// What to write and delete in each IPv6 map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diff6 {
+    pub endpoints: MapDiff<u32, Endpoint6>,
+    pub networks: MapDiff<Ipv6Net, NetworkInfo>,
+    pub neighbors: MapDiff<[u8; 16], Neighbor>,
+    pub veths: MapDiff<[u8; 16], u32>,
+}
+
+impl Diff6 {
+    /// Whether nothing changes.
+    pub fn is_empty(&self) -> bool {
+        self.endpoints.is_empty()
+            && self.networks.is_empty()
+            && self.neighbors.is_empty()
+            && self.veths.is_empty()
+    }
+}
+
+/// What to write and delete so that the IPv6 maps holding `current` hold `desired`.
+pub fn diff6(current: &Maps6, desired: &Maps6) -> Diff6 {
+    Diff6 {
+        endpoints: diff(&current.endpoints, &desired.endpoints),
+        networks: diff(&current.networks, &desired.networks),
+        neighbors: diff(&current.neighbors, &desired.neighbors),
+        veths: diff(&current.veths, &desired.veths),
+    }
+}
+
 /// Changes that turn one map content into another.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MapDiff<K, V> {
     pub upsert: Vec<(K, V)>,
     pub remove: Vec<K>,
+}
+
+impl<K, V> MapDiff<K, V> {
+    /// Whether nothing changes.
+    pub fn is_empty(&self) -> bool {
+        self.upsert.is_empty() && self.remove.is_empty()
+    }
+
+    /// The writes and the removals as two diffs, to apply at different points.
+    pub fn split(self) -> (Self, Self) {
+        let writes = Self {
+            upsert: self.upsert,
+            remove: vec![],
+        };
+        let removals = Self {
+            upsert: vec![],
+            remove: self.remove,
+        };
+        (writes, removals)
+    }
 }
 
 /// What to write and delete so that `current` becomes `desired`.
@@ -367,5 +521,99 @@ mod tests {
                 remove: vec![]
             }
         );
+    }
+
+    fn ip6(s: &str) -> Ipv6Addr {
+        s.parse().unwrap()
+    }
+
+    /// `a` (net 1) with two containers on this host, `b` (net 2) with one.
+    fn dual_stack() -> Maps6 {
+        let net = |subnet: &str, id: u32, gw: &str, mac: [u8; 6]| Network6 {
+            subnet: subnet.parse().unwrap(),
+            info: NetworkInfo {
+                net_id: id,
+                flags: 0,
+            },
+            gateway: ip6(gw),
+            gateway_neighbor: neighbor(mac, id),
+        };
+        let port = |ifindex, addr: &str, last, net_id| Port6 {
+            ifindex,
+            addr: ip6(addr),
+            mac: [0x02, 0x42, 10, net_id as u8, 0, last],
+            net_id,
+        };
+        maps6(
+            [
+                port(11, "fd00:a::2", 2, 1),
+                port(12, "fd00:a::3", 3, 1),
+                port(13, "fd00:b::2", 2, 2),
+            ],
+            [
+                net("fd00:a::/64", 1, "fd00:a::1", [0x02, 0x42, 10, 1, 0, 1]),
+                net("fd00:b::/64", 2, "fd00:b::1", [0x02, 0x42, 10, 2, 0, 1]),
+            ],
+        )
+    }
+
+    #[test]
+    fn an_ipv6_port_has_its_address_and_the_eui64_link_local_of_its_mac() {
+        let ep = endpoint6(ip6("fd00:28::2"), [0x02, 0x42, 0xac, 0x1c, 0, 2]);
+        assert_eq!(ep.addr, ip6("fd00:28::2").octets());
+        assert_eq!(ep.link_local, ip6("fe80::42:acff:fe1c:2").octets());
+    }
+
+    #[test]
+    fn every_ipv6_gateway_and_port_is_answered_for_and_every_port_reached_straight() {
+        let m = dual_stack();
+        assert_eq!(m.networks.len(), 2);
+        assert_eq!(m.networks[&"fd00:b::/64".parse().unwrap()].net_id, 2);
+        assert_eq!(m.neighbors.len(), 5, "two gateways, three containers");
+        let gw = m.neighbors[&ip6("fd00:a::1").octets()];
+        assert_eq!((gw.mac, gw.net_id), ([0x02, 0x42, 10, 1, 0, 1], 1));
+        let c = m.neighbors[&ip6("fd00:b::2").octets()];
+        assert_eq!((c.mac, c.net_id), ([0x02, 0x42, 10, 2, 0, 2], 2));
+        assert_eq!(m.veths[&ip6("fd00:a::3").octets()], 12);
+        assert_eq!(m.endpoints[&13].addr, ip6("fd00:b::2").octets());
+        assert_eq!(m.endpoints.len(), 3);
+    }
+
+    #[test]
+    fn a_subnet_is_recorded_by_its_network_part() {
+        let m = maps6(
+            [],
+            [Network6 {
+                subnet: "fd00:a::5/64".parse().unwrap(),
+                info: NetworkInfo {
+                    net_id: 1,
+                    flags: 0,
+                },
+                gateway: ip6("fd00:a::1"),
+                gateway_neighbor: neighbor([2; 6], 1),
+            }],
+        );
+        assert!(m.networks.contains_key(&"fd00:a::/64".parse().unwrap()));
+    }
+
+    #[test]
+    fn the_ipv6_diff_removes_a_stopped_container_and_a_removed_network() {
+        let current = dual_stack();
+        let mut desired = current.clone();
+        desired.endpoints.remove(&13);
+        desired.veths.remove(&ip6("fd00:b::2").octets());
+        desired.neighbors.remove(&ip6("fd00:b::2").octets());
+        desired.neighbors.remove(&ip6("fd00:b::1").octets());
+        desired.networks.remove(&"fd00:b::/64".parse().unwrap());
+        let d = diff6(&current, &desired);
+        assert_eq!(d.endpoints.remove, vec![13]);
+        assert_eq!(d.veths.remove, vec![ip6("fd00:b::2").octets()]);
+        assert_eq!(d.neighbors.remove.len(), 2);
+        assert_eq!(
+            d.networks.remove,
+            vec!["fd00:b::/64".parse::<Ipv6Net>().unwrap()]
+        );
+        assert!(d.endpoints.upsert.is_empty() && d.neighbors.upsert.is_empty());
+        assert!(diff6(&desired, &desired).is_empty());
     }
 }

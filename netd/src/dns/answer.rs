@@ -1,12 +1,13 @@
-//! Answering one query: a name netd owns in the asker's networks is answered here (A records in
-//! a rotating order, an empty answer for other types, PTR for container addresses); anything
-//! else goes upstream. Messages are decoded and encoded by hickory-proto.
-use std::net::Ipv4Addr;
+//! Answering one query: a name netd owns in the asker's networks is answered here (A and AAAA
+//! records in a rotating order, an empty answer for other types, PTR for container addresses in
+//! `in-addr.arpa` and `ip6.arpa`); anything else goes upstream. Messages are decoded and encoded
+//! by hickory-proto.
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use hickory_proto::{
     op::{Edns, Message, MessageType, OpCode, ResponseCode},
     rr::{
-        rdata::{A, PTR},
+        rdata::{A, AAAA, PTR},
         Name, RData, Record, RecordType,
     },
 };
@@ -95,17 +96,26 @@ pub fn answer(
             None => Answer::Forward,
         },
         qtype => match names.lookup(asker, &name) {
-            Some(mut addrs) => {
-                let n = addrs.len();
-                addrs.rotate_left(rotation % n);
-                let records = match qtype {
-                    RecordType::A | RecordType::ANY => addrs
-                        .into_iter()
-                        .map(|ip| Record::from_rdata(q.name().clone(), TTL, RData::A(A(ip))))
-                        .collect(),
-                    // The name exists, with no record of this type (netd networks are IPv4).
-                    _ => vec![],
-                };
+            Some(addrs) => {
+                // The name exists; it may have no record of this type (an empty answer).
+                let mut records: Vec<RData> = addrs
+                    .into_iter()
+                    .filter_map(|ip| match (qtype, ip) {
+                        (RecordType::A | RecordType::ANY, IpAddr::V4(v4)) => Some(RData::A(A(v4))),
+                        (RecordType::AAAA | RecordType::ANY, IpAddr::V6(v6)) => {
+                            Some(RData::AAAA(AAAA(v6)))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                if !records.is_empty() {
+                    let n = records.len();
+                    records.rotate_left(rotation % n);
+                }
+                let records = records
+                    .into_iter()
+                    .map(|rdata| Record::from_rdata(q.name().clone(), TTL, rdata))
+                    .collect();
                 reply(ResponseCode::NoError, records)
             }
             None => Answer::Forward,
@@ -159,18 +169,37 @@ fn formerr(query: &[u8]) -> Answer {
         .unwrap_or(Answer::Ignore)
 }
 
-/// The address of a reverse name (`4.3.2.1.in-addr.arpa.` is 1.2.3.4).
-fn ptr_address(name: &str) -> Option<Ipv4Addr> {
-    let rest = name.trim_end_matches('.').to_ascii_lowercase();
-    let rest = rest.strip_suffix(".in-addr.arpa")?;
-    let octets: Vec<u8> = rest
-        .split('.')
-        .map(|o| o.parse().ok())
-        .collect::<Option<_>>()?;
-    match octets[..] {
-        [d, c, b, a] => Some(Ipv4Addr::new(a, b, c, d)),
-        _ => None,
+/// The address of a reverse name: `4.3.2.1.in-addr.arpa.` is 1.2.3.4, and an `ip6.arpa.` name
+/// of 32 nibbles, lowest first, an IPv6 address.
+fn ptr_address(name: &str) -> Option<IpAddr> {
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    if let Some(rest) = name.strip_suffix(".in-addr.arpa") {
+        let octets: Vec<u8> = rest
+            .split('.')
+            .map(|o| o.parse().ok())
+            .collect::<Option<_>>()?;
+        return match octets[..] {
+            [d, c, b, a] => Some(Ipv4Addr::new(a, b, c, d).into()),
+            _ => None,
+        };
     }
+    let rest = name.strip_suffix(".ip6.arpa")?;
+    let nibbles: Vec<u8> = rest
+        .split('.')
+        .map(|n| match n.as_bytes() {
+            [d] => (*d as char).to_digit(16).map(|d| d as u8),
+            _ => None,
+        })
+        .collect::<Option<_>>()?;
+    if nibbles.len() != 32 {
+        return None;
+    }
+    let mut bytes = [0u8; 16];
+    for (i, pair) in nibbles.rchunks(2).enumerate() {
+        // Lowest nibble first: the pair is (low, high) of byte i, counted from the end.
+        bytes[i] = pair[1] << 4 | pair[0];
+    }
+    Some(Ipv6Addr::from(bytes).into())
 }
 
 #[cfg(test)]
@@ -289,6 +318,70 @@ mod tests {
         }
     }
 
+    /// `web` on a dual-stack network: both addresses under each name.
+    fn dual_stack() -> Names {
+        Names::for_tests(&[
+            ("web", "app", "10.1.0.2", &["www"]),
+            ("web", "app", "fd00:1::2", &["www"]),
+            ("web2", "app", "10.1.0.3", &[]),
+        ])
+    }
+
+    fn aaaa_records(m: &Message) -> Vec<Ipv6Addr> {
+        m.answers
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::AAAA(a) => Some(a.0),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_dual_stack_name_has_its_ipv4_address_in_a_and_its_ipv6_address_in_aaaa() {
+        let ask = |qtype| decoded(answer(&dual_stack(), Some("web2"), &query("www.", qtype), 0));
+        let a = ask(RecordType::A);
+        assert_eq!(a_records(&a), [Ipv4Addr::new(10, 1, 0, 2)]);
+        assert!(aaaa_records(&a).is_empty());
+        let aaaa = ask(RecordType::AAAA);
+        assert_eq!(aaaa_records(&aaaa), ["fd00:1::2".parse::<Ipv6Addr>().unwrap()]);
+        assert!(a_records(&aaaa).is_empty());
+        assert_eq!(ask(RecordType::ANY).answers.len(), 2);
+    }
+
+    #[test]
+    fn an_ipv6_address_resolves_back_to_its_name_under_ip6_arpa() {
+        let name = "2.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.1.0.0.0.0.0.d.f.ip6.arpa.";
+        let m = decoded(answer(
+            &dual_stack(),
+            Some("web2"),
+            &query(name, RecordType::PTR),
+            0,
+        ));
+        match &m.answers[0].data {
+            RData::PTR(p) => assert_eq!(p.0.to_ascii(), "web."),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn reverse_names_of_both_families_are_read_and_malformed_ones_are_not() {
+        let v6: Ipv6Addr = "4321:0:1:2:3:4:567:89ab".parse().unwrap();
+        assert_eq!(
+            ptr_address("b.a.9.8.7.6.5.0.4.0.0.0.3.0.0.0.2.0.0.0.1.0.0.0.0.0.0.0.1.2.3.4.IP6.ARPA."),
+            Some(v6.into())
+        );
+        assert_eq!(ptr_address("4.3.2.1.in-addr.arpa"), Some(Ipv4Addr::new(1, 2, 3, 4).into()));
+        for bad in [
+            "1.0.ip6.arpa.",
+            "g.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.1.0.0.0.0.0.d.f.ip6.arpa.",
+            "10.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.1.0.0.0.0.0.d.f.ip6.arpa.",
+            "3.2.1.in-addr.arpa.",
+        ] {
+            assert_eq!(ptr_address(bad), None, "{bad}");
+        }
+    }
+
     #[test]
     fn aaaa_for_a_known_name_is_empty_not_forwarded() {
         let m = decoded(answer(
@@ -379,6 +472,7 @@ mod props {
             ("web".into(), "app".into(), "10.1.0.2".into(), vec!["www"]),
             ("web2".into(), "app".into(), "10.1.0.3".into(), vec!["www"]),
             ("db".into(), "data".into(), "10.2.0.2".into(), vec![]),
+            ("web".into(), "app".into(), "fd00:1::2".into(), vec!["www"]),
         ];
         for i in 0..CROWD {
             rows.push((
@@ -420,6 +514,9 @@ mod props {
             "7.1.1.10.in-addr.arpa.",
             "9.9.9.in-addr.arpa.",
             "in-addr.arpa.",
+            "2.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.1.0.0.0.0.0.d.f.ip6.arpa.",
+            "3.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.1.0.0.0.0.0.d.f.ip6.arpa.",
+            "ip6.arpa.",
             ".",
         ])
         .prop_map(|n| Name::from_ascii(n).unwrap());
@@ -578,11 +675,17 @@ mod props {
                 RecordType::PTR => ptr_address(&q.name().to_ascii())
                     .and_then(|ip| names.reverse(asker, ip))
                     .map(|target| vec![target.to_string()]),
-                _ => names.lookup(asker, &q.name().to_ascii()).map(|addrs| {
-                    match q.query_type() {
-                        RecordType::A | RecordType::ANY => addrs.iter().map(Ipv4Addr::to_string).collect(),
-                        _ => vec![],
-                    }
+                qtype => names.lookup(asker, &q.name().to_ascii()).map(|addrs| {
+                    addrs
+                        .iter()
+                        .filter(|ip| match qtype {
+                            RecordType::A => ip.is_ipv4(),
+                            RecordType::AAAA => ip.is_ipv6(),
+                            RecordType::ANY => true,
+                            _ => false,
+                        })
+                        .map(IpAddr::to_string)
+                        .collect()
                 }),
             };
             let Some(mut wanted) = owned else {
@@ -603,6 +706,7 @@ mod props {
             }
             let mut given: Vec<String> = m.answers.iter().map(|r| match &r.data {
                 RData::A(a) => a.0.to_string(),
+                RData::AAAA(a) => a.0.to_string(),
                 RData::PTR(p) => p.0.to_ascii().trim_end_matches('.').to_string(),
                 other => format!("unexpected {other:?}"),
             }).collect();

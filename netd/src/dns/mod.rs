@@ -180,10 +180,7 @@ impl Shared {
     ) -> Option<Vec<u8>> {
         let who = match (asker, source.ip()) {
             (Asker::Container(name), _) => Some(name.clone()),
-            (Asker::BySource, std::net::IpAddr::V4(ip)) => {
-                self.names.read().ok()?.container_at(ip).map(str::to_string)
-            }
-            _ => None,
+            (Asker::BySource, ip) => self.names.read().ok()?.container_at(ip).map(str::to_string),
         };
         let rotation = self.rotation.fetch_add(1, Ordering::Relaxed);
         let decided = {

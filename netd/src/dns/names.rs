@@ -1,10 +1,11 @@
 //! Who is called what, per network: the names the embedded DNS server answers for, built from
 //! the state alone. A container is known on each user-defined network it is connected to by its
 //! name, its short ID and its aliases on that network; the default `bridge` network has no names,
-//! as Docker's has none.
+//! as Docker's has none. A container on a dual-stack network is known there by both of its
+//! addresses (A and AAAA records).
 use std::{
     collections::{BTreeMap, BTreeSet},
-    net::Ipv4Addr,
+    net::IpAddr,
 };
 
 use crate::{
@@ -16,13 +17,13 @@ use crate::{
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Names {
     /// network -> lowercase name -> addresses, in the order containers were found.
-    names: BTreeMap<String, BTreeMap<String, Vec<Ipv4Addr>>>,
+    names: BTreeMap<String, BTreeMap<String, Vec<IpAddr>>>,
     /// network -> address -> container name.
-    ptr: BTreeMap<String, BTreeMap<Ipv4Addr, String>>,
+    ptr: BTreeMap<String, BTreeMap<IpAddr, String>>,
     /// container -> the user-defined networks it is on (what it may resolve).
     scope: BTreeMap<String, BTreeSet<String>>,
     /// container address (on any network) -> container, to know who asks the gateway.
-    by_addr: BTreeMap<Ipv4Addr, String>,
+    by_addr: BTreeMap<IpAddr, String>,
     /// (container, network) -> lowercase link alias -> the name it stands for there (Docker's
     /// `--link NAME:ALIAS` on a user-defined network).
     links: BTreeMap<(String, String), BTreeMap<String, String>>,
@@ -48,7 +49,9 @@ impl Names {
                 continue;
             }
             for ep in &c.endpoints {
-                names.by_addr.insert(ep.ip, c.name.clone());
+                for ip in addresses(ep) {
+                    names.by_addr.insert(ip, c.name.clone());
+                }
             }
             for (ep, net) in user_networks {
                 names.add_endpoint(c, ep, net);
@@ -72,14 +75,16 @@ impl Names {
             .chain(aliases)
         {
             let addrs = table.entry(name.to_ascii_lowercase()).or_default();
-            if !addrs.contains(&ep.ip) {
-                addrs.push(ep.ip);
+            for ip in addresses(ep) {
+                if !addrs.contains(&ip) {
+                    addrs.push(ip);
+                }
             }
         }
-        self.ptr
-            .entry(net.name.clone())
-            .or_default()
-            .insert(ep.ip, c.name.clone());
+        let ptr = self.ptr.entry(net.name.clone()).or_default();
+        for ip in addresses(ep) {
+            ptr.insert(ip, c.name.clone());
+        }
     }
 
     /// Whether the tables may differ after `request` (and so need building again): reads never
@@ -141,7 +146,7 @@ impl Names {
         container: &str,
         id: &str,
         aliases: &[String],
-        ip: Ipv4Addr,
+        ip: IpAddr,
     ) {
         let table = self.names.entry(network.to_string()).or_default();
         let short = &id[..12.min(id.len())];
@@ -165,7 +170,7 @@ impl Names {
     pub fn for_tests(rows: &[(&str, &str, &str, &[&str])]) -> Self {
         let mut names = Names::default();
         for (c, net, ip, aliases) in rows {
-            let ip: Ipv4Addr = ip.parse().unwrap();
+            let ip: IpAddr = ip.parse().unwrap();
             names
                 .scope
                 .entry(c.to_string())
@@ -191,7 +196,7 @@ impl Names {
     }
 
     /// The container that has address `ip`.
-    pub fn container_at(&self, ip: Ipv4Addr) -> Option<&str> {
+    pub fn container_at(&self, ip: IpAddr) -> Option<&str> {
         self.by_addr.get(&ip).map(String::as_str)
     }
 
@@ -202,9 +207,9 @@ impl Names {
 
     /// Addresses `name` has on the networks `container` shares with it; `None` if netd does not
     /// own the name there (it goes upstream).
-    pub fn lookup(&self, container: &str, name: &str) -> Option<Vec<Ipv4Addr>> {
+    pub fn lookup(&self, container: &str, name: &str) -> Option<Vec<IpAddr>> {
         let name = name.trim_end_matches('.').to_ascii_lowercase();
-        let mut found: Vec<Ipv4Addr> = vec![];
+        let mut found: Vec<IpAddr> = vec![];
         for net in self.scope.get(container)? {
             // A link alias stands for its container, before any name of that spelling.
             let linked = self
@@ -228,13 +233,20 @@ impl Names {
     }
 
     /// The container name of `ip`, if `container` shares a network with it.
-    pub fn reverse(&self, container: &str, ip: Ipv4Addr) -> Option<&str> {
+    pub fn reverse(&self, container: &str, ip: IpAddr) -> Option<&str> {
         self.scope
             .get(container)?
             .iter()
             .find_map(|net| self.ptr.get(net)?.get(&ip))
             .map(String::as_str)
     }
+}
+
+/// The endpoint's addresses: IPv4, then IPv6 on a dual-stack network.
+fn addresses(ep: &EndpointState) -> impl Iterator<Item = IpAddr> {
+    [Some(IpAddr::V4(ep.ip)), ep.ip6.map(IpAddr::V6)]
+        .into_iter()
+        .flatten()
 }
 
 #[cfg(test)]
@@ -272,7 +284,7 @@ mod tests {
         s
     }
 
-    fn ip(s: &str) -> Ipv4Addr {
+    fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
     }
 

@@ -127,6 +127,9 @@ pub(super) struct NetworkRecord {
     default: bool,
     user_subnet: bool,
     created: u64,
+    /// Absent in records from before dual stack.
+    #[serde(default)]
+    ipv6: Option<super::Ipv6Subnet>,
 }
 
 #[derive(Deserialize)]
@@ -158,6 +161,7 @@ impl From<NetworkRecord> for Network {
             default: r.default,
             user_subnet: r.user_subnet,
             created: r.created,
+            ipv6: r.ipv6,
         }
     }
 }

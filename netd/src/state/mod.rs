@@ -11,13 +11,17 @@ pub use driver::{
     BridgeConfig, DriverConfig, MacvlanConfig, MacvlanMode, OverlayConfig, VlanKind, VlanParent,
 };
 
-use std::{collections::BTreeMap, net::Ipv4Addr, path::PathBuf};
+use std::{
+    collections::BTreeMap,
+    net::{Ipv4Addr, Ipv6Addr},
+    path::PathBuf,
+};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    ipam::Pool,
+    ipam::{Pool, Pool6},
     ports::{ExposedPort, PortMapping},
 };
 
@@ -48,6 +52,30 @@ pub struct Network {
     /// The `--subnet` was given by the user (Docker allows `--ip` only then).
     pub user_subnet: bool,
     pub created: u64,
+    /// The network's IPv6 addressing: set for a dual-stack network (`--ipv6` and an IPv6
+    /// `--subnet`, or the default network with `--default-subnet-v6`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<Ipv6Subnet>,
+}
+
+/// The IPv6 half of a dual-stack network: its subnet, the gateway (an address of the host's
+/// bridge) and the sub-range containers get their addresses from (`--ip-range`).
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv6Subnet {
+    pub subnet: Ipv6Net,
+    pub gateway: Ipv6Addr,
+    pub ip_range: Option<Ipv6Net>,
+}
+
+impl Ipv6Subnet {
+    /// Where the network's IPv6 addresses come from.
+    pub fn pool(&self) -> Pool6 {
+        Pool6 {
+            subnet: self.subnet,
+            gateway: self.gateway,
+            range: self.ip_range,
+        }
+    }
 }
 
 impl Network {
@@ -80,6 +108,11 @@ impl Network {
             range: self.ip_range,
         }
     }
+
+    /// The IPv6 address pool of a dual-stack network.
+    pub fn pool6(&self) -> Option<Pool6> {
+        self.ipv6.as_ref().map(Ipv6Subnet::pool)
+    }
 }
 
 /// How a container is attached.
@@ -102,6 +135,9 @@ pub struct Attachment {
     pub network: String,
     /// Requested with `--ip`.
     pub ip: Option<Ipv4Addr>,
+    /// Requested with `--ip6` (a dual-stack network only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<Ipv6Addr>,
     pub aliases: Vec<String>,
     /// The interface name asked for (a CNI runtime's); the lowest free `ethN` if none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -126,6 +162,9 @@ pub struct EndpointState {
     #[serde(default)]
     pub host_veth: Option<String>,
     pub ip: Ipv4Addr,
+    /// The endpoint's IPv6 address, on a dual-stack network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<Ipv6Addr>,
     pub mac: [u8; 6],
     /// The bridge had no free port (a Linux bridge has 1,023): the host end is a routed port
     /// of its own (a /32 route to the container through it, the gateway's MAC), not a bridge
@@ -196,6 +235,14 @@ impl State {
         self.endpoints()
             .filter(|(_, ep)| ep.network == network)
             .map(|(_, ep)| ep.ip)
+            .collect()
+    }
+
+    /// IPv6 addresses in use on `network`: every running endpoint's that has one.
+    pub fn addresses6_in_use(&self, network: &str) -> Vec<Ipv6Addr> {
+        self.endpoints()
+            .filter(|(_, ep)| ep.network == network)
+            .filter_map(|(_, ep)| ep.ip6)
             .collect()
     }
 
@@ -289,6 +336,21 @@ pub mod testing {
             default: false,
             user_subnet: false,
             created: 0,
+            ipv6: None,
+        }
+    }
+
+    /// A dual-stack user-defined bridge network, its IPv6 gateway the subnet's `::1`.
+    pub fn dual(name: &str, subnet: &str, subnet6: &str, net_id: u32) -> Network {
+        let subnet6: Ipv6Net = subnet6.parse().unwrap();
+        Network {
+            ipv6: Some(Ipv6Subnet {
+                subnet: subnet6,
+                gateway: crate::ipam::default_gateway6(subnet6),
+                ip_range: None,
+            }),
+            user_subnet: true,
+            ..network(name, subnet, net_id)
         }
     }
 
@@ -304,6 +366,7 @@ pub mod testing {
                 .map(|(n, _, _, aliases)| Attachment {
                     network: n.to_string(),
                     ip: None,
+                    ip6: None,
                     aliases: aliases.iter().map(|a| a.to_string()).collect(),
                     ifname: None,
                     handover: None,
@@ -333,6 +396,7 @@ pub mod testing {
                         ifname: format!("eth{i}"),
                         host_veth: Some(veth.to_string()),
                         ip,
+                        ip6: None,
                         mac: [0x02, 0x42, o[0], o[1], o[2], o[3]],
                         beyond_bridge: false,
                     }
@@ -383,6 +447,44 @@ mod tests {
             "the other network is untouched"
         );
         assert_eq!(s.containers_on("front").len(), 1);
+    }
+
+    /// A record written before dual stack (no `ipv6`, `ip6` anywhere) reads as IPv4-only, and
+    /// an IPv4-only record is written without the new fields, as before.
+    #[test]
+    fn records_from_before_dual_stack_load_as_ipv4_only() {
+        let network = r#"{"name":"web","id":"ab","driver":{"kind":"bridge","device":"br-ab"},
+            "subnet":"172.18.0.0/16","gateway":"172.18.0.1","ip_range":null,"internal":false,
+            "options":{},"net_id":2,"default":false,"user_subnet":false,"created":7}"#;
+        let n: Network = serde_json::from_str(network).unwrap();
+        assert_eq!(n.ipv6, None);
+        assert!(!serde_json::to_string(&n).unwrap().contains("ipv6"));
+        let container = serde_json::to_value(running("c1", &[("web", "v0", "172.18.0.2", &[])]))
+            .unwrap()
+            .to_string();
+        assert!(!container.contains("ip6"), "{container}");
+        let c: Container = serde_json::from_str(&container).unwrap();
+        assert_eq!((c.attachments[0].ip6, c.endpoints[0].ip6), (None, None));
+    }
+
+    #[test]
+    fn a_dual_stack_network_and_endpoint_read_back_as_saved() {
+        let n = super::testing::dual("v6", "172.28.0.0/16", "fd00:28::/64", 3);
+        let text = serde_json::to_string(&n).unwrap();
+        assert!(text.contains(r#""gateway":"fd00:28::1""#), "{text}");
+        assert_eq!(serde_json::from_str::<Network>(&text).unwrap(), n);
+        let mut c = running("c1", &[("v6", "v0", "172.28.0.2", &[])]);
+        c.attachments[0].ip6 = Some("fd00:28::9".parse().unwrap());
+        c.endpoints[0].ip6 = Some("fd00:28::9".parse().unwrap());
+        let text = serde_json::to_string(&c).unwrap();
+        assert_eq!(serde_json::from_str::<Container>(&text).unwrap(), c);
+        let mut s = State::default();
+        s.containers.insert(c.name.clone(), c);
+        assert_eq!(
+            s.addresses6_in_use("v6"),
+            ["fd00:28::9".parse::<Ipv6Addr>().unwrap()]
+        );
+        assert!(s.addresses6_in_use("other").is_empty());
     }
 
     #[test]

@@ -711,6 +711,31 @@ mod tests {
         assert_eq!(files(&tmp.0, CONTAINERS), ["y.json"]);
     }
 
+    /// A dual-stack network and an endpoint with an IPv6 address go through the journal (a
+    /// killed daemon replays it) and through compaction into the snapshot files whole.
+    #[test]
+    fn dual_stack_fields_survive_the_journal_and_compaction() {
+        let tmp = TempDir::new("dual");
+        let mut store = Store::open(&tmp.0).unwrap();
+        let mut state = State::default();
+        let net = crate::state::testing::dual("v6", "172.28.0.0/16", "fd00:28::/64", 1);
+        state.networks.insert("v6".into(), net);
+        let mut c = running("c1", &[("v6", "v0", "172.28.0.2", &[])]);
+        c.attachments[0].ip6 = Some("fd00:28::9".parse().unwrap());
+        c.endpoints[0].ip6 = Some("fd00:28::9".parse().unwrap());
+        state.containers.insert("c1".into(), c);
+        store.commit(&state).unwrap();
+        let journal = fs::read_to_string(tmp.0.join(JOURNAL)).unwrap();
+        assert!(
+            journal.contains("fd00:28::/64") && journal.contains("fd00:28::9"),
+            "{journal}"
+        );
+        drop(store);
+        assert_eq!(Store::open(&tmp.0).unwrap().saved(), &state, "replayed");
+        assert_eq!(journal_lines(&tmp.0), 0);
+        assert_eq!(Store::open(&tmp.0).unwrap().saved(), &state, "compacted");
+    }
+
     #[test]
     fn an_old_single_state_file_is_converted() {
         let tmp = TempDir::new("legacy");

@@ -25,8 +25,8 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use netd_common::{
-    maps, Backend, DropReason, Endpoint, FlowKey, NatEntry, Neighbor, NetworkInfo, PortKey,
-    PortStats, Uplink,
+    maps, Backend, DropReason, Endpoint, Endpoint6, FlowKey, NatEntry, Neighbor, NetworkInfo,
+    PortKey, PortStats, Uplink,
 };
 
 /// Where the kernel mounts the BPF filesystem by convention.
@@ -265,6 +265,48 @@ impl Harness {
             net_id,
         };
         map.insert(addr, neighbor, 0).expect("insert neighbor");
+    }
+
+    /// Gives the port `ifindex` IPv6 (`NETD_ENDPOINTS6`).
+    pub fn set_endpoint6(&mut self, ifindex: u32, ep: Endpoint6) {
+        let mut map: HashMap<_, u32, Endpoint6> =
+            HashMap::try_from(self.ebpf.map_mut(maps::ENDPOINTS6).expect("endpoints6 map"))
+                .expect("endpoints6 map type");
+        map.insert(ifindex, ep, 0).expect("insert IPv6 endpoint");
+    }
+
+    /// Declares `addr/prefix_len` an IPv6 subnet of network `net_id`.
+    pub fn add_network6(&mut self, addr: [u8; 16], prefix_len: u32, net_id: u32) {
+        let mut map: LpmTrie<_, [u8; 16], NetworkInfo> =
+            LpmTrie::try_from(self.ebpf.map_mut(maps::NETWORKS6).expect("networks6 map"))
+                .expect("networks6 map type");
+        map.insert(
+            &Key::new(prefix_len, addr),
+            NetworkInfo { net_id, flags: 0 },
+            0,
+        )
+        .expect("insert IPv6 network");
+    }
+
+    /// Lets the NDP responder answer for `addr` on network `net_id` with `mac`.
+    pub fn add_neighbor6(&mut self, addr: [u8; 16], mac: [u8; 6], net_id: u32) {
+        let mut map: HashMap<_, [u8; 16], Neighbor> =
+            HashMap::try_from(self.ebpf.map_mut(maps::NEIGHBORS6).expect("neighbors6 map"))
+                .expect("neighbors6 map type");
+        let neighbor = Neighbor {
+            mac,
+            _pad: [0; 2],
+            net_id,
+        };
+        map.insert(addr, neighbor, 0).expect("insert IPv6 neighbor");
+    }
+
+    /// Declares `ifindex` the host-side veth of the container at IPv6 `addr` (`NETD_VETHS6`).
+    pub fn add_veth6(&mut self, addr: [u8; 16], ifindex: u32) {
+        let mut map: HashMap<_, [u8; 16], u32> =
+            HashMap::try_from(self.ebpf.map_mut(maps::VETHS6).expect("veths6 map"))
+                .expect("veths6 map type");
+        map.insert(addr, ifindex, 0).expect("insert IPv6 veth");
     }
 
     /// Runs `program` once on `frame` and returns its verdict, or the error of the syscall (the
@@ -625,6 +667,95 @@ pub fn ipv6_frame(src_mac: [u8; 6], dst_mac: [u8; 6]) -> Vec<u8> {
     dst[15] = 1;
     header.extend_from_slice(&dst);
     ethernet(dst_mac, src_mac, ETH_P_IPV6, &header)
+}
+
+/// IPv6 next headers the tests use.
+pub const IPPROTO_HOPOPTS: u8 = 0;
+pub const IPPROTO_ICMPV6: u8 = 58;
+
+/// A 40-byte IPv6 header (no traffic class or flow label) followed by `payload`.
+pub fn ipv6(src: [u8; 16], dst: [u8; 16], next: u8, hop_limit: u8, payload: &[u8]) -> Vec<u8> {
+    let len = u16::try_from(payload.len()).expect("IPv6 payload too long");
+    let mut packet = Vec::with_capacity(40 + payload.len());
+    packet.extend_from_slice(&[0x60, 0, 0, 0]);
+    packet.extend_from_slice(&len.to_be_bytes());
+    packet.push(next);
+    packet.push(hop_limit);
+    packet.extend_from_slice(&src);
+    packet.extend_from_slice(&dst);
+    packet.extend_from_slice(payload);
+    packet
+}
+
+/// The ICMPv6 checksum of `message` (its checksum field zero) from `src` to `dst`: the
+/// Internet checksum over the IPv6 pseudo-header (RFC 8200, 8.1) and the message, computed
+/// here byte by byte, independently of netd's own.
+pub fn icmpv6_checksum(src: [u8; 16], dst: [u8; 16], message: &[u8]) -> u16 {
+    let mut data = Vec::with_capacity(40 + message.len());
+    data.extend_from_slice(&src);
+    data.extend_from_slice(&dst);
+    data.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
+    data.extend_from_slice(&[0, 0, 0, IPPROTO_ICMPV6]);
+    data.extend_from_slice(message);
+    inet_checksum(&data)
+}
+
+/// An ICMPv6 message of `icmp_type` and `code` with `body` (everything after the checksum),
+/// its checksum filled in for `src` to `dst`.
+pub fn icmpv6(src: [u8; 16], dst: [u8; 16], icmp_type: u8, code: u8, body: &[u8]) -> Vec<u8> {
+    let mut message = vec![icmp_type, code, 0, 0];
+    message.extend_from_slice(body);
+    let check = icmpv6_checksum(src, dst, &message);
+    message[2..4].copy_from_slice(&check.to_be_bytes());
+    message
+}
+
+/// The Ethernet multicast address of an IPv6 multicast group (RFC 2464, 7).
+pub fn ipv6_multicast_mac(group: [u8; 16]) -> [u8; 6] {
+    [0x33, 0x33, group[12], group[13], group[14], group[15]]
+}
+
+/// The solicited-node multicast group of `addr` (RFC 4291, 2.7.1).
+pub fn solicited_node(addr: [u8; 16]) -> [u8; 16] {
+    let mut group = [0u8; 16];
+    group[..2].copy_from_slice(&[0xff, 0x02]);
+    group[11..].copy_from_slice(&[1, 0xff, addr[13], addr[14], addr[15]]);
+    group
+}
+
+/// A neighbour solicitation frame for `target` from `src_mac`/`src`, to the target's
+/// solicited-node group, with a source link-layer address option carrying `sllao` if given.
+pub fn neighbor_solicitation_frame(
+    src_mac: [u8; 6],
+    src: [u8; 16],
+    target: [u8; 16],
+    sllao: Option<[u8; 6]>,
+) -> Vec<u8> {
+    let group = solicited_node(target);
+    let mut body = vec![0; 4];
+    body.extend_from_slice(&target);
+    if let Some(mac) = sllao {
+        body.extend_from_slice(&[1, 1]);
+        body.extend_from_slice(&mac);
+    }
+    let message = icmpv6(src, group, 135, 0, &body);
+    ethernet(
+        ipv6_multicast_mac(group),
+        src_mac,
+        ETH_P_IPV6,
+        &ipv6(src, group, IPPROTO_ICMPV6, 255, &message),
+    )
+}
+
+/// An IPv6/UDP frame (UDP checksum left zero: the programs never look at it).
+pub fn ipv6_udp_frame(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: [u8; 16],
+    dst: [u8; 16],
+) -> Vec<u8> {
+    let udp = udp(40000, 53, b"netd test payload");
+    ethernet(dst_mac, src_mac, ETH_P_IPV6, &ipv6(src, dst, 17, 64, &udp))
 }
 
 /// `e` and all its sources on one line (aya's `SyscallError` keeps the errno in its source).

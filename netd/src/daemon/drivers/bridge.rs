@@ -93,6 +93,10 @@ impl Driver for BridgeConfig {
             .iter()
             .map(ToString::to_string)
             .collect();
+        if let Some(v6) = network.ipv6 {
+            let gone = env.dp.forget_network6(v6.subnet, v6.gateway);
+            errors.extend(gone.iter().map(ToString::to_string));
+        }
         if let Err(e) = env.nl.delete_link(&self.device).await {
             errors.push(e.to_string());
         }
@@ -117,8 +121,11 @@ impl Driver for BridgeConfig {
         let mut errors = vec![];
         match env.nl.link_index(&self.device).await {
             Ok(Some(bridge)) => {
-                if let Err(e) = env.nl.unpin_neighbor(bridge, ep.ip).await {
-                    errors.push(e.to_string());
+                let pinned = std::iter::once(ep.ip.into()).chain(ep.ip6.map(Into::into));
+                for ip in pinned.collect::<Vec<std::net::IpAddr>>() {
+                    if let Err(e) = env.nl.unpin_neighbor(bridge, ip).await {
+                        errors.push(e.to_string());
+                    }
                 }
             }
             Ok(None) => {}
@@ -129,6 +136,9 @@ impl Driver for BridgeConfig {
         };
         match env.nl.link_index(veth).await {
             Ok(Some(index)) => {
+                if let Some(Err(e)) = ep.ip6.map(|ip6| env.dp.forget_endpoint6(index, ip6)) {
+                    errors.push(e.to_string());
+                }
                 if let Err(e) = env.dp.forget_endpoint(index) {
                     errors.push(e.to_string());
                 }
@@ -184,7 +194,7 @@ impl Driver for BridgeConfig {
         for (ip, mac) in wanted {
             env.nl.pin_neighbor(bridge, ip, mac).await?;
         }
-        Ok(())
+        adopt_ipv6(env, network, bridge, endpoints).await
     }
 
     async fn endpoint_alive(&self, env: &Env<'_>, at: &Placed<'_>) -> OpResult<bool> {
@@ -226,6 +236,11 @@ impl BridgeConfig {
             plan::network_entry(network),
             plan::gateway_neighbor(network),
         )?;
+        if let Some(v6) = plan::network6(network) {
+            undo.push(Step::ForgetNetwork6(v6.subnet, v6.gateway));
+            env.dp
+                .record_network6(v6.subnet, v6.info, v6.gateway, v6.gateway_neighbor)?;
+        }
         Ok(())
     }
 
@@ -250,8 +265,15 @@ impl BridgeConfig {
             env.nl.set_mtu(index, mtu).await?;
         }
         env.nl
-            .add_address(index, network.gateway, network.subnet.prefix_len())
+            .add_address(index, network.gateway.into(), network.subnet.prefix_len())
             .await?;
+        if let Some(v6) = network.ipv6 {
+            // The host routes between its IPv6 networks and out, as for IPv4.
+            crate::netns::set_sysctl("net.ipv6.conf.all.forwarding", "1")?;
+            env.nl
+                .add_address(index, v6.gateway.into(), v6.subnet.prefix_len())
+                .await?;
+        }
         env.nl.set_up(index).await?;
         Ok(index)
     }
@@ -276,6 +298,13 @@ impl BridgeConfig {
         mtu: PortMtu,
         undo: &mut Undo,
     ) -> OpResult<(String, u32)> {
+        if spec.beyond_bridge && spec.address6.is_some() {
+            return Err(conflict(format!(
+                "bridge {} is full ({BRIDGE_PORTS} ports) and routed ports beyond it are IPv4-only: \
+                 a dual-stack network holds at most {BRIDGE_PORTS} containers on one host",
+                self.device
+            )));
+        }
         let bridge = env.nl.require_link(&self.device).await?;
         let peer = VethPeer {
             name: spec.handover.unwrap_or(spec.ifname),
@@ -300,15 +329,25 @@ impl BridgeConfig {
             ifname: spec.ifname.into(),
             host_veth: Some(host_veth.clone()),
             ip,
+            ip6: spec.address6.map(|a| a.addr()),
             mac: spec.mac,
             beyond_bridge: spec.beyond_bridge,
         };
         env.dp
             .attach_endpoint(&host_veth, host_index, plan::endpoint_entry(network, &ep))?;
         undo.push(Step::ForgetEndpoint(host_index));
+        if let Some(port) = plan::port6(network, &ep, host_index) {
+            undo.push(Step::ForgetEndpoint6(host_index, port.addr));
+            let entry = plan::endpoint6(port.addr, port.mac);
+            env.dp
+                .record_endpoint6(host_index, entry, port.mac, port.net_id)?;
+        }
         if !spec.beyond_bridge {
-            env.nl.pin_neighbor(bridge, ip, spec.mac).await?;
-            undo.push(Step::UnpinNeighbor(bridge, ip));
+            let pinned = std::iter::once(ip.into()).chain(ep.ip6.map(Into::into));
+            for ip in pinned.collect::<Vec<std::net::IpAddr>>() {
+                env.nl.pin_neighbor(bridge, ip, spec.mac).await?;
+                undo.push(Step::UnpinNeighbor(bridge, ip));
+            }
         }
         env.nl.set_up(host_index).await?;
         if spec.beyond_bridge {
@@ -317,6 +356,41 @@ impl BridgeConfig {
         }
         Ok((host_veth, host_index))
     }
+}
+
+/// A dual-stack network's bridge as its running containers need it: the gateway's IPv6 address
+/// on it (a bridge an IPv4-only netd made has none) and exactly their IPv6 addresses pinned.
+async fn adopt_ipv6(
+    env: &Env<'_>,
+    network: &Network,
+    bridge: u32,
+    endpoints: &[Placed<'_>],
+) -> OpResult<()> {
+    let wanted: BTreeSet<_> = endpoints
+        .iter()
+        .filter_map(|p| Some((p.ep.ip6?, p.ep.mac)))
+        .collect();
+    for ip in env.nl.pinned_neighbors6(bridge).await? {
+        if !wanted.iter().any(|(w, _)| *w == ip) {
+            env.nl.unpin_neighbor(bridge, ip).await?;
+        }
+    }
+    let Some(v6) = network.ipv6 else {
+        return Ok(());
+    };
+    crate::netns::set_sysctl("net.ipv6.conf.all.forwarding", "1")?;
+    match env
+        .nl
+        .add_address(bridge, v6.gateway.into(), v6.subnet.prefix_len())
+        .await
+    {
+        Err(e) if !e.already_exists() => return Err(e.into()),
+        _ => {}
+    }
+    for (ip, mac) in wanted {
+        env.nl.pin_neighbor(bridge, ip, mac).await?;
+    }
+    Ok(())
 }
 
 /// What makes the host end `index` (up) of endpoint `ep` a routed port: the gateway's MAC, the

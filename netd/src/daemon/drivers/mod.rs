@@ -15,12 +15,12 @@ pub use overlay::device_name as overlay_device;
 
 use std::{
     collections::BTreeMap,
-    net::{IpAddr, Ipv4Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::Path,
 };
 
 use async_trait::async_trait;
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv6Net};
 
 use super::{
     error::{invalid, OpResult},
@@ -54,6 +54,10 @@ pub struct EndpointSpec<'a> {
     pub mac: [u8; 6],
     /// The gateway of the default route, if this endpoint carries it.
     pub default_gateway: Option<IpAddr>,
+    /// On a dual-stack network: the container's IPv6 address with the subnet's prefix length,
+    /// and the gateway of its IPv6 default route if this endpoint carries the default route.
+    pub address6: Option<Ipv6Net>,
+    pub default_gateway6: Option<Ipv6Addr>,
     /// The runtime moves the device in and configures it (Docker): the peer is left in the
     /// host's namespace under this name, and nothing is done inside.
     pub handover: Option<&'a str>,
@@ -176,16 +180,27 @@ fn v4(ip: IpAddr) -> OpResult<Ipv4Addr> {
     }
 }
 
-/// Inside the container: the address on the device, the device up, the default route.
+/// Inside the container: the addresses on the device, the device up, the default routes. An
+/// IPv4-only endpoint gets no IPv6 address at all (not even link-local); a dual-stack one its
+/// IPv6 address and the link-local address the kernel makes from its MAC.
 async fn configure_inside(spec: &EndpointSpec<'_>) -> OpResult<()> {
     let nl = spec.inside;
     let index = nl.require_link(spec.ifname).await?;
-    nl.add_address(index, v4(spec.address.addr())?, spec.address.prefix_len())
+    nl.add_address(index, v4(spec.address.addr())?.into(), spec.address.prefix_len())
         .await?;
-    nl.turn_off_ipv6_addresses(index).await?;
+    match spec.address6 {
+        Some(address6) => {
+            nl.add_address(index, address6.addr().into(), address6.prefix_len())
+                .await?
+        }
+        None => nl.turn_off_ipv6_addresses(index).await?,
+    }
     nl.set_up(index).await?;
     if let Some(gateway) = spec.default_gateway {
-        nl.add_default_route(v4(gateway)?).await?;
+        nl.add_default_route(v4(gateway)?.into()).await?;
+    }
+    if let Some(gateway) = spec.default_gateway6 {
+        nl.add_default_route(gateway.into()).await?;
     }
     Ok(())
 }

@@ -77,6 +77,7 @@ impl Driver for OverlayConfig {
             ifname: spec.ifname.into(),
             host_veth: Some(host_veth.clone()),
             ip: super::v4(spec.address.addr())?,
+            ip6: None,
             mac: spec.mac,
             beyond_bridge: spec.beyond_bridge,
         };

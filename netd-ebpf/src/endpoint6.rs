@@ -1,0 +1,107 @@
+//! The IPv6 half of the container port program ([`endpoint`](crate::endpoint)), for ports with
+//! IPv6 (an entry in `NETD_ENDPOINTS6`; a port without one drops IPv6, as before IPv6 existed).
+//!
+//! - Anti-spoofing: the source must be the container's global or link-local address, or `::`
+//!   for duplicate address detection and MLD reports ([`ipv6::sender_ok`]); its Ethernet source
+//!   was checked before (its MAC).
+//! - Router advertisements and redirects from containers are dropped: only the host routes.
+//! - Neighbour discovery: solicitations for the gateway or a container of the same network are
+//!   answered here, those for another network's addresses dropped, advertisements only for
+//!   the container's own addresses ([`ndp`]).
+//! - Destinations: multicast and link-local stay on the link and go on; another netd network's
+//!   subnet is refused (isolation), anything outside every netd subnet too on `--internal`
+//!   networks; a container of the same network on this host gets the packet straight into
+//!   its veth's peer (`bpf_redirect_peer`), as IPv4's `to_neighbor`. IPv6 leaving the host is
+//!   not translated (no NAT66 yet).
+//!
+//! Only hop-by-hop, routing and destination options headers are walked to find the upper
+//! layer, and only two of them ([`parse::upper6`]); a packet whose upper layer is neither
+//! TCP, UDP nor ICMPv6 (a fragment, ESP...) passes the address checks and goes on.
+use aya_ebpf::{bindings::TC_ACT_OK, helpers::bpf_redirect_peer, programs::TcContext};
+use netd_common::{
+    ipv6::{
+        self, ICMP6_NEIGHBOR_ADVERT, ICMP6_NEIGHBOR_SOLICIT, ICMP6_REDIRECT, ICMP6_ROUTER_ADVERT,
+        UNSPECIFIED,
+    },
+    DropReason, Endpoint, IPPROTO_ICMPV6,
+};
+
+use crate::{maps, nat, ndp, parse, policy};
+
+/// The IPv6 frame the endpoint `ep` sent through its port `ifindex` (its MAC checked). A BPF
+/// function of its own, with a scalar result, so that the IPv4 path's code and stack stay as
+/// they were.
+#[inline(never)]
+pub fn ingress(ctx: &TcContext, ep: &Endpoint, ifindex: u32) -> i32 {
+    match try_ingress(ctx, ep, ifindex) {
+        Ok(action) => action,
+        Err(reason) => nat::drop(ctx, reason),
+    }
+}
+
+#[inline(always)]
+fn try_ingress(ctx: &TcContext, ep: &Endpoint, ifindex: u32) -> Result<i32, DropReason> {
+    // SAFETY: copied out at once; the daemon replaces entries, never edits in place.
+    let ep6 = *unsafe { maps::NETD_ENDPOINTS6.get(ifindex) }
+        .ok_or(DropReason::UnsupportedProtocol)?;
+    let ip = parse::ipv6(ctx).map_err(|()| DropReason::Malformed)?;
+    let (proto, l4_off) = parse::upper6(ctx, ip.next_hdr).map_err(|too_many| match too_many {
+        true => DropReason::UnsupportedProtocol,
+        false => DropReason::Malformed,
+    })?;
+    let icmp_type = match proto {
+        IPPROTO_ICMPV6 => {
+            Some(parse::read_l6::<u8>(ctx, l4_off, 0).map_err(|()| DropReason::Malformed)?)
+        }
+        _ => None,
+    };
+    if !ipv6::sender_ok(&ep6, &ip.src_addr, icmp_type) {
+        return Err(DropReason::SpoofedIp);
+    }
+    match icmp_type {
+        Some(ICMP6_ROUTER_ADVERT | ICMP6_REDIRECT) => return Err(DropReason::RouterAdvertisement),
+        Some(ICMP6_NEIGHBOR_ADVERT) => ndp::advertisement(ctx, ep, &ep6, l4_off)?,
+        Some(ICMP6_NEIGHBOR_SOLICIT) => {
+            let from_unspecified = ip.src_addr == UNSPECIFIED;
+            if let Some(action) = ndp::solicitation(ctx, ep, &ep6, from_unspecified, l4_off)? {
+                return Ok(action);
+            }
+        }
+        _ => {}
+    }
+    destination(ctx, ep, &ip.dst_addr)
+}
+
+/// Where an IPv6 packet from `ep` may go (see the module's documentation).
+#[inline(always)]
+fn destination(ctx: &TcContext, ep: &Endpoint, dst: &[u8; 16]) -> Result<i32, DropReason> {
+    if ipv6::is_on_link(dst) {
+        return Ok(TC_ACT_OK);
+    }
+    let dst_net = maps::network6_of(dst);
+    policy::destination(ep, dst_net, false)?;
+    match dst_net {
+        Some(_) => to_neighbor(ctx, ep, dst),
+        None => Ok(TC_ACT_OK),
+    }
+}
+
+/// A packet for another container on this host and on this one's network: delivered straight
+/// into it with its MAC as destination, past the bridge, as a switch would (no hop off the hop
+/// limit). Anything else (the gateway, a container elsewhere) goes on.
+#[inline(always)]
+fn to_neighbor(ctx: &TcContext, ep: &Endpoint, dst: &[u8; 16]) -> Result<i32, DropReason> {
+    let Some((veth, peer)) = maps::veth6_of(dst) else {
+        return Ok(TC_ACT_OK);
+    };
+    if peer.net_id != ep.net_id {
+        return Ok(TC_ACT_OK);
+    }
+    let eth = parse::eth(ctx).map_err(|()| DropReason::Malformed)?;
+    if eth.dst_addr != peer.mac {
+        ctx.store(0, &peer.mac, 0)
+            .map_err(|_| DropReason::Malformed)?;
+    }
+    // SAFETY: a plain helper call; the return value is the action.
+    Ok(unsafe { bpf_redirect_peer(veth, 0) } as i32)
+}
