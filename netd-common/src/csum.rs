@@ -53,15 +53,17 @@ mod tests {
         let dst = "fd00:28::3".parse::<std::net::Ipv6Addr>().unwrap().octets();
         // Echo request, id 0x1234, seq 1, payload "netd".
         let mut m = [0x80, 0, 0, 0, 0x12, 0x34, 0, 1, b'n', b'e', b't', b'd'];
-        let expected = etherparse::Icmpv6Type::EchoRequest(etherparse::IcmpEchoHeader {
-            id: 0x1234,
-            seq: 1,
-        })
-        .calc_checksum(src, dst, b"netd")
-        .unwrap();
+        let expected =
+            etherparse::Icmpv6Type::EchoRequest(etherparse::IcmpEchoHeader { id: 0x1234, seq: 1 })
+                .calc_checksum(src, dst, b"netd")
+                .unwrap();
         assert_eq!(icmpv6(&src, &dst, &m), expected.to_be_bytes());
         m[2..4].copy_from_slice(&expected.to_be_bytes());
-        assert_eq!(icmpv6(&src, &dst, &m), [0, 0], "a message with its checksum sums to zero");
+        assert_eq!(
+            icmpv6(&src, &dst, &m),
+            [0, 0],
+            "a message with its checksum sums to zero"
+        );
     }
 
     #[test]

@@ -88,10 +88,7 @@ pub fn is_own(ep: &Endpoint6, addr: &[u8; 16]) -> bool {
 pub fn sender_ok(ep: &Endpoint6, src: &[u8; 16], icmp_type: Option<u8>) -> bool {
     is_own(ep, src)
         || (*src == UNSPECIFIED
-            && matches!(
-                icmp_type,
-                Some(ICMP6_NEIGHBOR_SOLICIT | ICMP6_MLD2_REPORT)
-            ))
+            && matches!(icmp_type, Some(ICMP6_NEIGHBOR_SOLICIT | ICMP6_MLD2_REPORT)))
 }
 
 #[cfg(test)]
@@ -109,7 +106,10 @@ mod tests {
     fn the_link_local_address_is_the_modified_eui64_of_the_mac() {
         // As `ip -6 addr` shows for a veth with MAC 02:42:ac:1c:00:02 (addr_gen_mode eui64).
         let expected: std::net::Ipv6Addr = "fe80::42:acff:fe1c:2".parse().unwrap();
-        assert_eq!(link_local([0x02, 0x42, 0xac, 0x1c, 0x00, 0x02]), expected.octets());
+        assert_eq!(
+            link_local([0x02, 0x42, 0xac, 0x1c, 0x00, 0x02]),
+            expected.octets()
+        );
         let universal: std::net::Ipv6Addr = "fe80::21b:21ff:fe3c:4d5e".parse().unwrap();
         assert_eq!(
             link_local([0x00, 0x1b, 0x21, 0x3c, 0x4d, 0x5e]),

@@ -89,6 +89,8 @@ pub mod maps {
     /// `HashMap<[u8; 16] /* container address */, u32 /* ifindex */>`: the host-side veth of
     /// every container IPv6 address on this host (`bpf_redirect_peer`, as [`VETHS`]).
     pub const VETHS6: &str = "NETD_VETHS6";
+    /// `ProgramArray`: the programs the endpoint program tail-calls, at the `PROG_*` indexes.
+    pub const PROGS: &str = "NETD_PROGS";
 }
 
 /// Where frames for an overlay endpoint on another host go: that host's underlay address and
@@ -190,6 +192,12 @@ pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
 /// The IPv6 next header of ICMPv6.
 pub const IPPROTO_ICMPV6: u8 = 58;
+
+/// Where in [`maps::PROGS`] the IPv6 half of the endpoint program is: a program of its own,
+/// tail-called, so that each family's path has the whole BPF stack and its own registers.
+pub const PROG_ENDPOINT6: u32 = 0;
+/// How many programs [`maps::PROGS`] holds.
+pub const PROGS_LEN: u32 = 1;
 
 /// Where a NAT entry applies (part of its key, so one tuple can mean different things at
 /// different hooks).

@@ -278,7 +278,11 @@ const NEIGHBOR_ADVERT_ICMP_LEN: usize = 32;
 /// The advertisement that answers a solicitation for `target` from `to` on behalf of the
 /// interface with `mac`: from the target to the solicitor, solicited and override (the answer
 /// is authoritative, as the owner's own would be), hop limit 255.
-pub fn neighbor_advert(target: &[u8; 16], to: &[u8; 16], mac: [u8; 6]) -> [u8; NEIGHBOR_ADVERT_LEN] {
+pub fn neighbor_advert(
+    target: &[u8; 16],
+    to: &[u8; 16],
+    mac: [u8; 6],
+) -> [u8; NEIGHBOR_ADVERT_LEN] {
     let words = |a: &[u8; 16]| {
         let mut w = [0u32; 4];
         for (w, b) in w.iter_mut().zip(a.chunks_exact(4)) {
@@ -310,9 +314,8 @@ pub fn neighbor_advert_words(
     h[16] = ne([ND_OPT_TARGET_LL, 1, m0, m1]);
     h[17] = ne([m2, m3, m4, m5]);
     // The pseudo-header (source, destination, length, next header), then the message.
-    let pseudo = halves(target)
-        + halves(to)
-        + halves(&[ne([0, 0, l0, l1]), ne([0, 0, 0, IPPROTO_ICMPV6])]);
+    let pseudo =
+        halves(target) + halves(to) + halves(&[ne([0, 0, l0, l1]), ne([0, 0, 0, IPPROTO_ICMPV6])]);
     let message = halves(&[ne([ICMP6_NEIGHBOR_ADVERT, 0, 0, 0])]) + halves(&h[11..]);
     let [c0, c1] = checksum(pseudo + message);
     h[10] = ne([ICMP6_NEIGHBOR_ADVERT, 0, c0, c1]);
@@ -521,7 +524,10 @@ mod tests {
             )
         );
         assert_eq!(&icmp.payload()[..16], &target, "the target");
-        assert_eq!(&icmp.payload()[16..], &[2, 1, 0x02, 0x42, 0xac, 0x1c, 0x00, 0x01]);
+        assert_eq!(
+            &icmp.payload()[16..],
+            &[2, 1, 0x02, 0x42, 0xac, 0x1c, 0x00, 0x01]
+        );
         let computed = icmp
             .icmp_type()
             .calc_checksum(target, to, icmp.payload())

@@ -38,6 +38,12 @@ use crate::{
 
 #[classifier]
 pub fn netd_endpoint_ingress(ctx: TcContext) -> i32 {
+    if parse::ether_type(&ctx) == Some(parse::ETH_P_IPV6) {
+        // SAFETY: a tail call to a classifier of the same object, which checks the frame from
+        // the start. It returns only when there is none (a datapath whose IPv6 program is not
+        // in place yet); the frame is then dropped below as any other IPv6 frame would be.
+        unsafe { maps::NETD_PROGS.tail_call(&ctx, netd_common::PROG_ENDPOINT6) };
+    }
     match try_endpoint_ingress(&ctx) {
         Ok(action) => action,
         Err(reason) => nat::drop(&ctx, reason),
@@ -55,7 +61,6 @@ fn try_endpoint_ingress(ctx: &TcContext) -> Result<i32, DropReason> {
     match eth.ether_type {
         parse::ETH_P_IP => ipv4(ctx, &ep, ifindex),
         parse::ETH_P_ARP => arp(ctx, &ep, ifindex),
-        parse::ETH_P_IPV6 => Ok(crate::endpoint6::ingress(ctx, &ep, ifindex)),
         _ => Err(DropReason::UnsupportedProtocol),
     }
 }

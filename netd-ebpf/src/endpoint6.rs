@@ -1,5 +1,7 @@
-//! The IPv6 half of the container port program ([`endpoint`](crate::endpoint)), for ports with
-//! IPv6 (an entry in `NETD_ENDPOINTS6`; a port without one drops IPv6, as before IPv6 existed).
+//! The IPv6 half of the container port program ([`endpoint`](crate::endpoint)), which
+//! tail-calls it for every IPv6 frame whose MAC it checked, for ports with IPv6 (an entry in
+//! `NETD_ENDPOINTS6`; a port without one drops IPv6, as before IPv6 existed). A program of its
+//! own, so that each family's path has the whole BPF stack and the IPv4 one compiles as it did.
 //!
 //! - Anti-spoofing: the source must be the container's global or link-local address, or `::`
 //!   for duplicate address detection and MLD reports ([`ipv6::sender_ok`]); its Ethernet source
@@ -17,7 +19,9 @@
 //! Only hop-by-hop, routing and destination options headers are walked to find the upper
 //! layer, and only two of them ([`parse::upper6`]); a packet whose upper layer is neither
 //! TCP, UDP nor ICMPv6 (a fragment, ESP...) passes the address checks and goes on.
-use aya_ebpf::{bindings::TC_ACT_OK, helpers::bpf_redirect_peer, programs::TcContext};
+use aya_ebpf::{
+    bindings::TC_ACT_OK, helpers::bpf_redirect_peer, macros::classifier, programs::TcContext,
+};
 use netd_common::{
     ipv6::{
         self, ICMP6_NEIGHBOR_ADVERT, ICMP6_NEIGHBOR_SOLICIT, ICMP6_REDIRECT, ICMP6_ROUTER_ADVERT,
@@ -28,22 +32,34 @@ use netd_common::{
 
 use crate::{maps, nat, ndp, parse, policy};
 
-/// The IPv6 frame the endpoint `ep` sent through its port `ifindex` (its MAC checked). A BPF
-/// function of its own, with a scalar result, so that the IPv4 path's code and stack stay as
-/// they were.
-#[inline(never)]
-pub fn ingress(ctx: &TcContext, ep: &Endpoint, ifindex: u32) -> i32 {
-    match try_ingress(ctx, ep, ifindex) {
+/// An IPv6 frame a container sent through its port.
+#[classifier]
+pub fn netd_endpoint6(ctx: TcContext) -> i32 {
+    match checked(&ctx) {
         Ok(action) => action,
-        Err(reason) => nat::drop(ctx, reason),
+        Err(reason) => nat::drop(&ctx, reason),
     }
+}
+
+/// The port's endpoint and its MAC, as the IPv4 path checks them, then the IPv6 checks.
+#[inline(always)]
+fn checked(ctx: &TcContext) -> Result<i32, DropReason> {
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    // SAFETY: copied out at once, as in the IPv4 path.
+    let ep = *unsafe { maps::NETD_ENDPOINTS.get(ifindex) }.ok_or(DropReason::UnknownEndpoint)?;
+    let eth = parse::eth(ctx).map_err(|()| DropReason::Malformed)?;
+    if eth.src_addr != ep.mac {
+        return Err(DropReason::SpoofedMac);
+    }
+    try_ingress(ctx, &ep, ifindex)
 }
 
 #[inline(always)]
 fn try_ingress(ctx: &TcContext, ep: &Endpoint, ifindex: u32) -> Result<i32, DropReason> {
-    // SAFETY: copied out at once; the daemon replaces entries, never edits in place.
-    let ep6 = *unsafe { maps::NETD_ENDPOINTS6.get(ifindex) }
-        .ok_or(DropReason::UnsupportedProtocol)?;
+    // SAFETY: the daemon replaces entries, never edits them in place, and the value stays
+    // valid for this run. Read in place: a copy would cost a stack slot per byte.
+    let ep6 =
+        unsafe { maps::NETD_ENDPOINTS6.get(ifindex) }.ok_or(DropReason::UnsupportedProtocol)?;
     let ip = parse::ipv6(ctx).map_err(|()| DropReason::Malformed)?;
     let (proto, l4_off) = parse::upper6(ctx, ip.next_hdr).map_err(|too_many| match too_many {
         true => DropReason::UnsupportedProtocol,
@@ -55,21 +71,21 @@ fn try_ingress(ctx: &TcContext, ep: &Endpoint, ifindex: u32) -> Result<i32, Drop
         }
         _ => None,
     };
-    if !ipv6::sender_ok(&ep6, &ip.src_addr, icmp_type) {
+    if !ipv6::sender_ok(ep6, &ip.addrs[0], icmp_type) {
         return Err(DropReason::SpoofedIp);
     }
     match icmp_type {
         Some(ICMP6_ROUTER_ADVERT | ICMP6_REDIRECT) => return Err(DropReason::RouterAdvertisement),
-        Some(ICMP6_NEIGHBOR_ADVERT) => ndp::advertisement(ctx, ep, &ep6, l4_off)?,
+        Some(ICMP6_NEIGHBOR_ADVERT) => ndp::advertisement(ctx, ep, ep6, l4_off)?,
         Some(ICMP6_NEIGHBOR_SOLICIT) => {
-            let from_unspecified = ip.src_addr == UNSPECIFIED;
-            if let Some(action) = ndp::solicitation(ctx, ep, &ep6, from_unspecified, l4_off)? {
+            let from_unspecified = ip.addrs[0] == UNSPECIFIED;
+            if let Some(action) = ndp::solicitation(ctx, ep, ep6, from_unspecified, l4_off)? {
                 return Ok(action);
             }
         }
         _ => {}
     }
-    destination(ctx, ep, &ip.dst_addr)
+    destination(ctx, ep, &ip.addrs[1])
 }
 
 /// Where an IPv6 packet from `ep` may go (see the module's documentation).

@@ -3,14 +3,14 @@
 use crate::btf::{self, Pinned};
 use aya_ebpf::{
     macros::{btf_map, map},
-    maps::{lpm_trie::Key, PerCpuArray, RingBuf},
+    maps::{lpm_trie::Key, PerCpuArray, ProgramArray, RingBuf},
 };
 use netd_common::{
-    Backend, DropKey, DropReason, Endpoint, Endpoint6, FlowKey, MacvlanKey, NatEntry, Neighbor, NetworkInfo,
-    OverlayPort, PolicyPrefix, PortKey, PortStats, RateState, SockOrig, Tunnel, Uplink, VlanPort,
-    CONFIG_LEN, DEFAULT_NAT_ENTRIES, MAX_ENDPOINTS, MAX_LOCAL_ADDRS, MAX_NEIGHBORS, MAX_NETWORKS,
-    MAX_POLICY_PREFIXES, MAX_PORTS, MAX_TUNNELS, MAX_UPLINKS, MAX_VLANS, NAT_STATS_LEN,
-    TUNNEL_STATS_LEN,
+    Backend, DropKey, DropReason, Endpoint, Endpoint6, FlowKey, MacvlanKey, NatEntry, Neighbor,
+    NetworkInfo, OverlayPort, PolicyPrefix, PortKey, PortStats, RateState, SockOrig, Tunnel,
+    Uplink, VlanPort, CONFIG_LEN, DEFAULT_NAT_ENTRIES, MAX_ENDPOINTS, MAX_LOCAL_ADDRS,
+    MAX_NEIGHBORS, MAX_NETWORKS, MAX_POLICY_PREFIXES, MAX_PORTS, MAX_TUNNELS, MAX_UPLINKS,
+    MAX_VLANS, NAT_STATS_LEN, TUNNEL_STATS_LEN,
 };
 
 /// Host-side veth ifindex -> the container endpoint behind it.
@@ -32,6 +32,11 @@ pub fn veth_of(addr: [u8; 4]) -> Option<(u32, Endpoint)> {
     let ep = *unsafe { NETD_ENDPOINTS.get(ifindex) }?;
     (ep.addr == addr).then_some((ifindex, ep))
 }
+
+/// The programs the endpoint program tail-calls (`netd_common::PROG_*`), put there by the
+/// daemon when it loads them.
+#[map(name = "NETD_PROGS")]
+pub static NETD_PROGS: ProgramArray = ProgramArray::pinned(netd_common::PROGS_LEN, 0);
 
 /// Host-side veth ifindex -> the IPv6 addresses of the container endpoint behind it (only for
 /// ports with IPv6).
@@ -57,12 +62,8 @@ pub static NETD_NETWORKS6: Pinned<
 /// Gateway and container IPv6 addresses (network byte order) -> their MAC, for the NDP
 /// responder.
 #[btf_map(name = "NETD_NEIGHBORS6")]
-pub static NETD_NEIGHBORS6: Pinned<
-    { btf::HASH },
-    [u8; 16],
-    Neighbor,
-    { MAX_NEIGHBORS as usize },
-> = Pinned::new();
+pub static NETD_NEIGHBORS6: Pinned<{ btf::HASH }, [u8; 16], Neighbor, { MAX_NEIGHBORS as usize }> =
+    Pinned::new();
 
 /// The network the IPv6 address `addr` belongs to, if it is inside a netd subnet.
 #[inline(always)]

@@ -9,7 +9,7 @@
 //! addresses, and the link-layer address option of a solicitation or advertisement (the first
 //! option, where the kernel puts it) only with its own MAC.
 use aya_ebpf::{
-    helpers::{bpf_redirect, bpf_skb_change_tail, bpf_skb_load_bytes, bpf_skb_store_bytes},
+    helpers::{bpf_redirect, bpf_skb_change_tail, bpf_skb_store_bytes},
     macros::map,
     maps::PerCpuArray,
     programs::TcContext,
@@ -65,8 +65,7 @@ pub fn solicitation(
     // Duplicate address detection, and a container asking for itself, are not answered (an
     // answer would tell it its address is taken); nor is a solicitation behind extension
     // headers (rare; the answer is written at fixed offsets) or an explain probe.
-    if from_unspecified || ipv6::is_own(ep6, &target) || l4_off != L4_OFF6 || parse::is_probe(ctx)
-    {
+    if from_unspecified || ipv6::is_own(ep6, &target) || l4_off != L4_OFF6 || parse::is_probe(ctx) {
         return Ok(None);
     }
     Ok(Some(answer(ctx, &neighbor, &ep.mac)))
@@ -121,8 +120,8 @@ fn try_answer(ctx: &TcContext, by: &Neighbor, to_mac: &[u8; 6]) -> Result<i32, (
     // SAFETY: this CPU's own slot, for this program run.
     let s = unsafe { &mut *scratch };
     // The IPv6 source, 8 bytes into the header; the target, 8 bytes into the ICMPv6 header.
-    load(ctx, IP_OFF + 8, &mut s.to)?;
-    load(ctx, L4_OFF6 + ND_TARGET_OFF, &mut s.target)?;
+    parse::load_into(ctx, IP_OFF + 8, &mut s.to)?;
+    parse::load_into(ctx, L4_OFF6 + ND_TARGET_OFF, &mut s.target)?;
     wire::neighbor_advert_words(&s.target, &s.to, by.mac, &mut s.reply);
     // SAFETY: our own skb; the helper trims or zero-extends it (and drops its GSO state).
     if unsafe { bpf_skb_change_tail(ctx.skb.skb, (IP_OFF + NEIGHBOR_ADVERT_LEN) as u32, 0) } != 0 {
@@ -150,22 +149,4 @@ fn try_answer(ctx: &TcContext, by: &Neighbor, to_mac: &[u8; 6]) -> Result<i32, (
     // SAFETY: a plain helper call; the return value is the action (the port exists: the packet
     // came in on it).
     Ok(unsafe { bpf_redirect(nat::ifindex(ctx), 0) } as i32)
-}
-
-/// Copies the packet's bytes at `off` into `to`, all of them or fails.
-#[inline(always)]
-fn load<T>(ctx: &TcContext, off: usize, to: &mut T) -> Result<(), ()> {
-    // SAFETY: our own skb, and `size_of::<T>()` bytes of map memory at `to`.
-    let ret = unsafe {
-        bpf_skb_load_bytes(
-            ctx.skb.skb.cast(),
-            off as u32,
-            core::ptr::from_mut(to).cast(),
-            size_of::<T>() as u32,
-        )
-    };
-    match ret {
-        0 => Ok(()),
-        _ => Err(()),
-    }
 }

@@ -3,11 +3,7 @@
 //! out with `bpf_skb_load_bytes`. A short packet is an error, never an out-of-bounds access.
 use aya_ebpf::programs::TcContext;
 use netd_common::{FlowKey, EXPLAIN_MARK, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
-use network_types::{
-    arp::ArpHdr,
-    eth::EthHdr,
-    ip::{Ipv4Hdr, Ipv6Hdr},
-};
+use network_types::{arp::ArpHdr, eth::EthHdr, ip::Ipv4Hdr};
 
 /// EtherType of IPv4, as it sits in the frame (network order).
 pub const ETH_P_IP: u16 = 0x0800_u16.to_be();
@@ -44,6 +40,12 @@ fn read_l4<T: Copy>(ctx: &TcContext, l4_off: usize, rel: usize) -> Result<T, ()>
     ctx.load::<T>(l4_off + rel).map_err(|_| ())
 }
 
+/// The EtherType of the frame (network order), if it has an Ethernet header.
+#[inline(always)]
+pub fn ether_type(ctx: &TcContext) -> Option<u16> {
+    read::<u16>(ctx, 12).ok()
+}
+
 /// The Ethernet header.
 #[inline(always)]
 pub fn eth(ctx: &TcContext) -> Result<EthHdr, ()> {
@@ -71,18 +73,50 @@ pub fn arp(ctx: &TcContext) -> Result<ArpHdr, ()> {
     Ok(arp)
 }
 
-/// The IPv6 header that follows the Ethernet header; rejects a version other than 6.
+/// What the programs use of an IPv6 header: the next header, and the source and destination
+/// addresses (`addrs[0]`, `addrs[1]`).
+pub struct Ipv6Addrs {
+    pub next_hdr: u8,
+    pub addrs: [[u8; 16]; 2],
+}
+
+/// The IPv6 header that follows the Ethernet header; rejects a version other than 6. The
+/// addresses are copied by the kernel into memory, not read in place: 32 single bytes in
+/// registers would each take a stack slot of their own.
 #[inline(always)]
-pub fn ipv6(ctx: &TcContext) -> Result<Ipv6Hdr, ()> {
-    let ip = read::<Ipv6Hdr>(ctx, IP_OFF)?;
-    if ip.vcf[0] >> 4 != 6 {
+pub fn ipv6(ctx: &TcContext) -> Result<Ipv6Addrs, ()> {
+    let [version, _, _, _, _, _, next_hdr, _] = read::<[u8; 8]>(ctx, IP_OFF)?;
+    if version >> 4 != 6 {
         return Err(());
     }
+    let mut ip = Ipv6Addrs {
+        next_hdr,
+        addrs: [[0; 16]; 2],
+    };
+    load_into(ctx, IP_OFF + 8, &mut ip.addrs)?;
     Ok(ip)
 }
 
+/// Copies the packet's bytes at `off` into `to`, all of them or fails.
+#[inline(always)]
+pub fn load_into<T>(ctx: &TcContext, off: usize, to: &mut T) -> Result<(), ()> {
+    // SAFETY: our own skb, and `size_of::<T>()` writable bytes at `to`.
+    let ret = unsafe {
+        aya_ebpf::helpers::bpf_skb_load_bytes(
+            ctx.skb.skb.cast(),
+            off as u32,
+            core::ptr::from_mut(to).cast(),
+            size_of::<T>() as u32,
+        )
+    };
+    match ret {
+        0 => Ok(()),
+        _ => Err(()),
+    }
+}
+
 /// Where the upper-layer header starts after an IPv6 header without extension headers.
-pub const L4_OFF6: usize = IP_OFF + Ipv6Hdr::LEN;
+pub const L4_OFF6: usize = IP_OFF + 40;
 
 /// Extension headers (RFC 8200, 4) that may come before the upper-layer header and share the
 /// generic layout (next header, length in 8-byte units past the first 8): hop-by-hop options

@@ -343,7 +343,9 @@ fn per_family<T, V4, V6>(
             Err(v6) => out.v6.replace(v6).is_some().then_some("IPv6"),
         };
         if let Some(family) = twice {
-            return Err(format!("{flag} is given twice for {family}: one per family"));
+            return Err(format!(
+                "{flag} is given twice for {family}: one per family"
+            ));
         }
     }
     Ok(out)
@@ -496,9 +498,15 @@ mod tests {
         assert_eq!(subnets.v4, Some("172.28.0.0/16".parse().unwrap()));
         assert_eq!(subnets.v6, Some("fd00:28::/64".parse().unwrap()));
         let gateways = a.gateways().unwrap();
-        assert_eq!((gateways.v4, gateways.v6), (Some("172.28.0.254".parse().unwrap()), None));
+        assert_eq!(
+            (gateways.v4, gateways.v6),
+            (Some("172.28.0.254".parse().unwrap()), None)
+        );
         let ranges = a.ip_ranges().unwrap();
-        assert_eq!((ranges.v4, ranges.v6), (None, Some("fd00:28::100/120".parse().unwrap())));
+        assert_eq!(
+            (ranges.v4, ranges.v6),
+            (None, Some("fd00:28::100/120".parse().unwrap()))
+        );
         let twice = network_create(&["--subnet", "10.1.0.0/16", "--subnet", "10.2.0.0/16", "n"]);
         assert_eq!(
             twice.subnets().unwrap_err(),

@@ -583,7 +583,10 @@ mod tests {
                             Ipv6Net::new(Ipv6Addr::from(first + o), p).unwrap().trunc()
                         }),
                     };
-                    let used = used.into_iter().map(|o| Ipv6Addr::from(first + o)).collect();
+                    let used = used
+                        .into_iter()
+                        .map(|o| Ipv6Addr::from(first + o))
+                        .collect();
                     (pool, used, Ipv6Addr::from(other))
                 })
         }

@@ -566,7 +566,12 @@ impl Netlink {
 
     /// Adds an address with its prefix length. An IPv6 address is usable at once: netd gives
     /// each address to one interface only, so duplicate address detection is skipped (`nodad`).
-    pub async fn add_address(&self, index: u32, ip: IpAddr, prefix: u8) -> Result<(), NetlinkError> {
+    pub async fn add_address(
+        &self,
+        index: u32,
+        ip: IpAddr,
+        prefix: u8,
+    ) -> Result<(), NetlinkError> {
         let mut request = self.handle.address().add(index, ip, prefix);
         if ip.is_ipv6() {
             request.message_mut().header.flags |= AddressHeaderFlags::Nodad;

@@ -209,7 +209,11 @@ fn assert_dropped(h: &Harness, frame: &[u8], reason: DropReason) {
 /// our container at `to`: every byte, and the ICMPv6 checksum recomputed here.
 #[track_caller]
 fn assert_advertisement(out: &[u8], target: [u8; 16], by_mac: [u8; 6], to: [u8; 16]) {
-    assert_eq!(out.len(), 14 + 40 + 32, "Ethernet, IPv6, NA with one option");
+    assert_eq!(
+        out.len(),
+        14 + 40 + 32,
+        "Ethernet, IPv6, NA with one option"
+    );
     assert_eq!(out[..6], OUR_MAC, "to the container that asked");
     assert_eq!(out[6..12], by_mac, "from the target's MAC");
     assert_eq!(out[12..14], ETH_P_IPV6.to_be_bytes());
@@ -222,7 +226,11 @@ fn assert_advertisement(out: &[u8], target: [u8; 16], by_mac: [u8; 6], to: [u8; 
     assert_eq!(ip[24..40], to, "to the solicitor");
     let na = &out[54..];
     assert_eq!((na[0], na[1]), (136, 0), "a neighbour advertisement");
-    assert_eq!(na[4..8], [0x60, 0, 0, 0], "solicited and override, not router");
+    assert_eq!(
+        na[4..8],
+        [0x60, 0, 0, 0],
+        "solicited and override, not router"
+    );
     assert_eq!(na[8..24], target);
     assert_eq!(na[24..26], [2, 1], "target link-layer address option");
     assert_eq!(na[26..32], by_mac);
@@ -354,7 +362,12 @@ fn router_advertisements_and_redirects_from_a_container_are_dropped() {
     };
     let ll = link_local(OUR_MAC);
     // Hop limit 64, managed flags 0, lifetime 1800 s, reachable and retransmit timers 0.
-    let ra = icmp_from_us(ll, ip6("ff02::1"), 134, &[64, 0, 0x07, 0x08, 0, 0, 0, 0, 0, 0, 0, 0]);
+    let ra = icmp_from_us(
+        ll,
+        ip6("ff02::1"),
+        134,
+        &[64, 0, 0x07, 0x08, 0, 0, 0, 0, 0, 0, 0, 0],
+    );
     assert_dropped(&h, &ra, DropReason::RouterAdvertisement);
     let mut redirect = vec![0; 4];
     redirect.extend_from_slice(&ip6("fd00:1::1"));
@@ -373,7 +386,13 @@ fn a_router_advertisement_behind_a_hop_by_hop_header_is_still_dropped() {
         return;
     };
     let (ll, all_nodes) = (link_local(OUR_MAC), ip6("ff02::1"));
-    let ra = icmpv6(ll, all_nodes, 134, 0, &[64, 0, 0x07, 0x08, 0, 0, 0, 0, 0, 0, 0, 0]);
+    let ra = icmpv6(
+        ll,
+        all_nodes,
+        134,
+        0,
+        &[64, 0, 0x07, 0x08, 0, 0, 0, 0, 0, 0, 0, 0],
+    );
     // Next header ICMPv6, 8 bytes, a PadN option.
     let mut payload = vec![IPPROTO_ICMPV6, 0, 1, 4, 0, 0, 0, 0];
     payload.extend_from_slice(&ra);
@@ -498,8 +517,16 @@ fn ipv6_to_a_container_of_the_network_on_this_host_goes_straight_into_it_with_it
         let before = h.all_drops();
         let (verdict, out) = h.run_out(ENDPOINT_INGRESS, &frame);
         assert_eq!(verdict, TC_ACT_REDIRECT, "sent to {dst_mac:02x?}");
-        assert_eq!(out[..6], NEIGHBOUR_MAC, "the neighbour's MAC as destination");
-        assert_eq!(out[6..], frame[6..], "nothing else changes (no hop off the limit)");
+        assert_eq!(
+            out[..6],
+            NEIGHBOUR_MAC,
+            "the neighbour's MAC as destination"
+        );
+        assert_eq!(
+            out[6..],
+            frame[6..],
+            "nothing else changes (no hop off the limit)"
+        );
         assert_eq!(h.all_drops(), before);
     }
 }
@@ -567,7 +594,12 @@ fn too_many_extension_headers_are_refused() {
         payload.extend_from_slice(&[next, 0, 1, 4, 0, 0, 0, 0]);
     }
     payload.extend_from_slice(&udp(40000, 53, b"x"));
-    let frame = ethernet(BRIDGE_MAC, OUR_MAC, ETH_P_IPV6, &ipv6(our_ip(), dst, 60, 64, &payload));
+    let frame = ethernet(
+        BRIDGE_MAC,
+        OUR_MAC,
+        ETH_P_IPV6,
+        &ipv6(our_ip(), dst, 60, 64, &payload),
+    );
     assert_dropped(&h, &frame, DropReason::UnsupportedProtocol);
 }
 

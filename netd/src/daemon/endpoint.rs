@@ -86,9 +86,9 @@ impl Daemon {
         let mac = ipam::mac_for(ip);
         let address = Ipv4Net::new(ip, network.subnet.prefix_len()).expect("prefix from a subnet");
         let v6 = network.ipv6;
-        let address6 = ip6
-            .zip(v6)
-            .map(|(ip6, v6)| Ipv6Net::new(ip6, v6.subnet.prefix_len()).expect("prefix from a subnet"));
+        let address6 = ip6.zip(v6).map(|(ip6, v6)| {
+            Ipv6Net::new(ip6, v6.subnet.prefix_len()).expect("prefix from a subnet")
+        });
         let spec = EndpointSpec {
             container_id,
             netns,

@@ -513,7 +513,14 @@ impl Daemon {
             .collect();
         Ok(self.view(
             maps::ENDPOINTS6,
-            &["ifindex", "port", "container", "network", "ip6", "link-local"],
+            &[
+                "ifindex",
+                "port",
+                "container",
+                "network",
+                "ip6",
+                "link-local",
+            ],
             rows,
         ))
     }

@@ -223,7 +223,13 @@ impl Daemon {
     pub fn refresh_dns(&mut self) {
         let mut names = Names::from_state(&self.state);
         for (network, e, ip) in self.remote_names() {
-            names.add_remote(&network, &e.container, &e.container_id, &e.aliases, ip.into());
+            names.add_remote(
+                &network,
+                &e.container,
+                &e.container_id,
+                &e.aliases,
+                ip.into(),
+            );
         }
         // Only containers with a name scope get a listener: the default bridge's many do not
         // cost a path each per request.

@@ -26,7 +26,7 @@ use std::{
 use aya::{
     maps::{
         lpm_trie::Key, Array, HashMap, LpmTrie, Map, MapData, MapError, PerCpuArray, PerCpuHashMap,
-        RingBuf,
+        ProgramArray, RingBuf,
     },
     programs::{
         links::{FdLink, LinkError, PinnedLink},
@@ -40,8 +40,8 @@ use aya::{
 };
 use ipnet::{Ipv4Net, Ipv6Net};
 use netd_common::{
-    maps, DropReason, Endpoint, Endpoint6, MacvlanKey, Neighbor, NetworkInfo, PolicyPrefix, Uplink, VlanPort,
-    CONFIG_NETNS_COOKIE,
+    maps, DropReason, Endpoint, Endpoint6, MacvlanKey, Neighbor, NetworkInfo, PolicyPrefix, Uplink,
+    VlanPort, CONFIG_NETNS_COOKIE,
 };
 use nix::{
     mount::{mount, umount2, MntFlags, MsFlags},
@@ -54,6 +54,8 @@ pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DI
 
 /// The program on the host side of every container veth.
 pub const ENDPOINT_PROGRAM: &str = "netd_endpoint_ingress";
+/// Its IPv6 half, which it tail-calls ([`maps::PROGS`]).
+pub const ENDPOINT6_PROGRAM: &str = "netd_endpoint6";
 /// The programs on the uplinks.
 pub const UPLINK_INGRESS: &str = "netd_uplink_ingress";
 pub const UPLINK_EGRESS: &str = "netd_uplink_egress";
@@ -66,11 +68,12 @@ pub const MACVLAN_PROGRAM: &str = "netd_macvlan_egress";
 pub const TUNNEL_PROGRAM: &str = "netd_tunnel_ingress";
 /// The program on the underlay device (ingress: the tunnel's frames, decapsulated there).
 pub const UNDERLAY_PROGRAM: &str = "netd_underlay_ingress";
-const TC_PROGRAMS: [&str; 8] = [
+const TC_PROGRAMS: [&str; 9] = [
     TUNNEL_PROGRAM,
     UNDERLAY_PROGRAM,
     MACVLAN_PROGRAM,
     ENDPOINT_PROGRAM,
+    ENDPOINT6_PROGRAM,
     UPLINK_INGRESS,
     UPLINK_EGRESS,
     SUBIF_PROGRAM,
@@ -199,6 +202,7 @@ impl Datapath {
                 .load()
                 .map_err(|source| DatapathError::Program { name, source })?;
         }
+        set_tail_calls(&mut ebpf)?;
         Ok(Self {
             ebpf,
             root: root.to_path_buf(),
@@ -1166,6 +1170,24 @@ fn keep_filter(
     let link = program.take_link(id).map_err(|e| endpoint_err(veth, e))?;
     std::mem::forget(link);
     Ok(())
+}
+
+/// Puts the programs the endpoint program tail-calls in [`maps::PROGS`] (replacing those of an
+/// earlier daemon, which a pinned array still holds).
+pub fn set_tail_calls(ebpf: &mut Ebpf) -> Result<(), DatapathError> {
+    let name = ENDPOINT6_PROGRAM;
+    let fd = tc_program(ebpf, name)?
+        .fd()
+        .and_then(|fd| fd.try_clone().map_err(ProgramError::from))
+        .map_err(|source| DatapathError::Program { name, source })?;
+    let map = ebpf
+        .map_mut(maps::PROGS)
+        .ok_or(DatapathError::Missing(maps::PROGS))?;
+    let mut progs: ProgramArray<&mut MapData> =
+        ProgramArray::try_from(map).map_err(map_err(maps::PROGS))?;
+    progs
+        .set(netd_common::PROG_ENDPOINT6, &fd, 0)
+        .map_err(map_err(maps::PROGS))
 }
 
 fn sock_program<'a>(

@@ -323,7 +323,8 @@ pub fn maps6(
     let mut maps = Maps6::default();
     for n in networks {
         maps.networks.insert(n.subnet.trunc(), n.info);
-        maps.neighbors.insert(n.gateway.octets(), n.gateway_neighbor);
+        maps.neighbors
+            .insert(n.gateway.octets(), n.gateway_neighbor);
     }
     for p in ports {
         let addr = p.addr.octets();

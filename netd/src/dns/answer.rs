@@ -339,12 +339,22 @@ mod tests {
 
     #[test]
     fn a_dual_stack_name_has_its_ipv4_address_in_a_and_its_ipv6_address_in_aaaa() {
-        let ask = |qtype| decoded(answer(&dual_stack(), Some("web2"), &query("www.", qtype), 0));
+        let ask = |qtype| {
+            decoded(answer(
+                &dual_stack(),
+                Some("web2"),
+                &query("www.", qtype),
+                0,
+            ))
+        };
         let a = ask(RecordType::A);
         assert_eq!(a_records(&a), [Ipv4Addr::new(10, 1, 0, 2)]);
         assert!(aaaa_records(&a).is_empty());
         let aaaa = ask(RecordType::AAAA);
-        assert_eq!(aaaa_records(&aaaa), ["fd00:1::2".parse::<Ipv6Addr>().unwrap()]);
+        assert_eq!(
+            aaaa_records(&aaaa),
+            ["fd00:1::2".parse::<Ipv6Addr>().unwrap()]
+        );
         assert!(a_records(&aaaa).is_empty());
         assert_eq!(ask(RecordType::ANY).answers.len(), 2);
     }
@@ -368,10 +378,15 @@ mod tests {
     fn reverse_names_of_both_families_are_read_and_malformed_ones_are_not() {
         let v6: Ipv6Addr = "4321:0:1:2:3:4:567:89ab".parse().unwrap();
         assert_eq!(
-            ptr_address("b.a.9.8.7.6.5.0.4.0.0.0.3.0.0.0.2.0.0.0.1.0.0.0.0.0.0.0.1.2.3.4.IP6.ARPA."),
+            ptr_address(
+                "b.a.9.8.7.6.5.0.4.0.0.0.3.0.0.0.2.0.0.0.1.0.0.0.0.0.0.0.1.2.3.4.IP6.ARPA."
+            ),
             Some(v6.into())
         );
-        assert_eq!(ptr_address("4.3.2.1.in-addr.arpa"), Some(Ipv4Addr::new(1, 2, 3, 4).into()));
+        assert_eq!(
+            ptr_address("4.3.2.1.in-addr.arpa"),
+            Some(Ipv4Addr::new(1, 2, 3, 4).into())
+        );
         for bad in [
             "1.0.ip6.arpa.",
             "g.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.1.0.0.0.0.0.d.f.ip6.arpa.",

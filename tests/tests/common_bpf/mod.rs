@@ -209,6 +209,18 @@ impl Harness {
             // The verifier log is in the error's Display output, not its Debug output.
             panic!("loading {program} failed: {e}");
         }
+        if program == ENDPOINT_INGRESS {
+            // Its IPv6 half, which it tail-calls.
+            let six: &mut SchedClassifier = ebpf
+                .program_mut(netd::datapath::ENDPOINT6_PROGRAM)
+                .expect("the IPv6 endpoint program")
+                .try_into()
+                .expect("program is a classifier");
+            if let Err(e) = six.load() {
+                panic!("loading {} failed: {e}", netd::datapath::ENDPOINT6_PROGRAM);
+            }
+            netd::datapath::set_tail_calls(&mut ebpf).expect("tail calls");
+        }
         for name in [maps::ENDPOINTS, maps::NETWORKS, maps::DROPS] {
             let pin = pins.path().join(name);
             assert!(
@@ -748,12 +760,7 @@ pub fn neighbor_solicitation_frame(
 }
 
 /// An IPv6/UDP frame (UDP checksum left zero: the programs never look at it).
-pub fn ipv6_udp_frame(
-    src_mac: [u8; 6],
-    dst_mac: [u8; 6],
-    src: [u8; 16],
-    dst: [u8; 16],
-) -> Vec<u8> {
+pub fn ipv6_udp_frame(src_mac: [u8; 6], dst_mac: [u8; 6], src: [u8; 16], dst: [u8; 16]) -> Vec<u8> {
     let udp = udp(40000, 53, b"netd test payload");
     ethernet(dst_mac, src_mac, ETH_P_IPV6, &ipv6(src, dst, 17, 64, &udp))
 }

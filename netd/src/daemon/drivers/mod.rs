@@ -186,8 +186,12 @@ fn v4(ip: IpAddr) -> OpResult<Ipv4Addr> {
 async fn configure_inside(spec: &EndpointSpec<'_>) -> OpResult<()> {
     let nl = spec.inside;
     let index = nl.require_link(spec.ifname).await?;
-    nl.add_address(index, v4(spec.address.addr())?.into(), spec.address.prefix_len())
-        .await?;
+    nl.add_address(
+        index,
+        v4(spec.address.addr())?.into(),
+        spec.address.prefix_len(),
+    )
+    .await?;
     match spec.address6 {
         Some(address6) => {
             nl.add_address(index, address6.addr().into(), address6.prefix_len())
