@@ -221,6 +221,7 @@ impl Daemon {
         let current = self.dp.networks()?;
         self.dp
             .apply_networks(plan::diff(&current, &plan::networks(&self.state)))?;
+        self.dp.sync6(&plan::state_maps6(&self.state, &index_of))?;
         // Other hosts' endpoints stay as the tunnel map has them (the cluster store's watch
         // brings them up to date), but not those of networks that are gone.
         let remotes = self.dp.remotes()?;
