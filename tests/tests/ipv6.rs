@@ -93,6 +93,13 @@ fn containers_get_addresses_routes_and_reach_each_other_and_the_gateway_over_ipv
         addrs.contains("fe80::42:acff:fe1c:2/64"),
         "link-local from the MAC: {addrs}"
     );
+    assert!(addrs.contains("::1/128"), "loopback: {addrs}");
+    let hosts = host.exec("c1", &["cat", "/etc/hosts"]).stdout;
+    let own: Vec<&str> = hosts.lines().rev().take(2).collect();
+    assert!(
+        own[0].starts_with("fd00:28::2\t") && own[1].starts_with("172.28.0.2\t"),
+        "both addresses, IPv6 last: {hosts}"
+    );
     let routes = host.exec("c1", &["busybox", "ip", "-6", "route"]).stdout;
     assert!(routes.contains("default via fd00:28::1"), "{routes}");
     assert!(ping6(&host, "c1", "fd00:28::1"), "the gateway");

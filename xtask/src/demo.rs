@@ -26,6 +26,7 @@ use std::{
 
 use anyhow::Result;
 
+mod dual_stack;
 mod overlay;
 
 use crate::{
@@ -210,6 +211,7 @@ impl Demo<'_> {
         self.names_on_default_bridge();
         self.legacy_links();
         self.observability(db.as_deref());
+        self.dual_stack();
         self.macvlan_across_hosts();
         self.overlay_across_hosts(bbox1.as_deref());
     }

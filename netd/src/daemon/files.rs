@@ -8,7 +8,8 @@ use crate::state::Container;
 const LOCALHOST: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n";
 
 /// The hosts file as Docker writes it: localhost lines, one line per link, then the container's
-/// own line `IP HOSTNAME` per address, last (scripts read it with `tail -1`).
+/// own line `IP HOSTNAME` per address, last (scripts read it with `tail -1`); on a dual-stack
+/// network the IPv6 line follows the IPv4 one, as Docker writes them.
 pub fn hosts(c: &Container, link_lines: &[String]) -> String {
     let mut text = LOCALHOST.to_string();
     for line in link_lines {
@@ -17,6 +18,9 @@ pub fn hosts(c: &Container, link_lines: &[String]) -> String {
     }
     for ep in &c.endpoints {
         text.push_str(&format!("{}\t{}\n", ep.ip, c.hostname));
+        if let Some(ip6) = ep.ip6 {
+            text.push_str(&format!("{ip6}\t{}\n", c.hostname));
+        }
     }
     text
 }
@@ -120,6 +124,18 @@ mod tests {
         assert_eq!(lines[lines.len() - 2], "172.17.0.2\tdb 5f3e0a1b2c3d");
         assert_eq!(lines[lines.len() - 1], "172.17.0.3\t0123456789ab");
         assert_eq!(lines.len(), 8);
+    }
+
+    #[test]
+    fn a_dual_stack_endpoint_has_its_ipv6_line_after_the_ipv4_one() {
+        let mut c = running("web", &[("v6", "veth0", "172.28.0.2", &[])]);
+        c.hostname = "0123456789ab".into();
+        c.endpoints[0].ip6 = Some("fd00:28::2".parse().unwrap());
+        let text = hosts(&c, &[]);
+        assert!(
+            text.ends_with("172.28.0.2\t0123456789ab\nfd00:28::2\t0123456789ab\n"),
+            "{text}"
+        );
     }
 
     #[test]

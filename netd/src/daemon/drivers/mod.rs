@@ -180,6 +180,9 @@ fn v4(ip: IpAddr) -> OpResult<Ipv4Addr> {
     }
 }
 
+/// The loopback device's index in every namespace.
+const LOOPBACK: u32 = 1;
+
 /// Inside the container: the addresses on the device, the device up, the default routes. An
 /// IPv4-only endpoint gets no IPv6 address at all (not even link-local); a dual-stack one its
 /// IPv6 address and the link-local address the kernel makes from its MAC.
@@ -195,7 +198,15 @@ async fn configure_inside(spec: &EndpointSpec<'_>) -> OpResult<()> {
     match spec.address6 {
         Some(address6) => {
             nl.add_address(index, address6.addr().into(), address6.prefix_len())
-                .await?
+                .await?;
+            // A dual-stack container has IPv6's loopback address too, as Docker's have.
+            match nl
+                .add_address(LOOPBACK, Ipv6Addr::LOCALHOST.into(), 128)
+                .await
+            {
+                Err(e) if e.already_exists() => {}
+                other => other?,
+            }
         }
         None => nl.turn_off_ipv6_addresses(index).await?,
     }
