@@ -210,6 +210,8 @@ fn a_dual_stack_network_keeps_working_across_a_daemon_restart() {
     host.stop_daemon("KILL");
     host.start_daemon();
     assert!(ping6(&host, "c1", &b), "after the daemon was killed");
+    let check = host.netd(&["check"]);
+    assert_eq!(check.status, 0, "{}{}", check.stdout, check.stderr);
     host.container("c3", &["--network", "v6"]);
     assert_eq!(
         ip6(&host, "c3", "v6"),
@@ -323,4 +325,23 @@ fn bad_ipv6_requests_are_refused_in_one_line_and_change_nothing() {
         "m",
     ]);
     assert!(err.contains("only on bridge networks"), "{err}");
+}
+
+#[test]
+fn check_reports_ipv6_state_changed_behind_the_daemons_back() {
+    let Some(host) = Host::start() else { return };
+    dual(&host, "v6", "172.28.0.0/16", SUBNET6);
+    host.container("c1", &["--network", "v6"]);
+    let check = host.netd(&["check"]);
+    assert_eq!(check.status, 0, "{}{}", check.stdout, check.stderr);
+    let bridge = network(&host, "v6")["bridge"].as_str().unwrap().to_string();
+    let gone = host.on_host(&["ip", "-6", "neigh", "del", "fd00:28::2", "dev", &bridge]);
+    assert!(gone.ok(), "{gone:?}");
+    let check = host.netd(&["check"]);
+    assert_ne!(check.status, 0);
+    assert!(
+        check.stdout.contains("fd00:28::2") && check.stdout.contains("missing"),
+        "{}",
+        check.stdout
+    );
 }

@@ -7,7 +7,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     fmt,
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::PathBuf,
 };
 
@@ -79,8 +79,8 @@ pub struct Expected {
     pub neighbors: BTreeMap<[u8; 4], Neighbor>,
     /// Published ports: where they lead (by veth name; the backend's ifindex left 0).
     pub ports: BTreeMap<PortKey, (String, Backend)>,
-    /// Addresses pinned on each bridge (by bridge name).
-    pub pinned: BTreeMap<String, BTreeSet<Ipv4Addr>>,
+    /// Addresses pinned on each bridge (by bridge name), of both families.
+    pub pinned: BTreeMap<String, BTreeSet<IpAddr>>,
     /// The daemon's uplinks and whether it hooks a cgroup.
     pub uplinks: Vec<String>,
     pub cgroup_hooks: bool,
@@ -94,6 +94,10 @@ pub struct Expected {
     pub overlay_ports: BTreeMap<[u8; 4], (String, OverlayPort)>,
     /// The host-side veth (by name) of every container address with one.
     pub veths: BTreeMap<[u8; 4], String>,
+    /// The IPv6 ports (by host-side veth; the ifindex left 0) and dual-stack networks, which
+    /// the IPv6 maps must hold.
+    pub ports6: BTreeMap<String, plan::Port6>,
+    pub networks6: Vec<plan::Network6>,
 }
 
 /// What the kernel holds, as [`Daemon::observe`] read it.
@@ -110,8 +114,8 @@ pub struct Observed {
     pub networks: BTreeMap<Ipv4Net, NetworkInfo>,
     pub neighbors: BTreeMap<[u8; 4], Neighbor>,
     pub ports: BTreeMap<PortKey, Backend>,
-    /// Permanent neighbour entries: (device index, address).
-    pub pinned: Vec<(u32, Ipv4Addr)>,
+    /// Permanent neighbour entries of both families: (device index, address).
+    pub pinned: Vec<(u32, IpAddr)>,
     /// The namespace's IPv4 addresses: (device index, address).
     pub addresses: Vec<(u32, Ipv4Addr)>,
     pub local_addrs: BTreeSet<[u8; 4]>,
@@ -121,6 +125,7 @@ pub struct Observed {
     pub remotes: BTreeMap<[u8; 4], Tunnel>,
     pub overlay_ports: BTreeMap<[u8; 4], OverlayPort>,
     pub veths: BTreeMap<[u8; 4], u32>,
+    pub maps6: plan::Maps6,
 }
 
 impl Expected {
@@ -195,6 +200,7 @@ impl Expected {
         for n in state.networks.values() {
             want.add_network_devices(n);
         }
+        want.networks6 = state.networks.values().filter_map(plan::network6).collect();
         for (c, ep) in state.endpoints() {
             let bridge = state
                 .networks
@@ -202,7 +208,10 @@ impl Expected {
                 .and_then(|n| n.bridge().map(String::from));
             let Some(veth) = &ep.host_veth else {
                 if let Some(b) = &bridge {
-                    want.pinned.entry(b.clone()).or_default().insert(ep.ip);
+                    want.pinned
+                        .entry(b.clone())
+                        .or_default()
+                        .insert(ep.ip.into());
                 }
                 continue;
             };
@@ -212,7 +221,16 @@ impl Expected {
                 (b, _) => (b.clone(), b.clone()),
             };
             if let Some(device) = pinned_on {
-                want.pinned.entry(device).or_default().insert(ep.ip);
+                let pins = want.pinned.entry(device).or_default();
+                pins.insert(ep.ip.into());
+                pins.extend(ep.ip6.map(IpAddr::V6));
+            }
+            if let Some(port) = state
+                .networks
+                .get(&ep.network)
+                .and_then(|n| plan::port6(n, ep, 0))
+            {
+                want.ports6.insert(veth.clone(), port);
             }
             want.veths.insert(ep.ip.octets(), veth.clone());
             if let Some(port) = state
@@ -346,6 +364,7 @@ pub fn diff(want: &Expected, seen: &Observed) -> Vec<Difference> {
     out.extend(diff_veths(want, seen));
     out.extend(diff_ports(want, seen));
     out.extend(diff_pinned(want, seen));
+    out.extend(diff_maps6(want, seen));
     out.extend(diff_host(want, seen));
     out.extend(diff_pins(want, seen));
     out.sort();
@@ -687,13 +706,65 @@ fn diff_ports(want: &Expected, seen: &Observed) -> Vec<Difference> {
     )
 }
 
+/// The four IPv6 maps against what the state's IPv6 ports (on the veths the kernel has) and
+/// dual-stack networks imply.
+fn diff_maps6(want: &Expected, seen: &Observed) -> Vec<Difference> {
+    let index: BTreeMap<&str, u32> = seen
+        .links
+        .iter()
+        .map(|l| (l.name.as_str(), l.index))
+        .collect();
+    let ports = want.ports6.iter().filter_map(|(veth, p)| {
+        Some(plan::Port6 {
+            ifindex: *index.get(veth.as_str())?,
+            ..*p
+        })
+    });
+    let desired = plan::maps6(ports, want.networks6.iter().copied());
+    let (w, s) = (&desired, &seen.maps6);
+    let addr = |k: &[u8; 16]| Ipv6Addr::from(*k).to_string();
+    let mut out = diff_entries(
+        maps::ENDPOINTS6,
+        &w.endpoints,
+        &s.endpoints,
+        |k| format!("ifindex {k}"),
+        |v| Ipv6Addr::from(v.addr).to_string(),
+        "no running container has this port",
+    );
+    out.extend(diff_entries(
+        maps::NETWORKS6,
+        &w.networks,
+        &s.networks,
+        |k| k.to_string(),
+        |v| format!("net_id {}", v.net_id),
+        "no network has this subnet",
+    ));
+    out.extend(diff_entries(
+        maps::NEIGHBORS6,
+        &w.neighbors,
+        &s.neighbors,
+        addr,
+        |v| format!("{} net_id {}", format_mac(v.mac), v.net_id),
+        "neither a gateway nor a running container has this address",
+    ));
+    out.extend(diff_entries(
+        maps::VETHS6,
+        &w.veths,
+        &s.veths,
+        addr,
+        |v| format!("ifindex {v}"),
+        "no running container has this address",
+    ));
+    out
+}
+
 fn diff_pinned(want: &Expected, seen: &Observed) -> Vec<Difference> {
     let mut out = vec![];
     for (bridge, ips) in &want.pinned {
         let Some(link) = seen.links.iter().find(|l| &l.name == bridge) else {
             continue; // reported as a missing device
         };
-        let has: BTreeSet<Ipv4Addr> = seen
+        let has: BTreeSet<IpAddr> = seen
             .pinned
             .iter()
             .filter(|(i, _)| *i == link.index)
@@ -963,7 +1034,7 @@ impl Daemon {
             networks: self.dp.networks()?,
             neighbors: self.dp.neighbors()?,
             ports: self.dp.dump(maps::PORTS)?,
-            pinned: self.nl.all_pinned_neighbors().await?,
+            pinned: self.pinned_neighbors().await?,
             addresses: self.nl.ipv4_addresses().await?,
             local_addrs: self
                 .dp
@@ -976,7 +1047,18 @@ impl Daemon {
             remotes: self.dp.remotes()?,
             overlay_ports: self.dp.overlay_ports()?,
             veths: self.dp.veths()?,
+            maps6: self.dp.maps6()?,
         })
+    }
+
+    /// The namespace's permanent neighbour entries of both families.
+    async fn pinned_neighbors(&self) -> OpResult<Vec<(u32, IpAddr)>> {
+        let v4 = self.nl.all_pinned_neighbors().await?.into_iter();
+        let v6 = self.nl.all_pinned_neighbors6().await?.into_iter();
+        Ok(v4
+            .map(|(i, ip)| (i, ip.into()))
+            .chain(v6.map(|(i, ip)| (i, ip.into())))
+            .collect())
     }
 
     /// `netd check`: the state's own problems and every difference from the kernel.
@@ -1123,9 +1205,46 @@ mod tests {
             seen.pinned
                 .extend(ips.iter().map(|ip| (index[bridge], *ip)));
         }
+        let ports6 = want.ports6.iter().map(|(veth, p)| plan::Port6 {
+            ifindex: index[veth],
+            ..*p
+        });
+        seen.maps6 = plan::maps6(ports6, want.networks6.iter().copied());
         seen.map_pins = want.map_pins.clone();
         seen.container_files = want.containers.clone();
         seen
+    }
+
+    #[test]
+    fn a_dual_stack_network_needs_its_ipv6_entries_and_pins() {
+        let mut s = state();
+        s.networks.insert(
+            "v6".into(),
+            crate::state::testing::dual("v6", "172.28.0.0/16", "fd00:28::/64", 7),
+        );
+        let mut c = running("six", &[("v6", "veth6", "172.28.0.2", &[])]);
+        c.endpoints[0].ip6 = Some("fd00:28::2".parse().unwrap());
+        s.containers.insert(c.name.clone(), c);
+        let want = expected(&s);
+        let kernel = kernel_for(&want);
+        assert_eq!(lines(&diff(&want, &kernel)), Vec::<String>::new());
+        assert_eq!(kernel.maps6.veths.len(), 1);
+        let mut stale = kernel.clone();
+        stale.maps6.veths.clear();
+        stale.pinned.retain(|(_, ip)| !ip.is_ipv6());
+        let found = lines(&diff(&want, &stale));
+        assert!(
+            found
+                .iter()
+                .any(|l| l.contains("NETD_VETHS6") && l.contains("fd00:28::2")),
+            "{found:?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|l| l.contains("neighbour") && l.contains("fd00:28::2")),
+            "{found:?}"
+        );
     }
 
     fn lines(differences: &[Difference]) -> Vec<String> {
@@ -1304,7 +1423,7 @@ mod tests {
         let n1 = link(&mut seen, "br-n1").index;
         seen.pinned
             .retain(|(_, ip)| *ip != Ipv4Addr::new(10, 2, 0, 3));
-        seen.pinned.push((n1, Ipv4Addr::new(10, 1, 0, 77)));
+        seen.pinned.push((n1, Ipv4Addr::new(10, 1, 0, 77).into()));
         assert_eq!(
             lines(&diff(&want, &seen)),
             [
