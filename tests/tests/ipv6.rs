@@ -345,3 +345,93 @@ fn check_reports_ipv6_state_changed_behind_the_daemons_back() {
         check.stdout
     );
 }
+
+/// Gives the uplink IPv6 (`fd00:99::/64`, the outside at `::1`, the host at `::2`), the host
+/// an IPv6 default route out of it and the outside a route back to `subnet` through the host:
+/// a routed IPv6 network, as with a global prefix.
+fn route_ipv6_outside(host: &Host, subnet: &str) {
+    for (ok, what) in [
+        (
+            host.outside(&[
+                "ip",
+                "-6",
+                "addr",
+                "add",
+                "fd00:99::1/64",
+                "dev",
+                "outside0",
+                "nodad",
+            ]),
+            "outside address",
+        ),
+        (
+            host.on_host(&[
+                "ip",
+                "-6",
+                "addr",
+                "add",
+                "fd00:99::2/64",
+                "dev",
+                "uplink0",
+                "nodad",
+            ]),
+            "uplink address",
+        ),
+        (
+            host.on_host(&["ip", "-6", "route", "add", "default", "via", "fd00:99::1"]),
+            "host default route",
+        ),
+        (
+            host.outside(&["ip", "-6", "route", "add", subnet, "via", "fd00:99::2"]),
+            "route back",
+        ),
+    ] {
+        assert!(ok.ok(), "{what}: {ok:?}");
+    }
+}
+
+#[test]
+fn ipv6_to_the_outside_is_routed_and_an_internal_network_keeps_it_in() {
+    let Some(host) = Host::start() else { return };
+    dual(&host, "v6", "172.28.0.0/16", SUBNET6);
+    host.ok(&[
+        "network",
+        "create",
+        "--internal",
+        "--ipv6",
+        "--subnet",
+        "172.29.0.0/16",
+        "--subnet",
+        "fd00:29::/64",
+        "inner",
+    ]);
+    route_ipv6_outside(&host, "fd00:28::/64");
+    host.container("c1", &["--network", "v6"]);
+    host.container("i1", &["--network", "inner"]);
+    assert!(
+        ping6(&host, "c1", "fd00:99::1"),
+        "routed out, no translation"
+    );
+    let routes = host.exec("i1", &["busybox", "ip", "-6", "route"]).stdout;
+    assert!(
+        !routes.contains("default"),
+        "no default route on --internal: {routes}"
+    );
+    // The container routes through its gateway itself: the port still keeps it in.
+    let added = host.exec(
+        "i1",
+        &["ip", "-6", "route", "add", "default", "via", "fd00:29::1"],
+    );
+    assert!(added.ok(), "{added:?}");
+    let before = drops(&host, "i1", "internal-network");
+    assert!(!ping6(&host, "i1", "fd00:99::1"), "an --internal network");
+    assert!(
+        drops(&host, "i1", "internal-network") > before,
+        "counted as internal: {}",
+        host.ok(&["stats"])
+    );
+    assert!(
+        ping6(&host, "i1", "fd00:29::1"),
+        "its gateway stays reachable"
+    );
+}

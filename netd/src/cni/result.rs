@@ -1,6 +1,6 @@
 //! The success result of ADD (CNI spec 1.0): the container's interface in its namespace, its
-//! address with the gateway, the default route and netd's DNS server, from the daemon's view of
-//! the container.
+//! address with the gateway and the default route (of each family, on a dual-stack network) and
+//! netd's DNS server, from the daemon's view of the container.
 use std::path::Path;
 
 use serde::Serialize;
@@ -71,13 +71,30 @@ pub fn of(
         ));
     };
     let gateway = ep.gateway.map(|g| g.to_string());
-    let routes = gateway
+    let mut ips = vec![IpConfig {
+        address: format!("{ip}/{}", ep.prefix_len),
+        gateway: gateway.clone(),
+        interface: 0,
+    }];
+    let mut routes: Vec<Route> = gateway
         .iter()
         .map(|gw| Route {
             dst: "0.0.0.0/0".into(),
             gw: Some(gw.clone()),
         })
         .collect();
+    if let Some(ip6) = ep.global_ipv6_address {
+        let gateway6 = ep.ipv6_gateway.map(|g| g.to_string());
+        ips.push(IpConfig {
+            address: format!("{ip6}/{}", ep.global_ipv6_prefix_len),
+            gateway: gateway6.clone(),
+            interface: 0,
+        });
+        routes.extend(gateway6.map(|gw| Route {
+            dst: "::/0".into(),
+            gw: Some(gw),
+        }));
+    }
     Ok(CniResult {
         cni_version: SUPPORTED_VERSIONS[0].into(),
         interfaces: vec![Interface {
@@ -85,11 +102,7 @@ pub fn of(
             mac,
             sandbox: netns.display().to_string(),
         }],
-        ips: vec![IpConfig {
-            address: format!("{ip}/{}", ep.prefix_len),
-            gateway,
-            interface: 0,
-        }],
+        ips,
         routes,
         dns: Dns {
             nameservers: vec![DNS_SERVER.into()],
@@ -148,6 +161,24 @@ mod tests {
                 "routes": [{"dst": "0.0.0.0/0", "gw": "10.89.0.1"}],
                 "dns": {"nameservers": ["127.0.0.11"]}
             })
+        );
+    }
+
+    #[test]
+    fn a_dual_stack_endpoint_has_an_address_and_a_default_route_of_each_family() {
+        let mut v = view();
+        let ep = v.networks.get_mut("front").unwrap();
+        ep.global_ipv6_address = Some("fd00:89::2".parse().unwrap());
+        ep.global_ipv6_prefix_len = 64;
+        ep.ipv6_gateway = Some("fd00:89::1".parse().unwrap());
+        let json = serde_json::to_value(of(&v, "front", "eth0", Path::new("/x")).unwrap()).unwrap();
+        assert_eq!(
+            json["ips"][1],
+            serde_json::json!({"address": "fd00:89::2/64", "gateway": "fd00:89::1", "interface": 0})
+        );
+        assert_eq!(
+            json["routes"],
+            serde_json::json!([{"dst": "0.0.0.0/0", "gw": "10.89.0.1"}, {"dst": "::/0", "gw": "fd00:89::1"}])
         );
     }
 
