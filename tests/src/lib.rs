@@ -255,6 +255,13 @@ impl Host {
         format!("{}o", self.name)
     }
 
+    /// Points the daemon's upstream DNS at `server` instead (the daemon reads its resolv.conf
+    /// per query). Only for a daemon started with `--resolv-conf`, as [`Launch::Nsenter`]'s.
+    pub fn set_upstream(&self, server: &str) {
+        let text = format!("nameserver {server}\n");
+        std::fs::write(self.dir.join("resolv.conf"), text).expect("resolv.conf");
+    }
+
     fn build_namespaces(&self) {
         std::fs::create_dir_all(&self.dir).expect("test dir");
         std::fs::create_dir_all(self.cgroup()).expect("test cgroup");

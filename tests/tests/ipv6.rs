@@ -435,3 +435,27 @@ fn ipv6_to_the_outside_is_routed_and_an_internal_network_keeps_it_in() {
         "its gateway stays reachable"
     );
 }
+
+#[test]
+fn names_outside_are_asked_of_an_upstream_server_over_ipv6() {
+    let Some(host) = Host::start() else { return };
+    dual(&host, "v6", "172.28.0.0/16", SUBNET6);
+    route_ipv6_outside(&host, "fd00:28::/64");
+    let _dns = host.outside_background(&[
+        "dnsmasq",
+        "--no-daemon",
+        "--no-resolv",
+        "--no-hosts",
+        "--bind-interfaces",
+        "--listen-address=fd00:99::1",
+        "--address=/outside.test/10.99.0.77",
+        "--pid-file=",
+    ]);
+    host.set_upstream("fd00:99::1");
+    host.container("c1", &["--network", "v6"]);
+    let answer = netd_tests::answered("10.99.0.77", || {
+        host.exec("c1", &["busybox", "nslookup", "-type=a", "outside.test"])
+            .stdout
+    });
+    assert!(answer.contains("10.99.0.77"), "{answer}");
+}
