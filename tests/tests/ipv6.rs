@@ -459,3 +459,37 @@ fn names_outside_are_asked_of_an_upstream_server_over_ipv6() {
     });
     assert!(answer.contains("10.99.0.77"), "{answer}");
 }
+
+#[test]
+fn network_connect_takes_ip6_and_maps_dump_decodes_the_ipv6_maps() {
+    let Some(host) = Host::start() else { return };
+    dual(&host, "v6", "172.28.0.0/16", SUBNET6);
+    host.container("c1", &[]);
+    host.ok(&["network", "connect", "--ip6", "fd00:28::42", "v6", "c1"]);
+    assert_eq!(ip6(&host, "c1", "v6"), "fd00:28::42");
+    let addrs = host
+        .exec("c1", &["busybox", "ip", "-6", "addr", "show", "eth1"])
+        .stdout;
+    assert!(addrs.contains("fd00:28::42/64"), "{addrs}");
+    let routes = host.exec("c1", &["busybox", "ip", "-6", "route"]).stdout;
+    assert!(
+        !routes.contains("default"),
+        "the default route stays on eth0 (bridge): {routes}"
+    );
+    for (map, shows) in [
+        ("NETD_ENDPOINTS6", "fd00:28::42"),
+        ("NETD_VETHS6", "fd00:28::42"),
+        ("NETD_NEIGHBORS6", "fd00:28::1"),
+        ("NETD_NETWORKS6", SUBNET6),
+    ] {
+        let dump = host.ok(&["maps", "dump", map]);
+        assert!(dump.contains(shows), "{map}: {dump}");
+    }
+    host.ok(&["network", "create", "plain4"]);
+    let err = host.fails(&["network", "connect", "--ip6", "fd00:28::43", "plain4", "c1"]);
+    assert!(err.contains("has no IPv6 subnet"), "{err}");
+    assert!(!host.inspect("c1")["networks"]
+        .as_object()
+        .unwrap()
+        .contains_key("plain4"));
+}
