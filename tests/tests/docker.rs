@@ -240,10 +240,12 @@ fn what_netd_cannot_do_is_refused_through_dockers_error_path() {
         "--ipv6",
         "--subnet",
         "fd00:1::/64",
+        "--subnet",
+        "fd00:2::/64",
         "six",
     ]);
     assert!(!v6.ok());
-    assert!(v6.stderr.contains("IPv4 only"), "{}", v6.stderr);
+    assert!(v6.stderr.contains("one IPv6 subnet"), "{}", v6.stderr);
     netd_network(&host, &docker, "10.96.0.0/24", "front");
     let mac = docker.docker(&[
         "run",
@@ -287,6 +289,63 @@ fn what_netd_cannot_do_is_refused_through_dockers_error_path() {
     assert_eq!(host.ok(&["network", "ls"]), networks_before);
     let docker_networks = docker.ok(&["network", "ls", "--format", "{{.Name}}"]);
     assert!(!docker_networks.contains("bad"), "{docker_networks}");
+}
+
+#[test]
+fn a_dual_stack_docker_network_gives_real_containers_ipv6_through_netd() {
+    let Some(host) = Docker::host(Launch::Nsenter) else {
+        return;
+    };
+    let docker = Docker::start(&host);
+    docker.ok(&[
+        "network",
+        "create",
+        "-d",
+        "netd",
+        "--ipv6",
+        "--subnet",
+        "10.97.0.0/24",
+        "--subnet",
+        "fd00:97::/64",
+        "dual",
+    ]);
+    wait_until("netd's network named dual", Duration::from_secs(10), || {
+        host.ok(&["network", "ls"]).contains(" dual ")
+    });
+    idle(&docker, "one", "dual");
+    idle(&docker, "two", "dual");
+    let ip6 = |name: &str| {
+        let format = "{{(index .NetworkSettings.Networks \"dual\").GlobalIPv6Address}}";
+        docker
+            .ok(&["inspect", name, "--format", format])
+            .trim()
+            .to_string()
+    };
+    let two = ip6("two");
+    assert!(two.starts_with("fd00:97::"), "Docker's IPAM gave it: {two}");
+    let netd_two = netd_container(&host, &docker, "two");
+    assert_eq!(
+        host.inspect(&netd_two)["networks"]["dual"]["global_ipv6_address"],
+        two.as_str(),
+        "netd has the address Docker gave"
+    );
+    let ping = docker.docker(&["exec", "one", "ping", "-6", "-c", "1", "-W", "2", &two]);
+    assert!(ping.ok(), "one reaches two over IPv6: {ping:?}");
+    let gateway = docker.docker(&[
+        "exec",
+        "one",
+        "ping",
+        "-6",
+        "-c",
+        "1",
+        "-W",
+        "2",
+        "fd00:97::1",
+    ]);
+    assert!(
+        gateway.ok(),
+        "and the gateway, its default route: {gateway:?}"
+    );
 }
 
 /// How many networks netd's container for Docker container `name` is on.

@@ -180,9 +180,16 @@ impl Plugin {
                 address.addr()
             )));
         }
+        let address6 = match req.interface.address_ipv6.as_str() {
+            "" => None,
+            text => Some(text.parse::<ipnet::Ipv6Net>().map_err(|_| {
+                PluginError::Invalid(format!("invalid IPv6 address {text:?} for the endpoint"))
+            })?),
+        };
         let endpoint = Endpoint {
             network_id: req.network_id,
             address,
+            address6,
             mac: mac.clone(),
             sandbox: None,
         };
@@ -217,7 +224,7 @@ impl Plugin {
                 network: network.name.clone(),
                 container: name.clone(),
                 ip: Some(endpoint.address.addr()),
-                ip6: None,
+                ip6: endpoint.address6.map(|a| a.addr()),
                 aliases: vec![],
                 ifname: None,
                 handover: Some(handover.clone()),
@@ -229,7 +236,7 @@ impl Plugin {
                 name: name.clone(),
                 network: network.name.clone(),
                 ip: Some(endpoint.address.addr()),
-                ip6: None,
+                ip6: endpoint.address6.map(|a| a.addr()),
                 aliases: vec![],
                 publish: vec![],
                 publish_allow: vec![],
@@ -261,10 +268,12 @@ impl Plugin {
             self.daemon.clone(),
             req.sandbox_key.clone(),
         ));
-        let gateway = if network.internal {
-            String::new()
-        } else {
-            network.gateway.to_string()
+        let (gateway, gateway_ipv6) = match (network.internal, network.ipv6) {
+            (true, _) => (String::new(), String::new()),
+            (false, v6) => (
+                network.gateway.to_string(),
+                v6.map(|v6| v6.gateway.to_string()).unwrap_or_default(),
+            ),
         };
         let join = JoinReply {
             interface_name: InterfaceName {
@@ -272,6 +281,7 @@ impl Plugin {
                 dst_prefix: "eth".into(),
             },
             gateway,
+            gateway_ipv6,
             disable_gateway_service: true,
         };
         Ok(serde_json::to_value(join).expect("serializable"))

@@ -19,6 +19,9 @@ pub struct Endpoint {
     pub network_id: String,
     /// From Docker's IPAM, with the network's prefix length.
     pub address: Ipv4Net,
+    /// Its IPv6 address, on a dual-stack network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address6: Option<ipnet::Ipv6Net>,
     pub mac: String,
     /// The netd container of the sandbox it joined, while joined.
     #[serde(default)]
@@ -95,6 +98,7 @@ mod tests {
         let ep = Endpoint {
             network_id: "n".into(),
             address: "10.11.0.2/24".parse().unwrap(),
+            address6: Some("fd00:11::2/64".parse().unwrap()),
             mac: "02:42:0a:0b:00:02".into(),
             sandbox: None,
         };

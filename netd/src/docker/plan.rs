@@ -3,7 +3,7 @@
 //! the device it hands over, and the port map `docker port` reads back.
 use std::net::{IpAddr, Ipv4Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde_json::Value;
 
 use super::{
@@ -51,46 +51,79 @@ pub fn handover_name(endpoint_id: &str) -> String {
     format!("ndk{}", endpoint_id.chars().take(12).collect::<String>())
 }
 
-/// `docker network create -d netd [--subnet] [--gateway] [--internal] [-o K=V]`, as the netd
-/// bridge network to make. Docker's IPAM chose the pool and the gateway (and keeps
-/// `--ip-range` to itself); netd takes them as given.
+/// `docker network create -d netd [--ipv6] [--subnet]... [--gateway]... [--internal] [-o K=V]`,
+/// as the netd bridge network to make. Docker's IPAM chose the pools and the gateways (and
+/// keeps `--ip-range` to itself); netd takes them as given.
 pub fn network_create(req: &CreateNetwork) -> Result<NetworkCreate, PluginError> {
-    if flag(&req.options, label::ENABLE_IPV6) || !req.ipv6_data.is_empty() {
-        return Err(PluginError::Invalid(
-            "netd networks are IPv4 only for now: leave out --ipv6".into(),
-        ));
-    }
+    let ipv6 = flag(&req.options, label::ENABLE_IPV6) || !req.ipv6_data.is_empty();
+    let (subnet6, gateway6) = match req.ipv6_data.as_slice() {
+        [] => (None, None),
+        [pool] => {
+            let (subnet, gateway) = pool_of::<Ipv6Net>(pool)?;
+            (Some(subnet), gateway)
+        }
+        more => {
+            return Err(PluginError::Invalid(format!(
+                "a netd network has one IPv6 subnet, not {}",
+                more.len()
+            )))
+        }
+    };
     let [pool] = req.ipv4_data.as_slice() else {
         return Err(PluginError::Invalid(format!(
             "a netd network has one IPv4 subnet, not {}",
             req.ipv4_data.len()
         )));
     };
-    let subnet: Ipv4Net = pool
-        .pool
-        .parse()
-        .map_err(|_| PluginError::Invalid(format!("invalid pool {:?}", pool.pool)))?;
-    let gateway = match pool.gateway.split('/').next().filter(|g| !g.is_empty()) {
-        None => None,
-        Some(g) => Some(
-            g.parse::<Ipv4Addr>()
-                .map_err(|_| PluginError::Invalid(format!("invalid gateway {:?}", pool.gateway)))?,
-        ),
-    };
+    let (subnet, gateway) = pool_of::<Ipv4Net>(pool)?;
     Ok(NetworkCreate {
         name: network_name(&req.network_id),
         driver: "bridge".into(),
         subnet: Some(subnet),
         gateway,
         ip_range: None,
-        ipv6: false,
-        subnet6: None,
-        gateway6: None,
+        ipv6,
+        subnet6,
+        gateway6,
         ip_range6: None,
         internal: flag(&req.options, label::INTERNAL),
         options: generic_options(&req.options)?,
         id: Some(req.network_id.clone()),
     })
+}
+
+/// A pool Docker's IPAM gave (`Pool` a CIDR of `N`'s family, `Gateway` `ADDRESS/PREFIX` or
+/// empty), as the subnet and the gateway's address.
+fn pool_of<N>(pool: &super::wire::IpamData) -> Result<(N, Option<N::Addr>), PluginError>
+where
+    N: std::str::FromStr + Family,
+    N::Addr: std::str::FromStr,
+{
+    let subnet: N = pool
+        .pool
+        .parse()
+        .map_err(|_| PluginError::Invalid(format!("invalid pool {:?}", pool.pool)))?;
+    let gateway = match pool.gateway.split('/').next().filter(|g| !g.is_empty()) {
+        None => None,
+        Some(g) => Some(
+            g.parse::<N::Addr>()
+                .map_err(|_| PluginError::Invalid(format!("invalid gateway {:?}", pool.gateway)))?,
+        ),
+    };
+    Ok((subnet, gateway))
+}
+
+/// A subnet type and its address type.
+trait Family {
+    type Addr;
+}
+
+impl Family for Ipv4Net {
+    type Addr = Ipv4Addr;
+}
+
+impl Family for Ipv6Net {
+    type Addr = std::net::Ipv6Addr;
 }
 
 fn flag(options: &Options, key: &str) -> bool {
@@ -219,12 +252,25 @@ mod tests {
     }
 
     #[test]
-    fn ipv6_and_several_pools_are_refused() {
+    fn an_ipv6_network_takes_dockers_ipv6_pool_and_gateway() {
         let v6 = format!(
             r#"{{"NetworkID":"{ID}","Options":{{"com.docker.network.enable_ipv6":true}},
-            "IPv4Data":[{{"Pool":"10.1.0.0/24"}}]}}"#
+            "IPv4Data":[{{"Pool":"10.1.0.0/24"}}],
+            "IPv6Data":[{{"Pool":"fd00:1::/64","Gateway":"fd00:1::1/64"}}]}}"#
         );
-        assert!(create(&v6).unwrap_err().to_string().contains("IPv4 only"));
+        let net = create(&v6).unwrap();
+        assert!(net.ipv6);
+        assert_eq!(net.subnet6, Some("fd00:1::/64".parse().unwrap()));
+        assert_eq!(net.gateway6, Some("fd00:1::1".parse().unwrap()));
+        let bad = v6.replace("fd00:1::/64", "fd00:1::/xx");
+        assert!(create(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("invalid pool"));
+    }
+
+    #[test]
+    fn several_pools_of_a_family_are_refused() {
         let two = format!(
             r#"{{"NetworkID":"{ID}","IPv4Data":[{{"Pool":"10.1.0.0/24"}},{{"Pool":"10.2.0.0/24"}}]}}"#
         );
@@ -232,6 +278,14 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("one IPv4 subnet"));
+        let two6 = format!(
+            r#"{{"NetworkID":"{ID}","IPv4Data":[{{"Pool":"10.1.0.0/24"}}],
+            "IPv6Data":[{{"Pool":"fd00:1::/64"}},{{"Pool":"fd00:2::/64"}}]}}"#
+        );
+        assert!(create(&two6)
+            .unwrap_err()
+            .to_string()
+            .contains("one IPv6 subnet"));
     }
 
     #[test]

@@ -124,6 +124,9 @@ pub struct JoinReply {
     /// The default route's gateway; empty on an internal network.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub gateway: String,
+    /// The IPv6 default route's gateway, on a dual-stack network that is not internal.
+    #[serde(rename = "GatewayIPv6", skip_serializing_if = "String::is_empty")]
+    pub gateway_ipv6: String,
     /// No `docker_gwbridge`: netd's network is the container's way out.
     pub disable_gateway_service: bool,
 }
