@@ -205,3 +205,35 @@ fn podman_run_while_the_daemon_is_down_fails_clearly_and_rm_is_caught_up_on_retu
     idle(&podman, "early", "front");
     assert!(listed(&host, "early").is_some());
 }
+
+#[test]
+fn podman_containers_on_a_dual_stack_netd_network_get_ipv6_from_the_cni_result() {
+    let Some(host) = Host::start() else { return };
+    host.ok(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        "10.92.0.0/24",
+        "--subnet",
+        "fd00:92::/64",
+        "dual",
+    ]);
+    host.container("peer", &["--network", "dual"]);
+    let podman = Podman::new(&host, &["dual"]);
+    idle(&podman, "p1", "dual");
+    let format = "{{(index .NetworkSettings.Networks \"dual\").GlobalIPv6Address}}";
+    let shown = podman.ok(&["inspect", "p1", "--format", format]);
+    assert_eq!(
+        shown.trim(),
+        "fd00:92::3",
+        "podman read it from the CNI result"
+    );
+    let ping = podman.exec("p1", "ping -6 -c 1 -W 2 fd00:92::2");
+    assert!(ping.ok(), "p1 reaches peer over IPv6: {ping:?}");
+    let back = host.exec(
+        "peer",
+        &["busybox", "ping", "-6", "-c", "1", "-W", "2", "fd00:92::3"],
+    );
+    assert!(back.ok(), "and back: {back:?}");
+}
