@@ -2,7 +2,7 @@
 //! addresses, routes and names in containers, the IPv6 neighbour discovery answered at the
 //! port, isolation and anti-spoofing for IPv6 as for IPv4, and every bad input refused in one
 //! line without a trace.
-use netd_tests::Host;
+use netd_tests::{Host, Launch};
 use serde_json::Value;
 
 const SUBNET6: &str = "fd00:28::/64";
@@ -198,9 +198,16 @@ fn containers_resolve_each_other_to_both_families_on_a_dual_stack_network() {
     assert!(ptr.contains("web"), "ip6.arpa: {ptr}");
 }
 
+/// Under `nsenter` and under `ip netns exec` (a mount namespace and `/sys` of its own).
 #[test]
 fn a_dual_stack_network_keeps_working_across_a_daemon_restart() {
-    let Some(mut host) = Host::start() else {
+    for launch in [Launch::Nsenter, Launch::IpNetnsExec] {
+        keeps_working_across_a_restart(launch);
+    }
+}
+
+fn keeps_working_across_a_restart(launch: Launch) {
+    let Some(mut host) = Host::start_with(launch, &[]) else {
         return;
     };
     dual(&host, "v6", "172.28.0.0/16", SUBNET6);
