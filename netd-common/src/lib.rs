@@ -485,6 +485,31 @@ pub const EVENT_PROTO_ARP: u8 = 0xfe;
 /// Event kinds.
 pub const EVENT_DROP: u8 = 1;
 pub const EVENT_FLOW: u8 = 2;
+/// A dropped IPv6 packet: an [`Event6`], not an [`Event`] (the kind sits at the same offset in
+/// both, so a reader tells them apart by it).
+pub const EVENT_DROP6: u8 = 3;
+
+/// A dropped IPv6 packet (kind [`EVENT_DROP6`]): its addresses and, for TCP and UDP right
+/// after the IPv6 header, its ports (network order); `proto` its next header.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Event6 {
+    pub ts_ns: u64,
+    pub ifindex: u32,
+    pub kind: u8,
+    pub reason: u8,
+    pub proto: u8,
+    pub _pad: u8,
+    /// Source and destination.
+    pub addrs: [[u8; 16]; 2],
+    pub ports_be: [u16; 2],
+    pub _pad2: [u8; 4],
+}
+const _: () = assert!(size_of::<Event6>() == 56);
+/// Where the kind is in an [`Event`] and an [`Event6`].
+pub const EVENT_KIND_OFFSET: usize = 12;
+const _: () = assert!(core::mem::offset_of!(Event, kind) == EVENT_KIND_OFFSET);
+const _: () = assert!(core::mem::offset_of!(Event6, kind) == EVENT_KIND_OFFSET);
 
 /// A 4-tuple in network byte order (ports 0 when there are none).
 #[repr(C)]

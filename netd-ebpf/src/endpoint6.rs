@@ -37,8 +37,21 @@ use crate::{maps, nat, ndp, parse, policy};
 pub fn netd_endpoint6(ctx: TcContext) -> i32 {
     match checked(&ctx) {
         Ok(action) => action,
-        Err(reason) => nat::drop(&ctx, reason),
+        Err(reason) => drop(&ctx, reason),
     }
+}
+
+/// Drops the packet for `reason`: counted, and reported with its IPv6 addresses.
+#[inline(always)]
+pub fn drop(ctx: &TcContext, reason: DropReason) -> i32 {
+    if parse::is_probe(ctx) {
+        maps::note_probe_drop(reason);
+    } else {
+        let ifindex = nat::ifindex(ctx);
+        maps::count_drop(ifindex, reason);
+        crate::events::dropped6(ctx, ifindex, reason);
+    }
+    aya_ebpf::bindings::TC_ACT_SHOT
 }
 
 /// The port's endpoint and its MAC, as the IPv4 path checks them, then the IPv6 checks.

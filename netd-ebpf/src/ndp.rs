@@ -110,7 +110,7 @@ fn lladdr_ok(ctx: &TcContext, ep: &Endpoint, l4_off: usize, kind: u8) -> Result<
 fn answer(ctx: &TcContext, by: &Neighbor, to_mac: &[u8; 6]) -> i32 {
     match try_answer(ctx, by, to_mac) {
         Ok(action) => action,
-        Err(()) => nat::drop(ctx, DropReason::Malformed),
+        Err(()) => crate::endpoint6::drop(ctx, DropReason::Malformed),
     }
 }
 

@@ -500,3 +500,59 @@ fn network_connect_takes_ip6_and_maps_dump_decodes_the_ipv6_maps() {
         .unwrap()
         .contains_key("plain4"));
 }
+
+#[test]
+fn monitor_shows_a_dropped_ipv6_packet_with_its_addresses() {
+    let Some(host) = Host::start() else { return };
+    dual(&host, "blue", "172.28.0.0/16", SUBNET6);
+    dual(&host, "red", "172.29.0.0/16", "fd00:29::/64");
+    host.container("c1", &["--network", "blue"]);
+    host.container("r1", &["--network", "red"]);
+    let mut monitor = std::process::Command::new(netd_tests::netd_bin())
+        .arg("--socket")
+        .arg(host.socket())
+        .args(["monitor", "--drops", "--format", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("monitor");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stdout = monitor.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut seen = vec![];
+    // The monitor may subscribe after the first packets: ask again until one is reported.
+    netd_tests::wait_until(
+        "a reported IPv6 drop",
+        std::time::Duration::from_secs(10),
+        || {
+            host.exec(
+                "c1",
+                &["busybox", "ping", "-6", "-c", "1", "-W", "1", "fd00:29::2"],
+            );
+            seen.extend(rx.try_iter().filter(|l| !l.is_empty()));
+            seen.iter().any(|l| l.contains("isolation"))
+        },
+    );
+    monitor.kill().unwrap();
+    let event: Value = seen
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|e| e["reason"] == "isolation")
+        .unwrap();
+    assert_eq!(event["container"], "c1", "{event}");
+    assert_eq!(event["proto"], "icmpv6", "{event}");
+    assert_eq!(
+        event["before"], "[fd00:28::2]:0 -> [fd00:29::2]:0",
+        "{event}"
+    );
+}

@@ -11,7 +11,7 @@ use tokio::{
 };
 
 use aya::maps::{MapData, RingBuf};
-use netd_common::{Event, CONFIG_EVENTS, EVENTS_DROPS, EVENTS_FLOWS};
+use netd_common::{CONFIG_EVENTS, EVENTS_DROPS, EVENTS_FLOWS};
 use tokio::{io::unix::AsyncFd, sync::broadcast};
 
 use super::{maps::monotonic_ns, observe, Daemon};
@@ -23,7 +23,7 @@ use crate::{
 /// The daemon and the events the datapath reports.
 struct Shared {
     daemon: Arc<Mutex<Daemon>>,
-    events: broadcast::Sender<Event>,
+    events: broadcast::Sender<observe::RingEvent>,
 }
 
 /// How often a monitor connection is checked for a client that went away.
@@ -92,7 +92,7 @@ pub async fn serve(
     metrics: Option<std::net::SocketAddr>,
     docker: Option<super::docker::Serve>,
 ) -> anyhow::Result<()> {
-    let (events, _) = broadcast::channel::<Event>(4096);
+    let (events, _) = broadcast::channel::<observe::RingEvent>(4096);
     let ring = daemon
         .dp
         .take_events()
@@ -195,7 +195,7 @@ async fn serve_one(mut stream: UnixStream, shared: Arc<Shared>) -> anyhow::Resul
 }
 
 /// Moves events from the ring buffer to every monitor.
-async fn read_events(ring: RingBuf<MapData>, tx: broadcast::Sender<Event>) {
+async fn read_events(ring: RingBuf<MapData>, tx: broadcast::Sender<observe::RingEvent>) {
     // SAFETY: the ring buffer owns its fd for as long as the AsyncFd lives, and nothing else
     // closes it.
     let Ok(mut fd) = (unsafe { AsyncFd::register(ring) }) else {
@@ -207,9 +207,7 @@ async fn read_events(ring: RingBuf<MapData>, tx: broadcast::Sender<Event>) {
         };
         let ring = guard.get_inner_mut();
         while let Some(item) = ring.next() {
-            if item.len() >= std::mem::size_of::<Event>() {
-                // SAFETY: the programs write whole `Event`s; read_unaligned copes with any alignment.
-                let event = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<Event>()) };
+            if let Some(event) = observe::RingEvent::decode(&item) {
                 // Nobody listening is fine: the programs only write while someone is.
                 let _ = tx.send(event);
             }
@@ -258,7 +256,7 @@ async fn monitor(
 async fn stream_events(
     stream: &mut UnixStream,
     shared: &Shared,
-    rx: &mut broadcast::Receiver<Event>,
+    rx: &mut broadcast::Receiver<observe::RingEvent>,
     container: Option<&str>,
     port: Option<u16>,
     drops_only: bool,
