@@ -544,6 +544,7 @@ fn monitor_shows_a_dropped_ipv6_packet_with_its_addresses() {
         },
     );
     monitor.kill().unwrap();
+    monitor.wait().unwrap();
     let event: Value = seen
         .iter()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
