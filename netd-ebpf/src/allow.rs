@@ -10,7 +10,7 @@
 //! ([`DropReason::PublishPolicy`], with the client's address in `netd monitor`).
 use aya_ebpf::{
     bindings::TC_ACT_SHOT,
-    helpers::{bpf_redirect, bpf_skb_change_tail, bpf_skb_load_bytes},
+    helpers::{bpf_redirect, bpf_skb_change_tail},
     macros::map,
     maps::{lpm_trie::Key, PerCpuArray},
     programs::TcContext,
@@ -25,7 +25,7 @@ use netd_common::{
 use crate::{
     maps::NETD_PUBLISH_POLICY,
     nat,
-    parse::{Flow, IP_OFF},
+    parse::{load_into, Flow, IP_OFF},
 };
 
 /// The TCP RST flag.
@@ -95,8 +95,8 @@ fn try_answer(ctx: &TcContext, proto: u8, tcp_flags: u8, l4_off: usize) -> Resul
     let scratch = NETD_POLICY_SCRATCH.get_ptr_mut(0).ok_or(())?;
     // SAFETY: this CPU's own slot, for this program run.
     let s = unsafe { &mut *scratch };
-    load(ctx, 0, &mut s.macs)?;
-    load(ctx, IP_OFF, &mut s.quote)?;
+    load_into(ctx, 0, &mut s.macs)?;
+    load_into(ctx, IP_OFF, &mut s.quote)?;
     match proto {
         IPPROTO_TCP if tcp_flags & TCP_RST == 0 => reset(ctx, l4_off, s)?,
         IPPROTO_UDP => port_unreachable(ctx, s)?,
@@ -115,7 +115,7 @@ fn try_answer(ctx: &TcContext, proto: u8, tcp_flags: u8, l4_off: usize) -> Resul
 /// The segment becomes the reset that answers it (`s.quote` holds its IPv4 header).
 #[inline(always)]
 fn reset(ctx: &TcContext, l4_off: usize, s: &mut Scratch) -> Result<(), ()> {
-    load(ctx, l4_off, &mut s.tcp)?;
+    load_into(ctx, l4_off, &mut s.tcp)?;
     let (q, t) = (&s.quote, &s.tcp);
     let [_, _, l0, l1] = q[0].to_ne_bytes();
     let [doff, flags, _, _] = t[3].to_ne_bytes();
@@ -146,24 +146,6 @@ fn port_unreachable(ctx: &TcContext, s: &mut Scratch) -> Result<(), ()> {
     }
     wire::port_unreachable_words(&s.quote, &mut s.reply);
     rewrite::<ICMP_ERROR_LEN>(ctx, &s.reply)
-}
-
-/// Copies the packet's bytes at `off` into `to`, all of them or fails.
-#[inline(always)]
-fn load<T>(ctx: &TcContext, off: usize, to: &mut T) -> Result<(), ()> {
-    // SAFETY: our own skb, and `size_of::<T>()` bytes of map memory at `to`.
-    let ret = unsafe {
-        bpf_skb_load_bytes(
-            ctx.skb.skb.cast(),
-            off as u32,
-            core::ptr::from_mut(to).cast(),
-            size_of::<T>() as u32,
-        )
-    };
-    match ret {
-        0 => Ok(()),
-        _ => Err(()),
-    }
 }
 
 /// The packet after its Ethernet header replaced by the first `N` bytes of `reply`, trimmed
