@@ -702,42 +702,43 @@ impl Datapath {
         self.apply(maps::NEIGHBORS, diff)
     }
 
-    fn networks_mut(
-        &mut self,
-    ) -> Result<LpmTrie<&mut MapData, [u8; 4], NetworkInfo>, DatapathError> {
-        let map = self
-            .ebpf
-            .map_mut(maps::NETWORKS)
-            .ok_or(DatapathError::Missing(maps::NETWORKS))?;
-        LpmTrie::try_from(map).map_err(map_err(maps::NETWORKS))
-    }
-
     /// The subnet entries as they are in the kernel.
     pub fn networks(&self) -> Result<BTreeMap<Ipv4Net, NetworkInfo>, DatapathError> {
-        let map = self
-            .ebpf
-            .map(maps::NETWORKS)
-            .ok_or(DatapathError::Missing(maps::NETWORKS))?;
-        let map: LpmTrie<&MapData, [u8; 4], NetworkInfo> =
-            LpmTrie::try_from(map).map_err(map_err(maps::NETWORKS))?;
-        map.iter()
-            .map(|r| r.map(|(k, v)| (subnet_of(&k), v)))
-            .collect::<Result<_, _>>()
-            .map_err(map_err(maps::NETWORKS))
+        self.subnets()
     }
 
-    /// Overwrites or removes subnet entries.
+    /// Overwrites or removes subnet entries; a subnet already gone is no error.
     pub fn apply_networks(
         &mut self,
         diff: plan::MapDiff<Ipv4Net, NetworkInfo>,
     ) -> Result<(), DatapathError> {
-        let mut map = self.networks_mut()?;
+        self.apply_subnets(diff)
+    }
+
+    /// The entries of the subnet trie of `S`'s family.
+    fn subnets<S: Subnet>(&self) -> Result<BTreeMap<S, NetworkInfo>, DatapathError> {
+        let map: LpmTrie<&MapData, S::Bytes, NetworkInfo> = self.typed(S::MAP)?;
+        map.iter()
+            .map(|r| r.map(|(k, v)| (S::of(&k), v)))
+            .collect::<Result<_, _>>()
+            .map_err(map_err(S::MAP))
+    }
+
+    /// Writes, then deletes, entries of the subnet trie of `S`'s family; a subnet already gone
+    /// is no error.
+    fn apply_subnets<S: Subnet>(
+        &mut self,
+        diff: plan::MapDiff<S, NetworkInfo>,
+    ) -> Result<(), DatapathError> {
+        let mut map: LpmTrie<&mut MapData, S::Bytes, NetworkInfo> = self.typed_mut(S::MAP)?;
         for (k, v) in diff.upsert {
-            map.insert(&key_of(k), v, 0)
-                .map_err(map_err(maps::NETWORKS))?;
+            map.insert(&k.key(), v, 0).map_err(map_err(S::MAP))?;
         }
         for k in diff.remove {
-            map.remove(&key_of(k)).map_err(map_err(maps::NETWORKS))?;
+            match map.remove(&k.key()) {
+                Ok(()) | Err(MapError::KeyNotFound) => {}
+                Err(e) => return Err(map_err(S::MAP)(e)),
+            }
         }
         Ok(())
     }
@@ -762,13 +763,10 @@ impl Datapath {
     /// Removes what [`Self::record_network`] wrote; entries already gone are no error. Tries
     /// both and returns every error.
     pub fn forget_network(&mut self, subnet: Ipv4Net, gateway: Ipv4Addr) -> Vec<DatapathError> {
-        let trie = match self.networks_mut() {
-            Ok(mut map) => match map.remove(&key_of(subnet)) {
-                Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
-                Err(e) => Err(map_err(maps::NETWORKS)(e)),
-            },
-            Err(e) => Err(e),
-        };
+        let trie = self.apply_subnets(plan::MapDiff {
+            upsert: vec![],
+            remove: vec![subnet],
+        });
         let neighbors = self.apply_neighbors(plan::MapDiff {
             upsert: vec![],
             remove: vec![gateway.octets()],
@@ -909,11 +907,7 @@ impl Datapath {
 
     /// The IPv6 subnet entries as they are in the kernel.
     pub fn networks6(&self) -> Result<BTreeMap<Ipv6Net, NetworkInfo>, DatapathError> {
-        let map: LpmTrie<&MapData, [u8; 16], NetworkInfo> = self.typed(maps::NETWORKS6)?;
-        map.iter()
-            .map(|r| r.map(|(k, v)| (subnet6_of(&k), v)))
-            .collect::<Result<_, _>>()
-            .map_err(map_err(maps::NETWORKS6))
+        self.subnets()
     }
 
     /// Writes and deletes IPv6 subnet entries; a subnet already gone is no error.
@@ -921,19 +915,7 @@ impl Datapath {
         &mut self,
         diff: plan::MapDiff<Ipv6Net, NetworkInfo>,
     ) -> Result<(), DatapathError> {
-        let mut map: LpmTrie<&mut MapData, [u8; 16], NetworkInfo> =
-            self.typed_mut(maps::NETWORKS6)?;
-        for (k, v) in diff.upsert {
-            map.insert(&key6_of(k), v, 0)
-                .map_err(map_err(maps::NETWORKS6))?;
-        }
-        for k in diff.remove {
-            match map.remove(&key6_of(k)) {
-                Ok(()) | Err(MapError::KeyNotFound) => {}
-                Err(e) => return Err(map_err(maps::NETWORKS6)(e)),
-            }
-        }
-        Ok(())
+        self.apply_subnets(diff)
     }
 
     /// The four IPv6 maps as they are in the kernel.
@@ -1210,20 +1192,36 @@ fn tc_program<'a>(
         .map_err(|source| DatapathError::Program { name, source })
 }
 
-fn key_of(subnet: Ipv4Net) -> Key<[u8; 4]> {
-    Key::new(subnet.prefix_len().into(), subnet.network().octets())
+/// A subnet of one family as its trie keys it.
+trait Subnet: Copy + Ord {
+    /// The address bytes, network order.
+    type Bytes: aya::Pod;
+    /// The family's subnet trie.
+    const MAP: &'static str;
+    fn key(self) -> Key<Self::Bytes>;
+    fn of(key: &Key<Self::Bytes>) -> Self;
 }
 
-fn subnet_of(key: &Key<[u8; 4]>) -> Ipv4Net {
-    Ipv4Net::new(key.data().into(), key.prefix_len() as u8).unwrap_or_default()
+impl Subnet for Ipv4Net {
+    type Bytes = [u8; 4];
+    const MAP: &'static str = maps::NETWORKS;
+    fn key(self) -> Key<[u8; 4]> {
+        Key::new(self.prefix_len().into(), self.network().octets())
+    }
+    fn of(key: &Key<[u8; 4]>) -> Self {
+        Ipv4Net::new(key.data().into(), key.prefix_len() as u8).unwrap_or_default()
+    }
 }
 
-fn key6_of(subnet: Ipv6Net) -> Key<[u8; 16]> {
-    Key::new(subnet.prefix_len().into(), subnet.network().octets())
-}
-
-fn subnet6_of(key: &Key<[u8; 16]>) -> Ipv6Net {
-    Ipv6Net::new(key.data().into(), key.prefix_len() as u8).unwrap_or_default()
+impl Subnet for Ipv6Net {
+    type Bytes = [u8; 16];
+    const MAP: &'static str = maps::NETWORKS6;
+    fn key(self) -> Key<[u8; 16]> {
+        Key::new(self.prefix_len().into(), self.network().octets())
+    }
+    fn of(key: &Key<[u8; 16]>) -> Self {
+        Ipv6Net::new(key.data().into(), key.prefix_len() as u8).unwrap_or_default()
+    }
 }
 
 /// Refuses to reuse pinned maps whose shape differs from this binary's programs (an older or
