@@ -4,9 +4,10 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use netd_common::{
-    maps, Backend, MacvlanKey, PolicyScope, PortKey, Uplink, VlanPort, IPPROTO_ICMP, IPPROTO_TCP,
-    IPPROTO_UDP, NAT_FLAG_REPLY, NAT_KIND_DNAT, NAT_KIND_HAIRPIN, NAT_KIND_SNAT, POLICY_ALLOW,
-    POLICY_DENY, TCP_SEEN_ACK, TCP_SEEN_FIN, TCP_SEEN_RST, ZONE_UPLINK_IN, ZONE_UPLINK_OUT,
+    maps, Backend, MacvlanKey, NetworkInfo, PolicyScope, PortKey, Uplink, VlanPort, IPPROTO_ICMP,
+    IPPROTO_TCP, IPPROTO_UDP, NAT_FLAG_REPLY, NAT_KIND_DNAT, NAT_KIND_HAIRPIN, NAT_KIND_SNAT,
+    POLICY_ALLOW, POLICY_DENY, TCP_SEEN_ACK, TCP_SEEN_FIN, TCP_SEEN_RST, ZONE_UPLINK_IN,
+    ZONE_UPLINK_OUT,
 };
 
 use super::{error::OpError, error::OpResult, Daemon};
@@ -414,15 +415,18 @@ impl Daemon {
     }
 
     fn networks_view(&self) -> OpResult<MapView> {
-        let names = self
-            .state
-            .networks
-            .values()
-            .map(|n| (n.net_id, n.name.as_str()))
-            .collect::<BTreeMap<_, _>>();
-        let rows = self
-            .dp
-            .networks()?
+        let entries = self.dp.networks()?;
+        Ok(self.subnets_view(maps::NETWORKS, entries))
+    }
+
+    /// A subnet trie's entries of either family, with the network each belongs to.
+    fn subnets_view<S: std::fmt::Display>(
+        &self,
+        map: &str,
+        entries: BTreeMap<S, NetworkInfo>,
+    ) -> MapView {
+        let names = self.network_names();
+        let rows = entries
             .into_iter()
             .map(|(subnet, info)| {
                 vec![
@@ -432,7 +436,7 @@ impl Daemon {
                 ]
             })
             .collect();
-        Ok(self.view(maps::NETWORKS, &["subnet", "net_id", "network"], rows))
+        self.view(map, &["subnet", "net_id", "network"], rows)
     }
 
     /// Who answers ARP for each address: a container (by name) or a network's gateway.
@@ -526,20 +530,8 @@ impl Daemon {
     }
 
     fn networks6_view(&self) -> OpResult<MapView> {
-        let names = self.network_names();
-        let rows = self
-            .dp
-            .networks6()?
-            .into_iter()
-            .map(|(subnet, info)| {
-                vec![
-                    subnet.to_string(),
-                    info.net_id.to_string(),
-                    names.get(&info.net_id).copied().unwrap_or("?").into(),
-                ]
-            })
-            .collect();
-        Ok(self.view(maps::NETWORKS6, &["subnet", "net_id", "network"], rows))
+        let entries = self.dp.networks6()?;
+        Ok(self.subnets_view(maps::NETWORKS6, entries))
     }
 
     /// Who answers neighbour solicitations for each IPv6 address: a container (the port the
